@@ -1,0 +1,1 @@
+//! Benchmark support for Tidewire (criterion benches live in `benches/`).

@@ -1,0 +1,18 @@
+//! # Tidewire
+//!
+//! An embeddable realtime core: it speaks the Socket.IO v5 / Engine.IO v4
+//! protocol so that unmodified socket.io clients connect to it, and manages
+//! namespaces, sockets, events and acknowledgements.
+//!
+//! * [`protocol`] holds the pure codecs (no I/O): Engine.IO packets and
+//!   polling payloads, Socket.IO packets with binary attachments, and the
+//!   msgpack parser.
+//! * [`transport`] (feature `server`) serves Engine.IO sessions over HTTP
+//!   long-polling and WebSocket, and can be used on its own like npm
+//!   `engine.io`.
+//! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
+
+pub mod protocol;
+
+/// The version of this crate.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

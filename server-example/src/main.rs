@@ -1,0 +1,2 @@
+//! The Tidewire reference server.
+fn main() {}
