@@ -1,1 +1,9 @@
 //! Engine.IO v4 and Socket.IO v5 codecs. Pure: no I/O, no clocks.
+//!
+//! * [`engine`]: Engine.IO packets, WebSocket frames and long-polling payloads.
+//! * [`socketio`]: Socket.IO packets and the default JSON parser with binary
+//!   attachments.
+//! * `msgpack` (feature `msgpack`): the parser of npm `socket.io-msgpack-parser`.
+
+pub mod engine;
+pub mod socketio;
