@@ -16,3 +16,6 @@ pub mod protocol;
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod engine;
+#[cfg(feature = "server")]
+pub mod transport;

@@ -1,0 +1,341 @@
+//! One Engine.IO session: outbound queue, heartbeat, upgrade state, close.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{CloseReason, Connection, EngineConfig, EngineInner};
+use crate::protocol::engine::{Encoded, Frame, Packet};
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+/// Why a message could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+    /// The outbound queue is full (the session has been closed as a slow
+    /// consumer, unless the send was volatile).
+    #[error("outbound queue full")]
+    Full,
+}
+
+/// A handle on one Engine.IO session. Cheap to clone.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("sid", &self.inner.sid).field("closed", &self.is_closed()).finish()
+    }
+}
+
+struct Inner {
+    sid: Arc<str>,
+    engine: Weak<EngineInner>,
+    max_buffered: usize,
+    state: Mutex<State>,
+    outbound: Mutex<VecDeque<Encoded>>,
+    /// Woken when packets are queued, the upgrade starts, or the session closes.
+    writable: Notify,
+    pong: Notify,
+    closed: CancellationToken,
+    closing: AtomicBool,
+    reason: Mutex<Option<CloseReason>>,
+    conn: Mutex<ConnSlot>,
+}
+
+enum ConnSlot {
+    Pending,
+    Attached(Box<dyn Connection>),
+    Done,
+}
+
+#[derive(Debug)]
+struct State {
+    transport: TransportKind,
+    upgrading: bool,
+    get_active: bool,
+    post_active: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// 15 random bytes, base64url: 20 unguessable characters, like socket.io.
+fn new_sid() -> Arc<str> {
+    let mut bytes = [0u8; 15];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes).into()
+}
+
+impl Session {
+    pub(super) fn new(engine: Weak<EngineInner>, config: &EngineConfig, transport: TransportKind) -> Session {
+        Session {
+            inner: Arc::new(Inner {
+                sid: new_sid(),
+                engine,
+                max_buffered: config.max_buffered_packets,
+                state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),
+                outbound: Mutex::new(VecDeque::new()),
+                writable: Notify::new(),
+                pong: Notify::new(),
+                closed: CancellationToken::new(),
+                closing: AtomicBool::new(false),
+                reason: Mutex::new(None),
+                conn: Mutex::new(ConnSlot::Pending),
+            }),
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.inner.sid
+    }
+
+    pub(super) fn sid_arc(&self) -> Arc<str> {
+        self.inner.sid.clone()
+    }
+
+    /// Whether the session has closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        lock(&self.inner.reason).clone()
+    }
+
+    /// Completes when the session closes.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await;
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> TransportKind {
+        lock(&self.inner.state).transport
+    }
+
+    /// Queues an application message.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the session closed; [`SendError::Full`]
+    /// when the queue is full, and the session is then closed as a slow
+    /// consumer.
+    pub fn send_frame(&self, frame: Frame) -> Result<(), SendError> {
+        self.send(std::iter::once(Packet::Message(frame).encode()))
+    }
+
+    /// Queues encoded packets as one unit (a Socket.IO packet and its
+    /// attachments stay together).
+    ///
+    /// # Errors
+    /// As [`send_frame`](Self::send_frame).
+    pub fn send(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
+        match self.push(packets, false) {
+            Err(SendError::Full) => {
+                self.close(CloseReason::SlowConsumer);
+                Err(SendError::Full)
+            }
+            r => r,
+        }
+    }
+
+    /// Queues encoded packets unless the queue is full, in which case they
+    /// are dropped and the session stays open (volatile messages).
+    ///
+    /// # Errors
+    /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
+    pub fn send_volatile(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
+        self.push(packets, true)
+    }
+
+    fn push(&self, packets: impl IntoIterator<Item = Encoded>, _volatile: bool) -> Result<(), SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        {
+            let mut q = lock(&self.inner.outbound);
+            let start = q.len();
+            q.extend(packets);
+            if q.len() > self.inner.max_buffered && start > 0 {
+                q.truncate(start);
+                return Err(SendError::Full);
+            }
+        }
+        self.inner.writable.notify_one();
+        Ok(())
+    }
+
+    /// Takes everything queued, in order.
+    pub(crate) fn drain(&self) -> Vec<Encoded> {
+        lock(&self.inner.outbound).drain(..).collect()
+    }
+
+    /// Waits until packets are queued, the upgrade starts or the session
+    /// closes. Only the current transport's writer may wait here.
+    pub(crate) async fn wait_writable(&self) {
+        self.inner.writable.notified().await;
+    }
+
+    /// Closes the session. The first reason wins; later calls do nothing.
+    pub fn close(&self, reason: CloseReason) {
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(sid = %self.inner.sid, %reason, "engine session closed");
+        *lock(&self.inner.reason) = Some(reason.clone());
+        self.inner.closed.cancel();
+        self.inner.writable.notify_waiters();
+        self.inner.writable.notify_one();
+        if let Some(engine) = self.inner.engine.upgrade() {
+            engine.remove(&self.inner.sid);
+        }
+        // If a message is being delivered right now, the deliverer notices
+        // the close when it finishes and reports it (see `deliver`).
+        if let Ok(mut slot) = self.inner.conn.try_lock() {
+            Self::notify_close(&mut slot, &reason);
+        }
+    }
+
+    fn notify_close(slot: &mut ConnSlot, reason: &CloseReason) {
+        if let ConnSlot::Attached(mut conn) = std::mem::replace(slot, ConnSlot::Done) {
+            conn.on_close(reason);
+        }
+    }
+
+    pub(super) fn attach(&self, conn: Box<dyn Connection>) {
+        let mut slot = lock(&self.inner.conn);
+        *slot = ConnSlot::Attached(conn);
+        if let Some(reason) = self.close_reason() {
+            Self::notify_close(&mut slot, &reason);
+        }
+    }
+
+    /// Handles one packet received from the client on the current transport.
+    pub(crate) fn receive(&self, packet: Packet) {
+        match packet {
+            Packet::Message(frame) => self.deliver(frame),
+            Packet::Pong(_) => self.inner.pong.notify_one(),
+            Packet::Close => self.close(CloseReason::TransportClose),
+            // v4 heartbeats run server to client: a client ping is an error.
+            Packet::Ping(_) | Packet::Open(_) => self.close(CloseReason::TransportError),
+            Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+
+    fn deliver(&self, frame: Frame) {
+        if self.is_closed() {
+            return;
+        }
+        let mut slot = lock(&self.inner.conn);
+        let result = match &mut *slot {
+            ConnSlot::Attached(conn) => conn.on_message(frame),
+            _ => Ok(()),
+        };
+        if let Err(reason) = result {
+            drop(slot);
+            self.close(reason);
+            return;
+        }
+        if let Some(reason) = self.close_reason() {
+            Self::notify_close(&mut slot, &reason);
+        }
+    }
+
+    pub(super) fn start_heartbeat(&self, interval: Duration, timeout: Duration) {
+        let session = self.clone();
+        tokio::spawn(async move {
+            let inner = &session.inner;
+            loop {
+                tokio::select! {
+                    () = inner.closed.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if session.send(std::iter::once(Packet::Ping("".into()).encode())).is_err() {
+                    return;
+                }
+                tokio::select! {
+                    () = inner.closed.cancelled() => return,
+                    () = inner.pong.notified() => {}
+                    () = tokio::time::sleep(timeout) => {
+                        session.close(CloseReason::PingTimeout);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    // --- transport bookkeeping -------------------------------------------
+
+    /// Marks a polling GET active; false when one already is (overlap).
+    pub(crate) fn begin_get(&self) -> bool {
+        !std::mem::replace(&mut lock(&self.inner.state).get_active, true)
+    }
+
+    pub(crate) fn end_get(&self) {
+        lock(&self.inner.state).get_active = false;
+    }
+
+    /// Marks a polling POST active; false when one already is (overlap).
+    pub(crate) fn begin_post(&self) -> bool {
+        !std::mem::replace(&mut lock(&self.inner.state).post_active, true)
+    }
+
+    pub(crate) fn end_post(&self) {
+        lock(&self.inner.state).post_active = false;
+    }
+
+    /// Whether a WebSocket probe has started an upgrade.
+    pub(crate) fn is_upgrading(&self) -> bool {
+        lock(&self.inner.state).upgrading
+    }
+
+    /// Starts an upgrade; false when one has started or completed already.
+    pub(crate) fn begin_upgrade(&self) -> bool {
+        let mut st = lock(&self.inner.state);
+        if st.upgrading || st.transport != TransportKind::Polling {
+            return false;
+        }
+        st.upgrading = true;
+        drop(st);
+        // Release a pending GET so the client can pause polling.
+        self.inner.writable.notify_one();
+        true
+    }
+
+    /// Abandons an upgrade that did not complete.
+    pub(crate) fn abort_upgrade(&self) {
+        lock(&self.inner.state).upgrading = false;
+    }
+
+    /// Completes the upgrade: the WebSocket becomes the session's transport.
+    pub(crate) fn finish_upgrade(&self) {
+        let mut st = lock(&self.inner.state);
+        st.upgrading = false;
+        st.transport = TransportKind::WebSocket;
+        drop(st);
+        self.inner.writable.notify_one();
+    }
+}

@@ -1,0 +1,195 @@
+//! Engine.IO over HTTP long-polling and WebSocket, on hyper and
+//! tokio-tungstenite (feature `server`).
+//!
+//! [`handle`] answers one HTTP request for an [`Engine`] (usable from any
+//! hyper-based server), and [`Server`] is a ready-made listener that mounts
+//! engines at paths, e.g. Socket.IO at `/socket.io/` and a raw Engine.IO
+//! application at `/engine.io/`.
+//!
+//! Errors are answered exactly as socket.io's engine answers them:
+//!
+//! | case | answer |
+//! |---|---|
+//! | unknown transport | `400 {"code":0,"message":"Transport unknown"}` |
+//! | unknown session id | `400 {"code":1,"message":"Session ID unknown"}` |
+//! | handshake not a `GET` | `400 {"code":2,"message":"Bad handshake method"}` |
+//! | transport mismatch, overlapping polls, bad body type | `400 {"code":3,"message":"Bad request"}` |
+//! | `EIO` other than 4 | `400 {"code":5,"message":"Unsupported protocol version"}` |
+//! | polling body over `max_payload` | `413`, and the session is closed |
+
+mod polling;
+mod server;
+mod ws;
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::engine::{Engine, RequestInfo};
+
+pub use server::{Server, ServerBuilder};
+
+/// The body type of every response.
+pub type Body = Full<Bytes>;
+
+/// Engine.IO's HTTP error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpError {
+    UnknownTransport = 0,
+    UnknownSid = 1,
+    BadHandshakeMethod = 2,
+    BadRequest = 3,
+    UnsupportedProtocolVersion = 5,
+}
+
+impl HttpError {
+    fn message(self) -> &'static str {
+        match self {
+            HttpError::UnknownTransport => "Transport unknown",
+            HttpError::UnknownSid => "Session ID unknown",
+            HttpError::BadHandshakeMethod => "Bad handshake method",
+            HttpError::BadRequest => "Bad request",
+            HttpError::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+
+    pub(crate) fn body(self) -> String {
+        format!(r#"{{"code":{},"message":"{}"}}"#, self as u8, self.message())
+    }
+
+    pub(crate) fn response(self) -> Response<Body> {
+        let mut res = Response::new(Full::new(Bytes::from(self.body())));
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res
+    }
+}
+
+pub(crate) fn plain(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut res = Response::new(Full::new(body.into()));
+    *res.status_mut() = status;
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+fn parse_query(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
+}
+
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers one Engine.IO request (handshake, poll, post or WebSocket
+/// upgrade) for `engine`. `remote_addr` is the peer's address.
+pub async fn handle(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr) -> Response<Body> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut res = route(engine, req, remote_addr).await;
+    cors_headers(engine, origin.as_ref(), &mut res);
+    res
+}
+
+async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr) -> Response<Body> {
+    let config = engine.config();
+    if req.method() == Method::OPTIONS && !config.cors_origins.is_empty() {
+        return preflight(engine, &req);
+    }
+    let query = parse_query(req.uri());
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let upgrade = is_websocket_upgrade(&req);
+    let transport = match param("transport") {
+        Some("polling") if config.allow_polling => crate::engine::TransportKind::Polling,
+        Some("websocket") if config.allow_websocket => crate::engine::TransportKind::WebSocket,
+        _ => return HttpError::UnknownTransport.response(),
+    };
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        if origin.to_str().is_err() {
+            return HttpError::BadRequest.response();
+        }
+    }
+    let eio_ok = param("EIO") == Some("4");
+
+    if let Some(sid) = param("sid") {
+        let Some(session) = engine.session(sid) else {
+            return HttpError::UnknownSid.response();
+        };
+        let current = session.transport();
+        if !upgrade && current != transport {
+            return HttpError::BadRequest.response();
+        }
+        return match transport {
+            crate::engine::TransportKind::Polling => polling::serve(engine, session, req).await,
+            crate::engine::TransportKind::WebSocket => {
+                if !eio_ok {
+                    return HttpError::BadRequest.response();
+                }
+                ws::upgrade(engine, Some(session), req, None)
+            }
+        };
+    }
+
+    if req.method() != Method::GET {
+        return HttpError::BadHandshakeMethod.response();
+    }
+    if transport == crate::engine::TransportKind::WebSocket && !upgrade {
+        return HttpError::BadRequest.response();
+    }
+    if !eio_ok {
+        return HttpError::UnsupportedProtocolVersion.response();
+    }
+    let info = RequestInfo {
+        headers: req.headers().clone(),
+        query: query.clone(),
+        uri: req.uri().clone(),
+        remote_addr,
+        time: SystemTime::now(),
+        secure: false,
+    };
+    match transport {
+        crate::engine::TransportKind::Polling => polling::handshake(engine, &info),
+        crate::engine::TransportKind::WebSocket => ws::upgrade(engine, None, req, Some(info)),
+    }
+}
+
+fn allowed_origin(engine: &Engine, origin: &HeaderValue) -> bool {
+    let origins = &engine.config().cors_origins;
+    origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes())
+}
+
+fn preflight(engine: &Engine, req: &Request<Incoming>) -> Response<Body> {
+    let mut res = plain(StatusCode::NO_CONTENT, Bytes::new(), "text/plain");
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        if allowed_origin(engine, origin) {
+            let h = res.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"));
+            if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+            }
+            h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+        }
+    }
+    res
+}
+
+pub(crate) fn cors_headers(engine: &Engine, origin: Option<&HeaderValue>, res: &mut Response<Body>) {
+    let Some(origin) = origin else { return };
+    if !allowed_origin(engine, origin) {
+        return;
+    }
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    if engine.config().cors_credentials {
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+

@@ -1,0 +1,161 @@
+//! A ready-made HTTP/1.1 listener that mounts engines at paths.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Body, handle, plain};
+use crate::engine::Engine;
+
+/// Configures a [`Server`]: which engine answers which path, and the HTTP
+/// limits that protect it.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    mounts: Vec<(String, Engine)>,
+    header_read_timeout: Duration,
+    max_headers: usize,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> ServerBuilder {
+        ServerBuilder { mounts: Vec::new(), header_read_timeout: Duration::from_secs(10), max_headers: 100 }
+    }
+}
+
+impl ServerBuilder {
+    /// Serves `engine` at `path` (e.g. `/socket.io/`). Requests whose path
+    /// is `path`, with or without its trailing slash, go to the engine.
+    pub fn mount(mut self, path: impl Into<String>, engine: Engine) -> Self {
+        let mut path = path.into();
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        self.mounts.push((path, engine));
+        self
+    }
+
+    /// How long a client may take to send a request head (default 10 s);
+    /// slower connections are closed.
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// Most request headers accepted (default 100); more get `431`.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.max_headers = n;
+        self
+    }
+
+    /// Binds `addr` and starts serving.
+    ///
+    /// # Errors
+    /// The I/O error when the address cannot be bound.
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(self.serve(listener))
+    }
+
+    /// Serves connections accepted from `listener`. Must be called inside a
+    /// tokio runtime.
+    pub fn serve(self, listener: TcpListener) -> Server {
+        let local_addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let shutdown = CancellationToken::new();
+        let engines = self.mounts.iter().map(|(_, e)| e.clone()).collect();
+        let state = Arc::new(self);
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, remote) = tokio::select! {
+                    () = token.cancelled() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off briefly.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let svc_state = state.clone();
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let state = svc_state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(state.route(req, remote).await) }
+                    });
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(state.header_read_timeout)
+                        .max_headers(state.max_headers);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => if let Err(e) = r {
+                            tracing::debug!(error = %e, %remote, "http connection error");
+                        },
+                        () = token.cancelled() => conn.as_mut().graceful_shutdown(),
+                    }
+                });
+            }
+        });
+        Server { local_addr, shutdown, task: Some(task), engines }
+    }
+
+    async fn route(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let path = req.uri().path();
+        for (mount, engine) in &self.mounts {
+            if path == mount || path == &mount[..mount.len() - 1] {
+                return handle(engine, req, remote).await;
+            }
+        }
+        plain(StatusCode::NOT_FOUND, Bytes::from_static(b"Not Found"), "text/plain")
+    }
+}
+
+/// A running listener. Dropping it does not stop it; call
+/// [`shutdown`](Server::shutdown).
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    engines: Vec<Engine>,
+}
+
+impl Server {
+    /// A builder with the default limits.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every session with reason
+    /// `server shutting down`, and waits for the accept loop to end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for e in &self.engines {
+            e.close_all();
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The WebSocket transport: a fresh session, or the upgrade of a polling one.
+//!
+//! One task per connection reads frames and writes the session's queue in
+//! batches (many frames, one flush). Frame and message sizes are capped at
+//! `max_payload` before anything is allocated for them; invalid UTF-8 in a
+//! text frame closes with 1007, an oversized message with 1009.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
+
+use super::{Body, HttpError, plain};
+use crate::engine::{CloseReason, Engine, RequestInfo, Session, TransportKind};
+use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// How long the final flush of a closing session may take.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) fn upgrade(
+    engine: &Engine,
+    existing: Option<Session>,
+    mut req: Request<Incoming>,
+    info: Option<RequestInfo>,
+) -> Response<Body> {
+    let headers = req.headers();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
+    let (Some(accept), true) = (key, version_ok) else {
+        return HttpError::BadRequest.response();
+    };
+    // A session that already upgraded (or is upgrading) refuses a second
+    // WebSocket: like engine.io, the socket is accepted and closed at once.
+    let refuse = existing.as_ref().is_some_and(|s| s.transport() != TransportKind::Polling || s.is_upgrading());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let config = engine.config();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(config.websocket_read_buffer)
+            .write_buffer_size(64 * 1024)
+            .max_message_size(Some(config.max_payload))
+            .max_frame_size(Some(config.max_payload));
+        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+        match (existing, info) {
+            (Some(_), _) if refuse => {
+                let _ = ws.close(None).await;
+            }
+            (Some(session), _) => {
+                if probe(&engine, &session, &mut ws).await {
+                    run(session, ws).await;
+                }
+            }
+            (None, Some(info)) => {
+                let session = engine.open_session(&info, TransportKind::WebSocket);
+                let open = Handshake {
+                    sid: session.sid().to_owned(),
+                    upgrades: vec![],
+                    ping_interval: config.ping_interval.as_millis() as u64,
+                    ping_timeout: config.ping_timeout.as_millis() as u64,
+                    max_payload: config.max_payload as u64,
+                };
+                if ws.send(to_message(open.to_packet().encode())).await.is_err() {
+                    session.close(CloseReason::TransportClose);
+                    return;
+                }
+                run(session, ws).await;
+            }
+            (None, None) => {}
+        }
+    });
+    let mut res = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), "text/plain");
+    res.headers_mut().remove(header::CONTENT_TYPE);
+    let h = res.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+fn to_message(packet: Encoded) -> Message {
+    match packet {
+        // Already valid UTF-8: send the bytes as a text frame without
+        // validating them again for every recipient.
+        Encoded::Text(s) => Message::Frame(WsFrame::message(s.into_bytes(), OpCode::Data(Data::Text), true)),
+        Encoded::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// The upgrade of a polling session: `2probe` -> `3probe`, then `5`.
+/// Returns true when the session now runs on this WebSocket.
+async fn probe(engine: &Engine, session: &Session, ws: &mut Ws) -> bool {
+    let deadline = tokio::time::sleep(engine.config().upgrade_timeout);
+    tokio::pin!(deadline);
+    let mut probed = false;
+    loop {
+        let msg = tokio::select! {
+            () = &mut deadline => break,
+            () = session.closed() => break,
+            msg = ws.next() => msg,
+        };
+        let Some(Ok(msg)) = msg else { break };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => break,
+        };
+        match (probed, text.as_str()) {
+            (false, "2probe") => {
+                if !session.begin_upgrade() {
+                    break;
+                }
+                probed = true;
+                if ws.send(to_message(Packet::Pong("probe".into()).encode())).await.is_err() {
+                    break;
+                }
+            }
+            (true, "5") => {
+                session.finish_upgrade();
+                return true;
+            }
+            _ => break,
+        }
+    }
+    if probed {
+        session.abort_upgrade();
+    }
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
+    false
+}
+
+async fn write_batch(ws: &mut Ws, packets: Vec<Encoded>) -> Result<(), WsError> {
+    for p in packets {
+        ws.feed(to_message(p)).await?;
+    }
+    ws.flush().await
+}
+
+/// Runs a session on this WebSocket until either side closes.
+async fn run(session: Session, mut ws: Ws) {
+    let mut close_frame = None;
+    loop {
+        tokio::select! {
+            biased;
+            () = session.closed() => break,
+            () = session.wait_writable() => {
+                let batch = session.drain();
+                let written = tokio::select! {
+                    r = write_batch(&mut ws, batch) => r,
+                    () = session.closed() => break,
+                };
+                if written.is_err() {
+                    session.close(CloseReason::TransportClose);
+                    break;
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let packet = ByteString::try_from(Bytes::from(text)).map_err(|_| ()).and_then(|s| Packet::decode_text(s).map_err(|_| ()));
+                    match packet {
+                        Ok(p) => session.receive(p),
+                        Err(()) => session.close(CloseReason::ParseError),
+                    }
+                }
+                Some(Ok(Message::Binary(data))) => session.receive(Packet::Message(Frame::Binary(data))),
+                Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let code = match &e {
+                        WsError::Utf8(_) => Some(CloseCode::Invalid),
+                        WsError::Capacity(_) => Some(CloseCode::Size),
+                        WsError::Protocol(_) => Some(CloseCode::Protocol),
+                        _ => None,
+                    };
+                    tracing::debug!(sid = session.sid(), error = %e, "websocket read error");
+                    close_frame = code.map(|code| CloseFrame { code, reason: e.to_string().into() });
+                    session.close(CloseReason::TransportError);
+                }
+            },
+        }
+    }
+    // Deliver what the server queued before closing (e.g. a DISCONNECT),
+    // then close the WebSocket.
+    let rest = session.drain();
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
+        if !rest.is_empty() && close_frame.is_none() {
+            let _ = write_batch(&mut ws, rest).await;
+        }
+        let _ = ws.close(close_frame).await;
+    })
+    .await;
+}
