@@ -19,3 +19,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod engine;
 #[cfg(feature = "server")]
 pub mod transport;
+pub mod hub;

@@ -81,18 +81,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// 15 random bytes, base64url: 20 unguessable characters, like socket.io.
-fn new_sid() -> Arc<str> {
+/// A new unguessable id: 15 random bytes as 20 base64url characters, like
+/// socket.io's session and socket ids.
+pub fn new_id() -> String {
     let mut bytes = [0u8; 15];
     rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes).into()
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl Session {
     pub(super) fn new(engine: Weak<EngineInner>, config: &EngineConfig, transport: TransportKind) -> Session {
         Session {
             inner: Arc::new(Inner {
-                sid: new_sid(),
+                sid: new_id().into(),
                 engine,
                 max_buffered: config.max_buffered_packets,
                 state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),

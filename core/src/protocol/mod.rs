@@ -6,4 +6,6 @@
 //! * `msgpack` (feature `msgpack`): the parser of npm `socket.io-msgpack-parser`.
 
 pub mod engine;
+#[cfg(feature = "msgpack")]
+pub mod msgpack;
 pub mod socketio;

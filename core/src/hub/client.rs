@@ -1,0 +1,194 @@
+//! One Engine.IO session seen by the Socket.IO layer: decodes packets and
+//! routes them to the session's sockets, one per namespace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytestring::ByteString;
+use serde_json::Value;
+
+use super::handler::run_now_or_spawn;
+use super::{DisconnectReason, Handshake, Hub, Namespace, Parser, Socket};
+use crate::engine::{CloseReason, Connection, EngineHandler, RequestInfo, Session};
+use crate::protocol::engine::Frame;
+use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
+
+pub(super) struct Acceptor {
+    pub(super) hub: Hub,
+}
+
+impl EngineHandler for Acceptor {
+    fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection> {
+        let shared = Arc::new(ClientShared {
+            hub: self.hub.clone(),
+            session: session.clone(),
+            request: request.clone(),
+            sockets: Mutex::new(HashMap::new()),
+        });
+        // socket.io's connectTimeout: a client must join a namespace in time.
+        let timeout = self.hub.config().connect_timeout;
+        let weak = Arc::downgrade(&shared);
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = session.closed() => {}
+                () = tokio::time::sleep(timeout) => {
+                    let joined = weak.upgrade().is_some_and(|c| c.lock().values().any(|s| matches!(s, Slot::Connected(_))));
+                    if !joined {
+                        session.close(CloseReason::ForcedClose);
+                    }
+                }
+            }
+        });
+        Box::new(Client { decoder: Decoder::new(self.hub.config().limits), shared })
+    }
+}
+
+enum Slot {
+    /// CONNECT received; middlewares running.
+    Connecting,
+    Connected(Socket),
+}
+
+pub(crate) struct ClientShared {
+    hub: Hub,
+    session: Session,
+    request: RequestInfo,
+    sockets: Mutex<HashMap<ByteString, Slot>>,
+}
+
+impl ClientShared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ByteString, Slot>> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn remove_socket(&self, nsp: &str) {
+        self.lock().remove(nsp);
+    }
+
+    fn socket(&self, nsp: &str) -> Option<Socket> {
+        match self.lock().get(nsp) {
+            Some(Slot::Connected(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn send(&self, parser: Parser, packet: &Packet) {
+        let _ = self.session.send(parser.encode(packet));
+    }
+}
+
+struct Client {
+    decoder: Decoder,
+    shared: Arc<ClientShared>,
+}
+
+impl Client {
+    fn decode(&mut self, frame: Frame) -> Result<Option<Packet>, ParseError> {
+        match (self.shared.hub.config().parser, frame) {
+            (Parser::Default, Frame::Text(text)) => self.decoder.decode_text(text),
+            (Parser::Default, Frame::Binary(data)) => self.decoder.decode_binary(data),
+            #[cfg(feature = "msgpack")]
+            (Parser::Msgpack, Frame::Binary(data)) => {
+                crate::protocol::msgpack::decode(data, self.shared.hub.config().limits).map(Some)
+            }
+            #[cfg(feature = "msgpack")]
+            (Parser::Msgpack, Frame::Text(_)) => Err(ParseError::UnexpectedText),
+        }
+    }
+}
+
+impl Connection for Client {
+    fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        let packet = match self.decode(frame) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(sid = self.shared.session.sid(), error = %e, "socket.io parse error");
+                return Err(CloseReason::ParseError);
+            }
+        };
+        let shared = &self.shared;
+        let parser = shared.hub.config().parser;
+        match packet.kind {
+            PacketKind::Connect(auth) => {
+                let Some(ns) = shared.hub.namespace(&packet.nsp) else {
+                    shared.send(parser, &Packet::connect_error(packet.nsp, "Invalid namespace", None));
+                    return Ok(());
+                };
+                {
+                    let mut sockets = shared.lock();
+                    if sockets.contains_key(&packet.nsp) {
+                        // A second CONNECT to a joined namespace: invalid state.
+                        return Err(CloseReason::ParseError);
+                    }
+                    sockets.insert(packet.nsp.clone(), Slot::Connecting);
+                }
+                run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)));
+                Ok(())
+            }
+            PacketKind::Event { payload, id } => {
+                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
+                socket.dispatch(payload, id);
+                Ok(())
+            }
+            PacketKind::Ack { payload, id } => {
+                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
+                socket.resolve_ack(id, payload);
+                Ok(())
+            }
+            PacketKind::Disconnect => {
+                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
+                shared.remove_socket(&packet.nsp);
+                socket.closed(DisconnectReason::ClientNamespaceDisconnect);
+                Ok(())
+            }
+            PacketKind::ConnectError(_) => Err(CloseReason::ParseError),
+        }
+    }
+
+    fn on_close(&mut self, reason: &CloseReason) {
+        let slots: Vec<Slot> = self.shared.lock().drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            if let Slot::Connected(socket) = slot {
+                socket.closed(DisconnectReason::from(reason));
+            }
+        }
+    }
+}
+
+async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth: Option<Value>) {
+    let parser = shared.hub.config().parser;
+    let handshake = Arc::new(Handshake::new(&shared.request, auth));
+    let admission = match ns.admit(handshake.clone()).await {
+        Ok(a) => a,
+        Err(refusal) => {
+            shared.remove_socket(&nsp);
+            shared.send(parser, &Packet::connect_error(nsp, &refusal.message, refusal.data));
+            return;
+        }
+    };
+    let id = crate::engine::new_id();
+    let socket = Socket::new(
+        id,
+        ns.clone(),
+        shared.session.clone(),
+        handshake,
+        admission,
+        Arc::downgrade(&shared),
+        shared.hub.config().ack_timeout,
+    );
+    {
+        let mut sockets = shared.lock();
+        // The connection closed while the middlewares ran.
+        if shared.session.is_closed() || !sockets.contains_key(&nsp) {
+            return;
+        }
+        sockets.insert(nsp.clone(), Slot::Connected(socket.clone()));
+    }
+    ns.add(socket.clone());
+    shared.send(parser, &Packet::connect_ok(nsp, socket.id()));
+    for h in ns.handlers().on_connect.iter() {
+        run_now_or_spawn(h.call(socket.clone()));
+    }
+}

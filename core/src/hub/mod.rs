@@ -1,0 +1,291 @@
+//! The Socket.IO layer: namespaces, sockets, events and acknowledgements.
+//!
+//! A [`Hub`] is the entry point (socket.io's `Server`). It owns
+//! [`Namespace`]s; a client connects to one or more namespaces over a
+//! single Engine.IO session, and gets one [`Socket`] per namespace. Each
+//! namespace has connect middlewares, connect and disconnect handlers, and
+//! event handlers by name (plus a catch-all), all trait objects (see
+//! [`handler`]) so that bindings can implement them.
+//!
+//! # Example
+//! ```
+//! use tidewire::hub::{Event, Hub, Socket};
+//!
+//! let hub = Hub::default();
+//! hub.of("/").on("echo", |_socket: Socket, event: Event| async move {
+//!     if let Some(ack) = event.ack {
+//!         let _ = ack.send(event.args);
+//!     }
+//! });
+//! assert!(hub.namespace("/").is_some());
+//! assert!(hub.namespace("/other").is_none());
+//! ```
+//!
+//! # Ordering
+//! Handlers start in the order their packets arrived: each handler runs
+//! up to its first `.await` before the next packet is read, as in Node.
+//! What follows an `.await` runs concurrently on the tokio runtime.
+
+mod client;
+pub mod handler;
+mod namespace;
+mod socket;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::{Engine, EngineConfig, EngineHandler, RequestInfo};
+use crate::protocol::engine::Encoded;
+use crate::protocol::socketio::{Limits, Packet, Payload};
+
+pub use handler::{Admission, BoxFuture, ConnectError};
+pub use namespace::Namespace;
+pub use socket::{AckError, AckResponder, Socket};
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// A client that has not connected to any namespace within this time is
+    /// disconnected (default 45 s, like socket.io).
+    pub connect_timeout: Duration,
+    /// Default timeout of [`Socket::emit_with_ack`] (default 30 s).
+    pub ack_timeout: Duration,
+    /// The packet parser clients use.
+    pub parser: Parser,
+    /// Decoder limits (attachments per packet, namespace name length).
+    pub limits: Limits,
+}
+
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            connect_timeout: Duration::from_secs(45),
+            ack_timeout: Duration::from_secs(30),
+            parser: Parser::Default,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets [`ack_timeout`](Self::ack_timeout).
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.ack_timeout = d;
+        self
+    }
+    /// Sets [`parser`](Self::parser).
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.parser = parser;
+        self
+    }
+}
+
+/// The Socket.IO packet parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Parser {
+    /// socket.io's default parser: JSON text plus binary attachments.
+    #[default]
+    Default,
+    /// npm `socket.io-msgpack-parser`: one msgpack binary message per packet.
+    #[cfg(feature = "msgpack")]
+    Msgpack,
+}
+
+impl Parser {
+    /// Encodes `packet` into Engine.IO messages.
+    pub fn encode(self, packet: &Packet) -> Vec<Encoded> {
+        match self {
+            Parser::Default => packet.encode(),
+            #[cfg(feature = "msgpack")]
+            Parser::Msgpack => vec![crate::protocol::msgpack::encode(packet)],
+        }
+    }
+}
+
+/// The handshake of a socket, as socket.io's `socket.handshake`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handshake {
+    /// Request headers (lower-case names; repeated headers joined by `, `).
+    pub headers: HashMap<String, String>,
+    /// When the handshake arrived, as an HTTP date.
+    pub time: String,
+    /// The peer's IP address.
+    pub address: String,
+    /// Whether the request was cross-origin (an `Origin` header was sent).
+    pub xdomain: bool,
+    /// Whether the connection used TLS.
+    pub secure: bool,
+    /// When the handshake arrived, in milliseconds since the Unix epoch.
+    pub issued: u64,
+    /// The request URL (path and query).
+    pub url: String,
+    /// Query parameters.
+    pub query: HashMap<String, String>,
+    /// The auth payload of the CONNECT packet (`{}` when none).
+    pub auth: Value,
+    /// The peer's socket address.
+    #[serde(skip)]
+    pub remote_addr: SocketAddr,
+}
+
+impl Handshake {
+    pub(crate) fn new(request: &RequestInfo, auth: Option<Value>) -> Handshake {
+        let mut headers: HashMap<String, String> = HashMap::new();
+        for (name, value) in &request.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers
+                .entry(name.as_str().to_owned())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        let issued = request.time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        Handshake {
+            xdomain: headers.contains_key("origin"),
+            headers,
+            time: httpdate::fmt_http_date(request.time),
+            address: request.remote_addr.ip().to_string(),
+            secure: request.secure,
+            issued,
+            url: request.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+            query: request.query.iter().cloned().collect(),
+            auth: auth.unwrap_or_else(|| Value::Object(Default::default())),
+            remote_addr: request.remote_addr,
+        }
+    }
+}
+
+/// Why a socket left its namespace. `Display` gives socket.io's string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client closed the connection or it went away.
+    #[error("transport close")]
+    TransportClose,
+    /// The connection failed, or the client broke the Engine.IO protocol.
+    #[error("transport error")]
+    TransportError,
+    /// The client missed a heartbeat.
+    #[error("ping timeout")]
+    PingTimeout,
+    /// The client sent a packet that could not be decoded.
+    #[error("parse error")]
+    ParseError,
+    /// The server is shutting down.
+    #[error("server shutting down")]
+    ServerShutdown,
+    /// The server closed the whole connection.
+    #[error("forced server close")]
+    ForcedServerClose,
+    /// The client left the namespace.
+    #[error("client namespace disconnect")]
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket from the namespace.
+    #[error("server namespace disconnect")]
+    ServerNamespaceDisconnect,
+    /// The client did not read fast enough and its queue overflowed.
+    #[error("slow consumer")]
+    SlowConsumer,
+}
+
+impl From<&crate::engine::CloseReason> for DisconnectReason {
+    fn from(r: &crate::engine::CloseReason) -> DisconnectReason {
+        use crate::engine::CloseReason as C;
+        match r {
+            C::TransportClose => DisconnectReason::TransportClose,
+            C::PingTimeout => DisconnectReason::PingTimeout,
+            C::ParseError => DisconnectReason::ParseError,
+            C::SlowConsumer => DisconnectReason::SlowConsumer,
+            C::ServerShutdown => DisconnectReason::ServerShutdown,
+            C::ForcedClose => DisconnectReason::ForcedServerClose,
+            _ => DisconnectReason::TransportError,
+        }
+    }
+}
+
+/// An event received from a client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// The arguments (after the name).
+    pub args: Payload,
+    /// Present when the client asked for an acknowledgement.
+    pub ack: Option<AckResponder>,
+}
+
+/// The Socket.IO server: namespaces and their sockets.
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    config: HubConfig,
+    namespaces: RwLock<HashMap<String, Namespace>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.read().keys().cloned().collect();
+        f.debug_struct("Hub").field("config", &self.inner.config).field("namespaces", &names).finish()
+    }
+}
+
+impl Hub {
+    /// A hub with `config`.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub { inner: Arc::new(HubInner { config, namespaces: RwLock::default() }) }
+    }
+
+    /// The hub's configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// The namespace `name`, created if needed (socket.io's `io.of(name)`).
+    /// A name without a leading `/` gets one.
+    pub fn of(&self, name: &str) -> Namespace {
+        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
+        if let Some(ns) = self.read().get(&name) {
+            return ns.clone();
+        }
+        let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name.clone()).or_insert_with(|| Namespace::new(name, self.inner.config.parser)).clone()
+    }
+
+    /// The namespace `name`, if it exists.
+    pub fn namespace(&self, name: &str) -> Option<Namespace> {
+        self.read().get(name).cloned()
+    }
+
+    /// The Engine.IO handler that serves this hub; mount it with an
+    /// [`Engine`].
+    pub fn engine_handler(&self) -> Arc<dyn EngineHandler> {
+        Arc::new(client::Acceptor { hub: self.clone() })
+    }
+
+    /// An Engine.IO engine serving this hub.
+    pub fn engine(&self, config: EngineConfig) -> Engine {
+        Engine::new(config, self.engine_handler())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Namespace>> {
+        self.inner.namespaces.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
