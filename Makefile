@@ -1,0 +1,71 @@
+# Tidewire: `make test` runs everything (Rust tests, clippy, end-to-end tests
+# with the official Node and Python clients). Needs only Rust, Node 20 (npm)
+# and Python 3.11 (venv + pip); dependencies are installed locally:
+#   server-example/e2e/node/node_modules  (npm ci, from package-lock.json)
+#   .venv                                 (pip, from requirements.txt)
+# CARGO_TARGET_DIR may point at a persistent directory (CI does).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+CARGO ?= cargo
+NPM ?= npm
+NODE ?= node
+PYTHON ?= python3
+
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
+TARGET_ABS := $(abspath $(CARGO_TARGET_DIR))
+SERVER_BIN := $(TARGET_ABS)/debug/tidewire-server
+
+NODE_DIR := server-example/e2e/node
+PY_DIR := server-example/e2e/python
+VENV := $(abspath .venv)
+NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
+VENV_STAMP := $(VENV)/.tidewire-installed
+
+.PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e
+
+test: rust-test lint e2e-node e2e-python
+	@echo "make test: all suites passed"
+
+## All Rust tests in the workspace: unit, property and integration tests.
+rust-test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build-server:
+	$(CARGO) build -p tidewire-server
+
+e2e: e2e-node e2e-python
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+## socket.io-client / engine.io-client against the server (node --test).
+e2e-node: build-server node-deps
+	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test test/*.test.mjs
+
+python-deps: $(VENV_STAMP)
+
+$(VENV_STAMP): $(PY_DIR)/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(PY_DIR)/requirements.txt
+	touch $@
+
+## python-socketio AsyncClient against the server (pytest). Exit code 5
+## (no tests collected) counts as a failure.
+e2e-python: build-server python-deps
+	cd $(PY_DIR) && rc=0 && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(VENV)/bin/python -m pytest -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "e2e-python: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+clean-e2e:
+	rm -rf $(NODE_DIR)/node_modules $(VENV)

@@ -1,0 +1,95 @@
+// Spawns tidewire-server (path from TIDEWIRE_SERVER_BIN) on an ephemeral port
+// and waits for its ready line. Helpers shared by the test files.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+
+const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
+
+export async function startServer(args = []) {
+  const bin = process.env.TIDEWIRE_SERVER_BIN;
+  if (!bin) {
+    throw new Error("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)");
+  }
+  const proc = spawn(bin, ["--port", "0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  proc.stderr.setEncoding("utf8");
+  proc.stderr.on("data", (d) => {
+    if (stderr.length < 1 << 20) stderr += d;
+  });
+
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`no ready line from tidewire-server within 30 s; stderr:\n${stderr}`));
+    }, 30_000);
+    const lines = createInterface({ input: proc.stdout });
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      const m = READY.exec(line);
+      if (!m || Number(m[2]) === 0) {
+        proc.kill("SIGKILL");
+        reject(new Error(`unexpected ready line ${JSON.stringify(line)}`));
+      } else {
+        resolve(m[1]);
+      }
+      // keep draining stdout
+      lines.on("line", () => {});
+    });
+    proc.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`tidewire-server exited early (${code ?? signal}); stderr:\n${stderr}`));
+    });
+    proc.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+
+  return {
+    url,
+    proc,
+    stderr: () => stderr,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Reject after `ms` with a message naming what was awaited. */
+export function within(ms, what, promise) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Wait for one event; resolves with its arguments as an array. */
+export function once(emitter, event, ms = 5_000) {
+  return within(
+    ms,
+    `event "${event}"`,
+    new Promise((resolve) => emitter.once(event, (...args) => resolve(args))),
+  );
+}
+
+/** Convert every ArrayBuffer / typed array in a value to a Buffer, for comparison. */
+export function norm(v) {
+  if (Buffer.isBuffer(v)) return Buffer.from(v);
+  if (v instanceof ArrayBuffer) return Buffer.from(v);
+  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (Array.isArray(v)) return v.map(norm);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
+  }
+  return v;
+}
