@@ -22,7 +22,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use serde_json::{Value, json};
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
-use tidewire::hub::{Admission, ConnectError, Event, Handshake, Hub, HubConfig, Namespace, Socket};
+use tidewire::hub::{Admission, ConnectError, Event, Handshake, Hub, HubConfig, Namespace, Parser, Socket};
 use tidewire::protocol::engine::Frame;
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::Server;
@@ -52,6 +52,10 @@ struct Options {
     /// Largest message or polling body, in bytes.
     #[arg(long, env = "TIDEWIRE_MAX_PAYLOAD", default_value_t = 1_000_000)]
     max_payload: usize,
+    /// Socket.IO parser: `default` (JSON text + binary attachments) or
+    /// `msgpack` (npm socket.io-msgpack-parser).
+    #[arg(long, env = "TIDEWIRE_PARSER", default_value = "default", value_parser = ["default", "msgpack"])]
+    parser: String,
     /// Allowed CORS origin for browser pages on other origins (repeatable; `*` for any).
     #[arg(long = "cors-origin", env = "TIDEWIRE_CORS_ORIGIN")]
     cors_origins: Vec<String>,
@@ -78,7 +82,13 @@ async fn run(options: Options) -> std::io::Result<()> {
         engine_config = engine_config.cors_origin(origin.clone());
     }
 
-    let hub = Hub::new(HubConfig::default().connect_timeout(Duration::from_millis(options.connect_timeout_ms)));
+    let parser = match options.parser.as_str() {
+        "msgpack" => Parser::Msgpack,
+        _ => Parser::Default,
+    };
+    let hub = Hub::new(
+        HubConfig::default().connect_timeout(Duration::from_millis(options.connect_timeout_ms)).parser(parser),
+    );
     for name in ["/", "/chat"] {
         chat_namespace(&hub.of(name));
     }
