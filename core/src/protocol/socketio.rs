@@ -282,6 +282,11 @@ pub enum ParseError {
     /// A text packet arrived while binary attachments were still expected.
     #[error("unexpected text data while reconstructing a binary packet")]
     UnexpectedText,
+    /// The msgpack encoding is malformed (truncated, trailing bytes, invalid
+    /// UTF-8, a non-string map key, an unsupported extension type or too
+    /// much nesting).
+    #[error("invalid msgpack: {0}")]
+    InvalidMsgpack(String),
 }
 
 /// Event names a client may not use (socket.io reserves them).
@@ -321,6 +326,7 @@ impl Decoder {
     /// assert!(matches!(p.kind, PacketKind::Event { id: Some(7), .. }));
     /// assert!(d.decode_text("2{}".into()).is_err());
     /// ```
+    #[allow(clippy::needless_pass_by_value, reason = "taking ownership lets callers hand over a received frame; the result shares its buffer")]
     pub fn decode_text(&mut self, text: ByteString) -> Result<Option<Packet>, ParseError> {
         if self.pending.is_some() {
             return Err(ParseError::UnexpectedText);
@@ -445,6 +451,12 @@ fn decode_header(text: &ByteString, limits: Limits) -> Result<(Packet, usize), P
     Ok((Packet { nsp, kind }, attachments))
 }
 
+/// Whether `map` is meant as a placeholder (`"_placeholder": true`), as
+/// socket.io's reconstructor decides it; its `num` may still be invalid.
+pub(crate) fn is_placeholder(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("_placeholder") == Some(&Value::Bool(true))
+}
+
 /// Checks every placeholder: `num` must be an integer in `0..attachments`.
 /// A packet without attachments may hold no placeholder at all. Iterative,
 /// so hostile nesting cannot overflow the stack.
@@ -454,7 +466,7 @@ pub fn check_placeholders(data: &[Value], attachments: usize) -> Result<(), Pars
         match v {
             Value::Array(items) => stack.extend(items),
             Value::Object(map) => {
-                if map.get("_placeholder") == Some(&Value::Bool(true)) {
+                if is_placeholder(map) {
                     match map.get("num").and_then(Value::as_u64) {
                         Some(n) if (n as usize) < attachments && map["num"].is_u64() => {}
                         _ => return Err(ParseError::InvalidPlaceholder),
