@@ -37,8 +37,8 @@ impl Connection for RecorderConn {
         let _ = self.0.send(Seen::Message(frame));
         Ok(())
     }
-    fn on_close(&mut self, reason: &CloseReason) {
-        let _ = self.0.send(Seen::Close(reason.clone()));
+    fn on_close(&mut self, reason: CloseReason) {
+        let _ = self.0.send(Seen::Close(reason));
     }
 }
 

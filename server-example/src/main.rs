@@ -181,5 +181,5 @@ impl Connection for EchoConnection {
         Ok(())
     }
 
-    fn on_close(&mut self, _reason: &CloseReason) {}
+    fn on_close(&mut self, _reason: CloseReason) {}
 }

@@ -148,7 +148,7 @@ impl RequestInfo {
 }
 
 /// Why a session closed. The `Display` text is socket.io's reason string.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// The client closed the session or its connection went away.
@@ -185,7 +185,7 @@ pub trait Connection: Send + 'static {
     fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason>;
 
     /// The session closed. Called once, after the last message.
-    fn on_close(&mut self, reason: &CloseReason);
+    fn on_close(&mut self, reason: CloseReason);
 }
 
 /// Accepts new sessions: the entry point of an application on the engine.
@@ -235,7 +235,7 @@ impl Engine {
     ///         let _ = self.0.send_frame(frame);
     ///         Ok(())
     ///     }
-    ///     fn on_close(&mut self, _: &CloseReason) {}
+    ///     fn on_close(&mut self, _: CloseReason) {}
     /// }
     /// let engine = Engine::new(EngineConfig::default(), Arc::new(Echo));
     /// assert_eq!(engine.session_count(), 0);

@@ -124,7 +124,7 @@ impl Session {
 
     /// Why the session closed, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        lock(&self.inner.reason).clone()
+        *lock(&self.inner.reason)
     }
 
     /// Completes when the session closes.
@@ -205,7 +205,7 @@ impl Session {
             return;
         }
         tracing::debug!(sid = %self.inner.sid, %reason, "engine session closed");
-        *lock(&self.inner.reason) = Some(reason.clone());
+        *lock(&self.inner.reason) = Some(reason);
         self.inner.closed.cancel();
         self.inner.writable.notify_waiters();
         self.inner.writable.notify_one();
@@ -215,11 +215,11 @@ impl Session {
         // If a message is being delivered right now, the deliverer notices
         // the close when it finishes and reports it (see `deliver`).
         if let Ok(mut slot) = self.inner.conn.try_lock() {
-            Self::notify_close(&mut slot, &reason);
+            Self::notify_close(&mut slot, reason);
         }
     }
 
-    fn notify_close(slot: &mut ConnSlot, reason: &CloseReason) {
+    fn notify_close(slot: &mut ConnSlot, reason: CloseReason) {
         if let ConnSlot::Attached(mut conn) = std::mem::replace(slot, ConnSlot::Done) {
             conn.on_close(reason);
         }
@@ -229,7 +229,7 @@ impl Session {
         let mut slot = lock(&self.inner.conn);
         *slot = ConnSlot::Attached(conn);
         if let Some(reason) = self.close_reason() {
-            Self::notify_close(&mut slot, &reason);
+            Self::notify_close(&mut slot, reason);
         }
     }
 
@@ -260,7 +260,7 @@ impl Session {
             return;
         }
         if let Some(reason) = self.close_reason() {
-            Self::notify_close(&mut slot, &reason);
+            Self::notify_close(&mut slot, reason);
         }
     }
 

@@ -147,11 +147,11 @@ impl Connection for Client {
         }
     }
 
-    fn on_close(&mut self, reason: &CloseReason) {
+    fn on_close(&mut self, reason: CloseReason) {
         let slots: Vec<Slot> = self.shared.lock().drain().map(|(_, s)| s).collect();
         for slot in slots {
             if let Slot::Connected(socket) = slot {
-                socket.closed(DisconnectReason::from(reason));
+                socket.closed(DisconnectReason::from(&reason));
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use serde_json::Value;
 
@@ -147,7 +147,7 @@ where
 /// rest, if any, to the runtime.
 pub(crate) fn run_now_or_spawn(mut fut: BoxFuture<()>) {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    if let Poll::Pending = fut.as_mut().poll(&mut cx) {
+    if fut.as_mut().poll(&mut cx).is_pending() {
         // The spawned task polls again at once and registers a real waker.
         tokio::spawn(fut);
     }

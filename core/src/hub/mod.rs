@@ -170,7 +170,7 @@ impl Handshake {
 }
 
 /// Why a socket left its namespace. `Display` gives socket.io's string.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DisconnectReason {
     /// The client closed the connection or it went away.

@@ -246,7 +246,7 @@ impl Socket {
         // Pending acks fail with `Disconnected`.
         self.acks().clear();
         for h in self.inner.namespace.handlers().on_disconnect.iter() {
-            run_now_or_spawn(h.call(self.clone(), reason.clone()));
+            run_now_or_spawn(h.call(self.clone(), reason));
         }
     }
 }
