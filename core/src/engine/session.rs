@@ -57,6 +57,9 @@ struct Inner {
     /// Woken when packets are queued, the upgrade starts, or the session closes.
     writable: Notify,
     pong: Notify,
+    /// Set by a pong, cleared when a ping is sent: a pong that arrives
+    /// unasked cannot answer the next ping in advance.
+    ponged: AtomicBool,
     closed: CancellationToken,
     closing: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
@@ -100,6 +103,7 @@ impl Session {
                 outbound: Mutex::new(VecDeque::new()),
                 writable: Notify::new(),
                 pong: Notify::new(),
+                ponged: AtomicBool::new(false),
                 closed: CancellationToken::new(),
                 closing: AtomicBool::new(false),
                 reason: Mutex::new(None),
@@ -237,7 +241,10 @@ impl Session {
     pub(crate) fn receive(&self, packet: Packet) {
         match packet {
             Packet::Message(frame) => self.deliver(frame),
-            Packet::Pong(_) => self.inner.pong.notify_one(),
+            Packet::Pong(_) => {
+                self.inner.ponged.store(true, Ordering::Release);
+                self.inner.pong.notify_one();
+            }
             Packet::Close => self.close(CloseReason::TransportClose),
             // v4 heartbeats run server to client: a client ping is an error.
             Packet::Ping(_) | Packet::Open(_) => self.close(CloseReason::TransportError),
@@ -273,15 +280,20 @@ impl Session {
                     () = inner.closed.cancelled() => return,
                     () = tokio::time::sleep(interval) => {}
                 }
+                inner.ponged.store(false, Ordering::Release);
                 if session.send(std::iter::once(Packet::Ping("".into()).encode())).is_err() {
                     return;
                 }
-                tokio::select! {
-                    () = inner.closed.cancelled() => return,
-                    () = inner.pong.notified() => {}
-                    () = tokio::time::sleep(timeout) => {
-                        session.close(CloseReason::PingTimeout);
-                        return;
+                let deadline = tokio::time::sleep(timeout);
+                tokio::pin!(deadline);
+                while !inner.ponged.load(Ordering::Acquire) {
+                    tokio::select! {
+                        () = inner.closed.cancelled() => return,
+                        () = inner.pong.notified() => {}
+                        () = &mut deadline => {
+                            session.close(CloseReason::PingTimeout);
+                            return;
+                        }
                     }
                 }
             }
@@ -338,5 +350,145 @@ impl Session {
         st.transport = TransportKind::WebSocket;
         drop(st);
         self.inner.writable.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::engine::{Engine, EngineHandler, RequestInfo};
+
+    /// Counts on_close calls; closes the session from inside on_message
+    /// when asked to (the re-entrant case).
+    struct Probe {
+        closes: Arc<AtomicUsize>,
+        messages: Arc<AtomicUsize>,
+    }
+    struct ProbeConn {
+        closes: Arc<AtomicUsize>,
+        messages: Arc<AtomicUsize>,
+        session: Session,
+    }
+
+    impl EngineHandler for Probe {
+        fn on_open(&self, session: &Session, _: &RequestInfo) -> Box<dyn Connection> {
+            Box::new(ProbeConn { closes: self.closes.clone(), messages: self.messages.clone(), session: session.clone() })
+        }
+    }
+
+    impl Connection for ProbeConn {
+        fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
+            self.messages.fetch_add(1, Ordering::SeqCst);
+            if frame == Frame::Text("close me".into()) {
+                self.session.close(CloseReason::ForcedClose);
+            }
+            Ok(())
+        }
+        fn on_close(&mut self, _: CloseReason) {
+            self.closes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn request() -> RequestInfo {
+        RequestInfo {
+            headers: http::HeaderMap::new(),
+            query: vec![],
+            uri: http::Uri::from_static("/"),
+            remote_addr: ([127, 0, 0, 1], 1).into(),
+            time: std::time::SystemTime::now(),
+            secure: false,
+        }
+    }
+
+    fn open(config: EngineConfig) -> (Engine, Session, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let closes = Arc::new(AtomicUsize::new(0));
+        let messages = Arc::new(AtomicUsize::new(0));
+        let engine = Engine::new(config, Arc::new(Probe { closes: closes.clone(), messages: messages.clone() }));
+        let session = engine.open_session(&request(), TransportKind::WebSocket);
+        (engine, session, closes, messages)
+    }
+
+    fn heartbeat_config() -> EngineConfig {
+        EngineConfig::default().ping_interval(Duration::from_secs(25)).ping_timeout(Duration::from_secs(20))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missed_pong_closes_after_interval_plus_timeout() {
+        let (engine, session, closes, _) = open(heartbeat_config());
+        tokio::time::sleep(Duration::from_millis(24_900)).await;
+        assert!(session.drain().is_empty(), "no ping before the interval");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(session.drain(), vec![Encoded::Text("2".into())]);
+        tokio::time::sleep(Duration::from_millis(19_800)).await;
+        assert!(!session.is_closed(), "closed before the timeout");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+        assert_eq!(engine.session_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_pings_keep_the_session_and_early_pongs_do_not_count() {
+        let (_engine, session, _, _) = open(heartbeat_config());
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            tokio::task::yield_now().await;
+            assert_eq!(session.drain(), vec![Encoded::Text("2".into())]);
+            session.receive(Packet::Pong("".into()));
+        }
+        assert!(!session.is_closed());
+        // A pong sent before the ping does not answer it.
+        session.receive(Packet::Pong("".into()));
+        tokio::time::sleep(Duration::from_secs(25 + 21)).await;
+        assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+    }
+
+    #[tokio::test]
+    async fn client_ping_is_a_protocol_error() {
+        let (_engine, session, closes, _) = open(EngineConfig::default());
+        session.receive(Packet::Ping("".into()));
+        assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn overflow_closes_as_slow_consumer_but_volatile_only_drops() {
+        let (_engine, session, _, _) = open(EngineConfig::default().max_buffered_packets(3));
+        for _ in 0..3 {
+            session.send_frame(Frame::Text("x".into())).unwrap();
+        }
+        assert_eq!(session.send_volatile([Encoded::message("v")]), Err(SendError::Full));
+        assert!(!session.is_closed());
+        assert_eq!(session.send_frame(Frame::Text("y".into())), Err(SendError::Full));
+        assert_eq!(session.close_reason(), Some(CloseReason::SlowConsumer));
+        assert_eq!(session.send_frame(Frame::Text("z".into())), Err(SendError::Closed));
+        // What was accepted before the overflow is still there, in order.
+        assert_eq!(session.drain(), vec![Encoded::message("x"); 3]);
+    }
+
+    #[tokio::test]
+    async fn close_from_inside_on_message_reports_once_after_the_message() {
+        let (_engine, session, closes, messages) = open(EngineConfig::default());
+        session.receive(Packet::Message(Frame::Text("hello".into())));
+        session.receive(Packet::Message(Frame::Text("close me".into())));
+        assert_eq!(session.close_reason(), Some(CloseReason::ForcedClose));
+        assert_eq!(closes.load(Ordering::SeqCst), 1);
+        session.receive(Packet::Message(Frame::Text("late".into())));
+        session.close(CloseReason::TransportClose);
+        assert_eq!(messages.load(Ordering::SeqCst), 2, "no message after close");
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "on_close exactly once");
+        assert_eq!(session.close_reason(), Some(CloseReason::ForcedClose), "the first reason wins");
+    }
+
+    #[test]
+    fn ids_are_20_url_safe_characters_and_distinct() {
+        let a = new_id();
+        let b = new_id();
+        assert_eq!(a.len(), 20);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(a, b);
     }
 }
