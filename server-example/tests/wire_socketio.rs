@@ -43,8 +43,8 @@ async fn connect_root_and_chat_multiplexed_on_one_connection() {
     run(async {
         let server = Server::start();
         let mut s = SioWs::open(server.port).await;
-        let root_sid = s.connect("/", None).await;
-        let chat_sid = s.connect("/chat", None).await;
+        let root_sid = s.connect("/", Some(r#"{"who":"root"}"#)).await;
+        let chat_sid = s.connect("/chat", Some(r#"{"who":"chat"}"#)).await;
         assert_ne!(root_sid, chat_sid, "each namespace socket has its own id");
         assert_ne!(root_sid, s.eio_sid, "socket id differs from the Engine.IO sid");
 
@@ -63,11 +63,30 @@ async fn connect_root_and_chat_multiplexed_on_one_connection() {
         s.send(r#"42/chat,3["whoami"]"#).await;
         let p = s.recv_packet().await;
         assert_eq!((p.ty, p.nsp.as_str(), p.id), (3, "/chat", Some(3)));
-        assert_eq!(p.data, Some(json!([{"id": chat_sid, "nsp": "/chat", "auth": null}])));
+        assert_eq!(p.data, Some(json!([{"id": chat_sid, "nsp": "/chat", "auth": {"who": "chat"}}])));
 
         s.send(r#"424["whoami"]"#).await;
         let p = s.recv_packet().await;
-        assert_eq!(p.data, Some(json!([{"id": root_sid, "nsp": "/", "auth": null}])));
+        assert_eq!(p.data, Some(json!([{"id": root_sid, "nsp": "/", "auth": {"who": "root"}}])));
+    })
+    .await
+}
+
+/// Contract: `auth` is "the CONNECT auth payload or null". A CONNECT without
+/// a payload (`40`, `40/chat,`) must give `"auth": null`.
+#[tokio::test]
+async fn whoami_without_auth_payload_is_null() {
+    run(async {
+        let server = Server::start();
+        let mut s = SioWs::open(server.port).await;
+        let root_sid = s.connect("/", None).await;
+        let chat_sid = s.connect("/chat", None).await;
+        s.send(r#"421["whoami"]"#).await;
+        let p = s.recv_packet().await;
+        assert_eq!(p.data, Some(json!([{"id": root_sid, "nsp": "/", "auth": null}])), "after `40`");
+        s.send(r#"42/chat,2["whoami"]"#).await;
+        let p = s.recv_packet().await;
+        assert_eq!(p.data, Some(json!([{"id": chat_sid, "nsp": "/chat", "auth": null}])), "after `40/chat,`");
     })
     .await
 }
