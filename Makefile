@@ -33,7 +33,7 @@ test: rust-test lint e2e-node e2e-python
 
 ## All Rust tests in the workspace: unit, property and integration tests.
 rust-test:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -76,12 +76,22 @@ async fn server_exits_on_sigterm_and_sigint() {
     run(async {
         for sig in ["TERM", "INT"] {
             let mut server = Server::start();
-            // with a live connection
-            let (_s, _) = SioWs::connected(server.port).await;
+            // with a live connection that did some traffic
+            let (mut s, _) = SioWs::connected(server.port).await;
+            s.send(r#"421["echo","x"]"#).await;
+            s.recv_packet().await;
+            let _ = http_get(server.port, "/socket.io/?EIO=4&transport=nope").await;
             server.signal(sig);
             assert!(
                 server.wait_exit(Duration::from_secs(10)),
                 "server still running 10 s after SIG{sig}"
+            );
+            // let the reader thread see EOF
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                server.extra_stdout(),
+                "",
+                "stdout must hold only the ready line (logs go to stderr)"
             );
         }
     })

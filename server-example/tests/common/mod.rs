@@ -52,6 +52,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     log: Arc<Mutex<Vec<u8>>>,
+    /// Whatever the server printed to stdout after the ready line.
+    extra_stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 pub const READY_PREFIX: &str = "tidewire-server listening on http://127.0.0.1:";
@@ -97,13 +99,25 @@ impl Server {
         // Read the ready line on a thread (std pipes block), then keep draining stdout.
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel::<std::io::Result<String>>();
+        let extra_stdout = Arc::new(Mutex::new(Vec::new()));
+        let extra2 = extra_stdout.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let r = reader.read_line(&mut line).map(|_| line);
             let _ = tx.send(r);
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut e = extra2.lock().unwrap();
+                        if e.len() < 1 << 20 {
+                            e.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+            }
         });
 
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
@@ -134,7 +148,18 @@ impl Server {
                 );
             }
         };
-        Server { child, port, log }
+        Server {
+            child,
+            port,
+            log,
+            extra_stdout,
+        }
+    }
+
+    /// Everything printed on stdout after the ready line (should stay empty:
+    /// logs go to stderr).
+    pub fn extra_stdout(&self) -> String {
+        String::from_utf8_lossy(&self.extra_stdout.lock().unwrap()).into_owned()
     }
 
     pub fn pid(&self) -> u32 {
