@@ -28,8 +28,17 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e
 
-test: rust-test lint e2e-node e2e-python
-	@echo "make test: all suites passed"
+SUITES := rust-test lint e2e-node e2e-python
+
+## Runs every suite even when an earlier one fails, then fails if any did.
+test:
+	@failed=""; \
+	for suite in $(SUITES); do \
+	  echo "==> make $$suite"; \
+	  $(MAKE) --no-print-directory $$suite || failed="$$failed $$suite"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: all suites passed"
 
 ## All Rust tests in the workspace: unit, property and integration tests.
 rust-test:
