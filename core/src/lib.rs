@@ -20,3 +20,5 @@ pub mod engine;
 #[cfg(feature = "server")]
 pub mod transport;
 pub mod hub;
+pub mod rooms;
+pub mod ack;
