@@ -23,23 +23,29 @@ pub struct TooManyPending {
     pub limit: usize,
 }
 
+/// Allocates ack ids from a shared counter, wrapping below 2^53 so that
+/// JavaScript clients read every id exactly. socket.io numbers acks per
+/// namespace, so that one broadcast with ack uses one id for every
+/// recipient and is encoded once.
+pub fn next_ack_id(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (MAX_ACK_ID + 1)
+}
+
 /// Acks awaited from one client, each holding a `T` (e.g. a channel).
 ///
 /// # Examples
 /// ```
 /// use tidewire::ack::AckTable;
 /// let mut table = AckTable::new(2);
-/// let a = table.insert("a").unwrap();
-/// let b = table.insert("b").unwrap();
-/// assert!(table.insert("c").is_err());
-/// assert_eq!(table.resolve(b), Some("b"));
-/// assert_eq!(table.resolve(b), None, "an id resolves once");
+/// table.insert(1, "a").unwrap();
+/// table.insert(2, "b").unwrap();
+/// assert!(table.insert(3, "c").is_err());
+/// assert_eq!(table.resolve(2), Some("b"));
+/// assert_eq!(table.resolve(2), None, "an id resolves once");
 /// assert_eq!(table.len(), 1);
-/// # let _ = a;
 /// ```
 #[derive(Debug, Clone)]
 pub struct AckTable<T> {
-    next: u64,
     limit: usize,
     pending: HashMap<u64, T>,
 }
@@ -47,24 +53,19 @@ pub struct AckTable<T> {
 impl<T> AckTable<T> {
     /// A table holding at most `limit` pending acks.
     pub fn new(limit: usize) -> Self {
-        AckTable { next: 0, limit, pending: HashMap::new() }
+        AckTable { limit, pending: HashMap::new() }
     }
 
-    /// Registers a pending ack and returns its id.
+    /// Registers the pending ack `id` (replacing one with the same id).
     ///
     /// # Errors
     /// [`TooManyPending`] when `limit` acks are already pending.
-    pub fn insert(&mut self, value: T) -> Result<u64, TooManyPending> {
-        if self.pending.len() >= self.limit {
+    pub fn insert(&mut self, id: u64, value: T) -> Result<(), TooManyPending> {
+        if self.pending.len() >= self.limit && !self.pending.contains_key(&id) {
             return Err(TooManyPending { limit: self.limit });
         }
-        let mut id = self.next;
-        while self.pending.contains_key(&id) {
-            id = if id >= MAX_ACK_ID { 0 } else { id + 1 };
-        }
-        self.next = if id >= MAX_ACK_ID { 0 } else { id + 1 };
         self.pending.insert(id, value);
-        Ok(id)
+        Ok(())
     }
 
     /// Takes the pending ack `id`, if it is still pending.
@@ -111,6 +112,7 @@ pub struct AckCollector<T> {
     waiting: HashMap<String, ()>,
     extra_expected: usize,
     responses: Vec<(String, T)>,
+    disconnected: Vec<String>,
 }
 
 /// What came back from a broadcast with ack.
@@ -118,8 +120,10 @@ pub struct AckCollector<T> {
 pub struct AckReport<T> {
     /// Each recipient's answer, in arrival order.
     pub responses: Vec<(String, T)>,
-    /// Recipients that did not answer in time (or disconnected).
+    /// Recipients that did not answer in time.
     pub timed_out: Vec<String>,
+    /// Recipients that disconnected before answering.
+    pub disconnected: Vec<String>,
     /// Answers expected from other nodes that did not arrive.
     pub missing_remote: usize,
 }
@@ -131,6 +135,7 @@ impl<T> AckCollector<T> {
             waiting: recipients.into_iter().map(|r| (r, ())).collect(),
             extra_expected: 0,
             responses: Vec::new(),
+            disconnected: Vec::new(),
         }
     }
 
@@ -157,6 +162,15 @@ impl<T> AckCollector<T> {
         self.is_complete()
     }
 
+    /// Gives up on `recipient`, which disconnected. Returns true once every
+    /// expected answer is in or given up on.
+    pub fn disconnected(&mut self, recipient: &str) -> bool {
+        if self.waiting.remove(recipient).is_some() {
+            self.disconnected.push(recipient.to_owned());
+        }
+        self.is_complete()
+    }
+
     /// Whether every expected answer is in.
     pub fn is_complete(&self) -> bool {
         self.waiting.is_empty() && self.extra_expected == 0
@@ -171,7 +185,7 @@ impl<T> AckCollector<T> {
     pub fn finish(self) -> AckReport<T> {
         let mut timed_out: Vec<String> = self.waiting.into_keys().collect();
         timed_out.sort_unstable();
-        AckReport { responses: self.responses, timed_out, missing_remote: self.extra_expected }
+        AckReport { responses: self.responses, timed_out, disconnected: self.disconnected, missing_remote: self.extra_expected }
     }
 }
 
@@ -251,27 +265,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_wrap_below_2_pow_53_and_skip_pending_ones() {
-        let mut table = AckTable::new(10);
-        table.next = MAX_ACK_ID;
-        assert_eq!(table.insert('a'), Ok(MAX_ACK_ID));
-        assert_eq!(table.insert('b'), Ok(0));
-        table.next = MAX_ACK_ID;
-        assert_eq!(table.insert('c'), Ok(1), "pending ids are skipped");
-        assert_eq!(table.len(), 3);
-        let drained: Vec<_> = table.drain().collect();
-        assert_eq!(drained.len(), 3);
-        assert!(table.is_empty());
+    fn ids_wrap_below_2_pow_53() {
+        let counter = std::sync::atomic::AtomicU64::new(MAX_ACK_ID);
+        assert_eq!(next_ack_id(&counter), MAX_ACK_ID);
+        assert_eq!(next_ack_id(&counter), 0);
+        assert_eq!(next_ack_id(&counter), 1);
     }
 
     #[test]
     fn limit_is_enforced_and_freed_by_resolution() {
         let mut table = AckTable::new(1);
-        let id = table.insert(()).unwrap();
-        assert_eq!(table.insert(()), Err(TooManyPending { limit: 1 }));
-        assert!(table.contains(id));
-        table.resolve(id);
-        assert!(table.insert(()).is_ok());
+        table.insert(5, ()).unwrap();
+        assert_eq!(table.insert(6, ()), Err(TooManyPending { limit: 1 }));
+        assert!(table.insert(5, ()).is_ok(), "replacing a pending id is not growth");
+        assert!(table.contains(5));
+        table.resolve(5);
+        assert!(table.insert(6, ()).is_ok());
+        assert_eq!(table.drain().count(), 1);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn collector_reports_disconnected_recipients_without_waiting() {
+        let mut acks = AckCollector::new(["a".to_string(), "b".to_string(), "c".to_string()]);
+        assert!(!acks.respond("a", 1));
+        assert!(!acks.disconnected("b"));
+        assert!(!acks.disconnected("a"), "an answered recipient is not disconnected");
+        let report = acks.finish();
+        assert_eq!(report.responses, vec![("a".to_string(), 1)]);
+        assert_eq!(report.disconnected, vec!["b".to_string()]);
+        assert_eq!(report.timed_out, vec!["c".to_string()]);
     }
 
     #[test]
