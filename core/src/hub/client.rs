@@ -8,6 +8,7 @@ use bytestring::ByteString;
 use serde_json::Value;
 
 use super::handler::run_now_or_spawn;
+use super::socket::SocketParts;
 use super::{DisconnectReason, Handshake, Hub, Namespace, Parser, Socket};
 use crate::engine::{CloseReason, Connection, EngineHandler, RequestInfo, Session};
 use crate::protocol::engine::Frame;
@@ -112,18 +113,17 @@ impl Connection for Client {
         let parser = shared.hub.config().parser;
         match packet.kind {
             PacketKind::Connect(auth) => {
-                let Some(ns) = shared.hub.namespace(&packet.nsp) else {
+                if shared.lock().contains_key(&packet.nsp) {
+                    // A second CONNECT to a joined namespace: invalid state.
+                    return Err(CloseReason::ParseError);
+                }
+                let empty = Value::Object(Default::default());
+                let Some(ns) = shared.hub.resolve_namespace(&packet.nsp, auth.as_ref().unwrap_or(&empty)) else {
                     shared.send(parser, &Packet::connect_error(packet.nsp, "Invalid namespace", None));
                     return Ok(());
                 };
-                {
-                    let mut sockets = shared.lock();
-                    if sockets.contains_key(&packet.nsp) {
-                        // A second CONNECT to a joined namespace: invalid state.
-                        return Err(CloseReason::ParseError);
-                    }
-                    sockets.insert(packet.nsp.clone(), Slot::Connecting);
-                }
+                ns.begin_connect();
+                shared.lock().insert(packet.nsp.clone(), Slot::Connecting);
                 run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)));
                 Ok(())
             }
@@ -164,29 +164,41 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         Ok(a) => a,
         Err(refusal) => {
             shared.remove_socket(&nsp);
+            ns.abort_connect();
             shared.send(parser, &Packet::connect_error(nsp, &refusal.message, refusal.data));
             return;
         }
     };
-    let id = crate::engine::new_id();
-    let socket = Socket::new(
-        id,
-        ns.clone(),
-        shared.session.clone(),
-        handshake,
-        admission,
-        Arc::downgrade(&shared),
-        shared.hub.config().ack_timeout,
-    );
+    if shared.session.is_closed() || !shared.lock().contains_key(&nsp) {
+        // The connection closed while the middlewares ran.
+        ns.abort_connect();
+        return;
+    }
+    let config = shared.hub.config();
+    let socket = ns.add(|key| {
+        Socket::new(SocketParts {
+            id: crate::engine::new_id(),
+            key,
+            namespace: ns.clone(),
+            session: shared.session.clone(),
+            handshake,
+            admission,
+            client: Arc::downgrade(&shared),
+            ack_timeout: config.ack_timeout,
+            max_pending_acks: config.max_pending_acks,
+            retry_window: config.retry_window,
+        })
+    });
     {
         let mut sockets = shared.lock();
-        // The connection closed while the middlewares ran.
-        if shared.session.is_closed() || !sockets.contains_key(&nsp) {
+        if !sockets.contains_key(&nsp) {
+            drop(sockets);
+            let reason = shared.session.close_reason().map_or(DisconnectReason::TransportClose, |r| DisconnectReason::from(&r));
+            socket.closed(reason);
             return;
         }
         sockets.insert(nsp.clone(), Slot::Connected(socket.clone()));
     }
-    ns.add(socket.clone());
     shared.send(parser, &Packet::connect_ok(nsp, socket.id()));
     for h in ns.handlers().on_connect.iter() {
         run_now_or_spawn(h.call(socket.clone()));

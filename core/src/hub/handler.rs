@@ -152,3 +152,101 @@ pub(crate) fn run_now_or_spawn(mut fut: BoxFuture<()>) {
         tokio::spawn(fut);
     }
 }
+
+/// Why an event was refused before reaching its handler. When the event
+/// asked for an ack, the client gets
+/// `{"status": "error", "code": code, "message": message}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EventRejection {
+    /// A machine-readable code, e.g. `forbidden` or `invalid_payload`.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl EventRejection {
+    /// A rejection with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> EventRejection {
+        EventRejection { code: code.into(), message: message.into() }
+    }
+
+    /// The ack payload sent to the client.
+    pub fn to_ack(&self) -> Value {
+        serde_json::json!({ "status": "error", "code": self.code, "message": self.message })
+    }
+}
+
+/// Runs before an event's handler (socket.io's `socket.use`): may inspect
+/// or rewrite the event, or refuse it. Middlewares run in the order added.
+/// The event's ack, if any, is held back while they run: a refusal answers
+/// it with the rejection, an acceptance hands it to the handler.
+pub trait EventMiddleware: Send + Sync + 'static {
+    /// Passes the event on (possibly changed) or refuses it.
+    fn call(&self, socket: Socket, event: Event) -> BoxFuture<Result<Event, EventRejection>>;
+}
+
+impl<F, Fut> EventMiddleware for F
+where
+    F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Event, EventRejection>> + Send + 'static,
+{
+    fn call(&self, socket: Socket, event: Event) -> BoxFuture<Result<Event, EventRejection>> {
+        Box::pin(self(socket, event))
+    }
+}
+
+/// Observes every event of a namespace, in or out (socket.io's `onAny` and
+/// `onAnyOutgoing`). Synchronous and called inline: keep it quick.
+pub trait EventListener: Send + Sync + 'static {
+    /// `event` with `args` was received from, or sent to, `socket`.
+    fn on_event(&self, socket: &Socket, event: &str, args: &crate::protocol::socketio::Payload);
+}
+
+impl<F> EventListener for F
+where
+    F: Fn(&Socket, &str, &crate::protocol::socketio::Payload) + Send + Sync + 'static,
+{
+    fn on_event(&self, socket: &Socket, event: &str, args: &crate::protocol::socketio::Payload) {
+        self(socket, event, args);
+    }
+}
+
+/// Observes room lifecycle changes of a namespace (for presence, the
+/// cluster bus, metrics). Synchronous, called after the change, outside
+/// the namespace's locks.
+pub trait RoomListener: Send + Sync + 'static {
+    /// `change` happened in `namespace`.
+    fn on_room_change(&self, namespace: &str, change: &super::RoomChange);
+}
+
+impl<F> RoomListener for F
+where
+    F: Fn(&str, &super::RoomChange) + Send + Sync + 'static,
+{
+    fn on_room_change(&self, namespace: &str, change: &super::RoomChange) {
+        self(namespace, change);
+    }
+}
+
+/// Decides which namespace names a dynamic namespace serves (socket.io's
+/// `io.of(regex)` or `io.of(fn)`).
+pub trait NamespaceMatcher: Send + Sync + 'static {
+    /// Whether a client may create namespace `name` with auth payload `auth`.
+    fn matches(&self, name: &str, auth: &Value) -> bool;
+}
+
+impl<F> NamespaceMatcher for F
+where
+    F: Fn(&str, &Value) -> bool + Send + Sync + 'static,
+{
+    fn matches(&self, name: &str, auth: &Value) -> bool {
+        self(name, auth)
+    }
+}
+
+impl NamespaceMatcher for regex::Regex {
+    fn matches(&self, name: &str, _auth: &Value) -> bool {
+        self.is_match(name)
+    }
+}

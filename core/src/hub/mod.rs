@@ -26,6 +26,7 @@
 //! up to its first `.await` before the next packet is read, as in Node.
 //! What follows an `.await` runs concurrently on the tokio runtime.
 
+mod broadcast;
 mod client;
 pub mod handler;
 mod namespace;
@@ -43,9 +44,36 @@ use crate::engine::{Engine, EngineConfig, EngineHandler, RequestInfo};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Limits, Packet, Payload};
 
-pub use handler::{Admission, BoxFuture, ConnectError};
+pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
+pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
 pub use namespace::Namespace;
 pub use socket::{AckError, AckResponder, Socket};
+
+pub use crate::ack::AckReport;
+pub use crate::rooms::Room;
+
+/// A change of a namespace's rooms, as [`handler::RoomListener`]s see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomChange {
+    /// The room got its first member on this node.
+    Created(Room),
+    /// The room lost its last member on this node.
+    Deleted(Room),
+    /// `socket` joined `room`.
+    Joined {
+        /// The room.
+        room: Room,
+        /// The socket id.
+        socket: Arc<str>,
+    },
+    /// `socket` left `room`.
+    Left {
+        /// The room.
+        room: Room,
+        /// The socket id.
+        socket: Arc<str>,
+    },
+}
 
 /// Hub settings.
 #[derive(Debug, Clone)]
@@ -60,6 +88,14 @@ pub struct HubConfig {
     pub parser: Parser,
     /// Decoder limits (attachments per packet, namespace name length).
     pub limits: Limits,
+    /// Most acks one socket may await from its client (default 1,024).
+    pub max_pending_acks: usize,
+    /// How many recent ack ids per socket are remembered to recognise
+    /// retries of the same event (default 128).
+    pub retry_window: usize,
+    /// Whether children of dynamic namespaces are removed once empty
+    /// (default true).
+    pub cleanup_empty_children: bool,
 }
 
 impl Default for HubConfig {
@@ -69,6 +105,9 @@ impl Default for HubConfig {
             ack_timeout: Duration::from_secs(30),
             parser: Parser::Default,
             limits: Limits::default(),
+            max_pending_acks: 1024,
+            retry_window: 128,
+            cleanup_empty_children: true,
         }
     }
 }
@@ -87,6 +126,16 @@ impl HubConfig {
     /// Sets [`parser`](Self::parser).
     pub fn parser(mut self, parser: Parser) -> Self {
         self.parser = parser;
+        self
+    }
+    /// Sets [`max_pending_acks`](Self::max_pending_acks).
+    pub fn max_pending_acks(mut self, n: usize) -> Self {
+        self.max_pending_acks = n;
+        self
+    }
+    /// Sets [`cleanup_empty_children`](Self::cleanup_empty_children).
+    pub fn cleanup_empty_children(mut self, yes: bool) -> Self {
+        self.cleanup_empty_children = yes;
         self
     }
 }
@@ -235,9 +284,10 @@ pub struct Hub {
 }
 
 #[derive(Default)]
-struct HubInner {
+pub(crate) struct HubInner {
     config: HubConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
+    dynamic: RwLock<Vec<(Arc<dyn handler::NamespaceMatcher>, Namespace)>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -247,10 +297,18 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+fn normalize(name: &str) -> String {
+    if name.starts_with('/') { name.to_owned() } else { format!("/{name}") }
+}
+
 impl Hub {
     /// A hub with `config`.
     pub fn new(config: HubConfig) -> Hub {
-        Hub { inner: Arc::new(HubInner { config, namespaces: RwLock::default() }) }
+        Hub { inner: Arc::new(HubInner { config, ..HubInner::default() }) }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<HubInner>) -> Hub {
+        Hub { inner }
     }
 
     /// The hub's configuration.
@@ -261,17 +319,95 @@ impl Hub {
     /// The namespace `name`, created if needed (socket.io's `io.of(name)`).
     /// A name without a leading `/` gets one.
     pub fn of(&self, name: &str) -> Namespace {
-        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
+        let name = normalize(name);
         if let Some(ns) = self.read().get(&name) {
             return ns.clone();
         }
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(name.clone()).or_insert_with(|| Namespace::new(name, self.inner.config.parser)).clone()
+        map.entry(name.clone())
+            .or_insert_with(|| Namespace::new(name, self.inner.config.parser, Arc::downgrade(&self.inner)))
+            .clone()
     }
 
-    /// The namespace `name`, if it exists.
+    /// A dynamic namespace (socket.io's `io.of(regex)` / `io.of(fn)`): a
+    /// client connecting to an unknown namespace whose name `matcher`
+    /// accepts creates it as a child that shares the handlers registered on
+    /// the returned parent. Children are removed once empty unless
+    /// [`HubConfig::cleanup_empty_children`] is off.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::Hub;
+    /// let hub = Hub::default();
+    /// let workspaces = hub.dynamic(regex::Regex::new(r"^/workspace-\d+$").unwrap());
+    /// workspaces.on_connect(|socket: tidewire::hub::Socket| async move {
+    ///     tracing::info!(nsp = socket.namespace(), "joined a workspace");
+    /// });
+    /// ```
+    pub fn dynamic(&self, matcher: impl handler::NamespaceMatcher) -> Namespace {
+        let parent = Namespace::new("(dynamic)".to_owned(), self.inner.config.parser, Arc::downgrade(&self.inner));
+        self.inner.dynamic.write().unwrap_or_else(PoisonError::into_inner).push((Arc::new(matcher), parent.clone()));
+        parent
+    }
+
+    /// The namespace `name` if it exists (static or a live dynamic child).
     pub fn namespace(&self, name: &str) -> Option<Namespace> {
         self.read().get(name).cloned()
+    }
+
+    /// The namespace a client asks for: an existing one, or a new child of
+    /// the first dynamic namespace whose matcher accepts the name.
+    pub(crate) fn resolve_namespace(&self, name: &str, auth: &serde_json::Value) -> Option<Namespace> {
+        if let Some(ns) = self.namespace(name) {
+            return Some(ns);
+        }
+        let parent = {
+            let dynamic = self.inner.dynamic.read().unwrap_or_else(PoisonError::into_inner);
+            dynamic.iter().find(|(m, _)| m.matches(name, auth)).map(|(_, p)| p.clone())?
+        };
+        let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
+        Some(map.entry(name.to_owned()).or_insert_with(|| parent.child(name.to_owned())).clone())
+    }
+
+    /// Removes an empty dynamic child from the namespace table.
+    pub(crate) fn detach_if_empty(&self, ns: &Namespace) {
+        let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
+        let same = map.get(ns.name()).is_some_and(|n| n.same(ns));
+        if same && ns.is_idle() {
+            map.remove(ns.name());
+            ns.mark_detached();
+        }
+    }
+
+    /// Puts back a child that got a socket after it was detached.
+    pub(crate) fn reattach(&self, ns: &Namespace) {
+        let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(ns.name().to_owned()).or_insert_with(|| ns.clone());
+    }
+
+    /// The names of the namespaces that exist now.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// A broadcast on the main namespace (`io.to(room)`).
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.of("/").to(room)
+    }
+
+    /// A broadcast on the main namespace to everyone but `room`'s members.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.of("/").except(room)
+    }
+
+    /// A broadcast to every socket of the main namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        self.of("/").broadcast()
+    }
+
+    /// Sends `event` to every socket of the main namespace (`io.emit`).
+    pub fn emit(&self, event: &str, args: Payload) -> usize {
+        self.of("/").emit(event, args)
     }
 
     /// The Engine.IO handler that serves this hub; mount it with an

@@ -1,14 +1,22 @@
-//! Namespaces: handler registries and the sockets connected to them.
+//! Namespaces: handler registries, connected sockets and their rooms.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use super::handler::{Admission, ConnectError, ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler};
-use super::{Handshake, Parser, Socket};
-use crate::protocol::socketio::{Packet, Payload};
+use super::broadcast::BroadcastOperator;
+use super::handler::{
+    Admission, ConnectError, ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler, EventListener,
+    EventMiddleware, RoomListener,
+};
+use super::{Handshake, HubInner, Parser, RoomChange, Socket};
+use crate::ack::next_ack_id;
+use crate::protocol::socketio::Payload;
+use crate::rooms::{Room, RoomEvent, RoomIndex, Target};
 
-/// A namespace (socket.io's `io.of(name)`): its handlers and connected
-/// sockets. Cheap to clone; handlers may be added at any time.
+/// A namespace (socket.io's `io.of(name)`): its handlers, its connected
+/// sockets and their rooms. Cheap to clone; handlers may be added at any
+/// time and apply to sockets already connected.
 #[derive(Clone)]
 pub struct Namespace {
     inner: Arc<Inner>,
@@ -17,17 +25,45 @@ pub struct Namespace {
 struct Inner {
     name: String,
     parser: Parser,
-    handlers: RwLock<Arc<Handlers>>,
-    sockets: RwLock<HashMap<String, Socket>>,
+    /// Shared by a dynamic namespace and the children it creates.
+    handlers: Arc<RwLock<Arc<Handlers>>>,
+    state: RwLock<State>,
+    ack_ids: AtomicU64,
+    hub: Weak<HubInner>,
+    /// A child of a dynamic namespace (removed from the hub when empty).
+    dynamic_child: bool,
+    /// Removed from the hub; re-registered if a socket joins again.
+    detached: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    rooms: RoomIndex<u64>,
+    sockets: HashMap<u64, Socket>,
+    by_id: HashMap<Arc<str>, u64>,
+    next_key: u64,
+    /// CONNECTs whose middlewares are still running.
+    connecting: usize,
 }
 
 #[derive(Default, Clone)]
 pub(crate) struct Handlers {
     pub(crate) middlewares: Vec<Arc<dyn ConnectMiddleware>>,
     pub(crate) on_connect: Vec<Arc<dyn ConnectHandler>>,
+    pub(crate) on_disconnecting: Vec<Arc<dyn DisconnectHandler>>,
     pub(crate) on_disconnect: Vec<Arc<dyn DisconnectHandler>>,
+    pub(crate) event_middlewares: Vec<Arc<dyn EventMiddleware>>,
     pub(crate) events: HashMap<String, Arc<dyn EventHandler>>,
-    pub(crate) any: Option<Arc<dyn EventHandler>>,
+    pub(crate) fallback: Option<Arc<dyn EventHandler>>,
+    pub(crate) incoming: Vec<Arc<dyn EventListener>>,
+    pub(crate) outgoing: Vec<Arc<dyn EventListener>>,
+    pub(crate) room_listeners: Vec<Arc<dyn RoomListener>>,
+}
+
+impl Handlers {
+    pub(crate) fn handler_for(&self, event: &str) -> Option<Arc<dyn EventHandler>> {
+        self.events.get(event).or(self.fallback.as_ref()).cloned()
+    }
 }
 
 impl std::fmt::Debug for Namespace {
@@ -36,16 +72,47 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Namespace {
-    pub(crate) fn new(name: String, parser: Parser) -> Namespace {
+    pub(crate) fn new(name: String, parser: Parser, hub: Weak<HubInner>) -> Namespace {
+        Namespace::with_handlers(name, parser, hub, Arc::default(), false)
+    }
+
+    /// A child of a dynamic namespace: shares the parent's handlers.
+    pub(crate) fn child(&self, name: String) -> Namespace {
+        Namespace::with_handlers(name, self.inner.parser, self.inner.hub.clone(), self.inner.handlers.clone(), true)
+    }
+
+    fn with_handlers(
+        name: String,
+        parser: Parser,
+        hub: Weak<HubInner>,
+        handlers: Arc<RwLock<Arc<Handlers>>>,
+        dynamic_child: bool,
+    ) -> Namespace {
         Namespace {
             inner: Arc::new(Inner {
                 name,
                 parser,
-                handlers: RwLock::default(),
-                sockets: RwLock::default(),
+                handlers,
+                state: RwLock::default(),
+                ack_ids: AtomicU64::new(0),
+                hub,
+                dynamic_child,
+                detached: AtomicBool::new(false),
             }),
         }
+    }
+
+    pub(crate) fn same(&self, other: &Namespace) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The namespace's name (`/` for the main one).
@@ -57,58 +124,92 @@ impl Namespace {
         self.inner.parser
     }
 
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        next_ack_id(&self.inner.ack_ids)
+    }
+
+    pub(crate) fn hub(&self) -> Option<super::Hub> {
+        self.inner.hub.upgrade().map(super::Hub::from_inner)
+    }
+
     fn update(&self, f: impl FnOnce(&mut Handlers)) {
-        let mut guard = self.inner.handlers.write().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = write(&self.inner.handlers);
         let mut handlers = Handlers::clone(&guard);
         f(&mut handlers);
         *guard = Arc::new(handlers);
     }
 
     pub(crate) fn handlers(&self) -> Arc<Handlers> {
-        self.inner.handlers.read().unwrap_or_else(PoisonError::into_inner).clone()
+        read(&self.inner.handlers).clone()
     }
+
+    // --- registration ------------------------------------------------------
 
     /// Adds a connect middleware (socket.io's `namespace.use`). Middlewares
-    /// run in the order added; the first refusal wins.
+    /// run in the order added; the first refusal wins and the client gets
+    /// CONNECT_ERROR with its message and data.
     pub fn use_middleware(&self, middleware: impl ConnectMiddleware) -> &Self {
-        let m: Arc<dyn ConnectMiddleware> = Arc::new(middleware);
-        self.update(|h| h.middlewares.push(m));
+        self.use_middleware_dyn(Arc::new(middleware))
+    }
+
+    /// [`use_middleware`](Self::use_middleware) for a shared handler.
+    pub fn use_middleware_dyn(&self, middleware: Arc<dyn ConnectMiddleware>) -> &Self {
+        self.update(|h| h.middlewares.push(middleware));
         self
     }
 
-    /// Adds a handler run for each connected socket.
+    /// Adds an event middleware (socket.io's `socket.use`), run before every
+    /// event handler of this namespace.
+    pub fn use_event_middleware(&self, middleware: impl EventMiddleware) -> &Self {
+        self.use_event_middleware_dyn(Arc::new(middleware))
+    }
+
+    /// [`use_event_middleware`](Self::use_event_middleware) for a shared handler.
+    pub fn use_event_middleware_dyn(&self, middleware: Arc<dyn EventMiddleware>) -> &Self {
+        self.update(|h| h.event_middlewares.push(middleware));
+        self
+    }
+
+    /// Adds a handler run for each connected socket (`connection`).
     pub fn on_connect(&self, handler: impl ConnectHandler) -> &Self {
-        let h: Arc<dyn ConnectHandler> = Arc::new(handler);
-        self.update(|hs| hs.on_connect.push(h));
+        self.on_connect_dyn(Arc::new(handler))
+    }
+
+    /// [`on_connect`](Self::on_connect) for a shared handler.
+    pub fn on_connect_dyn(&self, handler: Arc<dyn ConnectHandler>) -> &Self {
+        self.update(|hs| hs.on_connect.push(handler));
         self
     }
 
-    /// Adds a handler run when a socket leaves the namespace.
+    /// Adds a handler run when a socket is about to leave (`disconnecting`):
+    /// up to its first `.await` it still sees the socket's rooms.
+    pub fn on_disconnecting(&self, handler: impl DisconnectHandler) -> &Self {
+        self.on_disconnecting_dyn(Arc::new(handler))
+    }
+
+    /// [`on_disconnecting`](Self::on_disconnecting) for a shared handler.
+    pub fn on_disconnecting_dyn(&self, handler: Arc<dyn DisconnectHandler>) -> &Self {
+        self.update(|hs| hs.on_disconnecting.push(handler));
+        self
+    }
+
+    /// Adds a handler run after a socket left the namespace (`disconnect`).
     pub fn on_disconnect(&self, handler: impl DisconnectHandler) -> &Self {
-        let h: Arc<dyn DisconnectHandler> = Arc::new(handler);
-        self.update(|hs| hs.on_disconnect.push(h));
+        self.on_disconnect_dyn(Arc::new(handler))
+    }
+
+    /// [`on_disconnect`](Self::on_disconnect) for a shared handler.
+    pub fn on_disconnect_dyn(&self, handler: Arc<dyn DisconnectHandler>) -> &Self {
+        self.update(|hs| hs.on_disconnect.push(handler));
         self
     }
 
     /// Sets the handler of `event` (replacing a previous one).
     pub fn on(&self, event: impl Into<String>, handler: impl EventHandler) -> &Self {
-        let h: Arc<dyn EventHandler> = Arc::new(handler);
-        let event = event.into();
-        self.update(|hs| {
-            hs.events.insert(event, h);
-        });
-        self
+        self.on_dyn(event, Arc::new(handler))
     }
 
-    /// Sets the catch-all handler: events without a handler of their own.
-    pub fn on_any(&self, handler: impl EventHandler) -> &Self {
-        let h: Arc<dyn EventHandler> = Arc::new(handler);
-        self.update(|hs| hs.any = Some(h));
-        self
-    }
-
-    /// Like [`use_middleware`](Self::use_middleware), [`on`](Self::on) and
-    /// friends, for handlers already behind an `Arc` (bindings).
+    /// [`on`](Self::on) for a shared handler.
     pub fn on_dyn(&self, event: impl Into<String>, handler: Arc<dyn EventHandler>) -> &Self {
         let event = event.into();
         self.update(|hs| {
@@ -116,6 +217,46 @@ impl Namespace {
         });
         self
     }
+
+    /// Removes the handler of `event`.
+    pub fn off(&self, event: &str) -> &Self {
+        self.update(|hs| {
+            hs.events.remove(event);
+        });
+        self
+    }
+
+    /// Sets the handler of events that have no handler of their own.
+    pub fn on_fallback(&self, handler: impl EventHandler) -> &Self {
+        let h: Arc<dyn EventHandler> = Arc::new(handler);
+        self.update(|hs| hs.fallback = Some(h));
+        self
+    }
+
+    /// Adds a listener called for every event received (socket.io's `onAny`),
+    /// before its handler.
+    pub fn on_any(&self, listener: impl EventListener) -> &Self {
+        let l: Arc<dyn EventListener> = Arc::new(listener);
+        self.update(|hs| hs.incoming.push(l));
+        self
+    }
+
+    /// Adds a listener called for every event sent to a socket of this
+    /// namespace, broadcasts included (socket.io's `onAnyOutgoing`).
+    pub fn on_any_outgoing(&self, listener: impl EventListener) -> &Self {
+        let l: Arc<dyn EventListener> = Arc::new(listener);
+        self.update(|hs| hs.outgoing.push(l));
+        self
+    }
+
+    /// Adds a listener of room changes: created, deleted, joined, left.
+    pub fn on_room_change(&self, listener: impl RoomListener) -> &Self {
+        let l: Arc<dyn RoomListener> = Arc::new(listener);
+        self.update(|hs| hs.room_listeners.push(l));
+        self
+    }
+
+    // --- connection lifecycle ------------------------------------------------
 
     /// Runs the middlewares for a connecting client.
     pub(crate) async fn admit(&self, handshake: Arc<Handshake>) -> Result<Admission, ConnectError> {
@@ -126,35 +267,199 @@ impl Namespace {
         Ok(admission)
     }
 
-    pub(crate) fn add(&self, socket: Socket) {
-        self.inner.sockets.write().unwrap_or_else(PoisonError::into_inner).insert(socket.id().to_owned(), socket);
+    /// A CONNECT started (keeps an empty dynamic child alive meanwhile).
+    pub(crate) fn begin_connect(&self) {
+        write(&self.inner.state).connecting += 1;
     }
 
-    pub(crate) fn remove(&self, id: &str) {
-        self.inner.sockets.write().unwrap_or_else(PoisonError::into_inner).remove(id);
+    /// A CONNECT ended without a socket (refused or the client left).
+    pub(crate) fn abort_connect(&self) {
+        let mut st = write(&self.inner.state);
+        st.connecting = st.connecting.saturating_sub(1);
+        drop(st);
+        self.cleanup_if_empty();
+    }
+
+    /// Registers a connected socket: its key, its own room and, when it
+    /// belongs to a user, the room `user:<id>`.
+    pub(crate) fn add(&self, make: impl FnOnce(u64) -> Socket) -> Socket {
+        let (socket, events) = {
+            let mut st = write(&self.inner.state);
+            st.connecting = st.connecting.saturating_sub(1);
+            let key = st.next_key;
+            st.next_key += 1;
+            let socket = make(key);
+            let id: Arc<str> = socket.id().into();
+            let mut rooms: Vec<Room> = vec![id.clone()];
+            if let Some(user) = socket.user_id() {
+                rooms.push(format!("user:{user}").into());
+            }
+            st.sockets.insert(key, socket.clone());
+            st.by_id.insert(id, key);
+            let events = st.rooms.join(key, rooms);
+            (socket, self.changes(&st, events))
+        };
+        if self.inner.detached.swap(false, Ordering::AcqRel) {
+            if let Some(hub) = self.hub() {
+                hub.reattach(self);
+            }
+        }
+        self.notify(&events);
+        socket
+    }
+
+    /// Removes a socket from every room and index.
+    pub(crate) fn remove(&self, key: u64) {
+        let events = {
+            let mut st = write(&self.inner.state);
+            // Room events name the socket, so build them before forgetting it.
+            let events = st.rooms.remove_member(key);
+            let changes = self.changes(&st, events);
+            if let Some(socket) = st.sockets.remove(&key) {
+                st.by_id.remove(socket.id());
+            }
+            changes
+        };
+        self.notify(&events);
+        self.cleanup_if_empty();
+    }
+
+    fn cleanup_if_empty(&self) {
+        if !self.inner.dynamic_child {
+            return;
+        }
+        let Some(hub) = self.hub() else { return };
+        if hub.config().cleanup_empty_children {
+            hub.detach_if_empty(self);
+        }
+    }
+
+    /// Whether no socket is connected or connecting.
+    pub(crate) fn is_idle(&self) -> bool {
+        let st = read(&self.inner.state);
+        st.sockets.is_empty() && st.connecting == 0
+    }
+
+    pub(crate) fn mark_detached(&self) {
+        self.inner.detached.store(true, Ordering::Release);
+    }
+
+    // --- rooms ---------------------------------------------------------------
+
+    pub(crate) fn join(&self, key: u64, rooms: Vec<Room>) {
+        let events = {
+            let mut st = write(&self.inner.state);
+            if !st.sockets.contains_key(&key) {
+                return;
+            }
+            let events = st.rooms.join(key, rooms);
+            self.changes(&st, events)
+        };
+        self.notify(&events);
+    }
+
+    pub(crate) fn leave(&self, key: u64, room: &str) {
+        let events = {
+            let mut st = write(&self.inner.state);
+            let events = st.rooms.leave(key, room);
+            self.changes(&st, events)
+        };
+        self.notify(&events);
+    }
+
+    pub(crate) fn rooms_of(&self, key: u64) -> Vec<Room> {
+        read(&self.inner.state).rooms.rooms_of(key).cloned().collect()
+    }
+
+    pub(crate) fn in_room(&self, key: u64, room: &str) -> bool {
+        read(&self.inner.state).rooms.contains(key, room)
+    }
+
+    /// Every room with at least one member on this node.
+    pub fn rooms(&self) -> Vec<Room> {
+        read(&self.inner.state).rooms.rooms().cloned().collect()
+    }
+
+    /// The number of rooms with at least one member on this node (each
+    /// socket's own room included).
+    pub fn room_count(&self) -> usize {
+        read(&self.inner.state).rooms.room_count()
+    }
+
+    fn changes(&self, st: &State, events: Vec<RoomEvent<u64>>) -> Vec<RoomChange> {
+        let id = |k: u64| -> Arc<str> { st.sockets.get(&k).map(|s| Arc::from(s.id())).unwrap_or_else(|| "".into()) };
+        events
+            .into_iter()
+            .map(|e| match e {
+                RoomEvent::Created(r) => RoomChange::Created(r),
+                RoomEvent::Deleted(r) => RoomChange::Deleted(r),
+                RoomEvent::Joined { room, member } => RoomChange::Joined { room, socket: id(member) },
+                RoomEvent::Left { room, member } => RoomChange::Left { room, socket: id(member) },
+            })
+            .collect()
+    }
+
+    fn notify(&self, changes: &[RoomChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let handlers = self.handlers();
+        for l in &handlers.room_listeners {
+            for c in changes {
+                l.on_room_change(self.name(), c);
+            }
+        }
+    }
+
+    // --- queries and broadcasts ---------------------------------------------
+
+    /// The sockets `target` reaches on this node.
+    pub(crate) fn resolve(&self, target: &Target) -> Vec<Socket> {
+        let st = read(&self.inner.state);
+        let mut out = Vec::new();
+        st.rooms.resolve(target, |k| {
+            if let Some(s) = st.sockets.get(k) {
+                out.push(s.clone());
+            }
+        });
+        out
     }
 
     /// The number of sockets connected to this namespace on this node.
     pub fn socket_count(&self) -> usize {
-        self.inner.sockets.read().unwrap_or_else(PoisonError::into_inner).len()
+        read(&self.inner.state).sockets.len()
     }
 
     /// The connected socket with id `id`.
     pub fn socket(&self, id: &str) -> Option<Socket> {
-        self.inner.sockets.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()
+        let st = read(&self.inner.state);
+        st.by_id.get(id).and_then(|k| st.sockets.get(k)).cloned()
     }
 
-    /// Every connected socket.
+    /// Every connected socket on this node.
     pub fn sockets(&self) -> Vec<Socket> {
-        self.inner.sockets.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+        read(&self.inner.state).sockets.values().cloned().collect()
     }
 
-    /// Sends `event` to every socket of the namespace. The packet is encoded
-    /// once and shared by every recipient. Returns how many sockets it was
-    /// queued for.
+    /// A broadcast to every socket of the namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone(), Target::all())
+    }
+
+    /// A broadcast to the members of `room` (chain more with
+    /// [`BroadcastOperator::to`]).
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// A broadcast to everyone except the members of `room`.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().except(room)
+    }
+
+    /// Sends `event` to every socket of the namespace; see
+    /// [`BroadcastOperator::emit`].
     pub fn emit(&self, event: &str, args: Payload) -> usize {
-        let frames = self.parser().encode(&Packet::event(self.name(), event, args, None));
-        let sockets = self.sockets();
-        sockets.iter().filter(|s| s.send_encoded(frames.iter().cloned()).is_ok()).count()
+        self.broadcast().emit(event, args)
     }
 }

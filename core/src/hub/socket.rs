@@ -1,19 +1,24 @@
 //! Sockets: one client's presence in one namespace.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::broadcast::BroadcastOperator;
 use super::client::ClientShared;
-use super::handler::run_now_or_spawn;
+use super::handler::{BoxFuture, run_now_or_spawn};
 use super::{DisconnectReason, Event, Handshake, Namespace};
+use crate::ack::{AckTable, Inbound, InboundAcks};
 use crate::engine::{CloseReason, SendError, Session};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Packet, Payload};
+use crate::rooms::{Room, Target};
+
+/// Largest ack answer kept to re-send when a client retries an event.
+const MAX_CACHED_ANSWER: usize = 64 * 1024;
 
 /// Why an acknowledgement did not arrive.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +30,21 @@ pub enum AckError {
     /// The socket disconnected before answering.
     #[error("socket disconnected")]
     Disconnected,
+    /// Too many acks are pending on this socket.
+    #[error("too many pending acknowledgements")]
+    TooManyPending,
     /// The event could not be sent.
     #[error("send failed: {0}")]
     Send(#[from] SendError),
+}
+
+/// Where an awaited ack goes.
+#[derive(Debug)]
+pub(crate) enum AckSink {
+    /// One `emit_with_ack`.
+    One(oneshot::Sender<Payload>),
+    /// A broadcast's collector: (socket id, answer or `None` if it left).
+    Broadcast(mpsc::UnboundedSender<(Arc<str>, Option<Payload>)>),
 }
 
 /// A client's presence in one namespace (socket.io's `Socket`). Cheap to
@@ -38,15 +55,16 @@ pub struct Socket {
 }
 
 struct Inner {
-    id: String,
+    id: Arc<str>,
+    key: u64,
     namespace: Namespace,
     session: Session,
     handshake: Arc<Handshake>,
     user_id: Option<String>,
     data: Mutex<Value>,
     connected: AtomicBool,
-    next_ack: AtomicU64,
-    acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    acks: Mutex<AckTable<AckSink>>,
+    inbound: Mutex<InboundAcks<Option<Arc<[Encoded]>>>>,
     client: Weak<ClientShared>,
     ack_timeout: Duration,
 }
@@ -59,6 +77,10 @@ impl std::fmt::Debug for Socket {
             .field("connected", &self.connected())
             .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Answers one event's acknowledgement. Dropping it unanswered leaves the
@@ -82,34 +104,43 @@ impl AckResponder {
     /// [`SendError`] when the connection is closed or its queue is full.
     pub fn send(self, args: Payload) -> Result<(), SendError> {
         let s = &self.socket;
-        let frames = s.inner.namespace.parser().encode(&Packet::ack(s.namespace().to_owned(), self.id, args));
-        s.send_encoded(frames)
+        let frames: Arc<[Encoded]> = s.inner.namespace.parser().encode(&Packet::ack(s.namespace(), self.id, args)).into();
+        let size: usize = frames.iter().map(Encoded::len).sum();
+        lock(&s.inner.inbound).answered(self.id, (size <= MAX_CACHED_ANSWER).then(|| frames.clone()));
+        s.send_shared(&frames, false)
     }
 }
 
+/// Everything a [`Socket`] is made of.
+pub(crate) struct SocketParts {
+    pub(crate) id: String,
+    pub(crate) key: u64,
+    pub(crate) namespace: Namespace,
+    pub(crate) session: Session,
+    pub(crate) handshake: Arc<Handshake>,
+    pub(crate) admission: super::Admission,
+    pub(crate) client: Weak<ClientShared>,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) max_pending_acks: usize,
+    pub(crate) retry_window: usize,
+}
+
 impl Socket {
-    pub(crate) fn new(
-        id: String,
-        namespace: Namespace,
-        session: Session,
-        handshake: Arc<Handshake>,
-        admission: super::Admission,
-        client: Weak<ClientShared>,
-        ack_timeout: Duration,
-    ) -> Socket {
+    pub(crate) fn new(p: SocketParts) -> Socket {
         Socket {
             inner: Arc::new(Inner {
-                id,
-                namespace,
-                session,
-                handshake,
-                user_id: admission.user_id,
-                data: Mutex::new(admission.data.unwrap_or(Value::Null)),
+                id: p.id.into(),
+                key: p.key,
+                namespace: p.namespace,
+                session: p.session,
+                handshake: p.handshake,
+                user_id: p.admission.user_id,
+                data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
-                next_ack: AtomicU64::new(0),
-                acks: Mutex::new(HashMap::new()),
-                client,
-                ack_timeout,
+                acks: Mutex::new(AckTable::new(p.max_pending_acks)),
+                inbound: Mutex::new(InboundAcks::new(p.retry_window)),
+                client: p.client,
+                ack_timeout: p.ack_timeout,
             }),
         }
     }
@@ -124,24 +155,34 @@ impl Socket {
         self.inner.namespace.name()
     }
 
+    /// The namespace.
+    pub fn nsp(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+
     /// The handshake the socket connected with.
     pub fn handshake(&self) -> &Handshake {
         &self.inner.handshake
     }
 
-    /// The user the connect middleware authenticated, if any.
+    pub(crate) fn handshake_arc(&self) -> Arc<Handshake> {
+        self.inner.handshake.clone()
+    }
+
+    /// The user the connect middleware authenticated, if any. Such a socket
+    /// is in the room `user:<id>`.
     pub fn user_id(&self) -> Option<&str> {
         self.inner.user_id.as_deref()
     }
 
     /// The data the middlewares attached (`socket.data`).
     pub fn data(&self) -> Value {
-        self.inner.data.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.inner.data).clone()
     }
 
     /// Replaces the socket's data.
     pub fn set_data(&self, data: Value) {
-        *self.inner.data.lock().unwrap_or_else(PoisonError::into_inner) = data;
+        *lock(&self.inner.data) = data;
     }
 
     /// The Engine.IO session carrying this socket.
@@ -154,79 +195,208 @@ impl Socket {
         self.inner.connected.load(Ordering::Acquire)
     }
 
-    pub(crate) fn send_encoded(&self, frames: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
+    // --- rooms ---------------------------------------------------------------
+
+    /// Joins `room`.
+    pub fn join(&self, room: impl Into<Room>) {
+        self.inner.namespace.join(self.inner.key, vec![room.into()]);
+    }
+
+    /// Joins each of `rooms`.
+    pub fn join_many<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) {
+        self.inner.namespace.join(self.inner.key, rooms.into_iter().map(Into::into).collect());
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: &str) {
+        self.inner.namespace.leave(self.inner.key, room);
+    }
+
+    /// The rooms the socket is in, its own id included (`socket.rooms`).
+    pub fn rooms(&self) -> Vec<Room> {
+        self.inner.namespace.rooms_of(self.inner.key)
+    }
+
+    /// Whether the socket is in `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        self.inner.namespace.in_room(self.inner.key, room)
+    }
+
+    // --- sending -------------------------------------------------------------
+
+    pub(crate) fn send_shared(&self, frames: &[Encoded], volatile: bool) -> Result<(), SendError> {
         if !self.connected() {
             return Err(SendError::Closed);
         }
-        self.inner.session.send(frames)
+        let frames = frames.iter().cloned();
+        if volatile { self.inner.session.send_volatile(frames) } else { self.inner.session.send(frames) }
+    }
+
+    fn notify_outgoing(&self, event: &str, args: &Payload) {
+        let handlers = self.inner.namespace.handlers();
+        for l in &handlers.outgoing {
+            l.on_event(self, event, args);
+        }
+    }
+
+    fn emit_packet(&self, event: &str, args: Payload, id: Option<u64>, volatile: bool) -> Result<(), SendError> {
+        self.notify_outgoing(event, &args);
+        let frames = self.inner.namespace.parser().encode(&Packet::event(self.namespace(), event, args, id));
+        self.send_shared(&frames, volatile)
     }
 
     /// Sends `event` with `args` to this client.
     ///
     /// # Errors
-    /// [`SendError`] when the connection is closed or its queue is full.
+    /// [`SendError`] when the connection is closed or its queue is full
+    /// (the client is then disconnected as a slow consumer).
     pub fn emit(&self, event: &str, args: Payload) -> Result<(), SendError> {
-        let packet = Packet::event(self.namespace().to_owned(), event, args, None);
-        self.send_encoded(self.inner.namespace.parser().encode(&packet))
+        self.emit_packet(event, args, None, false)
+    }
+
+    /// Sends `event` unless the client's queue is full, in which case it is
+    /// dropped (socket.io's `volatile`).
+    ///
+    /// # Errors
+    /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
+    pub fn emit_volatile(&self, event: &str, args: Payload) -> Result<(), SendError> {
+        self.emit_packet(event, args, None, true)
     }
 
     /// Sends `event` and waits for the client's acknowledgement, at most
     /// `timeout` (the hub's default `ack_timeout` when `None`).
     ///
     /// # Errors
-    /// [`AckError::Timeout`], [`AckError::Disconnected`] or [`AckError::Send`].
+    /// [`AckError::Timeout`], [`AckError::Disconnected`],
+    /// [`AckError::TooManyPending`] or [`AckError::Send`].
     pub async fn emit_with_ack(&self, event: &str, args: Payload, timeout: Option<Duration>) -> Result<Payload, AckError> {
-        let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
+        let id = self.inner.namespace.next_ack_id();
         let (tx, rx) = oneshot::channel();
-        self.acks().insert(id, tx);
-        let packet = Packet::event(self.namespace().to_owned(), event, args, Some(id));
-        if let Err(e) = self.send_encoded(self.inner.namespace.parser().encode(&packet)) {
-            self.acks().remove(&id);
+        self.register_ack(id, AckSink::One(tx)).map_err(|()| AckError::TooManyPending)?;
+        if let Err(e) = self.emit_packet(event, args, Some(id), false) {
+            self.forget_ack(id);
             return Err(e.into());
         }
         match tokio::time::timeout(timeout.unwrap_or(self.inner.ack_timeout), rx).await {
             Ok(Ok(payload)) => Ok(payload),
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {
-                self.acks().remove(&id);
+                self.forget_ack(id);
                 Err(AckError::Timeout)
             }
         }
     }
 
-    fn acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
-        self.inner.acks.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The number of acks this socket awaits from its client.
+    pub fn pending_acks(&self) -> usize {
+        lock(&self.inner.acks).len()
+    }
+
+    pub(crate) fn register_ack(&self, id: u64, sink: AckSink) -> Result<(), ()> {
+        if !self.connected() {
+            return Err(());
+        }
+        lock(&self.inner.acks).insert(id, sink).map_err(|_| ())
+    }
+
+    pub(crate) fn forget_ack(&self, id: u64) {
+        lock(&self.inner.acks).resolve(id);
     }
 
     pub(crate) fn resolve_ack(&self, id: u64, payload: Payload) {
-        if let Some(tx) = self.acks().remove(&id) {
-            let _ = tx.send(payload);
+        let sink = lock(&self.inner.acks).resolve(id);
+        match sink {
+            Some(AckSink::One(tx)) => {
+                let _ = tx.send(payload);
+            }
+            Some(AckSink::Broadcast(tx)) => {
+                let _ = tx.send((self.inner.id.clone(), Some(payload)));
+            }
+            None => tracing::trace!(socket = self.id(), id, "ack for nothing pending"),
         }
     }
 
-    /// Dispatches an event from the client to the namespace's handler.
+    // --- broadcasts from this socket ------------------------------------------
+
+    /// A broadcast to every socket of the namespace but this one
+    /// (socket.io's `socket.broadcast`).
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.inner.namespace.clone(), Target::all()).except(self.inner.id.clone())
+    }
+
+    /// A broadcast to the members of `room`, this socket excluded.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// A broadcast to everyone but the members of `room` and this socket.
+    pub fn except(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().except(room)
+    }
+
+    // --- receiving -----------------------------------------------------------
+
+    /// Dispatches an event from the client: retry check, listeners,
+    /// middlewares, then the handler.
     pub(crate) fn dispatch(&self, mut payload: Payload, id: Option<u64>) {
+        if let Some(id) = id {
+            let seen = lock(&self.inner.inbound).begin(id);
+            match seen {
+                Inbound::New => {}
+                Inbound::InProgress | Inbound::Answered(None) => return,
+                Inbound::Answered(Some(frames)) => {
+                    let _ = self.send_shared(&frames, false);
+                    return;
+                }
+            }
+        }
         let name = match payload.data.remove(0) {
             Value::String(s) => s,
             other => other.to_string(),
         };
         let handlers = self.inner.namespace.handlers();
-        let Some(handler) = handlers.events.get(&name).or(handlers.any.as_ref()).cloned() else {
-            tracing::trace!(socket = self.id(), event = %name, "no handler");
-            return;
-        };
+        for l in &handlers.incoming {
+            l.on_event(self, &name, &payload);
+        }
         let ack = id.map(|id| AckResponder { socket: self.clone(), id });
-        run_now_or_spawn(handler.call(self.clone(), Event { name, args: payload, ack }));
+        if handlers.event_middlewares.is_empty() {
+            let Some(handler) = handlers.handler_for(&name) else { return };
+            run_now_or_spawn(handler.call(self.clone(), Event { name, args: payload, ack }));
+            return;
+        }
+        let socket = self.clone();
+        let event = Event { name, args: payload, ack: None };
+        let fut: BoxFuture<()> = Box::pin(async move {
+            let mut event = event;
+            for m in &handlers.event_middlewares {
+                match m.call(socket.clone(), event).await {
+                    Ok(e) => event = e,
+                    Err(rejection) => {
+                        if let Some(ack) = ack {
+                            let _ = ack.send(Payload::json(vec![rejection.to_ack()]));
+                        }
+                        return;
+                    }
+                }
+            }
+            // The handler of the (possibly renamed) event.
+            if let Some(handler) = handlers.handler_for(&event.name) {
+                event.ack = ack;
+                handler.call(socket, event).await;
+            }
+        });
+        run_now_or_spawn(fut);
     }
+
+    // --- leaving -------------------------------------------------------------
 
     /// Disconnects the socket from its namespace (socket.io's
     /// `socket.disconnect(close)`): the client gets a DISCONNECT packet; with
     /// `close`, the whole connection (every namespace) is closed too.
     pub fn disconnect(&self, close: bool) {
         if self.connected() {
-            let _ = self.send_encoded(
-                self.inner.namespace.parser().encode(&Packet::disconnect(self.namespace().to_owned())),
-            );
+            let frames = self.inner.namespace.parser().encode(&Packet::disconnect(self.namespace()));
+            let _ = self.send_shared(&frames, false);
         }
         if let Some(client) = self.inner.client.upgrade() {
             client.remove_socket(self.namespace());
@@ -237,15 +407,27 @@ impl Socket {
         }
     }
 
-    /// Marks the socket disconnected, once, and runs the disconnect handlers.
+    /// Marks the socket disconnected, once: `disconnecting` handlers (which
+    /// still see the rooms), then every index is cleaned, then `disconnect`
+    /// handlers.
     pub(crate) fn closed(&self, reason: DisconnectReason) {
         if !self.inner.connected.swap(false, Ordering::AcqRel) {
             return;
         }
-        self.inner.namespace.remove(self.id());
-        // Pending acks fail with `Disconnected`.
-        self.acks().clear();
-        for h in self.inner.namespace.handlers().on_disconnect.iter() {
+        let handlers = self.inner.namespace.handlers();
+        for h in &handlers.on_disconnecting {
+            run_now_or_spawn(h.call(self.clone(), reason));
+        }
+        self.inner.namespace.remove(self.inner.key);
+        // Pending acks fail: single emits with `Disconnected`, broadcasts
+        // count the socket as gone.
+        let pending: Vec<AckSink> = lock(&self.inner.acks).drain().map(|(_, s)| s).collect();
+        for sink in pending {
+            if let AckSink::Broadcast(tx) = sink {
+                let _ = tx.send((self.inner.id.clone(), None));
+            }
+        }
+        for h in &handlers.on_disconnect {
             run_now_or_spawn(h.call(self.clone(), reason));
         }
     }
