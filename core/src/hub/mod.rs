@@ -17,7 +17,7 @@
 //!         let _ = ack.send(event.args);
 //!     }
 //! });
-//! assert!(hub.namespace("/").is_some());
+//! assert!(hub.namespace("/").is_some(), "the main namespace always exists");
 //! assert!(hub.namespace("/other").is_none());
 //! ```
 //!
@@ -277,8 +277,9 @@ pub struct Event {
     pub ack: Option<AckResponder>,
 }
 
-/// The Socket.IO server: namespaces and their sockets.
-#[derive(Clone, Default)]
+/// The Socket.IO server: namespaces and their sockets. The main namespace
+/// `/` always exists.
+#[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
 }
@@ -288,6 +289,12 @@ pub(crate) struct HubInner {
     config: HubConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
     dynamic: RwLock<Vec<(Arc<dyn handler::NamespaceMatcher>, Namespace)>>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub::new(HubConfig::default())
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -304,7 +311,9 @@ fn normalize(name: &str) -> String {
 impl Hub {
     /// A hub with `config`.
     pub fn new(config: HubConfig) -> Hub {
-        Hub { inner: Arc::new(HubInner { config, ..HubInner::default() }) }
+        let hub = Hub { inner: Arc::new(HubInner { config, ..HubInner::default() }) };
+        hub.of("/");
+        hub
     }
 
     pub(crate) fn from_inner(inner: Arc<HubInner>) -> Hub {
@@ -425,3 +434,6 @@ impl Hub {
         self.inner.namespaces.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,385 @@
+//! Hub behaviour without sockets: each fake client is an Engine.IO session
+//! fed packets directly; what the server queues for it is read back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::engine::{Engine, RequestInfo, Session, TransportKind};
+use crate::protocol::engine::{Encoded, Frame, Packet as EnginePacket};
+
+fn request() -> RequestInfo {
+    RequestInfo {
+        headers: http::HeaderMap::new(),
+        query: vec![("q".into(), "1".into())],
+        uri: http::Uri::from_static("/socket.io/?EIO=4&transport=websocket&q=1"),
+        remote_addr: ([127, 0, 0, 1], 4000).into(),
+        time: std::time::SystemTime::now(),
+        secure: false,
+    }
+}
+
+struct Client {
+    session: Session,
+}
+
+impl Client {
+    fn open(engine: &Engine) -> Client {
+        Client { session: engine.open_session(&request(), TransportKind::WebSocket) }
+    }
+
+    fn send(&self, text: &str) {
+        self.session.receive(EnginePacket::Message(Frame::Text(text.into())));
+    }
+
+    /// Everything queued for the client, as text packets without the `4`.
+    fn recv(&self) -> Vec<String> {
+        self.session
+            .drain()
+            .into_iter()
+            .filter_map(|e| match e {
+                Encoded::Text(t) => t.strip_prefix('4').map(str::to_owned),
+                Encoded::Binary(_) => None,
+            })
+            .collect()
+    }
+
+    /// CONNECTs to `nsp` (with `auth`) and returns the socket id.
+    async fn connect(&self, nsp: &str, auth: Option<Value>) -> String {
+        let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
+        let auth = auth.map(|a| a.to_string()).unwrap_or_default();
+        self.send(&format!("0{prefix}{auth}"));
+        settle().await;
+        let out = self.recv();
+        let reply = out.iter().find(|p| p.starts_with(&format!("0{prefix}"))).unwrap_or_else(|| panic!("no CONNECT reply in {out:?}"));
+        let body: Value = serde_json::from_str(&reply[1 + prefix.len()..]).unwrap();
+        body["sid"].as_str().unwrap_or_else(|| panic!("refused: {reply}")).to_owned()
+    }
+}
+
+/// Lets spawned handler tasks run.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn setup() -> (Hub, Engine) {
+    let hub = Hub::default();
+    let engine = hub.engine(crate::engine::EngineConfig::default());
+    (hub, engine)
+}
+
+fn args(v: Value) -> Payload {
+    let Value::Array(items) = v else { panic!("args must be an array") };
+    Payload::json(items)
+}
+
+#[tokio::test]
+async fn rooms_broadcasts_and_exclusions() {
+    let (hub, engine) = setup();
+    let ns = hub.of("/");
+    let (a, b, c) = (Client::open(&engine), Client::open(&engine), Client::open(&engine));
+    let ida = a.connect("/", None).await;
+    let idb = b.connect("/", None).await;
+    let idc = c.connect("/", None).await;
+    let sa = ns.socket(&ida).unwrap();
+    let sb = ns.socket(&idb).unwrap();
+    sa.join("red");
+    sb.join_many(["red", "blue"]);
+    ns.socket(&idc).unwrap().join("blue");
+    assert_eq!(sb.rooms().len(), 3, "own id, red, blue");
+    assert!(sb.in_room("blue") && !sa.in_room("blue"));
+
+    assert_eq!(hub.to("red").emit("m", args(json!([1]))), 2);
+    assert_eq!(a.recv(), vec![r#"2["m",1]"#]);
+    assert_eq!(b.recv(), vec![r#"2["m",1]"#]);
+    assert!(c.recv().is_empty());
+
+    // Union without duplicates; except; a socket's broadcast skips itself.
+    assert_eq!(hub.to("red").to("blue").emit("u", args(json!([]))), 3);
+    assert_eq!(b.recv().len(), 1, "b is in both rooms and gets one copy");
+    a.recv();
+    c.recv();
+    assert_eq!(hub.to("red").except("blue").emit("x", args(json!([]))), 1);
+    assert_eq!(a.recv().len(), 1);
+    assert_eq!(sb.to("red").emit("s", args(json!([]))), 1, "only a: b is the sender");
+    assert_eq!(sb.broadcast().emit("all", args(json!([]))), 2);
+    assert_eq!(hub.emit("everyone", args(json!([]))), 3);
+    assert_eq!(hub.to(idc.as_str()).emit("direct", args(json!(["hi"]))), 1, "a socket id is a room");
+    assert!(c.recv().contains(&r#"2["direct","hi"]"#.to_owned()));
+
+    sb.leave("red");
+    assert_eq!(hub.to("red").emit("m", args(json!([]))), 1);
+    assert_eq!(ns.room_count(), 5, "3 own rooms, red, blue");
+}
+
+#[tokio::test]
+async fn user_rooms_reach_every_connection_of_a_user() {
+    let (hub, engine) = setup();
+    hub.of("/").use_middleware(|h: Arc<Handshake>| async move {
+        Ok(Admission::user(h.auth["user"].as_str().unwrap_or("anon")).with_data(json!({"role": "member"})))
+    });
+    let (t1, t2, other) = (Client::open(&engine), Client::open(&engine), Client::open(&engine));
+    let id1 = t1.connect("/", Some(json!({"user": "u1"}))).await;
+    t2.connect("/", Some(json!({"user": "u1"}))).await;
+    other.connect("/", Some(json!({"user": "u2"}))).await;
+    assert_eq!(hub.to("user:u1").emit("dm", args(json!(["psst"]))), 2);
+    assert_eq!(t1.recv(), vec![r#"2["dm","psst"]"#]);
+    assert_eq!(t2.recv(), vec![r#"2["dm","psst"]"#]);
+    assert!(other.recv().is_empty());
+    let s1 = hub.of("/").socket(&id1).unwrap();
+    assert_eq!(s1.user_id(), Some("u1"));
+    assert_eq!(s1.data(), json!({"role": "member"}));
+
+    let fetched = hub.to("user:u1").fetch_sockets().await;
+    assert_eq!(fetched.len(), 2);
+    assert!(fetched.iter().all(|s| s.rooms.contains(&"user:u1".to_owned()) && s.data["role"] == "member"));
+    assert_eq!(fetched[0].handshake.query["q"], "1");
+
+    hub.to("user:u1").sockets_join(["vip"]);
+    assert_eq!(hub.to("vip").emit("v", args(json!([]))), 2);
+    hub.to("user:u1").sockets_leave("vip");
+    assert_eq!(hub.to("vip").emit("v", args(json!([]))), 0);
+    hub.to("user:u1").disconnect_sockets(false);
+    assert_eq!(hub.of("/").socket_count(), 1);
+    assert!(t1.recv().contains(&"1".to_owned()), "DISCONNECT packet sent");
+    assert!(!t1.session.is_closed(), "without close the connection stays");
+}
+
+#[tokio::test(start_paused = true)]
+async fn broadcast_ack_collects_answers_and_reports_silent_recipients() {
+    let (hub, engine) = setup();
+    let (a, b, c) = (Client::open(&engine), Client::open(&engine), Client::open(&engine));
+    let ida = a.connect("/", None).await;
+    let idb = b.connect("/", None).await;
+    let idc = c.connect("/", None).await;
+    let op = hub.broadcast().timeout(Duration::from_secs(5));
+    let task = tokio::spawn(async move { op.emit_with_ack("poll", args(json!(["?"]))).await });
+    settle().await;
+    let sent = a.recv();
+    assert_eq!(sent.len(), 1);
+    let id: String = sent[0][1..].chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(b.recv(), sent, "one encoding, one ack id for every recipient");
+    assert_eq!(c.recv(), sent);
+    a.send(&format!("3{id}[\"yes\"]"));
+    c.send("1"); // c leaves without answering
+    settle().await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.responses, vec![(ida, Payload::json(vec![json!("yes")]))]);
+    assert_eq!(report.timed_out, vec![idb.clone()]);
+    assert_eq!(report.disconnected, vec![idc]);
+    assert_eq!(hub.of("/").socket(&idb).unwrap().pending_acks(), 0, "timed-out entries are removed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn emit_with_ack_times_out_and_resolves() {
+    let (hub, engine) = setup();
+    let a = Client::open(&engine);
+    let id = a.connect("/", None).await;
+    let socket = hub.of("/").socket(&id).unwrap();
+    let s = socket.clone();
+    let pending = tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), Some(Duration::from_secs(2))).await });
+    settle().await;
+    assert_eq!(socket.pending_acks(), 1);
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert_eq!(pending.await.unwrap(), Err(AckError::Timeout));
+    assert_eq!(socket.pending_acks(), 0);
+    a.recv();
+
+    let s = socket.clone();
+    let answered = tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), None).await });
+    settle().await;
+    let sent = a.recv();
+    let ack_id: String = sent[0][1..].chars().take_while(char::is_ascii_digit).collect();
+    a.send(&format!("3{ack_id}[42]"));
+    assert_eq!(answered.await.unwrap(), Ok(Payload::json(vec![json!(42)])));
+}
+
+#[tokio::test]
+async fn retried_ack_ids_are_not_processed_twice() {
+    let (hub, engine) = setup();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = calls.clone();
+    hub.of("/").on("count", move |_s: Socket, e: Event| {
+        let n = n.clone();
+        async move {
+            let v = n.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(ack) = e.ack {
+                let _ = ack.send(Payload::json(vec![json!(v)]));
+            }
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/", None).await;
+    a.send(r#"27["count"]"#);
+    a.send(r#"27["count"]"#);
+    a.send(r#"28["count"]"#);
+    settle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(a.recv(), vec!["37[1]", "37[1]", "38[2]"], "the retry gets the same answer");
+}
+
+#[tokio::test]
+async fn event_middleware_can_refuse_with_an_ack_error_or_rewrite() {
+    let (hub, engine) = setup();
+    let ns = hub.of("/");
+    ns.use_event_middleware(|_s: Socket, mut e: Event| async move {
+        if e.name == "secret" {
+            return Err(EventRejection::new("forbidden", "not for you"));
+        }
+        e.args.data.push(json!("checked"));
+        Ok(e)
+    });
+    ns.on("echo", |_s: Socket, e: Event| async move {
+        if let Some(ack) = e.ack {
+            let _ = ack.send(e.args);
+        }
+    });
+    let reached = Arc::new(AtomicUsize::new(0));
+    let r = reached.clone();
+    ns.on("secret", move |_s: Socket, _e: Event| {
+        r.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    let a = Client::open(&engine);
+    a.connect("/", None).await;
+    a.send(r#"21["secret",1]"#);
+    a.send(r#"22["echo",1]"#);
+    settle().await;
+    assert_eq!(
+        a.recv(),
+        vec![r#"31[{"status":"error","code":"forbidden","message":"not for you"}]"#, r#"32[1,"checked"]"#]
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn any_listeners_see_incoming_and_outgoing_events() {
+    let (hub, engine) = setup();
+    let ns = hub.of("/");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (i, o) = (seen.clone(), seen.clone());
+    ns.on_any(move |_s: &Socket, event: &str, _a: &Payload| i.lock().unwrap().push(format!("in:{event}")));
+    ns.on_any_outgoing(move |_s: &Socket, event: &str, _a: &Payload| o.lock().unwrap().push(format!("out:{event}")));
+    ns.on_fallback(|s: Socket, e: Event| async move {
+        let _ = s.emit("unknown", Payload::json(vec![json!(e.name)]));
+    });
+    let a = Client::open(&engine);
+    a.connect("/", None).await;
+    a.send(r#"2["whatever"]"#);
+    hub.emit("news", Payload::default());
+    settle().await;
+    assert_eq!(*seen.lock().unwrap(), ["in:whatever", "out:unknown", "out:news"]);
+    assert_eq!(a.recv(), vec![r#"2["unknown","whatever"]"#, r#"2["news"]"#]);
+}
+
+#[tokio::test]
+async fn room_changes_disconnecting_and_cleanup() {
+    let (hub, engine) = setup();
+    let ns = hub.of("/");
+    let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let c = changes.clone();
+    ns.on_room_change(move |_nsp: &str, change: &RoomChange| {
+        let line = match change {
+            RoomChange::Created(r) => format!("+{r}"),
+            RoomChange::Deleted(r) => format!("-{r}"),
+            RoomChange::Joined { room, .. } => format!("join {room}"),
+            RoomChange::Left { room, .. } => format!("leave {room}"),
+        };
+        if !line.contains(' ') || line.contains("lobby") {
+            c.lock().unwrap().push(line);
+        }
+    });
+    let rooms_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r = rooms_seen.clone();
+    ns.on_disconnecting(move |s: Socket, reason: DisconnectReason| {
+        r.lock().unwrap().push((s.rooms().len(), reason));
+        async {}
+    });
+    let after = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d = after.clone();
+    ns.on_disconnect(move |s: Socket, reason: DisconnectReason| {
+        d.lock().unwrap().push((s.rooms().len(), reason));
+        async {}
+    });
+    let a = Client::open(&engine);
+    let id = a.connect("/", None).await;
+    ns.socket(&id).unwrap().join("lobby");
+    a.send("1");
+    settle().await;
+    assert_eq!(*rooms_seen.lock().unwrap(), [(2, DisconnectReason::ClientNamespaceDisconnect)]);
+    assert_eq!(*after.lock().unwrap(), [(0, DisconnectReason::ClientNamespaceDisconnect)]);
+    let changes = changes.lock().unwrap();
+    assert!(changes.contains(&"+lobby".to_owned()) && changes.contains(&"-lobby".to_owned()), "{changes:?}");
+    assert!(changes.contains(&"join lobby".to_owned()) && changes.contains(&"leave lobby".to_owned()));
+    assert_eq!((ns.socket_count(), ns.room_count()), (0, 0));
+    assert!(!a.session.is_closed(), "leaving the last namespace keeps the session");
+}
+
+#[tokio::test]
+async fn dynamic_namespaces_share_handlers_and_vanish_when_empty() {
+    let (hub, engine) = setup();
+    let parent = hub.dynamic(regex::Regex::new(r"^/team-\d+$").unwrap());
+    parent.on("where", |s: Socket, e: Event| async move {
+        if let Some(ack) = e.ack {
+            let _ = ack.send(Payload::json(vec![json!(s.namespace())]));
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/team-7", None).await;
+    assert!(hub.namespace("/team-7").is_some());
+    a.send(r#"2/team-7,1["where"]"#);
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"3/team-7,1["/team-7"]"#]);
+    a.send("0/team-x,");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4/team-x,{"message":"Invalid namespace"}"#]);
+    a.send("1/team-7,");
+    settle().await;
+    assert!(hub.namespace("/team-7").is_none(), "empty child removed");
+    a.connect("/team-7", None).await;
+    assert_eq!(hub.of("/team-7").socket_count(), 1, "recreated on demand");
+}
+
+#[tokio::test]
+async fn connect_refusal_carries_message_and_data() {
+    let (hub, engine) = setup();
+    hub.of("/").use_middleware(|_h: Arc<Handshake>| async move {
+        Err::<Admission, _>(ConnectError::new("expired").with_data(json!({"retry": false})))
+    });
+    let a = Client::open(&engine);
+    a.send("0");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4{"message":"expired","data":{"retry":false}}"#]);
+    assert_eq!(hub.of("/").socket_count(), 0);
+}
+
+#[tokio::test]
+async fn ten_thousand_cycles_leave_every_index_empty() {
+    let (hub, engine) = setup();
+    let ns = hub.of("/");
+    ns.use_middleware(|_h: Arc<Handshake>| async move { Ok(Admission::user("u")) });
+    for i in 0..10_000 {
+        let c = Client::open(&engine);
+        let id = c.connect("/", None).await;
+        let s = ns.socket(&id).unwrap();
+        s.join(format!("room-{}", i % 7));
+        let s2 = s.clone();
+        // An ack left pending when the client goes away.
+        let pending = tokio::spawn(async move { s2.emit_with_ack("q", Payload::default(), None).await });
+        settle().await;
+        s.leave(&format!("room-{}", i % 7));
+        s.join("stay");
+        if i % 2 == 0 { c.send("1") } else { c.session.close(crate::engine::CloseReason::TransportClose) }
+        c.session.close(crate::engine::CloseReason::TransportClose);
+        assert_eq!(pending.await.unwrap(), Err(AckError::Disconnected));
+    }
+    assert_eq!(ns.socket_count(), 0);
+    assert_eq!(ns.room_count(), 0);
+    assert_eq!(engine.session_count(), 0);
+}
