@@ -1,43 +1,44 @@
-//! The Tidewire reference server.
+//! The Tidewire reference server: the classic socket.io chat, done
+//! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
-//! Serves Socket.IO at `/socket.io/` (namespaces `/` and `/chat`) and a raw
-//! Engine.IO echo at `/engine.io/`. With no arguments it listens on
-//! 127.0.0.1:3000 with socket.io's default settings and needs nothing else
-//! (no Redis).
-//!
-//! Events, in both namespaces:
-//! * `echo`: acknowledged with the same arguments, or, without an ack,
-//!   emitted back as `echo`;
-//! * `whoami`: acknowledged with `{id, nsp, auth}` (`auth` is `{}` when the
-//!   CONNECT carried none, as in socket.io);
-//! * `ask`: the server emits `question` with an ack and, once the client
-//!   answers `x`, emits `answer` with `x`.
-//!
-//! A CONNECT whose auth is `{"token":"bad"}` is refused with
-//! `{"message":"unauthorized"}`.
+//! Serves Socket.IO at `/socket.io/`, a raw Engine.IO echo at `/engine.io/`,
+//! `GET /healthz`, and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
+//! handing out development tokens. `--conformance` replaces the chat with
+//! the fixed handlers the end-to-end tests drive (see [`conformance`]).
+
+mod chat;
+mod conformance;
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser as _;
-use serde_json::{Value, json};
+use http::StatusCode;
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
-use tidewire::hub::{Admission, ConnectError, Event, Handshake, Hub, HubConfig, Namespace, Parser, Socket};
+use tidewire::hub::{Hub, HubConfig, Parser};
 use tidewire::protocol::engine::Frame;
-use tidewire::protocol::socketio::Payload;
-use tidewire::transport::Server;
+use tidewire::transport::{Server, text_response};
+
+/// The secret used when `JWT_SECRET` is not set. Development only.
+const DEV_SECRET: &str = "tidewire-insecure-development-secret";
 
 /// Command-line options (each also readable from the environment).
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidewire-server", version, about = "The Tidewire reference Socket.IO server")]
 struct Options {
     /// Address to listen on.
-    #[arg(long, env = "TIDEWIRE_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "TIDEWIRE_PORT", default_value_t = 3000)]
+    #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
+    /// Origin of the web client allowed by CORS (repeatable; `*` for any).
+    #[arg(long = "client-url", env = "CLIENT_URL", value_delimiter = ',')]
+    client_urls: Vec<String>,
+    /// HS256 secret of the access tokens (an insecure development secret when unset).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
     /// Milliseconds between server pings.
     #[arg(long, env = "TIDEWIRE_PING_INTERVAL_MS", default_value_t = 25_000)]
     ping_interval_ms: u64,
@@ -57,17 +58,15 @@ struct Options {
     /// `msgpack` (npm socket.io-msgpack-parser).
     #[arg(long, env = "TIDEWIRE_PARSER", default_value = "default", value_parser = ["default", "msgpack"])]
     parser: String,
-    /// Allowed CORS origin for browser pages on other origins (repeatable; `*` for any).
-    #[arg(long = "cors-origin", env = "TIDEWIRE_CORS_ORIGIN")]
-    cors_origins: Vec<String>,
+    /// Serve the protocol conformance handlers instead of the chat.
+    #[arg(long, env = "TIDEWIRE_CONFORMANCE")]
+    conformance: bool,
 }
 
 fn main() -> std::io::Result<()> {
     let options = Options::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(options))
@@ -79,10 +78,9 @@ async fn run(options: Options) -> std::io::Result<()> {
         .ping_timeout(Duration::from_millis(options.ping_timeout_ms))
         .upgrade_timeout(Duration::from_millis(options.upgrade_timeout_ms))
         .max_payload(options.max_payload);
-    for origin in &options.cors_origins {
-        engine_config = engine_config.cors_origin(origin.clone());
+    for origin in &options.client_urls {
+        engine_config = engine_config.cors_origin(origin.clone()).cors_credentials(true);
     }
-
     let parser = match options.parser.as_str() {
         "msgpack" => Parser::Msgpack,
         _ => Parser::Default,
@@ -90,15 +88,25 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(
         HubConfig::default().connect_timeout(Duration::from_millis(options.connect_timeout_ms)).parser(parser),
     );
-    for name in ["/", "/chat"] {
-        chat_namespace(&hub.of(name));
-    }
 
-    let server = Server::builder()
-        .mount("/socket.io/", hub.engine(engine_config.clone()))
-        .mount("/engine.io/", Engine::new(engine_config, Arc::new(EngineEcho)))
-        .bind((options.host.as_str(), options.port))
-        .await?;
+    let mut builder = Server::builder()
+        .route("/healthz", |_req| text_response(StatusCode::OK, "ok"))
+        .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
+    if options.conformance {
+        conformance::install(&hub);
+    } else {
+        let secret = match &options.jwt_secret {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => {
+                tracing::warn!("JWT_SECRET is not set: using an insecure development secret and serving /dev/token");
+                builder = builder.route("/dev/token", dev_token(chat::Tokens::new(DEV_SECRET)));
+                DEV_SECRET.to_owned()
+            }
+        };
+        chat::install(&hub, chat::Tokens::new(&secret), Arc::new(chat::MemoryStore::new(1000)), Arc::new(chat::StaffRooms));
+    }
+    let server = builder.mount("/socket.io/", hub.engine(engine_config)).bind((options.host.as_str(), options.port)).await?;
+
     let mut stdout = std::io::stdout();
     writeln!(stdout, "tidewire-server listening on http://{}", server.local_addr())?;
     stdout.flush()?;
@@ -107,6 +115,34 @@ async fn run(options: Options) -> std::io::Result<()> {
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// `GET /dev/token?sub=alice&name=Alice&role=staff`: a one-hour token
+/// signed with the development secret.
+fn dev_token(
+    tokens: chat::Tokens,
+) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body> + Send + Sync + 'static
+{
+    move |req| {
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let Some(sub) = get("sub").filter(|s| !s.is_empty()) else {
+            return text_response(StatusCode::BAD_REQUEST, "sub is required");
+        };
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() + 3600)
+            .unwrap_or_default();
+        let claims = chat::Claims { sub, name: get("name"), role: get("role"), exp: Some(exp) };
+        match tokens.sign(&claims) {
+            Ok(token) => text_response(StatusCode::OK, token),
+            Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -127,42 +163,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// The demo handlers of one namespace.
-fn chat_namespace(ns: &Namespace) {
-    ns.use_middleware(|handshake: Arc<Handshake>| async move {
-        if handshake.auth.get("token") == Some(&json!("bad")) {
-            return Err(ConnectError::new("unauthorized"));
-        }
-        Ok(Admission::accept())
-    });
-    ns.on("echo", |socket: Socket, event: Event| async move {
-        let result = match event.ack {
-            Some(ack) => ack.send(event.args),
-            None => socket.emit("echo", event.args),
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "echo not delivered");
-        }
-    });
-    ns.on("whoami", |socket: Socket, event: Event| async move {
-        if let Some(ack) = event.ack {
-            let me = json!({ "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth });
-            let _ = ack.send(Payload::json(vec![me]));
-        }
-    });
-    ns.on("ask", |socket: Socket, _event: Event| async move {
-        match socket.emit_with_ack("question", Payload::json(vec![json!("ping?")]), None).await {
-            Ok(answer) => {
-                let first = answer.data.into_iter().next().unwrap_or(Value::Null);
-                let mut args = Payload::json(vec![first]);
-                args.attachments = answer.attachments;
-                let _ = socket.emit("answer", args);
-            }
-            Err(e) => tracing::debug!(error = %e, "question not answered"),
-        }
-    });
 }
 
 /// Raw Engine.IO: every message is sent back unchanged.

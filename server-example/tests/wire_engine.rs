@@ -50,8 +50,6 @@ async fn handshake_polling_offers_websocket_upgrade() {
 async fn handshake_reflects_cli_options() {
     run(async {
         let server = Server::start_with(&[
-            "--host",
-            "127.0.0.1",
             "--ping-interval-ms",
             "1234",
             "--ping-timeout-ms",

@@ -31,10 +31,18 @@ use hyper::body::Incoming;
 
 use crate::engine::{Engine, RequestInfo};
 
-pub use server::{Server, ServerBuilder};
+pub use server::{Route, Server, ServerBuilder};
+
+/// A small `text/plain` response, for routes such as health checks.
+pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    plain(status, body, "text/plain; charset=utf-8")
+}
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
+
+/// The body type of incoming requests.
+pub type IncomingBody = Incoming;
 
 /// Engine.IO's HTTP error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

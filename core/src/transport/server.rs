@@ -16,18 +16,39 @@ use tokio_util::sync::CancellationToken;
 use super::{Body, handle, plain};
 use crate::engine::Engine;
 
+/// A plain HTTP endpoint served beside the engines (health checks,
+/// metrics).
+pub type Route = Arc<dyn Fn(&Request<Incoming>) -> Response<Body> + Send + Sync>;
+
 /// Configures a [`Server`]: which engine answers which path, and the HTTP
 /// limits that protect it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerBuilder {
     mounts: Vec<(String, Engine)>,
+    routes: Vec<(String, Route)>,
     header_read_timeout: Duration,
     max_headers: usize,
 }
 
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("mounts", &self.mounts.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>())
+            .field("routes", &self.routes.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>())
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_headers", &self.max_headers)
+            .finish()
+    }
+}
+
 impl Default for ServerBuilder {
     fn default() -> ServerBuilder {
-        ServerBuilder { mounts: Vec::new(), header_read_timeout: Duration::from_secs(10), max_headers: 100 }
+        ServerBuilder {
+            mounts: Vec::new(),
+            routes: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+        }
     }
 }
 
@@ -40,6 +61,22 @@ impl ServerBuilder {
             path.push('/');
         }
         self.mounts.push((path, engine));
+        self
+    }
+
+    /// Answers requests for exactly `path` with `handler` (e.g. `/healthz`).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::transport::{Server, text_response};
+    /// let builder = Server::builder().route("/healthz", |_req| text_response(http::StatusCode::OK, "ok"));
+    /// ```
+    pub fn route(
+        mut self,
+        path: impl Into<String>,
+        handler: impl Fn(&Request<Incoming>) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.push((path.into(), Arc::new(handler)));
         self
     }
 
@@ -94,7 +131,7 @@ impl ServerBuilder {
                     let svc_state = state.clone();
                     let service = service_fn(move |req: Request<Incoming>| {
                         let state = svc_state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(state.route(req, remote).await) }
+                        async move { Ok::<_, std::convert::Infallible>(state.dispatch(req, remote).await) }
                     });
                     let mut builder = hyper::server::conn::http1::Builder::new();
                     builder
@@ -115,8 +152,11 @@ impl ServerBuilder {
         Server { local_addr, shutdown, task: Some(task), engines }
     }
 
-    async fn route(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    async fn dispatch(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let path = req.uri().path();
+        if let Some((_, route)) = self.routes.iter().find(|(p, _)| p == path) {
+            return route(&req);
+        }
         for (mount, engine) in &self.mounts {
             if path == mount || path == &mount[..mount.len() - 1] {
                 return handle(engine, req, remote).await;

@@ -16,7 +16,7 @@ class ServerProcess:
         if not binary:
             raise RuntimeError("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)")
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", *args],
+            [binary, "--port", "0", "--host", "127.0.0.1", "--conformance", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -59,16 +59,16 @@ pub struct Server {
 pub const READY_PREFIX: &str = "tidewire-server listening on http://127.0.0.1:";
 
 impl Server {
-    /// Start with default options (`--port 0`).
+    /// Start the conformance handlers with default options.
     pub fn start() -> Server {
         Self::start_with(&[])
     }
 
-    /// Start with extra CLI arguments (in addition to `--port 0`).
+    /// Start the conformance handlers with extra CLI arguments (in addition
+    /// to `--port 0 --host 127.0.0.1 --conformance`).
     pub fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidewire-server"))
-            .arg("--port")
-            .arg("0")
+            .args(["--port", "0", "--host", "127.0.0.1", "--conformance"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

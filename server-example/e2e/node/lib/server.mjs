@@ -10,7 +10,7 @@ export async function startServer(args = []) {
   if (!bin) {
     throw new Error("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)");
   }
-  const proc = spawn(bin, ["--port", "0", ...args], {
+  const proc = spawn(bin, ["--port", "0", "--host", "127.0.0.1", "--conformance", ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

@@ -45,6 +45,7 @@ for (const [name, opts, final] of [
         const sent = { s: "héllo", n: 1.5, i: -7, big: 2 ** 40, nil: null, list: [true, false], bin: Buffer.from([0, 1, 254, 255]) };
         const [got, second] = await ack(socket, "echo", sent, Buffer.from("raw"));
         assert.deepEqual(got, sent);
+        assert.deepEqual(Object.keys(got), Object.keys(sent), "keys come back in the order they were sent");
         assert.ok(Buffer.isBuffer(got.bin));
         assert.deepEqual(second, Buffer.from("raw"));
         if (final === "websocket" && socket.io.engine.transport.name !== "websocket") {
