@@ -13,6 +13,13 @@
 //! plus open and close, without the Socket.IO layer. [`crate::hub::Hub`] is
 //! itself such a handler.
 //!
+//! # Driving a session
+//! A transport is a driver around a session: it feeds what the client sent
+//! to [`Session::receive`] and writes what [`Session::drain`] returns,
+//! waiting with [`Session::wait_writable`]. The HTTP long-polling and
+//! WebSocket transports in [`crate::transport`] do exactly that; so can a
+//! custom transport, a binding that owns its sockets, or a test.
+//!
 //! # Closing
 //! A session closes once, for one [`CloseReason`]: the client's close packet
 //! or a transport failure, a missed pong, a parse error, an overflowing

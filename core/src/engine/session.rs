@@ -192,14 +192,17 @@ impl Session {
         Ok(())
     }
 
-    /// Takes everything queued, in order.
-    pub(crate) fn drain(&self) -> Vec<Encoded> {
+    /// Takes everything queued for the client, in order. Part of the
+    /// transport driver API: the built-in transports call it from their
+    /// writer; a custom transport (or a test, or a binding that owns the
+    /// socket) calls it the same way.
+    pub fn drain(&self) -> Vec<Encoded> {
         lock(&self.inner.outbound).drain(..).collect()
     }
 
     /// Waits until packets are queued, the upgrade starts or the session
-    /// closes. Only the current transport's writer may wait here.
-    pub(crate) async fn wait_writable(&self) {
+    /// closes (transport driver API). Only one writer may wait at a time.
+    pub async fn wait_writable(&self) {
         self.inner.writable.notified().await;
     }
 
@@ -237,8 +240,10 @@ impl Session {
         }
     }
 
-    /// Handles one packet received from the client on the current transport.
-    pub(crate) fn receive(&self, packet: Packet) {
+    /// Handles one packet received from the client on the current
+    /// transport (transport driver API): messages go to the connection,
+    /// pongs to the heartbeat, a close packet closes the session.
+    pub fn receive(&self, packet: Packet) {
         match packet {
             Packet::Message(frame) => self.deliver(frame),
             Packet::Pong(_) => {
