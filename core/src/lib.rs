@@ -22,3 +22,8 @@ pub mod transport;
 pub mod hub;
 pub mod rooms;
 pub mod ack;
+
+/// The README's Rust examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
