@@ -1,17 +1,33 @@
 // Spawns tidewire-server (path from TIDEWIRE_SERVER_BIN) on an ephemeral port
 // and waits for its ready line. Helpers shared by the test files.
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { createInterface } from "node:readline";
 
 const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
 
-export async function startServer(args = []) {
+/**
+ * Start the server. By default in `--conformance` mode; with `{chat: true}`
+ * the chat app (the default mode) instead. `env` is merged over the test
+ * process's environment; in chat mode `JWT_SECRET` and `TIDEWIRE_CONFORMANCE`
+ * are not inherited, so only `env` decides whether a secret is set (none:
+ * the dev secret and `GET /dev/token`).
+ */
+export async function startServer(args = [], { chat = false, env = {} } = {}) {
   const bin = process.env.TIDEWIRE_SERVER_BIN;
   if (!bin) {
     throw new Error("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)");
   }
-  const proc = spawn(bin, ["--port", "0", "--host", "127.0.0.1", "--conformance", ...args], {
+  const childEnv = { ...process.env };
+  if (chat) {
+    delete childEnv.JWT_SECRET;
+    delete childEnv.TIDEWIRE_CONFORMANCE;
+  }
+  Object.assign(childEnv, env);
+  const mode = chat ? [] : ["--conformance"];
+  const proc = spawn(bin, ["--port", "0", "--host", "127.0.0.1", ...mode, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: childEnv,
   });
   let stderr = "";
   proc.stderr.setEncoding("utf8");
@@ -92,4 +108,12 @@ export function norm(v) {
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
   }
   return v;
+}
+
+/** A compact HS256 JWT of `claims` signed with `secret` (node's crypto only). */
+export function signHs256(claims, secret) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  const sig = createHmac("sha256", secret).update(input).digest("base64url");
+  return `${input}.${sig}`;
 }
