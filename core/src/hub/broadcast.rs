@@ -155,6 +155,22 @@ impl BroadcastOperator {
     /// passes. One ack id serves every recipient, so the packet is still
     /// encoded once.
     ///
+    /// # Examples
+    /// ```
+    /// # async fn example() {
+    /// use std::time::Duration;
+    /// use tidewire::hub::Hub;
+    /// use tidewire::protocol::socketio::Payload;
+    /// let hub = Hub::default();
+    /// let report = hub.to("voters").timeout(Duration::from_secs(2))
+    ///     .emit_with_ack("vote?", Payload::default()).await.unwrap();
+    /// for (socket, answer) in &report.responses {
+    ///     println!("{socket} voted {:?}", answer.data);
+    /// }
+    /// println!("no answer from {:?}, gone: {:?}", report.timed_out, report.disconnected);
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`BroadcastError::TooManyPending`] when a recipient's ack table is
     /// full (nothing is sent then).

@@ -148,6 +148,19 @@ impl Namespace {
     /// Adds a connect middleware (socket.io's `namespace.use`). Middlewares
     /// run in the order added; the first refusal wins and the client gets
     /// CONNECT_ERROR with its message and data.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use tidewire::hub::{Admission, ConnectError, Handshake, Hub};
+    /// let hub = Hub::default();
+    /// hub.of("/").use_middleware(|handshake: Arc<Handshake>| async move {
+    ///     match handshake.auth["token"].as_str() {
+    ///         Some("letmein") => Ok(Admission::user("alice").with_data(serde_json::json!({"plan": "pro"}))),
+    ///         _ => Err(ConnectError::new("invalid token").with_data(serde_json::json!({"retry": false}))),
+    ///     }
+    /// });
+    /// ```
     pub fn use_middleware(&self, middleware: impl ConnectMiddleware) -> &Self {
         self.use_middleware_dyn(Arc::new(middleware))
     }
@@ -160,6 +173,18 @@ impl Namespace {
 
     /// Adds an event middleware (socket.io's `socket.use`), run before every
     /// event handler of this namespace.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Event, EventRejection, Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").use_event_middleware(|socket: Socket, event: Event| async move {
+    ///     if event.name.starts_with("admin:") && socket.user_id() != Some("root") {
+    ///         return Err(EventRejection::new("forbidden", "admins only"));
+    ///     }
+    ///     Ok(event)
+    /// });
+    /// ```
     pub fn use_event_middleware(&self, middleware: impl EventMiddleware) -> &Self {
         self.use_event_middleware_dyn(Arc::new(middleware))
     }
@@ -205,6 +230,20 @@ impl Namespace {
     }
 
     /// Sets the handler of `event` (replacing a previous one).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Event, Hub, Socket};
+    /// use tidewire::protocol::socketio::Payload;
+    /// let hub = Hub::default();
+    /// hub.of("/").on("ping", |socket: Socket, event: Event| async move {
+    ///     if let Some(ack) = event.ack {
+    ///         let _ = ack.send(Payload::json(vec!["pong".into()]));
+    ///     } else {
+    ///         let _ = socket.emit("pong", Payload::default());
+    ///     }
+    /// });
+    /// ```
     pub fn on(&self, event: impl Into<String>, handler: impl EventHandler) -> &Self {
         self.on_dyn(event, Arc::new(handler))
     }
@@ -235,6 +274,16 @@ impl Namespace {
 
     /// Adds a listener called for every event received (socket.io's `onAny`),
     /// before its handler.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Hub, Socket};
+    /// use tidewire::protocol::socketio::Payload;
+    /// let hub = Hub::default();
+    /// hub.of("/").on_any(|socket: &Socket, event: &str, _args: &Payload| {
+    ///     tracing::debug!(socket = socket.id(), event, "received");
+    /// });
+    /// ```
     pub fn on_any(&self, listener: impl EventListener) -> &Self {
         let l: Arc<dyn EventListener> = Arc::new(listener);
         self.update(|hs| hs.incoming.push(l));
@@ -250,6 +299,17 @@ impl Namespace {
     }
 
     /// Adds a listener of room changes: created, deleted, joined, left.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Hub, RoomChange};
+    /// let hub = Hub::default();
+    /// hub.of("/").on_room_change(|nsp: &str, change: &RoomChange| {
+    ///     if let RoomChange::Created(room) = change {
+    ///         tracing::info!(nsp, %room, "first member");
+    ///     }
+    /// });
+    /// ```
     pub fn on_room_change(&self, listener: impl RoomListener) -> &Self {
         let l: Arc<dyn RoomListener> = Arc::new(listener);
         self.update(|hs| hs.room_listeners.push(l));

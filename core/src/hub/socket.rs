@@ -49,6 +49,24 @@ pub(crate) enum AckSink {
 
 /// A client's presence in one namespace (socket.io's `Socket`). Cheap to
 /// clone; every clone is the same socket.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use tidewire::hub::{Hub, Socket};
+/// use tidewire::protocol::socketio::Payload;
+/// let hub = Hub::default();
+/// hub.of("/").on_connect(|socket: Socket| async move {
+///     socket.join("lobby");
+///     // To everyone in the lobby but this socket:
+///     socket.to("lobby").emit("arrived", Payload::json(vec![socket.id().into()]));
+///     // Ask the client and wait for its answer:
+///     match socket.emit_with_ack("name?", Payload::default(), Some(Duration::from_secs(5))).await {
+///         Ok(answer) => tracing::info!(?answer.data, "named"),
+///         Err(e) => tracing::info!(error = %e, "no name"),
+///     }
+/// });
+/// ```
 #[derive(Clone)]
 pub struct Socket {
     inner: Arc<Inner>,
@@ -85,6 +103,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Answers one event's acknowledgement. Dropping it unanswered leaves the
 /// client's callback pending (until its own timeout, if any).
+///
+/// # Examples
+/// ```
+/// use bytes::Bytes;
+/// use tidewire::hub::{Event, Hub, Socket};
+/// use tidewire::protocol::socketio::Payload;
+/// let hub = Hub::default();
+/// hub.of("/").on("thumbnail", |_socket: Socket, event: Event| async move {
+///     let mut answer = Payload::json(vec![serde_json::json!({"ok": true})]);
+///     answer.push_binary(Bytes::from_static(b"\x89PNG...")); // sent as BINARY_ACK
+///     if let Some(ack) = event.ack {
+///         let _ = ack.send(answer);
+///     }
+/// });
+/// ```
 #[derive(Debug)]
 pub struct AckResponder {
     socket: Socket,
