@@ -2,6 +2,7 @@
 
 import os
 import re
+import secrets
 import subprocess
 import threading
 
@@ -11,15 +12,27 @@ READY = re.compile(r"^tidewire-server listening on (http://127\.0\.0\.1:(\d+))$"
 
 
 class ServerProcess:
-    def __init__(self, args=()):
+    """The server in --conformance mode, or with chat=True the chat app (the
+    default mode). `env` is merged over this process's environment; in chat
+    mode JWT_SECRET and TIDEWIRE_CONFORMANCE are not inherited, so only `env`
+    decides whether a secret is set (none: the dev secret and /dev/token)."""
+
+    def __init__(self, args=(), chat=False, env=None):
         binary = os.environ.get("TIDEWIRE_SERVER_BIN")
         if not binary:
             raise RuntimeError("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)")
+        child_env = dict(os.environ)
+        if chat:
+            child_env.pop("JWT_SECRET", None)
+            child_env.pop("TIDEWIRE_CONFORMANCE", None)
+        child_env.update(env or {})
+        mode = [] if chat else ["--conformance"]
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--host", "127.0.0.1", "--conformance", *args],
+            [binary, "--port", "0", "--host", "127.0.0.1", *mode, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=child_env,
         )
         self._stderr = bytearray()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
@@ -73,3 +86,22 @@ def server():
     yield srv
     srv.stop()
     assert srv.proc.returncode is not None
+
+
+CHAT_SECRET = "e2e-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def chat_server():
+    """The chat app with JWT_SECRET = CHAT_SECRET."""
+    srv = ServerProcess(chat=True, env={"JWT_SECRET": CHAT_SECRET})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_chat_server():
+    """The chat app without JWT_SECRET: the dev secret and GET /dev/token."""
+    srv = ServerProcess(chat=True)
+    yield srv
+    srv.stop()
