@@ -121,7 +121,8 @@ fn install_on(ns: &Namespace) {
                 Value::Array(items) => items.clone(),
                 _ => vec![],
             };
-            let reached = op.emit(&name, Payload::json(args));
+            // Placeholders in `args` still point at this packet's attachments.
+            let reached = op.emit(&name, Payload { data: args, attachments: event.args.attachments.clone() });
             ack_with(event, json!(reached));
         });
     }

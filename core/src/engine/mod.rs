@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::protocol::engine::Frame;
 
-pub use session::{SendError, Session, new_id};
+pub use session::{FLUSH_TIMEOUT, SendError, Session, new_id};
 
 /// Engine.IO settings. The defaults are socket.io's.
 #[derive(Debug, Clone)]

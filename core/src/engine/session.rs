@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::{CloseReason, Connection, EngineConfig, EngineInner};
 use crate::protocol::engine::{Encoded, Frame, Packet};
 
+/// How long [`Session::close_after_flush`] waits for the client to collect
+/// its last packets.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -62,6 +66,8 @@ struct Inner {
     ponged: AtomicBool,
     closed: CancellationToken,
     closing: AtomicBool,
+    /// Set by `close_after_flush`: no new packets; close once written.
+    draining: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
     conn: Mutex<ConnSlot>,
 }
@@ -106,6 +112,7 @@ impl Session {
                 ponged: AtomicBool::new(false),
                 closed: CancellationToken::new(),
                 closing: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 reason: Mutex::new(None),
                 conn: Mutex::new(ConnSlot::Pending),
             }),
@@ -176,7 +183,7 @@ impl Session {
     }
 
     fn push(&self, packets: impl IntoIterator<Item = Encoded>, _volatile: bool) -> Result<(), SendError> {
-        if self.is_closed() {
+        if self.is_closed() || self.is_draining() {
             return Err(SendError::Closed);
         }
         {
@@ -206,13 +213,58 @@ impl Session {
         self.inner.writable.notified().await;
     }
 
+    /// Closes the session once what is already queued has been written, as
+    /// socket.io's engine does for a server-side close: new sends are
+    /// refused and the connection's `on_close` runs at once; the transport
+    /// delivers the queue (over long-polling, the close packet follows in a
+    /// later response, so clients handle the queued packets first), then
+    /// the session closes. A client that does not collect its packets is
+    /// closed after [`FLUSH_TIMEOUT`] all the same.
+    pub fn close_after_flush(&self, reason: CloseReason) {
+        if self.is_closed() || self.inner.draining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        lock(&self.inner.reason).get_or_insert(reason);
+        if let Ok(mut slot) = self.inner.conn.try_lock() {
+            Self::notify_close(&mut slot, reason);
+        }
+        self.inner.writable.notify_one();
+        let session = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = session.closed() => {}
+                () = tokio::time::sleep(FLUSH_TIMEOUT) => session.close(reason),
+            }
+        });
+    }
+
+    /// Whether [`close_after_flush`](Self::close_after_flush) was called and
+    /// the queue is still being delivered.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire) && !self.is_closed()
+    }
+
+    /// For transports: closes a draining session whose queue is now empty.
+    /// Returns true when the session is (now) closed.
+    pub fn finish_if_drained(&self) -> bool {
+        if self.is_closed() {
+            return true;
+        }
+        if !self.inner.draining.load(Ordering::Acquire) || !lock(&self.inner.outbound).is_empty() {
+            return false;
+        }
+        let reason = self.close_reason().unwrap_or(CloseReason::ForcedClose);
+        self.close(reason);
+        true
+    }
+
     /// Closes the session. The first reason wins; later calls do nothing.
     pub fn close(&self, reason: CloseReason) {
         if self.inner.closing.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::debug!(sid = %self.inner.sid, %reason, "engine session closed");
-        *lock(&self.inner.reason) = Some(reason);
+        let reason = *lock(&self.inner.reason).get_or_insert(reason);
         self.inner.closed.cancel();
         self.inner.writable.notify_waiters();
         self.inner.writable.notify_one();
@@ -486,6 +538,34 @@ mod tests {
         assert_eq!(messages.load(Ordering::SeqCst), 2, "no message after close");
         assert_eq!(closes.load(Ordering::SeqCst), 1, "on_close exactly once");
         assert_eq!(session.close_reason(), Some(CloseReason::ForcedClose), "the first reason wins");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_after_flush_delivers_the_queue_then_closes() {
+        let (engine, session, closes, _) = open(EngineConfig::default());
+        session.send_frame(Frame::Text("last words".into())).unwrap();
+        session.close_after_flush(CloseReason::ForcedClose);
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "the application hears of it at once");
+        assert!(session.is_draining() && !session.is_closed());
+        assert_eq!(session.send_frame(Frame::Text("more".into())), Err(SendError::Closed), "nothing new is accepted");
+        assert!(!session.finish_if_drained(), "still something to deliver");
+        assert_eq!(session.drain(), vec![Encoded::message("last words")]);
+        assert!(session.finish_if_drained());
+        assert_eq!(session.close_reason(), Some(CloseReason::ForcedClose));
+        assert_eq!(engine.session_count(), 0);
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "on_close once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_after_flush_gives_up_on_a_client_that_never_collects() {
+        let (engine, session, _, _) = open(EngineConfig::default());
+        session.send_frame(Frame::Text("never read".into())).unwrap();
+        session.close_after_flush(CloseReason::ForcedClose);
+        tokio::time::sleep(FLUSH_TIMEOUT - Duration::from_millis(10)).await;
+        assert!(!session.is_closed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(session.is_closed());
+        assert_eq!(engine.session_count(), 0);
     }
 
     #[test]

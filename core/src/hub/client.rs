@@ -67,6 +67,21 @@ impl ClientShared {
         self.lock().remove(nsp);
     }
 
+    /// Disconnects every socket of this connection from its namespace.
+    pub(crate) fn disconnect_all(&self) {
+        let sockets: Vec<Socket> = self
+            .lock()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Connected(s) => Some(s.clone()),
+                Slot::Connecting => None,
+            })
+            .collect();
+        for socket in sockets {
+            socket.disconnect(false);
+        }
+    }
+
     fn socket(&self, nsp: &str) -> Option<Socket> {
         match self.lock().get(nsp) {
             Some(Slot::Connected(s)) => Some(s.clone()),

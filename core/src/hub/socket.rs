@@ -427,6 +427,17 @@ impl Socket {
     /// `socket.disconnect(close)`): the client gets a DISCONNECT packet; with
     /// `close`, the whole connection (every namespace) is closed too.
     pub fn disconnect(&self, close: bool) {
+        if close {
+            // Like socket.io's `client._disconnect()`: every namespace of
+            // the connection gets its DISCONNECT, then the connection closes
+            // once they are written.
+            match self.inner.client.upgrade() {
+                Some(client) => client.disconnect_all(),
+                None => self.disconnect(false),
+            }
+            self.inner.session.close_after_flush(CloseReason::ForcedClose);
+            return;
+        }
         if self.connected() {
             let frames = self.inner.namespace.parser().encode(&Packet::disconnect(self.namespace()));
             let _ = self.send_shared(&frames, false);
@@ -435,9 +446,6 @@ impl Socket {
             client.remove_socket(self.namespace());
         }
         self.closed(DisconnectReason::ServerNamespaceDisconnect);
-        if close {
-            self.inner.session.close(CloseReason::ForcedClose);
-        }
     }
 
     /// Marks the socket disconnected, once: `disconnecting` handlers (which

@@ -58,7 +58,13 @@ async fn poll(session: Session) -> Response<Body> {
             break packets;
         }
         if !packets.is_empty() {
+            // When draining, the close packet goes in the next response:
+            // socket.io-client handles a close packet before the packets
+            // that came with it.
             break packets;
+        }
+        if session.finish_if_drained() {
+            break vec![Packet::Close.encode()];
         }
         if session.is_upgrading() {
             break vec![Packet::Noop.encode()];

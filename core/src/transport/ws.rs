@@ -174,6 +174,9 @@ async fn run(session: Session, mut ws: Ws) {
                     session.close(CloseReason::TransportClose);
                     break;
                 }
+                if session.finish_if_drained() {
+                    break;
+                }
             }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
