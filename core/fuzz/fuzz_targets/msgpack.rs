@@ -17,11 +17,12 @@ fn encode(packet: &tidewire::protocol::socketio::Packet) -> Bytes {
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     if let Ok(packet) = msgpack::decode(Bytes::copy_from_slice(data), limits) {
-        // What was accepted encodes to something accepted, and from then on
-        // encoding is stable (the first pass may renumber attachments to
-        // follow the sorted key order of the canonical maps).
+        // What was accepted encodes to bytes that decode to the same packet
+        // (maps compare regardless of key order) and encode to the same
+        // bytes again (which checks the order too).
         let first = encode(&packet);
         let again = msgpack::decode(first.clone(), limits).expect("a decoded packet re-encodes to a valid one");
+        assert_eq!(again, packet);
         assert_eq!(encode(&again), first);
     }
 });

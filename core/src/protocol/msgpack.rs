@@ -17,19 +17,27 @@
 //! (socket.io's ACK replies start with `id`; socket.io-client adds an
 //! `options` key): the decoder accepts any order and ignores unknown keys.
 //! The encoder writes `type`, `data`, `nsp`, `id`, leaving out `data` and
-//! `id` when there are none.
+//! `id` when there are none, and picks the smallest encoding of every
+//! integer, string, binary and container length, as `notepack.io` does, so
+//! its output is byte for byte what the npm parser writes.
 //!
 //! # Mapping to the canonical form
 //! [`decode`] returns the same [`Packet`] the JSON parser would, so the rest
 //! of the crate never knows which parser a client uses:
 //!
+//! * Maps keep the order of their keys, as JavaScript objects do: a payload
+//!   is echoed back in the order the client wrote it. A repeated key
+//!   overrides the earlier value in the earlier key's place, as in
+//!   JavaScript.
 //! * `bin` (and `notepack.io`'s ArrayBuffer extension, ext type 0 with
 //!   `ext 8/16/32`) becomes a placeholder `{"_placeholder":true,"num":i}`
-//!   plus attachment `i`, numbered in the order they appear; attachments are
-//!   zero-copy slices of the input. [`encode`] turns placeholders back into
-//!   `bin`.
+//!   plus attachment `i`, numbered in the order they appear in the decoded
+//!   value (a binary value a repeated key overrode is dropped); attachments
+//!   are zero-copy slices of the input. [`encode`] turns placeholders back
+//!   into `bin`.
 //! * `notepack.io`'s `undefined` (`fixext 1`, type 0) is dropped from maps
-//!   and becomes `null` in arrays, as `JSON.stringify` does.
+//!   (taking an earlier value of the same key with it) and becomes `null`
+//!   in arrays, as `JSON.stringify` does.
 //! * Dates, whether `notepack.io`'s (`fixext 8`, type 0, milliseconds since
 //!   the epoch) or msgpack timestamps (ext type -1, all three sizes), become
 //!   the ISO-8601 string `JSON.stringify` writes for a JavaScript `Date`
@@ -51,13 +59,25 @@
 //! wire, and accepting one would let a client point into attachments it
 //! did not send. Malformed msgpack (truncated, trailing bytes, invalid UTF-8,
 //! non-string map keys, other extension types, more than [`MAX_DEPTH`]
-//! nested containers) gives [`ParseError::InvalidMsgpack`].
+//! nested containers) gives [`ParseError::InvalidMsgpack`]. Every length is
+//! checked against the bytes left before anything is allocated.
 //!
-//! Neither direction recurses: both walk values with an explicit stack.
+//! The msgpack items themselves are read and written with the [`rmp`]
+//! crate's low-level functions. Neither direction recurses: both walk
+//! values with an explicit stack.
 
-use std::ops::Range;
+use std::convert::Infallible;
 
 use bytes::Bytes;
+use rmp::Marker;
+use rmp::decode::{
+    DecodeStringError, ExtMeta, read_array_len, read_bin_len, read_bool, read_ext_meta, read_f32, read_f64, read_int,
+    read_map_len, read_nil, read_str_from_slice,
+};
+use rmp::encode::{
+    ByteBuf, ValueWriteError, write_array_len, write_bin, write_bool, write_f64, write_map_len, write_nil, write_sint,
+    write_str, write_uint,
+};
 use serde_json::{Map, Number, Value};
 
 use super::engine::Encoded;
@@ -95,7 +115,7 @@ pub fn decode(data: Bytes, limits: Limits) -> Result<Packet, ParseError> {
     if data.is_empty() {
         return Err(ParseError::Empty);
     }
-    let mut r = Reader { data: &data, pos: 0 };
+    let mut r = Reader { data: &data, rest: &data };
     let Token::Map(fields) = r.next()? else {
         return Err(ParseError::InvalidPayload);
     };
@@ -104,11 +124,8 @@ pub fn decode(data: Bytes, limits: Limits) -> Result<Packet, ParseError> {
     let mut id = None;
     let mut body = None;
     for _ in 0..fields {
-        let Token::Str(key) = r.next()? else {
-            return Err(invalid("map keys must be strings"));
-        };
         // Like JavaScript, a repeated key overrides the earlier one.
-        match key {
+        match r.str()? {
             "type" => ty = Some(r.next()?),
             "nsp" => nsp = Some(r.next()?),
             "id" => id = Some(r.next()?),
@@ -116,7 +133,7 @@ pub fn decode(data: Bytes, limits: Limits) -> Result<Packet, ParseError> {
             _ => r.skip()?,
         }
     }
-    if r.pos != data.len() {
+    if !r.rest.is_empty() {
         return Err(invalid("trailing bytes"));
     }
 
@@ -200,25 +217,20 @@ pub fn encode(packet: &Packet) -> Encoded {
         PacketKind::ConnectError(v) => (4, Some(Data::Value(v)), &[], None),
     };
     let capacity = 32 + packet.nsp.len() + attachments.iter().map(|a| a.len() + 5).sum::<usize>();
-    let mut out = Vec::with_capacity(capacity);
-    write_len(&mut out, 2 + usize::from(data.is_some()) + usize::from(id.is_some()), [0x80, 0xde, 0xdf], 16);
-    write_str(&mut out, "type");
-    out.push(ty);
-    if let Some(data) = data {
-        write_str(&mut out, "data");
-        write_value(&mut out, data, attachments);
-    }
-    write_str(&mut out, "nsp");
-    write_str(&mut out, &packet.nsp);
-    if let Some(id) = id {
-        write_str(&mut out, "id");
-        write_uint(&mut out, id);
-    }
-    Encoded::Binary(out.into())
+    let mut out = ByteBuf::with_capacity(capacity);
+    // Writing to a `ByteBuf` cannot fail: its error type is uninhabited.
+    let Ok(()) = write_packet(&mut out, ty, data, &packet.nsp, id, attachments);
+    Encoded::Binary(out.into_vec().into())
 }
 
 fn invalid(why: &str) -> ParseError {
     ParseError::InvalidMsgpack(why.to_owned())
+}
+
+/// The error for anything `rmp` reports while reading an item whose marker
+/// was checked first: running out of input.
+fn truncated<E>(_: E) -> ParseError {
+    invalid("truncated")
 }
 
 /// One msgpack item, containers announced by their length.
@@ -227,8 +239,8 @@ enum Token<'a> {
     /// A complete scalar (numbers, booleans, nil, dates).
     Scalar(Value),
     Str(&'a str),
-    /// A byte range of the input.
-    Bin(Range<usize>),
+    /// A slice of the input.
+    Bin(&'a [u8]),
     Array(usize),
     /// The number of key-value pairs.
     Map(usize),
@@ -256,170 +268,87 @@ impl Token<'_> {
     }
 }
 
-/// Reads msgpack items from a byte buffer. Every length is checked against
-/// what is left before anything is allocated.
+/// Reads msgpack items from a byte buffer with `rmp`. Every length is
+/// checked against what is left before anything is allocated.
 struct Reader<'a> {
     data: &'a Bytes,
-    pos: usize,
+    /// What is left of `data`.
+    rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.data.len() - self.pos
+    /// The next `n` bytes.
+    fn take(&mut self, n: u32) -> Result<&'a [u8], ParseError> {
+        let n = usize::try_from(n).map_err(truncated)?;
+        let (taken, rest) = self.rest.split_at_checked(n).ok_or_else(|| invalid("truncated"))?;
+        self.rest = rest;
+        Ok(taken)
     }
 
-    fn take(&mut self, n: usize) -> Result<Range<usize>, ParseError> {
-        if n > self.remaining() {
-            return Err(invalid("truncated"));
-        }
-        let range = self.pos..self.pos + n;
-        self.pos += n;
-        Ok(range)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], ParseError> {
-        let range = self.take(N)?;
-        let mut out = [0; N];
-        out.copy_from_slice(&self.data[range]);
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, ParseError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u16(&mut self) -> Result<usize, ParseError> {
-        Ok(u16::from_be_bytes(self.array()?).into())
-    }
-
-    fn u32(&mut self) -> Result<usize, ParseError> {
-        usize::try_from(u32::from_be_bytes(self.array()?)).map_err(|_| invalid("truncated"))
-    }
-
-    /// A container of `n` items, each at least one byte long.
-    fn container(&self, n: usize, items_per_entry: usize) -> Result<usize, ParseError> {
-        if n.saturating_mul(items_per_entry) > self.remaining() {
+    /// A container of `n` entries of `items_per_entry` items, each at least
+    /// one byte long.
+    fn container(&self, n: u32, items_per_entry: usize) -> Result<usize, ParseError> {
+        let n = usize::try_from(n).map_err(truncated)?;
+        if n.saturating_mul(items_per_entry) > self.rest.len() {
             return Err(invalid("truncated"));
         }
         Ok(n)
     }
 
-    fn str(&mut self, n: usize) -> Result<Token<'a>, ParseError> {
-        let range = self.take(n)?;
-        let data: &'a Bytes = self.data;
-        std::str::from_utf8(&data[range]).map(Token::Str).map_err(|_| invalid("invalid UTF-8 in a string"))
+    /// A string. Only map keys are read without checking the marker first,
+    /// hence the error for anything else.
+    fn str(&mut self) -> Result<&'a str, ParseError> {
+        let (s, rest) = read_str_from_slice(self.rest).map_err(|e| match e {
+            DecodeStringError::TypeMismatch(_) => invalid("map keys must be strings"),
+            DecodeStringError::InvalidUtf8(..) => invalid("invalid UTF-8 in a string"),
+            _ => invalid("truncated"),
+        })?;
+        self.rest = rest;
+        Ok(s)
     }
 
-    /// An extension value of `len` bytes and type `ty`.
-    fn ext(&mut self, len: usize, ty: i8, fixed: bool) -> Result<Token<'a>, ParseError> {
-        let range = self.take(len)?;
-        let b = &self.data[range.clone()];
-        Ok(match (ty, fixed, len) {
-            (0, true, 1) => Token::Undefined,
-            (0, true, 8) => {
-                let ms = i64::from_be_bytes(b.try_into().map_err(|_| invalid("truncated"))?);
-                Token::Scalar(js_date(ms.into()))
-            }
-            (0, false, _) => Token::Bin(range),
-            (-1, _, 4 | 8 | 12) => {
-                let (secs, nanos): (i128, u32) = match len {
-                    4 => (u32::from_be_bytes([b[0], b[1], b[2], b[3]]).into(), 0),
-                    8 => {
-                        let v = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                        ((v & ((1 << 34) - 1)).into(), (v >> 34) as u32)
-                    }
-                    _ => (
-                        i64::from_be_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]).into(),
-                        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-                    ),
-                };
-                if nanos >= 1_000_000_000 {
-                    return Err(invalid("timestamp nanoseconds out of range"));
-                }
-                Token::Scalar(js_date(secs * 1000 + i128::from(nanos / 1_000_000)))
-            }
-            _ => return Err(ParseError::InvalidMsgpack(format!("unsupported extension type {ty}"))),
-        })
-    }
-
+    /// The next item: its marker picks the `rmp` function that reads it.
     fn next(&mut self) -> Result<Token<'a>, ParseError> {
-        let marker = self.u8()?;
-        let num = |n: Number| Ok(Token::Scalar(Value::Number(n)));
-        let float = |f: f64| Ok(Token::Scalar(Number::from_f64(f).map_or(Value::Null, Value::Number)));
-        match marker {
-            0x00..=0x7f => num(u64::from(marker).into()),
-            0x80..=0x8f => Ok(Token::Map(self.container(usize::from(marker & 0x0f), 2)?)),
-            0x90..=0x9f => Ok(Token::Array(self.container(usize::from(marker & 0x0f), 1)?)),
-            0xa0..=0xbf => self.str(usize::from(marker & 0x1f)),
-            0xc0 => Ok(Token::Scalar(Value::Null)),
-            0xc2 => Ok(Token::Scalar(Value::Bool(false))),
-            0xc3 => Ok(Token::Scalar(Value::Bool(true))),
-            0xc4 => {
-                let n = self.u8()?.into();
-                Ok(Token::Bin(self.take(n)?))
+        let marker = Marker::from_u8(*self.rest.first().ok_or_else(|| invalid("truncated"))?);
+        let rd = &mut self.rest;
+        let float = |f: f64| Token::Scalar(Number::from_f64(f).map_or(Value::Null, Value::Number));
+        Ok(match marker {
+            Marker::Null => {
+                read_nil(rd).map_err(truncated)?;
+                Token::Scalar(Value::Null)
             }
-            0xc5 => {
-                let n = self.u16()?;
-                Ok(Token::Bin(self.take(n)?))
+            Marker::True | Marker::False => Token::Scalar(read_bool(rd).map_err(truncated)?.into()),
+            Marker::FixPos(_) | Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 => {
+                Token::Scalar(read_int::<u64, _>(rd).map_err(truncated)?.into())
             }
-            0xc6 => {
-                let n = self.u32()?;
-                Ok(Token::Bin(self.take(n)?))
+            Marker::FixNeg(_) | Marker::I8 | Marker::I16 | Marker::I32 | Marker::I64 => {
+                Token::Scalar(read_int::<i64, _>(rd).map_err(truncated)?.into())
             }
-            0xc7..=0xc9 => {
-                let len = match marker {
-                    0xc7 => self.u8()?.into(),
-                    0xc8 => self.u16()?,
-                    _ => self.u32()?,
-                };
-                let ty = self.u8()? as i8;
-                self.ext(len, ty, false)
+            Marker::F32 => float(read_f32(rd).map_err(truncated)?.into()),
+            Marker::F64 => float(read_f64(rd).map_err(truncated)?),
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => Token::Str(self.str()?),
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+                let n = read_bin_len(rd).map_err(truncated)?;
+                Token::Bin(self.take(n)?)
             }
-            0xca => float(f32::from_be_bytes(self.array()?).into()),
-            0xcb => float(f64::from_be_bytes(self.array()?)),
-            0xcc => num(u8::from_be_bytes(self.array()?).into()),
-            0xcd => num(u16::from_be_bytes(self.array()?).into()),
-            0xce => num(u32::from_be_bytes(self.array()?).into()),
-            0xcf => num(u64::from_be_bytes(self.array()?).into()),
-            0xd0 => num(i8::from_be_bytes(self.array()?).into()),
-            0xd1 => num(i16::from_be_bytes(self.array()?).into()),
-            0xd2 => num(i32::from_be_bytes(self.array()?).into()),
-            0xd3 => num(i64::from_be_bytes(self.array()?).into()),
-            0xd4..=0xd8 => {
-                let ty = self.u8()? as i8;
-                self.ext(1 << (marker - 0xd4), ty, true)
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                let n = read_array_len(rd).map_err(truncated)?;
+                Token::Array(self.container(n, 1)?)
             }
-            0xd9 => {
-                let n = self.u8()?.into();
-                self.str(n)
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+                let n = read_map_len(rd).map_err(truncated)?;
+                Token::Map(self.container(n, 2)?)
             }
-            0xda => {
-                let n = self.u16()?;
-                self.str(n)
+            Marker::FixExt1 | Marker::FixExt2 | Marker::FixExt4 | Marker::FixExt8 | Marker::FixExt16 => {
+                let ExtMeta { typeid, size } = read_ext_meta(rd).map_err(truncated)?;
+                ext(typeid, true, self.take(size)?)?
             }
-            0xdb => {
-                let n = self.u32()?;
-                self.str(n)
+            Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
+                let ExtMeta { typeid, size } = read_ext_meta(rd).map_err(truncated)?;
+                ext(typeid, false, self.take(size)?)?
             }
-            0xdc => {
-                let n = self.u16()?;
-                Ok(Token::Array(self.container(n, 1)?))
-            }
-            0xdd => {
-                let n = self.u32()?;
-                Ok(Token::Array(self.container(n, 1)?))
-            }
-            0xde => {
-                let n = self.u16()?;
-                Ok(Token::Map(self.container(n, 2)?))
-            }
-            0xdf => {
-                let n = self.u32()?;
-                Ok(Token::Map(self.container(n, 2)?))
-            }
-            0xe0..=0xff => num(i64::from(marker as i8).into()),
-            0xc1 => Err(invalid("reserved marker 0xc1")),
-        }
+            Marker::Reserved => return Err(invalid("reserved marker 0xc1")),
+        })
     }
 
     /// Skips one item (the value of a key this parser does not use).
@@ -437,6 +366,37 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An extension value `b` of type `ty`, from a `fixext` when `fixed`.
+fn ext(ty: i8, fixed: bool, b: &[u8]) -> Result<Token<'_>, ParseError> {
+    Ok(match (ty, fixed, b.len()) {
+        (0, true, 1) => Token::Undefined,
+        (0, true, 8) => Token::Scalar(js_date(i64::from_be_bytes(be(b)).into())),
+        (0, false, _) => Token::Bin(b),
+        (-1, _, 4 | 8 | 12) => {
+            let (secs, nanos): (i128, u32) = match b.len() {
+                4 => (u32::from_be_bytes(be(b)).into(), 0),
+                8 => {
+                    let v = u64::from_be_bytes(be(b));
+                    ((v & ((1 << 34) - 1)).into(), (v >> 34) as u32)
+                }
+                _ => (i64::from_be_bytes(be(&b[4..])).into(), u32::from_be_bytes(be(b))),
+            };
+            if nanos >= 1_000_000_000 {
+                return Err(invalid("timestamp nanoseconds out of range"));
+            }
+            Token::Scalar(js_date(secs * 1000 + i128::from(nanos / 1_000_000)))
+        }
+        _ => return Err(ParseError::InvalidMsgpack(format!("unsupported extension type {ty}"))),
+    })
+}
+
+/// The first `N` bytes of `b`, which the caller has checked are there.
+fn be<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&b[..N]);
+    out
+}
+
 /// The `data` of a packet in canonical form.
 #[derive(Debug)]
 struct Body {
@@ -447,9 +407,9 @@ struct Body {
 }
 
 /// A container being filled while reading.
-enum Open {
+enum Open<'a> {
     Array { items: Vec<Value>, left: usize },
-    Map { map: Map<String, Value>, key: Option<String>, left: usize },
+    Map { map: Map<String, Value>, key: Option<&'a str>, left: usize },
 }
 
 /// Reads one value (the packet's `data`) with an explicit stack. Returns
@@ -457,13 +417,21 @@ enum Open {
 fn read_value(r: &mut Reader<'_>, max_attachments: usize) -> Result<Option<Body>, ParseError> {
     let mut attachments = Vec::new();
     let mut placeholder_like = false;
-    let mut stack: Vec<Open> = Vec::new();
+    // Whether a repeated key or an `undefined` replaced a value.
+    let mut overridden = false;
+    // Room reserved up front, in items, across all containers: at most one
+    // per byte of input, however deep the containers that claim the same
+    // bytes are nested.
+    let mut budget = r.rest.len();
+    let mut reserve = |n: usize| {
+        let n = n.min(budget);
+        budget -= n;
+        n
+    };
+    let mut stack: Vec<Open<'_>> = Vec::new();
     loop {
         if let Some(Open::Map { key: key @ None, .. }) = stack.last_mut() {
-            let Token::Str(k) = r.next()? else {
-                return Err(invalid("map keys must be strings"));
-            };
-            *key = Some(k.to_owned());
+            *key = Some(r.str()?);
             continue;
         }
         let token = r.next()?;
@@ -474,22 +442,22 @@ fn read_value(r: &mut Reader<'_>, max_attachments: usize) -> Result<Option<Body>
         let mut item = match token {
             Token::Scalar(v) => Some(v),
             Token::Str(s) => Some(Value::String(s.to_owned())),
-            Token::Bin(range) => {
+            Token::Bin(b) => {
                 if attachments.len() == max_attachments {
                     return Err(ParseError::IllegalAttachments);
                 }
-                attachments.push(r.data.slice(range));
+                attachments.push(r.data.slice_ref(b));
                 Some(Payload::placeholder(attachments.len() - 1))
             }
             Token::Undefined => None,
             Token::Array(0) => Some(Value::Array(Vec::new())),
             Token::Map(0) => Some(Value::Object(Map::new())),
             Token::Array(n) => {
-                stack.push(Open::Array { items: Vec::with_capacity(n), left: n });
+                stack.push(Open::Array { items: Vec::with_capacity(reserve(n)), left: n });
                 continue;
             }
             Token::Map(n) => {
-                stack.push(Open::Map { map: Map::new(), key: None, left: n });
+                stack.push(Open::Map { map: Map::with_capacity(reserve(n)), key: None, left: n });
                 continue;
             }
         };
@@ -497,7 +465,11 @@ fn read_value(r: &mut Reader<'_>, max_attachments: usize) -> Result<Option<Body>
         loop {
             match stack.last_mut() {
                 None => {
-                    return Ok(item.map(|value| Body { value, attachments, placeholder_like }));
+                    let Some(mut value) = item else { return Ok(None) };
+                    if overridden && !placeholder_like && !attachments.is_empty() {
+                        attachments = renumber(&mut value, &attachments);
+                    }
+                    return Ok(Some(Body { value, attachments, placeholder_like }));
                 }
                 Some(Open::Array { items, left }) => {
                     items.push(item.take().unwrap_or(Value::Null));
@@ -507,8 +479,14 @@ fn read_value(r: &mut Reader<'_>, max_attachments: usize) -> Result<Option<Body>
                     }
                 }
                 Some(Open::Map { map, key, left }) => {
-                    if let (Some(k), Some(v)) = (key.take(), item.take()) {
-                        map.insert(k, v);
+                    if let Some(k) = key.take() {
+                        // Like assigning `undefined` in JavaScript, then
+                        // `JSON.stringify`.
+                        let old = match item.take() {
+                            Some(v) => map.insert(k.to_owned(), v),
+                            None => map.shift_remove(k),
+                        };
+                        overridden |= old.is_some();
                     }
                     *left -= 1;
                     if *left > 0 {
@@ -526,6 +504,30 @@ fn read_value(r: &mut Reader<'_>, max_attachments: usize) -> Result<Option<Body>
             };
         }
     }
+}
+
+/// Numbers the placeholders of `value` in document order and returns the
+/// attachments they point at, leaving out those no placeholder points at
+/// any more (a repeated key overrode them). Only for values whose
+/// placeholders all come from the decoder.
+fn renumber(value: &mut Value, attachments: &[Bytes]) -> Vec<Bytes> {
+    let mut kept = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) if is_placeholder(map) => {
+                let num = map.get("num").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok());
+                if let Some(bytes) = num.and_then(|n| attachments.get(n)) {
+                    *v = Payload::placeholder(kept.len());
+                    kept.push(bytes.clone());
+                }
+            }
+            Value::Object(map) => stack.extend(map.values_mut().rev()),
+            Value::Array(items) => stack.extend(items.iter_mut().rev()),
+            _ => {}
+        }
+    }
+    kept
 }
 
 /// What a JavaScript `Date` of `ms` milliseconds since the epoch turns into
@@ -569,78 +571,30 @@ enum Data<'a> {
     Array(&'a [Value]),
 }
 
-/// Writes a length with the smallest of a container's three headers (fix,
-/// 16-bit, 32-bit); `fix_limit` is how many the fix form holds.
-fn write_len(out: &mut Vec<u8>, len: usize, markers: [u8; 3], fix_limit: usize) {
-    if len < fix_limit {
-        out.push(markers[0] | len as u8);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(markers[1]);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        // Nothing within the crate's limits comes near 4 GiB.
-        out.push(markers[2]);
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+/// What writing to a [`ByteBuf`] returns: never an error.
+type Written = Result<(), ValueWriteError<Infallible>>;
+
+fn write_packet(out: &mut ByteBuf, ty: u8, data: Option<Data<'_>>, nsp: &str, id: Option<u64>, attachments: &[Bytes]) -> Written {
+    write_map_len(out, 2 + u32::from(data.is_some()) + u32::from(id.is_some()))?;
+    write_str(out, "type")?;
+    write_uint(out, ty.into())?;
+    if let Some(data) = data {
+        write_str(out, "data")?;
+        write_value(out, data, attachments)?;
     }
+    write_str(out, "nsp")?;
+    write_str(out, nsp)?;
+    if let Some(id) = id {
+        write_str(out, "id")?;
+        write_uint(out, id)?;
+    }
+    Ok(())
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.len() < 32 {
-        out.push(0xa0 | s.len() as u8);
-    } else if let Ok(n) = u8::try_from(s.len()) {
-        out.extend_from_slice(&[0xd9, n]);
-    } else {
-        write_len(out, s.len(), [0, 0xda, 0xdb], 0);
-    }
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
-    if let Ok(n) = u8::try_from(b.len()) {
-        out.extend_from_slice(&[0xc4, n]);
-    } else {
-        write_len(out, b.len(), [0, 0xc5, 0xc6], 0);
-    }
-    out.extend_from_slice(b);
-}
-
-/// Writes an integer the way `notepack.io` does: unsigned forms for
-/// non-negative numbers, the smallest that fits.
-fn write_uint(out: &mut Vec<u8>, n: u64) {
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        out.extend_from_slice(&[0xcc, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(0xcd);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0xce);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn write_int(out: &mut Vec<u8>, n: i64) {
-    if let Ok(u) = u64::try_from(n) {
-        write_uint(out, u);
-    } else if n >= -32 {
-        out.push(n as u8);
-    } else if let Ok(n) = i8::try_from(n) {
-        out.push(0xd0);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = i16::try_from(n) {
-        out.push(0xd1);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = i32::try_from(n) {
-        out.push(0xd2);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+/// A container length as msgpack holds it (nothing within the crate's
+/// limits comes near 2^32 items).
+fn len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The attachment a map stands for, if it is a valid placeholder.
@@ -658,48 +612,50 @@ enum Pending<'a> {
     Key(&'a str),
 }
 
-/// Writes `data` with an explicit stack, placeholders as `bin`.
-fn write_value(out: &mut Vec<u8>, data: Data<'_>, attachments: &[Bytes]) {
+/// Writes `data` with an explicit stack, placeholders as `bin`. Integers
+/// take `notepack.io`'s forms: the smallest that fits, unsigned ones for
+/// non-negative numbers, which is what `rmp`'s `write_uint` and
+/// `write_sint` pick.
+fn write_value(out: &mut ByteBuf, data: Data<'_>, attachments: &[Bytes]) -> Written {
     let mut stack = Vec::new();
     match data {
         Data::Value(v) => stack.push(Pending::Value(v)),
         Data::Array(items) => {
-            write_len(out, items.len(), [0x90, 0xdc, 0xdd], 16);
+            write_array_len(out, len(items.len()))?;
             stack.extend(items.iter().rev().map(Pending::Value));
         }
     }
     while let Some(item) = stack.pop() {
         let value = match item {
             Pending::Key(k) => {
-                write_str(out, k);
+                write_str(out, k)?;
                 continue;
             }
             Pending::Value(v) => v,
         };
         match value {
-            Value::Null => out.push(0xc0),
-            Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+            Value::Null => write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite)?,
+            Value::Bool(b) => write_bool(out, *b).map_err(ValueWriteError::InvalidMarkerWrite)?,
             Value::Number(n) => {
                 if let Some(u) = n.as_u64() {
-                    write_uint(out, u);
+                    write_uint(out, u)?;
                 } else if let Some(i) = n.as_i64() {
-                    write_int(out, i);
+                    write_sint(out, i)?;
                 } else {
-                    out.push(0xcb);
-                    out.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_be_bytes());
+                    write_f64(out, n.as_f64().unwrap_or(0.0))?;
                 }
             }
-            Value::String(s) => write_str(out, s),
+            Value::String(s) => write_str(out, s)?,
             Value::Array(items) => {
-                write_len(out, items.len(), [0x90, 0xdc, 0xdd], 16);
+                write_array_len(out, len(items.len()))?;
                 stack.extend(items.iter().rev().map(Pending::Value));
             }
             Value::Object(map) => {
                 if let Some(bin) = placeholder_target(map, attachments) {
-                    write_bin(out, bin);
+                    write_bin(out, bin)?;
                     continue;
                 }
-                write_len(out, map.len(), [0x80, 0xde, 0xdf], 16);
+                write_map_len(out, len(map.len()))?;
                 for (k, v) in map.iter().rev() {
                     stack.push(Pending::Value(v));
                     stack.push(Pending::Key(k));
@@ -707,6 +663,7 @@ fn write_value(out: &mut Vec<u8>, data: Data<'_>, attachments: &[Bytes]) {
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -846,6 +803,33 @@ mod tests {
         }
         wire.extend(hex("a36e7370a12f"));
         assert_round_trip(&event("/", sizes, vec![], None), &wire);
+    }
+
+    #[test]
+    fn keys_keep_the_client_order() {
+        // socket.emit("echo", {b: 1, a: {z: Buffer.from([1]), y: Buffer.from([2])}}), written back unchanged.
+        let wire = hex("83a47479706502a46461746192a46563686f82a16201a16182a17ac40101a179c40102a36e7370a12f");
+        let p = decode(Bytes::copy_from_slice(&wire), Limits::default()).unwrap();
+        let PacketKind::Event { payload, .. } = &p.kind else { panic!("not an event") };
+        let keys: Vec<&str> = payload.data[1].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["b", "a"]);
+        // Placeholders are numbered in wire order.
+        assert_eq!(payload.data[1]["a"], json!({"z": Payload::placeholder(0), "y": Payload::placeholder(1)}));
+        assert_eq!(payload.attachments, [Bytes::from_static(&[1]), Bytes::from_static(&[2])]);
+        assert_eq!(enc(&p), wire);
+    }
+
+    #[test]
+    fn repeated_keys_override_in_place() {
+        // {a: <bin 01>, b: <bin 02>, a: <bin 03>, c: 1, c: undefined}: JavaScript
+        // sees {a: <bin 03>, b: <bin 02>}.
+        let p = dec("83a47479706502a36e7370a12fa46461746192a178 85a161c40101a162c40102a161c40103a16301a163d40000").unwrap();
+        let PacketKind::Event { payload, .. } = &p.kind else { panic!("not an event") };
+        let keys: Vec<&str> = payload.data[1].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(payload.data[1], json!({"a": Payload::placeholder(0), "b": Payload::placeholder(1)}));
+        assert_eq!(payload.attachments, [Bytes::from_static(&[3]), Bytes::from_static(&[2])]);
+        assert_eq!(decode(enc(&p).into(), Limits::default()).unwrap(), p);
     }
 
     #[test]

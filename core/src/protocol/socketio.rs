@@ -11,6 +11,8 @@
 //! plus the list of attachments ([`Payload`]). Encoding is then a single
 //! `serde_json` write, and a binding can hand the JSON text and the buffers
 //! to its language unchanged (socket.io's own reconstructor does the rest).
+//! Objects keep their keys in the order the client wrote them, as
+//! JavaScript objects do, so a payload echoed back reads the same.
 //!
 //! # Limits
 //! Decoding never panics and never recurses over client data: `serde_json`
@@ -512,6 +514,13 @@ mod tests {
         let p = decode(r#"312[]"#).unwrap().unwrap();
         assert_eq!(p.kind, PacketKind::Ack { payload: Payload::default(), id: 12 });
         assert!(decode(r#"2[42]"#).is_ok(), "numeric event names are allowed");
+    }
+
+    #[test]
+    fn keys_keep_the_client_order() {
+        let text = r#"2["echo",{"b":1,"a":{"z":null,"y":[{"d":1,"c":2}]}}]"#;
+        let p = decode(text).unwrap().unwrap();
+        assert_eq!(p.encode()[0], Encoded::Text(format!("4{text}").into()));
     }
 
     #[test]
