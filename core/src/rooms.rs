@@ -7,12 +7,17 @@
 //! the cluster bus can follow rooms without polling.
 //!
 //! Members are identified by a small `Copy` key (the hub uses a per-namespace
-//! counter), which keeps both maps compact and target resolution cheap.
+//! counter), which keeps both maps compact and target resolution cheap. Sets
+//! of members use the Fx hash: member keys are assigned by the server, not
+//! chosen by clients, so they need no DoS-resistant hashing; room names,
+//! which clients may influence, keep the standard SipHash.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// A room name. Cheap to clone.
 pub type Room = Arc<str>;
@@ -72,13 +77,13 @@ impl Target {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RoomIndex<K> {
-    rooms: HashMap<Room, HashSet<K>>,
-    members: HashMap<K, HashSet<Room>>,
+    rooms: HashMap<Room, FxHashSet<K>>,
+    members: FxHashMap<K, HashSet<Room>>,
 }
 
 impl<K> Default for RoomIndex<K> {
     fn default() -> Self {
-        RoomIndex { rooms: HashMap::new(), members: HashMap::new() }
+        RoomIndex { rooms: HashMap::new(), members: FxHashMap::default() }
     }
 }
 
@@ -107,7 +112,7 @@ impl<K: Copy + Eq + Hash> RoomIndex<K> {
                     e.get_mut().insert(member);
                 }
                 Entry::Vacant(e) => {
-                    e.insert(HashSet::from([member]));
+                    e.insert(std::iter::once(member).collect());
                     events.push(RoomEvent::Created(room.clone()));
                 }
             }
@@ -182,8 +187,8 @@ impl<K: Copy + Eq + Hash> RoomIndex<K> {
 
     /// Calls `visit` once for each member `target` reaches.
     pub fn resolve(&self, target: &Target, mut visit: impl FnMut(&K)) {
-        let excluded: HashSet<K> = match target.except.as_slice() {
-            [] => HashSet::new(),
+        let excluded: FxHashSet<K> = match target.except.as_slice() {
+            [] => FxHashSet::default(),
             rooms => rooms.iter().flat_map(|r| self.members_of(r)).copied().collect(),
         };
         let keep = |m: &&K| !excluded.contains(m);
@@ -192,7 +197,7 @@ impl<K: Copy + Eq + Hash> RoomIndex<K> {
             [room] => self.members_of(room).filter(keep).for_each(&mut visit),
             rooms => {
                 // A member of several named rooms is reached once.
-                let mut seen: HashSet<K> = HashSet::new();
+                let mut seen: FxHashSet<K> = FxHashSet::default();
                 for room in rooms {
                     for m in self.members_of(room).filter(keep) {
                         if seen.insert(*m) {

@@ -39,7 +39,7 @@ struct Inner {
 #[derive(Default)]
 struct State {
     rooms: RoomIndex<u64>,
-    sockets: HashMap<u64, Socket>,
+    sockets: rustc_hash::FxHashMap<u64, Socket>,
     by_id: HashMap<Arc<str>, u64>,
     next_key: u64,
     /// CONNECTs whose middlewares are still running.
