@@ -18,7 +18,8 @@
 //! * any event whose name starts with `forbidden` is refused by an event
 //!   middleware: its ack gets `{status: "error", code: "forbidden", ...}`.
 //!
-//! A CONNECT with auth `{"token":"bad"}` is refused with `unauthorized`.
+//! A CONNECT with auth `{"token":"bad"}` is refused with `unauthorized`; one
+//! with `{"user": "<id>"}` belongs to that user and joins `user:<id>`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,11 @@ fn install_on(ns: &Namespace) {
         if handshake.auth.get("token") == Some(&json!("bad")) {
             return Err(ConnectError::new("unauthorized"));
         }
-        Ok(Admission::accept())
+        // `auth.user` names the user: the socket joins `user:<user>`.
+        Ok(match handshake.auth.get("user").and_then(Value::as_str) {
+            Some(user) => Admission::user(user),
+            None => Admission::accept(),
+        })
     });
     ns.use_event_middleware(|_socket: Socket, event: Event| async move {
         if event.name.starts_with("forbidden") {

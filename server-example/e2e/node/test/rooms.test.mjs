@@ -293,6 +293,33 @@ describe("rooms: broadcasts", () => {
     }
   });
 
+  test("user rooms: every connection of a user, and no one else", T, async () => {
+    const p = pool();
+    try {
+      const user = `u-${process.pid}-${++uniq}`;
+      const tab1 = await p.connect({ auth: { user } });
+      const tab2 = await p.connect({ auth: { user }, transports: ["polling"] });
+      const stranger = await p.connect({ auth: { user: `${user}-other` } });
+      const anonymous = await p.connect();
+      const everyone = [tab1, tab2, stranger, anonymous];
+      const got = recorder(everyone, "dm");
+      assert.ok((await ack1(tab1, "rooms")).includes(`user:${user}`));
+      assert.equal(await ack1(anonymous, "hub-to", { rooms: [`user:${user}`], event: "dm", args: ["to both tabs"] }), 2);
+      await barrier(anonymous, everyone);
+      assert.deepEqual(got(tab1), [["to both tabs"]]);
+      assert.deepEqual(got(tab2), [["to both tabs"]]);
+      assert.deepEqual(got(stranger), []);
+      assert.deepEqual(got(anonymous), []);
+      // From one of the user's own connections, `to` skips only that connection.
+      assert.equal(await ack1(tab1, "to", { rooms: [`user:${user}`], event: "dm", args: ["sync"] }), 1);
+      await barrier(anonymous, everyone);
+      assert.deepEqual(got(tab2), [["to both tabs"], ["sync"]]);
+      assert.equal(got(tab1).length, 1);
+    } finally {
+      p.close();
+    }
+  });
+
   test("one Manager, / and /chat: rooms and broadcasts are per namespace", T, async () => {
     const p = pool();
     try {
