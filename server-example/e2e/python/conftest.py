@@ -1,5 +1,7 @@
 """Fixtures: spawn tidewire-server (path from TIDEWIRE_SERVER_BIN) on an ephemeral port."""
 
+import asyncio
+import functools
 import os
 import re
 import secrets
@@ -105,3 +107,18 @@ def dev_chat_server():
     srv = ServerProcess(chat=True)
     yield srv
     srv.stop()
+
+
+STEP = 5  # seconds for one expected reply
+TEST_LIMIT = 30  # seconds for one test
+
+
+def bounded(fn):
+    """Give every test a deadline so it stops by itself."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args, **kwargs):
+        async with asyncio.timeout(TEST_LIMIT):
+            return await fn(*args, **kwargs)
+
+    return wrapper

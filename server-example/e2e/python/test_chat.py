@@ -5,7 +5,6 @@ development token flow (GET /dev/token) when no JWT_SECRET is set."""
 
 import asyncio
 import datetime
-import functools
 import itertools
 import os
 import time
@@ -15,10 +14,8 @@ import jwt
 import pytest
 import socketio
 
-from conftest import CHAT_SECRET
+from conftest import CHAT_SECRET, STEP, TEST_LIMIT, bounded
 
-STEP = 5  # seconds for one expected reply
-TEST_LIMIT = 30  # seconds for one test
 
 _ids = itertools.count()
 
@@ -30,17 +27,6 @@ def room_id(what):
 def token(secret=CHAT_SECRET, **claims):
     claims.setdefault("exp", int(time.time()) + 600)
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def bounded(fn):
-    """Give every test a deadline so it stops by itself."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args, **kwargs):
-        async with asyncio.timeout(TEST_LIMIT):
-            return await fn(*args, **kwargs)
-
-    return wrapper
 
 
 class Inbox:

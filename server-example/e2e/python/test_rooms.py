@@ -9,15 +9,14 @@ server delivers to one socket in order, so once the barrier has arrived
 anything sent before it has arrived too."""
 
 import asyncio
-import functools
 import itertools
 import os
 
 import pytest
 import socketio
 
-STEP = 5  # seconds for one expected reply
-TEST_LIMIT = 30  # seconds for one test
+from conftest import STEP, TEST_LIMIT, bounded
+
 
 _ids = itertools.count()
 
@@ -25,17 +24,6 @@ _ids = itertools.count()
 def room(what):
     """A room name unique within this run."""
     return f"{what}-{os.getpid()}-{next(_ids)}"
-
-
-def bounded(fn):
-    """Give every test a deadline so it stops by itself."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args, **kwargs):
-        async with asyncio.timeout(TEST_LIMIT):
-            return await fn(*args, **kwargs)
-
-    return wrapper
 
 
 class Recorder:

@@ -3,11 +3,12 @@ polling only and polling with upgrade; text and binary events both ways;
 server-to-client acks; the /chat namespace; auth rejection."""
 
 import asyncio
-import functools
 
 import engineio.payload
 import pytest
 import socketio
+
+from conftest import STEP, TEST_LIMIT, bounded
 
 TRANSPORTS = {
     "websocket": (["websocket"], "websocket"),
@@ -15,8 +16,6 @@ TRANSPORTS = {
     "polling+upgrade": (None, "websocket"),  # None: polling first, then upgrade
 }
 
-STEP = 5  # seconds for one expected reply
-TEST_LIMIT = 30  # seconds for one test
 
 
 @pytest.fixture(params=list(TRANSPORTS))
@@ -35,17 +34,6 @@ async def connect(server, transport, namespaces=("/",), auth=None, client=None):
         wait_timeout=STEP,
     )
     return sio
-
-
-def bounded(fn):
-    """Give every test a deadline so it stops by itself."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args, **kwargs):
-        async with asyncio.timeout(TEST_LIMIT):
-            return await fn(*args, **kwargs)
-
-    return wrapper
 
 
 @bounded
