@@ -45,6 +45,7 @@ rust-test:
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
+	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 build-server:

@@ -66,11 +66,15 @@ impl Fixture {
         let _guard = runtime.enter();
         let hub = Hub::default();
         let engine = hub.engine(EngineConfig::default());
-        let sessions: Vec<Session> = (0..n).map(|_| engine.open_session(&request(), TransportKind::WebSocket)).collect();
+        let sessions: Vec<Session> =
+            (0..n).map(|_| engine.open_session(&request(), TransportKind::WebSocket)).collect();
         for s in &sessions {
             s.receive(Packet::Message(Frame::Text("0".into())));
             let reply = s.drain();
-            assert!(matches!(&reply[..], [Encoded::Text(t)] if t.starts_with("40{")), "CONNECT accepted at once: {reply:?}");
+            assert!(
+                matches!(&reply[..], [Encoded::Text(t)] if t.starts_with("40{")),
+                "CONNECT accepted at once: {reply:?}"
+            );
         }
         let sockets = hub.of("/").sockets();
         assert_eq!(sockets.len(), n);

@@ -52,7 +52,8 @@ fn wire_len(frames: &[Encoded]) -> u64 {
 
 fn engine_io(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
-    let packet = engine::Packet::Message(Frame::Text(r#"2["chat",{"user":"alice","text":"hello, world","room":7}]"#.into()));
+    let packet =
+        engine::Packet::Message(Frame::Text(r#"2["chat",{"user":"alice","text":"hello, world","room":7}]"#.into()));
     let text = match packet.encode() {
         Encoded::Text(t) => t,
         Encoded::Binary(_) => unreachable!(),
@@ -76,9 +77,8 @@ fn engine_io(c: &mut Criterion) {
     let body = engine::encode_payload(&packets);
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("payload/encode", |b| b.iter(|| engine::encode_payload(black_box(&packets))));
-    group.bench_function("payload/decode", |b| {
-        b.iter(|| engine::decode_payload(black_box(&body).clone(), 16).unwrap())
-    });
+    group
+        .bench_function("payload/decode", |b| b.iter(|| engine::decode_payload(black_box(&body).clone(), 16).unwrap()));
     group.finish();
 }
 

@@ -177,7 +177,16 @@ fn resolve(c: &mut Criterion) {
         for (case, except) in [("all", &[][..]), ("except_10", &["small"][..]), ("except_half", &["half"][..])] {
             let t = target(&["big"], except);
             let reached = index.count(&t) as u64;
-            assert_eq!(reached, n - if case == "except_10" { 10 } else if case == "except_half" { n / 2 } else { 0 });
+            assert_eq!(
+                reached,
+                n - if case == "except_10" {
+                    10
+                } else if case == "except_half" {
+                    n / 2
+                } else {
+                    0
+                }
+            );
             group.throughput(Throughput::Elements(reached));
             group.bench_with_input(BenchmarkId::new(case, label), &t, |b, t| b.iter(|| index.count(black_box(t))));
         }

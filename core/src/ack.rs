@@ -185,7 +185,12 @@ impl<T> AckCollector<T> {
     pub fn finish(self) -> AckReport<T> {
         let mut timed_out: Vec<String> = self.waiting.into_keys().collect();
         timed_out.sort_unstable();
-        AckReport { responses: self.responses, timed_out, disconnected: self.disconnected, missing_remote: self.extra_expected }
+        AckReport {
+            responses: self.responses,
+            timed_out,
+            disconnected: self.disconnected,
+            missing_remote: self.extra_expected,
+        }
     }
 }
 

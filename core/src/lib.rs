@@ -16,12 +16,12 @@ pub mod protocol;
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod ack;
 pub mod engine;
-#[cfg(feature = "server")]
-pub mod transport;
 pub mod hub;
 pub mod rooms;
-pub mod ack;
+#[cfg(feature = "server")]
+pub mod transport;
 
 /// The README's Rust examples compile as doctests.
 #[cfg(doctest)]

@@ -226,7 +226,8 @@ mod tests {
     }
 
     fn reached(index: &RoomIndex<u32>, rooms: &[&str], except: &[&str]) -> Vec<u32> {
-        let target = Target { rooms: rooms.iter().map(|r| room(r)).collect(), except: except.iter().map(|r| room(r)).collect() };
+        let target =
+            Target { rooms: rooms.iter().map(|r| room(r)).collect(), except: except.iter().map(|r| room(r)).collect() };
         let mut out = Vec::new();
         index.resolve(&target, |m| out.push(*m));
         out.sort_unstable();
@@ -236,12 +237,18 @@ mod tests {
     #[test]
     fn lifecycle_events_fire_on_first_join_and_last_leave() {
         let mut index = RoomIndex::new();
-        assert_eq!(index.join(1, [room("a")]), vec![RoomEvent::Created(room("a")), RoomEvent::Joined { room: room("a"), member: 1 }]);
+        assert_eq!(
+            index.join(1, [room("a")]),
+            vec![RoomEvent::Created(room("a")), RoomEvent::Joined { room: room("a"), member: 1 }]
+        );
         assert_eq!(index.join(2, [room("a")]), vec![RoomEvent::Joined { room: room("a"), member: 2 }]);
         assert_eq!(index.join(2, [room("a")]), vec![], "joining twice does nothing");
         assert_eq!(index.leave(1, "a"), vec![RoomEvent::Left { room: room("a"), member: 1 }]);
         assert_eq!(index.leave(1, "a"), vec![], "leaving twice does nothing");
-        assert_eq!(index.leave(2, "a"), vec![RoomEvent::Left { room: room("a"), member: 2 }, RoomEvent::Deleted(room("a"))]);
+        assert_eq!(
+            index.leave(2, "a"),
+            vec![RoomEvent::Left { room: room("a"), member: 2 }, RoomEvent::Deleted(room("a"))]
+        );
         assert_eq!(index.room_count(), 0);
         assert_eq!(index.leave(9, "a"), vec![]);
     }

@@ -53,7 +53,8 @@ fn any_mp_value() -> impl Strategy<Value = Mp> {
     let leaf = prop_oneof![
         mp_value(),
         (any::<i8>(), prop::collection::vec(any::<u8>(), 0..17)).prop_map(|(t, d)| Mp::Ext(t, d)),
-        prop::collection::vec(any::<u8>(), 0..8).prop_map(|b| Mp::String(rmpv::Utf8String::from(String::from_utf8_lossy(&b).into_owned()))),
+        prop::collection::vec(any::<u8>(), 0..8)
+            .prop_map(|b| Mp::String(rmpv::Utf8String::from(String::from_utf8_lossy(&b).into_owned()))),
     ];
     leaf.prop_recursive(3, 32, 5, |inner| {
         prop_oneof![

@@ -151,7 +151,8 @@ async fn disconnect_reasons_reach_the_handlers() {
             }
         });
     }
-    let server = Server::builder().mount("/socket.io/", hub.engine(EngineConfig::default())).bind("127.0.0.1:0").await.unwrap();
+    let server =
+        Server::builder().mount("/socket.io/", hub.engine(EngineConfig::default())).bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.local_addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     text(&mut ws).await;

@@ -157,7 +157,8 @@ fn reply(event: Event, value: Value) {
 /// A room id: 1 to 64 characters from `[A-Za-z0-9_-]`.
 pub(crate) fn valid_room_id(v: &Value) -> Option<&str> {
     let id = v.as_str()?;
-    let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then_some(id)
 }
 

@@ -103,9 +103,15 @@ async fn run(options: Options) -> std::io::Result<()> {
                 DEV_SECRET.to_owned()
             }
         };
-        chat::install(&hub, chat::Tokens::new(&secret), Arc::new(chat::MemoryStore::new(1000)), Arc::new(chat::StaffRooms));
+        chat::install(
+            &hub,
+            chat::Tokens::new(&secret),
+            Arc::new(chat::MemoryStore::new(1000)),
+            Arc::new(chat::StaffRooms),
+        );
     }
-    let server = builder.mount("/socket.io/", hub.engine(engine_config)).bind((options.host.as_str(), options.port)).await?;
+    let server =
+        builder.mount("/socket.io/", hub.engine(engine_config)).bind((options.host.as_str(), options.port)).await?;
 
     let mut stdout = std::io::stdout();
     writeln!(stdout, "tidewire-server listening on http://{}", server.local_addr())?;
@@ -121,14 +127,13 @@ async fn run(options: Options) -> std::io::Result<()> {
 /// signed with the development secret.
 fn dev_token(
     tokens: chat::Tokens,
-) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body> + Send + Sync + 'static
-{
+) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>
++ Send
++ Sync
++ 'static {
     move |req| {
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let query: Vec<(String, String)> =
+            req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
         let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let Some(sub) = get("sub").filter(|s| !s.is_empty()) else {
             return text_response(StatusCode::BAD_REQUEST, "sub is required");

@@ -80,17 +80,10 @@ async fn server_exits_on_sigterm_and_sigint() {
             s.recv_packet().await;
             let _ = http_get(server.port, "/socket.io/?EIO=4&transport=nope").await;
             server.signal(sig);
-            assert!(
-                server.wait_exit(Duration::from_secs(10)),
-                "server still running 10 s after SIG{sig}"
-            );
+            assert!(server.wait_exit(Duration::from_secs(10)), "server still running 10 s after SIG{sig}");
             // let the reader thread see EOF
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert_eq!(
-                server.extra_stdout(),
-                "",
-                "stdout must hold only the ready line (logs go to stderr)"
-            );
+            assert_eq!(server.extra_stdout(), "", "stdout must hold only the ready line (logs go to stderr)");
         }
     })
     .await
@@ -121,10 +114,7 @@ async fn heartbeat_client_that_never_answers_is_closed() {
         // never answer: closed ~pingTimeout after the ping
         let (_code, seen) = ws.expect_closed_within(Duration::from_secs(5)).await;
         let closed_at = t0.elapsed();
-        assert!(
-            seen.iter().all(|f| *f == Frame::Text("2".into())),
-            "only pings expected before the close: {seen:?}"
-        );
+        assert!(seen.iter().all(|f| *f == Frame::Text("2".into())), "only pings expected before the close: {seen:?}");
         assert!(
             closed_at >= Duration::from_millis(400),
             "closed at {closed_at:?}: before pingInterval + pingTimeout (500 ms)"
@@ -224,12 +214,7 @@ async fn client_sent_ping_closes_the_session_polling() {
         let PollPacket::Text(ref t) = pk[0] else { panic!("{pk:?}") };
         check_connect_reply(t, "/");
         let r = p.post("2").await;
-        assert!(
-            r.status == 200 || r.status == 400,
-            "POST of a client ping: {} {:?}",
-            r.status,
-            r.text()
-        );
+        assert!(r.status == 200 || r.status == 400, "POST of a client ping: {} {:?}", r.status, r.text());
         p.assert_closed().await;
         assert_alive(server.port).await;
     })
@@ -331,9 +316,7 @@ async fn polling_payload_with_several_packets_and_base64_binary() {
             events.clear();
             let mut i = 0;
             while i < got.len() {
-                let PollPacket::Text(ref t) = got[i] else {
-                    panic!("binary packet without a header at {i}: {got:?}")
-                };
+                let PollPacket::Text(ref t) = got[i] else { panic!("binary packet without a header at {i}: {got:?}") };
                 let mut pk = parse_sio(t);
                 i += 1;
                 if let Some(n) = pk.attachments {
@@ -356,7 +339,13 @@ async fn polling_payload_with_several_packets_and_base64_binary() {
         }
         let want = vec![
             SioPacket { ty: 3, attachments: None, nsp: "/".into(), id: Some(0), data: Some(json!(["a"])) },
-            SioPacket { ty: 3, attachments: None, nsp: "/chat".into(), id: Some(1), data: Some(json!(["b", {"c": 1}])) },
+            SioPacket {
+                ty: 3,
+                attachments: None,
+                nsp: "/chat".into(),
+                id: Some(1),
+                data: Some(json!(["b", {"c": 1}])),
+            },
             SioPacket {
                 ty: 6,
                 attachments: Some(2),
@@ -364,7 +353,13 @@ async fn polling_payload_with_several_packets_and_base64_binary() {
                 id: Some(2),
                 data: Some(json!([bin(b"\x00\x01\x02"), {"x": bin(&[0xff; 10])}])),
             },
-            SioPacket { ty: 5, attachments: Some(1), nsp: "/".into(), id: None, data: Some(json!(["echo", bin(b"no ack")])) },
+            SioPacket {
+                ty: 5,
+                attachments: Some(1),
+                nsp: "/".into(),
+                id: None,
+                data: Some(json!(["echo", bin(b"no ack")])),
+            },
             SioPacket { ty: 2, attachments: None, nsp: "/".into(), id: None, data: Some(json!(["echo", "plain"])) },
         ];
         assert_eq!(events, want, "raw packets: {got:?}");
@@ -387,11 +382,7 @@ async fn polling_upgrade_dance() {
         let socket_sid = check_connect_reply(t, "/");
 
         // A pending GET, as engine.io-client keeps one open while probing.
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            p.url(),
-            server.port
-        );
+        let req = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", p.url(), server.port);
         let mut pending = tcp(server.port).await;
         pending.write_all(req.as_bytes()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -411,11 +402,7 @@ async fn polling_upgrade_dance() {
         ws.send_text(r#"427["whoami"]"#).await;
         let reply = parse_sio(&ws.recv_text().await);
         assert_eq!(reply.id, Some(7));
-        assert_eq!(
-            reply.data.unwrap()[0]["id"],
-            json!(socket_sid),
-            "same Socket.IO socket after the upgrade"
-        );
+        assert_eq!(reply.data.unwrap()[0]["id"], json!(socket_sid), "same Socket.IO socket after the upgrade");
 
         // polling on an upgraded sid: 400 Bad request (code 3)
         let r = p.get().await;
@@ -481,10 +468,8 @@ async fn messages_posted_during_upgrade_are_not_lost() {
         p.post_ok(r#"421["echo","mid-upgrade"]"#).await;
         let r = p.get_within(STEP).await.expect("GET answered");
         assert_eq!(r.status, 200);
-        let mut got: Vec<PollPacket> = decode_payload(&r.text())
-            .into_iter()
-            .filter(|x| *x != PollPacket::Text("6".into()))
-            .collect();
+        let mut got: Vec<PollPacket> =
+            decode_payload(&r.text()).into_iter().filter(|x| *x != PollPacket::Text("6".into())).collect();
         ws.send_text("5").await;
         if got.is_empty() {
             got.push(PollPacket::Text(ws.recv_text().await));

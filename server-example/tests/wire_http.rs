@@ -184,11 +184,8 @@ async fn two_concurrent_polling_gets_are_400_and_close_the_session() {
         let mut server = Server::start();
         for base in [SIO_POLL, EIO_POLL] {
             let p = Polling::open(server.port, base).await;
-            let req = format!(
-                "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                p.url(),
-                server.port
-            );
+            let req =
+                format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", p.url(), server.port);
             let mut first = tcp(server.port).await;
             first.write_all(req.as_bytes()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -53,7 +53,13 @@ async fn connect_root_and_chat_multiplexed_on_one_connection() {
             got,
             vec![
                 SioPacket { ty: 3, attachments: None, nsp: "/".into(), id: Some(1), data: Some(json!(["on root"])) },
-                SioPacket { ty: 3, attachments: None, nsp: "/chat".into(), id: Some(2), data: Some(json!(["on chat"])) },
+                SioPacket {
+                    ty: 3,
+                    attachments: None,
+                    nsp: "/chat".into(),
+                    id: Some(2),
+                    data: Some(json!(["on chat"]))
+                },
             ]
         );
 
@@ -202,10 +208,7 @@ async fn connect_timeout_closes_a_client_that_never_connects() {
         let (_code, seen) = s.ws.expect_closed_within(Duration::from_secs(4)).await;
         let elapsed = started.elapsed();
         assert!(seen.is_empty(), "nothing expected before the close: {seen:?}");
-        assert!(
-            elapsed >= Duration::from_millis(300),
-            "closed too early ({elapsed:?}), connect timeout is 400 ms"
-        );
+        assert!(elapsed >= Duration::from_millis(300), "closed too early ({elapsed:?}), connect timeout is 400 ms");
         assert!(elapsed <= Duration::from_millis(3000), "closed too late: {elapsed:?}");
 
         // A client that does CONNECT in time is not affected by the timeout.
@@ -252,7 +255,13 @@ async fn echo_without_ack_emits_echo_back() {
         let p = s.recv_packet().await;
         assert_eq!(
             p,
-            SioPacket { ty: 2, attachments: None, nsp: "/".into(), id: None, data: Some(json!(["echo", "x", {"y": [2]}])) }
+            SioPacket {
+                ty: 2,
+                attachments: None,
+                nsp: "/".into(),
+                id: None,
+                data: Some(json!(["echo", "x", {"y": [2]}]))
+            }
         );
     })
     .await
@@ -283,8 +292,7 @@ async fn echo_binary_without_ack_emits_binary_event() {
     run(async {
         let server = Server::start();
         let mut s = connected(&server).await;
-        s.send_with_attachments(&format!("451-{}", json!(["echo", placeholder(0), 5])), &[b"\x00hello\xff"])
-            .await;
+        s.send_with_attachments(&format!("451-{}", json!(["echo", placeholder(0), 5])), &[b"\x00hello\xff"]).await;
         let p = s.recv_full().await;
         assert_eq!((p.ty, p.attachments, p.nsp.as_str(), p.id), (5, Some(1), "/", None), "BINARY_EVENT");
         assert_eq!(p.data, Some(json!(["echo", bin(b"\x00hello\xff"), 5])));
@@ -298,13 +306,15 @@ async fn echo_binary_on_chat_namespace() {
         let server = Server::start();
         let mut s = SioWs::open(server.port).await;
         s.connect("/chat", None).await;
-        s.send_with_attachments(&format!("452-/chat,41{}", json!(["echo", [placeholder(1), placeholder(0)]])), &[b"A", b"B"])
-            .await;
+        s.send_with_attachments(
+            &format!("452-/chat,41{}", json!(["echo", [placeholder(1), placeholder(0)]])),
+            &[b"A", b"B"],
+        )
+        .await;
         let p = s.recv_full().await;
         assert_eq!((p.ty, p.nsp.as_str(), p.id), (6, "/chat", Some(41)));
         assert_eq!(p.data, Some(json!([[bin(b"B"), bin(b"A")]])));
-        s.send_with_attachments(&format!("451-/chat,{}", json!(["echo", {"f": placeholder(0)}])), &[b"C"])
-            .await;
+        s.send_with_attachments(&format!("451-/chat,{}", json!(["echo", {"f": placeholder(0)}])), &[b"C"]).await;
         let p = s.recv_full().await;
         assert_eq!((p.ty, p.nsp.as_str(), p.id), (5, "/chat", None));
         assert_eq!(p.data, Some(json!(["echo", {"f": bin(b"C")}])));

@@ -22,11 +22,7 @@ async fn raw_connected(port: u16) -> RawWs {
 }
 
 async fn read_text(ws: &mut RawWs) -> String {
-    let f = ws
-        .read_frame_within(STEP)
-        .await
-        .expect("frame in time")
-        .expect("connection closed unexpectedly");
+    let f = ws.read_frame_within(STEP).await.expect("frame in time").expect("connection closed unexpectedly");
     assert_eq!(f.opcode, 1, "expected a text frame, got {f:?}");
     assert!(f.fin, "server frames here are unfragmented");
     String::from_utf8(f.payload).expect("server text is UTF-8")
@@ -88,9 +84,7 @@ async fn fragmented_messages_are_reassembled() {
         }
 
         // binary attachment sent in fragments
-        ws.send_frame(true, 1, format!("451-2{}", json!(["echo", placeholder(0)])).as_bytes())
-            .await
-            .unwrap();
+        ws.send_frame(true, 1, format!("451-2{}", json!(["echo", placeholder(0)])).as_bytes()).await.unwrap();
         ws.send_frame(false, 2, &[1, 2]).await.unwrap();
         ws.send_frame(false, 0, &[3]).await.unwrap();
         ws.send_frame(true, 0, &[4, 5]).await.unwrap();
@@ -145,10 +139,7 @@ async fn huge_declared_frame_length_is_rejected_without_allocating() {
             assert!(started.elapsed() < Duration::from_secs(3), "{what}: rejection took {:?}", started.elapsed());
             server.assert_running();
             let rss = server.rss_kib();
-            assert!(
-                rss < base + RSS_SLACK_KIB,
-                "{what}: server RSS jumped from {base} KiB to {rss} KiB"
-            );
+            assert!(rss < base + RSS_SLACK_KIB, "{what}: server RSS jumped from {base} KiB to {rss} KiB");
         }
         // the same in the middle of a fragmented message
         let mut ws = raw_connected(server.port).await;

@@ -432,7 +432,11 @@ mod tests {
 
     impl EngineHandler for Probe {
         fn on_open(&self, session: &Session, _: &RequestInfo) -> Box<dyn Connection> {
-            Box::new(ProbeConn { closes: self.closes.clone(), messages: self.messages.clone(), session: session.clone() })
+            Box::new(ProbeConn {
+                closes: self.closes.clone(),
+                messages: self.messages.clone(),
+                session: session.clone(),
+            })
         }
     }
 

@@ -196,7 +196,8 @@ impl BroadcastOperator {
                 collector.disconnected(s.id());
             }
         }
-        let timeout = self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
+        let timeout =
+            self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         while !collector.is_complete() {

@@ -208,7 +208,8 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         let mut sockets = shared.lock();
         if !sockets.contains_key(&nsp) {
             drop(sockets);
-            let reason = shared.session.close_reason().map_or(DisconnectReason::TransportClose, |r| DisconnectReason::from(&r));
+            let reason =
+                shared.session.close_reason().map_or(DisconnectReason::TransportClose, |r| DisconnectReason::from(&r));
             socket.closed(reason);
             return;
         }

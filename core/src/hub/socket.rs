@@ -137,7 +137,8 @@ impl AckResponder {
     /// [`SendError`] when the connection is closed or its queue is full.
     pub fn send(self, args: Payload) -> Result<(), SendError> {
         let s = &self.socket;
-        let frames: Arc<[Encoded]> = s.inner.namespace.parser().encode(&Packet::ack(s.namespace(), self.id, args)).into();
+        let frames: Arc<[Encoded]> =
+            s.inner.namespace.parser().encode(&Packet::ack(s.namespace(), self.id, args)).into();
         let size: usize = frames.iter().map(Encoded::len).sum();
         lock(&s.inner.inbound).answered(self.id, (size <= MAX_CACHED_ANSWER).then(|| frames.clone()));
         s.send_shared(&frames, false)
@@ -302,7 +303,12 @@ impl Socket {
     /// # Errors
     /// [`AckError::Timeout`], [`AckError::Disconnected`],
     /// [`AckError::TooManyPending`] or [`AckError::Send`].
-    pub async fn emit_with_ack(&self, event: &str, args: Payload, timeout: Option<Duration>) -> Result<Payload, AckError> {
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, AckError> {
         let id = self.inner.namespace.next_ack_id();
         let (tx, rx) = oneshot::channel();
         self.register_ack(id, AckSink::One(tx)).map_err(|()| AckError::TooManyPending)?;

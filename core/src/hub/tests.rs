@@ -54,7 +54,10 @@ impl Client {
         self.send(&format!("0{prefix}{auth}"));
         settle().await;
         let out = self.recv();
-        let reply = out.iter().find(|p| p.starts_with(&format!("0{prefix}"))).unwrap_or_else(|| panic!("no CONNECT reply in {out:?}"));
+        let reply = out
+            .iter()
+            .find(|p| p.starts_with(&format!("0{prefix}")))
+            .unwrap_or_else(|| panic!("no CONNECT reply in {out:?}"));
         let body: Value = serde_json::from_str(&reply[1 + prefix.len()..]).unwrap();
         body["sid"].as_str().unwrap_or_else(|| panic!("refused: {reply}")).to_owned()
     }
@@ -183,7 +186,8 @@ async fn emit_with_ack_times_out_and_resolves() {
     let id = a.connect("/", None).await;
     let socket = hub.of("/").socket(&id).unwrap();
     let s = socket.clone();
-    let pending = tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), Some(Duration::from_secs(2))).await });
+    let pending =
+        tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), Some(Duration::from_secs(2))).await });
     settle().await;
     assert_eq!(socket.pending_acks(), 1);
     tokio::time::advance(Duration::from_secs(3)).await;
@@ -375,7 +379,11 @@ async fn ten_thousand_cycles_leave_every_index_empty() {
         settle().await;
         s.leave(&format!("room-{}", i % 7));
         s.join("stay");
-        if i % 2 == 0 { c.send("1") } else { c.session.close(crate::engine::CloseReason::TransportClose) }
+        if i % 2 == 0 {
+            c.send("1")
+        } else {
+            c.session.close(crate::engine::CloseReason::TransportClose)
+        }
         c.session.close(crate::engine::CloseReason::TransportClose);
         assert_eq!(pending.await.unwrap(), Err(AckError::Disconnected));
     }

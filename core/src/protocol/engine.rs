@@ -131,16 +131,15 @@ impl Packet {
     /// assert_eq!(p, Packet::Message(Frame::Text("hello".into())));
     /// assert!(Packet::decode_text("abc".into()).is_err());
     /// ```
-    #[allow(clippy::needless_pass_by_value, reason = "taking ownership lets callers hand over a received frame; the result shares its buffer")]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "taking ownership lets callers hand over a received frame; the result shares its buffer"
+    )]
     pub fn decode_text(text: ByteString) -> Result<Packet, DecodeError> {
         let first = *text.as_bytes().first().ok_or(DecodeError::Empty)?;
         let data = || text.slice_ref(&text[1..]);
         let no_data = |p: Packet| {
-            if text.len() == 1 {
-                Ok(p)
-            } else {
-                Err(DecodeError::UnexpectedData)
-            }
+            if text.len() == 1 { Ok(p) } else { Err(DecodeError::UnexpectedData) }
         };
         match first {
             b'0' => Ok(Packet::Open(data())),

@@ -81,9 +81,7 @@ use rmp::encode::{
 use serde_json::{Map, Number, Value};
 
 use super::engine::Encoded;
-use super::socketio::{
-    Limits, MAX_ACK_ID, Packet, PacketKind, ParseError, Payload, RESERVED_EVENTS, is_placeholder,
-};
+use super::socketio::{Limits, MAX_ACK_ID, Packet, PacketKind, ParseError, Payload, RESERVED_EVENTS, is_placeholder};
 
 /// The most containers (maps and arrays, the packet's own map included) a
 /// decoded packet may nest.
@@ -110,7 +108,10 @@ const MAX_DATE_MS: i128 = 8_640_000_000_000_000;
 /// assert_eq!(payload.data[1], serde_json::json!({"_placeholder": true, "num": 0}));
 /// assert_eq!(&payload.attachments[0][..], &[1, 2]);
 /// ```
-#[allow(clippy::needless_pass_by_value, reason = "taking ownership lets callers hand over a received frame; the result shares its buffer")]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "taking ownership lets callers hand over a received frame; the result shares its buffer"
+)]
 pub fn decode(data: Bytes, limits: Limits) -> Result<Packet, ParseError> {
     if data.is_empty() {
         return Err(ParseError::Empty);
@@ -574,7 +575,14 @@ enum Data<'a> {
 /// What writing to a [`ByteBuf`] returns: never an error.
 type Written = Result<(), ValueWriteError<Infallible>>;
 
-fn write_packet(out: &mut ByteBuf, ty: u8, data: Option<Data<'_>>, nsp: &str, id: Option<u64>, attachments: &[Bytes]) -> Written {
+fn write_packet(
+    out: &mut ByteBuf,
+    ty: u8,
+    data: Option<Data<'_>>,
+    nsp: &str,
+    id: Option<u64>,
+    attachments: &[Bytes],
+) -> Written {
     write_map_len(out, 2 + u32::from(data.is_some()) + u32::from(id.is_some()))?;
     write_str(out, "type")?;
     write_uint(out, ty.into())?;
@@ -734,7 +742,10 @@ mod tests {
         assert_eq!(p, Packet::connect_ok("/chat", "zhY0ERQmPl3fDypoAAAA"));
         // An ack reply, id first: ack("ok", Buffer.from([9, 8]))
         let p = dec("84a2696400a47479706503a46461746192a26f6bc4020908a36e7370a52f63686174").unwrap();
-        let payload = Payload { data: vec![json!("ok"), Payload::placeholder(0)], attachments: vec![Bytes::from_static(&[9, 8])] };
+        let payload = Payload {
+            data: vec![json!("ok"), Payload::placeholder(0)],
+            attachments: vec![Bytes::from_static(&[9, 8])],
+        };
         assert_eq!(p, Packet::ack("/chat", 0, payload));
         // socket.emit("srvack", -1.5, ack)
         let p = dec("84a47479706502a46461746192a673727661636bcbbff8000000000000a2696400a36e7370a52f63686174").unwrap();
@@ -755,19 +766,41 @@ mod tests {
 
     #[test]
     fn byte_exact_with_notepack() {
-        assert_round_trip(&Packet::connect_ok("/", "abc"), &hex("83a47479706500a46461746181a3736964a3616263a36e7370a12f"));
+        assert_round_trip(
+            &Packet::connect_ok("/", "abc"),
+            &hex("83a47479706500a46461746181a3736964a3616263a36e7370a12f"),
+        );
         let connect = Packet { nsp: "/chat".into(), kind: PacketKind::Connect(None) };
         assert_round_trip(&connect, &hex("82a47479706500a36e7370a52f63686174"));
         assert_round_trip(&Packet::disconnect("/chat"), &hex("82a47479706501a36e7370a52f63686174"));
         assert_round_trip(
             &Packet::connect_error("/random", "Invalid namespace", None),
-            &hex("83a47479706504a46461746181a76d657373616765b1496e76616c6964206e616d657370616365a36e7370a72f72616e646f6d"),
+            &hex(
+                "83a47479706504a46461746181a76d657373616765b1496e76616c6964206e616d657370616365a36e7370a72f72616e646f6d",
+            ),
         );
 
         let scalars = vec![
-            json!("hi"), json!(1), json!(-1), json!(127), json!(128), json!(300), json!(-33), json!(-200),
-            json!(70000), json!(-40000), json!(4_294_967_296_u64), json!(-5_000_000_000_i64), json!(0.5),
-            json!(2.5e-8), json!(true), json!(false), json!(null), json!("é€😀"), json!({"a": [1]}), json!([]),
+            json!("hi"),
+            json!(1),
+            json!(-1),
+            json!(127),
+            json!(128),
+            json!(300),
+            json!(-33),
+            json!(-200),
+            json!(70000),
+            json!(-40000),
+            json!(4_294_967_296_u64),
+            json!(-5_000_000_000_i64),
+            json!(0.5),
+            json!(2.5e-8),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!("é€😀"),
+            json!({"a": [1]}),
+            json!([]),
         ];
         assert_round_trip(
             &event("/", scalars, vec![], Some(7)),
@@ -792,7 +825,13 @@ mod tests {
         assert_round_trip(&Packet::ack("/", MAX_ACK_ID, args), &wire);
 
         let keys: Map<String, Value> = (0..16).map(|i| (format!("k{i:02}"), json!(i))).collect();
-        let sizes = vec![json!("s"), json!("x".repeat(40)), json!("y".repeat(300)), json!((0..20).collect::<Vec<_>>()), Value::Object(keys)];
+        let sizes = vec![
+            json!("s"),
+            json!("x".repeat(40)),
+            json!("y".repeat(300)),
+            json!((0..20).collect::<Vec<_>>()),
+            Value::Object(keys),
+        ];
         let mut wire = hex("83a47479706502a46461746195a173d928");
         wire.extend([b'x'; 40]);
         wire.extend(hex("da012c"));
@@ -823,7 +862,8 @@ mod tests {
     fn repeated_keys_override_in_place() {
         // {a: <bin 01>, b: <bin 02>, a: <bin 03>, c: 1, c: undefined}: JavaScript
         // sees {a: <bin 03>, b: <bin 02>}.
-        let p = dec("83a47479706502a36e7370a12fa46461746192a178 85a161c40101a162c40102a161c40103a16301a163d40000").unwrap();
+        let p =
+            dec("83a47479706502a36e7370a12fa46461746192a178 85a161c40101a162c40102a161c40103a16301a163d40000").unwrap();
         let PacketKind::Event { payload, .. } = &p.kind else { panic!("not an event") };
         let keys: Vec<&str> = payload.data[1].as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["a", "b"]);
@@ -871,7 +911,10 @@ mod tests {
         // timestamp 96: one nanosecond before the epoch
         assert_eq!(ts("c70cff3b9ac9ffffffffffffffffff"), date("1969-12-31T23:59:59.999Z"));
         assert_eq!(ts("c70cff000000007fffffffffffffff"), Ok(event("/", vec![json!("x"), json!(null)], vec![], None)));
-        assert!(matches!(ts("c70cff3b9aca00ffffffffffffffff"), Err(ParseError::InvalidMsgpack(_))), "nanoseconds >= 1e9");
+        assert!(
+            matches!(ts("c70cff3b9aca00ffffffffffffffff"), Err(ParseError::InvalidMsgpack(_))),
+            "nanoseconds >= 1e9"
+        );
         assert!(matches!(ts("d5ff0000"), Err(ParseError::InvalidMsgpack(_))), "no 2-byte timestamp");
     }
 
@@ -879,7 +922,10 @@ mod tests {
     fn undefined_and_special_floats() {
         // ["x", undefined, {a: undefined, b: NaN}, float32 1.5, +inf]
         let p = dec("83a47479706502a36e7370a12fa46461746195a178d4000082a161d40000a162cb7ff8000000000000ca3fc00000cb7ff0000000000000").unwrap();
-        assert_eq!(p, event("/", vec![json!("x"), json!(null), json!({"b": null}), json!(1.5), json!(null)], vec![], None));
+        assert_eq!(
+            p,
+            event("/", vec![json!("x"), json!(null), json!({"b": null}), json!(1.5), json!(null)], vec![], None)
+        );
         // Integral floats are integers, as for JavaScript's `Number.isInteger`.
         let p = dec("84a474797065cb4000000000000000 a464617461 91a178 a36e7370a12f a26964cb4014000000000000").unwrap();
         assert_eq!(p, event("/", vec![json!("x")], vec![], Some(5)));
@@ -894,33 +940,36 @@ mod tests {
         use ParseError::*;
         let cases: &[(&str, ParseError)] = &[
             ("", Empty),
-            ("92a178a179", InvalidPayload),                                      // not a map
-            ("82a36e7370a12fa464617461 91a178", UnknownType),                    // no type
-            ("83a474797065 05 a36e7370a12fa464617461 91a178", UnknownType),       // BINARY_EVENT
-            ("83a474797065 a132 a36e7370a12fa464617461 91a178", UnknownType),     // "2"
+            ("92a178a179", InvalidPayload),                                   // not a map
+            ("82a36e7370a12fa464617461 91a178", UnknownType),                 // no type
+            ("83a474797065 05 a36e7370a12fa464617461 91a178", UnknownType),   // BINARY_EVENT
+            ("83a474797065 a132 a36e7370a12fa464617461 91a178", UnknownType), // "2"
             ("83a474797065 cb4004000000000000 a36e7370a12fa464617461 91a178", UnknownType), // 2.5
             ("83a474797065 04 a36e7370a12fa464617461 81a16101", TypeNotAllowed),
-            ("82a474797065 02 a464617461 91a178", InvalidNamespace),             // no nsp
+            ("82a474797065 02 a464617461 91a178", InvalidNamespace), // no nsp
             ("83a474797065 02 a36e7370a463686174 a464617461 91a178", InvalidNamespace), // "chat"
-            ("83a474797065 02 a36e7370a32f612c a464617461 91a178", InvalidNamespace),   // "/a,"
+            ("83a474797065 02 a36e7370a32f612c a464617461 91a178", InvalidNamespace), // "/a,"
             ("83a474797065 02 a36e737001 a464617461 91a178", InvalidNamespace),
             ("84a474797065 02 a36e7370a12f a464617461 91a178 a26964 ff", InvalidAckId),
             ("84a474797065 02 a36e7370a12f a464617461 91a178 a26964 cf0020000000000000", InvalidAckId),
             ("84a474797065 02 a36e7370a12f a464617461 91a178 a26964 c0", InvalidAckId),
             ("84a474797065 02 a36e7370a12f a464617461 91a178 a26964 cb3ff8000000000000", InvalidAckId),
-            ("83a474797065 03 a36e7370a12f a464617461 90", InvalidAckId),         // ack without id
-            ("83a474797065 02 a36e7370a12f a464617461 90", InvalidPayload),       // no event name
+            ("83a474797065 03 a36e7370a12f a464617461 90", InvalidAckId), // ack without id
+            ("83a474797065 02 a36e7370a12f a464617461 90", InvalidPayload), // no event name
             ("83a474797065 02 a36e7370a12f a464617461 91a7636f6e6e656374", InvalidPayload), // "connect"
             ("83a474797065 02 a36e7370a12f a464617461 91c0", InvalidPayload),
             ("83a474797065 02 a36e7370a12f a464617461 80", InvalidPayload),
-            ("82a474797065 02 a36e7370a12f", InvalidPayload),                    // event without data
-            ("83a474797065 00 a36e7370a12f a464617461 90", InvalidPayload),       // connect with an array
-            ("83a474797065 00 a36e7370a12f a464617461 c0", InvalidPayload),       // connect with null
+            ("82a474797065 02 a36e7370a12f", InvalidPayload), // event without data
+            ("83a474797065 00 a36e7370a12f a464617461 90", InvalidPayload), // connect with an array
+            ("83a474797065 00 a36e7370a12f a464617461 c0", InvalidPayload), // connect with null
             ("83a474797065 00 a36e7370a12f a464617461 81a161c400", InvalidPayload), // binary auth
-            ("83a474797065 00 a36e7370a12f a26964 01", InvalidPayload),           // connect with an id
-            ("83a474797065 01 a36e7370a12f a464617461 90", InvalidPayload),       // disconnect with data
+            ("83a474797065 00 a36e7370a12f a26964 01", InvalidPayload), // connect with an id
+            ("83a474797065 01 a36e7370a12f a464617461 90", InvalidPayload), // disconnect with data
             // A placeholder-looking map, even a "valid" one.
-            ("83a474797065 02 a36e7370a12f a464617461 93a178c40101 82ac5f706c616365686f6c646572c3a36e756d00", InvalidPlaceholder),
+            (
+                "83a474797065 02 a36e7370a12f a464617461 93a178c40101 82ac5f706c616365686f6c646572c3a36e756d00",
+                InvalidPlaceholder,
+            ),
         ];
         for (h, err) in cases {
             assert_eq!(dec(h).as_ref(), Err(err), "{h}");
@@ -941,17 +990,17 @@ mod tests {
     #[test]
     fn rejects_malformed_msgpack() {
         let cases = [
-            "83a474797065",                                                 // truncated
-            "83a47479706502a36e7370a12fa46461746191a178 00",                // trailing byte
-            "83a47479706502a36e7370a12fa46461746191a2c328",                 // invalid UTF-8
-            "83a47479706502a36e7370a12fa464617461 92a178 810101",           // integer key
-            "8301 02a36e7370a12fa464617461 91a178",                         // integer key at the top
-            "83a47479706502a36e7370a12fa464617461 92a178 d50100 00",         // ext type 1
-            "83a47479706502a36e7370a12fa464617461 92a178 c1",               // reserved marker
-            "83a47479706502a36e7370a12fa464617461 dd ffffffff a178",         // 4 billion items declared
+            "83a474797065",                                          // truncated
+            "83a47479706502a36e7370a12fa46461746191a178 00",         // trailing byte
+            "83a47479706502a36e7370a12fa46461746191a2c328",          // invalid UTF-8
+            "83a47479706502a36e7370a12fa464617461 92a178 810101",    // integer key
+            "8301 02a36e7370a12fa464617461 91a178",                  // integer key at the top
+            "83a47479706502a36e7370a12fa464617461 92a178 d50100 00", // ext type 1
+            "83a47479706502a36e7370a12fa464617461 92a178 c1",        // reserved marker
+            "83a47479706502a36e7370a12fa464617461 dd ffffffff a178", // 4 billion items declared
             "83a47479706502a36e7370a12fa464617461 df ffffffff",
-            "83a47479706502a36e7370a12fa464617461 92a178 c6ffffffff00",      // huge bin declared
-            "84a47479706502a36e7370a12fa46461746191a178 a178 d50100",       // bad ext in a skipped key
+            "83a47479706502a36e7370a12fa464617461 92a178 c6ffffffff00", // huge bin declared
+            "84a47479706502a36e7370a12fa46461746191a178 a178 d50100",   // bad ext in a skipped key
         ];
         for h in cases {
             assert!(matches!(dec(h), Err(ParseError::InvalidMsgpack(_))), "{h}: {:?}", dec(h));

@@ -328,7 +328,10 @@ impl Decoder {
     /// assert!(matches!(p.kind, PacketKind::Event { id: Some(7), .. }));
     /// assert!(d.decode_text("2{}".into()).is_err());
     /// ```
-    #[allow(clippy::needless_pass_by_value, reason = "taking ownership lets callers hand over a received frame; the result shares its buffer")]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "taking ownership lets callers hand over a received frame; the result shares its buffer"
+    )]
     pub fn decode_text(&mut self, text: ByteString) -> Result<Option<Packet>, ParseError> {
         if self.pending.is_some() {
             return Err(ParseError::UnexpectedText);
@@ -356,11 +359,7 @@ impl Decoder {
             _ => return Err(ParseError::UnexpectedBinary),
         };
         payload.attachments.push(data);
-        if payload.attachments.len() == *expected {
-            Ok(self.pending.take().map(|(p, _)| p))
-        } else {
-            Ok(None)
-        }
+        if payload.attachments.len() == *expected { Ok(self.pending.take().map(|(p, _)| p)) } else { Ok(None) }
     }
 }
 
@@ -508,7 +507,10 @@ mod tests {
     #[test]
     fn decodes_events_and_acks() {
         let p = decode(r#"2["a",1,{"b":null}]"#).unwrap().unwrap();
-        assert_eq!(p.kind, PacketKind::Event { payload: Payload::json(vec![json!("a"), json!(1), json!({"b": null})]), id: None });
+        assert_eq!(
+            p.kind,
+            PacketKind::Event { payload: Payload::json(vec![json!("a"), json!(1), json!({"b": null})]), id: None }
+        );
         let p = decode(r#"2/x,9007199254740991["a"]"#).unwrap().unwrap();
         assert!(matches!(p.kind, PacketKind::Event { id: Some(MAX_ACK_ID), .. }));
         let p = decode(r#"312[]"#).unwrap().unwrap();

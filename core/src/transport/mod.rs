@@ -200,4 +200,3 @@ pub(crate) fn cors_headers(engine: &Engine, origin: Option<&HeaderValue>, res: &
     }
     h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
-

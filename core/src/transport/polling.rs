@@ -86,10 +86,8 @@ impl Drop for PostGuard<'_> {
 }
 
 async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Response<Body> {
-    let binary_body = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    let binary_body =
+        req.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
     if binary_body {
         return HttpError::BadRequest.response();
     }
@@ -99,11 +97,8 @@ async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Resp
     }
     let _guard = PostGuard(&session);
     let max = engine.config().max_payload;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         session.close(CloseReason::TransportError);
         return plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT);
@@ -131,4 +126,3 @@ async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Resp
         }
     }
 }
-

@@ -7,8 +7,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::future::Future;
-use std::pin::Pin;
 use std::io::{BufRead, BufReader, Read};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -32,10 +32,7 @@ pub fn run<F: Future<Output = ()> + 'static>(body: F) -> Pin<Box<dyn Future<Outp
     run_for(TEST_TIMEOUT, body)
 }
 
-pub fn run_for<F: Future<Output = ()> + 'static>(
-    limit: Duration,
-    body: F,
-) -> Pin<Box<dyn Future<Output = ()>>> {
+pub fn run_for<F: Future<Output = ()> + 'static>(limit: Duration, body: F) -> Pin<Box<dyn Future<Output = ()>>> {
     Box::pin(async move {
         if timeout(limit, Box::pin(body)).await.is_err() {
             panic!("test did not finish within {limit:?}");
@@ -129,10 +126,7 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let l = log.lock().unwrap();
-                panic!(
-                    "server printed no ready line within 30s; stderr:\n{}",
-                    String::from_utf8_lossy(&l)
-                );
+                panic!("server printed no ready line within 30s; stderr:\n{}", String::from_utf8_lossy(&l));
             }
         };
         let trimmed = line.trim_end_matches(['\n', '\r']);
@@ -148,12 +142,7 @@ impl Server {
                 );
             }
         };
-        Server {
-            child,
-            port,
-            log,
-            extra_stdout,
-        }
+        Server { child, port, log, extra_stdout }
     }
 
     /// Everything printed on stdout after the ready line (should stay empty:
@@ -180,8 +169,7 @@ impl Server {
 
     /// Resident set size of the server process, in KiB (Linux /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/<pid>/status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/<pid>/status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -199,11 +187,7 @@ impl Server {
 
     /// Send a signal to the server (used by the shutdown test).
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
+        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("run kill");
         assert!(st.success(), "kill -{sig} failed");
     }
 
@@ -251,11 +235,8 @@ pub const EIO_POLL: &str = "/engine.io/?EIO=4&transport=polling";
 
 /// Parse and validate an Engine.IO v4 OPEN packet (`0{...}`); returns the JSON.
 pub fn parse_open(packet: &str, expect_upgrades: &[&str]) -> Value {
-    let json = packet
-        .strip_prefix('0')
-        .unwrap_or_else(|| panic!("expected an OPEN packet `0{{...}}`, got {packet:?}"));
-    let v: Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("handshake is not JSON ({e}): {packet:?}"));
+    let json = packet.strip_prefix('0').unwrap_or_else(|| panic!("expected an OPEN packet `0{{...}}`, got {packet:?}"));
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("handshake is not JSON ({e}): {packet:?}"));
     let obj = v.as_object().expect("handshake is a JSON object");
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
@@ -295,9 +276,7 @@ pub struct SioPacket {
 
 /// Parse an Engine.IO MESSAGE carrying a Socket.IO packet, e.g. `42/chat,3["x"]`.
 pub fn parse_sio(text: &str) -> SioPacket {
-    let s = text
-        .strip_prefix('4')
-        .unwrap_or_else(|| panic!("not an Engine.IO message packet: {text:?}"));
+    let s = text.strip_prefix('4').unwrap_or_else(|| panic!("not an Engine.IO message packet: {text:?}"));
     let bytes = s.as_bytes();
     assert!(!bytes.is_empty(), "empty Socket.IO packet: {text:?}");
     let ty = bytes[0];
@@ -329,26 +308,13 @@ pub fn parse_sio(text: &str) -> SioPacket {
     while i < bytes.len() && bytes[i].is_ascii_digit() {
         i += 1;
     }
-    let id = if i > start {
-        Some(s[start..i].parse().expect("ack id"))
-    } else {
-        None
-    };
+    let id = if i > start { Some(s[start..i].parse().expect("ack id")) } else { None };
     let data = if i < bytes.len() {
-        Some(
-            serde_json::from_str(&s[i..])
-                .unwrap_or_else(|e| panic!("packet data is not JSON ({e}): {text:?}")),
-        )
+        Some(serde_json::from_str(&s[i..]).unwrap_or_else(|e| panic!("packet data is not JSON ({e}): {text:?}")))
     } else {
         None
     };
-    SioPacket {
-        ty,
-        attachments,
-        nsp,
-        id,
-        data,
-    }
+    SioPacket { ty, attachments, nsp, id, data }
 }
 
 /// `{"_placeholder":true,"num":n}`
@@ -368,11 +334,7 @@ pub fn fill_placeholders(v: &Value, bins: &[Vec<u8>]) -> Value {
                 assert!(n < bins.len(), "placeholder num {n} out of range ({})", bins.len());
                 return serde_json::json!({"$bin": b64(&bins[n])});
             }
-            Value::Object(
-                o.iter()
-                    .map(|(k, x)| (k.clone(), fill_placeholders(x, bins)))
-                    .collect(),
-            )
+            Value::Object(o.iter().map(|(k, x)| (k.clone(), fill_placeholders(x, bins))).collect())
         }
         other => other.clone(),
     }
@@ -431,22 +393,15 @@ impl WsClient {
             .unwrap_or_else(|e| panic!("WebSocket connect to {path_query} failed: {e}"))
     }
 
-    pub async fn try_connect(
-        port: u16,
-        path_query: &str,
-    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+    pub async fn try_connect(port: u16, path_query: &str) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
         let url = format!("ws://127.0.0.1:{port}{path_query}");
-        let (ws, _resp) = timeout(STEP, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("WebSocket connect timed out")?;
+        let (ws, _resp) =
+            timeout(STEP, tokio_tungstenite::connect_async(url)).await.expect("WebSocket connect timed out")?;
         Ok(WsClient { ws })
     }
 
     pub async fn send_text(&mut self, s: &str) {
-        self.ws
-            .send(Message::text(s.to_string()))
-            .await
-            .unwrap_or_else(|e| panic!("send text {s:?}: {e}"));
+        self.ws.send(Message::text(s.to_string())).await.unwrap_or_else(|e| panic!("send text {s:?}: {e}"));
     }
 
     /// Send text; ignore errors (the server may already have closed).
@@ -455,10 +410,7 @@ impl WsClient {
     }
 
     pub async fn send_binary(&mut self, b: &[u8]) {
-        self.ws
-            .send(Message::binary(b.to_vec()))
-            .await
-            .unwrap_or_else(|e| panic!("send binary: {e}"));
+        self.ws.send(Message::binary(b.to_vec())).await.unwrap_or_else(|e| panic!("send binary: {e}"));
     }
 
     pub async fn send_binary_lossy(&mut self, b: &[u8]) {
@@ -526,15 +478,11 @@ impl WsClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv_within(left).await {
-                None => panic!(
-                    "server did not close the connection within {limit:?}; frames seen: {seen:?}"
-                ),
+                None => panic!("server did not close the connection within {limit:?}; frames seen: {seen:?}"),
                 Some(Frame::Close(code)) => {
                     // drain until the stream ends (bounded)
-                    let _ = timeout(Duration::from_secs(1), async {
-                        while let Some(Ok(_)) = self.ws.next().await {}
-                    })
-                    .await;
+                    let _ = timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = self.ws.next().await {} })
+                        .await;
                     return (code, seen);
                 }
                 Some(Frame::Gone(_)) => return (None, seen),
@@ -574,11 +522,7 @@ impl SioWs {
         let open = ws.recv_text().await;
         let handshake = parse_open(&open, &[]);
         let eio_sid = handshake["sid"].as_str().unwrap().to_string();
-        SioWs {
-            ws,
-            eio_sid,
-            handshake,
-        }
+        SioWs { ws, eio_sid, handshake }
     }
 
     /// Send CONNECT for `nsp` (with optional raw JSON auth) and expect the
@@ -692,10 +636,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -703,32 +644,16 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "response body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// Assert an Engine.IO HTTP error: status 400, JSON body `{"code":..,"message":..}`.
     pub fn assert_eio_error(&self, code: u64, message: &str) {
-        assert_eq!(
-            self.status,
-            400,
-            "status (body {:?})",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, 400, "status (body {:?})", String::from_utf8_lossy(&self.body));
         let ct = self.header("content-type").unwrap_or("");
-        assert!(
-            ct.starts_with("application/json"),
-            "error Content-Type should be application/json, got {ct:?}"
-        );
-        assert_eq!(
-            self.json(),
-            serde_json::json!({"code": code, "message": message}),
-            "error body"
-        );
+        assert!(ct.starts_with("application/json"), "error Content-Type should be application/json, got {ct:?}");
+        assert_eq!(self.json(), serde_json::json!({"code": code, "message": message}), "error body");
     }
 }
 
@@ -765,16 +690,9 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<HttpResponse> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
     let body = if let Some(len) = get("content-length") {
         let len: usize = len.parse().expect("content-length");
         while rest.len() < len {
@@ -798,17 +716,12 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<HttpResponse> {
                 let mut chunk = vec![0u8; 8192];
                 let n = stream.read(&mut chunk).await.unwrap_or(0);
                 if n == 0 {
-                    return Some(HttpResponse {
-                        status,
-                        headers,
-                        body,
-                    });
+                    return Some(HttpResponse { status, headers, body });
                 }
                 rest.extend_from_slice(&chunk[..n]);
             };
             let size_str = String::from_utf8_lossy(&rest[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
-                .expect("chunk size");
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16).expect("chunk size");
             rest.drain(..line_end + 2);
             if size == 0 {
                 break;
@@ -831,11 +744,7 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<HttpResponse> {
         let _ = stream.read_to_end(&mut rest).await;
         rest
     };
-    Some(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    Some(HttpResponse { status, headers, body })
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -914,12 +823,7 @@ impl Polling {
         assert!(!text.contains('\x1e'), "handshake response holds one packet: {text:?}");
         let handshake = parse_open(&text, &["websocket"]);
         let sid = handshake["sid"].as_str().unwrap().to_string();
-        Polling {
-            port,
-            base,
-            sid,
-            handshake,
-        }
+        Polling { port, base, sid, handshake }
     }
 
     pub fn url(&self) -> String {
@@ -932,11 +836,7 @@ impl Polling {
 
     /// GET with a custom time limit; `None` if no answer in time.
     pub async fn get_within(&self, limit: Duration) -> Option<HttpResponse> {
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.url(),
-            self.port
-        );
+        let req = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.url(), self.port);
         let mut s = tcp(self.port).await;
         s.write_all(req.as_bytes()).await.unwrap();
         match timeout(limit, read_response(&mut s)).await {
@@ -953,13 +853,7 @@ impl Polling {
     }
 
     pub async fn post(&self, body: &str) -> HttpResponse {
-        http_post(
-            self.port,
-            &self.url(),
-            "text/plain;charset=UTF-8",
-            body.as_bytes(),
-        )
-        .await
+        http_post(self.port, &self.url(), "text/plain;charset=UTF-8", body.as_bytes()).await
     }
 
     /// POST that must answer 200 `ok`.
@@ -1070,10 +964,7 @@ impl RawWs {
                 break p;
             }
             let mut chunk = vec![0u8; 4096];
-            let n = timeout(STEP, stream.read(&mut chunk))
-                .await
-                .expect("upgrade response timed out")
-                .unwrap_or(0);
+            let n = timeout(STEP, stream.read(&mut chunk)).await.expect("upgrade response timed out").unwrap_or(0);
             if n == 0 {
                 return Err(None);
             }
@@ -1082,20 +973,11 @@ impl RawWs {
         let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
         if !head.starts_with("HTTP/1.1 101") {
             // Re-parse as a full response for the caller.
-            let status = head
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            return Err(Some(HttpResponse {
-                status,
-                headers: Vec::new(),
-                body: buf[head_end + 4..].to_vec(),
-            }));
+            let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            return Err(Some(HttpResponse { status, headers: Vec::new(), body: buf[head_end + 4..].to_vec() }));
         }
         assert!(
-            head.to_ascii_lowercase()
-                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "bad Sec-WebSocket-Accept in {head:?}"
         );
         let rest = buf[head_end + 4..].to_vec();
@@ -1105,11 +987,7 @@ impl RawWs {
     /// Connect and read the Engine.IO OPEN packet.
     pub async fn open(port: u16, path_query: &str) -> (RawWs, Value) {
         let mut ws = Self::connect(port, path_query).await;
-        let f = ws
-            .read_frame_within(STEP)
-            .await
-            .expect("handshake frame in time")
-            .expect("handshake frame");
+        let f = ws.read_frame_within(STEP).await.expect("handshake frame in time").expect("handshake frame");
         assert_eq!(f.opcode, 1, "handshake is a text frame");
         let hs = parse_open(&String::from_utf8(f.payload).unwrap(), &[]);
         (ws, hs)
@@ -1181,11 +1059,7 @@ impl RawWs {
             }
         }
         self.buf.drain(..total);
-        Some(RawFrame {
-            fin: b0 & 0x80 != 0,
-            opcode: b0 & 0x0f,
-            payload,
-        })
+        Some(RawFrame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0f, payload })
     }
 
     /// Read frames until a close frame (returns its code, or `Some(1005)` for
