@@ -164,7 +164,7 @@ impl Session {
     /// # Errors
     /// As [`send_frame`](Self::send_frame).
     pub fn send(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        match self.push(packets, false) {
+        match self.push(packets) {
             Err(SendError::Full) => {
                 self.close(CloseReason::SlowConsumer);
                 Err(SendError::Full)
@@ -179,10 +179,10 @@ impl Session {
     /// # Errors
     /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
     pub fn send_volatile(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        self.push(packets, true)
+        self.push(packets)
     }
 
-    fn push(&self, packets: impl IntoIterator<Item = Encoded>, _volatile: bool) -> Result<(), SendError> {
+    fn push(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
         if self.is_closed() || self.is_draining() {
             return Err(SendError::Closed);
         }

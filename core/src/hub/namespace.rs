@@ -349,7 +349,7 @@ impl Namespace {
             let key = st.next_key;
             st.next_key += 1;
             let socket = make(key);
-            let id: Arc<str> = socket.id().into();
+            let id = socket.id_arc();
             let mut rooms: Vec<Room> = vec![id.clone()];
             if let Some(user) = socket.user_id() {
                 rooms.push(format!("user:{user}").into());
@@ -447,7 +447,7 @@ impl Namespace {
     }
 
     fn changes(&self, st: &State, events: Vec<RoomEvent<u64>>) -> Vec<RoomChange> {
-        let id = |k: u64| -> Arc<str> { st.sockets.get(&k).map(|s| Arc::from(s.id())).unwrap_or_else(|| "".into()) };
+        let id = |k: u64| -> Arc<str> { st.sockets.get(&k).map(Socket::id_arc).unwrap_or_else(|| "".into()) };
         events
             .into_iter()
             .map(|e| match e {

@@ -184,6 +184,11 @@ impl Socket {
         &self.inner.id
     }
 
+    /// The id, shared (room indexes and broadcasts hold it without copying).
+    pub(crate) fn id_arc(&self) -> Arc<str> {
+        self.inner.id.clone()
+    }
+
     /// The namespace's name.
     pub fn namespace(&self) -> &str {
         self.inner.namespace.name()
@@ -360,7 +365,7 @@ impl Socket {
     /// A broadcast to every socket of the namespace but this one
     /// (socket.io's `socket.broadcast`).
     pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.inner.namespace.clone(), Target::all()).except(self.inner.id.clone())
+        BroadcastOperator::new(self.inner.namespace.clone(), Target::all()).except(self.id_arc())
     }
 
     /// A broadcast to the members of `room`, this socket excluded.
