@@ -26,9 +26,10 @@ VENV := $(abspath .venv)
 NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
-.PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e
+.PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
+	bench bench-micro bench-smoke bench-deps
 
-SUITES := rust-test lint e2e-node e2e-python
+SUITES := rust-test lint e2e-node e2e-python bench-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -77,5 +78,33 @@ e2e-python: build-server python-deps
 	if [ $$rc -eq 5 ]; then echo "e2e-python: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
+BENCH_NODE_DIR := benches/node
+BENCH_NODE_STAMP := $(BENCH_NODE_DIR)/node_modules/.tidewire-installed
+
+bench-deps: $(BENCH_NODE_STAMP)
+
+$(BENCH_NODE_STAMP): $(BENCH_NODE_DIR)/package.json $(BENCH_NODE_DIR)/package-lock.json
+	cd $(BENCH_NODE_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+## Every load scenario against Tidewire and Node socket.io 4.8.4, alternated,
+## pinned (server core 0, load generator core 1); a table with ratios, JSON
+## in benches/results/, regressions against benches/RESULTS.md flagged.
+## RECORD=1 writes the run into benches/RESULTS.md. Takes several minutes.
+bench: bench-deps
+	$(CARGO) build --release -p tidewire-benches --bins
+	$(TARGET_ABS)/release/loadgen suite $(if $(RECORD),--record) $(BENCH_ARGS)
+
+## The criterion micro-benchmarks (codec, rooms, broadcast, acks).
+bench-micro:
+	$(CARGO) bench -p tidewire-benches --benches
+
+## The load generator's quick run against both servers (debug build): the
+## tooling and both servers' side of the contract work, every message and
+## ack arrives. Part of `make test`; it measures nothing.
+bench-smoke: bench-deps
+	$(CARGO) build -p tidewire-benches --bins
+	$(TARGET_ABS)/debug/loadgen suite --quick --check --out $(TARGET_ABS)/bench-smoke.json
+
 clean-e2e:
-	rm -rf $(NODE_DIR)/node_modules $(VENV)
+	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(VENV)

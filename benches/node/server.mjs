@@ -1,0 +1,61 @@
+// The Node socket.io side of the load generator's contract; the Tidewire
+// side is benches/src/bin/tidewire-bench-server.rs. Stock configuration.
+//
+// On the main namespace:
+//   join (room) -> joins room, acks true
+//   fanout (room, ...args) -> emits fanout (...args) to room, sender excluded
+//   echo (...args) -> acks with the same arguments
+//
+// Usage: node server.mjs [--port N] [--host H] [--redis URL]
+// With --redis, the official @socket.io/redis-adapter joins the nodes.
+// Prints "listening on http://ADDR" on stdout once it accepts connections.
+
+import { createServer } from "node:http";
+import { parseArgs } from "node:util";
+import { Server } from "socket.io";
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string", default: "0" },
+    host: { type: "string", default: "127.0.0.1" },
+    redis: { type: "string" },
+  },
+});
+
+const httpServer = createServer();
+const io = new Server(httpServer);
+
+if (values.redis) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const pub = createClient({ url: values.redis });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub));
+}
+
+io.on("connection", (socket) => {
+  socket.on("join", (room, ack) => {
+    socket.join(room);
+    if (typeof ack === "function") ack(true);
+  });
+  socket.on("fanout", (room, ...args) => {
+    socket.to(room).emit("fanout", ...args);
+  });
+  socket.on("echo", (...args) => {
+    const ack = args.pop();
+    if (typeof ack === "function") ack(...args);
+  });
+});
+
+httpServer.listen(Number(values.port), values.host, () => {
+  const { address, port } = httpServer.address();
+  process.stdout.write(`listening on http://${address}:${port}\n`);
+});
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    io.close();
+    process.exit(0);
+  });
+}

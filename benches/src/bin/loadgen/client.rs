@@ -1,0 +1,158 @@
+//! A minimal Socket.IO v5 client over WebSocket, just enough for load:
+//! connect to the main namespace, answer pings, send text packets and
+//! classify what arrives. Frames go through tokio-tungstenite.
+
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Error = Box<dyn std::error::Error>;
+
+/// Where the server is: its address and Socket.IO WebSocket URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    addr: SocketAddr,
+    url: String,
+}
+
+impl Target {
+    /// `http://host:port` (or `ws://`); the Socket.IO path is `/socket.io/`.
+    pub(crate) fn parse(base: &str) -> Result<Target, Error> {
+        let rest = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("ws://"))
+            .ok_or_else(|| format!("{base}: expected http://host:port"))?;
+        let hostport = rest.trim_end_matches('/');
+        let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| format!("{hostport}: no address"))?;
+        Ok(Target { addr, url: format!("ws://{hostport}/socket.io/?EIO=4&transport=websocket") })
+    }
+}
+
+/// Spreads loopback connections over 127.1.0.0/12 so that many thousands
+/// of them, run after run, never run out of ephemeral ports (and look like
+/// distinct clients to per-IP limits).
+static NEXT_SOURCE: AtomicU32 = AtomicU32::new(0);
+
+fn source_for(addr: SocketAddr) -> Option<SocketAddr> {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_loopback() => {
+            let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % (1 << 20);
+            Some(SocketAddr::from((Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + n), 0)))
+        }
+        _ => None,
+    }
+}
+
+/// Opens a WebSocket, then the Engine.IO session, then the main namespace.
+pub(crate) async fn connect(target: &Target) -> Result<Ws, Error> {
+    let socket = if target.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(source) = source_for(target.addr) {
+        socket.bind(source)?;
+    }
+    let stream = socket.connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    // Small buffers: the load generator holds tens of thousands of these.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config)).await?;
+    match next_text(&mut ws).await? {
+        t if t.starts_with('0') => {}
+        t => return Err(format!("expected an Engine.IO open packet, got {t:?}").into()),
+    }
+    ws.send(Message::text("40")).await?;
+    loop {
+        let t = next_text(&mut ws).await?;
+        match classify(&t) {
+            Inbound::Ping => ws.send(Message::text("3")).await?,
+            _ if t.starts_with("40") => return Ok(ws),
+            _ if t.starts_with("44") => return Err(format!("namespace refused: {t}").into()),
+            _ => {}
+        }
+    }
+}
+
+async fn next_text(ws: &mut Ws) -> Result<String, Error> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None => return Err("connection closed".into()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// What a text frame holds, for the few packets the scenarios care about.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inbound<'a> {
+    /// Engine.IO ping: answer `3`.
+    Ping,
+    /// An event on the main namespace without ack id: the JSON array.
+    Event(&'a str),
+    /// An ack on the main namespace: its id and the JSON array.
+    Ack(u64, &'a str),
+    /// Anything else.
+    Other,
+}
+
+pub(crate) fn classify(text: &str) -> Inbound<'_> {
+    if text == "2" {
+        return Inbound::Ping;
+    }
+    if let Some(rest) = text.strip_prefix("42") {
+        if rest.starts_with('[') {
+            return Inbound::Event(rest);
+        }
+    } else if let Some(rest) = text.strip_prefix("43") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let (Ok(id), Some(json)) = (rest[..digits].parse(), rest.get(digits..)) {
+            return Inbound::Ack(id, json);
+        }
+    }
+    Inbound::Other
+}
+
+/// The text of a message, if it is one.
+pub(crate) fn text_of(msg: &Message) -> Option<&str> {
+    match msg {
+        Message::Text(t) => Some(t.as_str()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_packets() {
+        assert_eq!(classify("2"), Inbound::Ping);
+        assert_eq!(classify("3"), Inbound::Other);
+        assert_eq!(classify(r#"42["fanout",[1,2,3]]"#), Inbound::Event(r#"["fanout",[1,2,3]]"#));
+        assert_eq!(classify(r#"4317["x"]"#), Inbound::Ack(17, r#"["x"]"#));
+        assert_eq!(classify("43"), Inbound::Other);
+        assert_eq!(classify(r#"42/chat,["x"]"#), Inbound::Other);
+    }
+
+    #[test]
+    fn parses_targets() {
+        let t = Target::parse("http://127.0.0.1:3000/").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(t.url, "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
+        assert!(Target::parse("127.0.0.1:3000").is_err());
+    }
+
+    #[test]
+    fn loopback_sources_rotate() {
+        let a = source_for("127.0.0.1:1".parse().unwrap()).unwrap();
+        let b = source_for("127.0.0.1:1".parse().unwrap()).unwrap();
+        assert_ne!(a.ip(), b.ip());
+        assert!(a.ip().is_loopback() && b.ip().is_loopback());
+        assert_eq!(source_for("10.0.0.1:1".parse().unwrap()), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The Tidewire side of the load generator's test contract (the Node side
+//! is `benches/node/server.mjs`; the two must stay identical on the wire).
+//!
+//! On the main namespace, with the stock configuration:
+//! * `join` `(room)`: joins `room`, acks `true`;
+//! * `fanout` `(room, ...args)`: emits `fanout` `(...args)` to `room`,
+//!   sender excluded;
+//! * `echo` `(...args)`: acks with the same arguments.
+//!
+//! Prints `listening on http://ADDR` on stdout once it accepts connections.
+
+use std::io::Write as _;
+
+use clap::Parser as _;
+use tidewire::engine::EngineConfig;
+use tidewire::hub::{Event, Hub, HubConfig, Socket};
+use tidewire::protocol::socketio::Payload;
+use tidewire::transport::Server;
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "tidewire-bench-server", about = "Tidewire server for the load generator's contract")]
+struct Options {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+fn main() -> std::io::Result<()> {
+    let options = Options::parse();
+    // Worker threads follow the CPU affinity (`taskset -c 0` gives one).
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(options))
+}
+
+async fn run(options: Options) -> std::io::Result<()> {
+    let hub = Hub::new(HubConfig::default());
+    let ns = hub.of("/");
+    ns.on("join", |socket: Socket, event: Event| async move {
+        if let Some(room) = event.args.data.first().and_then(|v| v.as_str()) {
+            socket.join(room.to_owned());
+        }
+        if let Some(ack) = event.ack {
+            let _ = ack.send(Payload::json(vec![serde_json::Value::Bool(true)]));
+        }
+    });
+    ns.on("fanout", |socket: Socket, event: Event| async move {
+        let mut args = event.args;
+        let Some(room) = args.data.first().and_then(|v| v.as_str()).map(str::to_owned) else { return };
+        args.data.remove(0);
+        socket.to(room).emit("fanout", args);
+    });
+    ns.on("echo", |_socket: Socket, event: Event| async move {
+        if let Some(ack) = event.ack {
+            let _ = ack.send(event.args);
+        }
+    });
+    let server = Server::builder()
+        .mount("/socket.io/", hub.engine(EngineConfig::default()))
+        .bind((options.host.as_str(), options.port))
+        .await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on http://{}", server.local_addr())?;
+    stdout.flush()?;
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Ok(())
+}
