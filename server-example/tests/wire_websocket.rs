@@ -54,6 +54,32 @@ async fn invalid_utf8_text_frame_is_closed_with_1007() {
     .await
 }
 
+/// Frames that arrive with the upgrade request (left in the HTTP layer's
+/// buffer) and messages far larger than the connection's small read buffer
+/// arrive intact and in order.
+#[tokio::test]
+async fn frames_pipelined_with_the_upgrade_and_large_messages_arrive_intact() {
+    run(async {
+        let server = Server::start();
+        let big: String = (0..300_000u32).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut frames = encode_frame(true, 1, b"40");
+        frames.extend(encode_frame(true, 1, b"421[\"echo\",\"first\"]"));
+        frames.extend(encode_frame(true, 1, format!("422[\"echo\",\"{big}\"]").as_bytes()));
+        frames.extend(encode_frame(true, 1, b"423[\"echo\",\"last\"]"));
+        let mut ws = RawWs::try_connect_pipelined(server.port, SIO_WS, &frames).await.expect("upgrade");
+        let open = read_text(&mut ws).await;
+        parse_open(&open, &[]);
+        check_connect_reply(&read_text(&mut ws).await, "/");
+        for (id, want) in [(1, json!(["first"])), (2, json!([big])), (3, json!(["last"]))] {
+            let p = parse_sio(&read_text(&mut ws).await);
+            assert_eq!((p.ty, p.id), (3, Some(id)));
+            assert_eq!(p.data, Some(want), "ack {id}");
+        }
+        assert_alive(server.port).await;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn fragmented_messages_are_reassembled() {
     run(async {

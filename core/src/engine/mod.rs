@@ -64,8 +64,11 @@ pub struct EngineConfig {
     pub allow_polling: bool,
     /// Whether the WebSocket transport (and upgrades to it) is offered.
     pub allow_websocket: bool,
-    /// The initial size of a WebSocket connection's read buffer; it grows on
-    /// demand. Small by default so idle connections stay cheap.
+    /// The size of a WebSocket connection's own read buffer, held for the
+    /// connection's life (it grows for larger frames). The socket is read
+    /// in 64 KiB chunks into a buffer shared per thread, so this only
+    /// bounds how much is copied at a time: small by default, so idle
+    /// connections stay cheap.
     pub websocket_read_buffer: usize,
 }
 
@@ -81,7 +84,7 @@ impl Default for EngineConfig {
             cors_credentials: false,
             allow_polling: true,
             allow_websocket: true,
-            websocket_read_buffer: 4096,
+            websocket_read_buffer: 512,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `EIO` other than 4 | `400 {"code":5,"message":"Unsupported protocol version"}` |
 //! | polling body over `max_payload` | `413`, and the session is closed |
 
+mod lean_io;
 mod polling;
 mod server;
 mod ws;
@@ -155,9 +156,9 @@ async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr)
         return HttpError::UnsupportedProtocolVersion.response();
     }
     let info = RequestInfo {
-        headers: req.headers().clone(),
+        headers: detach_headers(req.headers()),
         query: query.clone(),
-        uri: req.uri().clone(),
+        uri: detach_uri(req.uri()),
         remote_addr,
         time: SystemTime::now(),
         secure: false,
@@ -166,6 +167,25 @@ async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr)
         crate::engine::TransportKind::Polling => polling::handshake(engine, &info),
         crate::engine::TransportKind::WebSocket => ws::upgrade(engine, None, req, Some(info)),
     }
+}
+
+/// A copy of the headers that owns its bytes. hyper's parsed headers are
+/// views into the connection's 8 KiB read buffer: a session that kept them
+/// would keep that whole buffer alive for its lifetime.
+fn detach_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        // `from_bytes` copies; the bytes came from a valid value.
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""));
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
+}
+
+/// A copy of the URI that owns its bytes (see [`detach_headers`]).
+fn detach_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
 fn allowed_origin(engine: &Engine, origin: &HeaderValue) -> bool {

@@ -9,11 +9,15 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Body, handle, plain};
+
+/// Connections the kernel may hold before they are accepted (Linux caps
+/// it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 use crate::engine::Engine;
 
 /// A plain HTTP endpoint served beside the engines (health checks,
@@ -98,8 +102,18 @@ impl ServerBuilder {
     /// # Errors
     /// The I/O error when the address cannot be bound.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr).await?;
-        Ok(self.serve(listener))
+        // A deep accept backlog: a burst of connections waits in the kernel
+        // instead of having SYNs dropped (and retried a second later).
+        let mut last = None;
+        for addr in tokio::net::lookup_host(addr).await? {
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+                Ok(listener) => return Ok(self.serve(listener)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
     }
 
     /// Serves connections accepted from `listener`. Must be called inside a

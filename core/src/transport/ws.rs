@@ -12,19 +12,25 @@ use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
+use super::lean_io::LeanIo;
 use super::{Body, HttpError, plain};
 use crate::engine::{CloseReason, Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type Ws<S> = WebSocketStream<LeanIo<S>>;
+
+/// What the WebSocket task needs from the connection.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// How long the final flush of a closing session may take.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,6 +52,8 @@ pub(super) fn upgrade(
     let refuse = existing.as_ref().is_some_and(|s| s.transport() != TransportKind::Polling || s.is_upgrading());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = engine.clone();
+    // Boxed so the connection's task stays small (see `serve`).
+    let info = info.map(Box::new);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -54,38 +62,15 @@ pub(super) fn upgrade(
                 return;
             }
         };
-        let config = engine.config();
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(config.websocket_read_buffer)
-            .write_buffer_size(64 * 1024)
-            .max_message_size(Some(config.max_payload))
-            .max_frame_size(Some(config.max_payload));
-        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-        match (existing, info) {
-            (Some(_), _) if refuse => {
-                let _ = ws.close(None).await;
+        // Take the socket back from hyper so its request buffer (8 KiB)
+        // is freed; other IO types (a custom server) are used as they are.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                serve(engine, existing, info, refuse, LeanIo::new(parts.io.into_inner(), parts.read_buf)).await
             }
-            (Some(session), _) => {
-                if probe(&engine, &session, &mut ws).await {
-                    run(session, ws).await;
-                }
+            Err(upgraded) => {
+                serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), Bytes::new())).await
             }
-            (None, Some(info)) => {
-                let session = engine.open_session(&info, TransportKind::WebSocket);
-                let open = Handshake {
-                    sid: session.sid().to_owned(),
-                    upgrades: vec![],
-                    ping_interval: config.ping_interval.as_millis() as u64,
-                    ping_timeout: config.ping_timeout.as_millis() as u64,
-                    max_payload: config.max_payload as u64,
-                };
-                if ws.send(to_message(open.to_packet().encode())).await.is_err() {
-                    session.close(CloseReason::TransportClose);
-                    return;
-                }
-                run(session, ws).await;
-            }
-            (None, None) => {}
         }
     });
     let mut res = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), "text/plain");
@@ -99,6 +84,53 @@ pub(super) fn upgrade(
     res
 }
 
+/// Runs one upgraded connection. Everything large lives on the heap (the
+/// WebSocket state, the request) so the task that waits on an idle
+/// connection for hours is a few hundred bytes: async functions keep
+/// their arguments' space for their whole life.
+async fn serve<S: Io>(
+    engine: Engine,
+    existing: Option<Session>,
+    info: Option<Box<RequestInfo>>,
+    refuse: bool,
+    io: LeanIo<S>,
+) {
+    let config = engine.config();
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.websocket_read_buffer)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(Some(config.max_payload))
+        .max_frame_size(Some(config.max_payload));
+    let mut ws = Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await);
+    match (existing, info) {
+        (Some(_), _) if refuse => {
+            let _ = WebSocketStream::close(&mut ws, None).await;
+        }
+        (Some(session), _) => {
+            if probe(&engine, &session, &mut ws).await {
+                run(session, ws).await;
+            }
+        }
+        (None, Some(info)) => {
+            let session = engine.open_session(&info, TransportKind::WebSocket);
+            drop(info);
+            let open = Handshake {
+                sid: session.sid().to_owned(),
+                upgrades: vec![],
+                ping_interval: config.ping_interval.as_millis() as u64,
+                ping_timeout: config.ping_timeout.as_millis() as u64,
+                max_payload: config.max_payload as u64,
+            };
+            if ws.send(to_message(open.to_packet().encode())).await.is_err() {
+                session.close(CloseReason::TransportClose);
+                return;
+            }
+            run(session, ws).await;
+        }
+        (None, None) => {}
+    }
+}
+
 fn to_message(packet: Encoded) -> Message {
     match packet {
         // Already valid UTF-8: send the bytes as a text frame without
@@ -110,7 +142,7 @@ fn to_message(packet: Encoded) -> Message {
 
 /// The upgrade of a polling session: `2probe` -> `3probe`, then `5`.
 /// Returns true when the session now runs on this WebSocket.
-async fn probe(engine: &Engine, session: &Session, ws: &mut Ws) -> bool {
+async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> bool {
     let deadline = tokio::time::sleep(engine.config().upgrade_timeout);
     tokio::pin!(deadline);
     let mut probed = false;
@@ -150,7 +182,7 @@ async fn probe(engine: &Engine, session: &Session, ws: &mut Ws) -> bool {
     false
 }
 
-async fn write_batch(ws: &mut Ws, packets: Vec<Encoded>) -> Result<(), WsError> {
+async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) -> Result<(), WsError> {
     for p in packets {
         ws.feed(to_message(p)).await?;
     }
@@ -158,7 +190,7 @@ async fn write_batch(ws: &mut Ws, packets: Vec<Encoded>) -> Result<(), WsError> 
 }
 
 /// Runs a session on this WebSocket until either side closes.
-async fn run(session: Session, mut ws: Ws) {
+async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
     let mut close_frame = None;
     loop {
         tokio::select! {
@@ -210,7 +242,7 @@ async fn run(session: Session, mut ws: Ws) {
         if !rest.is_empty() && close_frame.is_none() {
             let _ = write_batch(&mut ws, rest).await;
         }
-        let _ = ws.close(close_frame).await;
+        let _ = WebSocketStream::close(&mut ws, close_frame).await;
     })
     .await;
 }

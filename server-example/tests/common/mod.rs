@@ -953,11 +953,23 @@ impl RawWs {
     /// HTTP upgrade by hand; `Err` carries a non-101 response (or `None` if
     /// the server closed without answering).
     pub async fn try_connect(port: u16, path_query: &str) -> Result<RawWs, Option<HttpResponse>> {
+        Self::try_connect_pipelined(port, path_query, &[]).await
+    }
+
+    /// Like [`RawWs::try_connect`], with `extra` bytes (frames) written in
+    /// the same write as the upgrade request, before any answer.
+    pub async fn try_connect_pipelined(
+        port: u16,
+        path_query: &str,
+        extra: &[u8],
+    ) -> Result<RawWs, Option<HttpResponse>> {
         let mut stream = tcp(port).await;
-        let req = format!(
+        let mut req = format!(
             "GET {path_query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await.unwrap();
+        )
+        .into_bytes();
+        req.extend_from_slice(extra);
+        stream.write_all(&req).await.unwrap();
         let mut buf = Vec::new();
         let head_end = loop {
             if let Some(p) = find(&buf, b"\r\n\r\n") {
