@@ -23,7 +23,7 @@ impl EngineHandler for Acceptor {
         let shared = Arc::new(ClientShared {
             hub: self.hub.clone(),
             session: session.clone(),
-            request: request.clone(),
+            handshake: Arc::new(Handshake::new(request, None)),
             sockets: Mutex::new(HashMap::new()),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
@@ -54,7 +54,9 @@ enum Slot {
 pub(crate) struct ClientShared {
     hub: Hub,
     session: Session,
-    request: RequestInfo,
+    /// The request's part of every socket's handshake (auth is per
+    /// namespace), built once: a session keeps no copy of the request.
+    handshake: Arc<Handshake>,
     sockets: Mutex<HashMap<ByteString, Slot>>,
 }
 
@@ -174,7 +176,10 @@ impl Connection for Client {
 
 async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth: Option<Value>) {
     let parser = shared.hub.config().parser;
-    let handshake = Arc::new(Handshake::new(&shared.request, auth));
+    let handshake = match auth {
+        None => shared.handshake.clone(),
+        Some(auth) => Arc::new(Handshake { auth, ..Handshake::clone(&shared.handshake) }),
+    };
     let admission = match ns.admit(handshake.clone()).await {
         Ok(a) => a,
         Err(refusal) => {
