@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytestring::ByteString;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
@@ -20,19 +21,23 @@ pub(super) struct Acceptor {
 
 impl EngineHandler for Acceptor {
     fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection> {
+        let joined = CancellationToken::new();
         let shared = Arc::new(ClientShared {
             hub: self.hub.clone(),
             session: session.clone(),
             handshake: Arc::new(Handshake::new(request, None)),
             sockets: Mutex::new(HashMap::new()),
+            joined: joined.clone(),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
         let timeout = self.hub.config().connect_timeout;
         let weak = Arc::downgrade(&shared);
         let session = session.clone();
+        // The task ends as soon as a namespace is joined.
         tokio::spawn(async move {
             tokio::select! {
                 () = session.closed() => {}
+                () = joined.cancelled() => {}
                 () = tokio::time::sleep(timeout) => {
                     let joined = weak.upgrade().is_some_and(|c| c.lock().values().any(|s| matches!(s, Slot::Connected(_))));
                     if !joined {
@@ -58,6 +63,8 @@ pub(crate) struct ClientShared {
     /// namespace), built once: a session keeps no copy of the request.
     handshake: Arc<Handshake>,
     sockets: Mutex<HashMap<ByteString, Slot>>,
+    /// Cancelled when a first namespace is joined (ends the connect timeout).
+    joined: CancellationToken,
 }
 
 impl ClientShared {
@@ -220,6 +227,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         }
         sockets.insert(nsp.clone(), Slot::Connected(socket.clone()));
     }
+    shared.joined.cancel();
     shared.send(parser, &Packet::connect_ok(nsp, socket.id()));
     for h in ns.handlers().on_connect.iter() {
         run_now_or_spawn(h.call(socket.clone()));
