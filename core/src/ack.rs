@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use rustc_hash::FxHashMap;
+
 use crate::protocol::socketio::MAX_ACK_ID;
 
 /// The ack table is full.
@@ -47,13 +49,13 @@ pub fn next_ack_id(counter: &std::sync::atomic::AtomicU64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct AckTable<T> {
     limit: usize,
-    pending: HashMap<u64, T>,
+    pending: FxHashMap<u64, T>,
 }
 
 impl<T> AckTable<T> {
     /// A table holding at most `limit` pending acks.
     pub fn new(limit: usize) -> Self {
-        AckTable { limit, pending: HashMap::new() }
+        AckTable { limit, pending: FxHashMap::default() }
     }
 
     /// Registers the pending ack `id` (replacing one with the same id).
@@ -210,13 +212,14 @@ pub enum Inbound<T> {
 pub struct InboundAcks<T> {
     window: usize,
     order: VecDeque<u64>,
-    state: HashMap<u64, Option<T>>,
+    // Fx: at most `window` keys, so client-chosen ids cannot degrade it far.
+    state: FxHashMap<u64, Option<T>>,
 }
 
 impl<T: Clone> InboundAcks<T> {
     /// Remembers the last `window` ack ids.
     pub fn new(window: usize) -> Self {
-        InboundAcks { window: window.max(1), order: VecDeque::new(), state: HashMap::new() }
+        InboundAcks { window: window.max(1), order: VecDeque::new(), state: FxHashMap::default() }
     }
 
     /// Called for each event carrying ack id `id`.

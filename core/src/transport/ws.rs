@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -189,6 +189,40 @@ async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) -> Result<(),
     ws.flush().await
 }
 
+/// Messages handled back to back before the queue is written.
+const READ_BATCH: usize = 64;
+
+/// Hands one WebSocket message to the session. Returns the close frame to
+/// send when the message broke the protocol.
+fn receive(session: &Session, msg: Option<Result<Message, WsError>>) -> Option<CloseFrame> {
+    match msg {
+        Some(Ok(Message::Text(text))) => {
+            let packet = ByteString::try_from(Bytes::from(text))
+                .map_err(|_| ())
+                .and_then(|s| Packet::decode_text(s).map_err(|_| ()));
+            match packet {
+                Ok(p) => session.receive(p),
+                Err(()) => session.close(CloseReason::ParseError),
+            }
+        }
+        Some(Ok(Message::Binary(data))) => session.receive(Packet::Message(Frame::Binary(data))),
+        Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            let code = match &e {
+                WsError::Utf8(_) => Some(CloseCode::Invalid),
+                WsError::Capacity(_) => Some(CloseCode::Size),
+                WsError::Protocol(_) => Some(CloseCode::Protocol),
+                _ => None,
+            };
+            tracing::debug!(sid = session.sid(), error = %e, "websocket read error");
+            session.close(CloseReason::TransportError);
+            return code.map(|code| CloseFrame { code, reason: e.to_string().into() });
+        }
+    }
+    None
+}
+
 /// Runs a session on this WebSocket until either side closes.
 async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
     let mut close_frame = None;
@@ -210,29 +244,23 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
                     break;
                 }
             }
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    let packet = ByteString::try_from(Bytes::from(text)).map_err(|_| ()).and_then(|s| Packet::decode_text(s).map_err(|_| ()));
-                    match packet {
-                        Ok(p) => session.receive(p),
-                        Err(()) => session.close(CloseReason::ParseError),
+            msg = ws.next() => {
+                // Handle every message already read before writing: the
+                // answers to a burst of requests then go out in one write.
+                let mut msg = msg;
+                for _ in 0..READ_BATCH {
+                    if let Some(frame) = receive(&session, msg) {
+                        close_frame = Some(frame);
+                    }
+                    if session.is_closed() {
+                        break;
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => msg = next,
+                        None => break,
                     }
                 }
-                Some(Ok(Message::Binary(data))) => session.receive(Packet::Message(Frame::Binary(data))),
-                Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    let code = match &e {
-                        WsError::Utf8(_) => Some(CloseCode::Invalid),
-                        WsError::Capacity(_) => Some(CloseCode::Size),
-                        WsError::Protocol(_) => Some(CloseCode::Protocol),
-                        _ => None,
-                    };
-                    tracing::debug!(sid = session.sid(), error = %e, "websocket read error");
-                    close_frame = code.map(|code| CloseFrame { code, reason: e.to_string().into() });
-                    session.close(CloseReason::TransportError);
-                }
-            },
+            }
         }
     }
     // Deliver what the server queued before closing (e.g. a DISCONNECT),
