@@ -32,7 +32,9 @@ mod session;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
 
 use crate::protocol::engine::Frame;
 
@@ -215,6 +217,9 @@ struct EngineInner {
     config: EngineConfig,
     handler: Arc<dyn EngineHandler>,
     sessions: Mutex<HashMap<Arc<str>, Session>>,
+    /// New sessions for the heartbeat task, started with the first session
+    /// (and again if the runtime it ran on has gone).
+    heartbeats: Mutex<Option<mpsc::UnboundedSender<session::WeakSession>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -251,7 +256,14 @@ impl Engine {
     /// assert_eq!(engine.session_count(), 0);
     /// ```
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Engine {
-        Engine { inner: Arc::new(EngineInner { config, handler, sessions: Mutex::new(HashMap::new()) }) }
+        Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                handler,
+                sessions: Mutex::new(HashMap::new()),
+                heartbeats: Mutex::new(None),
+            }),
+        }
     }
 
     /// The engine's configuration.
@@ -277,8 +289,21 @@ impl Engine {
         self.sessions().insert(session.sid_arc(), session.clone());
         let conn = self.inner.handler.on_open(&session, request);
         session.attach(conn);
-        session.start_heartbeat(self.inner.config.ping_interval, self.inner.config.ping_timeout);
+        let mut heartbeats = self.inner.heartbeats.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = heartbeats.get_or_insert_with(|| self.start_heartbeats());
+        if tx.is_closed() {
+            *tx = self.start_heartbeats();
+        }
+        let _ = tx.send(session.downgrade());
+        drop(heartbeats);
         session
+    }
+
+    fn start_heartbeats(&self) -> mpsc::UnboundedSender<session::WeakSession> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (interval, timeout) = (self.inner.config.ping_interval, self.inner.config.ping_timeout);
+        tokio::spawn(session::heartbeats(rx, interval, timeout));
+        tx
     }
 
     /// Closes every session with [`CloseReason::ServerShutdown`].

@@ -8,8 +8,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
 
 use super::{CloseReason, Connection, EngineConfig, EngineInner};
 use crate::protocol::engine::{Encoded, Frame, Packet};
@@ -60,10 +62,11 @@ struct Inner {
     outbound: Mutex<VecDeque<Encoded>>,
     /// Woken when packets are queued, the upgrade starts, or the session closes.
     writable: Notify,
-    pong: Notify,
     /// Set by a pong, cleared when a ping is sent: a pong that arrives
     /// unasked cannot answer the next ping in advance.
     ponged: AtomicBool,
+    /// When the last pong arrived (the next ping is due an interval later).
+    pong_at: Mutex<Option<Instant>>,
     closed: CancellationToken,
     closing: AtomicBool,
     /// Set by `close_after_flush`: no new packets; close once written.
@@ -108,8 +111,8 @@ impl Session {
                 state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),
                 outbound: Mutex::new(VecDeque::new()),
                 writable: Notify::new(),
-                pong: Notify::new(),
                 ponged: AtomicBool::new(false),
+                pong_at: Mutex::new(None),
                 closed: CancellationToken::new(),
                 closing: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
@@ -301,8 +304,8 @@ impl Session {
         match packet {
             Packet::Message(frame) => self.deliver(frame),
             Packet::Pong(_) => {
+                *lock(&self.inner.pong_at) = Some(Instant::now());
                 self.inner.ponged.store(true, Ordering::Release);
-                self.inner.pong.notify_one();
             }
             Packet::Close => self.close(CloseReason::TransportClose),
             // v4 heartbeats run server to client: a client ping is an error.
@@ -330,33 +333,8 @@ impl Session {
         }
     }
 
-    pub(super) fn start_heartbeat(&self, interval: Duration, timeout: Duration) {
-        let session = self.clone();
-        tokio::spawn(async move {
-            let inner = &session.inner;
-            loop {
-                tokio::select! {
-                    () = inner.closed.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
-                }
-                inner.ponged.store(false, Ordering::Release);
-                if session.send(std::iter::once(Packet::Ping("".into()).encode())).is_err() {
-                    return;
-                }
-                let deadline = tokio::time::sleep(timeout);
-                tokio::pin!(deadline);
-                while !inner.ponged.load(Ordering::Acquire) {
-                    tokio::select! {
-                        () = inner.closed.cancelled() => return,
-                        () = inner.pong.notified() => {}
-                        () = &mut deadline => {
-                            session.close(CloseReason::PingTimeout);
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+    pub(super) fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
     }
 
     // --- transport bookkeeping -------------------------------------------
@@ -509,6 +487,25 @@ mod tests {
         assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn short_intervals_ping_again_after_each_pong_without_waiting_for_the_timeout() {
+        let config =
+            EngineConfig::default().ping_interval(Duration::from_millis(100)).ping_timeout(Duration::from_secs(5));
+        let (_engine, session, _, _) = open(config);
+        for round in 0..5 {
+            tokio::time::sleep(Duration::from_millis(101)).await;
+            tokio::task::yield_now().await;
+            assert_eq!(session.drain(), vec![Encoded::Text("2".into())], "ping {round}");
+            session.receive(Packet::Pong("".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(101)).await;
+        assert_eq!(session.drain(), vec![Encoded::Text("2".into())], "last ping");
+        tokio::time::sleep(Duration::from_millis(4_800)).await;
+        assert!(!session.is_closed(), "closed before the timeout");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(session.close_reason(), Some(CloseReason::PingTimeout));
+    }
+
     #[tokio::test]
     async fn client_ping_is_a_protocol_error() {
         let (_engine, session, closes, _) = open(EngineConfig::default());
@@ -581,5 +578,69 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
+    }
+}
+
+/// A session the heartbeat timers refer to without keeping it alive.
+#[derive(Debug)]
+pub(super) struct WeakSession(Weak<Inner>);
+
+enum Beat {
+    /// Send a ping.
+    Ping(WeakSession),
+    /// A ping went out at this instant: has it been answered?
+    Check(WeakSession, Instant),
+}
+
+/// Every session's heartbeat on one timer wheel, in one task per engine:
+/// an idle session costs a queue entry, not a task and a timer of its own.
+/// A ping goes out `interval` after the session opened or after the last
+/// pong; a session that does not answer within `timeout` is closed.
+pub(super) async fn heartbeats(
+    mut opened: mpsc::UnboundedReceiver<WeakSession>,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let mut wheel: DelayQueue<Beat> = DelayQueue::new();
+    loop {
+        let beat = tokio::select! {
+            session = opened.recv() => match session {
+                Some(s) => {
+                    wheel.insert(Beat::Ping(s), interval);
+                    continue;
+                }
+                // The engine is gone.
+                None => return,
+            },
+            Some(expired) = std::future::poll_fn(|cx| wheel.poll_expired(cx)) => expired.into_inner(),
+        };
+        let (weak, sent) = match beat {
+            Beat::Ping(weak) => (weak, None),
+            Beat::Check(weak, sent) => (weak, Some(sent)),
+        };
+        let Some(inner) = weak.0.upgrade() else { continue };
+        let session = Session { inner };
+        if session.is_closed() {
+            continue;
+        }
+        let now = Instant::now();
+        match sent {
+            None => {
+                session.inner.ponged.store(false, Ordering::Release);
+                if session.send(std::iter::once(Packet::Ping("".into()).encode())).is_ok() {
+                    // Checked after the shorter of the two: with an interval
+                    // below the timeout, the next ping must not wait for it.
+                    wheel.insert_at(Beat::Check(weak, now), now + interval.min(timeout));
+                }
+            }
+            Some(_) if session.inner.ponged.load(Ordering::Acquire) => {
+                let next = lock(&session.inner.pong_at).map_or(now, |at| at + interval);
+                wheel.insert_at(Beat::Ping(weak), next.max(now));
+            }
+            Some(sent) if now >= sent + timeout => session.close(CloseReason::PingTimeout),
+            Some(sent) => {
+                wheel.insert_at(Beat::Check(weak, sent), sent + timeout);
+            }
+        }
     }
 }

@@ -108,7 +108,8 @@ async fn serve<S: Io>(
         }
         (Some(session), _) => {
             if probe(&engine, &session, &mut ws).await {
-                run(session, ws).await;
+                // A task of its own: the setup state above is not kept alive.
+                tokio::spawn(run(session, ws));
             }
         }
         (None, Some(info)) => {
@@ -125,7 +126,7 @@ async fn serve<S: Io>(
                 session.close(CloseReason::TransportClose);
                 return;
             }
-            run(session, ws).await;
+            tokio::spawn(run(session, ws));
         }
         (None, None) => {}
     }
