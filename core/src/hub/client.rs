@@ -1,7 +1,6 @@
 //! One Engine.IO session seen by the Socket.IO layer: decodes packets and
 //! routes them to the session's sockets, one per namespace.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytestring::ByteString;
@@ -26,7 +25,7 @@ impl EngineHandler for Acceptor {
             hub: self.hub.clone(),
             session: session.clone(),
             handshake: Arc::new(Handshake::new(request, None)),
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Slots::default()),
             joined: joined.clone(),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
@@ -50,6 +49,44 @@ impl EngineHandler for Acceptor {
     }
 }
 
+/// A connection's namespaces: a handful at most, so a small vector (a
+/// hash map would cost an idle connection several times more).
+#[derive(Default)]
+struct Slots(Vec<(ByteString, Slot)>);
+
+impl Slots {
+    fn position(&self, nsp: &str) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k == nsp)
+    }
+
+    fn get(&self, nsp: &str) -> Option<&Slot> {
+        self.position(nsp).map(|i| &self.0[i].1)
+    }
+
+    fn contains_key(&self, nsp: &str) -> bool {
+        self.position(nsp).is_some()
+    }
+
+    fn insert(&mut self, nsp: ByteString, slot: Slot) {
+        match self.position(&nsp) {
+            Some(i) => self.0[i].1 = slot,
+            None => self.0.push((nsp, slot)),
+        }
+    }
+
+    fn remove(&mut self, nsp: &str) -> Option<Slot> {
+        self.position(nsp).map(|i| self.0.remove(i).1)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Slot> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (ByteString, Slot)> + '_ {
+        self.0.drain(..)
+    }
+}
+
 enum Slot {
     /// CONNECT received; middlewares running.
     Connecting,
@@ -62,13 +99,13 @@ pub(crate) struct ClientShared {
     /// The request's part of every socket's handshake (auth is per
     /// namespace), built once: a session keeps no copy of the request.
     handshake: Arc<Handshake>,
-    sockets: Mutex<HashMap<ByteString, Slot>>,
+    sockets: Mutex<Slots>,
     /// Cancelled when a first namespace is joined (ends the connect timeout).
     joined: CancellationToken,
 }
 
 impl ClientShared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ByteString, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

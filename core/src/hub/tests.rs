@@ -141,7 +141,7 @@ async fn user_rooms_reach_every_connection_of_a_user() {
     let fetched = hub.to("user:u1").fetch_sockets().await;
     assert_eq!(fetched.len(), 2);
     assert!(fetched.iter().all(|s| s.rooms.contains(&"user:u1".to_owned()) && s.data["role"] == "member"));
-    assert_eq!(fetched[0].handshake.query["q"], "1");
+    assert_eq!(fetched[0].handshake.query.get("q"), Some("1"));
 
     hub.to("user:u1").sockets_join(["vip"]);
     assert_eq!(hub.to("vip").emit("v", args(json!([]))), 2);
@@ -390,4 +390,19 @@ async fn ten_thousand_cycles_leave_every_index_empty() {
     assert_eq!(ns.socket_count(), 0);
     assert_eq!(ns.room_count(), 0);
     assert_eq!(engine.session_count(), 0);
+}
+
+#[test]
+fn fields_keep_pairs_in_order_and_serialize_as_an_object() {
+    use super::Fields;
+    let f = Fields::from_pairs([("host", "a"), ("x-empty", ""), ("cookie", "k=v; ü=1")]);
+    assert_eq!(f.len(), 3);
+    assert_eq!(f.get("x-empty"), Some(""));
+    assert_eq!(f.get("cookie"), Some("k=v; ü=1"));
+    assert_eq!(f.get("missing"), None);
+    assert!(f.contains_key("host"));
+    assert_eq!(f.iter().collect::<Vec<_>>(), vec![("host", "a"), ("x-empty", ""), ("cookie", "k=v; ü=1")]);
+    assert_eq!(serde_json::to_value(&f).unwrap(), json!({"host": "a", "x-empty": "", "cookie": "k=v; ü=1"}));
+    assert!(Fields::default().is_empty());
+    assert_eq!(format!("{:?}", Fields::from_pairs([("a", "b")])), r#"{"a": "b"}"#);
 }

@@ -233,8 +233,10 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
             () = session.closed() => break,
             () = session.wait_writable() => {
                 let batch = session.drain();
+                // Boxed: the write's state exists only while writing, so the
+                // loop an idle connection waits in stays small.
                 let written = tokio::select! {
-                    r = write_batch(&mut ws, batch) => r,
+                    r = Box::pin(write_batch(&mut ws, batch)) => r,
                     () = session.closed() => break,
                 };
                 if written.is_err() {
