@@ -10,7 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::time::DelayQueue;
 
 use super::{CloseReason, Connection, EngineConfig, EngineInner};
@@ -67,7 +66,8 @@ struct Inner {
     ponged: AtomicBool,
     /// When the last pong arrived (the next ping is due an interval later).
     pong_at: Mutex<Option<Instant>>,
-    closed: CancellationToken,
+    /// Woken (all waiters) when the session closes; `closing` is the state.
+    closed: Notify,
     closing: AtomicBool,
     /// Set by `close_after_flush`: no new packets; close once written.
     draining: AtomicBool,
@@ -113,7 +113,7 @@ impl Session {
                 writable: Notify::new(),
                 ponged: AtomicBool::new(false),
                 pong_at: Mutex::new(None),
-                closed: CancellationToken::new(),
+                closed: Notify::new(),
                 closing: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
                 reason: Mutex::new(None),
@@ -143,7 +143,12 @@ impl Session {
 
     /// Completes when the session closes.
     pub async fn closed(&self) {
-        self.inner.closed.cancelled().await;
+        // A `Notified` made before the check sees a later `notify_waiters`.
+        let notified = self.inner.closed.notified();
+        if self.is_closed() {
+            return;
+        }
+        notified.await;
     }
 
     /// The transport in use.
@@ -270,7 +275,7 @@ impl Session {
         }
         tracing::debug!(sid = %self.inner.sid, %reason, "engine session closed");
         let reason = *lock(&self.inner.reason).get_or_insert(reason);
-        self.inner.closed.cancel();
+        self.inner.closed.notify_waiters();
         self.inner.writable.notify_waiters();
         self.inner.writable.notify_one();
         if let Some(engine) = self.inner.engine.upgrade() {

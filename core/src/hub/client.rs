@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytestring::ByteString;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
@@ -20,7 +20,7 @@ pub(super) struct Acceptor {
 
 impl EngineHandler for Acceptor {
     fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection> {
-        let joined = CancellationToken::new();
+        let joined = Arc::new(Notify::new());
         let shared = Arc::new(ClientShared {
             hub: self.hub.clone(),
             session: session.clone(),
@@ -36,7 +36,7 @@ impl EngineHandler for Acceptor {
         tokio::spawn(async move {
             tokio::select! {
                 () = session.closed() => {}
-                () = joined.cancelled() => {}
+                () = joined.notified() => {}
                 () = tokio::time::sleep(timeout) => {
                     let joined = weak.upgrade().is_some_and(|c| c.lock().values().any(|s| matches!(s, Slot::Connected(_))));
                     if !joined {
@@ -100,8 +100,8 @@ pub(crate) struct ClientShared {
     /// namespace), built once: a session keeps no copy of the request.
     handshake: Arc<Handshake>,
     sockets: Mutex<Slots>,
-    /// Cancelled when a first namespace is joined (ends the connect timeout).
-    joined: CancellationToken,
+    /// Notified when a first namespace is joined (ends the connect timeout).
+    joined: Arc<Notify>,
 }
 
 impl ClientShared {
@@ -264,7 +264,8 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         }
         sockets.insert(nsp.clone(), Slot::Connected(socket.clone()));
     }
-    shared.joined.cancel();
+    // Stores a permit if the timeout task is not waiting yet.
+    shared.joined.notify_one();
     shared.send(parser, &Packet::connect_ok(nsp, socket.id()));
     for h in ns.handlers().on_connect.iter() {
         run_now_or_spawn(h.call(socket.clone()));
