@@ -86,7 +86,7 @@ impl Default for EngineConfig {
             cors_credentials: false,
             allow_polling: true,
             allow_websocket: true,
-            websocket_read_buffer: 512,
+            websocket_read_buffer: 256,
         }
     }
 }

@@ -70,7 +70,11 @@ impl Slots {
     fn insert(&mut self, nsp: ByteString, slot: Slot) {
         match self.position(&nsp) {
             Some(i) => self.0[i].1 = slot,
-            None => self.0.push((nsp, slot)),
+            None => {
+                // Most connections use one namespace: no spare capacity.
+                self.0.reserve_exact(1);
+                self.0.push((nsp, slot));
+            }
         }
     }
 

@@ -300,7 +300,9 @@ pub const RESERVED_EVENTS: [&str; 6] =
 #[derive(Debug, Default)]
 pub struct Decoder {
     limits: Limits,
-    pending: Option<(Packet, usize)>,
+    /// A binary packet waiting for attachments (boxed: rare, and every
+    /// connection holds a decoder).
+    pending: Option<Box<(Packet, usize)>>,
 }
 
 impl Decoder {
@@ -338,7 +340,7 @@ impl Decoder {
         }
         let (packet, attachments) = decode_header(&text, self.limits)?;
         if attachments > 0 {
-            self.pending = Some((packet, attachments));
+            self.pending = Some(Box::new((packet, attachments)));
             Ok(None)
         } else {
             Ok(Some(packet))
@@ -351,7 +353,7 @@ impl Decoder {
     /// # Errors
     /// [`ParseError::UnexpectedBinary`] when no binary packet is pending.
     pub fn decode_binary(&mut self, data: Bytes) -> Result<Option<Packet>, ParseError> {
-        let Some((packet, expected)) = self.pending.as_mut() else {
+        let Some((packet, expected)) = self.pending.as_deref_mut() else {
             return Err(ParseError::UnexpectedBinary);
         };
         let payload = match &mut packet.kind {
@@ -359,7 +361,7 @@ impl Decoder {
             _ => return Err(ParseError::UnexpectedBinary),
         };
         payload.attachments.push(data);
-        if payload.attachments.len() == *expected { Ok(self.pending.take().map(|(p, _)| p)) } else { Ok(None) }
+        if payload.attachments.len() == *expected { Ok(self.pending.take().map(|b| b.0)) } else { Ok(None) }
     }
 }
 

@@ -269,11 +269,12 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
     // Deliver what the server queued before closing (e.g. a DISCONNECT),
     // then close the WebSocket.
     let rest = session.drain();
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
+    // Boxed for the same reason as the writes: it runs once, at the end.
+    let _ = Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
         if !rest.is_empty() && close_frame.is_none() {
             let _ = write_batch(&mut ws, rest).await;
         }
         let _ = WebSocketStream::close(&mut ws, close_frame).await;
-    })
+    }))
     .await;
 }
