@@ -80,6 +80,28 @@ async fn frames_pipelined_with_the_upgrade_and_large_messages_arrive_intact() {
     .await
 }
 
+/// Far more messages in one write than the server handles before it
+/// writes: every one is answered, in order.
+#[tokio::test]
+async fn a_long_burst_in_one_write_is_answered_in_full_and_in_order() {
+    run(async {
+        let server = Server::start();
+        let mut ws = raw_connected(server.port).await;
+        let n = 1000u64;
+        let mut burst = Vec::new();
+        for i in 1..=n {
+            burst.extend(encode_frame(true, 1, format!("42{i}[\"echo\",{i}]").as_bytes()));
+        }
+        ws.send_raw(&burst).await.unwrap();
+        for i in 1..=n {
+            let p = parse_sio(&read_text(&mut ws).await);
+            assert_eq!((p.ty, p.id, p.data), (3, Some(i), Some(json!([i]))), "ack {i} of {n}");
+        }
+        assert_alive(server.port).await;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn fragmented_messages_are_reassembled() {
     run(async {

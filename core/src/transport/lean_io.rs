@@ -31,10 +31,10 @@ pub(crate) struct LeanIo<S> {
 }
 
 impl<S> LeanIo<S> {
-    /// Wraps `io`; `pending` is what was read past the upgrade request.
-    pub(crate) fn new(io: S, pending: Bytes) -> LeanIo<S> {
-        // Copy so no larger buffer stays alive behind a few bytes.
-        LeanIo { io, pending: if pending.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&pending) } }
+    /// Wraps `io`; `pending` is what was read past the upgrade request
+    /// (copied, so no larger buffer stays alive behind a few bytes).
+    pub(crate) fn new(io: S, pending: &[u8]) -> LeanIo<S> {
+        LeanIo { io, pending: if pending.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(pending) } }
     }
 }
 
@@ -105,7 +105,7 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         tx.write_all(&data).await.unwrap();
         drop(tx);
-        let mut lean = LeanIo::new(rx, Bytes::from_static(b"head:"));
+        let mut lean = LeanIo::new(rx, b"head:");
         let mut got = Vec::new();
         let mut chunk = [0u8; 300];
         loop {
@@ -125,7 +125,7 @@ mod tests {
     async fn large_reads_bypass_the_scratch_buffer() {
         let (mut tx, rx) = tokio::io::duplex(1024);
         tx.write_all(b"abc").await.unwrap();
-        let mut lean = LeanIo::new(rx, Bytes::new());
+        let mut lean = LeanIo::new(rx, &[]);
         let mut big = vec![0u8; SCRATCH_LEN];
         let n = lean.read(&mut big).await.unwrap();
         assert_eq!(&big[..n], b"abc");

@@ -66,11 +66,9 @@ pub(super) fn upgrade(
         // is freed; other IO types (a custom server) are used as they are.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                serve(engine, existing, info, refuse, LeanIo::new(parts.io.into_inner(), parts.read_buf)).await
+                serve(engine, existing, info, refuse, LeanIo::new(parts.io.into_inner(), &parts.read_buf)).await
             }
-            Err(upgraded) => {
-                serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), Bytes::new())).await
-            }
+            Err(upgraded) => serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), &[])).await,
         }
     });
     let mut res = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), "text/plain");
@@ -251,11 +249,14 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
                 // Handle every message already read before writing: the
                 // answers to a burst of requests then go out in one write.
                 let mut msg = msg;
-                for _ in 0..READ_BATCH {
+                let mut handled = 0;
+                loop {
                     if let Some(frame) = receive(&session, msg) {
                         close_frame = Some(frame);
                     }
-                    if session.is_closed() {
+                    handled += 1;
+                    // Take the next message only if it will be handled.
+                    if session.is_closed() || handled == READ_BATCH {
                         break;
                     }
                     match ws.next().now_or_never() {

@@ -136,21 +136,22 @@ async fn drive(mut ws: Ws, depth: usize, payload: String, tally: Rc<RefCell<Tall
             };
             match client::text_of(&m).map(client::classify) {
                 Some(Inbound::Ack(id, json)) => {
-                    let mut t = tally.borrow_mut();
-                    match pending.front() {
-                        Some(&(want, sent)) if want == id && json == expected => {
-                            pending.pop_front();
-                            if t.measuring {
-                                t.round_trips += 1;
-                                t.latency.record_us(sent.elapsed().as_micros() as u64);
+                    {
+                        let mut t = tally.borrow_mut();
+                        match pending.front() {
+                            Some(&(want, sent)) if want == id && json == expected => {
+                                pending.pop_front();
+                                if t.measuring {
+                                    t.round_trips += 1;
+                                    t.latency.record_us(sent.elapsed().as_micros() as u64);
+                                }
+                            }
+                            _ => {
+                                t.mismatched += 1;
+                                pending.retain(|&(p, _)| p != id);
                             }
                         }
-                        _ => {
-                            t.mismatched += 1;
-                            pending.retain(|&(p, _)| p != id);
-                        }
                     }
-                    drop(t);
                     send(&mut ws, &mut pending).await?;
                 }
                 Some(Inbound::Ping) => ws.feed(Message::text("3")).await.map_err(|e| e.to_string())?,

@@ -251,11 +251,7 @@ async fn receive(mut ws: Ws, shared: &Shared) {
     while let Some(Ok(msg)) = ws.next().await {
         match client::text_of(&msg).map(client::classify) {
             Some(Inbound::Event(json)) => shared.record(json),
-            Some(Inbound::Ping) => {
-                if ws.send(Message::text("3")).await.is_err() {
-                    return;
-                }
-            }
+            Some(Inbound::Ping) if ws.send(Message::text("3")).await.is_err() => return,
             _ => {}
         }
     }
