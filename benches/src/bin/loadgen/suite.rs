@@ -452,14 +452,20 @@ pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
         }
     }
     let regressions: Vec<&Row> = rows.iter().filter(|r| r.regression).collect();
+    let recorded_node = if opts.quick { None } else { read_recorded_node(&opts.results) };
     for r in &regressions {
+        // Node's figure in the same two runs tells machine noise from a
+        // real regression.
+        let node_then = recorded_node.as_ref().and_then(|n| n.get(r.key)).and_then(Value::as_f64);
         eprintln!(
-            "REGRESSION: {} is {:.1} {}, recorded {:.1} (more than {:.0}% worse)",
+            "REGRESSION: {} is {:.1} {}, recorded {:.1} (more than {:.0}% worse); Node: {} now, {} recorded",
             r.label,
             r.tidewire.unwrap_or_default(),
             r.unit,
             r.recorded.unwrap_or_default(),
-            TOLERANCE * 100.0
+            TOLERANCE * 100.0,
+            r.node.map_or("-".to_owned(), fmt_num),
+            node_then.map_or("-".to_owned(), fmt_num),
         );
     }
     Ok(ok && regressions.is_empty())
@@ -661,12 +667,22 @@ fn read_recorded(path: &Path) -> Option<Value> {
     parse_recorded(&text)
 }
 
+/// The Node figures recorded with them.
+fn read_recorded_node(path: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_recorded_side(&text, "node")
+}
+
 fn parse_recorded(text: &str) -> Option<Value> {
+    parse_recorded_side(text, "tidewire")
+}
+
+fn parse_recorded_side(text: &str, side: &str) -> Option<Value> {
     let section = &text[text.find(BEGIN)? + BEGIN.len()..];
     let section = &section[..section.find(END)?];
     let json = &section[section.find("```json")? + "```json".len()..];
     let json = &json[..json.find("```")?];
-    serde_json::from_str::<Value>(json).ok()?.get("tidewire").cloned()
+    serde_json::from_str::<Value>(json).ok()?.get(side).cloned()
 }
 
 fn record(path: &Path, table: &str, rows: &[Row]) -> std::io::Result<()> {
