@@ -27,9 +27,9 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-micro bench-smoke bench-deps
+	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps
 
-SUITES := rust-test lint e2e-node e2e-python bench-smoke
+SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -106,5 +106,23 @@ bench-smoke: bench-deps
 	$(CARGO) build -p tidewire-benches --bins
 	$(TARGET_ABS)/debug/loadgen suite --quick --check --out $(TARGET_ABS)/bench-smoke.json
 
+BINDING_NODE_DIR := bindings-node
+BINDING_NODE_STAMP := $(BINDING_NODE_DIR)/node_modules/.tidewire-installed
+
+binding-node-deps: $(BINDING_NODE_STAMP)
+
+$(BINDING_NODE_STAMP): $(BINDING_NODE_DIR)/package.json $(BINDING_NODE_DIR)/package-lock.json
+	cd $(BINDING_NODE_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+## The Node binding: builds the addon with @napi-rs/cli (debug), fails if the
+## generated index.js / index.d.ts differ from the committed ones, then runs
+## its tests (node --test, socket.io-client as the peer).
+binding-node: binding-node-deps
+	cd $(BINDING_NODE_DIR) && npx --no-install napi build --platform
+	git diff --exit-code -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts || \
+	  { echo "binding-node: generated index.js / index.d.ts drifted: commit them" >&2; exit 1; }
+	cd $(BINDING_NODE_DIR) && $(NODE) --test test/*.test.mjs
+
 clean-e2e:
-	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(VENV)
+	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

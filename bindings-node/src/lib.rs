@@ -1,8 +1,477 @@
-//! Tidewire's node binding. A placeholder crate for now: the bindings issue
-//! fills it in. It links the core so that the workspace build proves the
-//! core's public API is reachable from here.
+//! Tidewire for Node.js: the Rust Socket.IO engine with JavaScript
+//! handlers, through napi-rs.
+//!
+//! This is the native layer (`index.js`, generated). Arguments cross the
+//! boundary as a JSON text plus the binary attachments its placeholders
+//! point to, so binary data is never copied into JSON; `tidewire.js` turns
+//! them back into ordinary JavaScript values and Buffers. Handler callbacks
+//! are weak: only a listening server keeps Node alive (`tidewire.js` holds
+//! a handle while it listens).
 
-/// The version of the Tidewire core this binding wraps.
-pub fn core_version() -> &'static str {
-    tidewire::VERSION
+// Callback types are spelled out in full (see below), which clippy finds
+// complex.
+#![allow(clippy::type_complexity)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{Buffer, FnArgs, Promise};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi::{Error, Status};
+use napi_derive::napi;
+use serde_json::Value;
+use tidewire::engine::EngineConfig;
+use tidewire::hub::{self, Admission, ConnectError, Hub, HubConfig};
+use tidewire::protocol::socketio::{Payload, check_placeholders};
+use tidewire::transport;
+
+// Callbacks into JavaScript are `ThreadsafeFunction<T, R, T, Status, false,
+// true>`: weak (they do not keep Node alive) and called with plain arguments
+// (no leading error). Spelled out so that napi types them in index.d.ts.
+
+type Result<T> = std::result::Result<T, Error<String>>;
+
+/// A JavaScript `Error` whose `code` is `code`.
+fn error(code: &str, message: impl std::fmt::Display) -> Error<String> {
+    Error::new(code.to_owned(), message.to_string())
+}
+
+/// The same for async methods, whose errors napi requires to carry a
+/// `Status`: the code leads the message (`ERR_X: ...`) and `tidewire.js`
+/// moves it to `code`.
+fn async_error(e: Error<String>) -> Error {
+    Error::new(Status::GenericFailure, format!("{}: {}", e.status, e.reason))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// JSON text and attachments from JavaScript to a payload, checked: the
+/// text must be an array whose placeholders match the attachments.
+fn payload_from_js(json: &str, attachments: Vec<Buffer>) -> Result<Payload> {
+    let data: Vec<Value> = serde_json::from_str(json).map_err(|e| error("ERR_INVALID_ARG", e))?;
+    check_placeholders(&data, attachments.len()).map_err(|e| error("ERR_INVALID_ARG", e))?;
+    Ok(Payload { data, attachments: attachments.iter().map(|b| Bytes::copy_from_slice(b)).collect() })
+}
+
+/// A payload as JSON text and Buffers for JavaScript.
+fn payload_to_js(payload: Payload) -> (String, Vec<Buffer>) {
+    let json = serde_json::to_string(&payload.data).unwrap_or_else(|_| "[]".to_owned());
+    (json, payload.attachments.into_iter().map(|b| Buffer::from(b.to_vec())).collect())
+}
+
+/// Options of a server (all optional).
+#[napi(object)]
+#[derive(Default)]
+pub struct ServerOptions {
+    /// Interface to listen on (default `127.0.0.1`).
+    pub host: Option<String>,
+    /// Port (default 0: any free port; see `listen`'s result).
+    pub port: Option<u32>,
+    /// Milliseconds between heartbeats (default 25000).
+    pub ping_interval: Option<u32>,
+    /// Milliseconds to wait for a heartbeat's answer (default 20000).
+    pub ping_timeout: Option<u32>,
+    /// Largest message in bytes (default 1000000).
+    pub max_payload: Option<u32>,
+    /// Milliseconds a client has to join a namespace (default 45000).
+    pub connect_timeout: Option<u32>,
+    /// Origins allowed by CORS (default: none).
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// The handshake a connect middleware sees.
+#[napi(object)]
+pub struct HandshakeInfo {
+    /// The namespace being joined.
+    pub nsp: String,
+    /// The handshake as JSON (socket.io's `socket.handshake` shape).
+    pub json: String,
+}
+
+/// A Socket.IO server.
+#[napi]
+pub struct Server {
+    hub: Hub,
+    engine: EngineConfig,
+    host: String,
+    port: u16,
+    running: tokio::sync::Mutex<Option<transport::Server>>,
+    closed: Mutex<bool>,
+}
+
+#[napi]
+impl Server {
+    /// A server with `options`; it listens once `listen` is called.
+    #[napi(constructor)]
+    pub fn new(options: Option<ServerOptions>) -> Result<Server> {
+        let o = options.unwrap_or_default();
+        let port = u16::try_from(o.port.unwrap_or(0)).map_err(|_| error("ERR_INVALID_ARG", "port must be 0-65535"))?;
+        let mut engine = EngineConfig::default();
+        if let Some(ms) = o.ping_interval {
+            engine = engine.ping_interval(Duration::from_millis(ms.into()));
+        }
+        if let Some(ms) = o.ping_timeout {
+            engine = engine.ping_timeout(Duration::from_millis(ms.into()));
+        }
+        if let Some(n) = o.max_payload {
+            engine = engine.max_payload(n as usize);
+        }
+        for origin in o.cors_origins.unwrap_or_default() {
+            engine = engine.cors_origin(origin).cors_credentials(true);
+        }
+        let mut hub_config = HubConfig::default();
+        if let Some(ms) = o.connect_timeout {
+            hub_config = hub_config.connect_timeout(Duration::from_millis(ms.into()));
+        }
+        Ok(Server {
+            hub: Hub::new(hub_config),
+            engine,
+            host: o.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port,
+            running: tokio::sync::Mutex::new(None),
+            closed: Mutex::new(false),
+        })
+    }
+
+    fn namespace(&self, nsp: &str) -> Result<hub::Namespace> {
+        if *lock(&self.closed) {
+            return Err(error("ERR_SERVER_CLOSED", "the server is closed"));
+        }
+        if !nsp.starts_with('/') {
+            return Err(error("ERR_INVALID_ARG", format!("namespace {nsp:?} must start with '/'")));
+        }
+        Ok(self.hub.of(nsp))
+    }
+
+    /// Adds a connect middleware on `nsp`. `callback(handshake)` resolves
+    /// to JSON: `{}` to accept, `{"user": id, "data": ...}` to accept as a
+    /// user (the socket joins `user:<id>`), `{"error": message, "data":
+    /// ...}` to refuse with a CONNECT_ERROR.
+    #[napi]
+    pub fn use_middleware(
+        &self,
+        nsp: String,
+        callback: ThreadsafeFunction<HandshakeInfo, Promise<String>, HandshakeInfo, Status, false, true>,
+    ) -> Result<()> {
+        let callback = Arc::new(callback);
+        self.namespace(&nsp)?.use_middleware(move |handshake: Arc<hub::Handshake>| {
+            let callback = callback.clone();
+            let nsp = nsp.clone();
+            async move {
+                let json = serde_json::to_string(&*handshake).unwrap_or_else(|_| "{}".to_owned());
+                let decision = match callback.call_async(HandshakeInfo { nsp, json }).await {
+                    Ok(promise) => promise.await,
+                    Err(e) => Err(e),
+                };
+                let text = decision.map_err(|e| ConnectError::new(format!("middleware failed: {}", e.reason)))?;
+                let decision: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if let Some(message) = decision.get("error") {
+                    let message = message.as_str().map_or_else(|| message.to_string(), str::to_owned);
+                    let mut refusal = ConnectError::new(message);
+                    if let Some(data) = decision.get("data") {
+                        refusal = refusal.with_data(data.clone());
+                    }
+                    return Err(refusal);
+                }
+                let mut admission = match decision.get("user").and_then(Value::as_str) {
+                    Some(user) => Admission::user(user),
+                    None => Admission::accept(),
+                };
+                if let Some(data) = decision.get("data") {
+                    admission = admission.with_data(data.clone());
+                }
+                Ok(admission)
+            }
+        });
+        Ok(())
+    }
+
+    /// Calls `callback(socket)` for each socket that joins `nsp`.
+    #[napi]
+    pub fn on_connection(
+        &self,
+        nsp: String,
+        callback: ThreadsafeFunction<Socket, UnknownReturnValue, Socket, Status, false, true>,
+    ) -> Result<()> {
+        let callback = Arc::new(callback);
+        self.namespace(&nsp)?.on_connect(move |socket: hub::Socket| {
+            let callback = callback.clone();
+            async move {
+                callback.call(Socket { inner: socket }, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        });
+        Ok(())
+    }
+
+    /// Calls `callback(socket, reason)` when a socket of `nsp` has left.
+    #[napi]
+    pub fn on_disconnect(
+        &self,
+        nsp: String,
+        callback: ThreadsafeFunction<
+            FnArgs<(Socket, String)>,
+            UnknownReturnValue,
+            FnArgs<(Socket, String)>,
+            Status,
+            false,
+            true,
+        >,
+    ) -> Result<()> {
+        let callback = Arc::new(callback);
+        self.namespace(&nsp)?.on_disconnect(move |socket: hub::Socket, reason: hub::DisconnectReason| {
+            let callback = callback.clone();
+            async move {
+                callback.call(
+                    (Socket { inner: socket }, reason.to_string()).into(),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Calls `callback(socket, json, attachments, ack)` for each `event` on
+    /// `nsp`; `ack` is null unless the client asked for one.
+    #[napi]
+    pub fn on_event(
+        &self,
+        nsp: String,
+        event: String,
+        callback: ThreadsafeFunction<
+            FnArgs<(Socket, String, Vec<Buffer>, Option<Ack>)>,
+            UnknownReturnValue,
+            FnArgs<(Socket, String, Vec<Buffer>, Option<Ack>)>,
+            Status,
+            false,
+            true,
+        >,
+    ) -> Result<()> {
+        let callback = Arc::new(callback);
+        self.namespace(&nsp)?.on(event, move |socket: hub::Socket, event: hub::Event| {
+            let callback = callback.clone();
+            async move {
+                let (json, attachments) = payload_to_js(event.args);
+                let ack = event.ack.map(|a| Ack { inner: Mutex::new(Some(a)) });
+                callback.call(
+                    (Socket { inner: socket }, json, attachments, ack).into(),
+                    ThreadsafeFunctionCallMode::NonBlocking,
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Starts listening; resolves to the address, e.g. `127.0.0.1:3000`.
+    #[napi]
+    pub async fn listen(&self) -> napi::Result<String> {
+        if *lock(&self.closed) {
+            return Err(async_error(error("ERR_SERVER_CLOSED", "the server is closed")));
+        }
+        let mut running = self.running.lock().await;
+        if let Some(server) = running.as_ref() {
+            return Ok(server.local_addr().to_string());
+        }
+        let server = transport::Server::builder()
+            .mount("/socket.io/", self.hub.engine(self.engine.clone()))
+            .bind((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                async_error(error("ERR_LISTEN", format!("cannot listen on {}:{}: {e}", self.host, self.port)))
+            })?;
+        let addr: SocketAddr = server.local_addr();
+        *running = Some(server);
+        Ok(addr.to_string())
+    }
+
+    /// Disconnects every client and stops listening. Calling it again does
+    /// nothing; the server cannot be reused.
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        *lock(&self.closed) = true;
+        if let Some(server) = self.running.lock().await.take() {
+            server.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Emits `event` to the sockets of `nsp` in `rooms` (all when empty)
+    /// but not in `except`. Returns how many sockets it was queued for.
+    #[napi]
+    pub fn broadcast(
+        &self,
+        nsp: String,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: String,
+        json: String,
+        attachments: Vec<Buffer>,
+    ) -> Result<u32> {
+        let payload = payload_from_js(&json, attachments)?;
+        let mut op = self.namespace(&nsp)?.broadcast().to_many(rooms);
+        for room in except {
+            op = op.except(room);
+        }
+        Ok(op.emit(&event, payload) as u32)
+    }
+
+    /// The number of sockets connected to `nsp`.
+    #[napi]
+    pub fn socket_count(&self, nsp: String) -> Result<u32> {
+        Ok(self.namespace(&nsp)?.socket_count() as u32)
+    }
+}
+
+/// The reply to an `emitWithAck`.
+#[napi(object)]
+pub struct AckReply {
+    /// The arguments as JSON.
+    pub json: String,
+    /// Their binary parts.
+    pub attachments: Vec<Buffer>,
+}
+
+/// One connected socket.
+#[napi]
+pub struct Socket {
+    inner: hub::Socket,
+}
+
+#[napi]
+impl Socket {
+    /// The socket id.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.inner.id().to_owned()
+    }
+
+    /// The namespace.
+    #[napi(getter)]
+    pub fn nsp(&self) -> String {
+        self.inner.namespace().to_owned()
+    }
+
+    /// Whether it is still connected.
+    #[napi(getter)]
+    pub fn connected(&self) -> bool {
+        self.inner.connected()
+    }
+
+    /// The user it was admitted as, if any.
+    #[napi(getter)]
+    pub fn user(&self) -> Option<String> {
+        self.inner.user_id().map(str::to_owned)
+    }
+
+    /// The handshake as JSON.
+    #[napi(getter)]
+    pub fn handshake(&self) -> String {
+        serde_json::to_string(self.inner.handshake()).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Joins `room`.
+    #[napi]
+    pub fn join(&self, room: String) -> Result<()> {
+        if room.is_empty() {
+            return Err(error("ERR_INVALID_ARG", "a room name cannot be empty"));
+        }
+        self.inner.join(room);
+        Ok(())
+    }
+
+    /// Leaves `room`.
+    #[napi]
+    pub fn leave(&self, room: String) {
+        self.inner.leave(&room);
+    }
+
+    /// The rooms it is in (its own id included), sorted.
+    #[napi]
+    pub fn rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = self.inner.rooms().iter().map(|r| r.to_string()).collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// Sends `event` to this socket.
+    #[napi]
+    pub fn emit(&self, event: String, json: String, attachments: Vec<Buffer>) -> Result<()> {
+        let payload = payload_from_js(&json, attachments)?;
+        self.inner.emit(&event, payload).map_err(|e| error("ERR_SEND", e))
+    }
+
+    /// Sends `event` and resolves to the client's answer; rejects with code
+    /// `ERR_ACK_TIMEOUT` after `timeout` ms (default: the server's),
+    /// `ERR_DISCONNECTED`, or `ERR_SEND`.
+    #[napi]
+    pub async fn emit_with_ack(
+        &self,
+        event: String,
+        json: String,
+        attachments: Vec<Buffer>,
+        timeout: Option<u32>,
+    ) -> napi::Result<AckReply> {
+        let payload = payload_from_js(&json, attachments).map_err(async_error)?;
+        let timeout = timeout.map(|ms| Duration::from_millis(ms.into()));
+        match self.inner.emit_with_ack(&event, payload, timeout).await {
+            Ok(reply) => {
+                let (json, attachments) = payload_to_js(reply);
+                Ok(AckReply { json, attachments })
+            }
+            Err(hub::AckError::Timeout) => {
+                Err(async_error(error("ERR_ACK_TIMEOUT", "the client did not answer in time")))
+            }
+            Err(hub::AckError::Disconnected) => Err(async_error(error("ERR_DISCONNECTED", "the socket disconnected"))),
+            Err(e) => Err(async_error(error("ERR_SEND", e))),
+        }
+    }
+
+    /// Emits `event` to `rooms` (all of the namespace when empty) except
+    /// `except` and this socket. Returns how many sockets it reached.
+    #[napi]
+    pub fn broadcast(
+        &self,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: String,
+        json: String,
+        attachments: Vec<Buffer>,
+    ) -> Result<u32> {
+        let payload = payload_from_js(&json, attachments)?;
+        let mut op = if rooms.is_empty() { self.inner.broadcast() } else { self.inner.to(rooms[0].clone()) };
+        if rooms.len() > 1 {
+            op = op.to_many(rooms[1..].iter().cloned());
+        }
+        for room in except {
+            op = op.except(room);
+        }
+        Ok(op.emit(&event, payload) as u32)
+    }
+
+    /// Disconnects the socket (`close`: the whole connection).
+    #[napi]
+    pub fn disconnect(&self, close: Option<bool>) {
+        self.inner.disconnect(close.unwrap_or(false));
+    }
+}
+
+/// The acknowledgement a client asked for; answer it once.
+#[napi]
+pub struct Ack {
+    inner: Mutex<Option<hub::AckResponder>>,
+}
+
+#[napi]
+impl Ack {
+    /// Sends the answer. Errors with `ERR_ACK_SENT` the second time.
+    #[napi]
+    pub fn send(&self, json: String, attachments: Vec<Buffer>) -> Result<()> {
+        let payload = payload_from_js(&json, attachments)?;
+        let responder =
+            lock(&self.inner).take().ok_or_else(|| error("ERR_ACK_SENT", "this acknowledgement was already sent"))?;
+        responder.send(payload).map_err(|e| error("ERR_SEND", e))
+    }
 }

@@ -1,0 +1,257 @@
+// The `tidewire` package driven from JavaScript, with npm socket.io-client
+// as the peer.
+import { test, describe, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createRequire } from 'node:module'
+import { io } from 'socket.io-client'
+
+const require = createRequire(import.meta.url)
+const { Server } = require('../tidewire.js')
+
+const T = { timeout: 15_000 }
+
+function connect(url, opts = {}) {
+  const socket = io(url, { reconnection: false, transports: ['websocket'], ...opts })
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket))
+    socket.once('connect_error', (e) => reject(e))
+  })
+}
+
+function connectError(url, opts = {}) {
+  const socket = io(url, { reconnection: false, transports: ['websocket'], ...opts })
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => reject(new Error('connected, expected a refusal')))
+    socket.once('connect_error', (e) => {
+      socket.close()
+      resolve(e)
+    })
+  })
+}
+
+// Every argument of the ack (emitWithAck resolves to the first only).
+function ackAll(c, event, ...args) {
+  return new Promise((resolve) => c.emit(event, ...args, (...reply) => resolve(reply)))
+}
+
+function waitFor(predicate, what) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    const poll = () => {
+      if (predicate()) return resolve()
+      if (Date.now() - started > 5_000) return reject(new Error(`timed out waiting for ${what}`))
+      setTimeout(poll, 10)
+    }
+    poll()
+  })
+}
+
+describe('tidewire server from JavaScript', () => {
+  let server
+  let url
+  const errors = []
+  const disconnects = []
+  const clients = []
+
+  before(async () => {
+    server = new Server({ onError: (e) => errors.push(e), pingInterval: 1000, pingTimeout: 1000 })
+    server.use(async (handshake) => {
+      const { token } = handshake.auth
+      if (token === 'bad') {
+        const e = new Error('unauthorized')
+        e.data = { reason: 'bad token' }
+        throw e
+      }
+      return token ? { user: token, data: { via: 'token' } } : undefined
+    })
+    server.on('connection', (socket) => {
+      socket.data.connectedAt = Date.now()
+    })
+    server.on('disconnect', (socket, reason) => disconnects.push([socket.id, reason]))
+    server.on('echo', (socket, ...args) => {
+      const ack = typeof args.at(-1) === 'function' ? args.pop() : null
+      if (ack) ack(...args)
+      else socket.emit('echo', ...args)
+    })
+    server.on('whoami', (socket, ack) =>
+      ack({ id: socket.id, user: socket.user, rooms: [...socket.rooms].sort(), data: socket.data.connectedAt > 0 }),
+    )
+    server.on('join', (socket, room, ack) => {
+      socket.join(room)
+      ack(true)
+    })
+    server.on('shout', (socket, room, msg) => socket.to(room).emit('shout', msg))
+    server.on('ask', async (socket, ack) => {
+      const [answer] = await socket.timeout(2000).emitWithAck('question', 'ping?')
+      ack(answer)
+    })
+    server.on('ask-timeout', async (socket, ack) => {
+      try {
+        await socket.timeout(100).emitWithAck('silent')
+        ack('answered?')
+      } catch (e) {
+        ack(e.code)
+      }
+    })
+    server.on('throw', () => {
+      throw new Error('handler failed')
+    })
+    server.on('reject', async () => {
+      throw new Error('async handler failed')
+    })
+    server.on('bad-args', (socket, ack) => {
+      const out = []
+      for (const f of [
+        () => socket.join(''),
+        () => socket.join(42),
+        () => socket.emit(''),
+        () => {
+          const a = {}
+          a.self = a
+          socket.emit('x', a)
+        },
+        () => socket.timeout(-1),
+      ]) {
+        try {
+          f()
+          out.push('no error')
+        } catch (e) {
+          out.push(e.code)
+        }
+      }
+      ack(out)
+    })
+    ;({ url } = await server.listen())
+  })
+
+  after(async () => {
+    for (const c of clients) c.close()
+    await server.close()
+  })
+
+  async function client(opts) {
+    const c = await connect(url, opts)
+    clients.push(c)
+    return c
+  }
+
+  test('acks return the arguments, binary included, and events come back', T, async () => {
+    const c = await client()
+    const args = ['a', 1, -2.5, true, null, { b: [1, { c: 'ü😀' }] }, [], {}]
+    assert.deepEqual(await ackAll(c, 'echo', ...args), args)
+    const bin = [Buffer.from([0, 1, 255]), { nested: [Buffer.alloc(100_000, 7)] }, 'text']
+    const got = await ackAll(c, 'echo', ...bin)
+    assert.deepEqual(got.map((x) => (Buffer.isBuffer(x) ? [...x] : x))[0], [0, 1, 255])
+    assert.equal(Buffer.from(got[1].nested[0]).length, 100_000)
+    assert.equal(got[2], 'text')
+    const back = once(c, 'echo')
+    c.emit('echo', { x: 1 }, Buffer.from('hi'))
+    const [obj, buf] = await back
+    assert.deepEqual(obj, { x: 1 })
+    assert.equal(Buffer.from(buf).toString(), 'hi')
+  })
+
+  test('a middleware admits users (user room, data) and refuses with message and data', T, async () => {
+    const c = await client({ auth: { token: 'alice' } })
+    const me = await c.emitWithAck('whoami')
+    assert.equal(me.id, c.id)
+    assert.equal(me.user, 'alice')
+    assert.deepEqual(me.rooms, [c.id, 'user:alice'].sort())
+    assert.equal(me.data, true)
+    const refused = await connectError(url, { auth: { token: 'bad' } })
+    assert.equal(refused.message, 'unauthorized')
+    assert.deepEqual(refused.data, { reason: 'bad token' })
+  })
+
+  test('rooms: server and socket broadcasts reach members, without the sender', T, async () => {
+    const [a, b, c] = await Promise.all([client(), client(), client()])
+    await Promise.all([a.emitWithAck('join', 'r1'), b.emitWithAck('join', 'r1')])
+    const gotA = once(a, 'news')
+    const gotB = once(b, 'news')
+    assert.equal(server.to('r1').emit('news', 1), 2)
+    assert.deepEqual([await gotA, await gotB], [[1], [1]])
+    const cHeard = []
+    c.on('news', (x) => cHeard.push(x))
+    const bShout = once(b, 'shout')
+    const aHeard = []
+    a.on('shout', (x) => aHeard.push(x))
+    a.emit('shout', 'r1', 'hey')
+    assert.deepEqual(await bShout, ['hey'])
+    assert.equal(server.to('r1').except(`user:nobody`).emit('news', 2), 2)
+    assert.equal(server.to('r1').except('r1').emit('news', 3), 0)
+    await new Promise((r) => setTimeout(r, 100))
+    assert.deepEqual(aHeard, [], 'the sender is excluded')
+    assert.deepEqual(cHeard, [], 'non-members hear nothing')
+  })
+
+  test('the server asks a client with an ack; a silent client times out with ERR_ACK_TIMEOUT', T, async () => {
+    const c = await client()
+    c.on('question', (q, cb) => cb(`pong to ${q}`))
+    assert.equal(await c.emitWithAck('ask'), 'pong to ping?')
+    c.on('silent', () => {})
+    assert.equal(await c.emitWithAck('ask-timeout'), 'ERR_ACK_TIMEOUT')
+  })
+
+  test('handler errors go to onError and the server keeps serving', T, async () => {
+    const c = await client()
+    const before = errors.length
+    c.emit('throw')
+    c.emit('reject')
+    await waitFor(() => errors.length >= before + 2, 'two handler errors')
+    assert.deepEqual(errors.slice(before).map((e) => e.message).sort(), ['async handler failed', 'handler failed'])
+    assert.deepEqual(await ackAll(c, 'echo', 'still'), ['still'])
+  })
+
+  test('bad arguments from JavaScript throw errors with codes, never crash', T, async () => {
+    const c = await client()
+    assert.deepEqual(await c.emitWithAck('bad-args'), [
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+    ])
+    assert.throws(() => new Server({ port: 70000 }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Server({ pingInterval: -1 }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => server.of('no-slash'), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => server.to(''), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => server.on('x', 'not a function'), { code: 'ERR_INVALID_ARG' })
+  })
+
+  test('a disconnect reports its reason', T, async () => {
+    const c = await client()
+    const id = c.id
+    c.close()
+    await waitFor(() => disconnects.some(([sid]) => sid === id), 'the disconnect')
+    assert.deepEqual(disconnects.find(([sid]) => sid === id), [id, 'client namespace disconnect'])
+  })
+})
+
+test('a closed server refuses new work and lets Node exit', T, async () => {
+  const script = `
+    const { Server } = require(${JSON.stringify(require.resolve('../tidewire.js'))})
+    const { io } = require(${JSON.stringify(require.resolve('socket.io-client'))})
+    ;(async () => {
+      const server = new Server()
+      server.on('echo', (s, x, ack) => ack(x))
+      const { url } = await server.listen()
+      const c = io(url, { transports: ['websocket'], reconnection: false })
+      const x = await c.emitWithAck('echo', 7)
+      c.close()
+      await server.close()
+      try { server.of('/late') } catch (e) { console.log(x, e.code) }
+      // Nothing else: Node must exit by itself.
+    })()
+  `
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  const [code, signal] = await once(child, 'exit')
+  clearTimeout(timer)
+  assert.equal(signal, null, 'Node did not exit by itself after close()')
+  assert.equal(code, 0)
+  assert.equal(out.trim(), '7 ERR_SERVER_CLOSED')
+})

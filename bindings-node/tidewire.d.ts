@@ -1,0 +1,93 @@
+// Types of the `tidewire` package's public API (tidewire.js).
+
+/** Errors thrown or rejected by tidewire carry a `code`. */
+export interface TidewireError extends Error {
+  code:
+    | 'ERR_INVALID_ARG'
+    | 'ERR_SERVER_CLOSED'
+    | 'ERR_LISTEN'
+    | 'ERR_SEND'
+    | 'ERR_ACK_SENT'
+    | 'ERR_ACK_TIMEOUT'
+    | 'ERR_DISCONNECTED'
+}
+
+export interface ServerOptions {
+  host?: string
+  port?: number
+  pingInterval?: number
+  pingTimeout?: number
+  connectTimeout?: number
+  maxPayload?: number
+  cors?: { origin?: string[] }
+  onError?: (err: unknown) => void
+}
+
+export interface Handshake {
+  headers: Record<string, string>
+  query: Record<string, string>
+  auth: any
+  address: string
+  time: string
+  issued: number
+  url: string
+  secure: boolean
+  xdomain: boolean
+}
+
+export type Admission = { user?: string; data?: any } | void
+
+export declare class BroadcastOperator {
+  to(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
+  /** Returns how many sockets it reached. */
+  emit(event: string, ...args: any[]): number
+}
+
+export declare class Socket {
+  readonly id: string
+  readonly nsp: string
+  readonly connected: boolean
+  readonly user: string | null
+  readonly handshake: Handshake
+  readonly rooms: Set<string>
+  readonly broadcast: BroadcastOperator
+  data: Record<string, any>
+  join(rooms: string | string[]): this
+  leave(room: string): this
+  emit(event: string, ...args: any[]): this
+  emitWithAck(event: string, ...args: any[]): Promise<any[]>
+  timeout(ms: number): { emitWithAck(event: string, ...args: any[]): Promise<any[]> }
+  to(rooms: string | string[]): BroadcastOperator
+  disconnect(close?: boolean): this
+}
+
+export declare class Namespace {
+  readonly name: string
+  readonly socketCount: number
+  readonly broadcast: BroadcastOperator
+  use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
+  on(event: 'connection' | 'connect', fn: (socket: Socket) => unknown): this
+  on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
+  on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
+  to(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
+  emit(event: string, ...args: any[]): number
+}
+
+export declare class Server {
+  constructor(options?: ServerOptions)
+  of(name: string): Namespace
+  use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
+  on(event: 'connection' | 'connect', fn: (socket: Socket) => unknown): this
+  on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
+  on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
+  to(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
+  emit(event: string, ...args: any[]): number
+  listen(): Promise<{ host: string; port: number; url: string }>
+  close(): Promise<void>
+}
+
+export declare function encode(args: any[]): { json: string; attachments: Buffer[] }
+export declare function decode(json: string, attachments: Buffer[]): any[]
