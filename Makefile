@@ -16,8 +16,10 @@ NODE ?= node
 PYTHON ?= python3
 
 CARGO_TARGET_DIR ?= target
-export CARGO_TARGET_DIR
 TARGET_ABS := $(abspath $(CARGO_TARGET_DIR))
+# Absolute, so that builds started from a subdirectory (napi, maturin) share it.
+override CARGO_TARGET_DIR := $(TARGET_ABS)
+export CARGO_TARGET_DIR
 SERVER_BIN := $(TARGET_ABS)/debug/tidewire-server
 
 NODE_DIR := server-example/e2e/node
@@ -27,9 +29,9 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps
+	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps
 
-SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node
+SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -123,6 +125,26 @@ binding-node: binding-node-deps
 	git diff --exit-code -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts || \
 	  { echo "binding-node: generated index.js / index.d.ts drifted: commit them" >&2; exit 1; }
 	cd $(BINDING_NODE_DIR) && $(NODE) --test test/*.test.mjs
+
+BINDING_PY_DIR := bindings-python
+BINDING_PY_STAMP := $(VENV)/.tidewire-binding-python-installed
+
+binding-python-deps: $(BINDING_PY_STAMP)
+
+$(BINDING_PY_STAMP): $(BINDING_PY_DIR)/tests/requirements.txt $(VENV_STAMP)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(BINDING_PY_DIR)/tests/requirements.txt
+	touch $@
+
+## The Python binding: builds and installs it into .venv with maturin
+## (debug), checks the native module against its .pyi stub (mypy.stubtest),
+## then runs its pytest suite (python-socketio and npm socket.io-client as
+## peers). Exit code 5 (no tests collected) counts as a failure.
+binding-python: binding-python-deps node-deps
+	cd $(BINDING_PY_DIR) && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --quiet
+	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy.stubtest tidewire._native
+	cd $(BINDING_PY_DIR)/tests && rc=0 && SIO_CLIENT_DIR=$(abspath $(NODE_DIR))/node_modules $(VENV)/bin/python -m pytest -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "binding-python: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

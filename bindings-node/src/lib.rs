@@ -12,7 +12,6 @@
 // complex.
 #![allow(clippy::type_complexity)]
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,11 +20,9 @@ use napi::bindgen_prelude::{Buffer, FnArgs, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi::{Error, Status};
 use napi_derive::napi;
-use serde_json::Value;
-use tidewire::engine::EngineConfig;
-use tidewire::hub::{self, Admission, ConnectError, Hub, HubConfig};
-use tidewire::protocol::socketio::{Payload, check_placeholders};
-use tidewire::transport;
+use tidewire::embed::{self, EmbedError, EmbedOptions, Embedded};
+use tidewire::hub::{self, ConnectError};
+use tidewire::protocol::socketio::Payload;
 
 // Callbacks into JavaScript are `ThreadsafeFunction<T, R, T, Status, false,
 // true>`: weak (they do not keep Node alive) and called with plain arguments
@@ -49,18 +46,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// JSON text and attachments from JavaScript to a payload, checked: the
-/// text must be an array whose placeholders match the attachments.
+fn embed_error(e: EmbedError) -> Error<String> {
+    error(e.code(), e)
+}
+
+/// JSON text and attachments from JavaScript to a payload (checked).
 fn payload_from_js(json: &str, attachments: Vec<Buffer>) -> Result<Payload> {
-    let data: Vec<Value> = serde_json::from_str(json).map_err(|e| error("ERR_INVALID_ARG", e))?;
-    check_placeholders(&data, attachments.len()).map_err(|e| error("ERR_INVALID_ARG", e))?;
-    Ok(Payload { data, attachments: attachments.iter().map(|b| Bytes::copy_from_slice(b)).collect() })
+    let attachments = attachments.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+    embed::payload_from_parts(json, attachments).map_err(embed_error)
 }
 
 /// A payload as JSON text and Buffers for JavaScript.
 fn payload_to_js(payload: Payload) -> (String, Vec<Buffer>) {
-    let json = serde_json::to_string(&payload.data).unwrap_or_else(|_| "[]".to_owned());
-    (json, payload.attachments.into_iter().map(|b| Buffer::from(b.to_vec())).collect())
+    let (json, attachments) = embed::payload_to_parts(payload);
+    (json, attachments.into_iter().map(|b| Buffer::from(b.to_vec())).collect())
 }
 
 /// Options of a server (all optional).
@@ -95,12 +94,7 @@ pub struct HandshakeInfo {
 /// A Socket.IO server.
 #[napi]
 pub struct Server {
-    hub: Hub,
-    engine: EngineConfig,
-    host: String,
-    port: u16,
-    running: tokio::sync::Mutex<Option<transport::Server>>,
-    closed: Mutex<bool>,
+    inner: Embedded,
 }
 
 #[napi]
@@ -109,42 +103,20 @@ impl Server {
     #[napi(constructor)]
     pub fn new(options: Option<ServerOptions>) -> Result<Server> {
         let o = options.unwrap_or_default();
-        let port = u16::try_from(o.port.unwrap_or(0)).map_err(|_| error("ERR_INVALID_ARG", "port must be 0-65535"))?;
-        let mut engine = EngineConfig::default();
-        if let Some(ms) = o.ping_interval {
-            engine = engine.ping_interval(Duration::from_millis(ms.into()));
-        }
-        if let Some(ms) = o.ping_timeout {
-            engine = engine.ping_timeout(Duration::from_millis(ms.into()));
-        }
-        if let Some(n) = o.max_payload {
-            engine = engine.max_payload(n as usize);
-        }
-        for origin in o.cors_origins.unwrap_or_default() {
-            engine = engine.cors_origin(origin).cors_credentials(true);
-        }
-        let mut hub_config = HubConfig::default();
-        if let Some(ms) = o.connect_timeout {
-            hub_config = hub_config.connect_timeout(Duration::from_millis(ms.into()));
-        }
-        Ok(Server {
-            hub: Hub::new(hub_config),
-            engine,
-            host: o.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
-            port,
-            running: tokio::sync::Mutex::new(None),
-            closed: Mutex::new(false),
-        })
+        let options = EmbedOptions {
+            host: o.host,
+            port: o.port,
+            ping_interval_ms: o.ping_interval.map(u64::from),
+            ping_timeout_ms: o.ping_timeout.map(u64::from),
+            max_payload: o.max_payload.map(u64::from),
+            connect_timeout_ms: o.connect_timeout.map(u64::from),
+            cors_origins: o.cors_origins.unwrap_or_default(),
+        };
+        Ok(Server { inner: Embedded::new(options).map_err(embed_error)? })
     }
 
     fn namespace(&self, nsp: &str) -> Result<hub::Namespace> {
-        if *lock(&self.closed) {
-            return Err(error("ERR_SERVER_CLOSED", "the server is closed"));
-        }
-        if !nsp.starts_with('/') {
-            return Err(error("ERR_INVALID_ARG", format!("namespace {nsp:?} must start with '/'")));
-        }
-        Ok(self.hub.of(nsp))
+        self.inner.namespace(nsp).map_err(embed_error)
     }
 
     /// Adds a connect middleware on `nsp`. `callback(handshake)` resolves
@@ -168,23 +140,7 @@ impl Server {
                     Err(e) => Err(e),
                 };
                 let text = decision.map_err(|e| ConnectError::new(format!("middleware failed: {}", e.reason)))?;
-                let decision: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if let Some(message) = decision.get("error") {
-                    let message = message.as_str().map_or_else(|| message.to_string(), str::to_owned);
-                    let mut refusal = ConnectError::new(message);
-                    if let Some(data) = decision.get("data") {
-                        refusal = refusal.with_data(data.clone());
-                    }
-                    return Err(refusal);
-                }
-                let mut admission = match decision.get("user").and_then(Value::as_str) {
-                    Some(user) => Admission::user(user),
-                    None => Admission::accept(),
-                };
-                if let Some(data) = decision.get("data") {
-                    admission = admission.with_data(data.clone());
-                }
-                Ok(admission)
+                embed::admission_from_decision(&text)
             }
         });
         Ok(())
@@ -268,33 +224,14 @@ impl Server {
     /// Starts listening; resolves to the address, e.g. `127.0.0.1:3000`.
     #[napi]
     pub async fn listen(&self) -> napi::Result<String> {
-        if *lock(&self.closed) {
-            return Err(async_error(error("ERR_SERVER_CLOSED", "the server is closed")));
-        }
-        let mut running = self.running.lock().await;
-        if let Some(server) = running.as_ref() {
-            return Ok(server.local_addr().to_string());
-        }
-        let server = transport::Server::builder()
-            .mount("/socket.io/", self.hub.engine(self.engine.clone()))
-            .bind((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| {
-                async_error(error("ERR_LISTEN", format!("cannot listen on {}:{}: {e}", self.host, self.port)))
-            })?;
-        let addr: SocketAddr = server.local_addr();
-        *running = Some(server);
-        Ok(addr.to_string())
+        self.inner.listen().await.map(|a| a.to_string()).map_err(|e| async_error(embed_error(e)))
     }
 
     /// Disconnects every client and stops listening. Calling it again does
     /// nothing; the server cannot be reused.
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
-        *lock(&self.closed) = true;
-        if let Some(server) = self.running.lock().await.take() {
-            server.shutdown().await;
-        }
+        self.inner.close().await;
         Ok(())
     }
 

@@ -11,12 +11,16 @@
 //!   long-polling and WebSocket, and can be used on its own like npm
 //!   `engine.io`.
 //! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
+//! * [`embed`] (feature `server`) is what the language bindings share: a
+//!   hub with its listener, and arguments as JSON text plus attachments.
 
 pub mod protocol;
 
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod ack;
+#[cfg(feature = "server")]
+pub mod embed;
 pub mod engine;
 pub mod hub;
 pub mod rooms;

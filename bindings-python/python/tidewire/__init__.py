@@ -1,0 +1,477 @@
+"""Tidewire for Python: a Socket.IO v5 server whose engine is Rust.
+
+Unmodified socket.io clients (JavaScript, Python, Swift, ...) connect over
+WebSocket or HTTP long-polling. Handlers are coroutines (or plain functions)
+and run on the asyncio loop that started the server; an event handler's
+return value is the acknowledgement::
+
+    server = tidewire.Server(port=3000)
+
+    @server.on("echo")
+    async def echo(socket, *args):
+        return args          # the client's ack gets the same arguments
+
+    await server.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+
+from . import _native
+from ._native import (
+    AckAlreadySent,
+    AckTimeout,
+    Disconnected,
+    InvalidArgument,
+    ListenError,
+    SendError,
+    ServerClosed,
+    TidewireError,
+)
+
+__version__ = _native.__version__
+
+__all__ = [
+    "AckAlreadySent",
+    "AckTimeout",
+    "BroadcastOperator",
+    "ConnectionRefused",
+    "Disconnected",
+    "InvalidArgument",
+    "ListenError",
+    "Namespace",
+    "SendError",
+    "Server",
+    "ServerClosed",
+    "Socket",
+    "TidewireError",
+    "decode",
+    "encode",
+]
+
+_BINARY = (bytes, bytearray, memoryview)
+
+
+class ConnectionRefused(TidewireError):
+    """Raise in a connect middleware to refuse: the client gets a
+    connect_error with `message` and `data`."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+def encode(args: Iterable[Any]) -> tuple[str, list[bytes]]:
+    """Arguments to JSON text plus attachments (binary parts become
+    socket.io placeholders)."""
+    attachments: list[bytes] = []
+
+    def walk(value: Any, depth: int) -> Any:
+        if depth > 1000:
+            raise InvalidArgument("arguments are nested too deeply")
+        if isinstance(value, _BINARY):
+            attachments.append(bytes(value))
+            return {"_placeholder": True, "num": len(attachments) - 1}
+        if isinstance(value, dict):
+            return {str(k): walk(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, depth + 1) for v in value]
+        return value
+
+    data = [walk(a, 0) for a in args]
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"arguments must be JSON values or bytes: {e}") from None
+    return text, attachments
+
+
+def decode(text: str, attachments: list[bytes]) -> list[Any]:
+    """JSON text plus attachments back to arguments."""
+
+    def revive(value: Any) -> Any:
+        if isinstance(value, list):
+            return [revive(v) for v in value]
+        if isinstance(value, dict):
+            num = value.get("num")
+            if value.get("_placeholder") is True and isinstance(num, int) and 0 <= num < len(attachments):
+                return attachments[num]
+            return {k: revive(v) for k, v in value.items()}
+        return value
+
+    return [revive(v) for v in json.loads(text)]
+
+
+def _check_name(kind: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{kind} must be a non-empty string")
+
+
+def _rooms(rooms: Union[str, Iterable[str]]) -> list[str]:
+    if isinstance(rooms, str):
+        items = [rooms]
+    else:
+        try:
+            items = list(rooms)
+        except TypeError:
+            raise InvalidArgument("rooms must be a string or strings") from None
+    for r in items:
+        _check_name("a room", r)
+    return items
+
+
+def _ack_args(result: Any) -> tuple[Any, ...]:
+    if result is None:
+        return ()
+    if isinstance(result, tuple):
+        return result
+    return (result,)
+
+
+class BroadcastOperator:
+    """Emits to rooms, except other rooms."""
+
+    def __init__(self, send: Callable[..., int], rooms: Optional[list[str]] = None, except_rooms: Optional[list[str]] = None) -> None:
+        self._send = send
+        self._rooms = rooms or []
+        self._except = except_rooms or []
+
+    def to(self, rooms: Union[str, Iterable[str]]) -> "BroadcastOperator":
+        return BroadcastOperator(self._send, self._rooms + _rooms(rooms), self._except)
+
+    def except_(self, rooms: Union[str, Iterable[str]]) -> "BroadcastOperator":
+        return BroadcastOperator(self._send, self._rooms, self._except + _rooms(rooms))
+
+    def emit(self, event: str, *args: Any) -> int:
+        """Sends; returns how many sockets it reached."""
+        _check_name("an event name", event)
+        text, attachments = encode(args)
+        return self._send(self._rooms, self._except, event, text, attachments)
+
+
+class Socket:
+    """A connected socket (one object per socket for its whole life)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+        self._handshake: Optional[dict[str, Any]] = None
+        #: Free for the application's own per-socket state.
+        self.data: dict[str, Any] = {}
+
+    @property
+    def id(self) -> str:
+        return self._native.id
+
+    @property
+    def nsp(self) -> str:
+        return self._native.nsp
+
+    @property
+    def connected(self) -> bool:
+        return self._native.connected
+
+    @property
+    def user(self) -> Optional[str]:
+        """The user the connect middleware admitted the socket as."""
+        return self._native.user
+
+    @property
+    def handshake(self) -> dict[str, Any]:
+        if self._handshake is None:
+            self._handshake = json.loads(self._native.handshake)
+        return self._handshake
+
+    @property
+    def rooms(self) -> set[str]:
+        return set(self._native.rooms())
+
+    def join(self, rooms: Union[str, Iterable[str]]) -> None:
+        for r in _rooms(rooms):
+            self._native.join(r)
+
+    def leave(self, room: str) -> None:
+        _check_name("a room", room)
+        self._native.leave(room)
+
+    def emit(self, event: str, *args: Any) -> None:
+        _check_name("an event name", event)
+        text, attachments = encode(args)
+        self._native.emit(event, text, attachments)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: Optional[float] = None) -> list[Any]:
+        """Asks the client; returns its answer's arguments. Raises
+        AckTimeout, Disconnected or SendError."""
+        _check_name("an event name", event)
+        text, attachments = encode(args)
+        reply_text, reply_attachments = await self._native.emit_with_ack(event, text, attachments, timeout)
+        return decode(reply_text, reply_attachments)
+
+    def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
+        """To `rooms`, without this socket."""
+        return self.broadcast.to(rooms)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """To the whole namespace, without this socket."""
+        return BroadcastOperator(self._native.broadcast)
+
+    def disconnect(self, close: bool = False) -> None:
+        self._native.disconnect(close)
+
+
+Handler = Callable[..., Any]
+
+
+class Namespace:
+    """One namespace of a server."""
+
+    def __init__(self, server: "Server", name: str) -> None:
+        self._server = server
+        self.name = name
+        self._sockets: dict[str, Socket] = {}
+        self._disconnect_handlers: list[Handler] = []
+        native = server._native
+        native.on_connection(name, self._track)
+        native.on_disconnect(name, self._disconnected)
+
+    def _socket(self, native: Any) -> Socket:
+        socket = self._sockets.get(native.id)
+        if socket is None:
+            socket = self._sockets[native.id] = Socket(native)
+        return socket
+
+    # Called on the engine's threads: hand everything to the loop.
+    def _track(self, native: Any) -> None:
+        self._server._soon(self._socket, native)
+
+    def _disconnected(self, native: Any, reason: str) -> None:
+        def run() -> None:
+            socket = self._sockets.pop(native.id, None) or Socket(native)
+            for handler in self._disconnect_handlers:
+                self._server._run(handler, (socket, reason), None)
+
+        self._server._soon(run)
+
+    def use(self, middleware: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        """A connect middleware: gets the handshake dict, returns None (or
+        `{"user": id, "data": ...}`) to admit, raises ConnectionRefused (or
+        any exception) to refuse. Usable as a decorator."""
+        if not callable(middleware):
+            raise InvalidArgument("a middleware must be callable")
+        server = self._server
+
+        def decide(handshake_json: str, reply: Any) -> None:
+            async def run() -> None:
+                try:
+                    result = middleware(json.loads(handshake_json))
+                    if inspect.isawaitable(result):
+                        result = await result
+                    out: dict[str, Any] = {}
+                    if isinstance(result, dict):
+                        if result.get("user") is not None:
+                            out["user"] = str(result["user"])
+                        if "data" in result:
+                            out["data"] = result["data"]
+                    reply.resolve(json.dumps(out))
+                except ConnectionRefused as e:
+                    reply.resolve(json.dumps({"error": e.message, "data": e.data}))
+                except Exception as e:  # noqa: BLE001 - any failure refuses
+                    reply.resolve(json.dumps({"error": str(e) or type(e).__name__}))
+
+            server._soon(lambda: server._loop_task(run()))
+
+        self._server._native.use_middleware(self.name, decide)
+        return middleware
+
+    def on(self, event: str, handler: Optional[Handler] = None) -> Any:
+        """`on("connection", fn(socket))`, `on("disconnect", fn(socket,
+        reason))`, or an event: `fn(socket, *args)`, whose return value is
+        the ack (a tuple for several arguments). Usable as a decorator."""
+        _check_name("an event name", event)
+        if handler is None:
+            return lambda h: self.on(event, h)
+        if not callable(handler):
+            raise InvalidArgument("a handler must be callable")
+        server = self._server
+        if event in ("connection", "connect"):
+            server._native.on_connection(self.name, lambda n: server._soon(lambda: server._run(handler, (self._socket(n),), None)))
+        elif event == "disconnect":
+            self._disconnect_handlers.append(handler)
+        else:
+
+            def dispatch(native: Any, text: str, attachments: list[bytes], ack: Any) -> None:
+                def run() -> None:
+                    socket = self._socket(native)
+                    try:
+                        args = decode(text, attachments)
+                    except ValueError as e:
+                        server._report(e)
+                        return
+                    server._run(handler, (socket, *args), ack)
+
+                server._soon(run)
+
+            server._native.on_event(self.name, event, dispatch)
+        return handler
+
+    def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
+        return self.broadcast.to(rooms)
+
+    def except_(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
+        return self.broadcast.except_(rooms)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        return BroadcastOperator(lambda r, x, e, t, a: self._server._native.broadcast(self.name, r, x, e, t, a))
+
+    def emit(self, event: str, *args: Any) -> int:
+        return self.broadcast.emit(event, *args)
+
+    @property
+    def socket_count(self) -> int:
+        return self._server._native.socket_count(self.name)
+
+
+class Server:
+    """A Socket.IO v5 server. Options: host (default 127.0.0.1), port
+    (default 0: a free one), ping_interval / ping_timeout /
+    connect_timeout (seconds), max_payload (bytes), cors_origins, and
+    on_error(exc) for handler exceptions (default: printed to stderr)."""
+
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        *,
+        ping_interval: Optional[float] = None,
+        ping_timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = None,
+        max_payload: Optional[int] = None,
+        cors_origins: Optional[list[str]] = None,
+        on_error: Optional[Callable[[BaseException], None]] = None,
+    ) -> None:
+        def ms(name: str, seconds: Optional[float]) -> Optional[int]:
+            if seconds is None:
+                return None
+            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+                raise InvalidArgument(f"{name} must be a non-negative number of seconds")
+            return int(seconds * 1000)
+
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or port < 0):
+            raise InvalidArgument("port must be an integer 0-65535")
+        if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 0):
+            raise InvalidArgument("max_payload must be a positive integer")
+        self._native = _native.Server(
+            host=host,
+            port=port,
+            ping_interval_ms=ms("ping_interval", ping_interval),
+            ping_timeout_ms=ms("ping_timeout", ping_timeout),
+            max_payload=max_payload,
+            connect_timeout_ms=ms("connect_timeout", connect_timeout),
+            cors_origins=cors_origins,
+        )
+        self._on_error = on_error
+        self._namespaces: dict[str, Namespace] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.address: Optional[tuple[str, int]] = None
+
+    # --- running work on the loop -------------------------------------
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _loop_task(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _report(self, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(exc)
+        else:
+            print(f"tidewire: handler failed: {exc!r}", file=sys.stderr)
+
+    def _run(self, handler: Handler, args: tuple[Any, ...], ack: Any) -> None:
+        """Runs a handler on the loop; its result answers `ack`."""
+
+        def answer(result: Any) -> None:
+            if ack is not None:
+                text, attachments = encode(_ack_args(result))
+                try:
+                    ack.send(text, attachments)
+                except TidewireError as e:
+                    self._report(e)
+
+        try:
+            result = handler(*args)
+        except Exception as e:  # noqa: BLE001 - reported, the server goes on
+            self._report(e)
+            return
+        if inspect.isawaitable(result):
+
+            async def finish() -> None:
+                try:
+                    answer(await result)
+                except Exception as e:  # noqa: BLE001
+                    self._report(e)
+
+            self._loop_task(finish())
+        else:
+            try:
+                answer(result)
+            except Exception as e:  # noqa: BLE001
+                self._report(e)
+
+    # --- the API --------------------------------------------------------
+    def of(self, name: str) -> Namespace:
+        _check_name("a namespace", name)
+        if not name.startswith("/"):
+            raise InvalidArgument('a namespace starts with "/"')
+        ns = self._namespaces.get(name)
+        if ns is None:
+            ns = self._namespaces[name] = Namespace(self, name)
+        return ns
+
+    def use(self, middleware: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        return self.of("/").use(middleware)
+
+    def on(self, event: str, handler: Optional[Handler] = None) -> Any:
+        return self.of("/").on(event, handler)
+
+    def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
+        return self.of("/").to(rooms)
+
+    def except_(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
+        return self.of("/").except_(rooms)
+
+    def emit(self, event: str, *args: Any) -> int:
+        return self.of("/").emit(event, *args)
+
+    async def start(self) -> tuple[str, int]:
+        """Starts listening on the running loop; returns (host, port)."""
+        self._loop = asyncio.get_running_loop()
+        address = await self._native.start()
+        host, _, port = address.rpartition(":")
+        self.address = (host.strip("[]"), int(port))
+        return self.address
+
+    @property
+    def url(self) -> str:
+        if self.address is None:
+            raise ServerClosed("the server has not started")
+        host, port = self.address
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    async def close(self) -> None:
+        """Disconnects everyone and stops."""
+        await self._native.close()
+        for task in list(self._tasks):
+            task.cancel()

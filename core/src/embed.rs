@@ -1,0 +1,313 @@
+//! A Socket.IO server to embed in another language's runtime: what every
+//! binding needs, in one place, so that each binding only converts values
+//! and errors.
+//!
+//! * [`Embedded`]: a hub plus its listener, built from [`EmbedOptions`],
+//!   started and closed once.
+//! * Event arguments cross a language boundary as JSON text plus the binary
+//!   attachments its placeholders point to ([`payload_from_parts`],
+//!   [`payload_to_parts`]): binary data is never encoded into JSON.
+//! * A connect middleware written in another language answers with a JSON
+//!   decision ([`admission_from_decision`]).
+//! * [`EmbedError`] has a stable code per kind for the bindings' errors.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::engine::EngineConfig;
+use crate::hub::{Admission, ConnectError, Hub, HubConfig, Namespace};
+use crate::protocol::socketio::{Payload, check_placeholders};
+use crate::transport::Server;
+
+/// Options of an embedded server; `None` keeps the default.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedOptions {
+    /// Interface to listen on (default `127.0.0.1`).
+    pub host: Option<String>,
+    /// Port (default 0: a free port).
+    pub port: Option<u32>,
+    /// Milliseconds between heartbeats.
+    pub ping_interval_ms: Option<u64>,
+    /// Milliseconds to wait for a heartbeat's answer.
+    pub ping_timeout_ms: Option<u64>,
+    /// Largest message, in bytes.
+    pub max_payload: Option<u64>,
+    /// Milliseconds a client has to join a namespace.
+    pub connect_timeout_ms: Option<u64>,
+    /// Origins allowed by CORS (credentials allowed for them).
+    pub cors_origins: Vec<String>,
+}
+
+/// What went wrong, with a stable [`code`](EmbedError::code).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// A bad argument from the host language.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The server was closed.
+    #[error("the server is closed")]
+    Closed,
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// `host:port`.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl EmbedError {
+    /// `ERR_INVALID_ARG`, `ERR_SERVER_CLOSED` or `ERR_LISTEN`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EmbedError::InvalidArgument(_) => "ERR_INVALID_ARG",
+            EmbedError::Closed => "ERR_SERVER_CLOSED",
+            EmbedError::Listen { .. } => "ERR_LISTEN",
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> EmbedError {
+    EmbedError::InvalidArgument(message.into())
+}
+
+/// A hub and its listener.
+#[derive(Debug)]
+pub struct Embedded {
+    hub: Hub,
+    engine: EngineConfig,
+    host: String,
+    port: u16,
+    running: tokio::sync::Mutex<Option<Server>>,
+    closed: AtomicBool,
+}
+
+impl Embedded {
+    /// A server with `options` (not listening yet).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for a port above 65535 or a zero
+    /// payload limit.
+    pub fn new(options: EmbedOptions) -> Result<Embedded, EmbedError> {
+        let port = u16::try_from(options.port.unwrap_or(0)).map_err(|_| invalid("port must be 0-65535"))?;
+        let mut engine = EngineConfig::default();
+        if let Some(ms) = options.ping_interval_ms {
+            engine = engine.ping_interval(Duration::from_millis(ms));
+        }
+        if let Some(ms) = options.ping_timeout_ms {
+            engine = engine.ping_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = options.max_payload {
+            if n == 0 {
+                return Err(invalid("max_payload must be positive"));
+            }
+            engine = engine.max_payload(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        for origin in options.cors_origins {
+            engine = engine.cors_origin(origin).cors_credentials(true);
+        }
+        let mut hub = HubConfig::default();
+        if let Some(ms) = options.connect_timeout_ms {
+            hub = hub.connect_timeout(Duration::from_millis(ms));
+        }
+        Ok(Embedded {
+            hub: Hub::new(hub),
+            engine,
+            host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port,
+            running: tokio::sync::Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The namespace `name`, checked.
+    ///
+    /// # Errors
+    /// [`EmbedError::Closed`] once closed; [`EmbedError::InvalidArgument`]
+    /// when `name` does not start with `/`.
+    pub fn namespace(&self, name: &str) -> Result<Namespace, EmbedError> {
+        if self.is_closed() {
+            return Err(EmbedError::Closed);
+        }
+        if !name.starts_with('/') {
+            return Err(invalid(format!("namespace {name:?} must start with '/'")));
+        }
+        Ok(self.hub.of(name))
+    }
+
+    /// Starts listening (once; later calls return the same address). Must
+    /// run inside a tokio runtime, which then serves the connections.
+    ///
+    /// # Errors
+    /// [`EmbedError::Closed`], or [`EmbedError::Listen`].
+    pub async fn listen(&self) -> Result<SocketAddr, EmbedError> {
+        if self.is_closed() {
+            return Err(EmbedError::Closed);
+        }
+        let mut running = self.running.lock().await;
+        if let Some(server) = running.as_ref() {
+            return Ok(server.local_addr());
+        }
+        let server = Server::builder()
+            .mount("/socket.io/", self.hub.engine(self.engine.clone()))
+            .bind((self.host.as_str(), self.port))
+            .await
+            .map_err(|source| EmbedError::Listen { addr: format!("{}:{}", self.host, self.port), source })?;
+        let addr = server.local_addr();
+        *running = Some(server);
+        Ok(addr)
+    }
+
+    /// Disconnects every client and stops listening; the server cannot be
+    /// used again. Calling it twice does nothing.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(server) = self.running.lock().await.take() {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// Arguments from another language: `json` must be a JSON array whose
+/// placeholders (`{"_placeholder":true,"num":i}`) match `attachments`.
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] otherwise.
+pub fn payload_from_parts(json: &str, attachments: Vec<Bytes>) -> Result<Payload, EmbedError> {
+    let data: Vec<Value> =
+        serde_json::from_str(json).map_err(|e| invalid(format!("arguments must be a JSON array: {e}")))?;
+    check_placeholders(&data, attachments.len()).map_err(|e| invalid(e.to_string()))?;
+    if referenced(&data) != attachments.len() {
+        return Err(invalid("every attachment must be referenced by a placeholder"));
+    }
+    Ok(Payload { data, attachments })
+}
+
+/// How many distinct attachments the placeholders in `data` point to.
+fn referenced(data: &[Value]) -> usize {
+    let mut nums = std::collections::BTreeSet::new();
+    let mut stack: Vec<&Value> = data.iter().collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => match (map.get("_placeholder"), map.get("num").and_then(Value::as_u64)) {
+                (Some(Value::Bool(true)), Some(n)) => {
+                    nums.insert(n);
+                }
+                _ => stack.extend(map.values()),
+            },
+            _ => {}
+        }
+    }
+    nums.len()
+}
+
+/// Arguments for another language: the JSON array (placeholders in place
+/// of binary parts) and the attachments.
+pub fn payload_to_parts(payload: Payload) -> (String, Vec<Bytes>) {
+    let json = serde_json::to_string(&payload.data).unwrap_or_else(|_| "[]".to_owned());
+    (json, payload.attachments)
+}
+
+/// A connect middleware's decision, as JSON: `{}` (or `null`) admits;
+/// `{"user": id, "data": ...}` admits as that user (the socket joins
+/// `user:<id>`) with that data; `{"error": message, "data": ...}` refuses
+/// with a CONNECT_ERROR carrying both.
+///
+/// # Errors
+/// The refusal, or a refusal saying the decision was not valid JSON.
+pub fn admission_from_decision(json: &str) -> Result<Admission, ConnectError> {
+    let decision: Value = serde_json::from_str(json)
+        .map_err(|e| ConnectError::new(format!("the connect middleware answered invalid JSON: {e}")))?;
+    if let Some(message) = decision.get("error") {
+        let message = message.as_str().map_or_else(|| message.to_string(), str::to_owned);
+        let mut refusal = ConnectError::new(message);
+        if let Some(data) = decision.get("data") {
+            refusal = refusal.with_data(data.clone());
+        }
+        return Err(refusal);
+    }
+    let mut admission = match decision.get("user") {
+        Some(Value::String(user)) => Admission::user(user.clone()),
+        Some(Value::Number(n)) => Admission::user(n.to_string()),
+        _ => Admission::accept(),
+    };
+    if let Some(data) = decision.get("data") {
+        admission = admission.with_data(data.clone());
+    }
+    Ok(admission)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parts_round_trip_and_bad_parts_are_refused() {
+        let p = payload_from_parts(r#"[1,{"_placeholder":true,"num":0}]"#, vec![Bytes::from_static(b"x")]).unwrap();
+        assert_eq!(p.data, vec![json!(1), Payload::placeholder(0)]);
+        assert_eq!(
+            payload_to_parts(p),
+            (r#"[1,{"_placeholder":true,"num":0}]"#.to_owned(), vec![Bytes::from_static(b"x")])
+        );
+        for (json, n) in [("{}", 0), ("[1", 0), (r#"[{"_placeholder":true,"num":1}]"#, 1), ("[]", 1)] {
+            let e = payload_from_parts(json, vec![Bytes::new(); n]).unwrap_err();
+            assert_eq!(e.code(), "ERR_INVALID_ARG", "{json} with {n}");
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        assert!(admission_from_decision("{}").is_ok());
+        assert!(admission_from_decision("null").is_ok());
+        assert!(admission_from_decision(r#"{"user":"alice","data":{"a":1}}"#).is_ok());
+        let refusal = admission_from_decision(r#"{"error":"nope","data":{"why":1}}"#).unwrap_err();
+        assert!(format!("{refusal:?}").contains("nope"), "{refusal:?}");
+        assert!(admission_from_decision("not json").is_err());
+    }
+
+    #[test]
+    fn options_are_checked_and_a_closed_server_refuses_work() {
+        assert_eq!(
+            Embedded::new(EmbedOptions { port: Some(70_000), ..Default::default() }).unwrap_err().code(),
+            "ERR_INVALID_ARG"
+        );
+        assert_eq!(
+            Embedded::new(EmbedOptions { max_payload: Some(0), ..Default::default() }).unwrap_err().code(),
+            "ERR_INVALID_ARG"
+        );
+        let e = Embedded::new(EmbedOptions::default()).unwrap();
+        assert_eq!(e.namespace("x").unwrap_err().code(), "ERR_INVALID_ARG");
+        assert!(e.namespace("/x").is_ok());
+    }
+
+    #[tokio::test]
+    async fn listens_once_and_closes_for_good() {
+        let e = Embedded::new(EmbedOptions::default()).unwrap();
+        let a = e.listen().await.unwrap();
+        assert_eq!(e.listen().await.unwrap(), a);
+        e.close().await;
+        assert!(e.is_closed());
+        assert_eq!(e.listen().await.unwrap_err().code(), "ERR_SERVER_CLOSED");
+        assert_eq!(e.namespace("/").unwrap_err().code(), "ERR_SERVER_CLOSED");
+        e.close().await;
+    }
+}
