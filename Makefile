@@ -45,11 +45,11 @@ test:
 
 ## All Rust tests in the workspace: unit, property and integration tests.
 rust-test:
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast --features tidewire/client
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features tidewire/client -- -D warnings
 
 build-server:
 	$(CARGO) build -p tidewire-server

@@ -11,6 +11,7 @@
 //!   long-polling and WebSocket, and can be used on its own like npm
 //!   `engine.io`.
 //! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
+//! * `client` (feature `client`) is a Socket.IO client over WebSocket.
 //! * [`embed`] (feature `server`) is what the language bindings share: a
 //!   hub with its listener, and arguments as JSON text plus attachments.
 
@@ -19,6 +20,8 @@ pub mod protocol;
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod ack;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "server")]
 pub mod embed;
 pub mod engine;

@@ -303,12 +303,21 @@ pub struct Decoder {
     /// A binary packet waiting for attachments (boxed: rare, and every
     /// connection holds a decoder).
     pending: Option<Box<(Packet, usize)>>,
+    /// Decoding a server's packets (a client's decoder): CONNECT_ERROR is
+    /// allowed.
+    from_server: bool,
 }
 
 impl Decoder {
-    /// A decoder with the given limits.
+    /// A decoder of a client's packets with the given limits.
     pub fn new(limits: Limits) -> Decoder {
-        Decoder { limits, pending: None }
+        Decoder { limits, pending: None, from_server: false }
+    }
+
+    /// A decoder of a server's packets (for a client): CONNECT_ERROR is
+    /// allowed too.
+    pub fn for_client(limits: Limits) -> Decoder {
+        Decoder { limits, pending: None, from_server: true }
     }
 
     /// Whether attachments are still expected.
@@ -338,7 +347,7 @@ impl Decoder {
         if self.pending.is_some() {
             return Err(ParseError::UnexpectedText);
         }
-        let (packet, attachments) = decode_header(&text, self.limits)?;
+        let (packet, attachments) = decode_header(&text, self.limits, self.from_server)?;
         if attachments > 0 {
             self.pending = Some(Box::new((packet, attachments)));
             Ok(None)
@@ -366,7 +375,7 @@ impl Decoder {
 }
 
 /// Decodes a packet's text part and returns it with its attachment count.
-fn decode_header(text: &ByteString, limits: Limits) -> Result<(Packet, usize), ParseError> {
+fn decode_header(text: &ByteString, limits: Limits, from_server: bool) -> Result<(Packet, usize), ParseError> {
     let s = text.as_bytes();
     let ty = PacketType::from_digit(*s.first().ok_or(ParseError::Empty)?).ok_or(ParseError::UnknownType)?;
     let mut i = 1;
@@ -448,7 +457,10 @@ fn decode_header(text: &ByteString, limits: Limits) -> Result<(Packet, usize), P
             check_placeholders(&data, attachments)?;
             PacketKind::Ack { payload: Payload::json(data), id }
         }
-        (PacketType::ConnectError, _) => return Err(ParseError::TypeNotAllowed),
+        (PacketType::ConnectError, Some(v @ Value::Object(_))) if from_server && id.is_none() => {
+            PacketKind::ConnectError(v)
+        }
+        (PacketType::ConnectError, _) if !from_server => return Err(ParseError::TypeNotAllowed),
         _ => return Err(ParseError::InvalidPayload),
     };
     Ok((Packet { nsp, kind }, attachments))
@@ -541,6 +553,11 @@ mod tests {
         assert_eq!(decode(r#"299999999999999999999["x"]"#), Err(ParseError::InvalidAckId));
         assert_eq!(decode("3[]"), Err(ParseError::InvalidAckId));
         assert_eq!(decode("4{}"), Err(ParseError::TypeNotAllowed));
+        // A client's decoder takes the server's CONNECT_ERROR (an object).
+        let mut client = Decoder::for_client(Limits::default());
+        let p = client.decode_text(r#"4/chat,{"message":"no"}"#.into()).unwrap().unwrap();
+        assert_eq!(p.kind, PacketKind::ConnectError(serde_json::json!({"message": "no"})));
+        assert_eq!(client.decode_text("4\"no\"".into()), Err(ParseError::InvalidPayload));
         assert_eq!(decode("1[]"), Err(ParseError::InvalidPayload));
         let long = format!("0/{}", "a".repeat(300));
         assert_eq!(decode(&long), Err(ParseError::InvalidNamespace));
