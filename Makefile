@@ -29,9 +29,9 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps
+	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
 
-SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python
+SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -124,6 +124,8 @@ binding-node: binding-node-deps
 	cd $(BINDING_NODE_DIR) && npx --no-install napi build --platform
 	git diff --exit-code -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts || \
 	  { echo "binding-node: generated index.js / index.d.ts drifted: commit them" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts)" || \
+	  { echo "binding-node: generated index.js / index.d.ts are not committed" >&2; exit 1; }
 	cd $(BINDING_NODE_DIR) && $(NODE) --test test/*.test.mjs
 
 BINDING_PY_DIR := bindings-python
@@ -144,6 +146,23 @@ binding-python: binding-python-deps node-deps
 	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy.stubtest tidewire._native
 	cd $(BINDING_PY_DIR)/tests && rc=0 && SIO_CLIENT_DIR=$(abspath $(NODE_DIR))/node_modules $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-python: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+SWIFT_LIB := $(TARGET_ABS)/debug/libtidewire_swift.so
+UNIFFI_PY := $(TARGET_ABS)/uniffi-python
+
+## The Swift binding: builds the library, regenerates the committed Swift
+## sources (fails if they drift), and runs its tests through UniFFI's Python
+## bindings of the same library (the C ABI Swift uses) against the server.
+binding-swift: build-server python-deps
+	$(CARGO) build -p tidewire-swift
+	bindings-swift/generate.sh $(SWIFT_LIB) $(UNIFFI_PY)
+	git diff --exit-code -- bindings-swift/Sources || \
+	  { echo "binding-swift: generated Swift sources drifted: commit them" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- bindings-swift/Sources)" || \
+	  { echo "binding-swift: generated Swift sources are not committed" >&2; exit 1; }
+	cd bindings-swift/tests && rc=0 && PYTHONPATH=$(UNIFFI_PY) TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(VENV)/bin/python -m pytest -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "binding-swift: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 clean-e2e:

@@ -26,15 +26,20 @@ export declare class Server {
    * ...}` to refuse with a CONNECT_ERROR.
    */
   useMiddleware(nsp: string, callback: ((arg: HandshakeInfo) => Promise<string>)): void
-  /** Calls `callback(socket)` for each socket that joins `nsp`. */
-  onConnection(nsp: string, callback: ((arg: Socket) => unknown)): void
-  /** Calls `callback(socket, reason)` when a socket of `nsp` has left. */
-  onDisconnect(nsp: string, callback: ((arg0: Socket, arg1: string) => unknown)): void
   /**
-   * Calls `callback(socket, json, attachments, ack)` for each `event` on
-   * `nsp`; `ack` is null unless the client asked for one.
+   * Sets the one callback every connection, disconnection and event of
+   * every namespace goes to, in the order they happen:
+   * `dispatch(nsp, kind, socket, name, json, attachments, ack)` where
+   * `kind` is `connection`, `disconnect` (`name` is the reason) or
+   * `event` (`name` is the event; `ack` is null unless asked for). One
+   * queue keeps a socket's `connection` ahead of its events. Set it
+   * before subscribing; it can be set once.
    */
-  onEvent(nsp: string, event: string, callback: ((arg0: Socket, arg1: string, arg2: Array<Buffer>, arg3?: Ack | undefined | null) => unknown)): void
+  setDispatcher(dispatch: ((arg0: string, arg1: string, arg2: Socket, arg3: string, arg4: string, arg5: Array<Buffer>, arg6?: Ack | undefined | null) => unknown)): void
+  /** Forwards the connections of `nsp` to the dispatcher. */
+  subscribeConnections(nsp: string): void
+  /** Forwards `event` on `nsp` to the dispatcher. */
+  subscribeEvent(nsp: string, event: string): void
   /** Starts listening; resolves to the address, e.g. `127.0.0.1:3000`. */
   listen(): Promise<string>
   /**

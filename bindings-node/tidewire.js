@@ -212,22 +212,9 @@ class Namespace {
     this._server = server
     this.name = name
     this._sockets = new Map()
-    const n = server._native
-    const onError = (e) => server._onError(e)
-    callNative(() =>
-      n.onConnection(name, (inner) => {
-        const socket = new Socket(inner)
-        this._sockets.set(socket.id, socket)
-      }),
-    )
-    callNative(() =>
-      n.onDisconnect(name, (inner, reason) => {
-        const socket = this._sockets.get(inner.id) ?? new Socket(inner)
-        this._sockets.delete(inner.id)
-        for (const fn of this._listeners('disconnect')) run(() => fn(socket, reason), onError)
-      }),
-    )
+    // kind -> handlers: 'connection', 'disconnect', or `event:${name}`.
     this._handlers = new Map()
+    callNative(() => server._native.subscribeConnections(name))
   }
 
   _socket(inner) {
@@ -239,8 +226,42 @@ class Namespace {
     return socket
   }
 
-  _listeners(kind) {
-    return this._handlers.get(kind) ?? []
+  _list(key) {
+    let list = this._handlers.get(key)
+    if (!list) {
+      list = []
+      this._handlers.set(key, list)
+    }
+    return list
+  }
+
+  // Everything arrives here, in order, from the server's dispatcher.
+  _dispatch(kind, inner, name, json, attachments, ack) {
+    const onError = (e) => this._server._onError(e)
+    if (kind === 'connection') {
+      const socket = this._socket(inner)
+      for (const fn of this._list('connection')) run(() => fn(socket), onError)
+    } else if (kind === 'disconnect') {
+      const socket = this._sockets.get(inner.id) ?? new Socket(inner)
+      this._sockets.delete(inner.id)
+      for (const fn of this._list('disconnect')) run(() => fn(socket, name), onError)
+    } else {
+      const socket = this._socket(inner)
+      let args
+      try {
+        args = decode(json, attachments)
+      } catch (e) {
+        onError(e)
+        return
+      }
+      if (ack) {
+        args.push((...reply) => {
+          const { json: j, attachments: a } = encode(reply)
+          callNative(() => ack.send(j, a))
+        })
+      }
+      for (const fn of this._list(`event:${name}`)) run(() => fn(socket, ...args), onError)
+    }
   }
 
   /**
@@ -271,44 +292,22 @@ class Namespace {
   /**
    * `on('connection', (socket) => ...)`, `on('disconnect', (socket, reason)
    * => ...)`, or any event: `on(event, (socket, ...args) => ...)`, the last
-   * argument an ack function when the client asked for one. An async
+   * argument an ack function when the client asked for one. A socket's
+   * `connection` handlers run before any of its events. An async
    * handler's rejection, or a throw, goes to the server's `onError`.
    */
   on(event, fn) {
     checkName('an event name', event)
     if (typeof fn !== 'function') throw invalid('a handler must be a function')
-    const onError = (e) => this._server._onError(e)
     if (event === 'connection' || event === 'connect') {
-      callNative(() =>
-        this._server._native.onConnection(this.name, (inner) => run(() => fn(this._socket(inner)), onError)),
-      )
-      return this
+      this._list('connection').push(fn)
+    } else if (event === 'disconnect') {
+      this._list('disconnect').push(fn)
+    } else {
+      const key = `event:${event}`
+      if (!this._handlers.has(key)) callNative(() => this._server._native.subscribeEvent(this.name, event))
+      this._list(key).push(fn)
     }
-    if (event === 'disconnect') {
-      const list = this._listeners('disconnect')
-      list.push(fn)
-      this._handlers.set('disconnect', list)
-      return this
-    }
-    callNative(() =>
-      this._server._native.onEvent(this.name, event, (inner, json, attachments, ack) => {
-        const socket = this._socket(inner)
-        let args
-        try {
-          args = decode(json, attachments)
-        } catch (e) {
-          onError(e)
-          return
-        }
-        if (ack) {
-          args.push((...reply) => {
-            const { json: j, attachments: a } = encode(reply)
-            callNative(() => ack.send(j, a))
-          })
-        }
-        run(() => fn(socket, ...args), onError)
-      }),
-    )
     return this
   }
 
@@ -378,6 +377,12 @@ class Server {
     )
     this._onError = typeof options.onError === 'function' ? options.onError : (e) => console.error('tidewire:', e)
     this._namespaces = new Map()
+    callNative(() =>
+      this._native.setDispatcher((nsp, kind, inner, name, json, attachments, ack) => {
+        const ns = this._namespaces.get(nsp)
+        if (ns) ns._dispatch(kind, inner, name, json, attachments, ack)
+      }),
+    )
     this._keepAlive = null
     this._closed = false
   }

@@ -91,10 +91,22 @@ pub struct HandshakeInfo {
     pub json: String,
 }
 
+/// The one callback into JavaScript for connections, disconnections and
+/// events (see `set_dispatcher`): weak, so it never keeps Node alive.
+type Dispatcher = ThreadsafeFunction<
+    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+    UnknownReturnValue,
+    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+    Status,
+    false,
+    true,
+>;
+
 /// A Socket.IO server.
 #[napi]
 pub struct Server {
     inner: Embedded,
+    dispatcher: Mutex<Option<Arc<Dispatcher>>>,
 }
 
 #[napi]
@@ -112,7 +124,7 @@ impl Server {
             connect_timeout_ms: o.connect_timeout.map(u64::from),
             cors_origins: o.cors_origins.unwrap_or_default(),
         };
-        Ok(Server { inner: Embedded::new(options).map_err(embed_error)? })
+        Ok(Server { inner: Embedded::new(options).map_err(embed_error)?, dispatcher: Mutex::new(None) })
     }
 
     fn namespace(&self, nsp: &str) -> Result<hub::Namespace> {
@@ -146,76 +158,89 @@ impl Server {
         Ok(())
     }
 
-    /// Calls `callback(socket)` for each socket that joins `nsp`.
+    /// Sets the one callback every connection, disconnection and event of
+    /// every namespace goes to, in the order they happen:
+    /// `dispatch(nsp, kind, socket, name, json, attachments, ack)` where
+    /// `kind` is `connection`, `disconnect` (`name` is the reason) or
+    /// `event` (`name` is the event; `ack` is null unless asked for). One
+    /// queue keeps a socket's `connection` ahead of its events. Set it
+    /// before subscribing; it can be set once.
     #[napi]
-    pub fn on_connection(
+    pub fn set_dispatcher(
         &self,
-        nsp: String,
-        callback: ThreadsafeFunction<Socket, UnknownReturnValue, Socket, Status, false, true>,
-    ) -> Result<()> {
-        let callback = Arc::new(callback);
-        self.namespace(&nsp)?.on_connect(move |socket: hub::Socket| {
-            let callback = callback.clone();
-            async move {
-                callback.call(Socket { inner: socket }, ThreadsafeFunctionCallMode::NonBlocking);
-            }
-        });
-        Ok(())
-    }
-
-    /// Calls `callback(socket, reason)` when a socket of `nsp` has left.
-    #[napi]
-    pub fn on_disconnect(
-        &self,
-        nsp: String,
-        callback: ThreadsafeFunction<
-            FnArgs<(Socket, String)>,
+        dispatch: ThreadsafeFunction<
+            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
             UnknownReturnValue,
-            FnArgs<(Socket, String)>,
+            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
             Status,
             false,
             true,
         >,
     ) -> Result<()> {
-        let callback = Arc::new(callback);
-        self.namespace(&nsp)?.on_disconnect(move |socket: hub::Socket, reason: hub::DisconnectReason| {
-            let callback = callback.clone();
+        let mut slot = lock(&self.dispatcher);
+        if slot.is_some() {
+            return Err(error("ERR_INVALID_ARG", "the dispatcher is already set"));
+        }
+        *slot = Some(Arc::new(dispatch));
+        Ok(())
+    }
+
+    fn dispatcher(&self) -> Result<Arc<Dispatcher>> {
+        lock(&self.dispatcher).clone().ok_or_else(|| error("ERR_INVALID_ARG", "set the dispatcher first"))
+    }
+
+    /// Forwards the connections of `nsp` to the dispatcher.
+    #[napi]
+    pub fn subscribe_connections(&self, nsp: String) -> Result<()> {
+        let dispatch = self.dispatcher()?;
+        let ns = self.namespace(&nsp)?;
+        let for_connect = dispatch.clone();
+        let name = nsp.clone();
+        ns.on_connect(move |socket: hub::Socket| {
+            let (dispatch, nsp) = (for_connect.clone(), name.clone());
             async move {
-                callback.call(
-                    (Socket { inner: socket }, reason.to_string()).into(),
-                    ThreadsafeFunctionCallMode::NonBlocking,
+                let args = (
+                    nsp,
+                    "connection".to_owned(),
+                    Socket { inner: socket },
+                    String::new(),
+                    String::new(),
+                    vec![],
+                    None,
                 );
+                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        });
+        ns.on_disconnect(move |socket: hub::Socket, reason: hub::DisconnectReason| {
+            let (dispatch, nsp) = (dispatch.clone(), nsp.clone());
+            async move {
+                let args = (
+                    nsp,
+                    "disconnect".to_owned(),
+                    Socket { inner: socket },
+                    reason.to_string(),
+                    String::new(),
+                    vec![],
+                    None,
+                );
+                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
             }
         });
         Ok(())
     }
 
-    /// Calls `callback(socket, json, attachments, ack)` for each `event` on
-    /// `nsp`; `ack` is null unless the client asked for one.
+    /// Forwards `event` on `nsp` to the dispatcher.
     #[napi]
-    pub fn on_event(
-        &self,
-        nsp: String,
-        event: String,
-        callback: ThreadsafeFunction<
-            FnArgs<(Socket, String, Vec<Buffer>, Option<Ack>)>,
-            UnknownReturnValue,
-            FnArgs<(Socket, String, Vec<Buffer>, Option<Ack>)>,
-            Status,
-            false,
-            true,
-        >,
-    ) -> Result<()> {
-        let callback = Arc::new(callback);
+    pub fn subscribe_event(&self, nsp: String, event: String) -> Result<()> {
+        let dispatch = self.dispatcher()?;
+        let name = event.clone();
         self.namespace(&nsp)?.on(event, move |socket: hub::Socket, event: hub::Event| {
-            let callback = callback.clone();
+            let (dispatch, nsp, name) = (dispatch.clone(), nsp.clone(), name.clone());
             async move {
                 let (json, attachments) = payload_to_js(event.args);
                 let ack = event.ack.map(|a| Ack { inner: Mutex::new(Some(a)) });
-                callback.call(
-                    (Socket { inner: socket }, json, attachments, ack).into(),
-                    ThreadsafeFunctionCallMode::NonBlocking,
-                );
+                let args = (nsp, "event".to_owned(), Socket { inner: socket }, name, json, attachments, ack);
+                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
             }
         });
         Ok(())
