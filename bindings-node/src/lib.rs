@@ -273,11 +273,7 @@ impl Server {
         attachments: Vec<Buffer>,
     ) -> Result<u32> {
         let payload = payload_from_js(&json, attachments)?;
-        let mut op = self.namespace(&nsp)?.broadcast().to_many(rooms);
-        for room in except {
-            op = op.except(room);
-        }
-        Ok(op.emit(&event, payload) as u32)
+        Ok(embed::broadcast(self.namespace(&nsp)?.broadcast(), rooms, except, &event, payload) as u32)
     }
 
     /// The number of sockets connected to `nsp`.
@@ -403,14 +399,7 @@ impl Socket {
         attachments: Vec<Buffer>,
     ) -> Result<u32> {
         let payload = payload_from_js(&json, attachments)?;
-        let mut op = if rooms.is_empty() { self.inner.broadcast() } else { self.inner.to(rooms[0].clone()) };
-        if rooms.len() > 1 {
-            op = op.to_many(rooms[1..].iter().cloned());
-        }
-        for room in except {
-            op = op.except(room);
-        }
-        Ok(op.emit(&event, payload) as u32)
+        Ok(embed::broadcast(self.inner.broadcast(), rooms, except, &event, payload) as u32)
     }
 
     /// Disconnects the socket (`close`: the whole connection).

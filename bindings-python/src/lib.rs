@@ -175,11 +175,8 @@ impl Server {
         attachments: Vec<Vec<u8>>,
     ) -> PyResult<usize> {
         let payload = payload(json, attachments)?;
-        let mut op = self.inner.namespace(nsp).map_err(embed_error)?.broadcast().to_many(rooms);
-        for room in except_rooms {
-            op = op.except(room);
-        }
-        Ok(op.emit(event, payload))
+        let op = self.inner.namespace(nsp).map_err(embed_error)?.broadcast();
+        Ok(embed::broadcast(op, rooms, except_rooms, event, payload))
     }
 
     /// Sockets connected to `nsp`.
@@ -306,11 +303,7 @@ impl Socket {
         attachments: Vec<Vec<u8>>,
     ) -> PyResult<usize> {
         let payload = payload(json, attachments)?;
-        let mut op = self.inner.broadcast().to_many(rooms);
-        for room in except_rooms {
-            op = op.except(room);
-        }
-        Ok(op.emit(event, payload))
+        Ok(embed::broadcast(self.inner.broadcast(), rooms, except_rooms, event, payload))
     }
 
     #[pyo3(signature = (close=false))]

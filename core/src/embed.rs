@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::engine::EngineConfig;
-use crate::hub::{Admission, ConnectError, Hub, HubConfig, Namespace};
+use crate::hub::{Admission, BroadcastOperator, ConnectError, Hub, HubConfig, Namespace};
 use crate::protocol::socketio::{Payload, check_placeholders};
 use crate::transport::Server;
 
@@ -182,6 +182,13 @@ impl Embedded {
             server.shutdown().await;
         }
     }
+}
+
+/// Emits `event` from `op` (a namespace's or a socket's broadcast) to
+/// `rooms` (everyone `op` reaches when empty), except the members of
+/// `except`. Returns how many sockets it was queued for.
+pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>, event: &str, args: Payload) -> usize {
+    except.into_iter().fold(op.to_many(rooms), BroadcastOperator::except).emit(event, args)
 }
 
 /// Arguments from another language: `json` must be a JSON array whose
