@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::engine::EngineConfig;
 use crate::hub::{Admission, BroadcastOperator, ConnectError, Hub, HubConfig, Namespace};
-use crate::protocol::socketio::{Payload, check_placeholders};
+use crate::protocol::socketio::{Payload, referenced_attachments};
 use crate::transport::Server;
 
 /// Options of an embedded server; `None` keeps the default.
@@ -199,30 +199,11 @@ pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>,
 pub fn payload_from_parts(json: &str, attachments: Vec<Bytes>) -> Result<Payload, EmbedError> {
     let data: Vec<Value> =
         serde_json::from_str(json).map_err(|e| invalid(format!("arguments must be a JSON array: {e}")))?;
-    check_placeholders(&data, attachments.len()).map_err(|e| invalid(e.to_string()))?;
-    if referenced(&data) != attachments.len() {
+    let referenced = referenced_attachments(&data, attachments.len()).map_err(|e| invalid(e.to_string()))?;
+    if referenced != attachments.len() {
         return Err(invalid("every attachment must be referenced by a placeholder"));
     }
     Ok(Payload { data, attachments })
-}
-
-/// How many distinct attachments the placeholders in `data` point to.
-fn referenced(data: &[Value]) -> usize {
-    let mut nums = std::collections::BTreeSet::new();
-    let mut stack: Vec<&Value> = data.iter().collect();
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => match (map.get("_placeholder"), map.get("num").and_then(Value::as_u64)) {
-                (Some(Value::Bool(true)), Some(n)) => {
-                    nums.insert(n);
-                }
-                _ => stack.extend(map.values()),
-            },
-            _ => {}
-        }
-    }
-    nums.len()
 }
 
 /// Arguments for another language: the JSON array (placeholders in place

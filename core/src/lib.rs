@@ -29,6 +29,8 @@ pub mod hub;
 pub mod rooms;
 #[cfg(feature = "server")]
 pub mod transport;
+#[cfg(any(feature = "server", feature = "client"))]
+mod ws_message;
 
 /// The README's Rust examples compile as doctests.
 #[cfg(doctest)]

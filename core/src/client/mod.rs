@@ -19,11 +19,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::protocol::engine::{self, Encoded, Frame};
 use crate::protocol::socketio::{Decoder, Limits, Packet, PacketKind, Payload};
+use crate::ws_message::to_message;
 
 /// How a client connects.
 #[derive(Debug, Clone)]
@@ -169,14 +168,6 @@ fn tls_connector() -> tokio_tungstenite::Connector {
     match config {
         Ok(c) => tokio_tungstenite::Connector::Rustls(Arc::new(c)),
         Err(_) => tokio_tungstenite::Connector::Plain,
-    }
-}
-
-fn to_message(e: Encoded) -> Message {
-    match e {
-        // Already valid UTF-8: no second validation.
-        Encoded::Text(s) => Message::Frame(WsFrame::message(s.into_bytes(), OpCode::Data(Data::Text), true)),
-        Encoded::Binary(b) => Message::Binary(b),
     }
 }
 

@@ -274,4 +274,5 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     for h in ns.handlers().on_connect.iter() {
         run_now_or_spawn(h.call(socket.clone()));
     }
+    socket.mark_ready();
 }

@@ -81,6 +81,10 @@ struct Inner {
     user_id: Option<String>,
     data: Mutex<Value>,
     connected: AtomicBool,
+    /// Set once the connect handlers have been started; until then the
+    /// socket's events wait in `held` (see `dispatch`).
+    ready: AtomicBool,
+    held: Mutex<Vec<(Payload, Option<u64>)>>,
     acks: Mutex<AckTable<AckSink>>,
     inbound: Mutex<InboundAcks<Option<Arc<[Encoded]>>>>,
     client: Weak<ClientShared>,
@@ -171,6 +175,8 @@ impl Socket {
                 user_id: p.admission.user_id,
                 data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
+                ready: AtomicBool::new(false),
+                held: Mutex::new(Vec::new()),
                 acks: Mutex::new(AckTable::new(p.max_pending_acks)),
                 inbound: Mutex::new(InboundAcks::new(p.retry_window)),
                 client: p.client,
@@ -382,7 +388,41 @@ impl Socket {
 
     /// Dispatches an event from the client: retry check, listeners,
     /// middlewares, then the handler.
-    pub(crate) fn dispatch(&self, mut payload: Payload, id: Option<u64>) {
+    /// Hands an event from the client to its handler. Until the connect
+    /// handlers have been started ([`mark_ready`](Self::mark_ready)) events
+    /// are held, so a `connection` handler always runs before the socket's
+    /// first event even when the CONNECT reply went out from another thread.
+    pub(crate) fn dispatch(&self, payload: Payload, id: Option<u64>) {
+        if !self.inner.ready.load(Ordering::Acquire) {
+            let mut held = lock(&self.inner.held);
+            if !self.inner.ready.load(Ordering::Acquire) {
+                held.push((payload, id));
+                return;
+            }
+        }
+        self.dispatch_now(payload, id);
+    }
+
+    /// The connect handlers have started: delivers the held events, in
+    /// order (events arriving meanwhile are held too, then delivered).
+    pub(crate) fn mark_ready(&self) {
+        loop {
+            let batch = {
+                let mut held = lock(&self.inner.held);
+                if held.is_empty() {
+                    self.inner.ready.store(true, Ordering::Release);
+                    *held = Vec::new();
+                    return;
+                }
+                std::mem::take(&mut *held)
+            };
+            for (payload, id) in batch {
+                self.dispatch_now(payload, id);
+            }
+        }
+    }
+
+    fn dispatch_now(&self, mut payload: Payload, id: Option<u64>) {
         if let Some(id) = id {
             let seen = lock(&self.inner.inbound).begin(id);
             match seen {

@@ -476,6 +476,18 @@ pub(crate) fn is_placeholder(map: &serde_json::Map<String, Value>) -> bool {
 /// A packet without attachments may hold no placeholder at all. Iterative,
 /// so hostile nesting cannot overflow the stack.
 pub fn check_placeholders(data: &[Value], attachments: usize) -> Result<(), ParseError> {
+    referenced_attachments(data, attachments).map(|_| ())
+}
+
+/// Checks the placeholders like [`check_placeholders`] and returns how many
+/// distinct attachments they point to (an outgoing payload must point to
+/// every one).
+///
+/// # Errors
+/// [`ParseError::InvalidPlaceholder`] for a placeholder whose `num` is not
+/// an integer below `attachments`.
+pub fn referenced_attachments(data: &[Value], attachments: usize) -> Result<usize, ParseError> {
+    let mut seen = vec![false; attachments];
     let mut stack: Vec<&Value> = data.iter().collect();
     while let Some(v) = stack.pop() {
         match v {
@@ -483,7 +495,7 @@ pub fn check_placeholders(data: &[Value], attachments: usize) -> Result<(), Pars
             Value::Object(map) => {
                 if is_placeholder(map) {
                     match map.get("num").and_then(Value::as_u64) {
-                        Some(n) if (n as usize) < attachments && map["num"].is_u64() => {}
+                        Some(n) if (n as usize) < attachments && map["num"].is_u64() => seen[n as usize] = true,
                         _ => return Err(ParseError::InvalidPlaceholder),
                     }
                 } else {
@@ -493,7 +505,7 @@ pub fn check_placeholders(data: &[Value], attachments: usize) -> Result<(), Pars
             _ => {}
         }
     }
-    Ok(())
+    Ok(seen.iter().filter(|s| **s).count())
 }
 
 #[cfg(test)]

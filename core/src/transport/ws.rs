@@ -16,8 +16,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
@@ -25,6 +25,7 @@ use super::lean_io::LeanIo;
 use super::{Body, HttpError, plain};
 use crate::engine::{CloseReason, Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
+use crate::ws_message::to_message;
 
 type Ws<S> = WebSocketStream<LeanIo<S>>;
 
@@ -127,15 +128,6 @@ async fn serve<S: Io>(
             tokio::spawn(run(session, ws));
         }
         (None, None) => {}
-    }
-}
-
-fn to_message(packet: Encoded) -> Message {
-    match packet {
-        // Already valid UTF-8: send the bytes as a text frame without
-        // validating them again for every recipient.
-        Encoded::Text(s) => Message::Frame(WsFrame::message(s.into_bytes(), OpCode::Data(Data::Text), true)),
-        Encoded::Binary(b) => Message::Binary(b),
     }
 }
 
