@@ -26,6 +26,7 @@ pub mod client;
 pub mod embed;
 pub mod engine;
 pub mod hub;
+pub mod limits;
 pub mod rooms;
 #[cfg(feature = "server")]
 pub mod transport;

@@ -1,0 +1,910 @@
+//! Rate limits, connection caps and payload limits.
+//!
+//! # Rate limits
+//! Event rates are limited with GCRA (the generic cell rate algorithm), the
+//! token bucket expressed as one timestamp per key: the *theoretical arrival
+//! time* (TAT) of the next event. A [`Rate`] of `count` per `period` with a
+//! `burst` allows `burst` events at once, then one every `period / count`.
+//! An event arriving at `now` is allowed when `max(tat, now) + interval - now
+//! <= interval * burst`, and then moves the TAT by one interval; otherwise it
+//! is refused with the time after which it would be allowed
+//! ([`Limited::retry_after`]). A key whose TAT is in the past is equivalent
+//! to a fresh one, which is what lets idle keys be swept.
+//!
+//! A [`GcraCell`] is one atomic word, updated with a compare-and-swap loop:
+//! a check never takes a lock, so per-user and per-IP cells shared by many
+//! sockets stay cheap under contention. [`KeyedLimiter`] holds cells by key
+//! (users, IP addresses) in a sharded map and sweeps idle ones.
+//!
+//! Time is injected: every check takes `now`, so tests drive a clock by
+//! hand. A limiter measures time from its own `epoch`.
+//!
+//! # Repeated violations
+//! [`Strikes`] counts refusals in a sliding window; past
+//! [`RateLimits::max_violations`] the hub disconnects the socket.
+//!
+//! # Connection caps
+//! [`ConnectionLimits`] caps concurrent connections per IP address, per
+//! user and in total, and handshakes per second per IP address.
+//! [`ConnectionCounter`] enforces them and hands out permits that release
+//! their slot when dropped (when the connection closes).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+/// A rate: `count` events per `period`, with bursts of up to `burst`.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use tidewire::limits::Rate;
+/// let chat = Rate::per_second(10).burst(20);
+/// assert_eq!(chat.interval(), Duration::from_millis(100));
+/// let logins = Rate::per(Duration::from_secs(60), 5);
+/// assert_eq!(logins.interval(), Duration::from_secs(12));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events per period (at least 1).
+    pub count: u32,
+    /// The period.
+    pub period: Duration,
+    /// How many events may arrive at once (at least 1).
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `count` events per second, bursts of `count`.
+    pub fn per_second(count: u32) -> Rate {
+        Rate::per(Duration::from_secs(1), count)
+    }
+
+    /// `count` events per `period`, bursts of `count`.
+    pub fn per(period: Duration, count: u32) -> Rate {
+        let count = count.max(1);
+        Rate { count, period, burst: count }
+    }
+
+    /// Sets [`burst`](Self::burst).
+    pub fn burst(mut self, burst: u32) -> Rate {
+        self.burst = burst.max(1);
+        self
+    }
+
+    /// The steady-state time between two events.
+    pub fn interval(&self) -> Duration {
+        self.period / self.count.max(1)
+    }
+
+    fn interval_nanos(&self) -> u64 {
+        u64::try_from(self.interval().as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    fn limit_nanos(&self) -> u64 {
+        self.interval_nanos().saturating_mul(u64::from(self.burst.max(1)))
+    }
+}
+
+/// A refused event: how long until the same event would be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// The time after which a retry would be allowed.
+    pub retry_after: Duration,
+}
+
+/// The GCRA state of one key: its theoretical arrival time, in nanoseconds
+/// since the owning limiter's epoch (0: never used).
+#[derive(Debug, Default)]
+pub struct GcraCell(AtomicU64);
+
+impl GcraCell {
+    /// A fresh cell.
+    pub fn new() -> GcraCell {
+        GcraCell::default()
+    }
+
+    /// Checks one event against `rate` at `now` (nanoseconds since the
+    /// epoch the caller measures from) and, when allowed, records it.
+    ///
+    /// # Errors
+    /// [`Limited`] when the event exceeds the rate; nothing is recorded.
+    pub fn check(&self, rate: &Rate, now: u64) -> Result<(), Limited> {
+        let interval = rate.interval_nanos();
+        let limit = rate.limit_nanos();
+        let mut tat = self.0.load(Ordering::Acquire);
+        loop {
+            let next = tat.max(now).saturating_add(interval);
+            let ahead = next - now;
+            if ahead > limit {
+                return Err(Limited { retry_after: Duration::from_nanos(ahead - limit) });
+            }
+            match self.0.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Whether the cell's state has expired at `now` (it then behaves like
+    /// a fresh cell, so it can be dropped).
+    pub fn is_idle(&self, now: u64) -> bool {
+        self.0.load(Ordering::Acquire) <= now
+    }
+}
+
+/// A clock origin: converts [`Instant`]s to the nanosecond counts cells use.
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch(Instant);
+
+impl Epoch {
+    /// An epoch at `start`. Instants before it count as the epoch itself.
+    pub fn new(start: Instant) -> Epoch {
+        Epoch(start)
+    }
+
+    /// `now` in nanoseconds since the epoch, plus one (so that a used cell
+    /// is never mistaken for a fresh one at the epoch itself).
+    pub fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.0).as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+/// GCRA cells by key (users, IP addresses), in a sharded map. Idle cells
+/// are swept as the map grows, so it holds only keys active within one
+/// burst's worth of time.
+///
+/// # Examples
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tidewire::limits::{KeyedLimiter, Rate};
+/// let start = Instant::now();
+/// let per_ip = KeyedLimiter::new(Rate::per_second(2), start);
+/// let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+/// assert!(per_ip.check(&ip, start).is_ok());
+/// assert!(per_ip.check(&ip, start).is_ok());
+/// let refused = per_ip.check(&ip, start).unwrap_err();
+/// assert_eq!(refused.retry_after, Duration::from_millis(500));
+/// assert!(per_ip.check(&ip, start + Duration::from_millis(500)).is_ok());
+/// ```
+#[derive(Debug)]
+pub struct KeyedLimiter<K: Eq + Hash> {
+    rate: Rate,
+    epoch: Epoch,
+    cells: DashMap<K, GcraCell>,
+    /// The map's size after the last sweep: the next sweep runs once it
+    /// has doubled (amortised O(1) per new key).
+    swept_at: AtomicUsize,
+}
+
+/// Below this many keys a limiter never sweeps.
+const SWEEP_FLOOR: usize = 1024;
+
+impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
+    /// A limiter applying `rate` to each key, measuring time from `epoch`.
+    pub fn new(rate: Rate, epoch: Instant) -> KeyedLimiter<K> {
+        KeyedLimiter { rate, epoch: Epoch::new(epoch), cells: DashMap::new(), swept_at: AtomicUsize::new(0) }
+    }
+
+    /// The rate applied.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Checks one event of `key` at `now`.
+    ///
+    /// # Errors
+    /// [`Limited`] when `key` is over its rate.
+    pub fn check(&self, key: &K, now: Instant) -> Result<(), Limited> {
+        let now = self.epoch.nanos(now);
+        if let Some(cell) = self.cells.get(key) {
+            return cell.check(&self.rate, now);
+        }
+        let result = self.cells.entry(key.clone()).or_default().check(&self.rate, now);
+        let len = self.cells.len();
+        if len >= SWEEP_FLOOR && len >= 2 * self.swept_at.load(Ordering::Relaxed) {
+            self.sweep_nanos(now);
+        }
+        result
+    }
+
+    /// Drops the cells that are idle at `now`.
+    pub fn sweep(&self, now: Instant) {
+        self.sweep_nanos(self.epoch.nanos(now));
+    }
+
+    fn sweep_nanos(&self, now: u64) {
+        self.cells.retain(|_, cell| !cell.is_idle(now));
+        self.swept_at.store(self.cells.len(), Ordering::Relaxed);
+    }
+
+    /// The number of keys held.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+}
+
+/// Counts violations in a sliding window (approximated by two fixed
+/// windows, as counting every timestamp would cost memory per socket).
+#[derive(Debug, Default)]
+pub struct Strikes {
+    window_start: Option<Instant>,
+    current: u32,
+    previous: u32,
+}
+
+impl Strikes {
+    /// Records one violation at `now` and returns the estimated number of
+    /// violations within the last `window`.
+    pub fn record(&mut self, now: Instant, window: Duration) -> u32 {
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= window * 2 {
+            self.previous = 0;
+            self.current = 0;
+            self.window_start = Some(now);
+        } else if elapsed >= window {
+            self.previous = self.current;
+            self.current = 0;
+            self.window_start = Some(start + window);
+        }
+        self.current += 1;
+        let into = now.saturating_duration_since(self.window_start.unwrap_or(now)).as_secs_f64();
+        let weight = 1.0 - (into / window.as_secs_f64().max(f64::MIN_POSITIVE)).min(1.0);
+        self.current + (f64::from(self.previous) * weight) as u32
+    }
+}
+
+/// Per-event rate limits: what a socket, a user and an IP address may send.
+///
+/// All events of a socket count against [`socket`](Self::socket), of a
+/// user (all their sockets on this node) against [`user`](Self::user), of
+/// an IP address against [`ip`](Self::ip); an event with its own rule in
+/// [`events`](Self::events) also counts against that rule, per socket.
+/// The defaults are generous for people and tight for scripts: 50 events/s
+/// per socket with bursts of 100, 100/s per user (bursts 200), 500/s per IP
+/// (bursts 1,000), and 20 violations within 10 s disconnect the socket.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RateLimits {
+    /// Every event of one socket.
+    pub socket: Option<Rate>,
+    /// Every event of one user, across their sockets.
+    pub user: Option<Rate>,
+    /// Every event from one IP address.
+    pub ip: Option<Rate>,
+    /// Per-socket rules for single events, by event name.
+    pub events: Vec<(String, Rate)>,
+    /// Violations within [`violation_window`](Self::violation_window) that
+    /// disconnect the socket (0: never).
+    pub max_violations: u32,
+    /// The window over which violations are counted.
+    pub violation_window: Duration,
+}
+
+impl Default for RateLimits {
+    fn default() -> RateLimits {
+        RateLimits {
+            socket: Some(Rate::per_second(50).burst(100)),
+            user: Some(Rate::per_second(100).burst(200)),
+            ip: Some(Rate::per_second(500).burst(1000)),
+            events: Vec::new(),
+            max_violations: 20,
+            violation_window: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RateLimits {
+    /// No rate limits at all.
+    pub fn none() -> RateLimits {
+        RateLimits { socket: None, user: None, ip: None, events: Vec::new(), max_violations: 0, ..Self::default() }
+    }
+
+    /// Sets [`socket`](Self::socket).
+    pub fn socket(mut self, rate: Option<Rate>) -> Self {
+        self.socket = rate;
+        self
+    }
+
+    /// Sets [`user`](Self::user).
+    pub fn user(mut self, rate: Option<Rate>) -> Self {
+        self.user = rate;
+        self
+    }
+
+    /// Sets [`ip`](Self::ip).
+    pub fn ip(mut self, rate: Option<Rate>) -> Self {
+        self.ip = rate;
+        self
+    }
+
+    /// Adds (or replaces) the per-socket rule of `event`.
+    pub fn event(mut self, event: impl Into<String>, rate: Rate) -> Self {
+        let event = event.into();
+        self.events.retain(|(e, _)| *e != event);
+        self.events.push((event, rate));
+        self
+    }
+
+    /// Sets [`max_violations`](Self::max_violations) and
+    /// [`violation_window`](Self::violation_window).
+    pub fn disconnect_after(mut self, violations: u32, window: Duration) -> Self {
+        self.max_violations = violations;
+        self.violation_window = window;
+        self
+    }
+
+    /// The index in [`events`](Self::events) of `event`'s rule.
+    pub fn event_rule(&self, event: &str) -> Option<usize> {
+        self.events.iter().position(|(e, _)| e == event)
+    }
+}
+
+/// The rate state shared by the sockets of one hub: per-user and per-IP
+/// cells, and the rules.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rules: RateLimits,
+    epoch: Epoch,
+    users: Option<KeyedLimiter<Arc<str>>>,
+    ips: Option<KeyedLimiter<IpAddr>>,
+}
+
+/// The rate state of one socket: its own cells (no lookup, no sharing).
+#[derive(Debug, Default)]
+pub struct SocketRates {
+    all: GcraCell,
+    events: Box<[GcraCell]>,
+    strikes: Mutex<Strikes>,
+}
+
+/// The verdict on one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Dispatch it.
+    Allow,
+    /// Refuse it; the client may retry after the given time.
+    Refuse(Limited),
+    /// Refuse it and disconnect the socket: too many violations.
+    Disconnect(Limited),
+}
+
+impl RateLimiter {
+    /// A limiter with `rules`, measuring time from `epoch`.
+    pub fn new(rules: RateLimits, epoch: Instant) -> RateLimiter {
+        RateLimiter {
+            users: rules.user.map(|r| KeyedLimiter::new(r, epoch)),
+            ips: rules.ip.map(|r| KeyedLimiter::new(r, epoch)),
+            epoch: Epoch::new(epoch),
+            rules,
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RateLimits {
+        &self.rules
+    }
+
+    /// Whether any rule is set (when not, the hub skips checks).
+    pub fn is_active(&self) -> bool {
+        self.rules.socket.is_some() || self.users.is_some() || self.ips.is_some() || !self.rules.events.is_empty()
+    }
+
+    /// The per-socket state for a new socket.
+    pub fn socket_rates(&self) -> SocketRates {
+        SocketRates {
+            all: GcraCell::new(),
+            events: self.rules.events.iter().map(|_| GcraCell::new()).collect(),
+            strikes: Mutex::new(Strikes::default()),
+        }
+    }
+
+    /// Checks one `event` of a socket (with `rates`), of `user` and from
+    /// `ip`, at `now`. The most specific rule is checked first; a refusal
+    /// stops there (what earlier rules counted stays counted: a refused
+    /// event still cost its sender).
+    pub fn check(
+        &self,
+        rates: &SocketRates,
+        event: &str,
+        user: Option<&Arc<str>>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        match self.check_rules(rates, event, user, ip, now) {
+            Ok(()) => Verdict::Allow,
+            Err(limited) => {
+                let max = self.rules.max_violations;
+                let strikes = rates.strikes.lock().unwrap_or_else(PoisonError::into_inner).record(now, self.rules.violation_window);
+                if max > 0 && strikes >= max { Verdict::Disconnect(limited) } else { Verdict::Refuse(limited) }
+            }
+        }
+    }
+
+    fn check_rules(
+        &self,
+        rates: &SocketRates,
+        event: &str,
+        user: Option<&Arc<str>>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        let nanos = self.epoch.nanos(now);
+        if let Some(i) = self.rules.event_rule(event)
+            && let Some(cell) = rates.events.get(i)
+        {
+            cell.check(&self.rules.events[i].1, nanos)?;
+        }
+        if let Some(rate) = &self.rules.socket {
+            rates.all.check(rate, nanos)?;
+        }
+        if let (Some(users), Some(user)) = (&self.users, user) {
+            users.check(user, now)?;
+        }
+        if let Some(ips) = &self.ips {
+            ips.check(&ip, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// Caps on concurrent connections and on handshakes.
+///
+/// Defaults: 1,000 concurrent connections per IP address (many users may
+/// share one address behind a NAT), 20 per user, 100,000 in total, and 50
+/// handshakes per second per IP address with bursts of 100. The client's
+/// address is the socket's peer unless [`trusted_proxies`] is set.
+///
+/// [`trusted_proxies`]: Self::trusted_proxies
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Concurrent connections from one IP address.
+    pub per_ip: Option<u32>,
+    /// Concurrent connections of one user (counted once per connection,
+    /// whatever its namespaces).
+    pub per_user: Option<u32>,
+    /// Concurrent connections in total.
+    pub global: Option<u32>,
+    /// New connections per IP address.
+    pub handshakes_per_ip: Option<Rate>,
+    /// How many reverse proxies in front of the server append to
+    /// `X-Forwarded-For`: with `n > 0`, the client's address is the `n`th
+    /// address from the right of that header. 0 (the default) ignores the
+    /// header, which clients can forge.
+    pub trusted_proxies: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            per_ip: Some(1000),
+            per_user: Some(20),
+            global: Some(100_000),
+            handshakes_per_ip: Some(Rate::per_second(50).burst(100)),
+            trusted_proxies: 0,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// No caps at all.
+    pub fn none() -> ConnectionLimits {
+        ConnectionLimits { per_ip: None, per_user: None, global: None, handshakes_per_ip: None, trusted_proxies: 0 }
+    }
+
+    /// Sets [`per_ip`](Self::per_ip).
+    pub fn per_ip(mut self, n: Option<u32>) -> Self {
+        self.per_ip = n;
+        self
+    }
+
+    /// Sets [`per_user`](Self::per_user).
+    pub fn per_user(mut self, n: Option<u32>) -> Self {
+        self.per_user = n;
+        self
+    }
+
+    /// Sets [`global`](Self::global).
+    pub fn global(mut self, n: Option<u32>) -> Self {
+        self.global = n;
+        self
+    }
+
+    /// Sets [`handshakes_per_ip`](Self::handshakes_per_ip).
+    pub fn handshakes_per_ip(mut self, rate: Option<Rate>) -> Self {
+        self.handshakes_per_ip = rate;
+        self
+    }
+
+    /// Sets [`trusted_proxies`](Self::trusted_proxies).
+    pub fn trusted_proxies(mut self, n: usize) -> Self {
+        self.trusted_proxies = n;
+        self
+    }
+
+    /// The client's address: the peer's, or with trusted proxies the
+    /// `trusted_proxies`th entry from the right of `x_forwarded_for` (the
+    /// leftmost entry when there are fewer; the peer's when none parse).
+    pub fn client_ip(&self, peer: IpAddr, x_forwarded_for: Option<&str>) -> IpAddr {
+        if self.trusted_proxies == 0 {
+            return peer;
+        }
+        let Some(header) = x_forwarded_for else { return peer };
+        let hops: Vec<&str> = header.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let index = hops.len().saturating_sub(self.trusted_proxies);
+        hops.get(index).and_then(|h| h.parse().ok()).unwrap_or(peer)
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionRefused {
+    /// Too many concurrent connections from this IP address.
+    #[error("too many connections from this address")]
+    PerIp,
+    /// Too many concurrent connections of this user.
+    #[error("too many connections for this user")]
+    PerUser,
+    /// The server holds as many connections as it may.
+    #[error("server at connection capacity")]
+    Global,
+    /// Too many new connections from this IP address.
+    #[error("too many connection attempts, retry in {} ms", .0.retry_after.as_millis())]
+    HandshakeRate(Limited),
+}
+
+impl ConnectionRefused {
+    /// A machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnectionRefused::HandshakeRate(_) => "rate_limited",
+            _ => "too_many_connections",
+        }
+    }
+
+    /// When a retry may succeed, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ConnectionRefused::HandshakeRate(l) => Some(l.retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Counts connections against [`ConnectionLimits`].
+#[derive(Debug)]
+pub struct ConnectionCounter {
+    limits: ConnectionLimits,
+    state: Arc<Counts>,
+    handshakes: Option<KeyedLimiter<IpAddr>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    global: AtomicUsize,
+    // Entries are removed at zero: the maps hold only addresses and users
+    // with live connections.
+    ips: Mutex<HashMap<IpAddr, u32>>,
+    users: Mutex<HashMap<Arc<str>, u32>>,
+}
+
+/// A connection slot of one IP address; released when dropped.
+#[derive(Debug)]
+pub struct IpPermit {
+    state: Arc<Counts>,
+    ip: IpAddr,
+    counted_ip: bool,
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        self.state.global.fetch_sub(1, Ordering::AcqRel);
+        if self.counted_ip {
+            release(&self.state.ips, &self.ip);
+        }
+    }
+}
+
+/// A connection slot of one user; released when dropped.
+#[derive(Debug)]
+pub struct UserPermit {
+    state: Arc<Counts>,
+    user: Arc<str>,
+}
+
+impl Drop for UserPermit {
+    fn drop(&mut self) {
+        release(&self.state.users, &self.user);
+    }
+}
+
+fn release<K: Eq + Hash>(map: &Mutex<HashMap<K, u32>>, key: &K) {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl ConnectionCounter {
+    /// A counter enforcing `limits`, measuring time from `epoch`.
+    pub fn new(limits: ConnectionLimits, epoch: Instant) -> ConnectionCounter {
+        ConnectionCounter {
+            handshakes: limits.handshakes_per_ip.map(|r| KeyedLimiter::new(r, epoch)),
+            limits,
+            state: Arc::default(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &ConnectionLimits {
+        &self.limits
+    }
+
+    /// Takes a connection slot for `ip` at `now`.
+    ///
+    /// # Errors
+    /// [`ConnectionRefused`] when the handshake rate, the address's cap or
+    /// the global cap is reached.
+    pub fn acquire_ip(&self, ip: IpAddr, now: Instant) -> Result<IpPermit, ConnectionRefused> {
+        if let Some(h) = &self.handshakes {
+            h.check(&ip, now).map_err(ConnectionRefused::HandshakeRate)?;
+        }
+        let max = self.limits.global.map_or(usize::MAX, |g| g as usize);
+        let taken = self.state.global.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        if taken.is_err() {
+            return Err(ConnectionRefused::Global);
+        }
+        // From here the permit owns the global slot: dropping it on a
+        // refusal gives the slot back.
+        let mut permit = IpPermit { state: self.state.clone(), ip, counted_ip: false };
+        if let Some(cap) = self.limits.per_ip {
+            let mut ips = self.state.ips.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = ips.entry(ip).or_insert(0);
+            if *n >= cap {
+                if *n == 0 {
+                    ips.remove(&ip);
+                }
+                return Err(ConnectionRefused::PerIp);
+            }
+            *n += 1;
+            permit.counted_ip = true;
+        }
+        Ok(permit)
+    }
+
+    /// Takes a connection slot for `user`.
+    ///
+    /// # Errors
+    /// [`ConnectionRefused::PerUser`] when the user is at their cap.
+    pub fn acquire_user(&self, user: &Arc<str>) -> Result<Option<UserPermit>, ConnectionRefused> {
+        let Some(cap) = self.limits.per_user else { return Ok(None) };
+        let mut users = self.state.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = users.entry(user.clone()).or_insert(0);
+        if *n >= cap {
+            if *n == 0 {
+                users.remove(user);
+            }
+            return Err(ConnectionRefused::PerUser);
+        }
+        *n += 1;
+        Ok(Some(UserPermit { state: self.state.clone(), user: user.clone() }))
+    }
+
+    /// Connections counted now.
+    pub fn connections(&self) -> usize {
+        self.state.global.load(Ordering::Acquire)
+    }
+
+    /// Connections counted now for `ip`.
+    pub fn connections_of_ip(&self, ip: IpAddr) -> u32 {
+        self.state.ips.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Connections counted now for `user`.
+    pub fn connections_of_user(&self, user: &str) -> u32 {
+        self.state.users.lock().unwrap_or_else(PoisonError::into_inner).get(user).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn gcra_allows_burst_then_steady_rate() {
+        let rate = Rate::per_second(10).burst(3);
+        let cell = GcraCell::new();
+        let t0 = 1_000_000_000u64;
+        for _ in 0..3 {
+            assert!(cell.check(&rate, t0).is_ok());
+        }
+        let refused = cell.check(&rate, t0).unwrap_err();
+        assert_eq!(refused.retry_after, ms(100));
+        // A refusal records nothing: one interval later exactly one fits.
+        let t1 = t0 + 100_000_000;
+        assert!(cell.check(&rate, t1).is_ok());
+        assert!(cell.check(&rate, t1).is_err());
+        // After a long pause the full burst is available again, not more.
+        let t2 = t1 + 10_000_000_000;
+        assert!(cell.is_idle(t2));
+        for _ in 0..3 {
+            assert!(cell.check(&rate, t2).is_ok());
+        }
+        assert!(cell.check(&rate, t2).is_err());
+    }
+
+    #[test]
+    fn gcra_long_run_rate_matches() {
+        // 1,000 events offered at 100/s against a 10/s limit: about 10/s
+        // pass, plus the burst.
+        let rate = Rate::per_second(10).burst(5);
+        let cell = GcraCell::new();
+        let mut passed = 0;
+        for i in 0..1000u64 {
+            if cell.check(&rate, 1 + i * 10_000_000).is_ok() {
+                passed += 1;
+            }
+        }
+        // 10 s of traffic: 100 steady + the burst of 5, minus one interval.
+        assert!((104..=105).contains(&passed), "passed {passed}");
+    }
+
+    #[test]
+    fn gcra_is_exact_under_contention() {
+        let rate = Rate::per(Duration::from_secs(3600), 1000);
+        let cell = Arc::new(GcraCell::new());
+        let passed = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (cell, passed) = (cell.clone(), passed.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        if cell.check(&rate, 5).is_ok() {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(passed.load(Ordering::Relaxed), 1000, "exactly the burst passes");
+    }
+
+    #[test]
+    fn keyed_limiter_separates_keys_and_sweeps_idle_ones() {
+        let start = Instant::now();
+        let limiter = KeyedLimiter::new(Rate::per_second(1), start);
+        assert!(limiter.check(&"a", start).is_ok());
+        assert!(limiter.check(&"a", start).is_err());
+        assert!(limiter.check(&"b", start).is_ok());
+        assert_eq!(limiter.len(), 2);
+        limiter.sweep(start + ms(500));
+        assert_eq!(limiter.len(), 2, "still within their interval");
+        limiter.sweep(start + ms(1000));
+        assert!(limiter.is_empty());
+        // Growth triggers sweeps: 10k keys, each idle by the time the map doubles.
+        for i in 0..10_000u32 {
+            let _ = limiter.check(&"x", start);
+            let key: &'static str = Box::leak(i.to_string().into_boxed_str());
+            let _ = limiter.check(&key, start + Duration::from_secs(u64::from(i) * 2));
+        }
+        assert!(limiter.len() < 2 * SWEEP_FLOOR, "len {}", limiter.len());
+    }
+
+    #[test]
+    fn strikes_count_within_the_window() {
+        let t = Instant::now();
+        let mut s = Strikes::default();
+        let w = Duration::from_secs(10);
+        assert_eq!(s.record(t, w), 1);
+        assert_eq!(s.record(t + ms(1), w), 2);
+        // Early in the next window the previous one still weighs in.
+        let n = s.record(t + ms(10_500), w);
+        assert!((2..=3).contains(&n), "{n}");
+        // Two windows later everything has aged out.
+        assert_eq!(s.record(t + ms(40_000), w), 1);
+    }
+
+    #[test]
+    fn limiter_checks_event_rule_socket_user_ip() {
+        let t = Instant::now();
+        let rules = RateLimits::none()
+            .socket(Some(Rate::per_second(100)))
+            .user(Some(Rate::per_second(3)))
+            .event("chat", Rate::per_second(1))
+            .disconnect_after(3, Duration::from_secs(10));
+        let limiter = RateLimiter::new(rules, t);
+        let a = limiter.socket_rates();
+        let b = limiter.socket_rates();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let alice: Arc<str> = "alice".into();
+        assert_eq!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Allow);
+        assert!(matches!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Refuse(_)));
+        // The per-event rule is per socket; the user rule spans sockets.
+        assert_eq!(limiter.check(&b, "chat", Some(&alice), ip, t), Verdict::Allow);
+        assert_eq!(limiter.check(&b, "other", Some(&alice), ip, t), Verdict::Allow);
+        assert!(matches!(limiter.check(&b, "other", Some(&alice), ip, t), Verdict::Refuse(_)));
+        // Anonymous sockets skip the user rule.
+        assert_eq!(limiter.check(&b, "other", None, ip, t), Verdict::Allow);
+        // The third violation of socket `a` disconnects it.
+        assert!(matches!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Refuse(_)));
+        assert!(matches!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Disconnect(_)));
+    }
+
+    #[test]
+    fn connection_caps_and_permits() {
+        let t = Instant::now();
+        let limits = ConnectionLimits::none().per_ip(Some(2)).global(Some(3)).per_user(Some(1));
+        let counter = ConnectionCounter::new(limits, t);
+        let (x, y): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let p1 = counter.acquire_ip(x, t).unwrap();
+        let _p2 = counter.acquire_ip(x, t).unwrap();
+        assert_eq!(counter.acquire_ip(x, t).unwrap_err(), ConnectionRefused::PerIp);
+        assert_eq!(counter.connections(), 2, "a refused attempt holds no slot");
+        let p3 = counter.acquire_ip(y, t).unwrap();
+        assert_eq!(counter.acquire_ip(y, t).unwrap_err(), ConnectionRefused::Global);
+        drop(p1);
+        assert_eq!(counter.connections_of_ip(x), 1);
+        let _p4 = counter.acquire_ip(x, t).unwrap();
+        drop(p3);
+        assert_eq!(counter.connections_of_ip(y), 0);
+        let bob: Arc<str> = "bob".into();
+        let u = counter.acquire_user(&bob).unwrap();
+        assert_eq!(counter.acquire_user(&bob).unwrap_err(), ConnectionRefused::PerUser);
+        drop(u);
+        assert!(counter.acquire_user(&bob).unwrap().is_some());
+    }
+
+    #[test]
+    fn handshake_rate_per_ip() {
+        let t = Instant::now();
+        let counter = ConnectionCounter::new(
+            ConnectionLimits::none().handshakes_per_ip(Some(Rate::per_second(2).burst(2))),
+            t,
+        );
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let _a = counter.acquire_ip(ip, t).unwrap();
+        let _b = counter.acquire_ip(ip, t).unwrap();
+        let refused = counter.acquire_ip(ip, t).unwrap_err();
+        assert_eq!(refused.code(), "rate_limited");
+        assert_eq!(refused.retry_after(), Some(ms(500)));
+        assert!(counter.acquire_ip("192.0.2.10".parse().unwrap(), t).is_ok());
+    }
+
+    #[test]
+    fn client_ip_trusts_only_configured_proxies() {
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let xff = Some("203.0.113.9, 198.51.100.2");
+        assert_eq!(ConnectionLimits::none().client_ip(peer, xff), peer, "untrusted header ignored");
+        let one = ConnectionLimits::none().trusted_proxies(1);
+        assert_eq!(one.client_ip(peer, xff), "198.51.100.2".parse::<IpAddr>().unwrap());
+        let two = ConnectionLimits::none().trusted_proxies(2);
+        assert_eq!(two.client_ip(peer, xff), "203.0.113.9".parse::<IpAddr>().unwrap());
+        let five = ConnectionLimits::none().trusted_proxies(5);
+        assert_eq!(five.client_ip(peer, xff), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(one.client_ip(peer, Some("garbage")), peer);
+        assert_eq!(one.client_ip(peer, None), peer);
+    }
+}
