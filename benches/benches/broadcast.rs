@@ -79,7 +79,7 @@ impl Fixture {
         let sockets = hub.of("/").sockets();
         assert_eq!(sockets.len(), n);
         for s in &sockets {
-            s.join(ROOM);
+            s.join(ROOM).unwrap();
         }
         Fixture { hub, engine, sessions, runtime }
     }

@@ -243,8 +243,7 @@ impl Socket {
         if room.is_empty() {
             return Err(InvalidArgument::new_err("a room name cannot be empty"));
         }
-        self.inner.join(room);
-        Ok(())
+        self.inner.join(room).map_err(|e| InvalidArgument::new_err(e.to_string()))
     }
 
     fn leave(&self, room: &str) {

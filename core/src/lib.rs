@@ -27,6 +27,8 @@ pub mod embed;
 pub mod engine;
 pub mod hub;
 pub mod limits;
+pub mod presence;
+pub mod recovery;
 pub mod rooms;
 #[cfg(feature = "server")]
 pub mod transport;

@@ -91,6 +91,37 @@ impl Rate {
     }
 }
 
+/// A [`Rate`] that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rate {0:?}: expected COUNT/UNIT[:BURST] with UNIT s, m or h (e.g. 10/s:20)")]
+pub struct RateParseError(String);
+
+impl std::str::FromStr for Rate {
+    type Err = RateParseError;
+
+    /// Parses `COUNT/UNIT[:BURST]`: `10/s`, `10/s:20`, `600/m:50`, `5/h`.
+    fn from_str(s: &str) -> Result<Rate, RateParseError> {
+        let err = || RateParseError(s.to_owned());
+        let (rate, burst) = match s.split_once(':') {
+            Some((r, b)) => (r, Some(b.trim().parse::<u32>().map_err(|_| err())?)),
+            None => (s, None),
+        };
+        let (count, unit) = rate.split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(err()),
+        };
+        if count == 0 || burst == Some(0) {
+            return Err(err());
+        }
+        let rate = Rate::per(period, count);
+        Ok(burst.map_or(rate, |b| rate.burst(b)))
+    }
+}
+
 /// A refused event: how long until the same event would be allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
@@ -271,9 +302,10 @@ impl Strikes {
 /// user (all their sockets on this node) against [`user`](Self::user), of
 /// an IP address against [`ip`](Self::ip); an event with its own rule in
 /// [`events`](Self::events) also counts against that rule, per socket.
-/// The defaults are generous for people and tight for scripts: 50 events/s
-/// per socket with bursts of 100, 100/s per user (bursts 200), 500/s per IP
-/// (bursts 1,000), and 20 violations within 10 s disconnect the socket.
+/// The defaults are generous for people and apps, tight for scripts: 100
+/// events/s per socket with bursts of 200, 200/s per user (bursts 400),
+/// 1,000/s per IP address (bursts 2,000: many users may share one behind a
+/// NAT), and 20 violations within 10 s disconnect the socket.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RateLimits {
@@ -295,9 +327,9 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> RateLimits {
         RateLimits {
-            socket: Some(Rate::per_second(50).burst(100)),
-            user: Some(Rate::per_second(100).burst(200)),
-            ip: Some(Rate::per_second(500).burst(1000)),
+            socket: Some(Rate::per_second(100).burst(200)),
+            user: Some(Rate::per_second(200).burst(400)),
+            ip: Some(Rate::per_second(1000).burst(2000)),
             events: Vec::new(),
             max_violations: 20,
             violation_window: Duration::from_secs(10),
@@ -426,7 +458,11 @@ impl RateLimiter {
             Ok(()) => Verdict::Allow,
             Err(limited) => {
                 let max = self.rules.max_violations;
-                let strikes = rates.strikes.lock().unwrap_or_else(PoisonError::into_inner).record(now, self.rules.violation_window);
+                let strikes = rates
+                    .strikes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(now, self.rules.violation_window);
                 if max > 0 && strikes >= max { Verdict::Disconnect(limited) } else { Verdict::Refuse(limited) }
             }
         }
@@ -625,6 +661,13 @@ pub struct UserPermit {
     user: Arc<str>,
 }
 
+impl UserPermit {
+    /// The user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 impl Drop for UserPermit {
     fn drop(&mut self) {
         release(&self.state.users, &self.user);
@@ -722,6 +765,124 @@ impl ConnectionCounter {
     }
 }
 
+/// Checks an event's arguments before its handler sees them.
+///
+/// Implemented by [`JsonSchema`]; an application may implement it for any
+/// other check. Called on the socket's reading path: keep it quick.
+pub trait PayloadValidator: Send + Sync + 'static {
+    /// Checks `args`, the event's arguments as a JSON array (binary
+    /// attachments appear as `{"_placeholder": true, "num": i}`).
+    ///
+    /// # Errors
+    /// A message for the client saying what is wrong.
+    fn validate(&self, args: &serde_json::Value) -> Result<(), String>;
+}
+
+/// A [`PayloadValidator`] from a JSON Schema (drafts 4 to 2020-12, through
+/// the `jsonschema` crate; no remote references are fetched).
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use tidewire::limits::{JsonSchema, PayloadValidator};
+/// let message = JsonSchema::first_arg(&json!({
+///     "type": "object",
+///     "properties": { "roomId": { "type": "string" }, "text": { "type": "string", "maxLength": 2000 } },
+///     "required": ["roomId", "text"],
+/// }))
+/// .unwrap();
+/// assert!(message.validate(&json!([{ "roomId": "r1", "text": "hi" }])).is_ok());
+/// assert!(message.validate(&json!([{ "roomId": "r1" }])).is_err());
+/// assert!(message.validate(&json!([])).is_err());
+/// ```
+pub struct JsonSchema {
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for JsonSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonSchema").finish_non_exhaustive()
+    }
+}
+
+/// A schema that could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON schema: {0}")]
+pub struct SchemaError(String);
+
+impl JsonSchema {
+    /// A validator of the whole arguments array against `schema`.
+    ///
+    /// # Errors
+    /// [`SchemaError`] when `schema` is not a valid schema.
+    pub fn args(schema: &serde_json::Value) -> Result<JsonSchema, SchemaError> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| SchemaError(e.to_string()))?;
+        Ok(JsonSchema { validator })
+    }
+
+    /// A validator of events that carry exactly one argument matching
+    /// `schema` (the common case: one object per event).
+    ///
+    /// # Errors
+    /// [`SchemaError`] when `schema` is not a valid schema.
+    pub fn first_arg(schema: &serde_json::Value) -> Result<JsonSchema, SchemaError> {
+        JsonSchema::args(&serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1,
+            "prefixItems": [schema],
+        }))
+    }
+}
+
+impl PayloadValidator for JsonSchema {
+    fn validate(&self, args: &serde_json::Value) -> Result<(), String> {
+        self.validator.validate(args).map_err(|e| {
+            let path = e.instance_path().to_string();
+            if path.is_empty() { e.to_string() } else { format!("{path}: {e}") }
+        })
+    }
+}
+
+/// Limits on one event: its size and a validator of its arguments. Set on
+/// a namespace with [`Namespace::limit_event`](crate::hub::Namespace::limit_event).
+#[derive(Clone, Default)]
+pub struct EventRule {
+    /// The largest accepted packet, attachments included, in bytes.
+    pub max_bytes: Option<usize>,
+    /// Checks the arguments.
+    pub validator: Option<Arc<dyn PayloadValidator>>,
+}
+
+impl std::fmt::Debug for EventRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRule")
+            .field("max_bytes", &self.max_bytes)
+            .field("validator", &self.validator.is_some())
+            .finish()
+    }
+}
+
+impl EventRule {
+    /// No limit yet.
+    pub fn new() -> EventRule {
+        EventRule::default()
+    }
+
+    /// Sets [`max_bytes`](Self::max_bytes).
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the [`validator`](Self::validator).
+    pub fn validator(mut self, validator: impl PayloadValidator) -> Self {
+        self.validator = Some(Arc::new(validator));
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,6 +912,16 @@ mod tests {
             assert!(cell.check(&rate, t2).is_ok());
         }
         assert!(cell.check(&rate, t2).is_err());
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("10/s".parse::<Rate>().unwrap(), Rate::per_second(10));
+        assert_eq!("10/s:20".parse::<Rate>().unwrap(), Rate::per_second(10).burst(20));
+        assert_eq!("600/m:50".parse::<Rate>().unwrap(), Rate::per(Duration::from_secs(60), 600).burst(50));
+        for bad in ["", "10", "0/s", "10/s:0", "10/d", "-1/s", "x/s", "10/s:", "99999999999/s"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -880,10 +1051,8 @@ mod tests {
     #[test]
     fn handshake_rate_per_ip() {
         let t = Instant::now();
-        let counter = ConnectionCounter::new(
-            ConnectionLimits::none().handshakes_per_ip(Some(Rate::per_second(2).burst(2))),
-            t,
-        );
+        let counter =
+            ConnectionCounter::new(ConnectionLimits::none().handshakes_per_ip(Some(Rate::per_second(2).burst(2))), t);
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         let _a = counter.acquire_ip(ip, t).unwrap();
         let _b = counter.acquire_ip(ip, t).unwrap();
@@ -891,6 +1060,21 @@ mod tests {
         assert_eq!(refused.code(), "rate_limited");
         assert_eq!(refused.retry_after(), Some(ms(500)));
         assert!(counter.acquire_ip("192.0.2.10".parse().unwrap(), t).is_ok());
+    }
+
+    #[test]
+    fn json_schema_reports_where_and_what() {
+        let v = JsonSchema::first_arg(&serde_json::json!({
+            "type": "object",
+            "properties": { "text": { "type": "string", "maxLength": 3 } },
+            "required": ["text"],
+        }))
+        .unwrap();
+        assert_eq!(v.validate(&serde_json::json!([{ "text": "abc" }])), Ok(()));
+        let err = v.validate(&serde_json::json!([{ "text": "abcd" }])).unwrap_err();
+        assert!(err.starts_with("/0/text: "), "{err}");
+        assert!(v.validate(&serde_json::json!([{ "text": "a" }, 2])).is_err(), "one argument only");
+        assert!(JsonSchema::args(&serde_json::json!({ "type": 12 })).is_err());
     }
 
     #[test]

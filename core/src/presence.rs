@@ -19,7 +19,9 @@
 //!   a room, [`Leave`](PresenceDiff::Leave) only when the last one goes,
 //!   [`Update`](PresenceDiff::Update) when the metadata of a present
 //!   connection changes. Extra connections of a present user, and a repeated
-//!   join with unchanged metadata, produce no diff.
+//!   join with unchanged metadata, produce no diff. Metadata compare as JSON
+//!   values: an object with the same entries in another key order is no
+//!   change.
 //! * A connection belongs to exactly one user. The hub never reuses a
 //!   connection id for another user; if [`Presence::join`] sees that anyway,
 //!   it panics in debug builds and, in release builds, drops the old
@@ -34,10 +36,11 @@
 //!
 //! # Costs
 //!
-//! `join`, `leave` and `update` cost the connections of that user in that
-//! room plus a scan of the rooms of the connection (and of the user), which
-//! are few; `remove_connection` costs that per room of the connection;
-//! `list` sorts the room's users by arrival (O(users log users)); counts are
+//! Besides a few hash lookups, `join` costs a scan of the user's connections
+//! in the room; `leave` also scans the connection's rooms (and the user's
+//! rooms when they leave), which are few; `update` and `remove_connection`
+//! cost that per room of the connection. `list` sorts the room's users by
+//! arrival (O(users log users)) and clones every metadata value; counts are
 //! O(1). `remove_node` scans every entry, as a node going away is rare.
 //!
 //! Room names and user ids may come from clients, so their maps keep the
@@ -201,7 +204,14 @@ impl Presence {
     /// `conn` must not already belong to another user: that panics in debug
     /// builds; in release builds the old connection is first removed from
     /// every room, and the `Leave` diffs this causes are not reported.
-    pub fn join(&mut self, room: &Room, user: &UserId, conn: &ConnId, node: &NodeId, meta: Value) -> Option<PresenceDiff> {
+    pub fn join(
+        &mut self,
+        room: &Room,
+        user: &UserId,
+        conn: &ConnId,
+        node: &NodeId,
+        meta: Value,
+    ) -> Option<PresenceDiff> {
         if let Some(known) = self.conns.get(&**conn)
             && known.user != *user
         {
@@ -220,7 +230,12 @@ impl Presence {
                         return None;
                     }
                     c.meta = meta.clone();
-                    return Some(PresenceDiff::Update { room: room.clone(), user: user.clone(), conn: conn.clone(), meta });
+                    return Some(PresenceDiff::Update {
+                        room: room.clone(),
+                        user: user.clone(),
+                        conn: conn.clone(),
+                        meta,
+                    });
                 }
                 entry.conns.push(PresentConnection { id: conn.clone(), node: node.clone(), meta });
                 presence.connections += 1;
@@ -265,7 +280,7 @@ impl Presence {
 
     /// Replaces `conn`'s metadata in every room it is in; one
     /// [`Update`](PresenceDiff::Update) per room where it changed, in room
-    /// order of joining.
+    /// order of joining. Nothing for an unknown connection.
     pub fn update(&mut self, conn: &str, meta: Value) -> Vec<PresenceDiff> {
         let mut diffs = Vec::new();
         let Some(entry) = self.conns.get(conn) else { return diffs };
@@ -363,7 +378,11 @@ impl Presence {
 
     /// Records that `conn` (of `user`) is now in `room`.
     fn add_room_of_conn(&mut self, room: &Room, user: &UserId, conn: &ConnId) {
-        self.conns.entry(conn.clone()).or_insert_with(|| ConnEntry { user: user.clone(), rooms: Vec::new() }).rooms.push(room.clone());
+        self.conns
+            .entry(conn.clone())
+            .or_insert_with(|| ConnEntry { user: user.clone(), rooms: Vec::new() })
+            .rooms
+            .push(room.clone());
     }
 
     /// Removes `conn` of `user` from `room`'s presence (the connection's own
@@ -455,7 +474,10 @@ mod tests {
             Some(updated("doc", "alice", "s1", json!({"status": "away"})))
         );
         let list = p.list("doc");
-        assert_eq!(list[0].connections, vec![PresentConnection { id: id("s1"), node: id("n2"), meta: json!({"status": "away"}) }]);
+        assert_eq!(
+            list[0].connections,
+            vec![PresentConnection { id: id("s1"), node: id("n2"), meta: json!({"status": "away"}) }]
+        );
         assert_eq!(p.connection_count("doc"), 1);
     }
 
@@ -472,7 +494,10 @@ mod tests {
             vec![
                 PresentUser {
                     user_id: id("bob"),
-                    connections: vec![conn("b1", "n1", json!({"device": "ios"})), conn("b2", "n2", json!({"device": "web"}))],
+                    connections: vec![
+                        conn("b1", "n1", json!({"device": "ios"})),
+                        conn("b2", "n2", json!({"device": "web"}))
+                    ],
                 },
                 PresentUser { user_id: id("alice"), connections: vec![conn("a1", "n1", json!({"device": "web"}))] },
             ]
@@ -487,10 +512,16 @@ mod tests {
 
         // An update touches only that connection, once per room.
         let away = json!({"device": "web", "status": "away"});
-        assert_eq!(p.update("a1", away.clone()), vec![updated("doc", "alice", "a1", away.clone()), updated("chat", "alice", "a1", away.clone())]);
+        assert_eq!(
+            p.update("a1", away.clone()),
+            vec![updated("doc", "alice", "a1", away.clone()), updated("chat", "alice", "a1", away.clone())]
+        );
         assert_eq!(p.list("doc")[1].connections[0].meta, away);
         assert_eq!(p.list("chat")[0].connections[0].meta, away);
-        assert_eq!(p.list("doc")[0].connections[0], PresentConnection { id: id("b2"), node: id("n2"), meta: json!({"device": "web"}) });
+        assert_eq!(
+            p.list("doc")[0].connections[0],
+            PresentConnection { id: id("b2"), node: id("n2"), meta: json!({"device": "web"}) }
+        );
         // The same meta again: nothing.
         assert_eq!(p.update("a1", away.clone()), vec![]);
         // Key order does not make a change.
@@ -498,7 +529,10 @@ mod tests {
         // Unknown connection: nothing.
         assert_eq!(p.update("zz", away), vec![]);
         // Only the room where the meta differs reports.
-        assert_eq!(join(&mut p, "chat", "alice", "a1", "n1", json!({})), Some(updated("chat", "alice", "a1", json!({}))));
+        assert_eq!(
+            join(&mut p, "chat", "alice", "a1", "n1", json!({})),
+            Some(updated("chat", "alice", "a1", json!({})))
+        );
         assert_eq!(p.update("a1", json!({})), vec![updated("doc", "alice", "a1", json!({}))]);
     }
 
@@ -616,7 +650,12 @@ mod tests {
         entries: HashMap<(usize, usize), (Value, u64)>,
         arrivals: HashMap<(usize, usize), u64>,
         seq: u64,
+        /// Joins and leaves of an extra connection of a present user.
+        quiet: [usize; 2],
     }
+
+    /// A model entry grouped for a check: (arrival, connection, meta).
+    type Arrived<'a> = (u64, usize, &'a Value);
 
     struct Names {
         rooms: Vec<Room>,
@@ -638,11 +677,17 @@ mod tests {
                     return None;
                 }
                 *m = meta.clone();
-                return Some(PresenceDiff::Update { room: n.rooms[r].clone(), user: n.users[u].clone(), conn: n.conns[c].clone(), meta });
+                return Some(PresenceDiff::Update {
+                    room: n.rooms[r].clone(),
+                    user: n.users[u].clone(),
+                    conn: n.conns[c].clone(),
+                    meta,
+                });
             }
             let seq = self.tick();
             self.entries.insert((r, c), (meta.clone(), seq));
             if self.arrivals.contains_key(&(r, u)) {
+                self.quiet[0] += 1;
                 return None;
             }
             self.arrivals.insert((r, u), seq);
@@ -653,6 +698,7 @@ mod tests {
             let u = c % USERS;
             self.entries.remove(&(r, c))?;
             if self.entries.keys().any(|&(r2, c2)| r2 == r && c2 % USERS == u) {
+                self.quiet[1] += 1;
                 return None;
             }
             self.arrivals.remove(&(r, u));
@@ -690,31 +736,41 @@ mod tests {
         }
 
         fn remove_node(&mut self, n: &Names, node: usize) -> Vec<PresenceDiff> {
-            let mut gone: Vec<(usize, usize)> = self.entries.keys().copied().filter(|&(_, c)| c % NODES == node).collect();
+            let mut gone: Vec<(usize, usize)> =
+                self.entries.keys().copied().filter(|&(_, c)| c % NODES == node).collect();
             gone.sort_unstable_by(|a, b| (&n.rooms[a.0], &n.conns[a.1]).cmp(&(&n.rooms[b.0], &n.conns[b.1])));
             gone.into_iter().filter_map(|(r, c)| self.leave(n, r, c)).collect()
         }
 
         /// Every query of `p` agrees with the model.
         fn check(&self, n: &Names, p: &Presence, step: usize) {
-            // One pass over the model's entries, grouped by room in order of
-            // arrival (a per-room scan makes the test quadratic and slow).
-            let mut by_room: Vec<Vec<(u64, usize, &Value)>> = vec![Vec::new(); ROOMS];
+            // The model grouped in one pass per map (a scan per room, user
+            // and connection makes the test slow in debug builds), each group
+            // sorted by arrival.
+            let mut conns_of: Vec<Vec<Vec<Arrived<'_>>>> = vec![vec![Vec::new(); USERS]; ROOMS];
+            let mut rooms_of_conn: Vec<Vec<(u64, usize)>> = vec![Vec::new(); CONNS];
             for (&(r, c), (meta, seq)) in &self.entries {
-                by_room[r].push((*seq, c, meta));
+                conns_of[r][c % USERS].push((*seq, c, meta));
+                rooms_of_conn[c].push((*seq, r));
             }
-            for (r, entries) in by_room.iter_mut().enumerate() {
-                entries.sort_unstable_by_key(|&(seq, _, _)| seq);
-                let mut users: Vec<(u64, usize)> =
-                    self.arrivals.iter().filter(|((r2, _), _)| *r2 == r).map(|(&(_, u), &seq)| (seq, u)).collect();
-                users.sort_unstable();
-                let expected: Vec<PresentUser> = users
+            let mut users_of: Vec<Vec<(u64, usize)>> = vec![Vec::new(); ROOMS];
+            let mut rooms_of_user: Vec<Vec<(u64, usize)>> = vec![Vec::new(); USERS];
+            for (&(r, u), &seq) in &self.arrivals {
+                users_of[r].push((seq, u));
+                rooms_of_user[u].push((seq, r));
+            }
+            conns_of.iter_mut().flatten().for_each(|v| v.sort_unstable_by_key(|&(seq, _, _)| seq));
+            rooms_of_conn.iter_mut().chain(&mut users_of).chain(&mut rooms_of_user).for_each(|v| v.sort_unstable());
+            let room_names =
+                |rooms: &[(u64, usize)]| rooms.iter().map(|&(_, r)| n.rooms[r].clone()).collect::<Vec<_>>();
+
+            for r in 0..ROOMS {
+                let expected: Vec<PresentUser> = users_of[r]
                     .iter()
                     .map(|&(_, u)| PresentUser {
                         user_id: n.users[u].clone(),
-                        connections: entries
+                        connections: conns_of[r][u]
                             .iter()
-                            .filter(|&&(_, c, _)| c % USERS == u)
                             .map(|&(_, c, meta)| PresentConnection {
                                 id: n.conns[c].clone(),
                                 node: n.nodes[c % NODES].clone(),
@@ -724,22 +780,17 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(p.list(&n.rooms[r]), expected, "list of room {r} at step {step}");
-                assert_eq!(p.user_count(&n.rooms[r]), users.len(), "step {step}");
-                assert_eq!(p.connection_count(&n.rooms[r]), entries.len(), "step {step}");
+                assert_eq!(p.user_count(&n.rooms[r]), users_of[r].len(), "step {step}");
+                let connections: usize = conns_of[r].iter().map(Vec::len).sum();
+                assert_eq!(p.connection_count(&n.rooms[r]), connections, "step {step}");
             }
-            let rooms: std::collections::HashSet<usize> = self.entries.keys().map(|&(r, _)| r).collect();
-            assert_eq!(p.room_count(), rooms.len(), "step {step}");
-            for u in 0..USERS {
-                let mut present: Vec<(u64, usize)> =
-                    self.arrivals.iter().filter(|((_, u2), _)| *u2 == u).map(|(&(r, _), &seq)| (seq, r)).collect();
-                present.sort_unstable();
-                let present: Vec<Room> = present.into_iter().map(|(_, r)| n.rooms[r].clone()).collect();
-                assert_eq!(p.is_online(&n.users[u]), !present.is_empty(), "step {step}");
-                assert_eq!(p.rooms_of_user(&n.users[u]), present, "rooms of user {u} at step {step}");
+            assert_eq!(p.room_count(), users_of.iter().filter(|u| !u.is_empty()).count(), "step {step}");
+            for (u, rooms) in rooms_of_user.iter().enumerate() {
+                assert_eq!(p.is_online(&n.users[u]), !rooms.is_empty(), "step {step}");
+                assert_eq!(p.rooms_of_user(&n.users[u]), room_names(rooms), "rooms of user {u} at step {step}");
             }
-            for c in 0..CONNS {
-                let expected: Vec<Room> = self.rooms_of(c).into_iter().map(|r| n.rooms[r].clone()).collect();
-                assert_eq!(p.rooms_of_connection(&n.conns[c]), expected, "rooms of conn {c} at step {step}");
+            for (c, rooms) in rooms_of_conn.iter().enumerate() {
+                assert_eq!(p.rooms_of_connection(&n.conns[c]), room_names(rooms), "rooms of conn {c} at step {step}");
             }
             assert_eq!(p.is_empty(), self.entries.is_empty(), "step {step}");
         }
@@ -757,18 +808,26 @@ mod tests {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut p = Presence::new();
         let mut model = Model::default();
-        let mut seen = [0usize; 3]; // joins, leaves, updates observed
+        let mut seen = [0usize; 4]; // joins, leaves, updates, rooms emptied
         for step in 0..10_000 {
+            // Filling phases make multi-tab rooms common; draining phases
+            // empty rooms.
+            let filling = !(1_000..1_600).contains(&(step % 2_000));
+            let (joins, leaves, updates) = if filling { (600, 850, 950) } else { (50, 600, 700) };
             let (r, c) = (rng.below(ROOMS), rng.below(CONNS));
-            let meta = json!({"s": rng.below(3)});
-            let (got, want) = match rng.below(100) {
-                0..45 => {
+            // Small metas keep the full check of every step fast in debug builds.
+            let meta = json!(rng.below(3));
+            let (got, want) = match rng.below(1000) {
+                k if k < joins => {
                     let got = p.join(&n.rooms[r], &n.users[c % USERS], &n.conns[c], &n.nodes[c % NODES], meta.clone());
                     (got.into_iter().collect(), model.join(n, r, c, meta).into_iter().collect())
                 }
-                45..70 => (p.leave(&n.rooms[r], &n.conns[c]).into_iter().collect(), model.leave(n, r, c).into_iter().collect()),
-                70..85 => (p.update(&n.conns[c], meta.clone()), model.update(n, c, &meta)),
-                85..98 => (p.remove_connection(&n.conns[c]), model.remove_connection(n, c)),
+                k if k < leaves => (
+                    p.leave(&n.rooms[r], &n.conns[c]).into_iter().collect(),
+                    model.leave(n, r, c).into_iter().collect(),
+                ),
+                k if k < updates => (p.update(&n.conns[c], meta.clone()), model.update(n, c, &meta)),
+                ..998 => (p.remove_connection(&n.conns[c]), model.remove_connection(n, c)),
                 _ => {
                     let node = rng.below(NODES);
                     (p.remove_node(&n.nodes[node]), model.remove_node(n, node))
@@ -776,15 +835,19 @@ mod tests {
             };
             assert_eq!(got, want, "diffs at step {step}");
             for diff in &got {
-                seen[match diff {
-                    PresenceDiff::Join { .. } => 0,
-                    PresenceDiff::Leave { .. } => 1,
-                    PresenceDiff::Update { .. } => 2,
-                }] += 1;
+                match diff {
+                    PresenceDiff::Join { .. } => seen[0] += 1,
+                    PresenceDiff::Leave { room, .. } => {
+                        seen[1] += 1;
+                        seen[3] += usize::from(p.user_count(room) == 0);
+                    }
+                    PresenceDiff::Update { .. } => seen[2] += 1,
+                }
             }
             model.check(n, &p, step);
         }
-        assert!(seen.iter().all(|&k| k > 100), "every kind of diff exercised: {seen:?}");
+        assert!(seen[..3].iter().all(|&k| k > 100) && seen[3] > 20, "every kind of diff exercised: {seen:?}");
+        assert!(model.quiet.iter().all(|&k| k > 100), "multi-tab joins and leaves exercised: {:?}", model.quiet);
         assert!(!p.is_empty());
         for c in 0..CONNS {
             assert_eq!(p.remove_connection(&n.conns[c]), model.remove_connection(n, c));

@@ -38,11 +38,13 @@
 //!
 //! # Expiry boundary
 //!
-//! As in socket.io, the boundary is inclusive of the duration: a session
-//! disconnected at `t` can be restored while `now - t <= max_disconnection_duration`
-//! and is expired once `now - t > max_disconnection_duration`. Logged packets
-//! age out under the same rule, so every packet logged after a disconnect
-//! outlives the session it may be replayed to.
+//! Inclusive, as in socket.io: a session disconnected at `t` can still be
+//! restored at exactly `t + max_disconnection_duration`, and is expired once
+//! `now - t > max_disconnection_duration`. Logged packets age out under the
+//! same rule, so age alone never evicts a packet logged after a disconnect
+//! while that session can still be restored. Packets sent *before* the
+//! disconnect that the client never received can age out first; recovery
+//! then fails with [`RestoreFailure::PacketsGone`] rather than skip them.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -889,9 +891,9 @@ mod tests {
         }
     }
 
-    fn failure<P>(r: Restore<'_, P>) -> Option<RestoreFailure> {
+    fn failure<P>(r: &Restore<'_, P>) -> Option<RestoreFailure> {
         match r {
-            Restore::Failed(f) => Some(f),
+            Restore::Failed(f) => Some(*f),
             Restore::Recovered { .. } => None,
         }
     }
@@ -905,24 +907,24 @@ mod tests {
         let (_, first) = log.next_offset();
         push(&mut log, 1, Target::default(), 1, t0);
 
-        assert_eq!(failure(restore(&mut store, &log, "nope", None, t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "nope", None, t0)), Some(RestoreFailure::UnknownSession));
         store.persist("old", session("s0", &[], None), t0);
         let late = t0 + secs(61);
-        assert_eq!(failure(restore(&mut store, &log, "old", None, late)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "old", None, late)), Some(RestoreFailure::UnknownSession));
 
         store.persist("pid", session("s1", &[], log.last()), t0);
-        assert_eq!(failure(restore(&mut store, &log, "pid", Some("zz-1"), t0)), Some(RestoreFailure::BadOffset));
-        assert_eq!(failure(restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", Some("zz-1"), t0)), Some(RestoreFailure::BadOffset));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::UnknownSession));
 
         store.persist("pid", session("s1", &[], log.last()), t0);
         for i in 2..5 {
             push(&mut log, i, Target::default(), 1, t0);
         }
-        assert_eq!(failure(restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::PacketsGone));
-        assert_eq!(failure(restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::PacketsGone));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::UnknownSession));
         // Without an offset, the base is too old as well.
         store.persist("pid", session("s1", &[], Some(Offset(1))), t0);
-        assert_eq!(failure(restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::PacketsGone));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::PacketsGone));
         assert!(store.is_empty());
     }
 

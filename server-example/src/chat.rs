@@ -8,8 +8,10 @@
 //!   allows it, acks `{status: "ok"}` or `{status: "error", message}`; the
 //!   room's other members get `chat:user_joined` `{userId, name, roomId}`.
 //! * `chat:leave` `(roomId)`: leaves; the room gets `chat:user_left`.
-//! * `chat:message` `({roomId, content})`: refused unless the sender joined
-//!   the room; saved through the [`MessageStore`]; acked
+//! * `chat:message` `({roomId, content})`: rate-limited and checked against
+//!   a JSON schema by the core (`{status: "error", code: "rate_limited" |
+//!   "invalid_payload" | "payload_too_large"}`), refused unless the sender
+//!   joined the room; saved through the [`MessageStore`]; acked
 //!   `{status: "ok", data: message}`; the room's other members get
 //!   `chat:new_message` with the message `{id, roomId, senderId, content,
 //!   createdAt}`.
@@ -22,6 +24,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tidewire::hub::{Admission, BoxFuture, ConnectError, Event, Handshake, Hub, Socket};
+use tidewire::limits::{EventRule, JsonSchema};
 use tidewire::protocol::socketio::Payload;
 
 /// The longest message accepted, in characters.
@@ -167,8 +170,25 @@ fn claims_of(socket: &Socket) -> Option<Claims> {
 }
 
 /// Installs the chat application on the main namespace of `hub`.
+/// The shape of a `chat:message`, checked by the core before the handler
+/// runs (the handler still checks what a schema cannot: membership, and
+/// content that is only whitespace).
+fn message_schema() -> JsonSchema {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "roomId": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+            "content": { "type": "string", "minLength": 1, "maxLength": MAX_CONTENT_CHARS },
+        },
+        "required": ["roomId", "content"],
+    });
+    JsonSchema::first_arg(&schema).unwrap_or_else(|e| unreachable!("the message schema is valid: {e}"))
+}
+
 pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, policy: Arc<dyn RoomPolicy>) {
     let ns = hub.of("/");
+    // A message is at most 2,000 characters of up to 4 bytes, plus framing.
+    ns.limit_event("chat:message", EventRule::new().max_bytes(4 * MAX_CONTENT_CHARS + 512).validator(message_schema()));
     ns.use_middleware(move |handshake: Arc<Handshake>| {
         let tokens = tokens.clone();
         async move {
@@ -201,7 +221,9 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
             }
             let room = format!("room:{room_id}");
             let already = socket.in_room(&room);
-            socket.join(room.clone());
+            if let Err(e) = socket.join(room.clone()) {
+                return reply(event, status_error(e.to_string()));
+            }
             reply(event, json!({ "status": "ok" }));
             if !already {
                 let name = socket.data()["name"].clone();

@@ -98,7 +98,9 @@ fn install_on(ns: &Namespace) {
         }
     });
     ns.on("join", |socket: Socket, event: Event| async move {
-        socket.join_many(strings(event.args.data.first().unwrap_or(&Value::Null)));
+        if let Err(e) = socket.join_many(strings(event.args.data.first().unwrap_or(&Value::Null))) {
+            return ack_with(event, json!({ "status": "error", "code": "too_many_rooms", "message": e.to_string() }));
+        }
         let rooms = sorted_rooms(&socket);
         ack_with(event, rooms);
     });

@@ -17,6 +17,7 @@ use clap::Parser as _;
 use http::StatusCode;
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
 use tidewire::hub::{Hub, HubConfig, Parser};
+use tidewire::limits::{ConnectionLimits, Rate, RateLimits};
 use tidewire::protocol::engine::Frame;
 use tidewire::transport::{Server, text_response};
 
@@ -58,9 +59,91 @@ struct Options {
     /// `msgpack` (npm socket.io-msgpack-parser).
     #[arg(long, env = "TIDEWIRE_PARSER", default_value = "default", value_parser = ["default", "msgpack"])]
     parser: String,
-    /// Serve the protocol conformance handlers instead of the chat.
+    /// Serve the protocol conformance handlers instead of the chat. They
+    /// drive the protocol at full speed, so rate limits and connection caps
+    /// are off unless set by the flags below.
     #[arg(long, env = "TIDEWIRE_CONFORMANCE")]
     conformance: bool,
+    /// Events per socket, as COUNT/UNIT[:BURST] (e.g. 100/s:200), or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_SOCKET")]
+    rate_socket: Option<String>,
+    /// Events per user across their sockets, or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_USER")]
+    rate_user: Option<String>,
+    /// Events per IP address, or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_IP")]
+    rate_ip: Option<String>,
+    /// `chat:message` events per socket, or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_CHAT_MESSAGE", default_value = "10/s:20")]
+    rate_chat_message: String,
+    /// Rate-limit violations within 10 s that disconnect a socket (0: never).
+    #[arg(long, env = "TIDEWIRE_MAX_VIOLATIONS")]
+    max_violations: Option<u32>,
+    /// Concurrent connections per IP address (0: no cap).
+    #[arg(long, env = "TIDEWIRE_MAX_CONN_PER_IP")]
+    max_conn_per_ip: Option<u32>,
+    /// Concurrent connections per user (0: no cap).
+    #[arg(long, env = "TIDEWIRE_MAX_CONN_PER_USER")]
+    max_conn_per_user: Option<u32>,
+    /// Concurrent connections in total (0: no cap).
+    #[arg(long, env = "TIDEWIRE_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
+    /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
+    #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
+    handshakes_per_ip: Option<String>,
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` is
+    /// trusted for the client's address (0: the header is ignored).
+    #[arg(long, env = "TIDEWIRE_TRUSTED_PROXIES", default_value_t = 0)]
+    trusted_proxies: usize,
+}
+
+/// `off` or a rate.
+fn parse_rate(flag: &str, value: &str) -> std::io::Result<Option<Rate>> {
+    if value == "off" || value == "0" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--{flag}: {e}")))
+}
+
+/// The hub's limits from the flags: the core's defaults for the chat, none
+/// for the conformance handlers, each overridden by its flag.
+fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> {
+    let (mut rates, mut conns) = if options.conformance {
+        (RateLimits::none(), ConnectionLimits::none())
+    } else {
+        (RateLimits::default(), ConnectionLimits::default())
+    };
+    if let Some(v) = &options.rate_socket {
+        rates = rates.socket(parse_rate("rate-socket", v)?);
+    }
+    if let Some(v) = &options.rate_user {
+        rates = rates.user(parse_rate("rate-user", v)?);
+    }
+    if let Some(v) = &options.rate_ip {
+        rates = rates.ip(parse_rate("rate-ip", v)?);
+    }
+    if !options.conformance
+        && let Some(rate) = parse_rate("rate-chat-message", &options.rate_chat_message)?
+    {
+        rates = rates.event("chat:message", rate);
+    }
+    if let Some(n) = options.max_violations {
+        rates = rates.disconnect_after(n, Duration::from_secs(10));
+    }
+    let cap = |n: u32| (n > 0).then_some(n);
+    if let Some(n) = options.max_conn_per_ip {
+        conns = conns.per_ip(cap(n));
+    }
+    if let Some(n) = options.max_conn_per_user {
+        conns = conns.per_user(cap(n));
+    }
+    if let Some(n) = options.max_connections {
+        conns = conns.global(cap(n));
+    }
+    if let Some(v) = &options.handshakes_per_ip {
+        conns = conns.handshakes_per_ip(parse_rate("handshakes-per-ip", v)?);
+    }
+    Ok((rates, conns.trusted_proxies(options.trusted_proxies)))
 }
 
 fn main() -> std::io::Result<()> {
@@ -85,8 +168,13 @@ async fn run(options: Options) -> std::io::Result<()> {
         "msgpack" => Parser::Msgpack,
         _ => Parser::Default,
     };
+    let (rate_limits, connection_limits) = limits(&options)?;
     let hub = Hub::new(
-        HubConfig::default().connect_timeout(Duration::from_millis(options.connect_timeout_ms)).parser(parser),
+        HubConfig::default()
+            .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
+            .parser(parser)
+            .rate_limits(rate_limits)
+            .connection_limits(connection_limits),
     );
 
     let mut builder = Server::builder()

@@ -14,6 +14,7 @@ use std::io::Write as _;
 use clap::Parser as _;
 use tidewire::engine::EngineConfig;
 use tidewire::hub::{Event, Hub, HubConfig, Socket};
+use tidewire::limits::{Rate, RateLimits};
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::Server;
 
@@ -33,11 +34,18 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn run(options: Options) -> std::io::Result<()> {
-    let hub = Hub::new(HubConfig::default());
+    // Stock configuration, except that the rate limits are far above what
+    // the load generator offers: every event still pays for its checks, but
+    // none is refused (socket.io has no limits to compare with).
+    let unrefusable = Some(Rate::per_second(1_000_000_000).burst(1_000_000_000));
+    let limits = RateLimits::default().socket(unrefusable).user(unrefusable).ip(unrefusable);
+    let hub = Hub::new(HubConfig::default().rate_limits(limits));
     let ns = hub.of("/");
     ns.on("join", |socket: Socket, event: Event| async move {
         if let Some(room) = event.args.data.first().and_then(|v| v.as_str()) {
-            socket.join(room.to_owned());
+            if socket.join(room.to_owned()).is_err() {
+                return;
+            }
         }
         if let Some(ack) = event.ack {
             let _ = ack.send(Payload::json(vec![serde_json::Value::Bool(true)]));

@@ -31,6 +31,7 @@ mod session;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::{Duration, SystemTime};
@@ -56,6 +57,13 @@ pub struct EngineConfig {
     /// Most packets held in a session's outbound queue before the session is
     /// closed as a slow consumer (default 4,096).
     pub max_buffered_packets: usize,
+    /// Most bytes held in a session's outbound queue before the session is
+    /// closed as a slow consumer (default 4 MiB). A single message always
+    /// fits an empty queue.
+    pub max_buffered_bytes: usize,
+    /// What happens when a session's queue overflows (default
+    /// [`SlowConsumerPolicy::DropVolatileFirst`]).
+    pub slow_consumer: SlowConsumerPolicy,
     /// Allowed CORS origins for long-polling requests; empty means no CORS
     /// headers are sent (browsers then allow same-origin pages only).
     pub cors_origins: Vec<String>,
@@ -82,6 +90,8 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_secs(10),
             max_payload: 1_000_000,
             max_buffered_packets: 4096,
+            max_buffered_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::DropVolatileFirst,
             cors_origins: Vec::new(),
             cors_credentials: false,
             allow_polling: true,
@@ -117,6 +127,16 @@ impl EngineConfig {
         self.max_buffered_packets = n;
         self
     }
+    /// Sets [`max_buffered_bytes`](Self::max_buffered_bytes).
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+    /// Sets [`slow_consumer`](Self::slow_consumer).
+    pub fn slow_consumer(mut self, policy: SlowConsumerPolicy) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
     /// Adds an allowed CORS origin (`*` allows any).
     pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
         self.cors_origins.push(origin.into());
@@ -133,6 +153,73 @@ impl EngineConfig {
         self.allow_websocket = websocket;
         self
     }
+}
+
+/// What happens when a session's outbound queue overflows.
+///
+/// Either way volatile packets are never queued past the queue's soft mark
+/// (half of either bound): they are dropped and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowConsumerPolicy {
+    /// Close the session as a slow consumer at once.
+    Disconnect,
+    /// First drop the volatile packets still queued; close the session only
+    /// if that does not make room.
+    #[default]
+    DropVolatileFirst,
+}
+
+/// A handshake the application refused (connection caps, rates): answered
+/// with an HTTP error, before any session exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeRefusal {
+    /// The HTTP status (429 for limits).
+    pub status: http::StatusCode,
+    /// A machine-readable code, sent in the JSON body.
+    pub code: &'static str,
+    /// A human-readable message, sent in the JSON body.
+    pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up) when known.
+    pub retry_after: Option<Duration>,
+}
+
+/// What an [`EngineHandler::admit`] hands to the session it admits (for
+/// instance connection-cap permits): kept until the session closes, then
+/// dropped.
+#[derive(Default)]
+pub struct Admitted(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Admitted {
+    /// Nothing to hold.
+    pub fn none() -> Admitted {
+        Admitted(None)
+    }
+
+    /// Holds `guard` for the session's life.
+    pub fn new(guard: impl std::any::Any + Send + Sync) -> Admitted {
+        Admitted(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Admitted").field(&self.0.is_some()).finish()
+    }
+}
+
+/// Counters of an engine, for metrics.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Sessions opened.
+    pub opened: AtomicU64,
+    /// Handshakes refused by the handler's admission.
+    pub refused: AtomicU64,
+    /// Sessions closed as slow consumers.
+    pub slow_consumers: AtomicU64,
+    /// Volatile packets dropped (queue past its soft mark, or dropped to
+    /// make room).
+    pub volatile_dropped: AtomicU64,
 }
 
 /// What the client's handshake request looked like.
@@ -205,6 +292,17 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// A session opened. Returns the connection that will receive its
     /// messages. `session` may be kept to send messages or close it.
     fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection>;
+
+    /// Decides whether a handshake may open a session, before anything is
+    /// allocated for it. What it returns is held by the session until it
+    /// closes. The default admits everyone.
+    ///
+    /// # Errors
+    /// A [`HandshakeRefusal`], answered with its HTTP status.
+    fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
+        let _ = request;
+        Ok(Admitted::none())
+    }
 }
 
 /// A table of sessions with one configuration and one handler.
@@ -217,6 +315,7 @@ struct EngineInner {
     config: EngineConfig,
     handler: Arc<dyn EngineHandler>,
     sessions: Mutex<HashMap<Arc<str>, Session>>,
+    stats: EngineStats,
     /// New sessions for the heartbeat task, started with the first session
     /// (and again if the runtime it ran on has gone).
     heartbeats: Mutex<Option<mpsc::UnboundedSender<session::WeakSession>>>,
@@ -261,6 +360,7 @@ impl Engine {
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
+                stats: EngineStats::default(),
                 heartbeats: Mutex::new(None),
             }),
         }
@@ -281,11 +381,43 @@ impl Engine {
         self.sessions().get(sid).cloned()
     }
 
-    /// Opens a new session (the transport has validated the handshake) and
-    /// hands it to the handler. Must be called inside a tokio runtime: it
-    /// starts the session's heartbeat.
+    /// The engine's counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
+    }
+
+    /// Asks the handler whether `request` may open a session (see
+    /// [`EngineHandler::admit`]); a refusal is counted.
+    ///
+    /// # Errors
+    /// The handler's [`HandshakeRefusal`].
+    pub fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
+        let r = self.inner.handler.admit(request);
+        if r.is_err() {
+            self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Opens a new session without asking the handler's admission (a
+    /// custom transport or a test). See [`open_admitted`](Self::open_admitted).
     pub fn open_session(&self, request: &RequestInfo, transport: session::TransportKind) -> Session {
+        self.open_admitted(request, transport, Admitted::none())
+    }
+
+    /// Opens a new session that [`admit`](Self::admit) accepted (the
+    /// transport has validated the handshake) and hands it to the handler.
+    /// Must be called inside a tokio runtime: it starts the session's
+    /// heartbeat.
+    pub fn open_admitted(
+        &self,
+        request: &RequestInfo,
+        transport: session::TransportKind,
+        admitted: Admitted,
+    ) -> Session {
         let session = Session::new(Arc::downgrade(&self.inner), &self.inner.config, transport);
+        session.hold(admitted);
+        self.inner.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.sessions().insert(session.sid_arc(), session.clone());
         let conn = self.inner.handler.on_open(&session, request);
         session.attach(conn);

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
-use super::{CloseReason, Connection, EngineConfig, EngineInner};
+use super::{Admitted, CloseReason, Connection, EngineConfig, EngineInner, SlowConsumerPolicy};
 use crate::protocol::engine::{Encoded, Frame, Packet};
 
 /// How long [`Session::close_after_flush`] waits for the client to collect
@@ -56,9 +56,12 @@ impl std::fmt::Debug for Session {
 struct Inner {
     sid: Arc<str>,
     engine: Weak<EngineInner>,
-    max_buffered: usize,
+    bounds: Bounds,
     state: Mutex<State>,
-    outbound: Mutex<VecDeque<Encoded>>,
+    outbound: Mutex<Outbound>,
+    /// What the handler's admission handed over (connection-cap permits):
+    /// released when the session closes.
+    admitted: Mutex<Admitted>,
     /// Woken when packets are queued, the upgrade starts, or the session closes.
     writable: Notify,
     /// Set by a pong, cleared when a ping is sent: a pong that arrives
@@ -73,6 +76,62 @@ struct Inner {
     draining: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
     conn: Mutex<ConnSlot>,
+}
+
+/// The outbound queue's limits (copied from the engine's configuration).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    packets: usize,
+    bytes: usize,
+    policy: SlowConsumerPolicy,
+}
+
+impl Bounds {
+    /// Volatile packets are dropped, not queued, past half of either bound:
+    /// a client that lags gets room for what matters.
+    fn over_soft_mark(&self, q: &Outbound) -> bool {
+        q.packets.len() * 2 > self.packets || q.bytes * 2 > self.bytes
+    }
+
+    fn over(&self, packets: usize, bytes: usize) -> bool {
+        packets > self.packets || bytes > self.bytes
+    }
+}
+
+/// Packets waiting for the transport, their size, and which of them are
+/// volatile (positions in `packets`: the queue only grows at the back and
+/// is drained whole, so positions stay valid).
+#[derive(Default)]
+struct Outbound {
+    packets: VecDeque<Encoded>,
+    bytes: usize,
+    volatile: Vec<usize>,
+}
+
+impl Outbound {
+    /// Removes every queued volatile packet (the drop-volatile policy's
+    /// first resort). Returns how many were dropped.
+    fn drop_volatile(&mut self) -> usize {
+        let dropped = self.volatile.len();
+        if dropped == 0 {
+            return 0;
+        }
+        let marks = std::mem::take(&mut self.volatile);
+        let mut next = marks.iter().peekable();
+        let mut index = 0;
+        let mut bytes = self.bytes;
+        self.packets.retain(|p| {
+            let keep = next.peek().is_none_or(|&&m| m != index);
+            if !keep {
+                next.next();
+                bytes -= p.len();
+            }
+            index += 1;
+            keep
+        });
+        self.bytes = bytes;
+        dropped
+    }
 }
 
 enum ConnSlot {
@@ -107,9 +166,14 @@ impl Session {
             inner: Arc::new(Inner {
                 sid: new_id().into(),
                 engine,
-                max_buffered: config.max_buffered_packets,
+                bounds: Bounds {
+                    packets: config.max_buffered_packets,
+                    bytes: config.max_buffered_bytes,
+                    policy: config.slow_consumer,
+                },
                 state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),
-                outbound: Mutex::new(VecDeque::new()),
+                outbound: Mutex::new(Outbound::default()),
+                admitted: Mutex::new(Admitted::none()),
                 writable: Notify::new(),
                 ponged: AtomicBool::new(false),
                 pong_at: Mutex::new(None),
@@ -170,10 +234,17 @@ impl Session {
     /// attachments stay together).
     ///
     /// # Errors
-    /// As [`send_frame`](Self::send_frame).
+    /// [`SendError::Closed`] once the session closed; [`SendError::Full`]
+    /// when the queue is over its bounds (in packets or bytes), and the
+    /// session is then closed as a slow consumer (under
+    /// [`SlowConsumerPolicy::DropVolatileFirst`], only if dropping the
+    /// queued volatile packets does not make room).
     pub fn send(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        match self.push(packets) {
+        match self.push(packets, false) {
             Err(SendError::Full) => {
+                if let Some(engine) = self.inner.engine.upgrade() {
+                    engine.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                }
                 self.close(CloseReason::SlowConsumer);
                 Err(SendError::Full)
             }
@@ -181,30 +252,82 @@ impl Session {
         }
     }
 
-    /// Queues encoded packets unless the queue is full, in which case they
-    /// are dropped and the session stays open (volatile messages).
+    /// Queues encoded packets unless the queue is past its soft mark (half
+    /// of either bound), in which case they are dropped and the session
+    /// stays open (volatile messages).
     ///
     /// # Errors
     /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
     pub fn send_volatile(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        self.push(packets)
+        let r = self.push(packets, true);
+        if r == Err(SendError::Full)
+            && let Some(engine) = self.inner.engine.upgrade()
+        {
+            engine.stats.volatile_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 
-    fn push(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
+    fn push(&self, packets: impl IntoIterator<Item = Encoded>, volatile: bool) -> Result<(), SendError> {
         if self.is_closed() || self.is_draining() {
             return Err(SendError::Closed);
         }
+        let bounds = self.inner.bounds;
         {
             let mut q = lock(&self.inner.outbound);
-            let start = q.len();
-            q.extend(packets);
-            if q.len() > self.inner.max_buffered && start > 0 {
-                q.truncate(start);
+            if volatile && bounds.over_soft_mark(&q) {
                 return Err(SendError::Full);
+            }
+            let start = q.packets.len();
+            let start_bytes = q.bytes;
+            for p in packets {
+                q.bytes += p.len();
+                q.packets.push_back(p);
+            }
+            // An empty queue always takes one unit, however large: a
+            // message within max_payload must get through to an idle client.
+            if start > 0 && bounds.over(q.packets.len(), q.bytes) {
+                let dropped = match bounds.policy {
+                    SlowConsumerPolicy::DropVolatileFirst if !volatile => {
+                        let added: Vec<Encoded> = q.packets.drain(start..).collect();
+                        q.bytes = start_bytes;
+                        let dropped = q.drop_volatile();
+                        let fits = !bounds.over(
+                            q.packets.len() + added.len(),
+                            q.bytes + added.iter().map(Encoded::len).sum::<usize>(),
+                        );
+                        if fits {
+                            for p in added {
+                                q.bytes += p.len();
+                                q.packets.push_back(p);
+                            }
+                        }
+                        if let Some(engine) = self.inner.engine.upgrade() {
+                            engine.stats.volatile_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                        }
+                        if fits { None } else { Some(()) }
+                    }
+                    _ => {
+                        q.packets.truncate(start);
+                        q.bytes = start_bytes;
+                        Some(())
+                    }
+                };
+                if dropped.is_some() {
+                    return Err(SendError::Full);
+                }
+            } else if volatile {
+                q.volatile.push(start);
             }
         }
         self.inner.writable.notify_one();
         Ok(())
+    }
+
+    /// The packets and bytes waiting to be written.
+    pub fn queued(&self) -> (usize, usize) {
+        let q = lock(&self.inner.outbound);
+        (q.packets.len(), q.bytes)
     }
 
     /// Takes everything queued for the client, in order. Part of the
@@ -214,7 +337,10 @@ impl Session {
     pub fn drain(&self) -> Vec<Encoded> {
         // Hands the queue's buffer over: no copy, and an idle session
         // holds no queue capacity.
-        Vec::from(std::mem::take(&mut *lock(&self.inner.outbound)))
+        let mut q = lock(&self.inner.outbound);
+        q.bytes = 0;
+        q.volatile = Vec::new();
+        Vec::from(std::mem::take(&mut q.packets))
     }
 
     /// Waits until packets are queued, the upgrade starts or the session
@@ -260,7 +386,7 @@ impl Session {
         if self.is_closed() {
             return true;
         }
-        if !self.inner.draining.load(Ordering::Acquire) || !lock(&self.inner.outbound).is_empty() {
+        if !self.inner.draining.load(Ordering::Acquire) || !lock(&self.inner.outbound).packets.is_empty() {
             return false;
         }
         let reason = self.close_reason().unwrap_or(CloseReason::ForcedClose);
@@ -281,6 +407,8 @@ impl Session {
         if let Some(engine) = self.inner.engine.upgrade() {
             engine.remove(&self.inner.sid);
         }
+        // Connection-cap permits go back now, not when the last handle drops.
+        drop(std::mem::replace(&mut *lock(&self.inner.admitted), Admitted::none()));
         // If a message is being delivered right now, the deliverer notices
         // the close when it finishes and reports it (see `deliver`).
         if let Ok(mut slot) = self.inner.conn.try_lock() {
@@ -291,6 +419,13 @@ impl Session {
     fn notify_close(slot: &mut ConnSlot, reason: CloseReason) {
         if let ConnSlot::Attached(mut conn) = std::mem::replace(slot, ConnSlot::Done) {
             conn.on_close(reason);
+        }
+    }
+
+    pub(super) fn hold(&self, admitted: Admitted) {
+        *lock(&self.inner.admitted) = admitted;
+        if self.is_closed() {
+            drop(std::mem::replace(&mut *lock(&self.inner.admitted), Admitted::none()));
         }
     }
 

@@ -227,7 +227,9 @@ impl BroadcastOperator {
     pub fn sockets_join<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
         for s in self.ns.resolve(&self.target) {
-            s.join_many(rooms.iter().cloned());
+            if let Err(e) = s.join_many(rooms.iter().cloned()) {
+                tracing::debug!(socket = s.id(), error = %e, "sockets_join skipped a socket");
+            }
         }
     }
 
@@ -289,9 +291,13 @@ impl RemoteSocket {
     }
 
     /// Makes the socket join `room`.
-    pub fn join(&self, room: impl Into<Room>) {
-        if let Some(s) = &self.local {
-            s.join(room);
+    ///
+    /// # Errors
+    /// [`TooManyRooms`](super::TooManyRooms) when the socket is at its limit.
+    pub fn join(&self, room: impl Into<Room>) -> Result<(), super::TooManyRooms> {
+        match &self.local {
+            Some(s) => s.join(room),
+            None => Ok(()),
         }
     }
 

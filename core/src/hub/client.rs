@@ -9,8 +9,9 @@ use tokio::sync::Notify;
 
 use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
-use super::{DisconnectReason, Handshake, Hub, Namespace, Parser, Socket};
-use crate::engine::{CloseReason, Connection, EngineHandler, RequestInfo, Session};
+use super::{ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
+use crate::engine::{Admitted, CloseReason, Connection, EngineHandler, HandshakeRefusal, RequestInfo, Session};
+use crate::limits::{ConnectionRefused, UserPermit};
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
 
@@ -18,15 +19,43 @@ pub(super) struct Acceptor {
     pub(super) hub: Hub,
 }
 
+/// The client's address as the connection caps see it.
+fn client_ip(hub: &Hub, request: &RequestInfo) -> std::net::IpAddr {
+    let xff = request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    hub.config().connection_limits.client_ip(request.remote_addr.ip(), xff)
+}
+
 impl EngineHandler for Acceptor {
+    fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
+        let ip = client_ip(&self.hub, request);
+        match self.hub.inner().connections.acquire_ip(ip, std::time::Instant::now()) {
+            Ok(permit) => Ok(Admitted::new(permit)),
+            Err(refused) => {
+                HubStats::add(&self.hub.stats().connections_refused, 1);
+                tracing::debug!(%ip, reason = %refused, "handshake refused");
+                let status = match refused {
+                    ConnectionRefused::Global => http::StatusCode::SERVICE_UNAVAILABLE,
+                    _ => http::StatusCode::TOO_MANY_REQUESTS,
+                };
+                Err(HandshakeRefusal {
+                    status,
+                    code: refused.code(),
+                    message: refused.to_string(),
+                    retry_after: refused.retry_after(),
+                })
+            }
+        }
+    }
+
     fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection> {
         let joined = Arc::new(Notify::new());
         let shared = Arc::new(ClientShared {
             hub: self.hub.clone(),
             session: session.clone(),
-            handshake: Arc::new(Handshake::new(request, None)),
+            handshake: Arc::new(Handshake::new(request, client_ip(&self.hub, request), None)),
             sockets: Mutex::new(Slots::default()),
             joined: joined.clone(),
+            user_permits: Mutex::new(Vec::new()),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
         let timeout = self.hub.config().connect_timeout;
@@ -45,7 +74,7 @@ impl EngineHandler for Acceptor {
                 }
             }
         });
-        Box::new(Client { decoder: Decoder::new(self.hub.config().limits), shared })
+        Box::new(Client { decoder: Decoder::new(self.hub.config().limits), shared, pending_bytes: 0 })
     }
 }
 
@@ -89,6 +118,10 @@ impl Slots {
     fn drain(&mut self) -> impl Iterator<Item = (ByteString, Slot)> + '_ {
         self.0.drain(..)
     }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 enum Slot {
@@ -106,11 +139,27 @@ pub(crate) struct ClientShared {
     sockets: Mutex<Slots>,
     /// Notified when a first namespace is joined (ends the connect timeout).
     joined: Arc<Notify>,
+    /// Per-user connection slots taken by this connection's sockets (one
+    /// per distinct user); released when the connection closes.
+    user_permits: Mutex<Vec<UserPermit>>,
 }
 
 impl ClientShared {
     fn lock(&self) -> MutexGuard<'_, Slots> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a per-user connection slot for `user` unless this connection
+    /// already holds one.
+    fn acquire_user(&self, user: &str) -> Result<(), ConnectionRefused> {
+        let mut permits = self.user_permits.lock().unwrap_or_else(PoisonError::into_inner);
+        if permits.iter().any(|p| p.user() == user) {
+            return Ok(());
+        }
+        if let Some(permit) = self.hub.inner().connections.acquire_user(&Arc::from(user))? {
+            permits.push(permit);
+        }
+        Ok(())
     }
 
     pub(crate) fn remove_socket(&self, nsp: &str) {
@@ -147,6 +196,8 @@ impl ClientShared {
 struct Client {
     decoder: Decoder,
     shared: Arc<ClientShared>,
+    /// Bytes of the packet being assembled (its header and attachments so far).
+    pending_bytes: usize,
 }
 
 impl Client {
@@ -166,6 +217,10 @@ impl Client {
 
 impl Connection for Client {
     fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        self.pending_bytes += match &frame {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        };
         let packet = match self.decode(frame) {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(()),
@@ -174,13 +229,24 @@ impl Connection for Client {
                 return Err(CloseReason::ParseError);
             }
         };
+        let size = std::mem::take(&mut self.pending_bytes);
         let shared = &self.shared;
         let parser = shared.hub.config().parser;
         match packet.kind {
             PacketKind::Connect(auth) => {
-                if shared.lock().contains_key(&packet.nsp) {
+                let joined = {
+                    let slots = shared.lock();
                     // A second CONNECT to a joined namespace: invalid state.
-                    return Err(CloseReason::ParseError);
+                    if slots.contains_key(&packet.nsp) {
+                        return Err(CloseReason::ParseError);
+                    }
+                    slots.len()
+                };
+                if joined >= shared.hub.config().max_namespaces_per_connection {
+                    HubStats::add(&shared.hub.stats().namespace_refused, 1);
+                    let data = serde_json::json!({ "code": "too_many_namespaces" });
+                    shared.send(parser, &Packet::connect_error(packet.nsp, "Too many namespaces", Some(data)));
+                    return Ok(());
                 }
                 let empty = Value::Object(Default::default());
                 let Some(ns) = shared.hub.resolve_namespace(&packet.nsp, auth.as_ref().unwrap_or(&empty)) else {
@@ -194,7 +260,7 @@ impl Connection for Client {
             }
             PacketKind::Event { payload, id } => {
                 let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
-                socket.dispatch(payload, id);
+                socket.dispatch(payload, id, size);
                 Ok(())
             }
             PacketKind::Ack { payload, id } => {
@@ -219,6 +285,7 @@ impl Connection for Client {
                 socket.closed(DisconnectReason::from(&reason));
             }
         }
+        self.shared.user_permits.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
 
@@ -228,7 +295,14 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         None => shared.handshake.clone(),
         Some(auth) => Arc::new(Handshake { auth, ..Handshake::clone(&shared.handshake) }),
     };
-    let admission = match ns.admit(handshake.clone()).await {
+    let admitted = ns.admit(handshake.clone()).await.and_then(|a| match &a.user_id {
+        Some(user) => shared.acquire_user(user).map(|()| a).map_err(|refused| {
+            HubStats::add(&shared.hub.stats().connections_refused, 1);
+            ConnectError::new(refused.to_string()).with_data(serde_json::json!({ "code": refused.code() }))
+        }),
+        None => Ok(a),
+    });
+    let admission = match admitted {
         Ok(a) => a,
         Err(refusal) => {
             shared.remove_socket(&nsp);
@@ -255,6 +329,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
             ack_timeout: config.ack_timeout,
             max_pending_acks: config.max_pending_acks,
             retry_window: config.retry_window,
+            rates: shared.hub.inner().rates.socket_rates(),
         })
     });
     {

@@ -163,17 +163,33 @@ pub struct EventRejection {
     pub code: String,
     /// A human-readable explanation.
     pub message: String,
+    /// When the client may retry (rate limits), in milliseconds.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl EventRejection {
     /// A rejection with `code` and `message`.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> EventRejection {
-        EventRejection { code: code.into(), message: message.into() }
+        EventRejection { code: code.into(), message: message.into(), retry_after_ms: None }
     }
 
-    /// The ack payload sent to the client.
+    /// Adds [`retry_after_ms`](Self::retry_after_ms).
+    pub fn retry_after(mut self, after: std::time::Duration) -> EventRejection {
+        // Rounded up: retrying at the advertised time must succeed.
+        self.retry_after_ms = Some(after.as_nanos().div_ceil(1_000_000).try_into().unwrap_or(u64::MAX));
+        self
+    }
+
+    /// The ack payload sent to the client: `{status: "error", code,
+    /// message}`, plus `retryAfterMs` when set. Every refusal the core
+    /// makes (`rate_limited`, `invalid_payload`, `payload_too_large`) and
+    /// every event middleware's has this shape.
     pub fn to_ack(&self) -> Value {
-        serde_json::json!({ "status": "error", "code": self.code, "message": self.message })
+        let mut ack = serde_json::json!({ "status": "error", "code": self.code, "message": self.message });
+        if let (Some(ms), Some(map)) = (self.retry_after_ms, ack.as_object_mut()) {
+            map.insert("retryAfterMs".to_owned(), ms.into());
+        }
+        ack
     }
 }
 

@@ -34,6 +34,7 @@ mod socket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -41,13 +42,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::engine::{Engine, EngineConfig, EngineHandler, RequestInfo};
+use crate::limits::{ConnectionCounter, ConnectionLimits, RateLimiter, RateLimits};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Limits, Packet, Payload};
 
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
-pub use namespace::Namespace;
-pub use socket::{AckError, AckResponder, Socket};
+pub use namespace::{Namespace, TooManyRooms};
+pub use socket::{AckError, AckResponder, DISCONNECT_NOTICE, Socket};
 
 pub use crate::ack::AckReport;
 pub use crate::rooms::Room;
@@ -96,6 +98,14 @@ pub struct HubConfig {
     /// Whether children of dynamic namespaces are removed once empty
     /// (default true).
     pub cleanup_empty_children: bool,
+    /// Event rate limits (see [`RateLimits`] for the defaults).
+    pub rate_limits: RateLimits,
+    /// Connection caps (see [`ConnectionLimits`] for the defaults).
+    pub connection_limits: ConnectionLimits,
+    /// Most rooms one socket may be in, its own room included (default 1,000).
+    pub max_rooms_per_socket: usize,
+    /// Most namespaces one connection may join (default 32).
+    pub max_namespaces_per_connection: usize,
 }
 
 impl Default for HubConfig {
@@ -108,6 +118,10 @@ impl Default for HubConfig {
             max_pending_acks: 1024,
             retry_window: 128,
             cleanup_empty_children: true,
+            rate_limits: RateLimits::default(),
+            connection_limits: ConnectionLimits::default(),
+            max_rooms_per_socket: 1000,
+            max_namespaces_per_connection: 32,
         }
     }
 }
@@ -137,6 +151,30 @@ impl HubConfig {
     pub fn cleanup_empty_children(mut self, yes: bool) -> Self {
         self.cleanup_empty_children = yes;
         self
+    }
+    /// Sets [`rate_limits`](Self::rate_limits).
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+    /// Sets [`connection_limits`](Self::connection_limits).
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connection_limits = limits;
+        self
+    }
+    /// Sets [`max_rooms_per_socket`](Self::max_rooms_per_socket).
+    pub fn max_rooms_per_socket(mut self, n: usize) -> Self {
+        self.max_rooms_per_socket = n;
+        self
+    }
+    /// Sets [`max_namespaces_per_connection`](Self::max_namespaces_per_connection).
+    pub fn max_namespaces_per_connection(mut self, n: usize) -> Self {
+        self.max_namespaces_per_connection = n;
+        self
+    }
+    /// No rate limits and no connection caps (benchmarks, trusted peers).
+    pub fn unlimited(self) -> Self {
+        self.rate_limits(RateLimits::none()).connection_limits(ConnectionLimits::none())
     }
 }
 
@@ -240,7 +278,8 @@ pub struct Handshake {
     pub headers: Fields,
     /// When the handshake arrived, as an HTTP date.
     pub time: String,
-    /// The peer's IP address.
+    /// The client's IP address: the peer's, or the one a trusted proxy
+    /// reported (see [`ConnectionLimits::trusted_proxies`]).
     pub address: String,
     /// Whether the request was cross-origin (an `Origin` header was sent).
     pub xdomain: bool,
@@ -260,7 +299,7 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    pub(crate) fn new(request: &RequestInfo, auth: Option<Value>) -> Handshake {
+    pub(crate) fn new(request: &RequestInfo, client_ip: std::net::IpAddr, auth: Option<Value>) -> Handshake {
         // Repeated headers are joined, in order of first appearance.
         let mut headers: Vec<(&str, String)> = Vec::with_capacity(request.headers.keys_len());
         for (name, value) in &request.headers {
@@ -278,7 +317,7 @@ impl Handshake {
             xdomain: headers.iter().any(|(n, _)| *n == "origin"),
             headers: Fields::from_pairs(headers),
             time: httpdate::fmt_http_date(request.time),
-            address: request.remote_addr.ip().to_string(),
+            address: client_ip.to_string(),
             secure: request.secure,
             issued,
             url: request.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default(),
@@ -320,6 +359,9 @@ pub enum DisconnectReason {
     /// The client did not read fast enough and its queue overflowed.
     #[error("slow consumer")]
     SlowConsumer,
+    /// The client kept sending past its rate limits.
+    #[error("rate limited")]
+    RateLimited,
 }
 
 impl From<&crate::engine::CloseReason> for DisconnectReason {
@@ -355,11 +397,45 @@ pub struct Hub {
     inner: Arc<HubInner>,
 }
 
-#[derive(Default)]
 pub(crate) struct HubInner {
     config: HubConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
     dynamic: RwLock<Vec<(Arc<dyn handler::NamespaceMatcher>, Namespace)>>,
+    pub(crate) rates: RateLimiter,
+    pub(crate) connections: ConnectionCounter,
+    pub(crate) stats: HubStats,
+}
+
+/// Counters of a hub, for metrics. Every field counts since the hub started.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Events received from clients (before any check).
+    pub events_in: AtomicU64,
+    /// Bytes of the events received (packet and attachments).
+    pub bytes_in: AtomicU64,
+    /// Event deliveries queued to clients (a broadcast to n sockets counts n).
+    pub events_out: AtomicU64,
+    /// Events refused by a rate limit.
+    pub rate_limited: AtomicU64,
+    /// Events refused by a payload validator.
+    pub invalid_payload: AtomicU64,
+    /// Events refused for their size.
+    pub payload_too_large: AtomicU64,
+    /// Sockets disconnected for repeated rate-limit violations.
+    pub rate_limit_disconnects: AtomicU64,
+    /// Connections refused by a cap (handshakes and namespace connects).
+    pub connections_refused: AtomicU64,
+    /// Namespace connects refused because of a room or namespace cap.
+    pub namespace_refused: AtomicU64,
+    /// Server-side acks that timed out.
+    pub ack_timeouts: AtomicU64,
+}
+
+impl HubStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Default for Hub {
@@ -382,7 +458,17 @@ fn normalize(name: &str) -> String {
 impl Hub {
     /// A hub with `config`.
     pub fn new(config: HubConfig) -> Hub {
-        let hub = Hub { inner: Arc::new(HubInner { config, ..HubInner::default() }) };
+        let epoch = std::time::Instant::now();
+        let hub = Hub {
+            inner: Arc::new(HubInner {
+                rates: RateLimiter::new(config.rate_limits.clone(), epoch),
+                connections: ConnectionCounter::new(config.connection_limits.clone(), epoch),
+                config,
+                namespaces: RwLock::default(),
+                dynamic: RwLock::default(),
+                stats: HubStats::default(),
+            }),
+        };
         hub.of("/");
         hub
     }
@@ -394,6 +480,20 @@ impl Hub {
     /// The hub's configuration.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> &HubStats {
+        &self.inner.stats
+    }
+
+    /// Connections counted against the connection caps now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.connections()
+    }
+
+    pub(crate) fn inner(&self) -> &HubInner {
+        &self.inner
     }
 
     /// The namespace `name`, created if needed (socket.io's `io.of(name)`).

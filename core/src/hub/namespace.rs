@@ -11,8 +11,18 @@ use super::handler::{
 };
 use super::{Handshake, HubInner, Parser, RoomChange, Socket};
 use crate::ack::next_ack_id;
+use crate::limits::EventRule;
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, RoomEvent, RoomIndex, Target};
+
+/// A socket would exceed [`HubConfig::max_rooms_per_socket`](super::HubConfig::max_rooms_per_socket);
+/// none of the rooms was joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a socket may be in at most {max} rooms")]
+pub struct TooManyRooms {
+    /// The limit.
+    pub max: usize,
+}
 
 /// A namespace (socket.io's `io.of(name)`): its handlers, its connected
 /// sockets and their rooms. Cheap to clone; handlers may be added at any
@@ -58,6 +68,7 @@ pub(crate) struct Handlers {
     pub(crate) incoming: Vec<Arc<dyn EventListener>>,
     pub(crate) outgoing: Vec<Arc<dyn EventListener>>,
     pub(crate) room_listeners: Vec<Arc<dyn RoomListener>>,
+    pub(crate) event_rules: HashMap<String, EventRule>,
 }
 
 impl Handlers {
@@ -192,6 +203,28 @@ impl Namespace {
     /// [`use_event_middleware`](Self::use_event_middleware) for a shared handler.
     pub fn use_event_middleware_dyn(&self, middleware: Arc<dyn EventMiddleware>) -> &Self {
         self.update(|h| h.event_middlewares.push(middleware));
+        self
+    }
+
+    /// Limits `event`'s size and checks its arguments before any handler,
+    /// listener or middleware sees it. A refused event is dropped; if the
+    /// client asked for an ack it gets `{status: "error", code:
+    /// "payload_too_large" | "invalid_payload", message}`.
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tidewire::hub::Hub;
+    /// use tidewire::limits::{EventRule, JsonSchema};
+    /// let hub = Hub::default();
+    /// let schema = JsonSchema::first_arg(&json!({"type": "object", "required": ["text"]})).unwrap();
+    /// hub.of("/").limit_event("chat:message", EventRule::new().max_bytes(4096).validator(schema));
+    /// ```
+    pub fn limit_event(&self, event: impl Into<String>, rule: EventRule) -> &Self {
+        let event = event.into();
+        self.update(|h| {
+            h.event_rules.insert(event, rule);
+        });
         self
     }
 
@@ -406,16 +439,22 @@ impl Namespace {
 
     // --- rooms ---------------------------------------------------------------
 
-    pub(crate) fn join(&self, key: u64, rooms: Vec<Room>) {
+    pub(crate) fn join(&self, key: u64, rooms: Vec<Room>) -> Result<(), TooManyRooms> {
+        let max = self.hub().map_or(usize::MAX, |h| h.config().max_rooms_per_socket);
         let events = {
             let mut st = write(&self.inner.state);
             if !st.sockets.contains_key(&key) {
-                return;
+                return Ok(());
+            }
+            let new = rooms.iter().filter(|r| !st.rooms.contains(key, r)).count();
+            if new > 0 && st.rooms.rooms_of(key).count() + new > max {
+                return Err(TooManyRooms { max });
             }
             let events = st.rooms.join(key, rooms);
             self.changes(&st, events)
         };
         self.notify(&events);
+        Ok(())
     }
 
     pub(crate) fn leave(&self, key: u64, room: &str) {

@@ -9,13 +9,21 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::broadcast::BroadcastOperator;
 use super::client::ClientShared;
+use super::handler::EventRejection;
 use super::handler::{BoxFuture, run_now_or_spawn};
-use super::{DisconnectReason, Event, Handshake, Namespace};
+use super::namespace::TooManyRooms;
+use super::{DisconnectReason, Event, Handshake, HubStats, Namespace};
 use crate::ack::{AckTable, Inbound, InboundAcks};
 use crate::engine::{CloseReason, SendError, Session};
+use crate::limits::{SocketRates, Verdict};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Packet, Payload};
 use crate::rooms::{Room, Target};
+
+/// The event a socket receives just before the server disconnects it for
+/// a policy violation, with `{code, message}` saying why (a DISCONNECT
+/// packet carries no reason).
+pub const DISCONNECT_NOTICE: &str = "tidewire:disconnect";
 
 /// Largest ack answer kept to re-send when a client retries an event.
 const MAX_CACHED_ANSWER: usize = 64 * 1024;
@@ -78,13 +86,14 @@ struct Inner {
     namespace: Namespace,
     session: Session,
     handshake: Arc<Handshake>,
-    user_id: Option<String>,
+    user_id: Option<Arc<str>>,
     data: Mutex<Value>,
+    rates: SocketRates,
     connected: AtomicBool,
     /// Set once the connect handlers have been started; until then the
     /// socket's events wait in `held` (see `dispatch`).
     ready: AtomicBool,
-    held: Mutex<Vec<(Payload, Option<u64>)>>,
+    held: Mutex<Vec<(Payload, Option<u64>, usize)>>,
     acks: Mutex<AckTable<AckSink>>,
     inbound: Mutex<InboundAcks<Option<Arc<[Encoded]>>>>,
     client: Weak<ClientShared>,
@@ -161,6 +170,7 @@ pub(crate) struct SocketParts {
     pub(crate) ack_timeout: Duration,
     pub(crate) max_pending_acks: usize,
     pub(crate) retry_window: usize,
+    pub(crate) rates: SocketRates,
 }
 
 impl Socket {
@@ -172,7 +182,8 @@ impl Socket {
                 namespace: p.namespace,
                 session: p.session,
                 handshake: p.handshake,
-                user_id: p.admission.user_id,
+                user_id: p.admission.user_id.map(Arc::from),
+                rates: p.rates,
                 data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
                 ready: AtomicBool::new(false),
@@ -243,13 +254,20 @@ impl Socket {
     // --- rooms ---------------------------------------------------------------
 
     /// Joins `room`.
-    pub fn join(&self, room: impl Into<Room>) {
-        self.inner.namespace.join(self.inner.key, vec![room.into()]);
+    ///
+    /// # Errors
+    /// [`TooManyRooms`] when the socket is in
+    /// [`max_rooms_per_socket`](super::HubConfig::max_rooms_per_socket) rooms already.
+    pub fn join(&self, room: impl Into<Room>) -> Result<(), TooManyRooms> {
+        self.inner.namespace.join(self.inner.key, vec![room.into()])
     }
 
-    /// Joins each of `rooms`.
-    pub fn join_many<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) {
-        self.inner.namespace.join(self.inner.key, rooms.into_iter().map(Into::into).collect());
+    /// Joins each of `rooms`, or none of them.
+    ///
+    /// # Errors
+    /// [`TooManyRooms`] when joining them all would exceed the limit.
+    pub fn join_many<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) -> Result<(), TooManyRooms> {
+        self.inner.namespace.join(self.inner.key, rooms.into_iter().map(Into::into).collect())
     }
 
     /// Leaves `room`.
@@ -392,15 +410,15 @@ impl Socket {
     /// handlers have been started ([`mark_ready`](Self::mark_ready)) events
     /// are held, so a `connection` handler always runs before the socket's
     /// first event even when the CONNECT reply went out from another thread.
-    pub(crate) fn dispatch(&self, payload: Payload, id: Option<u64>) {
+    pub(crate) fn dispatch(&self, payload: Payload, id: Option<u64>, size: usize) {
         if !self.inner.ready.load(Ordering::Acquire) {
             let mut held = lock(&self.inner.held);
             if !self.inner.ready.load(Ordering::Acquire) {
-                held.push((payload, id));
+                held.push((payload, id, size));
                 return;
             }
         }
-        self.dispatch_now(payload, id);
+        self.dispatch_now(payload, id, size);
     }
 
     /// The connect handlers have started: delivers the held events, in
@@ -416,13 +434,87 @@ impl Socket {
                 }
                 std::mem::take(&mut *held)
             };
-            for (payload, id) in batch {
-                self.dispatch_now(payload, id);
+            for (payload, id, size) in batch {
+                self.dispatch_now(payload, id, size);
             }
         }
     }
 
-    fn dispatch_now(&self, mut payload: Payload, id: Option<u64>) {
+    /// Checks an event against the rate limits, then its rule (size, then
+    /// validator). On a refusal the client's ack (if any) gets the
+    /// rejection, and repeated rate violations disconnect the socket.
+    fn admit_event(&self, name: &str, payload: &mut Payload, id: Option<u64>, size: usize) -> bool {
+        let Some(hub) = self.inner.namespace.hub() else { return true };
+        let stats = hub.stats();
+        HubStats::add(&stats.events_in, 1);
+        HubStats::add(&stats.bytes_in, size as u64);
+        let rates = &hub.inner().rates;
+        let refusal = if rates.is_active() {
+            let ip = self.inner.handshake.address.parse().unwrap_or(self.inner.handshake.remote_addr.ip());
+            match rates.check(&self.inner.rates, name, self.inner.user_id.as_ref(), ip, std::time::Instant::now()) {
+                Verdict::Allow => None,
+                Verdict::Refuse(l) => {
+                    Some((EventRejection::new("rate_limited", "rate limit exceeded").retry_after(l.retry_after), false))
+                }
+                Verdict::Disconnect(l) => {
+                    Some((EventRejection::new("rate_limited", "rate limit exceeded").retry_after(l.retry_after), true))
+                }
+            }
+        } else {
+            None
+        };
+        let refusal = refusal.or_else(|| {
+            let handlers = self.inner.namespace.handlers();
+            let rule = handlers.event_rules.get(name)?;
+            if let Some(max) = rule.max_bytes
+                && size > max
+            {
+                HubStats::add(&stats.payload_too_large, 1);
+                return Some((
+                    EventRejection::new("payload_too_large", format!("event larger than {max} bytes")),
+                    false,
+                ));
+            }
+            let validator = rule.validator.as_ref()?;
+            // Validated as one array without copying the arguments.
+            let args = Value::Array(std::mem::take(&mut payload.data));
+            let verdict = validator.validate(&args);
+            let Value::Array(data) = args else { unreachable!("constructed as an array") };
+            payload.data = data;
+            let message = verdict.err()?;
+            HubStats::add(&stats.invalid_payload, 1);
+            Some((EventRejection::new("invalid_payload", message), false))
+        });
+        let Some((rejection, disconnect)) = refusal else { return true };
+        if rejection.code == "rate_limited" {
+            HubStats::add(&stats.rate_limited, 1);
+        }
+        tracing::debug!(socket = self.id(), event = name, code = rejection.code, "event refused");
+        if let Some(id) = id {
+            let _ = AckResponder { socket: self.clone(), id }.send(Payload::json(vec![rejection.to_ack()]));
+        }
+        if disconnect {
+            HubStats::add(&stats.rate_limit_disconnects, 1);
+            let notice = serde_json::json!({ "code": "rate_limited", "message": "too many rate-limit violations" });
+            let _ = self.emit(DISCONNECT_NOTICE, Payload::json(vec![notice]));
+            self.disconnect_for(DisconnectReason::RateLimited);
+        }
+        false
+    }
+
+    fn dispatch_now(&self, mut payload: Payload, id: Option<u64>, size: usize) {
+        if !self.connected() {
+            return;
+        }
+        let name = match payload.data.first() {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return,
+        };
+        payload.data.remove(0);
+        if !self.admit_event(&name, &mut payload, id, size) {
+            return;
+        }
         if let Some(id) = id {
             let seen = lock(&self.inner.inbound).begin(id);
             match seen {
@@ -434,10 +526,6 @@ impl Socket {
                 }
             }
         }
-        let name = match payload.data.remove(0) {
-            Value::String(s) => s,
-            other => other.to_string(),
-        };
         let handlers = self.inner.namespace.handlers();
         for l in &handlers.incoming {
             l.on_event(self, &name, &payload);
@@ -489,6 +577,11 @@ impl Socket {
             self.inner.session.close_after_flush(CloseReason::ForcedClose);
             return;
         }
+        self.disconnect_for(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Sends DISCONNECT and marks the socket closed with `reason`.
+    fn disconnect_for(&self, reason: DisconnectReason) {
         if self.connected() {
             let frames = self.inner.namespace.parser().encode(&Packet::disconnect(self.namespace()));
             let _ = self.send_shared(&frames, false);
@@ -496,7 +589,7 @@ impl Socket {
         if let Some(client) = self.inner.client.upgrade() {
             client.remove_socket(self.namespace());
         }
-        self.closed(DisconnectReason::ServerNamespaceDisconnect);
+        self.closed(reason);
     }
 
     /// Marks the socket disconnected, once: `disconnecting` handlers (which

@@ -91,9 +91,9 @@ async fn rooms_broadcasts_and_exclusions() {
     let idc = c.connect("/", None).await;
     let sa = ns.socket(&ida).unwrap();
     let sb = ns.socket(&idb).unwrap();
-    sa.join("red");
-    sb.join_many(["red", "blue"]);
-    ns.socket(&idc).unwrap().join("blue");
+    sa.join("red").unwrap();
+    sb.join_many(["red", "blue"]).unwrap();
+    ns.socket(&idc).unwrap().join("blue").unwrap();
     assert_eq!(sb.rooms().len(), 3, "own id, red, blue");
     assert!(sb.in_room("blue") && !sa.in_room("blue"));
 
@@ -313,7 +313,7 @@ async fn room_changes_disconnecting_and_cleanup() {
     });
     let a = Client::open(&engine);
     let id = a.connect("/", None).await;
-    ns.socket(&id).unwrap().join("lobby");
+    ns.socket(&id).unwrap().join("lobby").unwrap();
     a.send("1");
     settle().await;
     assert_eq!(*rooms_seen.lock().unwrap(), [(2, DisconnectReason::ClientNamespaceDisconnect)]);
@@ -372,13 +372,13 @@ async fn ten_thousand_cycles_leave_every_index_empty() {
         let c = Client::open(&engine);
         let id = c.connect("/", None).await;
         let s = ns.socket(&id).unwrap();
-        s.join(format!("room-{}", i % 7));
+        s.join(format!("room-{}", i % 7)).unwrap();
         let s2 = s.clone();
         // An ack left pending when the client goes away.
         let pending = tokio::spawn(async move { s2.emit_with_ack("q", Payload::default(), None).await });
         settle().await;
         s.leave(&format!("room-{}", i % 7));
-        s.join("stay");
+        s.join("stay").unwrap();
         if i % 2 == 0 {
             c.send("1")
         } else {

@@ -163,10 +163,27 @@ async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr)
         time: SystemTime::now(),
         secure: false,
     };
+    let admitted = match engine.admit(&info) {
+        Ok(a) => a,
+        Err(refusal) => return refusal_response(&refusal),
+    };
     match transport {
-        crate::engine::TransportKind::Polling => polling::handshake(engine, &info),
-        crate::engine::TransportKind::WebSocket => ws::upgrade(engine, None, req, Some(info)),
+        crate::engine::TransportKind::Polling => polling::handshake(engine, &info, admitted),
+        crate::engine::TransportKind::WebSocket => ws::upgrade(engine, None, req, Some((info, admitted))),
     }
+}
+
+/// The answer to a refused handshake: its status, a JSON body with `code`
+/// and `message`, and `Retry-After` when known. A WebSocket client sees the
+/// same response instead of the `101`.
+fn refusal_response(refusal: &crate::engine::HandshakeRefusal) -> Response<Body> {
+    let body = serde_json::json!({ "code": refusal.code, "message": refusal.message }).to_string();
+    let mut res = plain(refusal.status, body, "application/json");
+    if let Some(after) = refusal.retry_after {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    res
 }
 
 /// A copy of the headers that owns its bytes. hyper's parsed headers are

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{Body, HttpError, plain};
-use crate::engine::{CloseReason, Engine, RequestInfo, Session, TransportKind};
+use crate::engine::{Admitted, CloseReason, Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Handshake, Packet, decode_payload, encode_payload};
 
 const TEXT: &str = "text/plain; charset=UTF-8";
@@ -15,8 +15,8 @@ const TEXT: &str = "text/plain; charset=UTF-8";
 /// Most packets accepted in one POST body.
 const MAX_PACKETS_PER_POST: usize = 16_384;
 
-pub(super) fn handshake(engine: &Engine, info: &RequestInfo) -> Response<Body> {
-    let session = engine.open_session(info, TransportKind::Polling);
+pub(super) fn handshake(engine: &Engine, info: &RequestInfo, admitted: Admitted) -> Response<Body> {
+    let session = engine.open_admitted(info, TransportKind::Polling, admitted);
     let config = engine.config();
     let open = Handshake {
         sid: session.sid().to_owned(),

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::deriv
 
 use super::lean_io::LeanIo;
 use super::{Body, HttpError, plain};
-use crate::engine::{CloseReason, Engine, RequestInfo, Session, TransportKind};
+use crate::engine::{Admitted, CloseReason, Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
 use crate::ws_message::to_message;
 
@@ -40,7 +40,7 @@ pub(super) fn upgrade(
     engine: &Engine,
     existing: Option<Session>,
     mut req: Request<Incoming>,
-    info: Option<RequestInfo>,
+    info: Option<(RequestInfo, Admitted)>,
 ) -> Response<Body> {
     let headers = req.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
@@ -90,7 +90,7 @@ pub(super) fn upgrade(
 async fn serve<S: Io>(
     engine: Engine,
     existing: Option<Session>,
-    info: Option<Box<RequestInfo>>,
+    info: Option<Box<(RequestInfo, Admitted)>>,
     refuse: bool,
     io: LeanIo<S>,
 ) {
@@ -112,7 +112,8 @@ async fn serve<S: Io>(
             }
         }
         (None, Some(info)) => {
-            let session = engine.open_session(&info, TransportKind::WebSocket);
+            let (info, admitted) = *info;
+            let session = engine.open_admitted(&info, TransportKind::WebSocket, admitted);
             drop(info);
             let open = Handshake {
                 sid: session.sid().to_owned(),

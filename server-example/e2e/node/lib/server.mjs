@@ -1,5 +1,6 @@
 // Spawns tidewire-server (path from TIDEWIRE_SERVER_BIN) on an ephemeral port
 // and waits for its ready line. Helpers shared by the test files.
+import { io } from "socket.io-client";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createInterface } from "node:readline";
@@ -116,4 +117,26 @@ export function signHs256(claims, secret) {
   const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
   const sig = createHmac("sha256", secret).update(input).digest("base64url");
   return `${input}.${sig}`;
+}
+
+/** Connect to `url` with `auth`; resolves with the socket or rejects with the connect_error. */
+export function connect(url, auth, opts = {}) {
+  const socket = io(url, { forceNew: true, reconnection: false, transports: ["websocket"], auth, ...opts });
+  const ready = within(
+    5_000,
+    "connect",
+    new Promise((resolve, reject) => {
+      socket.once("connect", () => resolve(socket));
+      socket.once("connect_error", (err) => {
+        socket.disconnect();
+        reject(err);
+      });
+    }),
+  );
+  return { socket, ready };
+}
+
+/** `emitWithAck` with a 5 s timeout. */
+export function emitAck(socket, event, ...args) {
+  return socket.timeout(5_000).emitWithAck(event, ...args);
 }

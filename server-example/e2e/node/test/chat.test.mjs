@@ -10,8 +10,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { io } from "socket.io-client";
-import { startServer, within, once, signHs256 } from "../lib/server.mjs";
+import { startServer, within, once, signHs256, connect, emitAck } from "../lib/server.mjs";
 
 const T = { timeout: 20_000 };
 const SECRET = "e2e-" + randomBytes(16).toString("hex");
@@ -22,23 +21,6 @@ const token = (claims, secret = SECRET) => signHs256({ exp: now() + 600, ...clai
 
 let uniq = 0;
 const roomId = (what) => `${what}-${process.pid}-${++uniq}`;
-
-/** Connect to `url` with `auth`; resolves with the socket or rejects with the connect_error. */
-function connect(url, auth, opts = {}) {
-  const socket = io(url, { forceNew: true, reconnection: false, transports: ["websocket"], auth, ...opts });
-  const ready = within(
-    5_000,
-    "connect",
-    new Promise((resolve, reject) => {
-      socket.once("connect", () => resolve(socket));
-      socket.once("connect_error", (err) => {
-        socket.disconnect();
-        reject(err);
-      });
-    }),
-  );
-  return { socket, ready };
-}
 
 /** The connect_error message for `auth` (fails if the connection is accepted). */
 async function refusal(url, auth) {
@@ -54,9 +36,6 @@ async function refusal(url, auth) {
   assert.fail(`connected with auth ${JSON.stringify(auth)}`);
 }
 
-function emitAck(socket, event, ...args) {
-  return socket.timeout(5_000).emitWithAck(event, ...args);
-}
 
 /** Tracks the sockets a test opens and closes them all at the end. */
 function users(url) {
