@@ -42,10 +42,10 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(HubConfig::default().rate_limits(limits));
     let ns = hub.of("/");
     ns.on("join", |socket: Socket, event: Event| async move {
-        if let Some(room) = event.args.data.first().and_then(|v| v.as_str()) {
-            if socket.join(room.to_owned()).is_err() {
-                return;
-            }
+        if let Some(room) = event.args.data.first().and_then(|v| v.as_str())
+            && socket.join(room.to_owned()).is_err()
+        {
+            return;
         }
         if let Some(ack) = event.ack {
             let _ = ack.send(Payload::json(vec![serde_json::Value::Bool(true)]));
