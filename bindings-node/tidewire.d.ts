@@ -10,6 +10,7 @@ export interface TidewireError extends Error {
     | 'ERR_ACK_SENT'
     | 'ERR_ACK_TIMEOUT'
     | 'ERR_DISCONNECTED'
+    | 'ERR_TOO_MANY_ROOMS'
 }
 
 export interface ServerOptions {

@@ -336,7 +336,7 @@ impl Socket {
         if room.is_empty() {
             return Err(error("ERR_INVALID_ARG", "a room name cannot be empty"));
         }
-        self.inner.join(room).map_err(|e| error("ERR_TOO_MANY_ROOMS", &e.to_string()))
+        self.inner.join(room).map_err(|e| error("ERR_TOO_MANY_ROOMS", e))
     }
 
     /// Leaves `room`.

@@ -8,6 +8,11 @@
 //!   allows it, acks `{status: "ok"}` or `{status: "error", message}`; the
 //!   room's other members get `chat:user_joined` `{userId, name, roomId}`.
 //! * `chat:leave` `(roomId)`: leaves; the room gets `chat:user_left`.
+//! * presence in every chat room: members get `presence:join` `{roomId,
+//!   userId, name}` when a user's first connection joins and
+//!   `presence:leave` `{roomId, userId}` when their last one leaves;
+//!   `presence:list` `(roomId)` is acked with `{status: "ok", roomId, users:
+//!   [{userId, connections, name}]}`.
 //! * `chat:message` `({roomId, content})`: rate-limited and checked against
 //!   a JSON schema by the core (`{status: "error", code: "rate_limited" |
 //!   "invalid_payload" | "payload_too_large"}`), refused unless the sender
@@ -23,7 +28,7 @@ use std::time::SystemTime;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tidewire::hub::{Admission, BoxFuture, ConnectError, Event, Handshake, Hub, Socket};
+use tidewire::hub::{Admission, BoxFuture, ConnectError, Event, Handshake, Hub, PresenceOptions, Socket};
 use tidewire::limits::{EventRule, JsonSchema};
 use tidewire::protocol::socketio::Payload;
 
@@ -187,6 +192,8 @@ fn message_schema() -> JsonSchema {
 
 pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, policy: Arc<dyn RoomPolicy>) {
     let ns = hub.of("/");
+    // Who is in each chat room, once per user however many tabs they have.
+    ns.enable_presence(PresenceOptions::rooms_with_prefix("room:"));
     // A message is at most 2,000 characters of up to 4 bytes, plus framing.
     ns.limit_event("chat:message", EventRule::new().max_bytes(4 * MAX_CONTENT_CHARS + 512).validator(message_schema()));
     ns.use_middleware(move |handshake: Arc<Handshake>| {
@@ -197,8 +204,9 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
             };
             let claims = tokens.verify(token)?;
             let name = claims.name.clone().unwrap_or_else(|| claims.sub.clone());
+            let presence = json!({ "name": name });
             let data = json!({ "name": name, "claims": claims });
-            Ok(Admission::user(claims.sub.clone()).with_data(data))
+            Ok(Admission::user(claims.sub.clone()).with_data(data).with_presence(presence))
         }
     });
     ns.on_connect(|socket: Socket| async move {

@@ -22,6 +22,8 @@ pub struct Admission {
     pub data: Option<Value>,
     /// The user the socket belongs to, if the middleware authenticated one.
     pub user_id: Option<String>,
+    /// The socket's presence metadata (see [`super::PresenceOptions`]).
+    pub presence: Option<Value>,
 }
 
 impl Admission {
@@ -32,7 +34,7 @@ impl Admission {
 
     /// Admits the socket as user `id`.
     pub fn user(id: impl Into<String>) -> Admission {
-        Admission { user_id: Some(id.into()), data: None }
+        Admission { user_id: Some(id.into()), data: None, presence: None }
     }
 
     /// Attaches `data` to the socket.
@@ -41,9 +43,18 @@ impl Admission {
         self
     }
 
+    /// Sets the socket's presence metadata, e.g. `{"name": "Ada", "device": "web"}`.
+    pub fn with_presence(mut self, meta: Value) -> Admission {
+        self.presence = Some(meta);
+        self
+    }
+
     pub(crate) fn merge(&mut self, other: Admission) {
         if other.user_id.is_some() {
             self.user_id = other.user_id;
+        }
+        if other.presence.is_some() {
+            self.presence = other.presence;
         }
         match (&mut self.data, other.data) {
             (Some(Value::Object(mine)), Some(Value::Object(theirs))) => mine.extend(theirs),

@@ -30,6 +30,7 @@ mod broadcast;
 mod client;
 pub mod handler;
 mod namespace;
+mod presence;
 mod socket;
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ use crate::protocol::socketio::{Limits, Packet, Payload};
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
 pub use namespace::{Namespace, TooManyRooms};
+pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
 pub use socket::{AckError, AckResponder, DISCONNECT_NOTICE, Socket};
 
 pub use crate::ack::AckReport;
@@ -401,6 +403,8 @@ pub(crate) struct HubInner {
     config: HubConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
     dynamic: RwLock<Vec<(Arc<dyn handler::NamespaceMatcher>, Namespace)>>,
+    /// This node's id in a cluster (presence entries carry it).
+    node_id: Arc<str>,
     pub(crate) rates: RateLimiter,
     pub(crate) connections: ConnectionCounter,
     pub(crate) stats: HubStats,
@@ -464,6 +468,7 @@ impl Hub {
                 rates: RateLimiter::new(config.rate_limits.clone(), epoch),
                 connections: ConnectionCounter::new(config.connection_limits.clone(), epoch),
                 config,
+                node_id: crate::engine::new_id().into(),
                 namespaces: RwLock::default(),
                 dynamic: RwLock::default(),
                 stats: HubStats::default(),
@@ -480,6 +485,11 @@ impl Hub {
     /// The hub's configuration.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// This node's id (random, per hub).
+    pub fn node_id(&self) -> &Arc<str> {
+        &self.inner.node_id
     }
 
     /// The hub's counters.

@@ -11,7 +11,9 @@ use super::handler::{
 };
 use super::{Handshake, HubInner, Parser, RoomChange, Socket};
 use crate::ack::next_ack_id;
+use super::presence::{self, PresenceCount, PresenceListener, PresenceOptions, Tracker};
 use crate::limits::EventRule;
+use crate::presence::{Presence, PresenceDiff, PresentUser};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, RoomEvent, RoomIndex, Target};
 
@@ -54,6 +56,34 @@ struct State {
     next_key: u64,
     /// CONNECTs whose middlewares are still running.
     connecting: usize,
+    /// Presence, when enabled.
+    presence: Option<Box<Tracker>>,
+}
+
+/// Applies room events to presence (when enabled); returns the diffs and
+/// the prefix they are published with.
+fn track(st: &mut State, events: &[RoomEvent<u64>]) -> Option<(String, Vec<PresenceDiff>)> {
+    let State { presence, sockets, .. } = st;
+    let tracker = presence.as_mut()?;
+    let mut diffs = Vec::new();
+    for e in events {
+        match e {
+            RoomEvent::Joined { room, member } => {
+                let Some(socket) = sockets.get(member) else { continue };
+                let Some(user) = socket.user_arc() else { continue };
+                if tracker.tracks(room, socket.id()) {
+                    let node = tracker.node.clone();
+                    diffs.extend(tracker.state.join(room, user, &socket.id_arc(), &node, socket.presence_meta()));
+                }
+            }
+            RoomEvent::Left { room, member } => {
+                let Some(socket) = sockets.get(member) else { continue };
+                diffs.extend(tracker.state.leave(room, socket.id()));
+            }
+            RoomEvent::Created(_) | RoomEvent::Deleted(_) => {}
+        }
+    }
+    (!diffs.is_empty()).then(|| (tracker.options.prefix.clone(), diffs))
 }
 
 #[derive(Default, Clone)]
@@ -69,6 +99,7 @@ pub(crate) struct Handlers {
     pub(crate) outgoing: Vec<Arc<dyn EventListener>>,
     pub(crate) room_listeners: Vec<Arc<dyn RoomListener>>,
     pub(crate) event_rules: HashMap<String, EventRule>,
+    pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
 }
 
 impl Handlers {
@@ -390,14 +421,19 @@ impl Namespace {
             st.sockets.insert(key, socket.clone());
             st.by_id.insert(id, key);
             let events = st.rooms.join(key, rooms);
-            (socket, self.changes(&st, events))
+            let diffs = track(&mut st, &events);
+            (socket, (self.changes(&st, events), diffs))
         };
+        let (events, diffs) = events;
         if self.inner.detached.swap(false, Ordering::AcqRel) {
             if let Some(hub) = self.hub() {
                 hub.reattach(self);
             }
         }
         self.notify(&events);
+        if let Some((prefix, diffs)) = diffs {
+            presence::publish(self, &prefix, &diffs);
+        }
         socket
     }
 
@@ -407,13 +443,18 @@ impl Namespace {
             let mut st = write(&self.inner.state);
             // Room events name the socket, so build them before forgetting it.
             let events = st.rooms.remove_member(key);
+            let diffs = track(&mut st, &events);
             let changes = self.changes(&st, events);
             if let Some(socket) = st.sockets.remove(&key) {
                 st.by_id.remove(socket.id());
             }
-            changes
+            (changes, diffs)
         };
+        let (events, diffs) = events;
         self.notify(&events);
+        if let Some((prefix, diffs)) = diffs {
+            presence::publish(self, &prefix, &diffs);
+        }
         self.cleanup_if_empty();
     }
 
@@ -451,9 +492,14 @@ impl Namespace {
                 return Err(TooManyRooms { max });
             }
             let events = st.rooms.join(key, rooms);
-            self.changes(&st, events)
+            let diffs = track(&mut st, &events);
+            (self.changes(&st, events), diffs)
         };
+        let (events, diffs) = events;
         self.notify(&events);
+        if let Some((prefix, diffs)) = diffs {
+            presence::publish(self, &prefix, &diffs);
+        }
         Ok(())
     }
 
@@ -461,9 +507,105 @@ impl Namespace {
         let events = {
             let mut st = write(&self.inner.state);
             let events = st.rooms.leave(key, room);
-            self.changes(&st, events)
+            let diffs = track(&mut st, &events);
+            (self.changes(&st, events), diffs)
         };
+        let (events, diffs) = events;
         self.notify(&events);
+        if let Some((prefix, diffs)) = diffs {
+            presence::publish(self, &prefix, &diffs);
+        }
+    }
+
+    // --- presence ------------------------------------------------------------
+
+    /// Turns presence on for the rooms `options` selects (see
+    /// [`PresenceOptions`] and the events it sends). Sockets already in
+    /// those rooms are counted from now on.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Admission, Handshake, Hub, PresenceOptions};
+    /// let hub = Hub::default();
+    /// let ns = hub.of("/");
+    /// ns.enable_presence(PresenceOptions::rooms_with_prefix("room:"));
+    /// ns.use_middleware(|h: std::sync::Arc<Handshake>| async move {
+    ///     let name = h.auth["name"].as_str().unwrap_or("anonymous").to_owned();
+    ///     Ok(Admission::user(name.clone()).with_presence(serde_json::json!({ "name": name })))
+    /// });
+    /// assert_eq!(ns.presence_count("room:lobby").users, 0);
+    /// ```
+    pub fn enable_presence(&self, options: PresenceOptions) -> &Self {
+        let node = self.hub().map_or_else(|| Arc::from("local"), |h| h.node_id().clone());
+        let list_event = options.list_event.clone();
+        {
+            let mut st = write(&self.inner.state);
+            let mut tracker = Box::new(Tracker { options, node, state: Presence::new() });
+            // Count the sockets already in tracked rooms.
+            let State { rooms, sockets, .. } = &*st;
+            for (key, socket) in sockets {
+                let Some(user) = socket.user_arc() else { continue };
+                for room in rooms.rooms_of(*key) {
+                    if tracker.tracks(room, socket.id()) {
+                        let node = tracker.node.clone();
+                        let _ = tracker.state.join(room, user, &socket.id_arc(), &node, socket.presence_meta());
+                    }
+                }
+            }
+            st.presence = Some(tracker);
+        }
+        if let Some(event) = list_event {
+            self.on(event, presence::serve_list);
+        }
+        self
+    }
+
+    /// Adds a listener of this namespace's presence changes.
+    pub fn on_presence(&self, listener: impl PresenceListener) -> &Self {
+        let listener: Arc<dyn PresenceListener> = Arc::new(listener);
+        self.update(|h| h.presence_listeners.push(listener));
+        self
+    }
+
+    /// The users present in `room` (its full name), in order of arrival,
+    /// with their connections and metadata. Empty without presence.
+    pub fn presence(&self, room: &str) -> Vec<PresentUser> {
+        read(&self.inner.state).presence.as_ref().map(|t| t.state.list(room)).unwrap_or_default()
+    }
+
+    /// How many users and connections are present in `room`.
+    pub fn presence_count(&self, room: &str) -> PresenceCount {
+        let st = read(&self.inner.state);
+        st.presence.as_ref().map_or_else(PresenceCount::default, |t| PresenceCount {
+            users: t.state.user_count(room),
+            connections: t.state.connection_count(room),
+        })
+    }
+
+    /// Whether `user` is present in at least one tracked room.
+    pub fn is_present(&self, user: &str) -> bool {
+        read(&self.inner.state).presence.as_ref().is_some_and(|t| t.state.is_online(user))
+    }
+
+    /// The prefix of tracked rooms, when presence is on.
+    pub(crate) fn presence_prefix(&self) -> Option<String> {
+        read(&self.inner.state).presence.as_ref().map(|t| t.options.prefix.clone())
+    }
+
+    /// The `presence:list` answer for `room`.
+    pub(crate) fn presence_answer(&self, room: &str) -> serde_json::Value {
+        let st = read(&self.inner.state);
+        st.presence.as_ref().map_or(serde_json::Value::Null, |t| presence::list_answer(t, room))
+    }
+
+    /// Applies a socket's new presence metadata.
+    pub(crate) fn update_presence(&self, socket_id: &str, meta: serde_json::Value) {
+        let diffs = {
+            let mut st = write(&self.inner.state);
+            let Some(tracker) = st.presence.as_mut() else { return };
+            (tracker.options.prefix.clone(), tracker.state.update(socket_id, meta))
+        };
+        presence::publish(self, &diffs.0, &diffs.1);
     }
 
     pub(crate) fn rooms_of(&self, key: u64) -> Vec<Room> {

@@ -88,6 +88,7 @@ struct Inner {
     handshake: Arc<Handshake>,
     user_id: Option<Arc<str>>,
     data: Mutex<Value>,
+    presence_meta: Mutex<Value>,
     rates: SocketRates,
     connected: AtomicBool,
     /// Set once the connect handlers have been started; until then the
@@ -184,6 +185,7 @@ impl Socket {
                 handshake: p.handshake,
                 user_id: p.admission.user_id.map(Arc::from),
                 rates: p.rates,
+                presence_meta: Mutex::new(p.admission.presence.unwrap_or_else(|| Value::Object(Default::default()))),
                 data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
                 ready: AtomicBool::new(false),
@@ -229,6 +231,23 @@ impl Socket {
     /// is in the room `user:<id>`.
     pub fn user_id(&self) -> Option<&str> {
         self.inner.user_id.as_deref()
+    }
+
+    /// The user id, shared.
+    pub(crate) fn user_arc(&self) -> Option<&Arc<str>> {
+        self.inner.user_id.as_ref()
+    }
+
+    /// The socket's presence metadata (`{}` unless set).
+    pub fn presence_meta(&self) -> Value {
+        lock(&self.inner.presence_meta).clone()
+    }
+
+    /// Replaces the socket's presence metadata; the members of every
+    /// tracked room it is in get `presence:update`.
+    pub fn set_presence_meta(&self, meta: Value) {
+        *lock(&self.inner.presence_meta) = meta.clone();
+        self.inner.namespace.update_presence(self.id(), meta);
     }
 
     /// The data the middlewares attached (`socket.data`).

@@ -406,3 +406,179 @@ fn fields_keep_pairs_in_order_and_serialize_as_an_object() {
     assert!(Fields::default().is_empty());
     assert_eq!(format!("{:?}", Fields::from_pairs([("a", "b")])), r#"{"a": "b"}"#);
 }
+
+/// A hub whose sockets are users named by `auth.user`.
+fn users_hub(config: HubConfig) -> (Hub, Engine) {
+    let hub = Hub::new(config);
+    hub.of("/").use_middleware(|h: Arc<Handshake>| async move {
+        let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
+        Ok(Admission::user(user.clone()).with_presence(json!({ "name": user.to_uppercase() })))
+    });
+    let engine = hub.engine(crate::engine::EngineConfig::default());
+    (hub, engine)
+}
+
+#[tokio::test]
+async fn rate_limits_refuse_with_the_ack_shape_then_disconnect() {
+    let rules = crate::limits::RateLimits::none()
+        .event("chat", crate::limits::Rate::per(Duration::from_secs(3600), 2))
+        .disconnect_after(3, Duration::from_secs(60));
+    let (hub, engine) = users_hub(HubConfig::default().rate_limits(rules));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = handled.clone();
+    hub.of("/").on("chat", move |_s: Socket, _e: Event| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    let a = Client::open(&engine);
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    for id in 1..=4 {
+        a.send(&format!("2{id}[\"chat\",\"hi\"]"));
+    }
+    settle().await;
+    assert_eq!(handled.load(Ordering::SeqCst), 2, "the burst of 2 passes, the rest never reaches the handler");
+    let out = a.recv();
+    assert_eq!(out.len(), 2, "{out:?}");
+    for (packet, id) in out.iter().zip([3, 4]) {
+        let body: Value = serde_json::from_str(packet.strip_prefix(&format!("3{id}")).unwrap()).unwrap();
+        assert_eq!(body[0]["status"], "error");
+        assert_eq!(body[0]["code"], "rate_limited");
+        assert!(body[0]["retryAfterMs"].as_u64().unwrap() > 1_700_000, "{body}");
+    }
+    // The third violation disconnects: the notice, then DISCONNECT.
+    a.send("2[\"chat\",\"again\"]");
+    settle().await;
+    let out = a.recv();
+    assert_eq!(out, vec![
+        r#"2["tidewire:disconnect",{"code":"rate_limited","message":"too many rate-limit violations"}]"#.to_owned(),
+        "1".to_owned()
+    ]);
+    assert_eq!(hub.of("/").socket_count(), 0);
+    assert_eq!(hub.stats().rate_limit_disconnects.load(Ordering::Relaxed), 1);
+    assert_eq!(hub.stats().rate_limited.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn event_rules_check_size_and_schema_before_anything_else() {
+    let (hub, engine) = users_hub(HubConfig::default());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let ns = hub.of("/");
+    ns.on_any(move |_s: &Socket, _e: &str, _a: &Payload| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    ns.on("msg", |_s: Socket, e: Event| async move {
+        if let Some(ack) = e.ack {
+            let _ = ack.send(Payload::json(vec![json!("ok")]));
+        }
+    });
+    let schema = crate::limits::JsonSchema::first_arg(&json!({ "type": "string", "maxLength": 5 })).unwrap();
+    ns.limit_event("msg", crate::limits::EventRule::new().max_bytes(40).validator(schema));
+    let a = Client::open(&engine);
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    a.send(r#"21["msg","hello"]"#);
+    a.send(r#"22["msg","too long"]"#);
+    a.send(r#"23["msg",42]"#);
+    a.send(&format!(r#"24["msg","{}"]"#, "x".repeat(40)));
+    settle().await;
+    let out = a.recv();
+    assert_eq!(out[0], r#"31["ok"]"#);
+    assert!(out[1].starts_with(r#"32[{"status":"error","code":"invalid_payload","message":"/0: "#), "{}", out[1]);
+    assert!(out[2].starts_with(r#"33[{"status":"error","code":"invalid_payload""#), "{}", out[2]);
+    assert_eq!(out[3], r#"34[{"status":"error","code":"payload_too_large","message":"event larger than 40 bytes"}]"#);
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "listeners see accepted events only");
+}
+
+#[tokio::test]
+async fn room_and_namespace_caps() {
+    let (hub, engine) = users_hub(HubConfig::default().max_rooms_per_socket(3).max_namespaces_per_connection(1));
+    hub.of("/other");
+    let a = Client::open(&engine);
+    let id = a.connect("/", Some(json!({ "user": "ann" }))).await;
+    let socket = hub.of("/").socket(&id).unwrap();
+    // Its own room and user:ann are two of the three.
+    socket.join("r1").unwrap();
+    assert_eq!(socket.join_many(["r2", "r3"]), Err(TooManyRooms { max: 3 }));
+    assert!(!socket.in_room("r2"), "all or nothing");
+    socket.join("r1").unwrap();
+    a.send("0/other,");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4/other,{"message":"Too many namespaces","data":{"code":"too_many_namespaces"}}"#]);
+    assert!(socket.connected(), "the connection stays up");
+}
+
+#[tokio::test]
+async fn user_connection_cap_refuses_the_extra_connect() {
+    let caps = crate::limits::ConnectionLimits::none().per_user(Some(1));
+    let (hub, engine) = users_hub(HubConfig::default().connection_limits(caps));
+    hub.of("/b");
+    let tab1 = Client::open(&engine);
+    tab1.connect("/", Some(json!({ "user": "ann" }))).await;
+    // The same connection joining another namespace is still one connection.
+    tab1.connect("/b", Some(json!({ "user": "ann" }))).await;
+    let tab2 = Client::open(&engine);
+    tab2.send(r#"0{"user":"ann"}"#);
+    settle().await;
+    assert_eq!(
+        tab2.recv(),
+        vec![r#"4{"message":"too many connections for this user","data":{"code":"too_many_connections"}}"#]
+    );
+    tab1.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    tab2.connect("/", Some(json!({ "user": "ann" }))).await;
+}
+
+#[tokio::test]
+async fn presence_counts_users_once_across_tabs() {
+    let (hub, engine) = users_hub(HubConfig::default());
+    let ns = hub.of("/");
+    ns.enable_presence(PresenceOptions::rooms_with_prefix("room:"));
+    let diffs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = diffs.clone();
+    ns.on_presence(move |_ns: &str, d: &crate::presence::PresenceDiff| log.lock().unwrap().push(d.clone()));
+    let (tab1, tab2, bob) = (Client::open(&engine), Client::open(&engine), Client::open(&engine));
+    let t1 = tab1.connect("/", Some(json!({ "user": "ann" }))).await;
+    let t2 = tab2.connect("/", Some(json!({ "user": "ann" }))).await;
+    let b = bob.connect("/", Some(json!({ "user": "bob" }))).await;
+    ns.socket(&b).unwrap().join("room:1").unwrap();
+    ns.socket(&t1).unwrap().join("room:1").unwrap();
+    ns.socket(&t2).unwrap().join("room:1").unwrap();
+    ns.socket(&t1).unwrap().join("other").unwrap();
+    assert_eq!(ns.presence_count("room:1"), PresenceCount { users: 2, connections: 3 });
+    assert_eq!(ns.presence_count("other"), PresenceCount::default(), "not a tracked room");
+    let joins: Vec<String> = bob.recv().into_iter().filter(|p| p.contains("presence:")).collect();
+    assert_eq!(joins, vec![
+        r#"2["presence:join",{"roomId":"1","userId":"bob","name":"BOB"}]"#.to_owned(),
+        r#"2["presence:join",{"roomId":"1","userId":"ann","name":"ANN"}]"#.to_owned(),
+    ]);
+    // The list, as a member asks for it; refused to a non-member.
+    bob.send(r#"27["presence:list","1"]"#);
+    settle().await;
+    assert_eq!(bob.recv(), vec![
+        r#"37[{"status":"ok","roomId":"1","users":[{"userId":"bob","connections":1,"name":"BOB"},{"userId":"ann","connections":2,"name":"ANN"}]}]"#
+    ]);
+    let outsider = Client::open(&engine);
+    outsider.connect("/", Some(json!({ "user": "eve" }))).await;
+    outsider.send(r#"28["presence:list","1"]"#);
+    settle().await;
+    assert!(outsider.recv()[0].starts_with(r#"38[{"status":"error","code":"forbidden""#));
+    // A metadata update reaches the room; the first tab closing is silent,
+    // the second one is ann's leave.
+    ns.socket(&t2).unwrap().set_presence_meta(json!({ "name": "ANN", "status": "away" }));
+    tab1.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    assert!(ns.is_present("ann"));
+    tab2.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    let seen: Vec<String> = bob.recv().into_iter().filter(|p| p.contains("presence:")).collect();
+    assert_eq!(seen, vec![
+        format!(r#"2["presence:update",{{"roomId":"1","userId":"ann","connectionId":"{t2}","name":"ANN","status":"away"}}]"#),
+        r#"2["presence:leave",{"roomId":"1","userId":"ann"}]"#.to_owned(),
+    ]);
+    assert!(!ns.is_present("ann"));
+    assert_eq!(ns.presence_count("room:1"), PresenceCount { users: 1, connections: 1 });
+    assert_eq!(diffs.lock().unwrap().len(), 4, "join bob, join ann, update, leave ann");
+    bob.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    assert!(ns.presence("room:1").is_empty());
+}
