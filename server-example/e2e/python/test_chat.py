@@ -32,7 +32,7 @@ def token(secret=CHAT_SECRET, **claims):
 class Inbox:
     """Collects one client's chat:* events."""
 
-    EVENTS = ("chat:new_message", "chat:user_joined", "chat:user_left")
+    EVENTS = ("chat:new_message", "chat:user_joined", "chat:user_left", "presence:join", "presence:leave")
 
     def __init__(self, sio):
         self.seen = []
@@ -239,3 +239,52 @@ async def test_dev_token_flow(dev_chat_server, dev_users):
     # a token signed with another secret is not accepted by the dev server
     assert (await refusal(url, {"token": token(sub="eve")})).startswith("invalid token")
     assert "authentication required" in await refusal(url, {})
+
+
+@bounded
+async def test_presence_two_tabs_one_user(users):
+    """Two python-socketio connections of one user: one presence:join, and a
+    presence:leave only after both are gone."""
+    room = room_id("presence")
+    watcher = await users.connect(token(sub="wes", name="Wes"))
+    assert await watcher.call("chat:join", room, timeout=STEP) == {"status": "ok"}
+    tab1 = await users.connect(token(sub="pia", name="Pia"))
+    tab2 = await users.connect(token(sub="pia", name="Pia"))
+    for tab in (tab1, tab2):
+        assert await tab.call("chat:join", room, timeout=STEP) == {"status": "ok"}
+    await watcher.inbox.next("presence:join", lambda d: d["userId"] == "pia")
+    listed = await watcher.call("presence:list", room, timeout=STEP)
+    assert listed["users"] == [
+        {"userId": "wes", "connections": 1, "name": "Wes"},
+        {"userId": "pia", "connections": 2, "name": "Pia"},
+    ]
+    await tab1.disconnect()
+    while True:
+        users_now = (await watcher.call("presence:list", room, timeout=STEP))["users"]
+        pia = [u for u in users_now if u["userId"] == "pia"]
+        assert pia, "pia stays present while a tab is open"
+        if pia[0]["connections"] == 1:
+            break
+        await asyncio.sleep(0.02)
+    await tab2.disconnect()
+    left = await watcher.inbox.next("presence:leave")
+    assert left == {"roomId": room, "userId": "pia"}
+    joins = [d["userId"] for d in watcher.inbox.of("presence:join")]
+    assert joins == ["wes", "pia"]
+    assert watcher.inbox.of("presence:leave") == [left]
+
+
+@bounded
+async def test_invalid_and_limited_messages_are_refused(users):
+    """The core's refusals reach python-socketio acks with their codes; the
+    connection stays usable."""
+    room = room_id("limits")
+    sio = await users.connect(token(sub="quinn"))
+    assert await sio.call("chat:join", room, timeout=STEP) == {"status": "ok"}
+    bad = await sio.call("chat:message", {"roomId": room, "content": ""}, timeout=STEP)
+    assert bad["status"] == "error" and bad["code"] == "invalid_payload"
+    answers = [await sio.call("chat:message", {"roomId": room, "content": f"m{i}"}, timeout=STEP) for i in range(60)]
+    limited = [a for a in answers if a.get("code") == "rate_limited"]
+    assert limited, answers
+    assert all(a["retryAfterMs"] > 0 for a in limited)
+    assert sio.connected
