@@ -19,6 +19,7 @@ use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHand
 use tidewire::hub::{Hub, HubConfig, Parser};
 use tidewire::limits::{ConnectionLimits, Rate, RateLimits};
 use tidewire::protocol::engine::Frame;
+use tidewire::recovery::RecoveryConfig;
 use tidewire::transport::{Server, text_response};
 
 /// The secret used when `JWT_SECRET` is not set. Development only.
@@ -91,6 +92,11 @@ struct Options {
     /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
+    /// Connection-state recovery: how long a disconnected client's session
+    /// and missed packets are kept, in ms (0: off). Default: 120000 for the
+    /// chat, off for the conformance handlers.
+    #[arg(long, env = "TIDEWIRE_RECOVERY_MS")]
+    recovery_ms: Option<u64>,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` is
     /// trusted for the client's address (0: the header is ignored).
     #[arg(long, env = "TIDEWIRE_TRUSTED_PROXIES", default_value_t = 0)]
@@ -169,13 +175,20 @@ async fn run(options: Options) -> std::io::Result<()> {
         _ => Parser::Default,
     };
     let (rate_limits, connection_limits) = limits(&options)?;
-    let hub = Hub::new(
-        HubConfig::default()
-            .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
-            .parser(parser)
-            .rate_limits(rate_limits)
-            .connection_limits(connection_limits),
-    );
+    let mut hub_config = HubConfig::default()
+        .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
+        .parser(parser)
+        .rate_limits(rate_limits)
+        .connection_limits(connection_limits);
+    match options.recovery_ms.unwrap_or(if options.conformance { 0 } else { 120_000 }) {
+        0 => {}
+        ms => {
+            let window = Duration::from_millis(ms);
+            hub_config =
+                hub_config.connection_state_recovery(RecoveryConfig::default().max_disconnection_duration(window));
+        }
+    }
+    let hub = Hub::new(hub_config);
 
     let mut builder = Server::builder()
         .route("/healthz", |_req| text_response(StatusCode::OK, "ok"))

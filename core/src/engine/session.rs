@@ -245,7 +245,16 @@ impl Session {
                 if let Some(engine) = self.inner.engine.upgrade() {
                     engine.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 }
-                self.close(CloseReason::SlowConsumer);
+                // Closed from a task of its own: the sender may hold locks
+                // (a broadcast recorded for recovery) that the close
+                // handlers would take again.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        let session = self.clone();
+                        rt.spawn(async move { session.close(CloseReason::SlowConsumer) });
+                    }
+                    Err(_) => self.close(CloseReason::SlowConsumer),
+                }
                 Err(SendError::Full)
             }
             r => r,

@@ -129,6 +129,22 @@ impl BroadcastOperator {
     /// packet is encoded once; each recipient gets a shared copy. Returns
     /// how many sockets it was queued for.
     pub fn emit(&self, event: &str, args: Payload) -> usize {
+        let sent = self.emit_inner(event, args);
+        if let Some(hub) = self.ns.hub() {
+            super::HubStats::add(&hub.stats().events_out, sent as u64);
+        }
+        sent
+    }
+
+    fn emit_inner(&self, event: &str, args: Payload) -> usize {
+        if self.ns.records(self.flags.volatile) {
+            let ((sent, recipients), args) = self.ns.send_recorded(&self.target, event, args, |frames| {
+                let recipients = self.ns.resolve(&self.target);
+                (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
+            });
+            self.notify_outgoing(&recipients, event, &args);
+            return sent;
+        }
         let recipients = self.ns.resolve(&self.target);
         if recipients.is_empty() {
             return 0;

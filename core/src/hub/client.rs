@@ -9,11 +9,17 @@ use tokio::sync::Notify;
 
 use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
-use super::{ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
+use std::time::Instant;
+
+use super::namespace::{self, Deferred};
+use super::socket::SocketRecovery;
+use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
 use crate::engine::{Admitted, CloseReason, Connection, EngineHandler, HandshakeRefusal, RequestInfo, Session};
 use crate::limits::{ConnectionRefused, UserPermit};
+use crate::protocol::engine::Encoded;
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
+use crate::recovery::{self, Restore, SessionStore, StoredSession};
 
 pub(super) struct Acceptor {
     pub(super) hub: Hub,
@@ -316,38 +322,117 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         ns.abort_connect();
         return;
     }
-    let config = shared.hub.config();
-    let socket = ns.add(|key| {
+    let Some((socket, deferred)) = add_socket(&shared, &ns, &nsp, handshake, admission) else { return };
+    for d in deferred {
+        d.run(&ns);
+    }
+    for h in ns.handlers().on_connect.iter() {
+        run_now_or_spawn(h.call(socket.clone()));
+    }
+    socket.mark_ready();
+}
+
+/// A session to restore: its pid, what was kept, and the packets missed.
+type Restored = (String, StoredSession, Vec<Arc<[Encoded]>>);
+
+/// Creates the socket (restoring its session when the client asks and it
+/// can be), registers it, and sends the CONNECT reply (then the missed
+/// packets). Returns the notifications to run, or `None` when the
+/// connection closed meanwhile. Synchronous: with recovery on it holds the
+/// namespace's log lock from the restore to the last missed packet, so
+/// every packet sent meanwhile is either replayed or delivered after.
+fn add_socket(
+    shared: &Arc<ClientShared>,
+    ns: &Namespace,
+    nsp: &ByteString,
+    handshake: Arc<Handshake>,
+    mut admission: Admission,
+) -> Option<(Socket, Vec<Deferred>)> {
+    let hub = &shared.hub;
+    let config = hub.config();
+    let recovery = ns.recovery();
+    let log = recovery.map(|r| namespace::lock(&r.log));
+    let mut restored: Option<Restored> = None;
+    if let (Some(rec), Some(log)) = (recovery, log.as_ref())
+        && let Some(pid) = handshake.auth.get("pid").and_then(Value::as_str)
+    {
+        let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
+        let mut store = namespace::lock(&rec.store);
+        match recovery::restore(&mut store, log, pid, offset, Instant::now()) {
+            Restore::Recovered { session, missed } if session.user_id.as_deref() == admission.user_id.as_deref() => {
+                restored = Some((pid.to_owned(), session, missed.into_iter().cloned().collect()));
+            }
+            Restore::Recovered { .. } => tracing::debug!(pid, "recovery refused: another user"),
+            Restore::Failed(why) => tracing::debug!(pid, ?why, "recovery failed"),
+        }
+        let counter = if restored.is_some() { &hub.stats().recovered } else { &hub.stats().recovery_failed };
+        HubStats::add(counter, 1);
+    }
+    let socket_recovery = log.as_ref().map(|log| {
+        Box::new(SocketRecovery {
+            pid: restored.as_ref().map_or_else(SessionStore::new_pid, |(pid, _, _)| pid.clone()).into(),
+            // What came before was delivered or is being replayed now.
+            base: log.last(),
+            recovered: restored.is_some(),
+        })
+    });
+    let id = match &mut restored {
+        Some((_, session, _)) => {
+            admission.data = Some(std::mem::take(&mut session.data));
+            session.id.to_string()
+        }
+        None => crate::engine::new_id(),
+    };
+    let (socket, added) = ns.add_deferred(|key| {
         Socket::new(SocketParts {
-            id: crate::engine::new_id(),
+            id,
             key,
             namespace: ns.clone(),
             session: shared.session.clone(),
             handshake,
             admission,
-            client: Arc::downgrade(&shared),
+            client: Arc::downgrade(shared),
             ack_timeout: config.ack_timeout,
             max_pending_acks: config.max_pending_acks,
             retry_window: config.retry_window,
-            rates: shared.hub.inner().rates.socket_rates(),
+            rates: hub.inner().rates.socket_rates(),
+            recovery: socket_recovery,
         })
     });
+    let mut deferred = vec![added];
+    if let Some((_, session, _)) = &restored {
+        match socket.join_deferred(session.rooms.iter().cloned()) {
+            Ok(d) => deferred.push(d),
+            Err(e) => tracing::debug!(error = %e, "restored rooms over the limit"),
+        }
+    }
     {
         let mut sockets = shared.lock();
-        if !sockets.contains_key(&nsp) {
+        if !sockets.contains_key(nsp) {
             drop(sockets);
+            drop(log);
+            for d in deferred {
+                d.run(ns);
+            }
             let reason =
                 shared.session.close_reason().map_or(DisconnectReason::TransportClose, |r| DisconnectReason::from(&r));
             socket.closed(reason);
-            return;
+            return None;
         }
         sockets.insert(nsp.clone(), Slot::Connected(socket.clone()));
     }
     // Stores a permit if the timeout task is not waiting yet.
     shared.joined.notify_one();
-    shared.send(parser, &Packet::connect_ok(nsp, socket.id()));
-    for h in ns.handlers().on_connect.iter() {
-        run_now_or_spawn(h.call(socket.clone()));
+    let parser = config.parser;
+    match socket.pid() {
+        Some(pid) => shared.send(parser, &Packet::connect_ok_with_pid(nsp.clone(), socket.id(), pid)),
+        None => shared.send(parser, &Packet::connect_ok(nsp.clone(), socket.id())),
     }
-    socket.mark_ready();
+    if let Some((_, _, missed)) = restored {
+        for frames in missed {
+            let _ = shared.session.send(frames.iter().cloned());
+        }
+    }
+    drop(log);
+    Some((socket, deferred))
 }

@@ -46,6 +46,7 @@ use crate::engine::{Engine, EngineConfig, EngineHandler, RequestInfo};
 use crate::limits::{ConnectionCounter, ConnectionLimits, RateLimiter, RateLimits};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Limits, Packet, Payload};
+use crate::recovery::RecoveryConfig;
 
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
@@ -108,6 +109,9 @@ pub struct HubConfig {
     pub max_rooms_per_socket: usize,
     /// Most namespaces one connection may join (default 32).
     pub max_namespaces_per_connection: usize,
+    /// Connection-state recovery (socket.io's `connectionStateRecovery`):
+    /// off by default, as in socket.io. See [`crate::recovery`].
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl Default for HubConfig {
@@ -124,6 +128,7 @@ impl Default for HubConfig {
             connection_limits: ConnectionLimits::default(),
             max_rooms_per_socket: 1000,
             max_namespaces_per_connection: 32,
+            recovery: None,
         }
     }
 }
@@ -172,6 +177,11 @@ impl HubConfig {
     /// Sets [`max_namespaces_per_connection`](Self::max_namespaces_per_connection).
     pub fn max_namespaces_per_connection(mut self, n: usize) -> Self {
         self.max_namespaces_per_connection = n;
+        self
+    }
+    /// Turns on connection-state recovery with `config`.
+    pub fn connection_state_recovery(mut self, config: RecoveryConfig) -> Self {
+        self.recovery = Some(config);
         self
     }
     /// No rate limits and no connection caps (benchmarks, trusted peers).
@@ -434,6 +444,11 @@ pub struct HubStats {
     pub namespace_refused: AtomicU64,
     /// Server-side acks that timed out.
     pub ack_timeouts: AtomicU64,
+    /// Sockets that reconnected and got their session back.
+    pub recovered: AtomicU64,
+    /// Recovery attempts that failed (unknown or expired session, bad
+    /// offset, packets gone, another user).
+    pub recovery_failed: AtomicU64,
 }
 
 impl HubStats {

@@ -2,19 +2,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use super::broadcast::BroadcastOperator;
 use super::handler::{
     Admission, ConnectError, ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler, EventListener,
     EventMiddleware, RoomListener,
 };
+use super::presence::{self, PresenceCount, PresenceListener, PresenceOptions, Tracker};
 use super::{Handshake, HubInner, Parser, RoomChange, Socket};
 use crate::ack::next_ack_id;
-use super::presence::{self, PresenceCount, PresenceListener, PresenceOptions, Tracker};
 use crate::limits::EventRule;
 use crate::presence::{Presence, PresenceDiff, PresentUser};
+use crate::protocol::engine::Encoded;
+use crate::protocol::socketio::Packet;
 use crate::protocol::socketio::Payload;
+use crate::recovery::{PacketLog, SessionStore};
 use crate::rooms::{Room, RoomEvent, RoomIndex, Target};
 
 /// A socket would exceed [`HubConfig::max_rooms_per_socket`](super::HubConfig::max_rooms_per_socket);
@@ -46,6 +49,21 @@ struct Inner {
     dynamic_child: bool,
     /// Removed from the hub; re-registered if a socket joins again.
     detached: AtomicBool,
+    /// Connection-state recovery, when on.
+    recovery: Option<Recovery>,
+}
+
+/// A namespace's recovery state: the log of sent packets and the sessions
+/// of sockets that went away. Lock order: `log`, then `store`, then the
+/// namespace's `state`; nothing that runs user code is called with `log`
+/// held.
+pub(crate) struct Recovery {
+    pub(crate) log: Mutex<PacketLog<Arc<[Encoded]>>>,
+    pub(crate) store: Mutex<SessionStore>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Default)]
@@ -58,6 +76,24 @@ struct State {
     connecting: usize,
     /// Presence, when enabled.
     presence: Option<Box<Tracker>>,
+}
+
+/// Notifications of a change made under the namespace's lock, run once it
+/// is released (room listeners and presence events run user code and send
+/// packets).
+#[must_use = "run the notifications"]
+pub(crate) struct Deferred {
+    changes: Vec<RoomChange>,
+    presence: Option<(String, Vec<PresenceDiff>)>,
+}
+
+impl Deferred {
+    pub(crate) fn run(self, ns: &Namespace) {
+        ns.notify(&self.changes);
+        if let Some((prefix, diffs)) = self.presence {
+            presence::publish(ns, &prefix, &diffs);
+        }
+    }
 }
 
 /// Applies room events to presence (when enabled); returns the diffs and
@@ -139,6 +175,10 @@ impl Namespace {
         handlers: Arc<RwLock<Arc<Handlers>>>,
         dynamic_child: bool,
     ) -> Namespace {
+        let recovery = hub
+            .upgrade()
+            .and_then(|h| h.config.recovery.clone())
+            .map(|c| Recovery { log: Mutex::new(PacketLog::new(&c)), store: Mutex::new(SessionStore::new(&c)) });
         Namespace {
             inner: Arc::new(Inner {
                 name,
@@ -149,6 +189,7 @@ impl Namespace {
                 hub,
                 dynamic_child,
                 detached: AtomicBool::new(false),
+                recovery,
             }),
         }
     }
@@ -164,6 +205,46 @@ impl Namespace {
 
     pub(crate) fn parser(&self) -> Parser {
         self.inner.parser
+    }
+
+    /// The recovery state, when recovery is on.
+    pub(crate) fn recovery(&self) -> Option<&Recovery> {
+        self.inner.recovery.as_ref()
+    }
+
+    /// Whether an event sent without ack (and not volatile) is recorded
+    /// for recovery.
+    pub(crate) fn records(&self, volatile: bool) -> bool {
+        !volatile && self.inner.recovery.is_some()
+    }
+
+    /// Sends an event recorded for recovery: under the log's lock, the
+    /// next offset is appended to `args`, the packet is encoded once, handed
+    /// to `deliver` (which resolves the recipients and queues to them: no
+    /// user code), and logged with `target`. Holding the lock through
+    /// delivery keeps offsets in delivery order, and lets a restore see
+    /// every packet either in the log or delivered after it. Returns what
+    /// `deliver` returned and the arguments as sent (offset included).
+    pub(crate) fn send_recorded<R>(
+        &self,
+        target: &Target,
+        event: &str,
+        mut args: Payload,
+        deliver: impl FnOnce(&[Encoded]) -> R,
+    ) -> (R, Payload) {
+        let Some(rec) = &self.inner.recovery else {
+            let frames = self.parser().encode(&Packet::event(self.name(), event, args.clone(), None));
+            return (deliver(&frames), args);
+        };
+        let mut log = lock(&rec.log);
+        let (offset, text) = log.next_offset();
+        args.data.push(serde_json::Value::String(text));
+        let frames: Arc<[Encoded]> =
+            self.parser().encode(&Packet::event(self.name(), event, args.clone(), None)).into();
+        let result = deliver(&frames);
+        let size = frames.iter().map(Encoded::len).sum();
+        log.append(offset, frames, target.clone(), size, std::time::Instant::now());
+        (result, args)
     }
 
     pub(crate) fn next_ack_id(&self) -> u64 {
@@ -405,8 +486,9 @@ impl Namespace {
     }
 
     /// Registers a connected socket: its key, its own room and, when it
-    /// belongs to a user, the room `user:<id>`.
-    pub(crate) fn add(&self, make: impl FnOnce(u64) -> Socket) -> Socket {
+    /// belongs to a user, the room `user:<id>`. The notifications (room
+    /// listeners, presence) are left to the caller.
+    pub(crate) fn add_deferred(&self, make: impl FnOnce(u64) -> Socket) -> (Socket, Deferred) {
         let (socket, events) = {
             let mut st = write(&self.inner.state);
             st.connecting = st.connecting.saturating_sub(1);
@@ -424,17 +506,13 @@ impl Namespace {
             let diffs = track(&mut st, &events);
             (socket, (self.changes(&st, events), diffs))
         };
-        let (events, diffs) = events;
+        let (changes, presence) = events;
         if self.inner.detached.swap(false, Ordering::AcqRel) {
             if let Some(hub) = self.hub() {
                 hub.reattach(self);
             }
         }
-        self.notify(&events);
-        if let Some((prefix, diffs)) = diffs {
-            presence::publish(self, &prefix, &diffs);
-        }
-        socket
+        (socket, Deferred { changes, presence })
     }
 
     /// Removes a socket from every room and index.
@@ -481,11 +559,17 @@ impl Namespace {
     // --- rooms ---------------------------------------------------------------
 
     pub(crate) fn join(&self, key: u64, rooms: Vec<Room>) -> Result<(), TooManyRooms> {
+        self.join_deferred(key, rooms)?.run(self);
+        Ok(())
+    }
+
+    /// [`join`](Self::join), with the notifications left to the caller.
+    pub(crate) fn join_deferred(&self, key: u64, rooms: Vec<Room>) -> Result<Deferred, TooManyRooms> {
         let max = self.hub().map_or(usize::MAX, |h| h.config().max_rooms_per_socket);
         let events = {
             let mut st = write(&self.inner.state);
             if !st.sockets.contains_key(&key) {
-                return Ok(());
+                return Ok(Deferred { changes: Vec::new(), presence: None });
             }
             let new = rooms.iter().filter(|r| !st.rooms.contains(key, r)).count();
             if new > 0 && st.rooms.rooms_of(key).count() + new > max {
@@ -495,12 +579,8 @@ impl Namespace {
             let diffs = track(&mut st, &events);
             (self.changes(&st, events), diffs)
         };
-        let (events, diffs) = events;
-        self.notify(&events);
-        if let Some((prefix, diffs)) = diffs {
-            presence::publish(self, &prefix, &diffs);
-        }
-        Ok(())
+        let (changes, presence) = events;
+        Ok(Deferred { changes, presence })
     }
 
     pub(crate) fn leave(&self, key: u64, room: &str) {

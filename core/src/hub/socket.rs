@@ -18,6 +18,7 @@ use crate::engine::{CloseReason, SendError, Session};
 use crate::limits::{SocketRates, Verdict};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Packet, Payload};
+use crate::recovery::{Offset, StoredSession};
 use crate::rooms::{Room, Target};
 
 /// The event a socket receives just before the server disconnects it for
@@ -89,6 +90,8 @@ struct Inner {
     user_id: Option<Arc<str>>,
     data: Mutex<Value>,
     presence_meta: Mutex<Value>,
+    /// Set when the namespace has connection-state recovery.
+    recovery: Option<Box<SocketRecovery>>,
     rates: SocketRates,
     connected: AtomicBool,
     /// Set once the connect handlers have been started; until then the
@@ -172,6 +175,18 @@ pub(crate) struct SocketParts {
     pub(crate) max_pending_acks: usize,
     pub(crate) retry_window: usize,
     pub(crate) rates: SocketRates,
+    pub(crate) recovery: Option<Box<SocketRecovery>>,
+}
+
+/// A socket's part of connection-state recovery.
+#[derive(Debug)]
+pub(crate) struct SocketRecovery {
+    /// The private session id the client reconnects with.
+    pub(crate) pid: Arc<str>,
+    /// The log's position when the socket (re)connected: replayed from
+    /// there when the client comes back without an offset.
+    pub(crate) base: Option<Offset>,
+    pub(crate) recovered: bool,
 }
 
 impl Socket {
@@ -185,6 +200,7 @@ impl Socket {
                 handshake: p.handshake,
                 user_id: p.admission.user_id.map(Arc::from),
                 rates: p.rates,
+                recovery: p.recovery,
                 presence_meta: Mutex::new(p.admission.presence.unwrap_or_else(|| Value::Object(Default::default()))),
                 data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
@@ -231,6 +247,26 @@ impl Socket {
     /// is in the room `user:<id>`.
     pub fn user_id(&self) -> Option<&str> {
         self.inner.user_id.as_deref()
+    }
+
+    /// Whether this socket is a reconnected client that got its previous
+    /// session back (socket.io's `socket.recovered`): same id, rooms and
+    /// data, and the packets it missed were replayed before anything else.
+    pub fn recovered(&self) -> bool {
+        self.inner.recovery.as_ref().is_some_and(|r| r.recovered)
+    }
+
+    /// The private session id, when recovery is on.
+    pub(crate) fn pid(&self) -> Option<&str> {
+        self.inner.recovery.as_ref().map(|r| &*r.pid)
+    }
+
+    /// Joins `rooms`, with the notifications left to the caller.
+    pub(crate) fn join_deferred(
+        &self,
+        rooms: impl IntoIterator<Item = Room>,
+    ) -> Result<super::namespace::Deferred, TooManyRooms> {
+        self.inner.namespace.join_deferred(self.inner.key, rooms.into_iter().collect())
     }
 
     /// The user id, shared.
@@ -322,6 +358,15 @@ impl Socket {
     }
 
     fn emit_packet(&self, event: &str, args: Payload, id: Option<u64>, volatile: bool) -> Result<(), SendError> {
+        if id.is_none() && self.inner.namespace.records(volatile) {
+            // Recorded like a broadcast to the socket's own room, so a
+            // reconnecting client gets it back (socket.io does the same).
+            let target = Target { rooms: vec![self.id_arc()], except: Vec::new() };
+            let (sent, args) =
+                self.inner.namespace.send_recorded(&target, event, args, |frames| self.send_shared(frames, false));
+            self.notify_outgoing(event, &args);
+            return sent;
+        }
         self.notify_outgoing(event, &args);
         let frames = self.inner.namespace.parser().encode(&Packet::event(self.namespace(), event, args, id));
         self.send_shared(&frames, volatile)
@@ -611,6 +656,28 @@ impl Socket {
         self.closed(reason);
     }
 
+    /// Keeps the session for recovery after an unclean disconnect (the
+    /// client may come back); a clean one (either side said goodbye) is not
+    /// kept, as in socket.io.
+    fn persist(&self, reason: DisconnectReason) {
+        let (Some(mine), Some(rec)) = (&self.inner.recovery, self.inner.namespace.recovery()) else { return };
+        let unclean = matches!(
+            reason,
+            DisconnectReason::TransportClose | DisconnectReason::TransportError | DisconnectReason::PingTimeout
+        );
+        if !unclean {
+            return;
+        }
+        let session = StoredSession {
+            id: self.id_arc(),
+            rooms: self.rooms(),
+            data: self.data(),
+            user_id: self.inner.user_id.clone(),
+            base: mine.base,
+        };
+        super::namespace::lock(&rec.store).persist(&mine.pid, session, std::time::Instant::now());
+    }
+
     /// Marks the socket disconnected, once: `disconnecting` handlers (which
     /// still see the rooms), then every index is cleaned, then `disconnect`
     /// handlers.
@@ -622,6 +689,7 @@ impl Socket {
         for h in &handlers.on_disconnecting {
             run_now_or_spawn(h.call(self.clone(), reason));
         }
+        self.persist(reason);
         self.inner.namespace.remove(self.inner.key);
         // Pending acks fail: single emits with `Disconnected`, broadcasts
         // count the socket as gone.

@@ -449,10 +449,13 @@ async fn rate_limits_refuse_with_the_ack_shape_then_disconnect() {
     a.send("2[\"chat\",\"again\"]");
     settle().await;
     let out = a.recv();
-    assert_eq!(out, vec![
-        r#"2["tidewire:disconnect",{"code":"rate_limited","message":"too many rate-limit violations"}]"#.to_owned(),
-        "1".to_owned()
-    ]);
+    assert_eq!(
+        out,
+        vec![
+            r#"2["tidewire:disconnect",{"code":"rate_limited","message":"too many rate-limit violations"}]"#.to_owned(),
+            "1".to_owned()
+        ]
+    );
     assert_eq!(hub.of("/").socket_count(), 0);
     assert_eq!(hub.stats().rate_limit_disconnects.load(Ordering::Relaxed), 1);
     assert_eq!(hub.stats().rate_limited.load(Ordering::Relaxed), 3);
@@ -547,16 +550,22 @@ async fn presence_counts_users_once_across_tabs() {
     assert_eq!(ns.presence_count("room:1"), PresenceCount { users: 2, connections: 3 });
     assert_eq!(ns.presence_count("other"), PresenceCount::default(), "not a tracked room");
     let joins: Vec<String> = bob.recv().into_iter().filter(|p| p.contains("presence:")).collect();
-    assert_eq!(joins, vec![
-        r#"2["presence:join",{"roomId":"1","userId":"bob","name":"BOB"}]"#.to_owned(),
-        r#"2["presence:join",{"roomId":"1","userId":"ann","name":"ANN"}]"#.to_owned(),
-    ]);
+    assert_eq!(
+        joins,
+        vec![
+            r#"2["presence:join",{"roomId":"1","userId":"bob","name":"BOB"}]"#.to_owned(),
+            r#"2["presence:join",{"roomId":"1","userId":"ann","name":"ANN"}]"#.to_owned(),
+        ]
+    );
     // The list, as a member asks for it; refused to a non-member.
     bob.send(r#"27["presence:list","1"]"#);
     settle().await;
-    assert_eq!(bob.recv(), vec![
-        r#"37[{"status":"ok","roomId":"1","users":[{"userId":"bob","connections":1,"name":"BOB"},{"userId":"ann","connections":2,"name":"ANN"}]}]"#
-    ]);
+    assert_eq!(
+        bob.recv(),
+        vec![
+            r#"37[{"status":"ok","roomId":"1","users":[{"userId":"bob","connections":1,"name":"BOB"},{"userId":"ann","connections":2,"name":"ANN"}]}]"#
+        ]
+    );
     let outsider = Client::open(&engine);
     outsider.connect("/", Some(json!({ "user": "eve" }))).await;
     outsider.send(r#"28["presence:list","1"]"#);
@@ -571,14 +580,136 @@ async fn presence_counts_users_once_across_tabs() {
     tab2.session.close(crate::engine::CloseReason::TransportClose);
     settle().await;
     let seen: Vec<String> = bob.recv().into_iter().filter(|p| p.contains("presence:")).collect();
-    assert_eq!(seen, vec![
-        format!(r#"2["presence:update",{{"roomId":"1","userId":"ann","connectionId":"{t2}","name":"ANN","status":"away"}}]"#),
-        r#"2["presence:leave",{"roomId":"1","userId":"ann"}]"#.to_owned(),
-    ]);
+    assert_eq!(
+        seen,
+        vec![
+            format!(
+                r#"2["presence:update",{{"roomId":"1","userId":"ann","connectionId":"{t2}","name":"ANN","status":"away"}}]"#
+            ),
+            r#"2["presence:leave",{"roomId":"1","userId":"ann"}]"#.to_owned(),
+        ]
+    );
     assert!(!ns.is_present("ann"));
     assert_eq!(ns.presence_count("room:1"), PresenceCount { users: 1, connections: 1 });
     assert_eq!(diffs.lock().unwrap().len(), 4, "join bob, join ann, update, leave ann");
     bob.session.close(crate::engine::CloseReason::TransportClose);
     settle().await;
     assert!(ns.presence("room:1").is_empty());
+}
+
+/// The last argument of an EVENT packet (`2[...]`): its recovery offset.
+fn offset_of(packet: &str) -> String {
+    let args: Value = serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
+    args.as_array().unwrap().last().unwrap().as_str().unwrap().to_owned()
+}
+
+/// CONNECTs with `auth`; returns the reply's body.
+async fn connect_reply(c: &Client, auth: Value) -> (Value, Vec<String>) {
+    c.send(&format!("0{auth}"));
+    settle().await;
+    let mut out = c.recv();
+    let reply = out.remove(0);
+    (serde_json::from_str(reply.strip_prefix('0').unwrap()).unwrap(), out)
+}
+
+#[tokio::test]
+async fn recovery_restores_id_rooms_data_and_missed_packets_in_order() {
+    let config = HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default());
+    let (hub, engine) = users_hub(config);
+    let ns = hub.of("/");
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "ann" })).await;
+    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
+    let socket = ns.socket(&sid).unwrap();
+    assert!(!socket.recovered());
+    socket.join("news").unwrap();
+    socket.set_data(json!({ "score": 7 }));
+    socket.emit("direct", args(json!([1]))).unwrap();
+    ns.to("news").emit("news", args(json!([2])));
+    let got = first.recv();
+    assert_eq!(got.len(), 2);
+    let last_seen = offset_of(&got[0]); // the client saw only the first
+    first.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    ns.to("news").emit("news", args(json!([3])));
+    ns.to("elsewhere").emit("other", args(json!([4])));
+    ns.emit("all", args(json!([5])));
+
+    let back = Client::open(&engine);
+    let (reply, missed) = connect_reply(&back, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
+    assert_eq!(reply["sid"], sid.as_str(), "same socket id");
+    assert_eq!(reply["pid"], pid.as_str());
+    let names: Vec<String> = missed.iter().map(|p| p[2..p.find(',').unwrap()].to_owned()).collect();
+    assert_eq!(names, vec![r#""news""#, r#""news""#, r#""all""#], "{missed:?}");
+    assert!(missed[0].starts_with(r#"2["news",2,"#) && missed[1].starts_with(r#"2["news",3,"#), "{missed:?}");
+    let restored = ns.socket(&sid).unwrap();
+    assert!(restored.recovered());
+    assert!(restored.in_room("news") && restored.in_room("user:ann"));
+    assert_eq!(restored.data(), json!({ "score": 7 }));
+    assert_eq!(hub.stats().recovered.load(Ordering::Relaxed), 1);
+    // One use only: the same pid again starts a new session.
+    let again = Client::open(&engine);
+    let (reply, _) = connect_reply(&again, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
+    assert_ne!(reply["sid"], sid.as_str());
+}
+
+#[tokio::test]
+async fn recovery_without_any_prior_event_replays_from_the_connect() {
+    let config = HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default());
+    let (hub, engine) = users_hub(config);
+    let ns = hub.of("/");
+    ns.emit("before", args(json!(["not missed: sent before the socket existed"])));
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "bo" })).await;
+    let pid = reply["pid"].as_str().unwrap().to_owned();
+    ns.socket(reply["sid"].as_str().unwrap()).unwrap().join("r").unwrap();
+    first.session.close(crate::engine::CloseReason::PingTimeout);
+    settle().await;
+    ns.to("r").emit("while away", args(json!([1])));
+    // socket.io-client sends no offset when it received no event.
+    let back = Client::open(&engine);
+    let (reply, missed) = connect_reply(&back, json!({ "user": "bo", "pid": pid })).await;
+    assert_eq!(missed.len(), 1, "{missed:?}");
+    assert!(missed[0].starts_with(r#"2["while away",1,"#));
+    assert!(ns.socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
+}
+
+#[tokio::test]
+async fn recovery_fails_cleanly() {
+    let config =
+        HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default().max_packets(2));
+    let (hub, engine) = users_hub(config);
+    let ns = hub.of("/");
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "cy" })).await;
+    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
+    ns.socket(&sid).unwrap().emit("seen", args(json!([0]))).unwrap();
+    let seen = offset_of(&first.recv()[0]);
+    first.session.close(crate::engine::CloseReason::TransportError);
+    settle().await;
+    // Another user cannot take the session over.
+    let thief = Client::open(&engine);
+    let (reply, _) = connect_reply(&thief, json!({ "user": "mallory", "pid": pid, "offset": seen })).await;
+    assert_ne!(reply["sid"], sid.as_str());
+    // More was sent than the log keeps: the packets are gone.
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "cy" })).await;
+    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
+    ns.socket(&sid).unwrap().emit("seen", args(json!([0]))).unwrap();
+    let seen = offset_of(&first.recv()[0]);
+    first.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+    for i in 0..3 {
+        ns.emit("flood", args(json!([i])));
+    }
+    let back = Client::open(&engine);
+    let (reply, missed) = connect_reply(&back, json!({ "user": "cy", "pid": pid, "offset": seen })).await;
+    assert_ne!(reply["sid"], sid.as_str(), "a new session, never a partial one");
+    assert!(missed.is_empty());
+    assert!(!ns.socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
+    // A clean disconnect keeps nothing; garbage pids and offsets are refused.
+    let garbage = Client::open(&engine);
+    let (reply, _) = connect_reply(&garbage, json!({ "user": "cy", "pid": 12, "offset": [1] })).await;
+    assert!(reply["sid"].is_string());
+    assert_eq!(hub.stats().recovery_failed.load(Ordering::Relaxed), 2);
 }

@@ -134,6 +134,12 @@ impl Packet {
         Packet { nsp: nsp.into(), kind: PacketKind::Connect(Some(serde_json::json!({ "sid": sid }))) }
     }
 
+    /// A CONNECT reply with the socket id and the private session id that
+    /// connection-state recovery uses (`{"sid":..,"pid":..}`).
+    pub fn connect_ok_with_pid(nsp: impl Into<ByteString>, sid: &str, pid: &str) -> Packet {
+        Packet { nsp: nsp.into(), kind: PacketKind::Connect(Some(serde_json::json!({ "sid": sid, "pid": pid }))) }
+    }
+
     /// A CONNECT_ERROR with `message` and optional `data`.
     pub fn connect_error(nsp: impl Into<ByteString>, message: &str, data: Option<Value>) -> Packet {
         let mut body = serde_json::json!({ "message": message });

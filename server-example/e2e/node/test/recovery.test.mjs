@@ -1,0 +1,164 @@
+// Connection-state recovery with socket.io-client 4.8.1 (which tracks `pid`
+// and offsets by itself): the client talks to the server through a TCP proxy
+// the test cuts, reconnects on its own, and gets its id, rooms and the
+// packets it missed back, in order, with `socket.recovered === true`. Also
+// when it had received no event before the cut (socket.io itself fails
+// there), and an explicit `recovered === false` once the window has passed.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, connect as tcpConnect } from "node:net";
+import { io } from "socket.io-client";
+import { startServer, connect, emitAck, once, within } from "../lib/server.mjs";
+
+const T = { timeout: 30_000 };
+
+/** A TCP proxy to `target` whose connections can all be cut at once. */
+async function proxy(target) {
+  const { port, hostname } = new URL(target);
+  const pairs = new Set();
+  const server = createServer((down) => {
+    const up = tcpConnect(Number(port), hostname);
+    const pair = [down, up];
+    pairs.add(pair);
+    down.pipe(up).on("error", () => {});
+    up.pipe(down).on("error", () => {});
+    const drop = () => {
+      pairs.delete(pair);
+      down.destroy();
+      up.destroy();
+    };
+    down.on("close", drop).on("error", drop);
+    up.on("close", drop).on("error", drop);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() {
+      for (const [down, up] of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      this.cut();
+      server.close();
+    },
+  };
+}
+
+/** A client through the proxy that reconnects by itself after `delay` ms. */
+async function reconnecting(url, delay = 100) {
+  const socket = io(url, {
+    forceNew: true,
+    transports: ["websocket"],
+    reconnectionDelay: delay,
+    reconnectionDelayMax: delay,
+    randomizationFactor: 0,
+  });
+  await once(socket, "connect");
+  return socket;
+}
+
+/** Every `msg` received, without the offset socket.io appends. */
+function inbox(socket) {
+  const got = [];
+  socket.on("msg", (...args) => got.push(args[0]));
+  return got;
+}
+
+async function sendToRoom(sender, room, n) {
+  const reached = await emitAck(sender, "hub-to", { rooms: [room], event: "msg", args: [n] });
+  return reached;
+}
+
+describe("connection state recovery", () => {
+  test("missed packets come back in order with the same id and rooms", T, async () => {
+    const server = await startServer(["--recovery-ms", "60000"]);
+    const p = await proxy(server.url);
+    const sender = await connect(server.url).ready;
+    const client = await reconnecting(p.url);
+    try {
+      const got = inbox(client);
+      const room = "rec-" + process.pid;
+      await emitAck(client, "join", room);
+      assert.equal(await sendToRoom(sender, room, 1), 1);
+      await within(5_000, "msg 1", (async () => { while (got.length < 1) await new Promise((r) => setTimeout(r, 5)); })());
+      const id = client.id;
+      const gone = once(client, "disconnect");
+      p.cut();
+      assert.equal((await gone)[0], "transport close");
+      // Once the server has seen the cut, the room is empty; these are missed.
+      await within(5_000, "the server to see the cut", (async () => {
+        while ((await emitAck(sender, "hub-to", { rooms: [room], event: "probe", args: [] })) !== 0) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })());
+      for (const n of [2, 3, 4]) assert.equal(await sendToRoom(sender, room, n), 0);
+      await once(client, "connect", 10_000);
+      assert.equal(client.recovered, true);
+      assert.equal(client.id, id);
+      await within(5_000, "the missed messages", (async () => { while (got.length < 4) await new Promise((r) => setTimeout(r, 5)); })());
+      assert.deepEqual(got, [1, 2, 3, 4]);
+      assert.deepEqual(await emitAck(client, "rooms"), [id, room].sort());
+      // And it is live again.
+      assert.equal(await sendToRoom(sender, room, 5), 1);
+      await within(5_000, "msg 5", (async () => { while (got.length < 5) await new Promise((r) => setTimeout(r, 5)); })());
+      assert.deepEqual(got, [1, 2, 3, 4, 5]);
+    } finally {
+      client.disconnect();
+      sender.disconnect();
+      p.close();
+      await server.stop();
+    }
+  });
+
+  test("recovers a client that had received no event before the cut", T, async () => {
+    const server = await startServer(["--recovery-ms", "60000"]);
+    const p = await proxy(server.url);
+    const sender = await connect(server.url).ready;
+    const client = await reconnecting(p.url);
+    try {
+      const got = inbox(client);
+      const room = "quiet-" + process.pid;
+      await emitAck(client, "join", room); // an ack, not an event: no offset yet
+      const id = client.id;
+      p.cut();
+      await within(5_000, "the server to see the cut", (async () => {
+        while ((await emitAck(sender, "hub-to", { rooms: [room], event: "probe", args: [] })) !== 0) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })());
+      assert.equal(await sendToRoom(sender, room, 1), 0);
+      await once(client, "connect", 10_000);
+      assert.equal(client.recovered, true);
+      assert.equal(client.id, id);
+      await within(5_000, "the missed message", (async () => { while (got.length < 1) await new Promise((r) => setTimeout(r, 5)); })());
+      assert.deepEqual(got, [1]);
+    } finally {
+      client.disconnect();
+      sender.disconnect();
+      p.close();
+      await server.stop();
+    }
+  });
+
+  test("after the window the client gets a new session, recovered === false", T, async () => {
+    const server = await startServer(["--recovery-ms", "200"]);
+    const p = await proxy(server.url);
+    const client = await reconnecting(p.url, 1_000);
+    try {
+      const id = client.id;
+      await emitAck(client, "join", "late");
+      p.cut();
+      await once(client, "connect", 10_000);
+      assert.equal(client.recovered, false);
+      assert.notEqual(client.id, id);
+      assert.deepEqual(await emitAck(client, "rooms"), [client.id]);
+    } finally {
+      client.disconnect();
+      p.close();
+      await server.stop();
+    }
+  });
+});
