@@ -245,16 +245,10 @@ impl Session {
                 if let Some(engine) = self.inner.engine.upgrade() {
                     engine.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 }
-                // Closed from a task of its own: the sender may hold locks
-                // (a broadcast recorded for recovery) that the close
-                // handlers would take again.
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        let session = self.clone();
-                        rt.spawn(async move { session.close(CloseReason::SlowConsumer) });
-                    }
-                    Err(_) => self.close(CloseReason::SlowConsumer),
-                }
+                // The connection hears of it from a task of its own: the
+                // sender may hold locks (a broadcast recorded for recovery)
+                // that the close handlers would take again.
+                self.close_with(CloseReason::SlowConsumer, false);
                 Err(SendError::Full)
             }
             r => r,
@@ -405,6 +399,12 @@ impl Session {
 
     /// Closes the session. The first reason wins; later calls do nothing.
     pub fn close(&self, reason: CloseReason) {
+        self.close_with(reason, true);
+    }
+
+    /// Closes the session; the connection's `on_close` runs now, or with
+    /// `!inline` from a spawned task (when inside a tokio runtime).
+    fn close_with(&self, reason: CloseReason, inline: bool) {
         if self.inner.closing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -418,6 +418,11 @@ impl Session {
         }
         // Connection-cap permits go back now, not when the last handle drops.
         drop(std::mem::replace(&mut *lock(&self.inner.admitted), Admitted::none()));
+        if !inline && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            rt.spawn(async move { Self::notify_close(&mut lock(&inner.conn), reason) });
+            return;
+        }
         // If a message is being delivered right now, the deliverer notices
         // the close when it finishes and reports it (see `deliver`).
         if let Ok(mut slot) = self.inner.conn.try_lock() {
