@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Parser as _;
 use http::StatusCode;
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
-use tidewire::hub::{Hub, HubConfig, Parser};
+use tidewire::hub::{DrainOptions, Hub, HubConfig, Parser};
 use tidewire::limits::{ConnectionLimits, Rate, RateLimits};
 use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
@@ -97,6 +97,15 @@ struct Options {
     /// chat, off for the conformance handlers.
     #[arg(long, env = "TIDEWIRE_RECOVERY_MS")]
     recovery_ms: Option<u64>,
+    /// Graceful shutdown on SIGTERM: connections closed per batch.
+    #[arg(long, env = "TIDEWIRE_DRAIN_BATCH_SIZE", default_value_t = 500)]
+    drain_batch_size: usize,
+    /// Graceful shutdown: time between batches, in ms.
+    #[arg(long, env = "TIDEWIRE_DRAIN_INTERVAL_MS", default_value_t = 100)]
+    drain_interval_ms: u64,
+    /// Graceful shutdown: how long in-flight acks may take, in ms.
+    #[arg(long, env = "TIDEWIRE_DRAIN_ACK_DEADLINE_MS", default_value_t = 5000)]
+    drain_ack_deadline_ms: u64,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` is
     /// trusted for the client's address (0: the header is ignored).
     #[arg(long, env = "TIDEWIRE_TRUSTED_PROXIES", default_value_t = 0)]
@@ -191,7 +200,17 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(hub_config);
 
     let mut builder = Server::builder()
-        .route("/healthz", |_req| text_response(StatusCode::OK, "ok"))
+        .route("/healthz", {
+            // 503 while draining, so load balancers send new clients elsewhere.
+            let hub = hub.clone();
+            move |_req| {
+                if hub.is_draining() {
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+                } else {
+                    text_response(StatusCode::OK, "ok")
+                }
+            }
+        })
         .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
     if options.conformance {
         conformance::install(&hub);
@@ -219,7 +238,15 @@ async fn run(options: Options) -> std::io::Result<()> {
     stdout.flush()?;
 
     shutdown_signal().await;
-    tracing::info!("shutting down");
+    let drain = DrainOptions::default()
+        .batch_size(options.drain_batch_size)
+        .batch_interval(Duration::from_millis(options.drain_interval_ms))
+        .ack_deadline(Duration::from_millis(options.drain_ack_deadline_ms));
+    tracing::info!(connections = hub.connection_count(), "draining; a second signal stops at once");
+    tokio::select! {
+        report = hub.drain(drain) => tracing::info!(?report, "drained"),
+        () = shutdown_signal() => tracing::warn!("second signal: stopping without draining"),
+    }
     server.shutdown().await;
     Ok(())
 }

@@ -33,6 +33,14 @@ fn client_ip(hub: &Hub, request: &RequestInfo) -> std::net::IpAddr {
 
 impl EngineHandler for Acceptor {
     fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
+        if self.hub.is_draining() {
+            return Err(HandshakeRefusal {
+                status: http::StatusCode::SERVICE_UNAVAILABLE,
+                code: "server_shutting_down",
+                message: "server shutting down".to_owned(),
+                retry_after: None,
+            });
+        }
         let ip = client_ip(&self.hub, request);
         match self.hub.inner().connections.acquire_ip(ip, std::time::Instant::now()) {
             Ok(permit) => Ok(Admitted::new(permit)),

@@ -28,6 +28,7 @@
 
 mod broadcast;
 mod client;
+pub mod drain;
 pub mod handler;
 mod namespace;
 mod presence;
@@ -49,6 +50,7 @@ use crate::protocol::socketio::{Limits, Packet, Payload};
 use crate::recovery::RecoveryConfig;
 
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
+pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
 pub use namespace::{Namespace, TooManyRooms};
 pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
@@ -418,6 +420,8 @@ pub(crate) struct HubInner {
     pub(crate) rates: RateLimiter,
     pub(crate) connections: ConnectionCounter,
     pub(crate) stats: HubStats,
+    /// Set by `drain`: new connections are refused.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Counters of a hub, for metrics. Every field counts since the hub started.
@@ -487,6 +491,7 @@ impl Hub {
                 namespaces: RwLock::default(),
                 dynamic: RwLock::default(),
                 stats: HubStats::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         hub.of("/");

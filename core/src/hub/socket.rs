@@ -94,6 +94,8 @@ struct Inner {
     recovery: Option<Box<SocketRecovery>>,
     rates: SocketRates,
     connected: AtomicBool,
+    /// Events from the client whose ack the server has not sent yet.
+    in_flight: std::sync::atomic::AtomicU32,
     /// Set once the connect handlers have been started; until then the
     /// socket's events wait in `held` (see `dispatch`).
     ready: AtomicBool,
@@ -141,7 +143,20 @@ pub struct AckResponder {
     id: u64,
 }
 
+impl Drop for AckResponder {
+    fn drop(&mut self) {
+        self.socket.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl AckResponder {
+    /// An answer the client awaits (counted until sent or dropped, so a
+    /// drain can wait for it).
+    fn new(socket: Socket, id: u64) -> AckResponder {
+        socket.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        AckResponder { socket, id }
+    }
+
     /// The ack id the client chose.
     pub fn id(&self) -> u64 {
         self.id
@@ -204,6 +219,7 @@ impl Socket {
                 presence_meta: Mutex::new(p.admission.presence.unwrap_or_else(|| Value::Object(Default::default()))),
                 data: Mutex::new(p.admission.data.unwrap_or(Value::Null)),
                 connected: AtomicBool::new(true),
+                in_flight: std::sync::atomic::AtomicU32::new(0),
                 ready: AtomicBool::new(false),
                 held: Mutex::new(Vec::new()),
                 acks: Mutex::new(AckTable::new(p.max_pending_acks)),
@@ -299,6 +315,11 @@ impl Socket {
     /// The Engine.IO session carrying this socket.
     pub fn session(&self) -> &Session {
         &self.inner.session
+    }
+
+    /// How many of the client's events await their ack from the server.
+    pub fn acks_in_flight(&self) -> u32 {
+        self.inner.in_flight.load(Ordering::Acquire)
     }
 
     /// Whether the socket is still connected to its namespace.
@@ -555,7 +576,7 @@ impl Socket {
         }
         tracing::debug!(socket = self.id(), event = name, code = rejection.code, "event refused");
         if let Some(id) = id {
-            let _ = AckResponder { socket: self.clone(), id }.send(Payload::json(vec![rejection.to_ack()]));
+            let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![rejection.to_ack()]));
         }
         if disconnect {
             HubStats::add(&stats.rate_limit_disconnects, 1);
@@ -594,7 +615,7 @@ impl Socket {
         for l in &handlers.incoming {
             l.on_event(self, &name, &payload);
         }
-        let ack = id.map(|id| AckResponder { socket: self.clone(), id });
+        let ack = id.map(|id| AckResponder::new(self.clone(), id));
         if handlers.event_middlewares.is_empty() {
             let Some(handler) = handlers.handler_for(&name) else { return };
             run_now_or_spawn(handler.call(self.clone(), Event { name, args: payload, ack }));

@@ -713,3 +713,56 @@ async fn recovery_fails_cleanly() {
     assert!(reply["sid"].is_string());
     assert_eq!(hub.stats().recovery_failed.load(Ordering::Relaxed), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn drain_refuses_newcomers_notifies_waits_for_acks_then_closes() {
+    let (hub, engine) = users_hub(HubConfig::default());
+    hub.of("/").on("slow", |_s: Socket, e: Event| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(ack) = e.ack {
+            let _ = ack.send(Payload::json(vec![json!("done")]));
+        }
+    });
+    let clients: Vec<Client> = (0..3).map(|_| Client::open(&engine)).collect();
+    for (i, c) in clients.iter().enumerate() {
+        c.connect("/", Some(json!({ "user": format!("u{i}") }))).await;
+    }
+    clients[2].send(r#"29["slow"]"#);
+    settle().await;
+    let drain = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.drain(DrainOptions::default().batch_size(1).ack_deadline(Duration::from_secs(5))).await }
+    });
+    settle().await;
+    let refused = engine.admit(&request()).unwrap_err();
+    assert_eq!((refused.status.as_u16(), refused.code), (503, "server_shutting_down"));
+    let report = drain.await.unwrap();
+    assert_eq!((report.connections, report.batches, report.acks_abandoned), (3, 3, 0));
+    for (i, c) in clients.iter().enumerate() {
+        assert!(c.session.is_closed());
+        let out = c.recv();
+        assert!(
+            out[0].starts_with(r#"2["tidewire:drain",{"reason":"server shutting down","reconnectAfterMs":"#),
+            "{out:?}"
+        );
+        // The slow event's answer went out before its connection closed.
+        let expected = if i == 2 { vec![r#"39["done"]"#] } else { vec![] };
+        assert_eq!(out[1..], expected[..], "{out:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_abandons_acks_past_the_deadline() {
+    let (hub, engine) = users_hub(HubConfig::default());
+    hub.of("/").on("stuck", |_s: Socket, e: Event| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(e);
+    });
+    let c = Client::open(&engine);
+    c.connect("/", Some(json!({ "user": "u" }))).await;
+    c.send(r#"21["stuck"]"#);
+    settle().await;
+    let report = hub.drain(DrainOptions::default().ack_deadline(Duration::from_millis(200))).await;
+    assert_eq!((report.connections, report.acks_abandoned), (1, 1));
+    assert!(c.session.is_closed());
+}

@@ -1,0 +1,170 @@
+//! Graceful shutdown: stop accepting, tell clients in batches, let
+//! in-flight acks finish, then close.
+//!
+//! Closing every connection at once makes the whole fleet reconnect at
+//! once, to the servers that remain. [`Hub::drain`] spreads it out:
+//!
+//! 1. New handshakes are refused at once (HTTP 503, code
+//!    `server_shutting_down`); connected clients keep working meanwhile.
+//! 2. Connections are handled in batches of [`DrainOptions::batch_size`],
+//!    [`DrainOptions::batch_interval`] apart. Each socket of a batch gets
+//!    [`DRAIN_NOTICE`] `{reason, reconnectAfterMs}`: a hint, random within
+//!    [`DrainOptions::reconnect_jitter`], for clients that want to wait
+//!    before reconnecting (socket.io clients reconnect by themselves with
+//!    their own backoff).
+//! 3. Events the batch's clients sent and still await an ack for get until
+//!    [`DrainOptions::ack_deadline`] (counted from the start of the drain)
+//!    to be answered.
+//! 4. The batch's connections close once their queues are written: the
+//!    clients see `transport close` and reconnect, elsewhere.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::{Hub, Socket};
+use crate::engine::{CloseReason, Session};
+use crate::protocol::socketio::Payload;
+
+/// The event each socket gets when its connection is about to be closed by
+/// a drain: `{reason: "server shutting down", reconnectAfterMs}`.
+pub const DRAIN_NOTICE: &str = "tidewire:drain";
+
+/// How a [`Hub::drain`] proceeds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DrainOptions {
+    /// Connections closed per batch (default 500).
+    pub batch_size: usize,
+    /// Time between batches (default 100 ms).
+    pub batch_interval: Duration,
+    /// How long, from the start, in-flight acks may take (default 5 s).
+    pub ack_deadline: Duration,
+    /// The spread of the `reconnectAfterMs` hint (default 5 s).
+    pub reconnect_jitter: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> DrainOptions {
+        DrainOptions {
+            batch_size: 500,
+            batch_interval: Duration::from_millis(100),
+            ack_deadline: Duration::from_secs(5),
+            reconnect_jitter: Duration::from_secs(5),
+        }
+    }
+}
+
+impl DrainOptions {
+    /// Sets [`batch_size`](Self::batch_size) (at least 1).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+    /// Sets [`batch_interval`](Self::batch_interval).
+    pub fn batch_interval(mut self, d: Duration) -> Self {
+        self.batch_interval = d;
+        self
+    }
+    /// Sets [`ack_deadline`](Self::ack_deadline).
+    pub fn ack_deadline(mut self, d: Duration) -> Self {
+        self.ack_deadline = d;
+        self
+    }
+    /// Sets [`reconnect_jitter`](Self::reconnect_jitter).
+    pub fn reconnect_jitter(mut self, d: Duration) -> Self {
+        self.reconnect_jitter = d;
+        self
+    }
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Connections closed.
+    pub connections: usize,
+    /// Batches used.
+    pub batches: usize,
+    /// Acks still unanswered at the deadline (their clients never get them).
+    pub acks_abandoned: u32,
+}
+
+/// How often in-flight acks are checked while waiting for them.
+const ACK_POLL: Duration = Duration::from_millis(10);
+
+impl Hub {
+    /// Whether [`drain`](Self::drain) has started (new connections are refused).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Shuts the hub down gracefully (see [`drain`](super::drain) for the
+    /// steps). Resolves once every connection it found has been closed.
+    ///
+    /// # Examples
+    /// ```
+    /// # async fn example() {
+    /// use std::time::Duration;
+    /// use tidewire::hub::{DrainOptions, Hub};
+    /// let hub = Hub::default();
+    /// let report = hub.drain(DrainOptions::default().batch_size(200).batch_interval(Duration::from_millis(50))).await;
+    /// assert_eq!(report.connections, 0);
+    /// assert!(hub.is_draining());
+    /// # }
+    /// ```
+    pub async fn drain(&self, options: DrainOptions) -> DrainReport {
+        self.inner.draining.store(true, Ordering::Release);
+        let start = Instant::now();
+        let deadline = start + options.ack_deadline;
+        // Connections in a stable order, each with its sockets.
+        let mut order: Vec<Arc<str>> = Vec::new();
+        let mut connections: HashMap<Arc<str>, (Session, Vec<Socket>)> = HashMap::new();
+        for name in self.namespace_names() {
+            let Some(ns) = self.namespace(&name) else { continue };
+            for socket in ns.sockets() {
+                let sid: Arc<str> = socket.session().sid().into();
+                let entry = connections.entry(sid.clone()).or_insert_with(|| {
+                    order.push(sid);
+                    (socket.session().clone(), Vec::new())
+                });
+                entry.1.push(socket);
+            }
+        }
+        let mut report = DrainReport::default();
+        let jitter_ms = u64::try_from(options.reconnect_jitter.as_millis()).unwrap_or(u64::MAX);
+        for (i, batch) in order.chunks(options.batch_size.max(1)).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(options.batch_interval).await;
+            }
+            report.batches += 1;
+            let batch: Vec<&(Session, Vec<Socket>)> = batch.iter().filter_map(|sid| connections.get(sid)).collect();
+            for (_, sockets) in &batch {
+                for s in sockets {
+                    let after = if jitter_ms == 0 { 0 } else { rand::rng().random_range(0..jitter_ms) };
+                    let notice = json!({ "reason": "server shutting down", "reconnectAfterMs": after });
+                    let _ = s.emit(DRAIN_NOTICE, Payload::json(vec![notice]));
+                }
+            }
+            let in_flight = || -> u32 { batch.iter().flat_map(|(_, s)| s.iter()).map(Socket::acks_in_flight).sum() };
+            while in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(ACK_POLL).await;
+            }
+            report.acks_abandoned += in_flight();
+            for (session, _) in &batch {
+                session.close_after_flush(CloseReason::ServerShutdown);
+                report.connections += 1;
+            }
+        }
+        // Every close completes within the flush timeout.
+        for (session, _) in connections.values() {
+            session.closed().await;
+        }
+        report
+    }
+}
