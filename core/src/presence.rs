@@ -371,6 +371,16 @@ impl Presence {
         self.rooms.len()
     }
 
+    /// The number of users present in at least one room.
+    pub fn online_user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The number of connections present in at least one room.
+    pub fn online_connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
     /// Whether the index holds no entry at all.
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty() && self.conns.is_empty() && self.users.is_empty()

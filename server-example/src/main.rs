@@ -8,6 +8,7 @@
 
 mod chat;
 mod conformance;
+mod metrics;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -230,8 +231,9 @@ async fn run(options: Options) -> std::io::Result<()> {
             Arc::new(chat::StaffRooms),
         );
     }
-    let server =
-        builder.mount("/socket.io/", hub.engine(engine_config)).bind((options.host.as_str(), options.port)).await?;
+    let engine = hub.engine(engine_config);
+    builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone()));
+    let server = builder.mount("/socket.io/", engine).bind((options.host.as_str(), options.port)).await?;
 
     let mut stdout = std::io::stdout();
     writeln!(stdout, "tidewire-server listening on http://{}", server.local_addr())?;

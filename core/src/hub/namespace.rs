@@ -662,6 +662,16 @@ impl Namespace {
         })
     }
 
+    /// Totals of this namespace's presence: tracked rooms with someone in
+    /// them, users present somewhere, and their connections (all zero
+    /// without presence).
+    pub fn presence_totals(&self) -> (usize, usize, usize) {
+        let st = read(&self.inner.state);
+        st.presence.as_ref().map_or((0, 0, 0), |t| {
+            (t.state.room_count(), t.state.online_user_count(), t.state.online_connection_count())
+        })
+    }
+
     /// Whether `user` is present in at least one tracked room.
     pub fn is_present(&self, user: &str) -> bool {
         read(&self.inner.state).presence.as_ref().is_some_and(|t| t.state.is_online(user))

@@ -435,6 +435,9 @@ impl Socket {
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {
                 self.forget_ack(id);
+                if let Some(hub) = self.inner.namespace.hub() {
+                    HubStats::add(&hub.stats().ack_timeouts, 1);
+                }
                 Err(AckError::Timeout)
             }
         }

@@ -112,6 +112,44 @@ describe("rate limits and payload validation (chat app)", () => {
   });
 });
 
+describe("metrics", () => {
+  test("/metrics counts refusals, connections and presence (OpenMetrics text)", T, async () => {
+    const server = await startServer([], { chat: true, env: { JWT_SECRET: SECRET } });
+    const sockets = [];
+    try {
+      const read = async () => {
+        const res = await fetch(server.url + "/metrics");
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get("content-type"), /^application\/openmetrics-text/);
+        const values = {};
+        for (const line of (await res.text()).split("\n")) {
+          const m = /^(tidewire_\w+) (\d+)$/.exec(line);
+          if (m) values[m[1]] = Number(m[2]);
+        }
+        return values;
+      };
+      const room = roomId();
+      for (const u of ["m1", "m1", "m2"]) {
+        const s = await chatUser(server.url, u);
+        sockets.push(s);
+        assert.deepEqual(await emitAck(s, "chat:join", room), { status: "ok" });
+      }
+      assert.equal((await emitAck(sockets[0], "chat:message", { roomId: room })).code, "invalid_payload");
+      const m = await read();
+      assert.equal(m.tidewire_connections, 3);
+      assert.equal(m.tidewire_presence_users, 2);
+      assert.equal(m.tidewire_presence_connections, 3);
+      assert.equal(m.tidewire_invalid_payloads_total, 1);
+      assert.ok(m.tidewire_handshakes_total >= 3);
+      assert.ok(m.tidewire_events_in_total >= 4);
+      assert.equal(m.tidewire_rate_limited_total, 0);
+    } finally {
+      for (const s of sockets) s.disconnect();
+      await server.stop();
+    }
+  });
+});
+
 describe("connection caps", () => {
   test("200 concurrent connections from one IP with a cap of 50: 50 served, the rest refused", T, async () => {
     const server = await startServer(["--max-conn-per-ip", "50", "--handshakes-per-ip", "off"]);

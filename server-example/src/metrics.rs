@@ -1,0 +1,100 @@
+//! `GET /metrics`: the hub's and the engine's counters in the OpenMetrics
+//! text format (prometheus-client), read at scrape time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderValue, Response, StatusCode, header};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use tidewire::engine::Engine;
+use tidewire::hub::Hub;
+use tidewire::transport::{Body, text_response};
+
+/// Reads the hub's and the engine's counters on each scrape.
+#[derive(Debug)]
+struct Counters {
+    hub: Hub,
+    engine: Engine,
+}
+
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: &AtomicU64) -> std::fmt::Result {
+    let metric = ConstCounter::new(value.load(Ordering::Relaxed));
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: usize) -> std::fmt::Result {
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let (hub, engine) = (self.hub.stats(), self.engine.stats());
+        let namespaces: Vec<_> = self.hub.namespace_names().iter().filter_map(|n| self.hub.namespace(n)).collect();
+        let sockets = namespaces.iter().map(|n| n.socket_count()).sum();
+        let rooms = namespaces.iter().map(|n| n.room_count()).sum();
+        let presence =
+            namespaces.iter().map(|n| n.presence_totals()).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+        gauge(&mut e, "tidewire_connections", "Open Engine.IO sessions", self.engine.session_count())?;
+        gauge(&mut e, "tidewire_sockets", "Connected sockets, all namespaces", sockets)?;
+        gauge(&mut e, "tidewire_rooms", "Rooms with members (each socket's own room included)", rooms)?;
+        gauge(&mut e, "tidewire_presence_rooms", "Tracked rooms with someone present", presence.0)?;
+        gauge(&mut e, "tidewire_presence_users", "Users present in at least one room", presence.1)?;
+        gauge(&mut e, "tidewire_presence_connections", "Connections present in at least one room", presence.2)?;
+        counter(&mut e, "tidewire_handshakes", "Sessions opened", &engine.opened)?;
+        counter(
+            &mut e,
+            "tidewire_handshakes_refused",
+            "Handshakes refused by a cap, a rate or a drain",
+            &engine.refused,
+        )?;
+        counter(&mut e, "tidewire_connections_refused", "Connections refused by a cap", &hub.connections_refused)?;
+        counter(&mut e, "tidewire_events_in", "Events received", &hub.events_in)?;
+        counter(&mut e, "tidewire_bytes_in", "Bytes of the events received", &hub.bytes_in)?;
+        counter(&mut e, "tidewire_events_out", "Event deliveries queued", &hub.events_out)?;
+        counter(&mut e, "tidewire_rate_limited", "Events refused by a rate limit", &hub.rate_limited)?;
+        counter(
+            &mut e,
+            "tidewire_rate_limit_disconnects",
+            "Sockets disconnected for rate violations",
+            &hub.rate_limit_disconnects,
+        )?;
+        counter(&mut e, "tidewire_invalid_payloads", "Events refused by a validator", &hub.invalid_payload)?;
+        counter(&mut e, "tidewire_payloads_too_large", "Events refused for their size", &hub.payload_too_large)?;
+        counter(&mut e, "tidewire_queue_drops", "Volatile packets dropped", &engine.volatile_dropped)?;
+        counter(
+            &mut e,
+            "tidewire_slow_consumer_disconnects",
+            "Sessions closed as slow consumers",
+            &engine.slow_consumers,
+        )?;
+        counter(&mut e, "tidewire_ack_timeouts", "Server-side acks that timed out", &hub.ack_timeouts)?;
+        counter(&mut e, "tidewire_recoveries", "Sessions recovered", &hub.recovered)?;
+        counter(&mut e, "tidewire_recoveries_failed", "Recovery attempts that failed", &hub.recovery_failed)?;
+        Ok(())
+    }
+}
+
+/// The `/metrics` route for `hub` served by `engine`.
+pub(crate) fn route(
+    hub: Hub,
+    engine: Engine,
+) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> Response<Body> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Counters { hub, engine }));
+    move |_req| {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            return text_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        let mut res = text_response(StatusCode::OK, text);
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        res
+    }
+}
