@@ -54,6 +54,23 @@ export declare class Server {
   broadcast(nsp: string, rooms: Array<string>, except: Array<string>, event: string, json: string, attachments: Array<Buffer>): number
   /** The number of sockets connected to `nsp`. */
   socketCount(nsp: string): number
+  /**
+   * Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON
+   * text) of its first argument; refused events never reach a handler.
+   */
+  limitEvent(nsp: string, event: string, maxBytes?: number | undefined | null, schema?: string | undefined | null): void
+  /**
+   * Turns presence on for the rooms of `nsp` whose name starts with
+   * `prefix` (every room but the sockets' own and user rooms when empty).
+   */
+  enablePresence(nsp: string, prefix: string): void
+  /** The users present in `room` of `nsp`, as JSON. */
+  presence(nsp: string, room: string): string
+  /**
+   * Drains gracefully (refuse newcomers, notify in batches, wait for
+   * in-flight acks, close), then stops. Resolves to the report as JSON.
+   */
+  drain(batchSize?: number | undefined | null, batchIntervalMs?: number | undefined | null, ackDeadlineMs?: number | undefined | null): Promise<string>
 }
 
 /** One connected socket. */
@@ -123,4 +140,11 @@ export interface ServerOptions {
   connectTimeout?: number
   /** Origins allowed by CORS (default: none). */
   corsOrigins?: Array<string>
+  /**
+   * Rate limits and connection caps, as the JSON of the core's
+   * `LimitsSpec` (applied over the defaults).
+   */
+  limits?: string
+  /** Connection-state recovery window in milliseconds (default: off). */
+  recoveryMs?: number
 }

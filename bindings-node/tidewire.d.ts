@@ -22,6 +22,34 @@ export interface ServerOptions {
   maxPayload?: number
   cors?: { origin?: string[] }
   onError?: (err: unknown) => void
+  /** Rate limits and connection caps; rates as `COUNT/UNIT[:BURST]` or `'off'`, caps 0 for none. */
+  limits?: Limits
+  /** As socket.io's: keep a dropped client's session and missed packets this long (ms, default 120000). */
+  connectionStateRecovery?: { maxDisconnectionDuration?: number }
+}
+
+export interface Limits {
+  rateSocket?: string
+  rateUser?: string
+  rateIp?: string
+  events?: Record<string, string>
+  maxViolations?: number
+  maxConnPerIp?: number
+  maxConnPerUser?: number
+  maxConnections?: number
+  handshakesPerIp?: string
+  trustedProxies?: number
+}
+
+export interface PresentUser {
+  userId: string
+  connections: { id: string; node: string; meta: any }[]
+}
+
+export interface DrainReport {
+  connections: number
+  batches: number
+  acksAbandoned: number
 }
 
 export interface Handshake {
@@ -36,7 +64,7 @@ export interface Handshake {
   xdomain: boolean
 }
 
-export type Admission = { user?: string; data?: any } | void
+export type Admission = { user?: string; data?: any; presence?: Record<string, any> } | void
 
 export declare class BroadcastOperator {
   to(rooms: string | string[]): BroadcastOperator
@@ -74,6 +102,9 @@ export declare class Namespace {
   to(rooms: string | string[]): BroadcastOperator
   except(rooms: string | string[]): BroadcastOperator
   emit(event: string, ...args: any[]): number
+  limitEvent(event: string, limits: { maxBytes?: number; schema?: object }): this
+  enablePresence(options?: { prefix?: string }): this
+  presence(room: string): PresentUser[]
 }
 
 export declare class Server {
@@ -88,6 +119,7 @@ export declare class Server {
   emit(event: string, ...args: any[]): number
   listen(): Promise<{ host: string; port: number; url: string }>
   close(): Promise<void>
+  drain(options?: { batchSize?: number; batchInterval?: number; ackDeadline?: number }): Promise<DrainReport>
 }
 
 export declare function encode(args: any[]): { json: string; attachments: Buffer[] }

@@ -278,6 +278,7 @@ class Namespace {
           const out = {}
           if (admission.user !== undefined) out.user = String(admission.user)
           if (admission.data !== undefined) out.data = admission.data
+          if (admission.presence !== undefined) out.presence = admission.presence
           return JSON.stringify(out)
         } catch (e) {
           const out = { error: e && e.message ? String(e.message) : String(e) }
@@ -287,6 +288,40 @@ class Namespace {
       }),
     )
     return this
+  }
+
+  /**
+   * Limits `event`: `maxBytes` (the packet with its attachments) and/or
+   * `schema`, a JSON Schema of its first argument. A refused event never
+   * reaches a handler; its ack gets `{status: 'error', code:
+   * 'payload_too_large' | 'invalid_payload', message}`.
+   */
+  limitEvent(event, { maxBytes, schema } = {}) {
+    checkName('an event name', event)
+    if (maxBytes !== undefined && !(Number.isInteger(maxBytes) && maxBytes > 0)) {
+      throw invalid('maxBytes must be a positive integer')
+    }
+    const text = schema === undefined ? undefined : JSON.stringify(schema)
+    callNative(() => this._server._native.limitEvent(this.name, event, maxBytes, text))
+    return this
+  }
+
+  /**
+   * Turns presence on for the rooms whose name starts with `prefix`: users
+   * (from a middleware's `{user, presence}`) are counted once across their
+   * connections; room members get `presence:join` / `presence:leave` /
+   * `presence:update`, and can ask with `presence:list`.
+   */
+  enablePresence({ prefix = '' } = {}) {
+    if (typeof prefix !== 'string') throw invalid('prefix must be a string')
+    callNative(() => this._server._native.enablePresence(this.name, prefix))
+    return this
+  }
+
+  /** The users present in `room`: `[{userId, connections: [{id, node, meta}]}]`. */
+  presence(room) {
+    checkName('a room', room)
+    return JSON.parse(callNative(() => this._server._native.presence(this.name, room)))
   }
 
   /**
@@ -345,6 +380,15 @@ function run(fn, onError) {
 
 function checkOptions(o) {
   if (o === null || typeof o !== 'object') throw invalid('options must be an object')
+  if (o.limits !== undefined && (o.limits === null || typeof o.limits !== 'object')) throw invalid('limits must be an object')
+  const recovery = o.connectionStateRecovery
+  if (recovery !== undefined && (recovery === null || typeof recovery !== 'object')) {
+    throw invalid('connectionStateRecovery must be an object')
+  }
+  const window = recovery?.maxDisconnectionDuration
+  if (window !== undefined && !(Number.isInteger(window) && window > 0)) {
+    throw invalid('connectionStateRecovery.maxDisconnectionDuration must be a positive integer')
+  }
   for (const k of ['port', 'pingInterval', 'pingTimeout', 'maxPayload', 'connectTimeout']) {
     if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k] >= 0)) throw invalid(`${k} must be a non-negative integer`)
   }
@@ -359,7 +403,12 @@ class Server {
    * Options: `host` (default 127.0.0.1), `port` (default 0: a free port),
    * `pingInterval`, `pingTimeout`, `connectTimeout` (ms), `maxPayload`
    * (bytes), `cors: { origin: [...] }`, `onError(err)` for handler errors
-   * (default: printed to stderr).
+   * (default: printed to stderr), `limits` (rate limits and connection
+   * caps: `{rateSocket: '100/s:200', rateUser, rateIp, events: {name: rate},
+   * maxViolations, maxConnPerIp, maxConnPerUser, maxConnections,
+   * handshakesPerIp, trustedProxies}`, rates as `COUNT/UNIT[:BURST]` or
+   * `'off'`), `connectionStateRecovery: { maxDisconnectionDuration }` (ms;
+   * default 120000 once the object is given), as in socket.io.
    */
   constructor(options = {}) {
     checkOptions(options)
@@ -373,6 +422,10 @@ class Server {
           maxPayload: options.maxPayload,
           connectTimeout: options.connectTimeout,
           corsOrigins: options.cors?.origin,
+          limits: options.limits === undefined ? undefined : JSON.stringify(options.limits),
+          recoveryMs: options.connectionStateRecovery
+            ? (options.connectionStateRecovery.maxDisconnectionDuration ?? 120_000)
+            : undefined,
         }),
     )
     this._onError = typeof options.onError === 'function' ? options.onError : (e) => console.error('tidewire:', e)
@@ -435,6 +488,29 @@ class Server {
     const host = address.slice(0, i)
     const port = Number(address.slice(i + 1))
     return { host, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }
+  }
+
+  /**
+   * Shuts down gracefully: new connections are refused, connected clients
+   * get `tidewire:drain` in batches of `batchSize` every `batchInterval`
+   * ms, in-flight acks get until `ackDeadline` ms, then every connection
+   * closes and the server stops. Resolves to `{connections, batches,
+   * acksAbandoned}`.
+   */
+  async drain({ batchSize, batchInterval, ackDeadline } = {}) {
+    for (const [k, v] of Object.entries({ batchSize, batchInterval, ackDeadline })) {
+      if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw invalid(`${k} must be a non-negative integer`)
+    }
+    let report
+    try {
+      report = JSON.parse(await this._native.drain(batchSize, batchInterval, ackDeadline))
+    } catch (e) {
+      throw withCode(e)
+    }
+    this._closed = true
+    if (this._keepAlive) clearInterval(this._keepAlive)
+    this._keepAlive = null
+    return report
   }
 
   /** Disconnects everyone and stops; Node may exit afterwards. */

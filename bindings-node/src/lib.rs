@@ -80,6 +80,11 @@ pub struct ServerOptions {
     pub connect_timeout: Option<u32>,
     /// Origins allowed by CORS (default: none).
     pub cors_origins: Option<Vec<String>>,
+    /// Rate limits and connection caps, as the JSON of the core's
+    /// `LimitsSpec` (applied over the defaults).
+    pub limits: Option<String>,
+    /// Connection-state recovery window in milliseconds (default: off).
+    pub recovery_ms: Option<u32>,
 }
 
 /// The handshake a connect middleware sees.
@@ -123,6 +128,8 @@ impl Server {
             max_payload: o.max_payload.map(u64::from),
             connect_timeout_ms: o.connect_timeout.map(u64::from),
             cors_origins: o.cors_origins.unwrap_or_default(),
+            limits: o.limits,
+            recovery_ms: o.recovery_ms.map(u64::from),
         };
         Ok(Server { inner: Embedded::new(options).map_err(embed_error)?, dispatcher: Mutex::new(None) })
     }
@@ -280,6 +287,60 @@ impl Server {
     #[napi]
     pub fn socket_count(&self, nsp: String) -> Result<u32> {
         Ok(self.namespace(&nsp)?.socket_count() as u32)
+    }
+
+    /// Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON
+    /// text) of its first argument; refused events never reach a handler.
+    #[napi]
+    pub fn limit_event(
+        &self,
+        nsp: String,
+        event: String,
+        max_bytes: Option<u32>,
+        schema: Option<String>,
+    ) -> Result<()> {
+        embed::limit_event(&self.namespace(&nsp)?, &event, max_bytes.map(u64::from), schema.as_deref())
+            .map_err(embed_error)
+    }
+
+    /// Turns presence on for the rooms of `nsp` whose name starts with
+    /// `prefix` (every room but the sockets' own and user rooms when empty).
+    #[napi]
+    pub fn enable_presence(&self, nsp: String, prefix: String) -> Result<()> {
+        self.namespace(&nsp)?.enable_presence(hub::PresenceOptions::rooms_with_prefix(prefix));
+        Ok(())
+    }
+
+    /// The users present in `room` of `nsp`, as JSON.
+    #[napi]
+    pub fn presence(&self, nsp: String, room: String) -> Result<String> {
+        Ok(embed::presence_json(&self.namespace(&nsp)?, &room))
+    }
+
+    /// Drains gracefully (refuse newcomers, notify in batches, wait for
+    /// in-flight acks, close), then stops. Resolves to the report as JSON.
+    #[napi]
+    pub async fn drain(
+        &self,
+        batch_size: Option<u32>,
+        batch_interval_ms: Option<u32>,
+        ack_deadline_ms: Option<u32>,
+    ) -> napi::Result<String> {
+        let mut options = hub::DrainOptions::default();
+        if let Some(n) = batch_size {
+            options = options.batch_size(n as usize);
+        }
+        if let Some(ms) = batch_interval_ms {
+            options = options.batch_interval(std::time::Duration::from_millis(u64::from(ms)));
+        }
+        if let Some(ms) = ack_deadline_ms {
+            options = options.ack_deadline(std::time::Duration::from_millis(u64::from(ms)));
+        }
+        let r = self.inner.drain(options).await;
+        Ok(format!(
+            r#"{{"connections":{},"batches":{},"acksAbandoned":{}}}"#,
+            r.connections, r.batches, r.acks_abandoned
+        ))
     }
 }
 

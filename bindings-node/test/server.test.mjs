@@ -255,3 +255,69 @@ test('a closed server refuses new work and lets Node exit', T, async () => {
   assert.equal(code, 0)
   assert.equal(out.trim(), '7 ERR_SERVER_CLOSED')
 })
+
+describe('production safety from JavaScript', () => {
+  test('limits, schema validation, presence and drain', T, async () => {
+    const server = new Server({
+      limits: { events: { shout: '2/m:2' }, maxConnPerUser: 1 },
+      connectionStateRecovery: { maxDisconnectionDuration: 60_000 },
+    })
+    server.use((handshake) => ({ user: handshake.auth.user, presence: { name: String(handshake.auth.user).toUpperCase() } }))
+    server.of('/').limitEvent('say', { maxBytes: 200, schema: { type: 'string', maxLength: 10 } })
+    server.of('/').enablePresence({ prefix: 'room:' })
+    server.on('say', (_socket, text, ack) => ack({ status: 'ok', text }))
+    server.on('shout', (_socket, ack) => ack({ status: 'ok' }))
+    server.on('enter', (socket, room, ack) => {
+      socket.join(`room:${room}`)
+      ack(server.of('/').presence(`room:${room}`))
+    })
+    const { url } = await server.listen()
+    const ann = await connect(url, { auth: { user: 'ann' } })
+    const bob = await connect(url, { auth: { user: 'bob' } })
+    try {
+      assert.deepEqual(await ann.emitWithAck('say', 'hi'), { status: 'ok', text: 'hi' })
+      const invalid = await ann.emitWithAck('say', 'far too long for the schema')
+      assert.equal(invalid.code, 'invalid_payload')
+      assert.equal((await ann.emitWithAck('say', 'x'.repeat(300))).code, 'payload_too_large')
+      assert.equal((await ann.emitWithAck('shout')).status, 'ok')
+      assert.equal((await ann.emitWithAck('shout')).status, 'ok')
+      const limited = await ann.emitWithAck('shout')
+      assert.equal(limited.code, 'rate_limited')
+      assert.ok(limited.retryAfterMs > 0)
+
+      const refused = await connectError(url, { auth: { user: 'ann' } })
+      assert.equal(refused.message, 'too many connections for this user')
+
+      const joins = []
+      bob.on('presence:join', (p) => joins.push(p))
+      await bob.emitWithAck('enter', 'r1')
+      const listed = await ann.emitWithAck('enter', 'r1')
+      assert.deepEqual(listed.map((u) => [u.userId, u.connections.length, u.connections[0].meta]), [
+        ['bob', 1, { name: 'BOB' }],
+        ['ann', 1, { name: 'ANN' }],
+      ])
+      await waitFor(() => joins.length === 2, 'presence joins')
+      assert.deepEqual(joins[1], { roomId: 'r1', userId: 'ann', name: 'ANN' })
+      assert.equal(ann.recovered, false)
+
+      const notices = []
+      ann.on('tidewire:drain', (n) => notices.push(n))
+      const report = await server.drain({ batchSize: 1, batchInterval: 10, ackDeadline: 1000 })
+      assert.deepEqual(report, { connections: 2, batches: 2, acksAbandoned: 0 })
+      await waitFor(() => notices.length === 1 && !ann.connected, 'the drain notice and close')
+      assert.equal(notices[0].reason, 'server shutting down')
+    } finally {
+      ann.close()
+      bob.close()
+      await server.close()
+    }
+  })
+
+  test('bad limits are refused with ERR_INVALID_ARG', () => {
+    assert.throws(() => new Server({ limits: { rateSocket: 'lots' } }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Server({ limits: { unknown: 1 } }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Server({ connectionStateRecovery: { maxDisconnectionDuration: -1 } }), { code: 'ERR_INVALID_ARG' })
+    const s = new Server()
+    assert.throws(() => s.of('/').limitEvent('e', { schema: { type: 12 } }), { code: 'ERR_INVALID_ARG' })
+  })
+})

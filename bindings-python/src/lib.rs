@@ -67,7 +67,7 @@ struct Server {
 #[pymethods]
 impl Server {
     #[new]
-    #[pyo3(signature = (host=None, port=None, ping_interval_ms=None, ping_timeout_ms=None, max_payload=None, connect_timeout_ms=None, cors_origins=None))]
+    #[pyo3(signature = (host=None, port=None, ping_interval_ms=None, ping_timeout_ms=None, max_payload=None, connect_timeout_ms=None, cors_origins=None, limits=None, recovery_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         host: Option<String>,
@@ -77,6 +77,8 @@ impl Server {
         max_payload: Option<u64>,
         connect_timeout_ms: Option<u64>,
         cors_origins: Option<Vec<String>>,
+        limits: Option<String>,
+        recovery_ms: Option<u64>,
     ) -> PyResult<Server> {
         let options = EmbedOptions {
             host,
@@ -86,6 +88,8 @@ impl Server {
             max_payload,
             connect_timeout_ms,
             cors_origins: cors_origins.unwrap_or_default(),
+            limits,
+            recovery_ms,
         };
         Ok(Server { inner: Arc::new(Embedded::new(options).map_err(embed_error)?) })
     }
@@ -182,6 +186,55 @@ impl Server {
     /// Sockets connected to `nsp`.
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
         Ok(self.inner.namespace(nsp).map_err(embed_error)?.socket_count())
+    }
+
+    /// Limits `event` on `nsp`: size in bytes, JSON schema (text) of its
+    /// first argument.
+    #[pyo3(signature = (nsp, event, max_bytes=None, schema=None))]
+    fn limit_event(&self, nsp: &str, event: &str, max_bytes: Option<u64>, schema: Option<&str>) -> PyResult<()> {
+        embed::limit_event(&self.inner.namespace(nsp).map_err(embed_error)?, event, max_bytes, schema)
+            .map_err(embed_error)
+    }
+
+    /// Turns presence on for the rooms of `nsp` starting with `prefix`.
+    fn enable_presence(&self, nsp: &str, prefix: String) -> PyResult<()> {
+        self.inner
+            .namespace(nsp)
+            .map_err(embed_error)?
+            .enable_presence(hub::PresenceOptions::rooms_with_prefix(prefix));
+        Ok(())
+    }
+
+    /// The users present in `room` of `nsp`, as JSON.
+    fn presence(&self, nsp: &str, room: &str) -> PyResult<String> {
+        Ok(embed::presence_json(&self.inner.namespace(nsp).map_err(embed_error)?, room))
+    }
+
+    /// Drains gracefully, then stops; an awaitable of
+    /// `(connections, batches, acks_abandoned)`.
+    #[pyo3(signature = (batch_size=None, batch_interval_ms=None, ack_deadline_ms=None))]
+    fn drain<'py>(
+        &self,
+        py: Python<'py>,
+        batch_size: Option<usize>,
+        batch_interval_ms: Option<u64>,
+        ack_deadline_ms: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut options = hub::DrainOptions::default();
+        if let Some(n) = batch_size {
+            options = options.batch_size(n);
+        }
+        if let Some(ms) = batch_interval_ms {
+            options = options.batch_interval(std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = ack_deadline_ms {
+            options = options.ack_deadline(std::time::Duration::from_millis(ms));
+        }
+        let inner = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let r = inner.drain(options).await;
+            Ok((r.connections, r.batches, r.acks_abandoned))
+        })
     }
 }
 

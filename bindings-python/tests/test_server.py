@@ -259,3 +259,65 @@ async def test_npm_socket_io_client_as_peer(server: tidewire.Server) -> None:
     out, err = await within(proc.communicate(), "the node client")
     assert proc.returncode == 0, err.decode()
     assert json.loads(out) == {"user": "node", "bin": [1, 2, 3]}
+
+
+async def test_limits_presence_and_drain() -> None:
+    srv = tidewire.Server(limits={"events": {"shout": "2/m:2"}}, recovery=60)
+
+    @srv.use
+    def auth(handshake: dict[str, Any]) -> Any:
+        user = handshake["auth"]["user"]
+        return {"user": user, "presence": {"name": user.upper()}}
+
+    srv.of("/").limit_event("say", max_bytes=200, schema={"type": "string", "maxLength": 10})
+    srv.of("/").enable_presence("room:")
+
+    @srv.on("say")
+    def say(socket: tidewire.Socket, text: str) -> Any:
+        return {"status": "ok", "text": text}
+
+    @srv.on("shout")
+    def shout(socket: tidewire.Socket) -> Any:
+        return {"status": "ok"}
+
+    @srv.on("enter")
+    def enter(socket: tidewire.Socket, room: str) -> Any:
+        socket.join(f"room:{room}")
+        return [u["userId"] for u in srv.of("/").presence(f"room:{room}")]
+
+    await srv.start()
+    ann = await client(srv.url, auth={"user": "ann"})
+    bob = await client(srv.url, auth={"user": "bob"})
+    notices: list[Any] = []
+    # With recovery on, events carry their offset as an extra last argument.
+    ann.on("tidewire:drain", lambda notice, *offset: notices.append(notice))
+    try:
+        assert await within(ann.call("say", "hi"), "say") == {"status": "ok", "text": "hi"}
+        assert (await within(ann.call("say", "much too long"), "say"))["code"] == "invalid_payload"
+        assert (await within(ann.call("say", "x" * 300), "say"))["code"] == "payload_too_large"
+        results = [await within(ann.call("shout"), "shout") for _ in range(3)]
+        assert [r["status"] for r in results] == ["ok", "ok", "error"]
+        assert results[2]["code"] == "rate_limited" and results[2]["retryAfterMs"] > 0
+        assert await within(bob.call("enter", "r"), "enter") == ["bob"]
+        assert await within(ann.call("enter", "r"), "enter") == ["bob", "ann"]
+        report = await within(srv.drain(batch_size=1, batch_interval=0.01, ack_deadline=1), "drain")
+        assert report == {"connections": 2, "batches": 2, "acks_abandoned": 0}
+        for _ in range(100):
+            if notices and not ann.connected:
+                break
+            await asyncio.sleep(0.02)
+        assert notices and notices[0]["reason"] == "server shutting down"
+    finally:
+        await ann.disconnect()
+        await bob.disconnect()
+        await srv.close()
+
+
+async def test_bad_limits_raise_invalid_argument() -> None:
+    with pytest.raises(tidewire.InvalidArgument):
+        tidewire.Server(limits={"rateSocket": "lots"})
+    with pytest.raises(tidewire.InvalidArgument):
+        tidewire.Server(limits={"nope": 1})
+    srv = tidewire.Server()
+    with pytest.raises(tidewire.InvalidArgument):
+        srv.of("/").limit_event("e", schema={"type": 12})

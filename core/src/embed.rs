@@ -19,8 +19,10 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::engine::EngineConfig;
-use crate::hub::{Admission, BroadcastOperator, ConnectError, Hub, HubConfig, Namespace};
+use crate::hub::{Admission, BroadcastOperator, ConnectError, DrainOptions, DrainReport, Hub, HubConfig, Namespace};
+use crate::limits::{EventRule, JsonSchema, LimitsSpec};
 use crate::protocol::socketio::{Payload, referenced_attachments};
+use crate::recovery::RecoveryConfig;
 use crate::transport::Server;
 
 /// Options of an embedded server; `None` keeps the default.
@@ -40,6 +42,12 @@ pub struct EmbedOptions {
     pub connect_timeout_ms: Option<u64>,
     /// Origins allowed by CORS (credentials allowed for them).
     pub cors_origins: Vec<String>,
+    /// Rate limits and connection caps as the JSON of a
+    /// [`LimitsSpec`] (applied over the defaults).
+    pub limits: Option<String>,
+    /// Connection-state recovery window in milliseconds (off when `None`
+    /// or 0).
+    pub recovery_ms: Option<u64>,
 }
 
 /// What went wrong, with a stable [`code`](EmbedError::code).
@@ -116,6 +124,17 @@ impl Embedded {
         if let Some(ms) = options.connect_timeout_ms {
             hub = hub.connect_timeout(Duration::from_millis(ms));
         }
+        if let Some(json) = &options.limits {
+            let spec: LimitsSpec = serde_json::from_str(json).map_err(|e| invalid(format!("limits: {e}")))?;
+            let (rates, conns) = spec
+                .apply(hub.rate_limits.clone(), hub.connection_limits.clone())
+                .map_err(|e| invalid(format!("limits: {e}")))?;
+            hub = hub.rate_limits(rates).connection_limits(conns);
+        }
+        if let Some(ms) = options.recovery_ms.filter(|ms| *ms > 0) {
+            let window = Duration::from_millis(ms);
+            hub = hub.connection_state_recovery(RecoveryConfig::default().max_disconnection_duration(window));
+        }
         Ok(Embedded {
             hub: Hub::new(hub),
             engine,
@@ -174,6 +193,14 @@ impl Embedded {
         Ok(addr)
     }
 
+    /// Drains the hub gracefully (see [`Hub::drain`]), then stops
+    /// listening; the server cannot be used again.
+    pub async fn drain(&self, options: DrainOptions) -> DrainReport {
+        let report = self.hub.drain(options).await;
+        self.close().await;
+        report
+    }
+
     /// Disconnects every client and stops listening; the server cannot be
     /// used again. Calling it twice does nothing.
     pub async fn close(&self) {
@@ -189,6 +216,35 @@ impl Embedded {
 /// `except`. Returns how many sockets it was queued for.
 pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>, event: &str, args: Payload) -> usize {
     except.into_iter().fold(op.to_many(rooms), BroadcastOperator::except).emit(event, args)
+}
+
+/// Sets `event`'s size limit and JSON-schema validator of its first
+/// argument (`schema` is JSON text) on `ns`.
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] when `schema` is not valid JSON or not a
+/// valid schema.
+pub fn limit_event(
+    ns: &Namespace,
+    event: &str,
+    max_bytes: Option<u64>,
+    schema: Option<&str>,
+) -> Result<(), EmbedError> {
+    let mut rule = EventRule::new();
+    if let Some(n) = max_bytes {
+        rule = rule.max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(text) = schema {
+        let schema: Value = serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
+        rule = rule.validator(JsonSchema::first_arg(&schema).map_err(|e| invalid(e.to_string()))?);
+    }
+    ns.limit_event(event, rule);
+    Ok(())
+}
+
+/// A room's presence as JSON: `[{userId, connections: [{id, node, meta}]}]`.
+pub fn presence_json(ns: &Namespace, room: &str) -> String {
+    serde_json::to_string(&ns.presence(room)).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Arguments from another language: `json` must be a JSON array whose
@@ -238,6 +294,9 @@ pub fn admission_from_decision(json: &str) -> Result<Admission, ConnectError> {
     };
     if let Some(data) = decision.get("data") {
         admission = admission.with_data(data.clone());
+    }
+    if let Some(meta) = decision.get("presence") {
+        admission = admission.with_presence(meta.clone());
     }
     Ok(admission)
 }

@@ -18,7 +18,7 @@ use clap::Parser as _;
 use http::StatusCode;
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
 use tidewire::hub::{DrainOptions, Hub, HubConfig, Parser};
-use tidewire::limits::{ConnectionLimits, Rate, RateLimits};
+use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
 use tidewire::transport::{Server, text_response};
@@ -113,53 +113,28 @@ struct Options {
     trusted_proxies: usize,
 }
 
-/// `off` or a rate.
-fn parse_rate(flag: &str, value: &str) -> std::io::Result<Option<Rate>> {
-    if value == "off" || value == "0" {
-        return Ok(None);
-    }
-    value.parse().map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--{flag}: {e}")))
-}
-
 /// The hub's limits from the flags: the core's defaults for the chat, none
 /// for the conformance handlers, each overridden by its flag.
 fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> {
-    let (mut rates, mut conns) = if options.conformance {
+    let (rates, conns) = if options.conformance {
         (RateLimits::none(), ConnectionLimits::none())
     } else {
         (RateLimits::default(), ConnectionLimits::default())
     };
-    if let Some(v) = &options.rate_socket {
-        rates = rates.socket(parse_rate("rate-socket", v)?);
+    let mut spec = LimitsSpec::default();
+    spec.rate_socket.clone_from(&options.rate_socket);
+    spec.rate_user.clone_from(&options.rate_user);
+    spec.rate_ip.clone_from(&options.rate_ip);
+    if !options.conformance {
+        spec.events.insert("chat:message".to_owned(), options.rate_chat_message.clone());
     }
-    if let Some(v) = &options.rate_user {
-        rates = rates.user(parse_rate("rate-user", v)?);
-    }
-    if let Some(v) = &options.rate_ip {
-        rates = rates.ip(parse_rate("rate-ip", v)?);
-    }
-    if !options.conformance
-        && let Some(rate) = parse_rate("rate-chat-message", &options.rate_chat_message)?
-    {
-        rates = rates.event("chat:message", rate);
-    }
-    if let Some(n) = options.max_violations {
-        rates = rates.disconnect_after(n, Duration::from_secs(10));
-    }
-    let cap = |n: u32| (n > 0).then_some(n);
-    if let Some(n) = options.max_conn_per_ip {
-        conns = conns.per_ip(cap(n));
-    }
-    if let Some(n) = options.max_conn_per_user {
-        conns = conns.per_user(cap(n));
-    }
-    if let Some(n) = options.max_connections {
-        conns = conns.global(cap(n));
-    }
-    if let Some(v) = &options.handshakes_per_ip {
-        conns = conns.handshakes_per_ip(parse_rate("handshakes-per-ip", v)?);
-    }
-    Ok((rates, conns.trusted_proxies(options.trusted_proxies)))
+    spec.max_violations = options.max_violations;
+    spec.max_conn_per_ip = options.max_conn_per_ip;
+    spec.max_conn_per_user = options.max_conn_per_user;
+    spec.max_connections = options.max_connections;
+    spec.handshakes_per_ip.clone_from(&options.handshakes_per_ip);
+    spec.trusted_proxies = Some(options.trusted_proxies);
+    spec.apply(rates, conns).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
 fn main() -> std::io::Result<()> {

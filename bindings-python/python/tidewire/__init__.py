@@ -278,6 +278,8 @@ class Namespace:
                             out["user"] = str(result["user"])
                         if "data" in result:
                             out["data"] = result["data"]
+                        if "presence" in result:
+                            out["presence"] = result["presence"]
                     reply.resolve(json.dumps(out))
                 except ConnectionRefused as e:
                     reply.resolve(json.dumps({"error": e.message, "data": e.data}))
@@ -337,12 +339,40 @@ class Namespace:
     def socket_count(self) -> int:
         return self._server._native.socket_count(self.name)
 
+    def limit_event(self, event: str, *, max_bytes: Optional[int] = None, schema: Optional[dict[str, Any]] = None) -> None:
+        """Limits `event`: its size in bytes and a JSON Schema of its first
+        argument. A refused event never reaches a handler; its ack gets
+        `{"status": "error", "code": "payload_too_large" | "invalid_payload", ...}`."""
+        _check_name("an event name", event)
+        if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0):
+            raise InvalidArgument("max_bytes must be a positive integer")
+        text = None if schema is None else json.dumps(schema)
+        self._server._native.limit_event(self.name, event, max_bytes, text)
+
+    def enable_presence(self, prefix: str = "") -> None:
+        """Turns presence on for the rooms whose name starts with `prefix`
+        (users from a middleware's `{"user": ..., "presence": {...}}`)."""
+        if not isinstance(prefix, str):
+            raise InvalidArgument("prefix must be a string")
+        self._server._native.enable_presence(self.name, prefix)
+
+    def presence(self, room: str) -> list[dict[str, Any]]:
+        """The users present in `room`: `[{"userId", "connections": [{"id", "node", "meta"}]}]`."""
+        _check_name("a room", room)
+        result: list[dict[str, Any]] = json.loads(self._server._native.presence(self.name, room))
+        return result
+
 
 class Server:
     """A Socket.IO v5 server. Options: host (default 127.0.0.1), port
     (default 0: a free one), ping_interval / ping_timeout /
-    connect_timeout (seconds), max_payload (bytes), cors_origins, and
-    on_error(exc) for handler exceptions (default: printed to stderr)."""
+    connect_timeout (seconds), max_payload (bytes), cors_origins,
+    limits (rate limits and connection caps: {"rateSocket": "100/s:200",
+    "rateUser", "rateIp", "events": {name: rate}, "maxViolations",
+    "maxConnPerIp", "maxConnPerUser", "maxConnections", "handshakesPerIp",
+    "trustedProxies"}), recovery (connection-state recovery window, in
+    seconds; off by default), and on_error(exc) for handler exceptions
+    (default: printed to stderr)."""
 
     def __init__(
         self,
@@ -354,6 +384,8 @@ class Server:
         connect_timeout: Optional[float] = None,
         max_payload: Optional[int] = None,
         cors_origins: Optional[list[str]] = None,
+        limits: Optional[dict[str, Any]] = None,
+        recovery: Optional[float] = None,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         def ms(name: str, seconds: Optional[float]) -> Optional[int]:
@@ -375,6 +407,8 @@ class Server:
             max_payload=max_payload,
             connect_timeout_ms=ms("connect_timeout", connect_timeout),
             cors_origins=cors_origins,
+            limits=None if limits is None else json.dumps(limits),
+            recovery_ms=ms("recovery", recovery),
         )
         self._on_error = on_error
         self._namespaces: dict[str, Namespace] = {}
@@ -469,6 +503,20 @@ class Server:
             raise ServerClosed("the server has not started")
         host, port = self.address
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    async def drain(
+        self, *, batch_size: Optional[int] = None, batch_interval: Optional[float] = None, ack_deadline: Optional[float] = None
+    ) -> dict[str, int]:
+        """Shuts down gracefully: refuses newcomers, sends `tidewire:drain` to
+        connected clients in batches, gives in-flight acks until
+        `ack_deadline` seconds, closes every connection and stops."""
+        def ms(seconds: Optional[float]) -> Optional[int]:
+            return None if seconds is None else int(seconds * 1000)
+
+        connections, batches, abandoned = await self._native.drain(batch_size, ms(batch_interval), ms(ack_deadline))
+        for task in list(self._tasks):
+            task.cancel()
+        return {"connections": connections, "batches": batches, "acks_abandoned": abandoned}
 
     async def close(self) -> None:
         """Disconnects everyone and stops."""
