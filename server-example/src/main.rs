@@ -94,10 +94,12 @@ struct Options {
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
     /// Connection-state recovery: how long a disconnected client's session
-    /// and missed packets are kept, in ms (0: off). Default: 120000 for the
-    /// chat, off for the conformance handlers.
-    #[arg(long, env = "TIDEWIRE_RECOVERY_MS")]
-    recovery_ms: Option<u64>,
+    /// and missed packets are kept, in ms (0, the default: off, as in
+    /// socket.io). Every event then carries its offset as a last argument,
+    /// which clients without recovery support (python-socketio) pass to
+    /// their handlers.
+    #[arg(long, env = "TIDEWIRE_RECOVERY_MS", default_value_t = 0)]
+    recovery_ms: u64,
     /// Graceful shutdown on SIGTERM: connections closed per batch.
     #[arg(long, env = "TIDEWIRE_DRAIN_BATCH_SIZE", default_value_t = 500)]
     drain_batch_size: usize,
@@ -165,7 +167,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         .parser(parser)
         .rate_limits(rate_limits)
         .connection_limits(connection_limits);
-    match options.recovery_ms.unwrap_or(if options.conformance { 0 } else { 120_000 }) {
+    match options.recovery_ms {
         0 => {}
         ms => {
             let window = Duration::from_millis(ms);
