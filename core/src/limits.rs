@@ -20,8 +20,10 @@
 //! hand. A limiter measures time from its own `epoch`.
 //!
 //! # Repeated violations
-//! [`Strikes`] counts refusals in a sliding window; past
-//! [`RateLimits::max_violations`] the hub disconnects the socket.
+//! Refusals are themselves rate-limited: each socket has a GCRA cell for
+//! its violations with a rate of [`RateLimits::max_violations`] per
+//! [`RateLimits::violation_window`]; a violation that this cell refuses
+//! disconnects the socket. This is a sliding window in 8 bytes.
 //!
 //! # Connection caps
 //! [`ConnectionLimits`] caps concurrent connections per IP address, per
@@ -251,6 +253,8 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
 
     fn sweep_nanos(&self, now: u64) {
         self.cells.retain(|_, cell| !cell.is_idle(now));
+        // Give back the capacity a burst of keys left behind.
+        self.cells.shrink_to_fit();
         self.swept_at.store(self.cells.len(), Ordering::Relaxed);
     }
 
@@ -262,37 +266,6 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
-    }
-}
-
-/// Counts violations in a sliding window (approximated by two fixed
-/// windows, as counting every timestamp would cost memory per socket).
-#[derive(Debug, Default)]
-pub struct Strikes {
-    window_start: Option<Instant>,
-    current: u32,
-    previous: u32,
-}
-
-impl Strikes {
-    /// Records one violation at `now` and returns the estimated number of
-    /// violations within the last `window`.
-    pub fn record(&mut self, now: Instant, window: Duration) -> u32 {
-        let start = *self.window_start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= window * 2 {
-            self.previous = 0;
-            self.current = 0;
-            self.window_start = Some(now);
-        } else if elapsed >= window {
-            self.previous = self.current;
-            self.current = 0;
-            self.window_start = Some(start + window);
-        }
-        self.current += 1;
-        let into = now.saturating_duration_since(self.window_start.unwrap_or(now)).as_secs_f64();
-        let weight = 1.0 - (into / window.as_secs_f64().max(f64::MIN_POSITIVE)).min(1.0);
-        self.current + (f64::from(self.previous) * weight) as u32
     }
 }
 
@@ -388,6 +361,10 @@ impl RateLimits {
 #[derive(Debug)]
 pub struct RateLimiter {
     rules: RateLimits,
+    /// `max_violations - 1` per window, bursts of as many: the violation
+    /// that finds the cell empty is the `max_violations`th (`None` when
+    /// every violation, or none, disconnects).
+    violations: Option<Rate>,
     epoch: Epoch,
     users: Option<KeyedLimiter<Arc<str>>>,
     ips: Option<KeyedLimiter<IpAddr>>,
@@ -397,8 +374,8 @@ pub struct RateLimiter {
 #[derive(Debug, Default)]
 pub struct SocketRates {
     all: GcraCell,
+    strikes: GcraCell,
     events: Box<[GcraCell]>,
-    strikes: Mutex<Strikes>,
 }
 
 /// The verdict on one event.
@@ -415,7 +392,12 @@ pub enum Verdict {
 impl RateLimiter {
     /// A limiter with `rules`, measuring time from `epoch`.
     pub fn new(rules: RateLimits, epoch: Instant) -> RateLimiter {
+        let violations = match rules.max_violations {
+            0 | 1 => None,
+            n => Some(Rate::per(rules.violation_window, n - 1).burst(n - 1)),
+        };
         RateLimiter {
+            violations,
             users: rules.user.map(|r| KeyedLimiter::new(r, epoch)),
             ips: rules.ip.map(|r| KeyedLimiter::new(r, epoch)),
             epoch: Epoch::new(epoch),
@@ -437,8 +419,8 @@ impl RateLimiter {
     pub fn socket_rates(&self) -> SocketRates {
         SocketRates {
             all: GcraCell::new(),
+            strikes: GcraCell::new(),
             events: self.rules.events.iter().map(|_| GcraCell::new()).collect(),
-            strikes: Mutex::new(Strikes::default()),
         }
     }
 
@@ -456,15 +438,11 @@ impl RateLimiter {
     ) -> Verdict {
         match self.check_rules(rates, event, user, ip, now) {
             Ok(()) => Verdict::Allow,
-            Err(limited) => {
-                let max = self.rules.max_violations;
-                let strikes = rates
-                    .strikes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .record(now, self.rules.violation_window);
-                if max > 0 && strikes >= max { Verdict::Disconnect(limited) } else { Verdict::Refuse(limited) }
-            }
+            Err(limited) => match (&self.violations, self.rules.max_violations) {
+                (_, 0) => Verdict::Refuse(limited),
+                (Some(rate), _) if rates.strikes.check(rate, self.epoch.nanos(now)).is_ok() => Verdict::Refuse(limited),
+                _ => Verdict::Disconnect(limited),
+            },
         }
     }
 
@@ -633,8 +611,61 @@ struct Counts {
     global: AtomicUsize,
     // Entries are removed at zero: the maps hold only addresses and users
     // with live connections.
-    ips: Mutex<HashMap<IpAddr, u32>>,
+    ips: Mutex<IpCounts>,
     users: Mutex<HashMap<Arc<str>, u32>>,
+}
+
+/// Connections per address, IPv4 keyed by 32 bits so an entry takes 8
+/// bytes (a server with many clients holds one entry per address).
+#[derive(Debug, Default)]
+struct IpCounts {
+    v4: HashMap<u32, u32>,
+    v6: HashMap<u128, u32>,
+}
+
+impl IpCounts {
+    /// Counts one more connection of `ip` unless it has `cap` already.
+    fn acquire(&mut self, ip: IpAddr, cap: u32) -> bool {
+        fn take<K: Eq + Hash>(map: &mut HashMap<K, u32>, key: K, cap: u32) -> bool {
+            let n = map.entry(key).or_insert(0);
+            if *n >= cap {
+                return false;
+            }
+            *n += 1;
+            true
+        }
+        // A refusal at cap 0 leaves an entry of 0 behind: remove it.
+        let taken = match ip {
+            IpAddr::V4(a) => take(&mut self.v4, a.to_bits(), cap),
+            IpAddr::V6(a) => take(&mut self.v6, a.to_bits(), cap),
+        };
+        if !taken && self.get(ip) == 0 {
+            self.release(ip);
+        }
+        taken
+    }
+
+    fn release(&mut self, ip: IpAddr) {
+        fn give<K: Eq + Hash>(map: &mut HashMap<K, u32>, key: &K) {
+            if let Some(n) = map.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+        match ip {
+            IpAddr::V4(a) => give(&mut self.v4, &a.to_bits()),
+            IpAddr::V6(a) => give(&mut self.v6, &a.to_bits()),
+        }
+    }
+
+    fn get(&self, ip: IpAddr) -> u32 {
+        match ip {
+            IpAddr::V4(a) => self.v4.get(&a.to_bits()).copied().unwrap_or(0),
+            IpAddr::V6(a) => self.v6.get(&a.to_bits()).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// A connection slot of one IP address; released when dropped.
@@ -649,7 +680,7 @@ impl Drop for IpPermit {
     fn drop(&mut self) {
         self.state.global.fetch_sub(1, Ordering::AcqRel);
         if self.counted_ip {
-            release(&self.state.ips, &self.ip);
+            self.state.ips.lock().unwrap_or_else(PoisonError::into_inner).release(self.ip);
         }
     }
 }
@@ -717,15 +748,9 @@ impl ConnectionCounter {
         // refusal gives the slot back.
         let mut permit = IpPermit { state: self.state.clone(), ip, counted_ip: false };
         if let Some(cap) = self.limits.per_ip {
-            let mut ips = self.state.ips.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = ips.entry(ip).or_insert(0);
-            if *n >= cap {
-                if *n == 0 {
-                    ips.remove(&ip);
-                }
+            if !self.state.ips.lock().unwrap_or_else(PoisonError::into_inner).acquire(ip, cap) {
                 return Err(ConnectionRefused::PerIp);
             }
-            *n += 1;
             permit.counted_ip = true;
         }
         Ok(permit)
@@ -756,7 +781,7 @@ impl ConnectionCounter {
 
     /// Connections counted now for `ip`.
     pub fn connections_of_ip(&self, ip: IpAddr) -> u32 {
-        self.state.ips.lock().unwrap_or_else(PoisonError::into_inner).get(&ip).copied().unwrap_or(0)
+        self.state.ips.lock().unwrap_or_else(PoisonError::into_inner).get(ip)
     }
 
     /// Connections counted now for `user`.
@@ -1089,20 +1114,6 @@ mod tests {
     }
 
     #[test]
-    fn strikes_count_within_the_window() {
-        let t = Instant::now();
-        let mut s = Strikes::default();
-        let w = Duration::from_secs(10);
-        assert_eq!(s.record(t, w), 1);
-        assert_eq!(s.record(t + ms(1), w), 2);
-        // Early in the next window the previous one still weighs in.
-        let n = s.record(t + ms(10_500), w);
-        assert!((2..=3).contains(&n), "{n}");
-        // Two windows later everything has aged out.
-        assert_eq!(s.record(t + ms(40_000), w), 1);
-    }
-
-    #[test]
     fn limiter_checks_event_rule_socket_user_ip() {
         let t = Instant::now();
         let rules = RateLimits::none()
@@ -1126,6 +1137,36 @@ mod tests {
         // The third violation of socket `a` disconnects it.
         assert!(matches!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Refuse(_)));
         assert!(matches!(limiter.check(&a, "chat", Some(&alice), ip, t), Verdict::Disconnect(_)));
+    }
+
+    #[test]
+    fn violations_disconnect_only_when_dense() {
+        let t = Instant::now();
+        let rules = RateLimits::none()
+            .event("e", Rate::per(Duration::from_secs(3600), 1))
+            .disconnect_after(3, Duration::from_secs(10));
+        let limiter = RateLimiter::new(rules, t);
+        let s = limiter.socket_rates();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limiter.check(&s, "e", None, ip, t), Verdict::Allow);
+        // One violation every 6 s: the window never holds three.
+        for i in 0..10u64 {
+            let at = t + Duration::from_secs(6 * i);
+            assert!(matches!(limiter.check(&s, "e", None, ip, at), Verdict::Refuse(_)), "violation {i}");
+        }
+        // Three within a moment: the third disconnects.
+        let later = t + Duration::from_secs(600);
+        assert!(matches!(limiter.check(&s, "e", None, ip, later), Verdict::Refuse(_)));
+        assert!(matches!(limiter.check(&s, "e", None, ip, later), Verdict::Refuse(_)));
+        assert!(matches!(limiter.check(&s, "e", None, ip, later), Verdict::Disconnect(_)));
+        // With a limit of one, the first violation disconnects; with none, never.
+        let one = RateLimiter::new(
+            RateLimits::none().socket(Some(Rate::per_second(1))).disconnect_after(1, Duration::from_secs(1)),
+            t,
+        );
+        let s1 = one.socket_rates();
+        assert_eq!(one.check(&s1, "x", None, ip, t), Verdict::Allow);
+        assert!(matches!(one.check(&s1, "x", None, ip, t), Verdict::Disconnect(_)));
     }
 
     #[test]

@@ -25,6 +25,10 @@ struct Options {
     host: String,
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// No rate limits and no connection caps at all (to measure what the
+    /// checks cost; the suite runs with them).
+    #[arg(long)]
+    no_limits: bool,
 }
 
 fn main() -> std::io::Result<()> {
@@ -39,7 +43,8 @@ async fn run(options: Options) -> std::io::Result<()> {
     // none is refused (socket.io has no limits to compare with).
     let unrefusable = Some(Rate::per_second(1_000_000_000).burst(1_000_000_000));
     let limits = RateLimits::default().socket(unrefusable).user(unrefusable).ip(unrefusable);
-    let hub = Hub::new(HubConfig::default().rate_limits(limits));
+    let config = HubConfig::default().rate_limits(limits);
+    let hub = Hub::new(if options.no_limits { config.unlimited() } else { config });
     let ns = hub.of("/");
     ns.on("join", |socket: Socket, event: Event| async move {
         if let Some(room) = event.args.data.first().and_then(|v| v.as_str())

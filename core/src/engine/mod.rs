@@ -200,6 +200,11 @@ impl Admitted {
     pub fn new(guard: impl std::any::Any + Send + Sync) -> Admitted {
         Admitted(Some(Box::new(guard)))
     }
+
+    /// The guard, if it is a `T`.
+    pub fn take<T: std::any::Any>(self) -> Option<T> {
+        self.0.and_then(|g| (g as Box<dyn std::any::Any>).downcast::<T>().ok()).map(|b| *b)
+    }
 }
 
 impl std::fmt::Debug for Admitted {
@@ -302,6 +307,35 @@ pub trait EngineHandler: Send + Sync + 'static {
     fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
         let _ = request;
         Ok(Admitted::none())
+    }
+
+    /// [`on_open`](Self::on_open) for a session that [`admit`](Self::admit)
+    /// accepted: what it returned must live as long as the connection. The
+    /// default keeps it beside the connection; a handler may take it into
+    /// its own connection instead (see [`Admitted::take`]).
+    fn on_open_admitted(&self, session: &Session, request: &RequestInfo, admitted: Admitted) -> Box<dyn Connection> {
+        let conn = self.on_open(session, request);
+        match admitted.0 {
+            None => conn,
+            Some(guard) => Box::new(Holding { conn, _guard: guard }),
+        }
+    }
+}
+
+/// A connection and what its admission handed over (dropped together when
+/// the session closes).
+struct Holding {
+    conn: Box<dyn Connection>,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl Connection for Holding {
+    fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        self.conn.on_message(frame)
+    }
+
+    fn on_close(&mut self, reason: CloseReason) {
+        self.conn.on_close(reason);
     }
 }
 
@@ -416,10 +450,9 @@ impl Engine {
         admitted: Admitted,
     ) -> Session {
         let session = Session::new(Arc::downgrade(&self.inner), &self.inner.config, transport);
-        session.hold(admitted);
         self.inner.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.sessions().insert(session.sid_arc(), session.clone());
-        let conn = self.inner.handler.on_open(&session, request);
+        let conn = self.inner.handler.on_open_admitted(&session, request, admitted);
         session.attach(conn);
         let mut heartbeats = self.inner.heartbeats.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = heartbeats.get_or_insert_with(|| self.start_heartbeats());

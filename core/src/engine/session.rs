@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
-use super::{Admitted, CloseReason, Connection, EngineConfig, EngineInner, SlowConsumerPolicy};
+use super::{CloseReason, Connection, EngineConfig, EngineInner, SlowConsumerPolicy};
 use crate::protocol::engine::{Encoded, Frame, Packet};
 
 /// How long [`Session::close_after_flush`] waits for the client to collect
@@ -59,9 +59,6 @@ struct Inner {
     bounds: Bounds,
     state: Mutex<State>,
     outbound: Mutex<Outbound>,
-    /// What the handler's admission handed over (connection-cap permits):
-    /// released when the session closes.
-    admitted: Mutex<Admitted>,
     /// Woken when packets are queued, the upgrade starts, or the session closes.
     writable: Notify,
     /// Set by a pong, cleared when a ping is sent: a pong that arrives
@@ -78,11 +75,12 @@ struct Inner {
     conn: Mutex<ConnSlot>,
 }
 
-/// The outbound queue's limits (copied from the engine's configuration).
+/// The outbound queue's limits (copied from the engine's configuration;
+/// 32-bit, as a session holds a copy).
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
-    packets: usize,
-    bytes: usize,
+    packets: u32,
+    bytes: u32,
     policy: SlowConsumerPolicy,
 }
 
@@ -90,11 +88,11 @@ impl Bounds {
     /// Volatile packets are dropped, not queued, past half of either bound:
     /// a client that lags gets room for what matters.
     fn over_soft_mark(&self, q: &Outbound) -> bool {
-        q.packets.len() * 2 > self.packets || q.bytes * 2 > self.bytes
+        q.packets.len() * 2 > self.packets as usize || q.bytes * 2 > self.bytes as usize
     }
 
     fn over(&self, packets: usize, bytes: usize) -> bool {
-        packets > self.packets || bytes > self.bytes
+        packets > self.packets as usize || bytes > self.bytes as usize
     }
 }
 
@@ -105,18 +103,18 @@ impl Bounds {
 struct Outbound {
     packets: VecDeque<Encoded>,
     bytes: usize,
-    volatile: Vec<usize>,
+    /// Boxed: rarely used, and every idle session holds one (8 bytes
+    /// instead of a `Vec`'s 24).
+    #[allow(clippy::box_collection)]
+    volatile: Option<Box<Vec<usize>>>,
 }
 
 impl Outbound {
     /// Removes every queued volatile packet (the drop-volatile policy's
     /// first resort). Returns how many were dropped.
     fn drop_volatile(&mut self) -> usize {
-        let dropped = self.volatile.len();
-        if dropped == 0 {
-            return 0;
-        }
-        let marks = std::mem::take(&mut self.volatile);
+        let Some(marks) = self.volatile.take() else { return 0 };
+        let dropped = marks.len();
         let mut next = marks.iter().peekable();
         let mut index = 0;
         let mut bytes = self.bytes;
@@ -167,13 +165,12 @@ impl Session {
                 sid: new_id().into(),
                 engine,
                 bounds: Bounds {
-                    packets: config.max_buffered_packets,
-                    bytes: config.max_buffered_bytes,
+                    packets: u32::try_from(config.max_buffered_packets).unwrap_or(u32::MAX),
+                    bytes: u32::try_from(config.max_buffered_bytes).unwrap_or(u32::MAX),
                     policy: config.slow_consumer,
                 },
                 state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),
                 outbound: Mutex::new(Outbound::default()),
-                admitted: Mutex::new(Admitted::none()),
                 writable: Notify::new(),
                 ponged: AtomicBool::new(false),
                 pong_at: Mutex::new(None),
@@ -320,7 +317,7 @@ impl Session {
                     return Err(SendError::Full);
                 }
             } else if volatile {
-                q.volatile.push(start);
+                q.volatile.get_or_insert_default().push(start);
             }
         }
         self.inner.writable.notify_one();
@@ -342,7 +339,7 @@ impl Session {
         // holds no queue capacity.
         let mut q = lock(&self.inner.outbound);
         q.bytes = 0;
-        q.volatile = Vec::new();
+        q.volatile = None;
         Vec::from(std::mem::take(&mut q.packets))
     }
 
@@ -416,8 +413,6 @@ impl Session {
         if let Some(engine) = self.inner.engine.upgrade() {
             engine.remove(&self.inner.sid);
         }
-        // Connection-cap permits go back now, not when the last handle drops.
-        drop(std::mem::replace(&mut *lock(&self.inner.admitted), Admitted::none()));
         if !inline && let Ok(rt) = tokio::runtime::Handle::try_current() {
             let inner = self.inner.clone();
             rt.spawn(async move { Self::notify_close(&mut lock(&inner.conn), reason) });
@@ -433,13 +428,6 @@ impl Session {
     fn notify_close(slot: &mut ConnSlot, reason: CloseReason) {
         if let ConnSlot::Attached(mut conn) = std::mem::replace(slot, ConnSlot::Done) {
             conn.on_close(reason);
-        }
-    }
-
-    pub(super) fn hold(&self, admitted: Admitted) {
-        *lock(&self.inner.admitted) = admitted;
-        if self.is_closed() {
-            drop(std::mem::replace(&mut *lock(&self.inner.admitted), Admitted::none()));
         }
     }
 

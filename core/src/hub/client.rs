@@ -15,7 +15,7 @@ use super::namespace::{self, Deferred};
 use super::socket::SocketRecovery;
 use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
 use crate::engine::{Admitted, CloseReason, Connection, EngineHandler, HandshakeRefusal, RequestInfo, Session};
-use crate::limits::{ConnectionRefused, UserPermit};
+use crate::limits::{ConnectionRefused, IpPermit, UserPermit};
 use crate::protocol::engine::Encoded;
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
@@ -62,6 +62,10 @@ impl EngineHandler for Acceptor {
     }
 
     fn on_open(&self, session: &Session, request: &RequestInfo) -> Box<dyn Connection> {
+        self.on_open_admitted(session, request, Admitted::none())
+    }
+
+    fn on_open_admitted(&self, session: &Session, request: &RequestInfo, admitted: Admitted) -> Box<dyn Connection> {
         let joined = Arc::new(Notify::new());
         let shared = Arc::new(ClientShared {
             hub: self.hub.clone(),
@@ -69,7 +73,8 @@ impl EngineHandler for Acceptor {
             handshake: Arc::new(Handshake::new(request, client_ip(&self.hub, request), None)),
             sockets: Mutex::new(Slots::default()),
             joined: joined.clone(),
-            user_permits: Mutex::new(Vec::new()),
+            user_permits: Mutex::new(None),
+            _ip_permit: admitted.take::<IpPermit>(),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
         let timeout = self.hub.config().connect_timeout;
@@ -155,7 +160,11 @@ pub(crate) struct ClientShared {
     joined: Arc<Notify>,
     /// Per-user connection slots taken by this connection's sockets (one
     /// per distinct user); released when the connection closes.
-    user_permits: Mutex<Vec<UserPermit>>,
+    /// The connection's slot of the per-IP caps, released with it.
+    _ip_permit: Option<IpPermit>,
+    /// Boxed: anonymous connections hold none (8 bytes instead of 24).
+    #[allow(clippy::box_collection)]
+    user_permits: Mutex<Option<Box<Vec<UserPermit>>>>,
 }
 
 impl ClientShared {
@@ -167,11 +176,11 @@ impl ClientShared {
     /// already holds one.
     fn acquire_user(&self, user: &str) -> Result<(), ConnectionRefused> {
         let mut permits = self.user_permits.lock().unwrap_or_else(PoisonError::into_inner);
-        if permits.iter().any(|p| p.user() == user) {
+        if permits.as_ref().is_some_and(|p| p.iter().any(|p| p.user() == user)) {
             return Ok(());
         }
         if let Some(permit) = self.hub.inner().connections.acquire_user(&Arc::from(user))? {
-            permits.push(permit);
+            permits.get_or_insert_default().push(permit);
         }
         Ok(())
     }
@@ -299,7 +308,7 @@ impl Connection for Client {
                 socket.closed(DisconnectReason::from(&reason));
             }
         }
-        self.shared.user_permits.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.shared.user_permits.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 

@@ -293,8 +293,9 @@ pub struct Handshake {
     /// When the handshake arrived, as an HTTP date.
     pub time: String,
     /// The client's IP address: the peer's, or the one a trusted proxy
-    /// reported (see [`ConnectionLimits::trusted_proxies`]).
-    pub address: String,
+    /// reported (see [`ConnectionLimits::trusted_proxies`]); serialized as
+    /// text, like socket.io's. What per-IP limits count.
+    pub address: std::net::IpAddr,
     /// Whether the request was cross-origin (an `Origin` header was sent).
     pub xdomain: bool,
     /// Whether the connection used TLS.
@@ -331,7 +332,7 @@ impl Handshake {
             xdomain: headers.iter().any(|(n, _)| *n == "origin"),
             headers: Fields::from_pairs(headers),
             time: httpdate::fmt_http_date(request.time),
-            address: client_ip.to_string(),
+            address: client_ip,
             secure: request.secure,
             issued,
             url: request.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default(),
