@@ -55,6 +55,8 @@ impl Collector for Counters {
         counter(&mut e, "tidewire_events_in", "Events received", &hub.events_in)?;
         counter(&mut e, "tidewire_bytes_in", "Bytes of the events received", &hub.bytes_in)?;
         counter(&mut e, "tidewire_events_out", "Event deliveries queued", &hub.events_out)?;
+        counter(&mut e, "tidewire_packets_out", "Engine.IO packets written", &engine.packets_out)?;
+        counter(&mut e, "tidewire_bytes_out", "Bytes of the packets written", &engine.bytes_out)?;
         counter(&mut e, "tidewire_rate_limited", "Events refused by a rate limit", &hub.rate_limited)?;
         counter(
             &mut e,

@@ -225,6 +225,10 @@ pub struct EngineStats {
     /// Volatile packets dropped (queue past its soft mark, or dropped to
     /// make room).
     pub volatile_dropped: AtomicU64,
+    /// Engine.IO packets handed to the transports.
+    pub packets_out: AtomicU64,
+    /// Their bytes (as sent on a WebSocket).
+    pub bytes_out: AtomicU64,
 }
 
 /// What the client's handshake request looked like.

@@ -338,9 +338,17 @@ impl Session {
         // Hands the queue's buffer over: no copy, and an idle session
         // holds no queue capacity.
         let mut q = lock(&self.inner.outbound);
-        q.bytes = 0;
+        let bytes = std::mem::take(&mut q.bytes);
         q.volatile = None;
-        Vec::from(std::mem::take(&mut q.packets))
+        let packets = Vec::from(std::mem::take(&mut q.packets));
+        drop(q);
+        if !packets.is_empty()
+            && let Some(engine) = self.inner.engine.upgrade()
+        {
+            engine.stats.packets_out.fetch_add(packets.len() as u64, Ordering::Relaxed);
+            engine.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        packets
     }
 
     /// Waits until packets are queued, the upgrade starts or the session

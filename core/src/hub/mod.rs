@@ -285,13 +285,19 @@ impl Serialize for Fields {
     }
 }
 
+fn http_date<S: serde::Serializer>(time: &std::time::SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&httpdate::HttpDate::from(*time))
+}
+
 /// The handshake of a socket, as socket.io's `socket.handshake`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Handshake {
     /// Request headers (lower-case names; repeated headers joined by `, `).
     pub headers: Fields,
-    /// When the handshake arrived, as an HTTP date.
-    pub time: String,
+    /// When the handshake arrived; serialized as an HTTP date, like
+    /// socket.io's (kept as a time, not as text: every connection holds one).
+    #[serde(serialize_with = "http_date")]
+    pub time: std::time::SystemTime,
     /// The client's IP address: the peer's, or the one a trusted proxy
     /// reported (see [`ConnectionLimits::trusted_proxies`]); serialized as
     /// text, like socket.io's. What per-IP limits count.
@@ -331,7 +337,7 @@ impl Handshake {
         Handshake {
             xdomain: headers.iter().any(|(n, _)| *n == "origin"),
             headers: Fields::from_pairs(headers),
-            time: httpdate::fmt_http_date(request.time),
+            time: request.time,
             address: client_ip,
             secure: request.secure,
             issued,

@@ -140,3 +140,14 @@ export function connect(url, auth, opts = {}) {
 export function emitAck(socket, event, ...args) {
   return socket.timeout(5_000).emitWithAck(event, ...args);
 }
+
+/** Resolves once `cond()` (sync or async) is truthy, polling every 5 ms; fails after `ms`. */
+export function until(what, cond, ms = 5_000) {
+  return within(
+    ms,
+    what,
+    (async () => {
+      while (!(await cond())) await new Promise((r) => setTimeout(r, 5));
+    })(),
+  );
+}

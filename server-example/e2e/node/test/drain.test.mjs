@@ -4,7 +4,7 @@
 // socket.io clients reconnect elsewhere), and the server exits by itself.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, within } from "../lib/server.mjs";
+import { startServer, connect, within, until } from "../lib/server.mjs";
 
 const T = { timeout: 30_000 };
 
@@ -38,9 +38,7 @@ describe("graceful drain", () => {
     assert.deepEqual(await refused.json(), { code: "server_shutting_down", message: "server shutting down" });
 
     assert.deepEqual(await within(15_000, "the server to exit", exited), { code: 0, signal: null });
-    await within(5_000, "every client to see the close", (async () => {
-      while (seen.some((r) => r.reason === null)) await new Promise((r) => setTimeout(r, 5));
-    })());
+    await until("every client to see the close", () => seen.every((r) => r.reason !== null));
     for (const r of seen) {
       assert.equal(r.notice?.reason, "server shutting down");
       assert.ok(Number.isInteger(r.notice.reconnectAfterMs) && r.notice.reconnectAfterMs < 5000);

@@ -7,13 +7,25 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startServer, signHs256, connect, emitAck, once, within } from "../lib/server.mjs";
+import { startServer, signHs256, connect, emitAck, once, until } from "../lib/server.mjs";
 
 const T = { timeout: 30_000 };
 const SECRET = "e2e-limits-" + randomBytes(16).toString("hex");
 const token = (sub) => signHs256({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, SECRET);
 let uniq = 0;
 const roomId = () => `limits-${process.pid}-${++uniq}`;
+
+/** Connects with `auth`, retrying until a slot is free; every socket tried goes to `opened`. */
+async function connectOnceFree(url, auth, opened) {
+  let socket;
+  await until("a free slot", async () => {
+    const c = connect(url, auth);
+    opened.push(c.socket);
+    socket = await c.ready.catch(() => null);
+    return socket !== null;
+  });
+  return socket;
+}
 
 function chatUser(url, sub) {
   return connect(url, { token: token(sub) }).ready;
@@ -65,9 +77,7 @@ describe("rate limits and payload validation (chat app)", () => {
         assert.ok(Number.isInteger(r.retryAfterMs) && r.retryAfterMs > 0 && r.retryAfterMs <= 100, r.retryAfterMs);
       }
       // Only accepted messages reached the room, bob's included, in order.
-      await within(5_000, "bob's last message", (async () => {
-        while (!carolGot.some((m) => m.content === "bob 4")) await new Promise((r) => setTimeout(r, 10));
-      })());
+      await until("bob's last message", () => carolGot.some((m) => m.content === "bob 4"));
       const fromBob = carolGot.filter((m) => m.senderId === "bob").map((m) => m.content);
       assert.deepEqual(fromBob, ["bob 0", "bob 1", "bob 2", "bob 3", "bob 4"]);
       assert.equal(carolGot.filter((m) => m.senderId === "flooder").length, ok.length);
@@ -102,7 +112,7 @@ describe("rate limits and payload validation (chat app)", () => {
       assert.deepEqual(huge, { status: "error", code: "payload_too_large", message: "event larger than 8512 bytes" });
       // A valid message still goes through, and is the only one bob sees.
       assert.equal((await emitAck(alice, "chat:message", { roomId: room, content: "valid" })).status, "ok");
-      await within(5_000, "bob's message", (async () => { while (bobGot.length === 0) await new Promise((r) => setTimeout(r, 10)); })());
+      await until("bob's message", () => bobGot.length > 0);
       assert.deepEqual(bobGot, ["valid"]);
       assert.ok(alice.connected, "invalid payloads do not disconnect");
     } finally {
@@ -143,6 +153,7 @@ describe("metrics", () => {
       assert.ok(m.tidewire_handshakes_total >= 3);
       assert.ok(m.tidewire_events_in_total >= 4);
       assert.equal(m.tidewire_rate_limited_total, 0);
+      assert.ok(m.tidewire_bytes_out_total > 0 && m.tidewire_packets_out_total >= 4);
     } finally {
       for (const s of sockets) s.disconnect();
       await server.stop();
@@ -173,19 +184,7 @@ describe("connection caps", () => {
       // The served clients still work, and a freed slot can be taken again.
       assert.equal(await emitAck(served[0], "echo", "still here"), "still here");
       served[1].disconnect();
-      let again;
-      await within(5_000, "a freed slot", (async () => {
-        for (;;) {
-          const c = connect(server.url, undefined);
-          opened.push(c.socket);
-          try {
-            again = await c.ready;
-            return;
-          } catch {
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
-      })());
+      const again = await connectOnceFree(server.url, undefined, opened);
       assert.ok(again.connected);
       const health = await fetch(server.url + "/healthz");
       assert.equal(health.status, 200);
@@ -227,17 +226,7 @@ describe("connection caps", () => {
       // Other users are not affected, and closing a tab frees a slot.
       sockets.push(await chatUser(server.url, "erin"));
       sockets[0].disconnect();
-      await within(5_000, "dana's slot", (async () => {
-        for (;;) {
-          const c = connect(server.url, { token: token("dana") });
-          sockets.push(c.socket);
-          try {
-            return await c.ready;
-          } catch {
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
-      })());
+      await connectOnceFree(server.url, { token: token("dana") }, sockets);
     } finally {
       for (const s of sockets) s.disconnect();
       await server.stop();

@@ -4,14 +4,12 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startServer, signHs256, connect, emitAck, within } from "../lib/server.mjs";
+import { startServer, signHs256, connect, emitAck, until } from "../lib/server.mjs";
 
 const T = { timeout: 20_000 };
 const SECRET = "e2e-presence-" + randomBytes(16).toString("hex");
 const token = (sub, name) => signHs256({ sub, name, exp: Math.floor(Date.now() / 1000) + 600 }, SECRET);
 const user = (url, sub, name) => connect(url, { token: token(sub, name) }).ready;
-const wait = (what, cond) =>
-  within(5_000, what, (async () => { while (!cond()) await new Promise((r) => setTimeout(r, 10)); })());
 
 describe("presence (chat app)", () => {
   let server;
@@ -32,7 +30,7 @@ describe("presence (chat app)", () => {
       assert.deepEqual(await emitAck(watcher, "chat:join", room), { status: "ok" });
       assert.deepEqual(await emitAck(tab1, "chat:join", room), { status: "ok" });
       assert.deepEqual(await emitAck(tab2, "chat:join", room), { status: "ok" });
-      await wait("ann's join", () => events.some(([e, p]) => e === "presence:join" && p.userId === "ann"));
+      await until("ann's join", () => events.some(([e, p]) => e === "presence:join" && p.userId === "ann"));
 
       const list = await emitAck(watcher, "presence:list", room);
       assert.deepEqual(list, {
@@ -58,7 +56,7 @@ describe("presence (chat app)", () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       tab2.disconnect();
-      await wait("ann's leave", () => events.some(([e]) => e === "presence:leave"));
+      await until("ann's leave", () => events.some(([e]) => e === "presence:leave"));
       assert.deepEqual(events, [
         ["presence:join", { roomId: room, userId: "wendy", name: "Wendy" }],
         ["presence:join", { roomId: room, userId: "ann", name: "Ann" }],

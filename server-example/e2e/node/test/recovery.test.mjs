@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect } from "node:net";
 import { io } from "socket.io-client";
-import { startServer, connect, emitAck, once, within } from "../lib/server.mjs";
+import { startServer, connect, emitAck, once, until } from "../lib/server.mjs";
 
 const T = { timeout: 30_000 };
 
@@ -67,8 +67,13 @@ function inbox(socket) {
   return got;
 }
 
-async function sendToRoom(sender, room, n) {
-  const reached = await emitAck(sender, "hub-to", { rooms: [room], event: "msg", args: [n] });
+/** Resolves once the server has seen the cut: `room` has no member left. */
+function serverSawCut(sender, room) {
+  return until("the server to see the cut", async () => (await sendToRoom(sender, room, "probe", "probe")) === 0);
+}
+
+async function sendToRoom(sender, room, n, event = "msg") {
+  const reached = await emitAck(sender, "hub-to", { rooms: [room], event, args: [n] });
   return reached;
 }
 
@@ -83,27 +88,23 @@ describe("connection state recovery", () => {
       const room = "rec-" + process.pid;
       await emitAck(client, "join", room);
       assert.equal(await sendToRoom(sender, room, 1), 1);
-      await within(5_000, "msg 1", (async () => { while (got.length < 1) await new Promise((r) => setTimeout(r, 5)); })());
+      await until("msg 1", () => !(got.length < 1));
       const id = client.id;
       const gone = once(client, "disconnect");
       p.cut();
       assert.equal((await gone)[0], "transport close");
       // Once the server has seen the cut, the room is empty; these are missed.
-      await within(5_000, "the server to see the cut", (async () => {
-        while ((await emitAck(sender, "hub-to", { rooms: [room], event: "probe", args: [] })) !== 0) {
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      })());
+      await serverSawCut(sender, room);
       for (const n of [2, 3, 4]) assert.equal(await sendToRoom(sender, room, n), 0);
       await once(client, "connect", 10_000);
       assert.equal(client.recovered, true);
       assert.equal(client.id, id);
-      await within(5_000, "the missed messages", (async () => { while (got.length < 4) await new Promise((r) => setTimeout(r, 5)); })());
+      await until("the missed messages", () => !(got.length < 4));
       assert.deepEqual(got, [1, 2, 3, 4]);
       assert.deepEqual(await emitAck(client, "rooms"), [id, room].sort());
       // And it is live again.
       assert.equal(await sendToRoom(sender, room, 5), 1);
-      await within(5_000, "msg 5", (async () => { while (got.length < 5) await new Promise((r) => setTimeout(r, 5)); })());
+      await until("msg 5", () => !(got.length < 5));
       assert.deepEqual(got, [1, 2, 3, 4, 5]);
     } finally {
       client.disconnect();
@@ -124,16 +125,12 @@ describe("connection state recovery", () => {
       await emitAck(client, "join", room); // an ack, not an event: no offset yet
       const id = client.id;
       p.cut();
-      await within(5_000, "the server to see the cut", (async () => {
-        while ((await emitAck(sender, "hub-to", { rooms: [room], event: "probe", args: [] })) !== 0) {
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      })());
+      await serverSawCut(sender, room);
       assert.equal(await sendToRoom(sender, room, 1), 0);
       await once(client, "connect", 10_000);
       assert.equal(client.recovered, true);
       assert.equal(client.id, id);
-      await within(5_000, "the missed message", (async () => { while (got.length < 1) await new Promise((r) => setTimeout(r, 5)); })());
+      await until("the missed message", () => !(got.length < 1));
       assert.deepEqual(got, [1]);
     } finally {
       client.disconnect();
