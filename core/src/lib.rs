@@ -20,6 +20,7 @@ pub mod protocol;
 /// The version of this crate.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod ack;
+pub mod bus;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "server")]

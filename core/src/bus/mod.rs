@@ -1,0 +1,90 @@
+//! The cross-node bus: how hubs on several nodes (processes, machines)
+//! reach each other.
+//!
+//! A [`Bus`] is plain publish/subscribe on named channels, the model of
+//! Redis pub/sub: a node publishes bytes to a channel, and every node that
+//! subscribed to that channel (the publisher included, if subscribed)
+//! receives them, in publication order per publisher. A node learns how
+//! many nodes listen on a channel with [`Bus::subscriber_count`] (Redis
+//! `PUBSUB NUMSUB`), which is how a requester knows how many answers to
+//! wait for.
+//!
+//! What travels on the channels is the cluster protocol (the one
+//! wire-compatible with `@socket.io/redis-adapter`); the bus only moves
+//! bytes.
+//!
+//! # Backpressure
+//! [`Bus::publish`] resolves once the message is accepted by the bus (for
+//! Redis: written, or buffered during an outage within a bound). Beyond its
+//! bound a bus refuses with [`BusError::Full`] rather than buffering
+//! without limit. Each subscription delivers into a bounded channel: a node
+//! that does not read its messages loses the excess, counted, never the
+//! publisher's memory.
+//!
+//! # Backends
+//! * [`MemoryBus`]: many hubs in one process form a cluster (deterministic
+//!   tests, and the default of a single node).
+//! * `RedisBus` (feature `redis`): a Redis server or cluster.
+
+mod memory;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+pub use memory::{MemoryBus, MemoryNode};
+
+/// A future returned by a [`Bus`].
+pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send + 'a>>;
+
+/// One message received on a subscribed channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusMessage {
+    /// The channel it was published on.
+    pub channel: String,
+    /// The bytes published.
+    pub payload: Bytes,
+}
+
+/// Why a bus operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The bus is closed (shut down, or this node left it).
+    #[error("the bus is closed")]
+    Closed,
+    /// The bus cannot take more right now (its outbound bound is reached).
+    #[error("the bus is full: {0} messages waiting")]
+    Full(usize),
+    /// The backend failed (connection lost, protocol error, ...).
+    #[error("bus backend error: {0}")]
+    Backend(String),
+}
+
+/// Publish/subscribe between nodes. One value per node; cheap to share.
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes `payload` on `channel`.
+    ///
+    /// # Errors
+    /// [`BusError::Closed`], [`BusError::Full`] or [`BusError::Backend`].
+    fn publish<'a>(&'a self, channel: &'a str, payload: Bytes) -> BusFuture<'a, ()>;
+
+    /// Subscribes this node to `channels` (already subscribed ones are
+    /// kept); their messages arrive on the node's receiver.
+    ///
+    /// # Errors
+    /// [`BusError::Closed`] or [`BusError::Backend`].
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()>;
+
+    /// Unsubscribes this node from `channels`.
+    ///
+    /// # Errors
+    /// [`BusError::Closed`] or [`BusError::Backend`].
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()>;
+
+    /// How many nodes are subscribed to `channel` (this one included).
+    ///
+    /// # Errors
+    /// [`BusError::Closed`] or [`BusError::Backend`].
+    fn subscriber_count<'a>(&'a self, channel: &'a str) -> BusFuture<'a, usize>;
+}
