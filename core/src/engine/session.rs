@@ -106,22 +106,26 @@ struct Outbound {
     /// Boxed: rarely used, and every idle session holds one (8 bytes
     /// instead of a `Vec`'s 24).
     #[allow(clippy::box_collection)]
-    volatile: Option<Box<Vec<usize>>>,
+    volatile: Option<Box<Vec<std::ops::Range<usize>>>>,
 }
 
 impl Outbound {
     /// Removes every queued volatile packet (the drop-volatile policy's
     /// first resort). Returns how many were dropped.
     fn drop_volatile(&mut self) -> usize {
-        let Some(marks) = self.volatile.take() else { return 0 };
-        let dropped = marks.len();
-        let mut next = marks.iter().peekable();
+        let Some(units) = self.volatile.take() else { return 0 };
+        let dropped = units.len();
+        // Units are in queue order and do not overlap; a unit (a packet and
+        // its binary attachments) goes whole.
+        let mut next = units.iter().peekable();
         let mut index = 0;
         let mut bytes = self.bytes;
         self.packets.retain(|p| {
-            let keep = next.peek().is_none_or(|&&m| m != index);
-            if !keep {
+            while next.peek().is_some_and(|u| u.end <= index) {
                 next.next();
+            }
+            let keep = !next.peek().is_some_and(|u| u.contains(&index));
+            if !keep {
                 bytes -= p.len();
             }
             index += 1;
@@ -317,7 +321,8 @@ impl Session {
                     return Err(SendError::Full);
                 }
             } else if volatile {
-                q.volatile.get_or_insert_default().push(start);
+                let end = q.packets.len();
+                q.volatile.get_or_insert_default().push(start..end);
             }
         }
         self.inner.writable.notify_one();
@@ -677,6 +682,25 @@ mod tests {
         assert_eq!(session.send_frame(Frame::Text("z".into())), Err(SendError::Closed));
         // What was accepted before the overflow is still there, in order.
         assert_eq!(session.drain(), vec![Encoded::message("x"); 3]);
+    }
+
+    #[tokio::test]
+    async fn drop_volatile_first_removes_whole_volatile_units_then_keeps_the_session() {
+        let (engine, session, _, _) = open(EngineConfig::default().max_buffered_packets(6));
+        let bin = |b: &'static [u8]| Encoded::Binary(bytes::Bytes::from_static(b));
+        session.send_frame(Frame::Text("a".into())).unwrap();
+        // A volatile unit of three packets (a header and two attachments).
+        session.send_volatile([Encoded::message("v"), bin(b"1"), bin(b"2")]).unwrap();
+        session.send_frame(Frame::Text("b".into())).unwrap();
+        // 5 queued; this unit of 2 overflows 6: the volatile unit makes room.
+        session.send([Encoded::message("c"), bin(b"3")]).unwrap();
+        assert!(!session.is_closed());
+        assert_eq!(session.queued().0, 4);
+        assert_eq!(
+            session.drain(),
+            vec![Encoded::message("a"), Encoded::message("b"), Encoded::message("c"), bin(b"3")]
+        );
+        assert_eq!(engine.stats().volatile_dropped.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
