@@ -45,11 +45,11 @@ test:
 
 ## All Rust tests in the workspace: unit, property and integration tests.
 rust-test:
-	$(CARGO) test --workspace --no-fail-fast --features tidewire/client
+	$(CARGO) test --workspace --no-fail-fast --features tidewire/client,tidewire/redis
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --features tidewire/client -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features tidewire/client,tidewire/redis -- -D warnings
 
 build-server:
 	$(CARGO) build -p tidewire-server

@@ -239,10 +239,10 @@ impl<T: Clone> InboundAcks<T> {
             Some(None) => return Inbound::InProgress,
             None => {}
         }
-        if self.order.len() == self.window {
-            if let Some(old) = self.order.pop_front() {
-                self.state.remove(&old);
-            }
+        if self.order.len() == self.window
+            && let Some(old) = self.order.pop_front()
+        {
+            self.state.remove(&old);
         }
         self.order.push_back(id);
         self.state.insert(id, None);

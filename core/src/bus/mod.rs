@@ -9,8 +9,8 @@
 //! `PUBSUB NUMSUB`), which is how a requester knows how many answers to
 //! wait for.
 //!
-//! What travels on the channels is the cluster protocol (the one
-//! wire-compatible with `@socket.io/redis-adapter`); the bus only moves
+//! What travels on the channels is the cluster protocol ([`classic`]: the
+//! one wire-compatible with `@socket.io/redis-adapter`); the bus only moves
 //! bytes.
 //!
 //! # Backpressure
@@ -26,13 +26,18 @@
 //!   tests, and the default of a single node).
 //! * `RedisBus` (feature `redis`): a Redis server or cluster.
 
+pub mod classic;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::pin::Pin;
 
 use bytes::Bytes;
 
 pub use memory::{MemoryBus, MemoryNode};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBus, RedisBusConfig};
 
 /// A future returned by a [`Bus`].
 pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BusError>> + Send + 'a>>;

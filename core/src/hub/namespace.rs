@@ -507,10 +507,10 @@ impl Namespace {
             (socket, (self.changes(&st, events), diffs))
         };
         let (changes, presence) = events;
-        if self.inner.detached.swap(false, Ordering::AcqRel) {
-            if let Some(hub) = self.hub() {
-                hub.reattach(self);
-            }
+        if self.inner.detached.swap(false, Ordering::AcqRel)
+            && let Some(hub) = self.hub()
+        {
+            hub.reattach(self);
         }
         (socket, Deferred { changes, presence })
     }

@@ -120,10 +120,10 @@ async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr)
         Some("websocket") if config.allow_websocket => crate::engine::TransportKind::WebSocket,
         _ => return HttpError::UnknownTransport.response(),
     };
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        if origin.to_str().is_err() {
-            return HttpError::BadRequest.response();
-        }
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && origin.to_str().is_err()
+    {
+        return HttpError::BadRequest.response();
     }
     let eio_ok = param("EIO") == Some("4");
 
@@ -212,15 +212,15 @@ fn allowed_origin(engine: &Engine, origin: &HeaderValue) -> bool {
 
 fn preflight(engine: &Engine, req: &Request<Incoming>) -> Response<Body> {
     let mut res = plain(StatusCode::NO_CONTENT, Bytes::new(), "text/plain");
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
-        if allowed_origin(engine, origin) {
-            let h = res.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"));
-            if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-            }
-            h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+    if let Some(origin) = req.headers().get(header::ORIGIN)
+        && allowed_origin(engine, origin)
+    {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"));
+        if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
         }
+        h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
     }
     res
 }

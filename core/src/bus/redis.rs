@@ -1,0 +1,422 @@
+//! A [`Bus`] over Redis pub/sub (feature `redis`).
+//!
+//! Two connections per node, as every Redis pub/sub client needs: one in
+//! subscriber mode, one for commands (`PUBLISH`, `PUBSUB NUMSUB`). Both are
+//! driven by background tasks that reconnect by themselves:
+//!
+//! * **Publishing** goes through a bounded queue. During an outage what is
+//!   published waits in it and goes out, in order, once the command
+//!   connection is back; past [`RedisBusConfig::outbound_bound`] a publish
+//!   is refused with [`BusError::Full`] and counted in
+//!   [`RedisBus::dropped_outbound`] (and logged).
+//! * **Subscriptions** are remembered: after a reconnect every channel is
+//!   subscribed again before messages flow. A subscription can also die
+//!   silently (a proxy or a NAT forgets the connection); every
+//!   [`RedisBusConfig::probe_interval`] the node publishes to a channel of
+//!   its own and, if the message does not come back within
+//!   [`RedisBusConfig::probe_timeout`], replaces the subscriber connection.
+//! * Redis being down at start is not an error: the tasks retry with
+//!   backoff (logging each failure), [`RedisBus::wait_connected`] lets a
+//!   caller wait for it, and meanwhile calls that need an answer from
+//!   Redis ([`Bus::subscriber_count`]) fail with [`BusError::Backend`].
+//!
+//! Messages arrive on the receiver returned by [`RedisBus::connect`], which
+//! holds at most [`RedisBusConfig::inbound_capacity`] of them; a node that
+//! does not read loses the excess, counted in [`RedisBus::dropped_inbound`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+
+use super::{Bus, BusError, BusFuture, BusMessage};
+
+/// Settings of a [`RedisBus`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisBusConfig {
+    /// Messages waiting to be published during an outage (default 10,000).
+    pub outbound_bound: usize,
+    /// Messages waiting to be read by this node (default 10,000).
+    pub inbound_capacity: usize,
+    /// How often the subscription is probed (default 5 s).
+    pub probe_interval: Duration,
+    /// How long a probe may take before the subscriber connection is
+    /// replaced (default 3 s).
+    pub probe_timeout: Duration,
+    /// Backoff between reconnection attempts: starts at this (default
+    /// 100 ms) and doubles up to [`max_backoff`](Self::max_backoff).
+    pub min_backoff: Duration,
+    /// The largest backoff (default 5 s).
+    pub max_backoff: Duration,
+}
+
+impl Default for RedisBusConfig {
+    fn default() -> RedisBusConfig {
+        RedisBusConfig {
+            outbound_bound: 10_000,
+            inbound_capacity: 10_000,
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(3),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisBusConfig {
+    /// Sets [`outbound_bound`](Self::outbound_bound).
+    pub fn outbound_bound(mut self, n: usize) -> Self {
+        self.outbound_bound = n.max(1);
+        self
+    }
+    /// Sets [`inbound_capacity`](Self::inbound_capacity).
+    pub fn inbound_capacity(mut self, n: usize) -> Self {
+        self.inbound_capacity = n.max(1);
+        self
+    }
+    /// Sets [`probe_interval`](Self::probe_interval) and
+    /// [`probe_timeout`](Self::probe_timeout).
+    pub fn probe(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.probe_interval = interval;
+        self.probe_timeout = timeout;
+        self
+    }
+    /// Sets the reconnection backoff range.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+}
+
+/// One node's connection to a Redis server. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct RedisBus {
+    shared: Arc<Shared>,
+    outbound: mpsc::Sender<(String, Bytes)>,
+}
+
+struct Shared {
+    client: redis::Client,
+    config: RedisBusConfig,
+    /// The channels this node wants, resubscribed after every reconnect.
+    channels: std::sync::Mutex<BTreeSet<String>>,
+    /// The live subscriber connection's sink, when connected.
+    sink: Mutex<Option<PubSubSink>>,
+    /// The command connection, when connected.
+    commands: Mutex<Option<MultiplexedConnection>>,
+    /// This node's probe channel.
+    probe_channel: String,
+    probe_seen: Notify,
+    subscribed: watch::Sender<bool>,
+    dropped_outbound: AtomicU64,
+    dropped_inbound: AtomicU64,
+    reconnects: AtomicU64,
+    closed: AtomicBool,
+    closing: Notify,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus").field("probe_channel", &self.probe_channel).finish_non_exhaustive()
+    }
+}
+
+fn backend(e: &redis::RedisError) -> BusError {
+    BusError::Backend(e.to_string())
+}
+
+impl RedisBus {
+    /// A node on the Redis server at `url` (`redis://host:port/db`). Returns
+    /// at once: the connections are made (and remade) in the background.
+    /// Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`BusError::Backend`] when `url` is not a Redis URL.
+    pub fn connect(url: &str, config: RedisBusConfig) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
+        let client = redis::Client::open(url).map_err(|e| backend(&e))?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
+        let (outbound_tx, outbound_rx) = mpsc::channel(config.outbound_bound.max(1));
+        let shared = Arc::new(Shared {
+            client,
+            probe_channel: format!("tidewire-probe#{}#", crate::engine::new_id()),
+            config,
+            channels: std::sync::Mutex::new(BTreeSet::new()),
+            sink: Mutex::new(None),
+            commands: Mutex::new(None),
+            probe_seen: Notify::new(),
+            subscribed: watch::channel(false).0,
+            dropped_outbound: AtomicU64::new(0),
+            dropped_inbound: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
+        });
+        tokio::spawn(publisher(shared.clone(), outbound_rx));
+        tokio::spawn(subscriber(shared.clone(), inbound_tx));
+        Ok((RedisBus { shared, outbound: outbound_tx }, inbound_rx))
+    }
+
+    /// Waits until the subscriber connection is up and every channel is
+    /// subscribed, at most `timeout`. Returns whether it is.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.subscribed.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|up| *up)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Publishes refused because the outbound queue was full.
+    pub fn dropped_outbound(&self) -> u64 {
+        self.shared.dropped_outbound.load(Ordering::Relaxed)
+    }
+
+    /// Messages lost because this node's receiver was full.
+    pub fn dropped_inbound(&self) -> u64 {
+        self.shared.dropped_inbound.load(Ordering::Relaxed)
+    }
+
+    /// How many times the subscriber connection was (re)made.
+    pub fn connections_made(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Stops the background tasks; later calls fail with [`BusError::Closed`].
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.closing.notify_waiters();
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The command connection, connecting if needed.
+    async fn commands(&self) -> Result<MultiplexedConnection, BusError> {
+        let mut slot = self.commands.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.client.get_multiplexed_async_connection().await.map_err(|e| backend(&e))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_commands(&self) {
+        *self.commands.lock().await = None;
+    }
+
+    /// Sleeps for `backoff` (unless closing) and doubles it.
+    async fn back_off(&self, backoff: &mut Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(*backoff) => {}
+            () = self.closing.notified() => {}
+        }
+        *backoff = (*backoff * 2).min(self.config.max_backoff);
+    }
+}
+
+/// Publishes the queue in order; a message that fails is retried after a
+/// reconnect, so an outage delays messages instead of losing them.
+async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes)>) {
+    let mut backoff = shared.config.min_backoff;
+    while let Some((channel, payload)) = queue.recv().await {
+        loop {
+            if shared.is_closed() {
+                return;
+            }
+            let sent = match shared.commands().await {
+                Ok(mut c) => redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(payload.as_ref())
+                    .query_async::<i64>(&mut c)
+                    .await
+                    .map_err(|e| backend(&e)),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(_) => {
+                    backoff = shared.config.min_backoff;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis bus: publish failed, reconnecting");
+                    shared.forget_commands().await;
+                    shared.back_off(&mut backoff).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a subscriber connection with every wanted channel, forwards its
+/// messages, and replaces it when it dies or stops answering probes.
+async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
+    let mut backoff = shared.config.min_backoff;
+    while !shared.is_closed() {
+        let pubsub = match shared.client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis bus: cannot connect the subscriber, retrying");
+                shared.back_off(&mut backoff).await;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let mut wanted: Vec<String> =
+            shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+        wanted.push(shared.probe_channel.clone());
+        if let Err(e) = sink.subscribe(&wanted).await {
+            tracing::warn!(error = %e, "redis bus: resubscribe failed, reconnecting");
+            shared.back_off(&mut backoff).await;
+            continue;
+        }
+        *shared.sink.lock().await = Some(sink);
+        // Channels wanted while the connection was being made.
+        let now: Vec<String> =
+            shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
+        let missed: Vec<&String> = now.iter().filter(|c| !wanted.contains(c)).collect();
+        if !missed.is_empty()
+            && let Some(sink) = shared.sink.lock().await.as_mut()
+        {
+            let _ = sink.subscribe(&missed).await;
+        }
+        shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        shared.subscribed.send_replace(true);
+        backoff = shared.config.min_backoff;
+        let mut probe = tokio::time::interval(shared.config.probe_interval);
+        probe.tick().await;
+        let mut probe_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = async {
+                match probe_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else {
+                        tracing::warn!("redis bus: subscriber connection lost, reconnecting");
+                        break;
+                    };
+                    let channel = message.get_channel_name();
+                    if channel == shared.probe_channel {
+                        probe_deadline = None;
+                        shared.probe_seen.notify_waiters();
+                        continue;
+                    }
+                    let message = BusMessage { channel: channel.to_owned(), payload: Bytes::copy_from_slice(message.get_payload_bytes()) };
+                    if inbound.try_send(message).is_err() {
+                        shared.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                _ = probe.tick() => {
+                    if probe_deadline.is_none() {
+                        probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            if let Ok(mut c) = shared.commands().await {
+                                let _ = redis::cmd("PUBLISH").arg(&shared.probe_channel).arg("ping").query_async::<i64>(&mut c).await;
+                            }
+                        });
+                    }
+                }
+                () = deadline => {
+                    tracing::warn!("redis bus: the subscription stopped answering probes, replacing it");
+                    break;
+                }
+                () = shared.closing.notified() => break,
+            }
+        }
+        shared.subscribed.send_replace(false);
+        *shared.sink.lock().await = None;
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish<'a>(&'a self, channel: &'a str, payload: Bytes) -> BusFuture<'a, ()> {
+        let result = if self.shared.is_closed() {
+            Err(BusError::Closed)
+        } else {
+            match self.outbound.try_send((channel.to_owned(), payload)) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let n = self.shared.dropped_outbound.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        tracing::warn!(dropped = n, "redis bus: outbound queue full, messages dropped");
+                    }
+                    Err(BusError::Full(self.shared.config.outbound_bound))
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::Closed),
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()> {
+        Box::pin(async move {
+            if self.shared.is_closed() {
+                return Err(BusError::Closed);
+            }
+            self.shared
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(channels.iter().cloned());
+            // When not connected, the subscriber subscribes on connect.
+            if let Some(sink) = self.shared.sink.lock().await.as_mut() {
+                sink.subscribe(channels).await.map_err(|e| backend(&e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()> {
+        Box::pin(async move {
+            if self.shared.is_closed() {
+                return Err(BusError::Closed);
+            }
+            {
+                let mut wanted = self.shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for c in channels {
+                    wanted.remove(c);
+                }
+            }
+            if let Some(sink) = self.shared.sink.lock().await.as_mut() {
+                sink.unsubscribe(channels).await.map_err(|e| backend(&e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn subscriber_count<'a>(&'a self, channel: &'a str) -> BusFuture<'a, usize> {
+        Box::pin(async move {
+            if self.shared.is_closed() {
+                return Err(BusError::Closed);
+            }
+            let mut c = self.shared.commands().await?;
+            let answer: Result<(String, usize), _> =
+                redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut c).await;
+            match answer {
+                Ok((_, n)) => Ok(n),
+                Err(e) => {
+                    self.shared.forget_commands().await;
+                    Err(backend(&e))
+                }
+            }
+        })
+    }
+}
