@@ -326,21 +326,13 @@ impl Server {
         batch_interval_ms: Option<u32>,
         ack_deadline_ms: Option<u32>,
     ) -> napi::Result<String> {
-        let mut options = hub::DrainOptions::default();
-        if let Some(n) = batch_size {
-            options = options.batch_size(n as usize);
-        }
-        if let Some(ms) = batch_interval_ms {
-            options = options.batch_interval(std::time::Duration::from_millis(u64::from(ms)));
-        }
-        if let Some(ms) = ack_deadline_ms {
-            options = options.ack_deadline(std::time::Duration::from_millis(u64::from(ms)));
-        }
-        let r = self.inner.drain(options).await;
-        Ok(format!(
-            r#"{{"connections":{},"batches":{},"acksAbandoned":{}}}"#,
-            r.connections, r.batches, r.acks_abandoned
-        ))
+        let options = hub::DrainOptions::from_millis(
+            batch_size.map(|n| n as usize),
+            batch_interval_ms.map(u64::from),
+            ack_deadline_ms.map(u64::from),
+        );
+        let report = self.inner.drain(options).await;
+        Ok(serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_owned()))
     }
 }
 

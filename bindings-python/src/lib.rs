@@ -220,16 +220,7 @@ impl Server {
         batch_interval_ms: Option<u64>,
         ack_deadline_ms: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut options = hub::DrainOptions::default();
-        if let Some(n) = batch_size {
-            options = options.batch_size(n);
-        }
-        if let Some(ms) = batch_interval_ms {
-            options = options.batch_interval(std::time::Duration::from_millis(ms));
-        }
-        if let Some(ms) = ack_deadline_ms {
-            options = options.ack_deadline(std::time::Duration::from_millis(ms));
-        }
+        let options = hub::DrainOptions::from_millis(batch_size, batch_interval_ms, ack_deadline_ms);
         let inner = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let r = inner.drain(options).await;

@@ -353,7 +353,7 @@ struct EngineInner {
     config: EngineConfig,
     handler: Arc<dyn EngineHandler>,
     sessions: Mutex<HashMap<Arc<str>, Session>>,
-    stats: EngineStats,
+    stats: Arc<EngineStats>,
     /// New sessions for the heartbeat task, started with the first session
     /// (and again if the runtime it ran on has gone).
     heartbeats: Mutex<Option<mpsc::UnboundedSender<session::WeakSession>>>,
@@ -398,7 +398,7 @@ impl Engine {
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
-                stats: EngineStats::default(),
+                stats: Arc::default(),
                 heartbeats: Mutex::new(None),
             }),
         }
@@ -453,7 +453,8 @@ impl Engine {
         transport: session::TransportKind,
         admitted: Admitted,
     ) -> Session {
-        let session = Session::new(Arc::downgrade(&self.inner), &self.inner.config, transport);
+        let session =
+            Session::new(Arc::downgrade(&self.inner), self.inner.stats.clone(), &self.inner.config, transport);
         self.inner.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.sessions().insert(session.sid_arc(), session.clone());
         let conn = self.inner.handler.on_open_admitted(&session, request, admitted);

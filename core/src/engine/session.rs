@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 
-use super::{CloseReason, Connection, EngineConfig, EngineInner, SlowConsumerPolicy};
+use super::{CloseReason, Connection, EngineConfig, EngineInner, EngineStats, SlowConsumerPolicy};
 use crate::protocol::engine::{Encoded, Frame, Packet};
 
 /// How long [`Session::close_after_flush`] waits for the client to collect
@@ -56,6 +56,9 @@ impl std::fmt::Debug for Session {
 struct Inner {
     sid: Arc<str>,
     engine: Weak<EngineInner>,
+    /// The engine's counters, held directly: sends and drains update them
+    /// per packet, where upgrading `engine` would cost two more atomics.
+    stats: Arc<EngineStats>,
     bounds: Bounds,
     state: Mutex<State>,
     outbound: Mutex<Outbound>,
@@ -163,11 +166,17 @@ pub fn new_id() -> String {
 }
 
 impl Session {
-    pub(super) fn new(engine: Weak<EngineInner>, config: &EngineConfig, transport: TransportKind) -> Session {
+    pub(super) fn new(
+        engine: Weak<EngineInner>,
+        stats: Arc<EngineStats>,
+        config: &EngineConfig,
+        transport: TransportKind,
+    ) -> Session {
         Session {
             inner: Arc::new(Inner {
                 sid: new_id().into(),
                 engine,
+                stats,
                 bounds: Bounds {
                     packets: u32::try_from(config.max_buffered_packets).unwrap_or(u32::MAX),
                     bytes: u32::try_from(config.max_buffered_bytes).unwrap_or(u32::MAX),
@@ -243,9 +252,7 @@ impl Session {
     pub fn send(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
         match self.push(packets, false) {
             Err(SendError::Full) => {
-                if let Some(engine) = self.inner.engine.upgrade() {
-                    engine.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                }
+                self.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 // The connection hears of it from a task of its own: the
                 // sender may hold locks (a broadcast recorded for recovery)
                 // that the close handlers would take again.
@@ -264,10 +271,8 @@ impl Session {
     /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
     pub fn send_volatile(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
         let r = self.push(packets, true);
-        if r == Err(SendError::Full)
-            && let Some(engine) = self.inner.engine.upgrade()
-        {
-            engine.stats.volatile_dropped.fetch_add(1, Ordering::Relaxed);
+        if r == Err(SendError::Full) {
+            self.inner.stats.volatile_dropped.fetch_add(1, Ordering::Relaxed);
         }
         r
     }
@@ -306,9 +311,7 @@ impl Session {
                                 q.packets.push_back(p);
                             }
                         }
-                        if let Some(engine) = self.inner.engine.upgrade() {
-                            engine.stats.volatile_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-                        }
+                        self.inner.stats.volatile_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
                         if fits { None } else { Some(()) }
                     }
                     _ => {
@@ -347,11 +350,9 @@ impl Session {
         q.volatile = None;
         let packets = Vec::from(std::mem::take(&mut q.packets));
         drop(q);
-        if !packets.is_empty()
-            && let Some(engine) = self.inner.engine.upgrade()
-        {
-            engine.stats.packets_out.fetch_add(packets.len() as u64, Ordering::Relaxed);
-            engine.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        if !packets.is_empty() {
+            self.inner.stats.packets_out.fetch_add(packets.len() as u64, Ordering::Relaxed);
+            self.inner.stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
         }
         packets
     }

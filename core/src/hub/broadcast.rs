@@ -137,8 +137,8 @@ impl BroadcastOperator {
     }
 
     fn emit_inner(&self, event: &str, args: Payload) -> usize {
-        if self.ns.records(self.flags.volatile) {
-            let ((sent, recipients), args) = self.ns.send_recorded(&self.target, event, args, |frames| {
+        if let Some(rec) = self.ns.recorder(!self.flags.volatile) {
+            let ((sent, recipients), args) = self.ns.send_recorded(rec, &self.target, event, args, |frames| {
                 let recipients = self.ns.resolve(&self.target);
                 (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
             });

@@ -76,6 +76,25 @@ impl DrainOptions {
         self.ack_deadline = d;
         self
     }
+    /// The defaults with each given setting (milliseconds) replacing
+    /// its default: the form the language bindings pass.
+    pub fn from_millis(
+        batch_size: Option<usize>,
+        batch_interval_ms: Option<u64>,
+        ack_deadline_ms: Option<u64>,
+    ) -> Self {
+        let mut options = DrainOptions::default();
+        if let Some(n) = batch_size {
+            options = options.batch_size(n);
+        }
+        if let Some(ms) = batch_interval_ms {
+            options = options.batch_interval(Duration::from_millis(ms));
+        }
+        if let Some(ms) = ack_deadline_ms {
+            options = options.ack_deadline(Duration::from_millis(ms));
+        }
+        options
+    }
     /// Sets [`reconnect_jitter`](Self::reconnect_jitter).
     pub fn reconnect_jitter(mut self, d: Duration) -> Self {
         self.reconnect_jitter = d;
@@ -83,8 +102,9 @@ impl DrainOptions {
     }
 }
 
-/// What a drain did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a drain did. Serializes with camelCase keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct DrainReport {
     /// Connections closed.

@@ -212,10 +212,10 @@ impl Namespace {
         self.inner.recovery.as_ref()
     }
 
-    /// Whether an event sent without ack (and not volatile) is recorded
-    /// for recovery.
-    pub(crate) fn records(&self, volatile: bool) -> bool {
-        !volatile && self.inner.recovery.is_some()
+    /// The recovery state an event is recorded in, when recovery is on and
+    /// the event is `recordable` (sent without ack and not volatile).
+    pub(crate) fn recorder(&self, recordable: bool) -> Option<&Recovery> {
+        self.inner.recovery.as_ref().filter(|_| recordable)
     }
 
     /// Sends an event recorded for recovery: under the log's lock, the
@@ -227,15 +227,12 @@ impl Namespace {
     /// `deliver` returned and the arguments as sent (offset included).
     pub(crate) fn send_recorded<R>(
         &self,
+        rec: &Recovery,
         target: &Target,
         event: &str,
         mut args: Payload,
         deliver: impl FnOnce(&[Encoded]) -> R,
     ) -> (R, Payload) {
-        let Some(rec) = &self.inner.recovery else {
-            let frames = self.parser().encode(&Packet::event(self.name(), event, args.clone(), None));
-            return (deliver(&frames), args);
-        };
         let mut log = lock(&rec.log);
         let (offset, text) = log.next_offset();
         args.data.push(serde_json::Value::String(text));

@@ -11,7 +11,7 @@ use super::broadcast::BroadcastOperator;
 use super::client::ClientShared;
 use super::handler::EventRejection;
 use super::handler::{BoxFuture, run_now_or_spawn};
-use super::namespace::TooManyRooms;
+use super::namespace::{Handlers, TooManyRooms};
 use super::{DisconnectReason, Event, Handshake, HubStats, Namespace};
 use crate::ack::{AckTable, Inbound, InboundAcks};
 use crate::engine::{CloseReason, SendError, Session};
@@ -397,12 +397,12 @@ impl Socket {
     }
 
     fn emit_packet(&self, event: &str, args: Payload, id: Option<u64>, volatile: bool) -> Result<(), SendError> {
-        if id.is_none() && self.inner.namespace.records(volatile) {
+        if let Some(rec) = self.inner.namespace.recorder(id.is_none() && !volatile) {
             // Recorded like a broadcast to the socket's own room, so a
             // reconnecting client gets it back (socket.io does the same).
             let target = Target { rooms: vec![self.id_arc()], except: Vec::new() };
             let (sent, args) =
-                self.inner.namespace.send_recorded(&target, event, args, |frames| self.send_shared(frames, false));
+                self.inner.namespace.send_recorded(rec, &target, event, args, |frames| self.send_shared(frames, false));
             self.notify_outgoing(event, &args);
             return sent;
         }
@@ -549,7 +549,14 @@ impl Socket {
     /// Checks an event against the rate limits, then its rule (size, then
     /// validator). On a refusal the client's ack (if any) gets the
     /// rejection, and repeated rate violations disconnect the socket.
-    fn admit_event(&self, name: &str, payload: &mut Payload, id: Option<u64>, size: usize) -> bool {
+    fn admit_event(
+        &self,
+        handlers: &Handlers,
+        name: &str,
+        payload: &mut Payload,
+        id: Option<u64>,
+        size: usize,
+    ) -> bool {
         let Some(hub) = self.inner.namespace.hub() else { return true };
         let stats = hub.stats();
         HubStats::add(&stats.events_in, 1);
@@ -570,7 +577,6 @@ impl Socket {
             None
         };
         let refusal = refusal.or_else(|| {
-            let handlers = self.inner.namespace.handlers();
             let rule = handlers.event_rules.get(name)?;
             if let Some(max) = rule.max_bytes
                 && size > max
@@ -612,13 +618,15 @@ impl Socket {
         if !self.connected() {
             return;
         }
-        let name = match payload.data.first() {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => return,
+        if payload.data.is_empty() {
+            return;
+        }
+        let name = match payload.data.remove(0) {
+            Value::String(s) => s,
+            other => other.to_string(),
         };
-        payload.data.remove(0);
-        if !self.admit_event(&name, &mut payload, id, size) {
+        let handlers = self.inner.namespace.handlers();
+        if !self.admit_event(&handlers, &name, &mut payload, id, size) {
             return;
         }
         if let Some(id) = id {
@@ -632,7 +640,6 @@ impl Socket {
                 }
             }
         }
-        let handlers = self.inner.namespace.handlers();
         for l in &handlers.incoming {
             l.on_event(self, &name, &payload);
         }

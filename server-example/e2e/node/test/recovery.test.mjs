@@ -77,18 +77,38 @@ async function sendToRoom(sender, room, n, event = "msg") {
   return reached;
 }
 
+/**
+ * A server with a recovery window of `windowMs`, a client through a proxy
+ * (reconnecting after `delay` ms) and a sender connected directly.
+ */
+async function setup(windowMs, delay = 100) {
+  const server = await startServer(["--recovery-ms", String(windowMs)]);
+  const p = await proxy(server.url);
+  const sender = await connect(server.url).ready;
+  const client = await reconnecting(p.url, delay);
+  return {
+    p,
+    sender,
+    client,
+    async close() {
+      client.disconnect();
+      sender.disconnect();
+      p.close();
+      await server.stop();
+    },
+  };
+}
+
 describe("connection state recovery", () => {
   test("missed packets come back in order with the same id and rooms", T, async () => {
-    const server = await startServer(["--recovery-ms", "60000"]);
-    const p = await proxy(server.url);
-    const sender = await connect(server.url).ready;
-    const client = await reconnecting(p.url);
+    const t = await setup(60_000);
+    const { p, sender, client } = t;
     try {
       const got = inbox(client);
       const room = "rec-" + process.pid;
       await emitAck(client, "join", room);
       assert.equal(await sendToRoom(sender, room, 1), 1);
-      await until("msg 1", () => !(got.length < 1));
+      await until("msg 1", () => got.length >= 1);
       const id = client.id;
       const gone = once(client, "disconnect");
       p.cut();
@@ -99,26 +119,21 @@ describe("connection state recovery", () => {
       await once(client, "connect", 10_000);
       assert.equal(client.recovered, true);
       assert.equal(client.id, id);
-      await until("the missed messages", () => !(got.length < 4));
+      await until("the missed messages", () => got.length >= 4);
       assert.deepEqual(got, [1, 2, 3, 4]);
       assert.deepEqual(await emitAck(client, "rooms"), [id, room].sort());
       // And it is live again.
       assert.equal(await sendToRoom(sender, room, 5), 1);
-      await until("msg 5", () => !(got.length < 5));
+      await until("msg 5", () => got.length >= 5);
       assert.deepEqual(got, [1, 2, 3, 4, 5]);
     } finally {
-      client.disconnect();
-      sender.disconnect();
-      p.close();
-      await server.stop();
+      await t.close();
     }
   });
 
   test("recovers a client that had received no event before the cut", T, async () => {
-    const server = await startServer(["--recovery-ms", "60000"]);
-    const p = await proxy(server.url);
-    const sender = await connect(server.url).ready;
-    const client = await reconnecting(p.url);
+    const t = await setup(60_000);
+    const { p, sender, client } = t;
     try {
       const got = inbox(client);
       const room = "quiet-" + process.pid;
@@ -130,20 +145,16 @@ describe("connection state recovery", () => {
       await once(client, "connect", 10_000);
       assert.equal(client.recovered, true);
       assert.equal(client.id, id);
-      await until("the missed message", () => !(got.length < 1));
+      await until("the missed message", () => got.length >= 1);
       assert.deepEqual(got, [1]);
     } finally {
-      client.disconnect();
-      sender.disconnect();
-      p.close();
-      await server.stop();
+      await t.close();
     }
   });
 
   test("after the window the client gets a new session, recovered === false", T, async () => {
-    const server = await startServer(["--recovery-ms", "200"]);
-    const p = await proxy(server.url);
-    const client = await reconnecting(p.url, 1_000);
+    const t = await setup(200, 1_000);
+    const { p, client } = t;
     try {
       const id = client.id;
       await emitAck(client, "join", "late");
@@ -153,9 +164,7 @@ describe("connection state recovery", () => {
       assert.notEqual(client.id, id);
       assert.deepEqual(await emitAck(client, "rooms"), [client.id]);
     } finally {
-      client.disconnect();
-      p.close();
-      await server.stop();
+      await t.close();
     }
   });
 });
