@@ -128,6 +128,9 @@ pub struct AckReport<T> {
     pub disconnected: Vec<String>,
     /// Answers expected from other nodes that did not arrive.
     pub missing_remote: usize,
+    /// Other nodes that did not say how many sockets they reached (their
+    /// answers are not counted in [`missing_remote`](Self::missing_remote)).
+    pub missing_nodes: usize,
 }
 
 impl<T> AckCollector<T> {
@@ -192,6 +195,7 @@ impl<T> AckCollector<T> {
             timed_out,
             disconnected: self.disconnected,
             missing_remote: self.extra_expected,
+            missing_nodes: 0,
         }
     }
 }

@@ -87,7 +87,7 @@ async fn two_nodes_publish_subscribe_and_count() {
     assert_eq!(a.subscriber_count("x").await.unwrap(), 2);
     assert_eq!(a.subscriber_count("y").await.unwrap(), 1);
     for i in 0..100u8 {
-        a.publish("x", Bytes::from(vec![i])).await.unwrap();
+        a.publish("x", Bytes::from(vec![i])).unwrap();
     }
     // Order holds per publisher: everything from `a` arrives in order.
     for rx in [&mut a_rx, &mut b_rx] {
@@ -96,7 +96,7 @@ async fn two_nodes_publish_subscribe_and_count() {
             assert_eq!((m.channel.as_str(), &m.payload[..]), ("x", &[i][..]), "in order");
         }
     }
-    b.publish("y", Bytes::from_static(b"for b")).await.unwrap();
+    b.publish("y", Bytes::from_static(b"for b")).unwrap();
     assert_eq!(next(&mut b_rx).await.payload, "for b");
     b.unsubscribe(&channels(&["x"])).await.unwrap();
     assert_eq!(a.subscriber_count("x").await.unwrap(), 1);
@@ -112,10 +112,10 @@ async fn redis_down_at_start_then_up() {
     assert!(matches!(a.subscriber_count("late").await, Err(BusError::Backend(_))));
     assert!(!a.wait_connected(Duration::from_millis(300)).await);
     // Published meanwhile: kept, and sent once Redis is up.
-    a.publish("late", Bytes::from_static(b"queued")).await.unwrap();
+    a.publish("late", Bytes::from_static(b"queued")).unwrap();
     let _redis = RedisServer::start_on(port);
     assert!(a.wait_connected(STEP).await, "connects once Redis is up");
-    a.publish("late", Bytes::from_static(b"live")).await.unwrap();
+    a.publish("late", Bytes::from_static(b"live")).unwrap();
     // The queued message may have gone out before the subscription was
     // made again (pub/sub keeps nothing); the live one always arrives.
     let mut got = vec![next(&mut a_rx).await.payload];
@@ -134,14 +134,14 @@ async fn redis_killed_and_restarted_under_traffic() {
     let (b, mut b_rx) = RedisBus::connect(&redis.url(), config).unwrap();
     b.subscribe(&channels(&["t"])).await.unwrap();
     assert!(a.wait_connected(STEP).await && b.wait_connected(STEP).await);
-    a.publish("t", Bytes::from_static(b"before")).await.unwrap();
+    a.publish("t", Bytes::from_static(b"before")).unwrap();
     assert_eq!(next(&mut b_rx).await.payload, "before");
 
     redis.kill();
     // During the outage: 50 wait in the queue, the rest are refused and counted.
     let mut refused = 0;
     for i in 0..80u32 {
-        match a.publish("t", Bytes::from(i.to_string())).await {
+        match a.publish("t", Bytes::from(i.to_string())) {
             Ok(()) => {}
             Err(BusError::Full(50)) => refused += 1,
             Err(e) => panic!("unexpected {e}"),
@@ -156,7 +156,7 @@ async fn redis_killed_and_restarted_under_traffic() {
     // traffic is live.
     tokio::time::timeout(STEP, async {
         loop {
-            match a.publish("t", Bytes::from_static(b"after")).await {
+            match a.publish("t", Bytes::from_static(b"after")) {
                 Ok(()) | Err(BusError::Full(_)) => {}
                 Err(e) => panic!("unexpected {e}"),
             }
@@ -185,7 +185,7 @@ async fn a_killed_subscriber_connection_is_replaced_and_resubscribed() {
     let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut c).await.unwrap();
     tokio::time::timeout(STEP, async {
         loop {
-            a.publish("k", Bytes::from_static(b"again")).await.unwrap();
+            a.publish("k", Bytes::from_static(b"again")).unwrap();
             if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), b_rx.recv()).await
                 && m.payload == "again"
             {

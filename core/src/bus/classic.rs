@@ -1466,10 +1466,17 @@ impl Response {
     /// Encodes as the official adapter does: `JSON.stringify` of the response object, or notepack msgpack for
     /// BROADCAST_ACK.
     pub fn encode(&self) -> Vec<u8> {
-        let object = match self {
+        self.encode_from(None)
+    }
+
+    /// [`encode`](Self::encode), with the answering node's uid as one more key (`uid`, last) when given: Tidewire
+    /// nodes name themselves so that a requester can tell who answered; the official adapter reads only the keys
+    /// it knows and ignores it.
+    pub fn encode_from(&self, uid: Option<&str>) -> Vec<u8> {
+        let mut object = match self {
             Response::BroadcastAck { request_id, packet } => {
                 return msgpack(|out| {
-                    encode::write_map_len(out, 2 + u32::from(packet.is_some()))?;
+                    encode::write_map_len(out, 2 + u32::from(packet.is_some()) + u32::from(uid.is_some()))?;
                     encode::write_str(out, "type")?;
                     encode::write_uint(out, u64::from(RequestType::BroadcastAck.code()))?;
                     encode::write_str(out, "requestId")?;
@@ -1477,6 +1484,10 @@ impl Response {
                     if let Some(p) = packet {
                         encode::write_str(out, "packet")?;
                         write_data(out, p)?;
+                    }
+                    if let Some(uid) = uid {
+                        encode::write_str(out, "uid")?;
+                        encode::write_str(out, uid)?;
                     }
                     Ok(())
                 });
@@ -1503,6 +1514,9 @@ impl Response {
                 ("clientCount", Some(Value::from(*client_count))),
             ]),
         };
+        if let Some(uid) = uid {
+            object.insert("uid".to_owned(), Value::from(uid));
+        }
         Value::Object(object).to_string().into_bytes()
     }
 }
@@ -1513,6 +1527,7 @@ impl Response {
 pub struct RawResponse {
     request_id: Option<String>,
     response_type: Option<u64>,
+    uid: Option<String>,
     fields: Fields,
 }
 
@@ -1522,12 +1537,21 @@ impl RawResponse {
         let mut fields = Fields::new(decode_json_or_msgpack(bytes)?, "response")?;
         let request_id = fields.opt_str("requestId")?;
         let response_type = fields.get("type").and_then(Data::as_u64);
-        Ok(RawResponse { request_id, response_type, fields })
+        let uid = match fields.take("uid") {
+            Some(Data::Str(uid)) => Some(uid),
+            _ => None,
+        };
+        Ok(RawResponse { request_id, response_type, uid, fields })
     }
 
     /// The id of the request it answers (the official adapter ignores a response without one).
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
+    }
+
+    /// The answering node's uid, when it named itself (see [`Response::encode_from`]).
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
     }
 
     /// The `type` key, present on SERVER_SIDE_EMIT, BROADCAST_CLIENT_COUNT and BROADCAST_ACK answers.

@@ -22,7 +22,7 @@ use super::{Bus, BusError, BusFuture, BusMessage};
 /// let (b, mut b_rx) = bus.node(64);
 /// b.subscribe(&["news".to_owned()]).await.unwrap();
 /// assert_eq!(a.subscriber_count("news").await.unwrap(), 1);
-/// a.publish("news", "hello".into()).await.unwrap();
+/// a.publish("news", "hello".into()).unwrap();
 /// assert_eq!(b_rx.recv().await.unwrap().payload, "hello");
 /// # }
 /// ```
@@ -126,8 +126,8 @@ fn unsubscribe_one(st: &mut State, id: u64, channel: &str) {
 }
 
 impl Bus for MemoryNode {
-    fn publish<'a>(&'a self, channel: &'a str, payload: Bytes) -> BusFuture<'a, ()> {
-        let result = self.with_node(|st| {
+    fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        self.with_node(|st| {
             let Some(subscribers) = st.channels.get(channel) else { return };
             for id in subscribers {
                 let Some(node) = st.nodes.get(id) else { continue };
@@ -136,8 +136,7 @@ impl Bus for MemoryNode {
                     node.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        });
-        Box::pin(async move { result })
+        })
     }
 
     fn subscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()> {
@@ -187,9 +186,9 @@ mod tests {
         a.subscribe(&ch(&["x"])).await.unwrap();
         b.subscribe(&ch(&["x", "y"])).await.unwrap();
         for i in 0..5u8 {
-            a.publish("x", Bytes::from(vec![i])).await.unwrap();
+            a.publish("x", Bytes::from(vec![i])).unwrap();
         }
-        b.publish("y", Bytes::from_static(b"only b")).await.unwrap();
+        b.publish("y", Bytes::from_static(b"only b")).unwrap();
         for rx in [&mut a_rx, &mut b_rx] {
             for i in 0..5u8 {
                 let m = rx.recv().await.unwrap();
@@ -213,7 +212,7 @@ mod tests {
         a.unsubscribe(&ch(&["x"])).await.unwrap();
         assert_eq!(b.subscriber_count("x").await.unwrap(), 1);
         b.leave();
-        assert_eq!(b.publish("x", Bytes::new()).await, Err(BusError::Closed));
+        assert_eq!(b.publish("x", Bytes::new()), Err(BusError::Closed));
         assert_eq!(a.subscriber_count("x").await.unwrap(), 0);
         drop(b);
         drop(a);
@@ -228,7 +227,7 @@ mod tests {
         let (b, mut b_rx) = bus.node(2);
         b.subscribe(&ch(&["x"])).await.unwrap();
         for i in 0..5u8 {
-            a.publish("x", Bytes::from(vec![i])).await.unwrap();
+            a.publish("x", Bytes::from(vec![i])).unwrap();
         }
         assert_eq!(b.dropped(), 3);
         assert_eq!(&b_rx.recv().await.unwrap().payload[..], &[0]);

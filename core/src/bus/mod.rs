@@ -14,10 +14,13 @@
 //! bytes.
 //!
 //! # Backpressure
-//! [`Bus::publish`] resolves once the message is accepted by the bus (for
-//! Redis: written, or buffered during an outage within a bound). Beyond its
-//! bound a bus refuses with [`BusError::Full`] rather than buffering
-//! without limit. Each subscription delivers into a bounded channel: a node
+//! [`Bus::publish`] never waits: it hands the message to the bus's ordered
+//! outbound queue (for Redis: written by a background task, or kept during
+//! an outage within a bound) and returns. Beyond its bound a bus refuses
+//! with [`BusError::Full`] rather than buffering without limit. Being
+//! synchronous, it can be called from a broadcast, which runs under no
+//! runtime context, and keeps one node's messages in the order it
+//! published them. Each subscription delivers into a bounded channel: a node
 //! that does not read its messages loses the excess, counted, never the
 //! publisher's memory.
 //!
@@ -68,11 +71,12 @@ pub enum BusError {
 
 /// Publish/subscribe between nodes. One value per node; cheap to share.
 pub trait Bus: Send + Sync + 'static {
-    /// Publishes `payload` on `channel`.
+    /// Queues `payload` for `channel`, without waiting; one node's
+    /// messages go out in the order they were queued.
     ///
     /// # Errors
-    /// [`BusError::Closed`], [`BusError::Full`] or [`BusError::Backend`].
-    fn publish<'a>(&'a self, channel: &'a str, payload: Bytes) -> BusFuture<'a, ()>;
+    /// [`BusError::Closed`] or [`BusError::Full`].
+    fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError>;
 
     /// Subscribes this node to `channels` (already subscribed ones are
     /// kept); their messages arrive on the node's receiver.

@@ -228,26 +228,30 @@ impl Shared {
     }
 }
 
-/// Publishes the queue in order; a message that fails is retried after a
-/// reconnect, so an outage delays messages instead of losing them.
+/// Publishes the queue in order, as pipelines of what is waiting (up to
+/// [`PUBLISH_BATCH`] messages per round trip). A batch that fails is
+/// retried whole after a reconnect, so an outage delays messages instead of
+/// losing them; a connection that breaks in the middle of a batch may
+/// therefore deliver its first messages twice.
 async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut backoff = shared.config.min_backoff;
-    while let Some((channel, payload)) = queue.recv().await {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
+        }
+        batch.clear();
         loop {
             if shared.is_closed() {
                 return;
             }
             let sent = match shared.commands().await {
-                Ok(mut c) => redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(payload.as_ref())
-                    .query_async::<i64>(&mut c)
-                    .await
-                    .map_err(|e| backend(&e)),
+                Ok(mut c) => pipe.query_async::<()>(&mut c).await.map_err(|e| backend(&e)),
                 Err(e) => Err(e),
             };
             match sent {
-                Ok(_) => {
+                Ok(()) => {
                     backoff = shared.config.min_backoff;
                     break;
                 }
@@ -260,6 +264,9 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
         }
     }
 }
+
+/// Most messages published in one round trip.
+const PUBLISH_BATCH: usize = 256;
 
 /// Keeps a subscriber connection with every wanted channel, forwards its
 /// messages, and replaces it when it dies or stops answering probes.
@@ -347,8 +354,8 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
 }
 
 impl Bus for RedisBus {
-    fn publish<'a>(&'a self, channel: &'a str, payload: Bytes) -> BusFuture<'a, ()> {
-        let result = if self.shared.is_closed() {
+    fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        if self.shared.is_closed() {
             Err(BusError::Closed)
         } else {
             match self.outbound.try_send((channel.to_owned(), payload)) {
@@ -362,8 +369,7 @@ impl Bus for RedisBus {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::Closed),
             }
-        };
-        Box::pin(async move { result })
+        }
     }
 
     fn subscribe<'a>(&'a self, channels: &'a [String]) -> BusFuture<'a, ()> {

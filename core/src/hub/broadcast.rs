@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::cluster::{self, Cluster, Gathered, Inflight, Replies};
 use super::socket::AckSink;
 use super::{Handshake, Namespace, Socket};
 use crate::ack::{AckCollector, AckReport};
+use crate::bus::classic::{self, BroadcastOpts, Flags, RawResponse, Request, RequestType, Response, RoomOpts};
 use crate::protocol::socketio::{Packet, Payload};
 use crate::rooms::{Room, Target};
 
@@ -129,6 +131,11 @@ impl BroadcastOperator {
     /// packet is encoded once; each recipient gets a shared copy. Returns
     /// how many sockets it was queued for.
     pub fn emit(&self, event: &str, args: Payload) -> usize {
+        if !self.flags.local
+            && let Some(cluster) = self.ns.cluster()
+        {
+            cluster.publish_broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
+        }
         let sent = self.emit_inner(event, args);
         if let Some(hub) = self.ns.hub() {
             super::HubStats::add(&hub.stats().events_out, sent as u64);
@@ -169,7 +176,11 @@ impl BroadcastOperator {
     /// Sends `event` to every socket the target reaches and collects each
     /// one's acknowledgement, until all have answered or the timeout
     /// passes. One ack id serves every recipient, so the packet is still
-    /// encoded once.
+    /// encoded once. In a cluster the other nodes deliver it too, report
+    /// how many sockets they reached and forward each answer (which carries
+    /// no socket id: its entry in [`AckReport::responses`] has an empty
+    /// one); nodes that do not report are counted in
+    /// [`AckReport::missing_nodes`].
     ///
     /// # Examples
     /// ```
@@ -191,9 +202,86 @@ impl BroadcastOperator {
     /// [`BroadcastError::TooManyPending`] when a recipient's ack table is
     /// full (nothing is sent then).
     pub async fn emit_with_ack(&self, event: &str, args: Payload) -> Result<AckReport<Payload>, BroadcastError> {
+        let timeout =
+            self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
+        let cluster = if self.flags.local { None } else { self.ns.cluster() };
+        let remote_args = cluster.as_ref().map(|_| args.clone());
+        let mut round = self.start_ack_round(event, args)?;
+        let mut remote = match (cluster, remote_args) {
+            (Some(c), Some(args)) => self.ask_remote_acks(&c, event, &args, timeout).await,
+            _ => None,
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut local_open = true;
+        loop {
+            // Remote answers are counted by the collector too, so it is
+            // complete only once every reported recipient answered.
+            let remote_done = remote.as_ref().is_none_or(|r| r.counted >= r.inflight.expected);
+            if remote_done && round.collector.is_complete() || !local_open && remote.is_none() {
+                break;
+            }
+            tokio::select! {
+                () = &mut deadline => break,
+                answer = round.next(), if local_open => {
+                    local_open = answer.is_some();
+                }
+                raw = recv_remote(&mut remote) => match (raw, remote.as_mut()) {
+                    (Some(raw), Some(r)) => r.take(raw, &mut round.collector),
+                    _ => remote = None,
+                },
+            }
+        }
+        let missing_nodes = remote.as_ref().map_or(0, |r| r.inflight.expected.saturating_sub(r.counted));
+        let mut report = round.finish();
+        report.missing_nodes = missing_nodes;
+        Ok(report)
+    }
+
+    /// Publishes this broadcast as a BROADCAST request; `None` when there
+    /// is nobody else to ask, or the bus cannot be asked.
+    async fn ask_remote_acks(
+        &self,
+        cluster: &Arc<Cluster>,
+        event: &str,
+        args: &Payload,
+        timeout: Duration,
+    ) -> Option<RemoteAcks> {
+        let data = cluster::event_data(event, args)?;
+        let (target, flags) = (&self.target, self.flags);
+        let nsp = self.ns.name().to_owned();
+        let asked = cluster
+            .ask(&nsp, |uid, request_id| Request::Broadcast {
+                uid,
+                request_id,
+                packet: classic::Packet::event(nsp.clone(), data),
+                opts: BroadcastOpts {
+                    rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
+                    except: target.except.iter().map(|r| r.to_string()).collect(),
+                    flags: Flags {
+                        volatile: flags.volatile.then_some(true),
+                        timeout: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+                        ..Flags::default()
+                    },
+                },
+            })
+            .await;
+        match asked {
+            Ok(inflight) if inflight.expected > 0 => Some(RemoteAcks { inflight, counted: 0 }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "broadcast with acks: other nodes not reachable");
+                None
+            }
+        }
+    }
+
+    /// Registers one ack id on every socket the target reaches on this node
+    /// and sends them the event.
+    pub(crate) fn start_ack_round(&self, event: &str, args: Payload) -> Result<AckRound, BroadcastError> {
         let recipients = self.ns.resolve(&self.target);
         let id = self.ns.next_ack_id();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         for (i, s) in recipients.iter().enumerate() {
             if s.register_ack(id, AckSink::Broadcast(tx.clone())).is_err() {
                 for s in &recipients[..i] {
@@ -212,62 +300,166 @@ impl BroadcastOperator {
                 collector.disconnected(s.id());
             }
         }
-        let timeout =
-            self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        while !collector.is_complete() {
-            tokio::select! {
-                () = &mut deadline => break,
-                answer = rx.recv() => match answer {
-                    Some((socket, Some(payload))) => { collector.respond(&socket, payload); }
-                    Some((socket, None)) => { collector.disconnected(&socket); }
-                    None => break,
-                },
-            }
-        }
-        for s in &recipients {
-            s.forget_ack(id);
-        }
-        Ok(collector.finish())
+        Ok(AckRound { recipients, id, rx, collector })
     }
 
     /// The sockets the target reaches, as snapshots that can still act on
-    /// them (socket.io's `fetchSockets`). Asynchronous because in a cluster
-    /// it asks the other nodes.
-    pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
-        self.ns.resolve(&self.target).iter().map(RemoteSocket::of).collect()
+    /// them (socket.io's `fetchSockets`). In a cluster the other nodes are
+    /// asked too; see [`Replies`] for who answered.
+    pub async fn fetch_sockets(&self) -> Gathered<Vec<RemoteSocket>> {
+        let mut sockets: Vec<RemoteSocket> = self.local_sockets().iter().map(RemoteSocket::of).collect();
+        let mut replies = Replies::default();
+        if !self.flags.local
+            && let Some(cluster) = self.ns.cluster()
+        {
+            let opts = cluster::room_opts(&self.target);
+            match cluster.ask(self.ns.name(), |uid, request_id| Request::RemoteFetch { uid, request_id, opts }).await {
+                Ok(inflight) => {
+                    replies = cluster
+                        .gather(inflight, RequestType::RemoteFetch, |response| {
+                            if let Response::Fetch { sockets: remote, .. } = response {
+                                sockets.extend(remote.into_iter().map(|s| cluster::remote_socket(&self.ns, s)));
+                            }
+                        })
+                        .await;
+                }
+                Err(e) => replies.error = Some(e.to_string()),
+            }
+        }
+        Gathered { value: sockets, replies }
     }
 
-    /// Makes every socket the target reaches join `rooms`.
+    /// The sockets the target reaches on this node.
+    pub(crate) fn local_sockets(&self) -> Vec<Socket> {
+        self.ns.resolve(&self.target)
+    }
+
+    /// The namespace.
+    pub(crate) fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// Makes every socket the target reaches join `rooms` (on every node,
+    /// unless [`local`](Self::local)).
     pub fn sockets_join<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        for s in self.ns.resolve(&self.target) {
+        for s in self.local_sockets() {
             if let Err(e) = s.join_many(rooms.iter().cloned()) {
                 tracing::debug!(socket = s.id(), error = %e, "sockets_join skipped a socket");
             }
         }
+        self.publish_request(|uid, opts| Request::RemoteJoin {
+            uid,
+            opts,
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        });
     }
 
-    /// Makes every socket the target reaches leave `room`.
+    /// Makes every socket the target reaches leave `room` (on every node,
+    /// unless [`local`](Self::local)).
     pub fn sockets_leave(&self, room: &str) {
-        for s in self.ns.resolve(&self.target) {
+        for s in self.local_sockets() {
             s.leave(room);
         }
+        self.publish_request(|uid, opts| Request::RemoteLeave { uid, opts, rooms: vec![room.to_owned()] });
     }
 
-    /// Disconnects every socket the target reaches; with `close`, their
-    /// whole connections too.
+    /// Disconnects every socket the target reaches (on every node, unless
+    /// [`local`](Self::local)); with `close`, their whole connections too.
     pub fn disconnect_sockets(&self, close: bool) {
-        for s in self.ns.resolve(&self.target) {
+        for s in self.local_sockets() {
             s.disconnect(close);
         }
+        self.publish_request(|uid, opts| Request::RemoteDisconnect { uid, opts, close });
+    }
+
+    fn publish_request(&self, make: impl FnOnce(String, RoomOpts) -> Request) {
+        if self.flags.local {
+            return;
+        }
+        if let Some(cluster) = self.ns.cluster() {
+            let request = make(cluster.uid().to_owned(), cluster::room_opts(&self.target));
+            cluster.publish_request(self.ns.name(), &request);
+        }
+    }
+}
+
+/// One ack id registered on this node's recipients of a broadcast.
+pub(crate) struct AckRound {
+    recipients: Vec<Socket>,
+    id: u64,
+    rx: mpsc::UnboundedReceiver<(Arc<str>, Option<Payload>)>,
+    pub(crate) collector: AckCollector<Payload>,
+}
+
+impl AckRound {
+    /// How many sockets got the event.
+    pub(crate) fn expected(&self) -> usize {
+        self.recipients.len()
+    }
+
+    /// Whether every recipient answered or left.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.collector.is_complete()
+    }
+
+    /// The next answer (`Some(None)` for a recipient that left), recorded;
+    /// `None` once nothing more can come.
+    pub(crate) async fn next(&mut self) -> Option<Option<Payload>> {
+        let (socket, answer) = self.rx.recv().await?;
+        match &answer {
+            Some(payload) => {
+                self.collector.respond(&socket, payload.clone());
+            }
+            None => {
+                self.collector.disconnected(&socket);
+            }
+        }
+        Some(answer)
+    }
+
+    /// Forgets the ack id and reports.
+    pub(crate) fn finish(self) -> AckReport<Payload> {
+        for s in &self.recipients {
+            s.forget_ack(self.id);
+        }
+        self.collector.finish()
+    }
+}
+
+/// The other nodes' side of a broadcast with acks.
+struct RemoteAcks {
+    inflight: Inflight,
+    /// Nodes that reported their client count.
+    counted: usize,
+}
+
+impl RemoteAcks {
+    fn take(&mut self, raw: RawResponse, collector: &mut AckCollector<Payload>) {
+        match raw.interpret(RequestType::Broadcast) {
+            Ok(Response::BroadcastClientCount { client_count, .. }) => {
+                self.counted += 1;
+                collector.expect_remote(usize::try_from(client_count).unwrap_or(usize::MAX));
+            }
+            Ok(Response::BroadcastAck { packet, .. }) => {
+                collector.respond_remote(String::new(), cluster::payload_of(packet));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "broadcast with acks: malformed answer"),
+        }
+    }
+}
+
+async fn recv_remote(remote: &mut Option<RemoteAcks>) -> Option<RawResponse> {
+    match remote {
+        Some(r) => r.inflight.rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
 /// A snapshot of a socket that may live on another node (socket.io's
 /// `RemoteSocket`): what [`BroadcastOperator::fetch_sockets`] returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct RemoteSocket {
     /// The socket id.
     pub id: String,
@@ -282,6 +474,20 @@ pub struct RemoteSocket {
     pub data: Value,
     #[serde(skip)]
     local: Option<Socket>,
+    #[serde(skip)]
+    ns: Namespace,
+}
+
+impl std::fmt::Debug for RemoteSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSocket")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("rooms", &self.rooms)
+            .field("data", &self.data)
+            .field("local", &self.local.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RemoteSocket {
@@ -293,7 +499,19 @@ impl RemoteSocket {
             rooms: socket.rooms().iter().map(|r| r.to_string()).collect(),
             data: socket.data(),
             local: Some(socket.clone()),
+            ns: socket.nsp().clone(),
         }
+    }
+
+    /// A socket of another node.
+    pub(crate) fn remote(
+        ns: Namespace,
+        id: String,
+        handshake: Arc<Handshake>,
+        rooms: Vec<String>,
+        data: Value,
+    ) -> RemoteSocket {
+        RemoteSocket { id, namespace: ns.name().to_owned(), handshake, rooms, data, local: None, ns }
     }
 
     /// The live socket, when it is on this node.
@@ -301,33 +519,52 @@ impl RemoteSocket {
         self.local.as_ref()
     }
 
-    /// Sends `event` to this socket. Returns whether it was queued.
-    pub fn emit(&self, event: &str, args: Payload) -> bool {
-        self.local.as_ref().is_some_and(|s| s.emit(event, args).is_ok())
+    /// Only this socket, wherever it is (its own room).
+    fn only(&self) -> BroadcastOperator {
+        self.ns.to(self.id.as_str())
     }
 
-    /// Makes the socket join `room`.
+    /// Sends `event` to this socket. Returns whether it was queued here or
+    /// handed to the bus for its node.
+    pub fn emit(&self, event: &str, args: Payload) -> bool {
+        match &self.local {
+            Some(s) => s.emit(event, args).is_ok(),
+            None => {
+                self.only().emit(event, args);
+                self.ns.cluster().is_some()
+            }
+        }
+    }
+
+    /// Makes the socket join `room`. A socket of another node joins when
+    /// its node gets the request.
     ///
     /// # Errors
-    /// [`TooManyRooms`](super::TooManyRooms) when the socket is at its limit.
+    /// [`TooManyRooms`](super::TooManyRooms) when a socket of this node is at
+    /// its limit.
     pub fn join(&self, room: impl Into<Room>) -> Result<(), super::TooManyRooms> {
         match &self.local {
             Some(s) => s.join(room),
-            None => Ok(()),
+            None => {
+                self.only().sockets_join([room]);
+                Ok(())
+            }
         }
     }
 
     /// Makes the socket leave `room`.
     pub fn leave(&self, room: &str) {
-        if let Some(s) = &self.local {
-            s.leave(room);
+        match &self.local {
+            Some(s) => s.leave(room),
+            None => self.only().sockets_leave(room),
         }
     }
 
     /// Disconnects the socket; with `close`, its whole connection.
     pub fn disconnect(&self, close: bool) {
-        if let Some(s) = &self.local {
-            s.disconnect(close);
+        match &self.local {
+            Some(s) => s.disconnect(close),
+            None => self.only().disconnect_sockets(close),
         }
     }
 }

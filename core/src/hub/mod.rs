@@ -28,6 +28,7 @@
 
 mod broadcast;
 mod client;
+pub mod cluster;
 pub mod drain;
 pub mod handler;
 mod namespace;
@@ -50,6 +51,7 @@ use crate::protocol::socketio::{Limits, Packet, Payload};
 use crate::recovery::RecoveryConfig;
 
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
+pub use cluster::{ClusterConfig, ClusterError, ClusterStats, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
 pub use namespace::{Namespace, TooManyRooms};
@@ -429,6 +431,8 @@ pub(crate) struct HubInner {
     pub(crate) stats: HubStats,
     /// Set by `drain`: new connections are refused.
     draining: std::sync::atomic::AtomicBool,
+    /// The cluster this hub joined, if any.
+    cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
 }
 
 /// Counters of a hub, for metrics. Every field counts since the hub started.
@@ -499,6 +503,7 @@ impl Hub {
                 dynamic: RwLock::default(),
                 stats: HubStats::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                cluster: std::sync::OnceLock::new(),
             }),
         };
         hub.of("/");
@@ -542,7 +547,12 @@ impl Hub {
         }
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(name.clone())
-            .or_insert_with(|| Namespace::new(name, self.inner.config.parser, Arc::downgrade(&self.inner)))
+            .or_insert_with(|| {
+                if let Some(c) = self.cluster() {
+                    c.watch(&name);
+                }
+                Namespace::new(name, self.inner.config.parser, Arc::downgrade(&self.inner))
+            })
             .clone()
     }
 
@@ -583,7 +593,16 @@ impl Hub {
             dynamic.iter().find(|(m, _)| m.matches(name, auth)).map(|(_, p)| p.clone())?
         };
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
-        Some(map.entry(name.to_owned()).or_insert_with(|| parent.child(name.to_owned())).clone())
+        Some(
+            map.entry(name.to_owned())
+                .or_insert_with(|| {
+                    if let Some(c) = self.cluster() {
+                        c.watch(name);
+                    }
+                    parent.child(name.to_owned())
+                })
+                .clone(),
+        )
     }
 
     /// Removes an empty dynamic child from the namespace table.
@@ -593,13 +612,21 @@ impl Hub {
         if same && ns.is_idle() {
             map.remove(ns.name());
             ns.mark_detached();
+            if let Some(c) = self.cluster() {
+                c.unwatch(ns.name());
+            }
         }
     }
 
     /// Puts back a child that got a socket after it was detached.
     pub(crate) fn reattach(&self, ns: &Namespace) {
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry(ns.name().to_owned()).or_insert_with(|| ns.clone());
+        map.entry(ns.name().to_owned()).or_insert_with(|| {
+            if let Some(c) = self.cluster() {
+                c.watch(ns.name());
+            }
+            ns.clone()
+        });
     }
 
     /// The names of the namespaces that exist now.
@@ -645,3 +672,5 @@ impl Hub {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod cluster_tests;

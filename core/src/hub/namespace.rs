@@ -136,6 +136,7 @@ pub(crate) struct Handlers {
     pub(crate) room_listeners: Vec<Arc<dyn RoomListener>>,
     pub(crate) event_rules: HashMap<String, EventRule>,
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
+    pub(crate) server_events: HashMap<String, Arc<dyn super::cluster::ServerEventHandler>>,
 }
 
 impl Handlers {
@@ -252,7 +253,12 @@ impl Namespace {
         self.inner.hub.upgrade().map(super::Hub::from_inner)
     }
 
-    fn update(&self, f: impl FnOnce(&mut Handlers)) {
+    /// The cluster the hub joined, if any.
+    pub(crate) fn cluster(&self) -> Option<Arc<super::cluster::Cluster>> {
+        self.inner.hub.upgrade()?.cluster.get().cloned()
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Handlers)) {
         let mut guard = write(&self.inner.handlers);
         let mut handlers = Handlers::clone(&guard);
         f(&mut handlers);
@@ -730,6 +736,9 @@ impl Namespace {
     fn notify(&self, changes: &[RoomChange]) {
         if changes.is_empty() {
             return;
+        }
+        if let Some(cluster) = self.cluster() {
+            cluster.rooms_changed(self.name(), changes);
         }
         let handlers = self.handlers();
         for l in &handlers.room_listeners {

@@ -11,7 +11,7 @@ use super::*;
 use crate::engine::{Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Packet as EnginePacket};
 
-fn request() -> RequestInfo {
+pub(super) fn request() -> RequestInfo {
     RequestInfo {
         headers: http::HeaderMap::new(),
         query: vec![("q".into(), "1".into())],
@@ -22,21 +22,21 @@ fn request() -> RequestInfo {
     }
 }
 
-struct Client {
-    session: Session,
+pub(super) struct Client {
+    pub(super) session: Session,
 }
 
 impl Client {
-    fn open(engine: &Engine) -> Client {
+    pub(super) fn open(engine: &Engine) -> Client {
         Client { session: engine.open_session(&request(), TransportKind::WebSocket) }
     }
 
-    fn send(&self, text: &str) {
+    pub(super) fn send(&self, text: &str) {
         self.session.receive(EnginePacket::Message(Frame::Text(text.into())));
     }
 
     /// Everything queued for the client, as text packets without the `4`.
-    fn recv(&self) -> Vec<String> {
+    pub(super) fn recv(&self) -> Vec<String> {
         self.session
             .drain()
             .into_iter()
@@ -48,7 +48,7 @@ impl Client {
     }
 
     /// CONNECTs to `nsp` (with `auth`) and returns the socket id.
-    async fn connect(&self, nsp: &str, auth: Option<Value>) -> String {
+    pub(super) async fn connect(&self, nsp: &str, auth: Option<Value>) -> String {
         let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
         let auth = auth.map(|a| a.to_string()).unwrap_or_default();
         self.send(&format!("0{prefix}{auth}"));
@@ -64,7 +64,7 @@ impl Client {
 }
 
 /// Lets spawned handler tasks run.
-async fn settle() {
+pub(super) async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -76,7 +76,7 @@ fn setup() -> (Hub, Engine) {
     (hub, engine)
 }
 
-fn args(v: Value) -> Payload {
+pub(super) fn args(v: Value) -> Payload {
     let Value::Array(items) = v else { panic!("args must be an array") };
     Payload::json(items)
 }
@@ -138,7 +138,7 @@ async fn user_rooms_reach_every_connection_of_a_user() {
     assert_eq!(s1.user_id(), Some("u1"));
     assert_eq!(s1.data(), json!({"role": "member"}));
 
-    let fetched = hub.to("user:u1").fetch_sockets().await;
+    let fetched = hub.to("user:u1").fetch_sockets().await.into_value();
     assert_eq!(fetched.len(), 2);
     assert!(fetched.iter().all(|s| s.rooms.contains(&"user:u1".to_owned()) && s.data["role"] == "member"));
     assert_eq!(fetched[0].handshake.query.get("q"), Some("1"));

@@ -1,0 +1,1053 @@
+//! The cluster adapter: hubs on several nodes act as one server over a
+//! [`Bus`], speaking the `@socket.io/redis-adapter` 8.x classic protocol
+//! ([`classic`]), so Tidewire nodes and official socket.io nodes
+//! (`createAdapter`) form one cluster and a team can migrate one node at a
+//! time.
+//!
+//! Join with [`Hub::join_cluster`]; from then on the usual calls reach the
+//! whole cluster:
+//!
+//! | call | on the bus |
+//! |---|---|
+//! | [`BroadcastOperator::emit`] | `[uid, packet, opts]` on the namespace channel, or on the room's channel when the broadcast names exactly one room |
+//! | [`BroadcastOperator::fetch_sockets`] | REMOTE_FETCH, answers merged |
+//! | [`sockets_join`](BroadcastOperator::sockets_join), [`sockets_leave`](BroadcastOperator::sockets_leave), [`disconnect_sockets`](BroadcastOperator::disconnect_sockets) | REMOTE_JOIN / LEAVE / DISCONNECT |
+//! | [`BroadcastOperator::emit_with_ack`] | BROADCAST; every node answers its client count, then each ack |
+//! | [`Namespace::server_side_emit`], [`Namespace::server_side_emit_with_ack`] | SERVER_SIDE_EMIT; handlers registered with [`Namespace::on_server_event`] |
+//! | [`Namespace::server_count`] | `PUBSUB NUMSUB` of the request channel |
+//! | [`Namespace::all_rooms`] | ALL_ROOMS |
+//!
+//! The [`local`](BroadcastOperator::local) flag keeps any of them on this
+//! node. Every request of another node is answered (SOCKETS, ALL_ROOMS,
+//! REMOTE_FETCH, BROADCAST, the legacy single-socket forms; SERVER_SIDE_EMIT
+//! when a handler acks), or JavaScript nodes would wait for their timeout.
+//!
+//! # Interest-based subscriptions
+//! The official adapter pattern-subscribes to every broadcast channel of a
+//! namespace and drops what it does not need. A Tidewire node subscribes to
+//! the namespace channel (broadcasts to everyone or to several rooms) and to
+//! the channel of each room that has a member on this node (each socket's
+//! own room included, so `to(socket_id)` from any node reaches it), and
+//! follows room creation and deletion. A broadcast to one room therefore
+//! costs only the nodes that hold the room. Subscription changes are sent in
+//! batches by a background task.
+//!
+//! # Partial results
+//! A requester waits for as many answers as the bus counts other
+//! subscribers, up to [`ClusterConfig::request_timeout`]. A node that does
+//! not answer in time does not fail the call: the result carries
+//! [`Replies`], which says how many nodes were asked and answered, which
+//! ones answered (Tidewire nodes name themselves in their answers; official
+//! nodes do not), and which known Tidewire nodes stayed silent. Tidewire
+//! nodes know each other from a heartbeat on a channel of their own
+//! (official nodes never see it).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::broadcast::{BroadcastOperator, RemoteSocket};
+use super::namespace::lock;
+use super::{Fields, Handshake, Hub, HubInner, Namespace, Socket};
+use crate::bus::classic::{
+    self, BroadcastOpts, Channel, ClassicBroadcast, Data, FetchedSocket, Flags, RawResponse, Request, RequestType,
+    Response, RoomOpts,
+};
+use crate::bus::{Bus, BusError, BusMessage};
+use crate::protocol::socketio::Payload;
+use crate::rooms::{Room, Target};
+
+/// Settings of a hub's membership in a cluster.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// The channel prefix (the official adapter's `key`, default
+    /// `socket.io`). Every node of a cluster uses the same one.
+    pub prefix: String,
+    /// How long a request waits for the other nodes' answers (the official
+    /// adapter's `requestsTimeout`, default 5 s).
+    pub request_timeout: Duration,
+    /// Answers go to the requester's own response channel (the official
+    /// adapter's `publishOnSpecificResponseChannel`, default false). Every
+    /// node of a cluster uses the same setting.
+    pub specific_response_channel: bool,
+    /// How often this node tells the other Tidewire nodes it is alive
+    /// (default 5 s); a node silent for three intervals is forgotten.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            prefix: classic::DEFAULT_PREFIX.to_owned(),
+            request_timeout: Duration::from_secs(5),
+            specific_response_channel: false,
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Sets [`prefix`](Self::prefix).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Sets [`request_timeout`](Self::request_timeout).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+    /// Sets [`specific_response_channel`](Self::specific_response_channel).
+    pub fn specific_response_channel(mut self, yes: bool) -> Self {
+        self.specific_response_channel = yes;
+        self
+    }
+    /// Sets [`heartbeat_interval`](Self::heartbeat_interval).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// Why a hub could not join a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The hub already belongs to a cluster.
+    #[error("the hub already belongs to a cluster")]
+    AlreadyJoined,
+    /// The bus refused the subscriptions.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Who answered a request to the other nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Replies {
+    /// Other nodes asked (the bus's count of subscribers, minus this node).
+    pub expected: usize,
+    /// Nodes that answered in time.
+    pub received: usize,
+    /// The answering nodes that named themselves (Tidewire nodes do;
+    /// official ones are only counted in [`received`](Self::received)).
+    pub nodes: Vec<String>,
+    /// Tidewire nodes known to be in the cluster that did not answer.
+    pub silent: Vec<String>,
+    /// Set when the bus could not be asked (the result is this node's only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Replies {
+    /// Whether every node asked answered.
+    pub fn complete(&self) -> bool {
+        self.received >= self.expected && self.error.is_none()
+    }
+}
+
+/// A result gathered from every node, with who answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Gathered<T> {
+    /// The merged result.
+    pub value: T,
+    /// Who answered.
+    pub replies: Replies,
+}
+
+impl<T> Gathered<T> {
+    /// The merged result.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::ops::Deref for Gathered<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// Counters of a hub's cluster traffic.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Messages handed to the bus.
+    pub published: std::sync::atomic::AtomicU64,
+    /// Messages the bus refused (full or closed).
+    pub publish_failed: std::sync::atomic::AtomicU64,
+    /// Messages received from the bus.
+    pub received: std::sync::atomic::AtomicU64,
+    /// Received messages that could not be decoded.
+    pub malformed: std::sync::atomic::AtomicU64,
+    /// Requests of other nodes answered.
+    pub answered: std::sync::atomic::AtomicU64,
+    /// Requests of this node that ended without every answer.
+    pub incomplete: std::sync::atomic::AtomicU64,
+}
+
+fn add(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Answers a [`Namespace::server_side_emit_with_ack`] of another node.
+/// Dropping it without [`send`](Self::send) leaves that node waiting, as
+/// with socket.io.
+#[derive(Debug)]
+pub struct ServerAck {
+    cluster: Arc<Cluster>,
+    nsp: String,
+    request_id: String,
+    requester: String,
+}
+
+impl ServerAck {
+    /// Sends `value` as this node's answer.
+    pub fn send(self, value: &Value) {
+        let response = Response::ServerSideEmit { request_id: self.request_id, data: Some(Data::from_json(value)) };
+        self.cluster.answer(&self.nsp, Some(&self.requester), &response);
+    }
+}
+
+/// Handles an event sent by another node ([`Namespace::server_side_emit`]).
+pub trait ServerEventHandler: Send + Sync + 'static {
+    /// The event's arguments arrived; `ack` is present when the sender
+    /// waits for an answer.
+    fn call(&self, args: Payload, ack: Option<ServerAck>) -> super::BoxFuture<()>;
+}
+
+impl<F, Fut> ServerEventHandler for F
+where
+    F: Fn(Payload, Option<ServerAck>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn call(&self, args: Payload, ack: Option<ServerAck>) -> super::BoxFuture<()> {
+        Box::pin(self(args, ack))
+    }
+}
+
+/// A change of what this node listens to.
+enum Interest {
+    Sub(String),
+    Unsub(String),
+}
+
+/// A hub's membership in a cluster.
+pub(crate) struct Cluster {
+    bus: Arc<dyn Bus>,
+    config: ClusterConfig,
+    uid: Arc<str>,
+    /// Requests of this node waiting for answers, by request id.
+    pending: Mutex<HashMap<String, mpsc::UnboundedSender<RawResponse>>>,
+    interest: mpsc::UnboundedSender<Interest>,
+    /// Namespaces whose channels the bus confirmed.
+    ready: Mutex<HashSet<String>>,
+    /// Other Tidewire nodes, by uid, when last heard of.
+    peers: Mutex<HashMap<String, Instant>>,
+    nodes_channel: String,
+    pub(crate) stats: ClusterStats,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("uid", &self.uid).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The heartbeat Tidewire nodes exchange on their own channel.
+#[derive(Serialize, serde::Deserialize)]
+struct Beat {
+    uid: String,
+    #[serde(default)]
+    bye: bool,
+}
+
+impl Hub {
+    /// Joins the cluster `bus` connects to: this hub's broadcasts, fetches,
+    /// room operations and server-side events reach every node, official
+    /// socket.io nodes included (see [`cluster`](self)). `inbound` is the
+    /// bus's receiver for this node. Resolves once the namespaces that
+    /// exist are subscribed; namespaces made later are subscribed as they
+    /// appear. Needs a tokio runtime.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use tidewire::bus::MemoryBus;
+    /// use tidewire::hub::{ClusterConfig, Hub};
+    /// let bus = MemoryBus::new();
+    /// let (a, b) = (Hub::default(), Hub::default());
+    /// for hub in [&a, &b] {
+    ///     let (node, inbound) = bus.node(1024);
+    ///     hub.join_cluster(Arc::new(node), inbound, ClusterConfig::default()).await.unwrap();
+    /// }
+    /// assert_eq!(a.of("/").server_count().await.unwrap(), 2);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClusterError::AlreadyJoined`], or the bus's error.
+    pub async fn join_cluster(
+        &self,
+        bus: Arc<dyn Bus>,
+        inbound: mpsc::Receiver<BusMessage>,
+        config: ClusterConfig,
+    ) -> Result<(), ClusterError> {
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        let nodes_channel = format!("{}-tidewire#nodes#", config.prefix);
+        let cluster = Arc::new(Cluster {
+            bus,
+            uid: self.node_id().clone(),
+            pending: Mutex::default(),
+            interest: interest_tx,
+            ready: Mutex::default(),
+            peers: Mutex::default(),
+            nodes_channel,
+            stats: ClusterStats::default(),
+            config,
+        });
+        self.inner().cluster.set(cluster.clone()).map_err(|_| ClusterError::AlreadyJoined)?;
+        // What exists now is subscribed before this returns; later changes
+        // go through the interest task.
+        let mut channels = vec![cluster.nodes_channel.clone()];
+        let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
+        for ns in &namespaces {
+            channels.extend(cluster.namespace_channels(ns.name()));
+            channels.extend(ns.rooms().iter().map(|r| cluster.room_channel(ns.name(), r)));
+        }
+        cluster.bus.subscribe(&channels).await?;
+        lock(&cluster.ready).extend(namespaces.iter().map(|ns| ns.name().to_owned()));
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(interest_task(Arc::downgrade(&cluster), interest_rx));
+        tokio::spawn(inbound_task(weak.clone(), inbound));
+        tokio::spawn(heartbeat_task(weak));
+        cluster.beat(false);
+        Ok(())
+    }
+
+    /// Whether this hub belongs to a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.inner().cluster.get().is_some()
+    }
+
+    /// The counters of this hub's cluster traffic, once it joined one.
+    pub fn cluster_stats(&self) -> Option<&ClusterStats> {
+        self.inner().cluster.get().map(|c| &c.stats)
+    }
+
+    /// Leaves the cluster's view of live Tidewire nodes at once (a clean
+    /// shutdown), instead of after three missed heartbeats.
+    pub fn announce_leaving(&self) {
+        if let Some(c) = self.inner().cluster.get() {
+            c.beat(true);
+        }
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner().cluster.get()
+    }
+}
+
+impl Cluster {
+    fn namespace_channels(&self, nsp: &str) -> [String; 4] {
+        let p = &self.config.prefix;
+        [
+            classic::broadcast_channel(p, nsp),
+            classic::request_channel(p, nsp),
+            classic::response_channel(p, nsp, None),
+            classic::response_channel(p, nsp, Some(&self.uid)),
+        ]
+    }
+
+    fn room_channel(&self, nsp: &str, room: &str) -> String {
+        classic::room_channel(&self.config.prefix, nsp, room)
+    }
+
+    /// A namespace appeared on this node.
+    pub(crate) fn watch(&self, nsp: &str) {
+        for c in self.namespace_channels(nsp) {
+            let _ = self.interest.send(Interest::Sub(c));
+        }
+    }
+
+    /// A namespace went away from this node.
+    pub(crate) fn unwatch(&self, nsp: &str) {
+        lock(&self.ready).remove(nsp);
+        for c in self.namespace_channels(nsp) {
+            let _ = self.interest.send(Interest::Unsub(c));
+        }
+    }
+
+    /// Follows the rooms of a namespace.
+    pub(crate) fn rooms_changed(&self, nsp: &str, changes: &[super::RoomChange]) {
+        for change in changes {
+            let interest = match change {
+                super::RoomChange::Created(room) => Interest::Sub(self.room_channel(nsp, room)),
+                super::RoomChange::Deleted(room) => Interest::Unsub(self.room_channel(nsp, room)),
+                _ => continue,
+            };
+            let _ = self.interest.send(interest);
+        }
+    }
+
+    fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        match self.bus.publish(channel, Bytes::from(payload)) {
+            Ok(()) => {
+                add(&self.stats.published);
+                Ok(())
+            }
+            Err(e) => {
+                add(&self.stats.publish_failed);
+                tracing::debug!(channel, error = %e, "cluster: publish refused");
+                Err(e)
+            }
+        }
+    }
+
+    fn beat(&self, bye: bool) {
+        let beat = Beat { uid: self.uid.to_string(), bye };
+        let _ = self.publish(&self.nodes_channel, serde_json::to_vec(&beat).unwrap_or_default());
+    }
+
+    fn seen(&self, uid: &str) {
+        if uid != &*self.uid {
+            let mut peers = lock(&self.peers);
+            match peers.get_mut(uid) {
+                Some(t) => *t = Instant::now(),
+                None => {
+                    peers.insert(uid.to_owned(), Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Tidewire nodes heard of recently that are not in `answered`.
+    fn silent(&self, answered: &[String]) -> Vec<String> {
+        let horizon = self.config.heartbeat_interval * 3;
+        let mut peers = lock(&self.peers);
+        peers.retain(|_, t| t.elapsed() <= horizon);
+        let mut silent: Vec<String> = peers.keys().filter(|uid| !answered.contains(uid)).cloned().collect();
+        silent.sort_unstable();
+        silent
+    }
+
+    // --- outgoing ------------------------------------------------------------
+
+    /// Publishes a broadcast for the other nodes.
+    pub(crate) fn publish_broadcast(&self, ns: &Namespace, target: &Target, volatile: bool, event: &str, args: &Payload) {
+        let Some(data) = event_data(event, args) else { return };
+        let message = ClassicBroadcast {
+            uid: self.uid.to_string(),
+            packet: classic::Packet::event(ns.name(), data),
+            opts: BroadcastOpts {
+                rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
+                except: target.except.iter().map(|r| r.to_string()).collect(),
+                flags: Flags { volatile: volatile.then_some(true), ..Flags::default() },
+            },
+        };
+        let _ = self.publish(&message.channel(&self.config.prefix), message.encode());
+    }
+
+    /// Publishes a request that gets no answer.
+    pub(crate) fn publish_request(&self, nsp: &str, request: &Request) {
+        let _ = self.publish(&classic::request_channel(&self.config.prefix, nsp), request.encode());
+    }
+
+    /// Publishes `response` to the requester `requester`.
+    fn answer(&self, nsp: &str, requester: Option<&str>, response: &Response) {
+        let channel = match requester {
+            Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
+            None => classic::response_channel(&self.config.prefix, nsp, None),
+        };
+        add(&self.stats.answered);
+        let _ = self.publish(&channel, response.encode_from(Some(&self.uid)));
+    }
+
+    fn request_id(&self) -> String {
+        crate::engine::new_id()
+    }
+
+    /// Counts the other nodes of namespace `nsp`, registers a request id
+    /// and, when there is anyone to ask, publishes the request `make`
+    /// builds with it.
+    pub(crate) async fn ask(
+        self: &Arc<Self>,
+        nsp: &str,
+        make: impl FnOnce(String, String) -> Request,
+    ) -> Result<Inflight, BusError> {
+        self.ensure_subscribed(nsp).await?;
+        let count = self.bus.subscriber_count(&classic::request_channel(&self.config.prefix, nsp)).await?;
+        let expected = count.saturating_sub(1);
+        let request_id = self.request_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.pending).insert(request_id.clone(), tx);
+        let inflight = Inflight { cluster: self.clone(), request_id: request_id.clone(), rx, expected };
+        if expected > 0 {
+            let request = make(self.uid.to_string(), request_id);
+            self.publish(&classic::request_channel(&self.config.prefix, nsp), request.encode())?;
+        }
+        Ok(inflight)
+    }
+
+    /// Makes sure this node listens on `nsp`'s channels (so that the count
+    /// of subscribers includes it) before it asks anything there.
+    async fn ensure_subscribed(&self, nsp: &str) -> Result<(), BusError> {
+        if lock(&self.ready).contains(nsp) {
+            return Ok(());
+        }
+        self.bus.subscribe(&self.namespace_channels(nsp)).await?;
+        lock(&self.ready).insert(nsp.to_owned());
+        Ok(())
+    }
+
+    /// Gathers the answers to a request of type `asked`, one per node,
+    /// for at most the request timeout.
+    pub(crate) async fn gather(&self, inflight: Inflight, asked: RequestType, on: impl FnMut(Response)) -> Replies {
+        self.gather_for(inflight, asked, self.config.request_timeout, on).await
+    }
+
+    /// [`gather`](Self::gather) for at most `timeout`.
+    pub(crate) async fn gather_for(
+        &self,
+        mut inflight: Inflight,
+        asked: RequestType,
+        timeout: Duration,
+        mut on: impl FnMut(Response),
+    ) -> Replies {
+        let mut replies = Replies { expected: inflight.expected, ..Replies::default() };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        while replies.received < replies.expected {
+            tokio::select! {
+                () = &mut deadline => break,
+                raw = inflight.rx.recv() => {
+                    let Some(raw) = raw else { break };
+                    replies.received += 1;
+                    if let Some(uid) = raw.uid() {
+                        replies.nodes.push(uid.to_owned());
+                    }
+                    match raw.interpret(asked) {
+                        Ok(response) => on(response),
+                        // The official adapter counts a malformed answer as received too.
+                        Err(e) => tracing::debug!(error = %e, "cluster: malformed answer"),
+                    }
+                }
+            }
+        }
+        self.finish(&mut replies);
+        replies
+    }
+
+    /// Fills in who stayed silent, when someone did.
+    pub(crate) fn finish(&self, replies: &mut Replies) {
+        if replies.received < replies.expected {
+            add(&self.stats.incomplete);
+            replies.silent = self.silent(&replies.nodes);
+        }
+    }
+
+    pub(crate) fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    // --- incoming ------------------------------------------------------------
+
+    fn on_message(self: &Arc<Self>, hub: &Hub, message: &BusMessage) {
+        add(&self.stats.received);
+        if message.channel == self.nodes_channel {
+            match serde_json::from_slice::<Beat>(&message.payload) {
+                Ok(beat) if beat.bye => {
+                    lock(&self.peers).remove(&beat.uid);
+                }
+                Ok(beat) => self.seen(&beat.uid),
+                Err(_) => add(&self.stats.malformed),
+            }
+            return;
+        }
+        match classic::parse_channel(&self.config.prefix, &message.channel) {
+            Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
+            Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
+            Some(Channel::Response { .. }) => self.on_response(&message.payload),
+            None => {}
+        }
+    }
+
+    fn malformed(&self, what: &str, error: &dyn std::fmt::Display) {
+        add(&self.stats.malformed);
+        tracing::debug!(%error, "cluster: malformed {what} ignored");
+    }
+
+    fn on_broadcast(&self, hub: &Hub, payload: &[u8]) {
+        let message = match ClassicBroadcast::decode(payload) {
+            Ok(m) => m,
+            Err(e) => return self.malformed("broadcast", &e),
+        };
+        if message.uid == *self.uid {
+            return;
+        }
+        self.seen(&message.uid);
+        let Some(ns) = hub.namespace(&message.packet.nsp) else { return };
+        let Some((event, args)) = event_of(&message.packet.data) else {
+            return self.malformed("broadcast", &"no event name");
+        };
+        let mut op = BroadcastOperator::new(ns, target_of(&message.opts.rooms, &message.opts.except)).local();
+        if message.opts.flags.volatile == Some(true) {
+            op = op.volatile();
+        }
+        op.emit(&event, args);
+    }
+
+    fn on_response(&self, payload: &[u8]) {
+        let raw = match RawResponse::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return self.malformed("response", &e),
+        };
+        if let Some(uid) = raw.uid() {
+            self.seen(uid);
+        }
+        let Some(id) = raw.request_id() else { return };
+        let tx = lock(&self.pending).get(id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(raw);
+        }
+    }
+
+    fn on_request(self: &Arc<Self>, hub: &Hub, nsp: &str, payload: &[u8]) {
+        let request = match Request::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return self.malformed("request", &e),
+        };
+        if let Some(uid) = request.uid() {
+            if uid == &*self.uid {
+                // Own requests: this node applied them already and counts itself.
+                return;
+            }
+            self.seen(uid);
+        }
+        let Some(ns) = hub.namespace(nsp) else { return };
+        let local = |opts: &RoomOpts| BroadcastOperator::new(ns.clone(), target_of(&opts.rooms, &opts.except)).local();
+        match request {
+            Request::Sockets { uid, request_id, rooms } => {
+                let sockets = local(&RoomOpts { rooms, except: Vec::new() }).local_sockets();
+                let sockets = sockets.iter().map(|s| s.id().to_owned()).collect();
+                self.answer(nsp, uid.as_deref(), &Response::Sockets { request_id, sockets });
+            }
+            Request::AllRooms { uid, request_id } => {
+                let rooms = ns.rooms().iter().map(|r| r.to_string()).collect();
+                self.answer(nsp, Some(&uid), &Response::AllRooms { request_id, rooms });
+            }
+            Request::RemoteJoin { opts, rooms, .. } => local(&opts).sockets_join(rooms),
+            Request::RemoteLeave { opts, rooms, .. } => {
+                let op = local(&opts);
+                for room in rooms {
+                    op.sockets_leave(&room);
+                }
+            }
+            Request::RemoteDisconnect { opts, close, .. } => local(&opts).disconnect_sockets(close),
+            Request::LegacyRemoteJoin { uid, request_id, sid, room } => {
+                if let Some(s) = ns.socket(&sid) {
+                    let _ = s.join(room);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::LegacyRemoteLeave { uid, request_id, sid, room } => {
+                if let Some(s) = ns.socket(&sid) {
+                    s.leave(&room);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::LegacyRemoteDisconnect { uid, request_id, sid, close } => {
+                if let Some(s) = ns.socket(&sid) {
+                    s.disconnect(close);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::RemoteFetch { uid, request_id, opts } => {
+                let sockets = local(&opts).local_sockets().iter().map(fetched).collect();
+                self.answer(nsp, Some(&uid), &Response::Fetch { request_id, sockets });
+            }
+            Request::ServerSideEmit { uid, request_id, data } => self.on_server_event(&ns, uid, request_id, &data),
+            Request::Broadcast { uid, request_id, packet, opts } => {
+                let Some((event, args)) = event_of(&packet.data) else {
+                    return self.malformed("request", &"no event name");
+                };
+                let mut op = local(&RoomOpts { rooms: opts.rooms, except: opts.except });
+                if opts.flags.volatile == Some(true) {
+                    op = op.volatile();
+                }
+                let timeout = opts.flags.timeout.map_or_else(|| hub.config().ack_timeout, Duration::from_millis);
+                tokio::spawn(answer_acks(self.clone(), op.timeout(timeout), uid, request_id, event, args));
+            }
+        }
+    }
+
+    fn on_server_event(self: &Arc<Self>, ns: &Namespace, uid: String, request_id: Option<String>, data: &[Data]) {
+        let Some((event, args)) = event_of(data) else {
+            return self.malformed("server-side event", &"no event name");
+        };
+        let Some(handler) = ns.handlers().server_events.get(&event).cloned() else {
+            tracing::debug!(event, "cluster: no handler for a server-side event");
+            return;
+        };
+        let ack = request_id.map(|request_id| ServerAck {
+            cluster: self.clone(),
+            nsp: ns.name().to_owned(),
+            request_id,
+            requester: uid,
+        });
+        tokio::spawn(handler.call(args, ack));
+    }
+}
+
+/// Answers a BROADCAST of another node: delivers it here, publishes how
+/// many sockets got it, then each of their acks as it comes.
+async fn answer_acks(
+    cluster: Arc<Cluster>,
+    op: BroadcastOperator,
+    requester: String,
+    request_id: String,
+    event: String,
+    args: Payload,
+) {
+    let nsp = op.namespace().name().to_owned();
+    let mut round = match op.start_ack_round(&event, args) {
+        Ok(round) => round,
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster: a broadcast with acks reached nobody here");
+            let count = Response::BroadcastClientCount { request_id, client_count: 0 };
+            return cluster.answer(&nsp, Some(&requester), &count);
+        }
+    };
+    let count = Response::BroadcastClientCount { request_id: request_id.clone(), client_count: round.expected() as u64 };
+    cluster.answer(&nsp, Some(&requester), &count);
+    let deadline = tokio::time::sleep(op.flags().timeout.unwrap_or(cluster.config.request_timeout));
+    tokio::pin!(deadline);
+    while !round.is_complete() {
+        tokio::select! {
+            () = &mut deadline => break,
+            answer = round.next() => match answer {
+                Some(Some(payload)) => {
+                    let packet = first_arg(&payload);
+                    cluster.answer(&nsp, Some(&requester), &Response::BroadcastAck { request_id: request_id.clone(), packet });
+                }
+                Some(None) => {}
+                None => break,
+            },
+        }
+    }
+    round.finish();
+}
+
+/// A request of this node waiting for answers; forgets its id when dropped.
+pub(crate) struct Inflight {
+    cluster: Arc<Cluster>,
+    request_id: String,
+    pub(crate) rx: mpsc::UnboundedReceiver<RawResponse>,
+    pub(crate) expected: usize,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        lock(&self.cluster.pending).remove(&self.request_id);
+    }
+}
+
+// --- conversions ---------------------------------------------------------------
+
+/// `[event, ...args]` as the cluster protocol carries it; `None` when the
+/// arguments point at attachments they do not have.
+pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
+    let mut data = vec![Data::Str(event.to_owned())];
+    match classic::args_from_json(&args.data, &args.attachments) {
+        Ok(rest) => data.extend(rest),
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster: arguments not publishable");
+            return None;
+        }
+    }
+    Some(data)
+}
+
+/// The event name and arguments of `[event, ...args]`.
+fn event_of(data: &[Data]) -> Option<(String, Payload)> {
+    let (Data::Str(event), rest) = data.split_first()? else { return None };
+    let (values, attachments) = classic::args_to_json(rest);
+    Some((event.clone(), Payload { data: values, attachments }))
+}
+
+/// The first argument of an ack, as the cluster protocol carries it.
+pub(crate) fn first_arg(payload: &Payload) -> Option<Data> {
+    let first = payload.data.first()?;
+    Data::from_json_with_attachments(first, &payload.attachments).ok()
+}
+
+/// An ack's argument from another node, as a payload.
+pub(crate) fn payload_of(data: Option<Data>) -> Payload {
+    match data {
+        Some(d) => {
+            let (values, attachments) = classic::args_to_json(std::slice::from_ref(&d));
+            Payload { data: values, attachments }
+        }
+        None => Payload::default(),
+    }
+}
+
+pub(crate) fn target_of(rooms: &[String], except: &[String]) -> Target {
+    Target {
+        rooms: rooms.iter().map(|r| Room::from(r.as_str())).collect(),
+        except: except.iter().map(|r| Room::from(r.as_str())).collect(),
+    }
+}
+
+pub(crate) fn room_opts(target: &Target) -> RoomOpts {
+    RoomOpts {
+        rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
+        except: target.except.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+fn fields_data(fields: &Fields) -> Data {
+    Data::Map(fields.iter().map(|(k, v)| (k.to_owned(), Data::Str(v.to_owned()))).collect())
+}
+
+fn data_fields(data: &Data) -> Fields {
+    let Data::Map(entries) = data else { return Fields::default() };
+    Fields::from_pairs(entries.iter().map(|(k, v)| {
+        let value = match v {
+            Data::Str(s) => s.clone(),
+            other => other.to_json().to_string(),
+        };
+        (k.clone(), value)
+    }))
+}
+
+/// A local socket as REMOTE_FETCH answers describe it.
+fn fetched(socket: &Socket) -> FetchedSocket {
+    let h = socket.handshake();
+    FetchedSocket {
+        id: socket.id().to_owned(),
+        handshake: classic::Handshake {
+            headers: fields_data(&h.headers),
+            time: httpdate::fmt_http_date(h.time),
+            address: Some(h.address.to_string()),
+            xdomain: h.xdomain,
+            secure: h.secure,
+            issued: i64::try_from(h.issued).unwrap_or(i64::MAX),
+            url: Some(h.url.clone()),
+            query: fields_data(&h.query),
+            auth: Data::from_json(&h.auth),
+            extra: Vec::new(),
+        },
+        rooms: socket.rooms().iter().map(|r| r.to_string()).collect(),
+        data: Some(Data::from_json(&socket.data())),
+    }
+}
+
+/// A socket of another node, from a REMOTE_FETCH answer.
+pub(crate) fn remote_socket(ns: &Namespace, s: FetchedSocket) -> RemoteSocket {
+    let h = &s.handshake;
+    let address: IpAddr = h
+        .address
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let issued = u64::try_from(h.issued).unwrap_or(0);
+    let handshake = Handshake {
+        headers: data_fields(&h.headers),
+        time: UNIX_EPOCH + Duration::from_millis(issued),
+        address,
+        xdomain: h.xdomain,
+        secure: h.secure,
+        issued,
+        url: h.url.clone().unwrap_or_default(),
+        query: data_fields(&h.query),
+        auth: h.auth.to_json(),
+        remote_addr: SocketAddr::new(address, 0),
+    };
+    let data = s.data.as_ref().map_or(Value::Null, Data::to_json);
+    RemoteSocket::remote(ns.clone(), s.id, Arc::new(handshake), s.rooms, data)
+}
+
+// --- tasks ---------------------------------------------------------------------
+
+/// Applies subscription changes in batches: of what is waiting, the last
+/// change of each channel wins.
+async fn interest_task(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<Interest>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        let Some(cluster) = cluster.upgrade() else { return };
+        let mut last: HashMap<String, bool> = HashMap::with_capacity(batch.len());
+        let mut order = Vec::with_capacity(batch.len());
+        for change in batch.drain(..) {
+            let (channel, on) = match change {
+                Interest::Sub(c) => (c, true),
+                Interest::Unsub(c) => (c, false),
+            };
+            if last.insert(channel.clone(), on).is_none() {
+                order.push(channel);
+            }
+        }
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = order.into_iter().partition(|c| last[c]);
+        if !subscribe.is_empty()
+            && let Err(e) = cluster.bus.subscribe(&subscribe).await
+        {
+            tracing::warn!(error = %e, channels = subscribe.len(), "cluster: subscribe failed");
+        }
+        if !unsubscribe.is_empty()
+            && let Err(e) = cluster.bus.unsubscribe(&unsubscribe).await
+        {
+            tracing::warn!(error = %e, channels = unsubscribe.len(), "cluster: unsubscribe failed");
+        }
+        // Namespaces whose request channel was just subscribed are ready.
+        let mut ready = lock(&cluster.ready);
+        for c in &subscribe {
+            if let Some(Channel::Request { nsp }) = classic::parse_channel(&cluster.config.prefix, c) {
+                ready.insert(nsp.to_owned());
+            }
+        }
+    }
+}
+
+/// Hands each message from the bus to the hub, in order.
+async fn inbound_task(hub: Weak<HubInner>, mut inbound: mpsc::Receiver<BusMessage>) {
+    while let Some(message) = inbound.recv().await {
+        let Some(inner) = hub.upgrade() else { return };
+        let hub = Hub::from_inner(inner);
+        if let Some(cluster) = hub.cluster().cloned() {
+            cluster.on_message(&hub, &message);
+        }
+    }
+}
+
+/// Tells the other Tidewire nodes this one is alive.
+async fn heartbeat_task(hub: Weak<HubInner>) {
+    let interval = match hub.upgrade().and_then(|h| h.cluster.get().map(|c| c.config.heartbeat_interval)) {
+        Some(i) => i,
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        if let Some(c) = inner.cluster.get() {
+            c.beat(false);
+        }
+    }
+}
+
+impl Namespace {
+    /// Handles `event` when another node sends it with
+    /// [`server_side_emit`](Self::server_side_emit) (socket.io's
+    /// `io.on(event, ...)` for server-side events).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Hub, ServerAck};
+    /// use tidewire::protocol::socketio::Payload;
+    /// let hub = Hub::default();
+    /// hub.of("/").on_server_event("load?", |_args: Payload, ack: Option<ServerAck>| async move {
+    ///     if let Some(ack) = ack {
+    ///         ack.send(&serde_json::json!({ "sockets": 42 }));
+    ///     }
+    /// });
+    /// ```
+    pub fn on_server_event(&self, event: impl Into<String>, handler: impl ServerEventHandler) -> &Self {
+        let handler: Arc<dyn ServerEventHandler> = Arc::new(handler);
+        let event = event.into();
+        self.update(|h| {
+            h.server_events.insert(event, handler);
+        });
+        self
+    }
+
+    /// Sends `event` to the other nodes of the cluster (not to this one),
+    /// socket.io's `serverSideEmit`. Without a cluster there is nobody to
+    /// tell.
+    ///
+    /// # Errors
+    /// The bus's, when it refuses the message.
+    pub fn server_side_emit(&self, event: &str, args: &Payload) -> Result<(), BusError> {
+        let Some(cluster) = self.cluster() else { return Ok(()) };
+        let data = event_data(event, args).unwrap_or_else(|| vec![Data::Str(event.to_owned())]);
+        let request = Request::ServerSideEmit { uid: cluster.uid().to_owned(), request_id: None, data };
+        cluster.publish(&classic::request_channel(&cluster.config.prefix, self.name()), request.encode())
+    }
+
+    /// Sends `event` to the other nodes and gathers each one's answer (the
+    /// value its handler acked with), for at most `timeout` (the cluster's
+    /// request timeout when `None`).
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: &Payload,
+        timeout: Option<Duration>,
+    ) -> Gathered<Vec<Value>> {
+        let mut answers = Vec::new();
+        let Some(cluster) = self.cluster() else { return Gathered::default() };
+        let Some(data) = event_data(event, args) else { return Gathered::default() };
+        let inflight = cluster
+            .ask(self.name(), |uid, request_id| Request::ServerSideEmit { uid, request_id: Some(request_id), data })
+            .await;
+        let replies = match inflight {
+            Ok(inflight) => {
+                let timeout = timeout.unwrap_or(cluster.config.request_timeout);
+                cluster
+                    .gather_for(inflight, RequestType::ServerSideEmit, timeout, |r| {
+                        if let Response::ServerSideEmit { data, .. } = r {
+                            answers.push(data.as_ref().map_or(Value::Null, Data::to_json));
+                        }
+                    })
+                    .await
+            }
+            Err(e) => Replies { error: Some(e.to_string()), ..Replies::default() },
+        };
+        Gathered { value: answers, replies }
+    }
+
+    /// How many nodes serve this namespace, this one included (socket.io's
+    /// `serverCount`): 1 outside a cluster.
+    ///
+    /// # Errors
+    /// The bus's, when it cannot count.
+    pub async fn server_count(&self) -> Result<usize, BusError> {
+        let Some(cluster) = self.cluster() else { return Ok(1) };
+        cluster.ensure_subscribed(self.name()).await?;
+        cluster.bus.subscriber_count(&classic::request_channel(&cluster.config.prefix, self.name())).await
+    }
+
+    /// Every room with a member on any node (each socket's own room
+    /// included), sorted.
+    pub async fn all_rooms(&self) -> Gathered<Vec<String>> {
+        let mut rooms: HashSet<String> = self.rooms().iter().map(|r| r.to_string()).collect();
+        let mut replies = Replies::default();
+        if let Some(cluster) = self.cluster() {
+            match cluster.ask(self.name(), |uid, request_id| Request::AllRooms { uid, request_id }).await {
+                Ok(inflight) => {
+                    replies = cluster
+                        .gather(inflight, RequestType::AllRooms, |r| {
+                            if let Response::AllRooms { rooms: theirs, .. } = r {
+                                rooms.extend(theirs);
+                            }
+                        })
+                        .await;
+                }
+                Err(e) => replies.error = Some(e.to_string()),
+            }
+        }
+        let mut value: Vec<String> = rooms.into_iter().collect();
+        value.sort_unstable();
+        Gathered { value, replies }
+    }
+}

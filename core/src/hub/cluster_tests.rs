@@ -1,0 +1,417 @@
+//! Several hubs in one process, joined over a `MemoryBus`: every cluster
+//! feature, as the Hub calls a user makes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::tests::{Client, args, settle};
+use super::*;
+use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
+use crate::engine::Engine;
+use crate::protocol::engine::Encoded;
+
+struct Node {
+    hub: Hub,
+    engine: Engine,
+}
+
+impl Node {
+    fn client(&self) -> Client {
+        Client::open(&self.engine)
+    }
+    fn stats(&self) -> &ClusterStats {
+        self.hub.cluster_stats().expect("in a cluster")
+    }
+}
+
+fn config() -> ClusterConfig {
+    ClusterConfig::default().request_timeout(Duration::from_millis(300))
+}
+
+async fn cluster(n: usize) -> (MemoryBus, Vec<Node>) {
+    let bus = MemoryBus::new();
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let hub = Hub::new(HubConfig::default().unlimited());
+        hub.of("/chat");
+        let (node, inbound) = bus.node(4096);
+        hub.join_cluster(Arc::new(node), inbound, config()).await.unwrap();
+        let engine = hub.engine(crate::engine::EngineConfig::default());
+        nodes.push(Node { hub, engine });
+    }
+    (bus, nodes)
+}
+
+/// Lets subscriptions, the bus and the other hubs' tasks run.
+async fn flow() {
+    for _ in 0..5 {
+        settle().await;
+    }
+}
+
+fn count(received: &[String], packet: &str) -> usize {
+    received.iter().filter(|p| *p == packet).count()
+}
+
+#[tokio::test]
+async fn broadcasts_reach_every_node_with_rooms_except_and_local() {
+    let (_bus, n) = cluster(3).await;
+    let (a1, b1, b2, c1) = (n[0].client(), n[1].client(), n[1].client(), n[2].client());
+    let ida = a1.connect("/", None).await;
+    let idb1 = b1.connect("/", None).await;
+    let idb2 = b2.connect("/", None).await;
+    let idc = c1.connect("/", None).await;
+    n[1].hub.of("/").socket(&idb1).unwrap().join_many(["red", "blue"]).unwrap();
+    n[1].hub.of("/").socket(&idb2).unwrap().join("blue").unwrap();
+    n[2].hub.of("/").socket(&idc).unwrap().join("red").unwrap();
+    flow().await;
+
+    // One room: only members, wherever they are.
+    assert_eq!(n[0].hub.to("red").emit("m", args(json!([1]))), 0, "no local member on a");
+    flow().await;
+    assert_eq!(b1.recv(), vec![r#"2["m",1]"#]);
+    assert_eq!(c1.recv(), vec![r#"2["m",1]"#]);
+    assert!(b2.recv().is_empty() && a1.recv().is_empty());
+
+    // Several rooms: one copy for a member of both; except.
+    n[0].hub.to("red").to("blue").emit("u", args(json!([])));
+    flow().await;
+    assert_eq!(count(&b1.recv(), r#"2["u"]"#), 1, "b1 is in both rooms and gets one copy");
+    assert_eq!(b2.recv().len(), 1);
+    assert_eq!(c1.recv().len(), 1);
+    n[2].hub.to("blue").except("red").emit("x", args(json!([])));
+    flow().await;
+    assert_eq!(b2.recv(), vec![r#"2["x"]"#]);
+    assert!(b1.recv().is_empty(), "b1 is in red");
+
+    // Everyone; a socket's broadcast skips only that socket.
+    let sa = n[0].hub.of("/").socket(&ida).unwrap();
+    sa.broadcast().emit("hello", args(json!(["from a"])));
+    flow().await;
+    assert!(a1.recv().is_empty());
+    for c in [&b1, &b2, &c1] {
+        assert_eq!(c.recv(), vec![r#"2["hello","from a"]"#]);
+    }
+    n[1].hub.of("/").socket(&idb1).unwrap().broadcast().emit("hi", args(json!([])));
+    flow().await;
+    assert!(b1.recv().is_empty());
+    assert_eq!((a1.recv().len(), b2.recv().len(), c1.recv().len()), (1, 1, 1));
+
+    // To a socket id on another node (its own room).
+    n[0].hub.to(idc.as_str()).emit("direct", args(json!(["psst"])));
+    flow().await;
+    assert_eq!(c1.recv(), vec![r#"2["direct","psst"]"#]);
+    assert!(b1.recv().is_empty() && b2.recv().is_empty());
+
+    // Local stays local.
+    assert_eq!(n[1].hub.broadcast().local().emit("mine", args(json!([]))), 2);
+    flow().await;
+    assert!(a1.recv().is_empty() && c1.recv().is_empty());
+    assert_eq!((b1.recv().len(), b2.recv().len()), (1, 1));
+
+    // Another namespace: never reaches `/`.
+    let chat = n[2].client();
+    chat.connect("/chat", None).await;
+    n[0].hub.of("/chat").emit("chat", args(json!([])));
+    flow().await;
+    assert_eq!(chat.recv(), vec![r#"2/chat,["chat"]"#]);
+    assert!(b1.recv().is_empty() && c1.recv().is_empty());
+}
+
+#[tokio::test]
+async fn binary_arguments_cross_nodes_as_attachments() {
+    let (_bus, n) = cluster(2).await;
+    let b = n[1].client();
+    b.connect("/", None).await;
+    flow().await;
+    let mut payload = args(json!(["file", {"name": "x"}]));
+    payload.push_binary(Bytes::from_static(&[1, 2, 3]));
+    n[0].hub.emit("upload", payload);
+    flow().await;
+    let out = b.session.drain();
+    let texts: Vec<&Encoded> = out.iter().collect();
+    assert_eq!(texts.len(), 2, "a header and one attachment: {texts:?}");
+    let Encoded::Text(header) = &out[0] else { panic!("header first") };
+    assert_eq!(&**header, r#"451-["upload","file",{"name":"x"},{"_placeholder":true,"num":0}]"#);
+    let Encoded::Binary(bin) = &out[1] else { panic!("then the attachment") };
+    assert_eq!(&bin[..], &[1, 2, 3]);
+}
+
+#[tokio::test]
+async fn only_nodes_holding_a_room_receive_its_broadcasts() {
+    let (_bus, n) = cluster(3).await;
+    let (b, c) = (n[1].client(), n[2].client());
+    let idb = b.connect("/", None).await;
+    c.connect("/", None).await;
+    n[1].hub.of("/").socket(&idb).unwrap().join("only-b").unwrap();
+    flow().await;
+    let before = n[2].stats().received.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..10 {
+        n[0].hub.to("only-b").emit("m", args(json!([i])));
+    }
+    flow().await;
+    assert_eq!(b.recv().len(), 10);
+    let after = n[2].stats().received.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after, before, "c holds no member of only-b and never sees its traffic");
+
+    // Once b's member leaves, b unsubscribes too.
+    n[1].hub.of("/").socket(&idb).unwrap().leave("only-b");
+    flow().await;
+    let before = n[1].stats().received.load(std::sync::atomic::Ordering::Relaxed);
+    n[0].hub.to("only-b").emit("m", args(json!([])));
+    flow().await;
+    assert_eq!(n[1].stats().received.load(std::sync::atomic::Ordering::Relaxed), before);
+}
+
+#[tokio::test]
+async fn fetch_sockets_and_act_on_remote_ones() {
+    let (_bus, n) = cluster(3).await;
+    n[1].hub.of("/").use_middleware(|_h: Arc<Handshake>| async move {
+        Ok(Admission::user("bob").with_data(json!({"nick": "bob"})))
+    });
+    let (a, b, c) = (n[0].client(), n[1].client(), n[2].client());
+    let ida = a.connect("/", None).await;
+    let idb = b.connect("/", None).await;
+    let idc = c.connect("/", None).await;
+    n[2].hub.of("/").socket(&idc).unwrap().join("team").unwrap();
+    n[1].hub.of("/").socket(&idb).unwrap().join("team").unwrap();
+    flow().await;
+
+    let all = n[0].hub.of("/").broadcast().fetch_sockets().await;
+    assert!(all.replies.complete(), "{:?}", all.replies);
+    assert_eq!((all.replies.expected, all.replies.received), (2, 2));
+    let mut ids: Vec<&str> = all.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = vec![ida.as_str(), idb.as_str(), idc.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let mut nodes = all.replies.nodes.clone();
+    nodes.sort();
+    let mut want_nodes = vec![n[1].hub.node_id().to_string(), n[2].hub.node_id().to_string()];
+    want_nodes.sort();
+    assert_eq!(nodes, want_nodes, "Tidewire nodes name themselves");
+
+    let team = n[0].hub.to("team").except(idc.as_str()).fetch_sockets().await.into_value();
+    assert_eq!(team.len(), 1);
+    let bob = &team[0];
+    assert_eq!(bob.id, idb);
+    assert!(bob.local().is_none());
+    assert_eq!(bob.data, json!({"nick": "bob"}));
+    let mut rooms = bob.rooms.clone();
+    rooms.sort();
+    assert_eq!(rooms, vec![idb.clone(), "team".to_owned(), "user:bob".to_owned()]);
+    assert_eq!(bob.handshake.url, "/socket.io/?EIO=4&transport=websocket&q=1");
+    assert_eq!(bob.handshake.query.get("q"), Some("1"));
+    assert_eq!(bob.handshake.address.to_string(), "127.0.0.1");
+
+    // Acting on it reaches its node.
+    assert!(bob.emit("psst", args(json!([1]))));
+    bob.join("vip").unwrap();
+    flow().await;
+    assert_eq!(b.recv(), vec![r#"2["psst",1]"#]);
+    assert!(n[1].hub.of("/").socket(&idb).unwrap().in_room("vip"));
+    bob.leave("team");
+    flow().await;
+    assert!(!n[1].hub.of("/").socket(&idb).unwrap().in_room("team"));
+    bob.disconnect(false);
+    flow().await;
+    assert!(n[1].hub.of("/").socket(&idb).is_none());
+    assert!(b.recv().contains(&"1".to_owned()), "b got a DISCONNECT");
+    assert!(n[2].hub.of("/").socket(&idc).is_some(), "c is untouched");
+}
+
+#[tokio::test]
+async fn sockets_join_leave_and_disconnect_across_nodes() {
+    let (_bus, n) = cluster(2).await;
+    let (a, b1, b2) = (n[0].client(), n[1].client(), n[1].client());
+    let ida = a.connect("/", None).await;
+    let idb1 = b1.connect("/", None).await;
+    let idb2 = b2.connect("/", None).await;
+    n[1].hub.of("/").socket(&idb2).unwrap().join("quiet").unwrap();
+    flow().await;
+
+    n[0].hub.of("/").broadcast().except("quiet").sockets_join(["news"]);
+    flow().await;
+    assert!(n[0].hub.of("/").socket(&ida).unwrap().in_room("news"), "applied here at once");
+    assert!(n[1].hub.of("/").socket(&idb1).unwrap().in_room("news"));
+    assert!(!n[1].hub.of("/").socket(&idb2).unwrap().in_room("news"), "except holds remotely");
+    n[1].hub.to("news").emit("n", args(json!([])));
+    flow().await;
+    assert_eq!((a.recv().len(), b1.recv().len(), b2.recv().len()), (1, 1, 0));
+
+    n[1].hub.to("news").sockets_leave("news");
+    flow().await;
+    assert!(!n[0].hub.of("/").socket(&ida).unwrap().in_room("news"));
+
+    n[0].hub.to("quiet").disconnect_sockets(false);
+    flow().await;
+    assert!(n[1].hub.of("/").socket(&idb2).is_none());
+    assert!(n[1].hub.of("/").socket(&idb1).is_some());
+    assert!(b2.recv().contains(&"1".to_owned()));
+}
+
+#[tokio::test]
+async fn server_side_events_with_and_without_acks() {
+    let (_bus, n) = cluster(3).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for (i, node) in n.iter().enumerate() {
+        let seen = seen.clone();
+        node.hub.of("/").on_server_event("ping", move |payload: Payload, ack: Option<ServerAck>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((i, payload.data.clone()));
+                if let Some(ack) = ack {
+                    ack.send(&json!({"node": i, "got": payload.data}));
+                }
+            }
+        });
+    }
+    assert_eq!(n[0].hub.of("/").server_count().await.unwrap(), 3);
+
+    n[0].hub.of("/").server_side_emit("ping", &args(json!(["hello"]))).unwrap();
+    flow().await;
+    let mut got = seen.lock().unwrap().drain(..).collect::<Vec<_>>();
+    got.sort_by_key(|(i, _)| *i);
+    assert_eq!(got, vec![(1, vec![json!("hello")]), (2, vec![json!("hello")])], "every other node, not the sender");
+
+    let answers = n[1].hub.of("/").server_side_emit_with_ack("ping", &args(json!([7])), None).await;
+    assert!(answers.replies.complete());
+    let mut nodes: Vec<i64> = answers.iter().map(|v| v["node"].as_i64().unwrap()).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, vec![0, 2]);
+    assert!(answers.iter().all(|v| v["got"] == json!([7])));
+
+    // A node without a handler does not answer: the result says so.
+    let start = std::time::Instant::now();
+    let partial = n[1].hub.of("/").server_side_emit_with_ack("nobody-handles", &args(json!([])), None).await;
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    assert_eq!((partial.replies.expected, partial.replies.received), (2, 0));
+    assert!(!partial.replies.complete());
+    let mut silent = partial.replies.silent.clone();
+    silent.sort();
+    let mut want = vec![n[0].hub.node_id().to_string(), n[2].hub.node_id().to_string()];
+    want.sort();
+    assert_eq!(silent, want, "known Tidewire nodes that kept quiet are named");
+}
+
+#[tokio::test]
+async fn broadcast_with_acks_spans_nodes() {
+    let (_bus, n) = cluster(3).await;
+    let clients = [n[0].client(), n[1].client(), n[1].client(), n[2].client()];
+    let nodes = [0, 1, 1, 2];
+    let mut ids = Vec::new();
+    for (c, i) in clients.iter().zip(nodes) {
+        let id = c.connect("/", None).await;
+        n[i].hub.of("/").socket(&id).unwrap().join("voters").unwrap();
+        ids.push(id);
+    }
+    flow().await;
+    let asker = n[0].hub.clone();
+    let task = tokio::spawn(async move {
+        asker.to("voters").timeout(Duration::from_secs(2)).emit_with_ack("vote?", args(json!([]))).await
+    });
+    flow().await;
+    for (k, c) in clients.iter().enumerate() {
+        let packets = c.recv();
+        let ask = packets.iter().find(|p| p.contains("vote?")).unwrap_or_else(|| panic!("{k} asked: {packets:?}"));
+        let id: String = ask[1..].chars().take_while(char::is_ascii_digit).collect();
+        c.send(&format!("3{id}[\"yes-{k}\"]"));
+    }
+    let report = tokio::time::timeout(Duration::from_secs(3), task).await.unwrap().unwrap().unwrap();
+    let mut answers: Vec<String> =
+        report.responses.iter().map(|(_, p)| p.data[0].as_str().unwrap().to_owned()).collect();
+    answers.sort();
+    assert_eq!(answers, vec!["yes-0", "yes-1", "yes-2", "yes-3"]);
+    assert!(report.timed_out.is_empty() && report.missing_remote == 0 && report.missing_nodes == 0);
+    assert_eq!(report.responses.iter().filter(|(id, _)| id == &ids[0]).count(), 1, "local answers keep their id");
+}
+
+#[tokio::test]
+async fn a_silent_node_gives_partial_results_naming_it() {
+    let (bus, n) = cluster(2).await;
+    let b = n[1].client();
+    let idb = b.connect("/", None).await;
+    flow().await;
+    // A node that subscribes and announces itself like a Tidewire node,
+    // then never answers (a frozen process).
+    let (ghost, _ghost_rx): (MemoryNode, _) = bus.node(16);
+    ghost.subscribe(&[classic::request_channel("socket.io", "/")]).await.unwrap();
+    ghost.publish("socket.io-tidewire#nodes#", Bytes::from_static(br#"{"uid":"ghost"}"#)).unwrap();
+    flow().await;
+    let start = std::time::Instant::now();
+    let fetched = n[0].hub.of("/").broadcast().fetch_sockets().await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(fetched.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![idb], "what did answer is there");
+    assert_eq!((fetched.replies.expected, fetched.replies.received), (2, 1));
+    assert_eq!(fetched.replies.silent, vec!["ghost".to_owned()]);
+    assert_eq!(fetched.replies.nodes, vec![n[1].hub.node_id().to_string()]);
+    // A clean leave is noticed at once.
+    ghost.publish("socket.io-tidewire#nodes#", Bytes::from_static(br#"{"uid":"ghost","bye":true}"#)).unwrap();
+    flow().await;
+    let rooms = n[0].hub.of("/").all_rooms().await;
+    assert!(rooms.replies.silent.is_empty(), "{:?}", rooms.replies);
+    assert!(rooms.contains(&n[1].hub.of("/").sockets()[0].id().to_owned()));
+}
+
+#[tokio::test]
+async fn malformed_cluster_messages_are_counted_and_ignored() {
+    let (bus, n) = cluster(2).await;
+    let b = n[1].client();
+    b.connect("/", None).await;
+    flow().await;
+    let (rogue, _rx) = bus.node(16);
+    for channel in ["socket.io#/#", "socket.io-request#/#", "socket.io-response#/#", "socket.io-tidewire#nodes#"] {
+        for junk in [&b"\xc1"[..], b"{not json", b"", b"\x93\xa1x\x80"] {
+            rogue.publish(channel, Bytes::copy_from_slice(junk)).unwrap();
+        }
+    }
+    // A well-formed request of a kind this namespace lacks, and a broadcast to an unknown namespace.
+    let stray = classic::ClassicBroadcast {
+        uid: "rogue".into(),
+        packet: classic::Packet::event("/nowhere", vec!["x".into()]),
+        opts: classic::BroadcastOpts::default(),
+    };
+    rogue.publish("socket.io#/#", Bytes::from(stray.encode())).unwrap();
+    flow().await;
+    assert!(n[1].stats().malformed.load(std::sync::atomic::Ordering::Relaxed) >= 12);
+    assert!(b.recv().is_empty());
+    // Still serving.
+    n[0].hub.emit("after", args(json!([])));
+    flow().await;
+    assert_eq!(b.recv(), vec![r#"2["after"]"#]);
+}
+
+#[tokio::test]
+async fn namespaces_made_later_and_dynamic_children_join_the_cluster() {
+    let (_bus, n) = cluster(2).await;
+    let teams = regex::Regex::new(r"^/team-\d+$").unwrap();
+    for node in &n {
+        node.hub.dynamic(teams.clone());
+    }
+    let b = n[1].client();
+    b.connect("/team-7", None).await;
+    n[0].hub.of("/late");
+    flow().await;
+    assert_eq!(n[0].hub.of("/late").server_count().await.unwrap(), 1, "only a has /late");
+    // a has no /team-7 yet: its broadcast still reaches b's sockets there.
+    n[0].hub.of("/team-7").emit("t", args(json!([])));
+    flow().await;
+    assert_eq!(b.recv(), vec![r#"2/team-7,["t"]"#]);
+    assert_eq!(n[1].hub.of("/team-7").server_count().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn joining_twice_is_refused() {
+    let bus = MemoryBus::new();
+    let hub = Hub::default();
+    let (a, ra) = bus.node(16);
+    let (b, rb) = bus.node(16);
+    hub.join_cluster(Arc::new(a), ra, ClusterConfig::default()).await.unwrap();
+    assert_eq!(hub.join_cluster(Arc::new(b), rb, ClusterConfig::default()).await, Err(ClusterError::AlreadyJoined));
+    assert!(hub.in_cluster());
+    let _ = Value::Null;
+}
