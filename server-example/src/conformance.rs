@@ -20,20 +20,47 @@
 //!
 //! A CONNECT with auth `{"token":"bad"}` is refused with `unauthorized`; one
 //! with `{"user": "<id>"}` belongs to that user and joins `user:<id>`.
+//!
+//! In a cluster (`--redis-url`), the same contract as the official node of
+//! the mixed-cluster tests (`e2e/node/lib/official-node.mjs`):
+//! * `whoami` also gives `node` (`--node-name`) and `uid` (the cluster id);
+//! * `set-data` `(value)`: stored as the socket's `data.app`; acked `true`;
+//! * `fetch` `{rooms, except}`: `{sockets: [{id, rooms, data}]}` sorted by
+//!   id (`data` is `data.app`); when a node did not answer, `{error}` plus
+//!   the partial `sockets` and `replies` (who answered, who stayed silent);
+//! * `sockets-join` `{rooms, except, join}`, `sockets-leave` `{..., leave}`:
+//!   acked `true`; `disconnect-sockets` `{..., close}`: acked `true`, then
+//!   done;
+//! * `remote-emit` `{id, event, args}`: emits to that socket wherever it is;
+//!   acked with 1 or 0 (not found);
+//! * `server-side-emit` `{event, args, ack, timeoutMs}`: to the other nodes;
+//!   with `ack`, `{error, responses}` (`error` null when every node
+//!   answered);
+//! * the server-side event `cluster-ping` sends `cluster-pinged {node, args}`
+//!   to this node's sockets and acks `{node, args}`;
+//! * `server-count`, `all-rooms` (sorted; `{error, rooms, replies}` when a
+//!   node did not answer);
+//! * `broadcast-ack` spans the nodes; answers from other nodes have a null
+//!   `id`, and `error` is `"operation has timed out"` when an answer is
+//!   missing (as socket.io says).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tidewire::hub::{Admission, ConnectError, Event, EventRejection, Handshake, Hub, Namespace, Socket};
+use tidewire::hub::{
+    Admission, BroadcastOperator, ConnectError, Event, EventRejection, Handshake, Hub, Namespace, Replies, ServerAck,
+    Socket,
+};
 use tidewire::protocol::socketio::Payload;
 
-/// Installs the contract on `hub`.
-pub(crate) fn install(hub: &Hub) {
-    install_on(&hub.of("/"));
-    install_on(&hub.of("/chat"));
+/// Installs the contract on `hub`; `node` names this node in answers.
+pub(crate) fn install(hub: &Hub, node: &str) {
+    let node: [Arc<str>; 2] = [node.into(), hub.node_id().clone()];
+    install_on(&hub.of("/"), &node);
+    install_on(&hub.of("/chat"), &node);
     let dynamic = regex::Regex::new(r"^/dyn-\d+$").unwrap_or_else(|e| unreachable!("static pattern: {e}"));
-    install_on(&hub.dynamic(dynamic));
+    install_on(&hub.dynamic(dynamic), &node);
 }
 
 fn ack_with(event: Event, value: Value) {
@@ -56,7 +83,8 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-fn install_on(ns: &Namespace) {
+/// `node` is this node's name and its cluster id.
+fn install_on(ns: &Namespace, node: &[Arc<str>; 2]) {
     ns.use_middleware(|handshake: Arc<Handshake>| async move {
         if handshake.auth.get("token") == Some(&json!("bad")) {
             return Err(ConnectError::new("unauthorized"));
@@ -82,9 +110,13 @@ fn install_on(ns: &Namespace) {
             tracing::debug!(error = %e, "echo not delivered");
         }
     });
-    ns.on("whoami", |socket: Socket, event: Event| async move {
-        let me = json!({ "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth });
-        ack_with(event, me);
+    let [name, uid] = node.clone();
+    ns.on("whoami", move |socket: Socket, event: Event| {
+        let me = json!({
+            "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth,
+            "node": &*name, "uid": &*uid,
+        });
+        async move { ack_with(event, me) }
     });
     ns.on("ask", |socket: Socket, _event: Event| async move {
         match socket.emit_with_ack("question", Payload::json(vec![json!("ping?")]), None).await {
@@ -141,15 +173,155 @@ fn install_on(ns: &Namespace) {
             Ok(r) => r,
             Err(e) => return ack_with(event, json!({ "error": e.to_string() })),
         };
-        let responses: Vec<Value> =
-            report.responses.into_iter().map(|(id, p)| json!({ "id": id, "args": p.data })).collect();
-        ack_with(
-            event,
-            json!({ "responses": responses, "timedOut": report.timed_out, "disconnected": report.disconnected }),
-        );
+        let missing = !report.timed_out.is_empty() || report.missing_remote > 0 || report.missing_nodes > 0;
+        let responses: Vec<Value> = report
+            .responses
+            .into_iter()
+            .map(|(id, p)| json!({ "id": if id.is_empty() { Value::Null } else { id.into() }, "args": p.data }))
+            .collect();
+        let mut answer =
+            json!({ "responses": responses, "timedOut": report.timed_out, "disconnected": report.disconnected });
+        if missing {
+            answer["error"] = json!("operation has timed out");
+        }
+        ack_with(event, answer);
     });
     ns.on("disconnect-me", |socket: Socket, event: Event| async move {
         let close = event.args.data.first().and_then(Value::as_bool).unwrap_or(false);
         socket.disconnect(close);
+    });
+    install_cluster(ns, &node[0]);
+}
+
+/// The selection `{rooms, except}` of a cluster-wide operation.
+fn selection(socket: &Socket, spec: &Value) -> BroadcastOperator {
+    let mut op = socket.nsp().broadcast().to_many(strings(&spec["rooms"]));
+    for room in strings(&spec["except"]) {
+        op = op.except(room);
+    }
+    op
+}
+
+fn first_arg(event: &Event) -> Value {
+    event.args.data.first().cloned().unwrap_or(Value::Null)
+}
+
+/// `error` of a request some node did not answer.
+fn incomplete(what: &str, replies: &Replies) -> Option<String> {
+    (!replies.complete()).then(|| match &replies.error {
+        Some(e) => format!("{what}: {e}"),
+        None => format!("{what}: only {} of {} nodes answered", replies.received, replies.expected),
+    })
+}
+
+fn install_cluster(ns: &Namespace, node: &Arc<str>) {
+    ns.on("set-data", |socket: Socket, event: Event| async move {
+        let mut data = socket.data();
+        if !data.is_object() {
+            data = json!({});
+        }
+        data["app"] = first_arg(&event);
+        socket.set_data(data);
+        ack_with(event, json!(true));
+    });
+    ns.on("fetch", |socket: Socket, event: Event| async move {
+        let fetched = selection(&socket, &first_arg(&event)).fetch_sockets().await;
+        let mut sockets: Vec<Value> = fetched
+            .iter()
+            .map(|s| {
+                let mut rooms = s.rooms.clone();
+                rooms.sort();
+                json!({ "id": s.id, "rooms": rooms, "data": s.data.get("app").cloned().unwrap_or(Value::Null) })
+            })
+            .collect();
+        sockets.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let answer = match incomplete("fetchSockets", &fetched.replies) {
+            None => json!({ "sockets": sockets }),
+            Some(error) => json!({ "error": error, "sockets": sockets, "replies": fetched.replies }),
+        };
+        ack_with(event, answer);
+    });
+    ns.on("sockets-join", |socket: Socket, event: Event| async move {
+        let spec = first_arg(&event);
+        selection(&socket, &spec).sockets_join(strings(&spec["join"]));
+        ack_with(event, json!(true));
+    });
+    ns.on("sockets-leave", |socket: Socket, event: Event| async move {
+        let spec = first_arg(&event);
+        let op = selection(&socket, &spec);
+        for room in strings(&spec["leave"]) {
+            op.sockets_leave(&room);
+        }
+        ack_with(event, json!(true));
+    });
+    ns.on("disconnect-sockets", |socket: Socket, event: Event| async move {
+        let spec = first_arg(&event);
+        let op = selection(&socket, &spec);
+        ack_with(event, json!(true));
+        op.disconnect_sockets(spec["close"].as_bool().unwrap_or(false));
+    });
+    ns.on("remote-emit", |socket: Socket, event: Event| async move {
+        let spec = first_arg(&event);
+        let id = spec["id"].as_str().unwrap_or_default().to_owned();
+        let found = socket.nsp().to(id).fetch_sockets().await.into_value();
+        let sent = found.first().is_some_and(|s| {
+            let args = match &spec["args"] {
+                Value::Array(items) => items.clone(),
+                _ => vec![],
+            };
+            s.emit(
+                spec["event"].as_str().unwrap_or("message"),
+                Payload { data: args, attachments: event.args.attachments.clone() },
+            )
+        });
+        ack_with(event, json!(u8::from(sent)));
+    });
+    ns.on("server-side-emit", |socket: Socket, event: Event| async move {
+        let spec = first_arg(&event);
+        let name = spec["event"].as_str().unwrap_or("message").to_owned();
+        let args = Payload::json(match &spec["args"] {
+            Value::Array(items) => items.clone(),
+            _ => vec![],
+        });
+        if spec["ack"].as_bool() != Some(true) {
+            let answer = match socket.nsp().server_side_emit(&name, &args) {
+                Ok(()) => json!(true),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+            return ack_with(event, answer);
+        }
+        let timeout = spec["timeoutMs"].as_u64().map(Duration::from_millis);
+        let answers = socket.nsp().server_side_emit_with_ack(&name, &args, timeout).await;
+        let error = (!answers.replies.complete()).then(|| {
+            format!("timeout reached: only {} responses received out of {}", answers.len(), answers.replies.expected)
+        });
+        ack_with(event, json!({ "error": error, "responses": answers.value }));
+    });
+    let name = node.clone();
+    let nsp = ns.clone();
+    ns.on_server_event("cluster-ping", move |args: Payload, ack: Option<ServerAck>| {
+        let answer = json!({ "node": &*name, "args": args.data });
+        let nsp = nsp.clone();
+        async move {
+            nsp.broadcast().local().emit("cluster-pinged", Payload::json(vec![answer.clone()]));
+            if let Some(ack) = ack {
+                ack.send(&answer);
+            }
+        }
+    });
+    ns.on("server-count", |socket: Socket, event: Event| async move {
+        let answer = match socket.nsp().server_count().await {
+            Ok(n) => json!(n),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        ack_with(event, answer);
+    });
+    ns.on("all-rooms", |socket: Socket, event: Event| async move {
+        let rooms = socket.nsp().all_rooms().await;
+        let answer = match incomplete("allRooms", &rooms.replies) {
+            None => json!(rooms.value),
+            Some(error) => json!({ "error": error, "rooms": rooms.value, "replies": rooms.replies }),
+        };
+        ack_with(event, answer);
     });
 }

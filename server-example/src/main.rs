@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use http::StatusCode;
+use tidewire::bus::{RedisBus, RedisBusConfig};
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
-use tidewire::hub::{DrainOptions, Hub, HubConfig, Parser};
+use tidewire::hub::{ClusterConfig, DrainOptions, Hub, HubConfig, Parser};
 use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
@@ -113,6 +114,20 @@ struct Options {
     /// trusted for the client's address (0: the header is ignored).
     #[arg(long, env = "TIDEWIRE_TRUSTED_PROXIES", default_value_t = 0)]
     trusted_proxies: usize,
+    /// Join a cluster over this Redis (`redis://host:port/db`), with Tidewire
+    /// and official socket.io nodes (`@socket.io/redis-adapter`). Unset: this
+    /// node runs alone.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// The cluster's channel prefix (the official adapter's `key`).
+    #[arg(long, env = "TIDEWIRE_REDIS_PREFIX", default_value = "socket.io")]
+    redis_prefix: String,
+    /// How long requests to the other nodes wait for answers, in ms.
+    #[arg(long, env = "TIDEWIRE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// This node's name in logs and in the conformance answers.
+    #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
+    node_name: String,
 }
 
 /// The hub's limits from the flags: the core's defaults for the chat, none
@@ -191,7 +206,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         })
         .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
     if options.conformance {
-        conformance::install(&hub);
+        conformance::install(&hub, &options.node_name);
     } else {
         let secret = match &options.jwt_secret {
             Some(s) if !s.is_empty() => s.clone(),
@@ -208,6 +223,10 @@ async fn run(options: Options) -> std::io::Result<()> {
             Arc::new(chat::StaffRooms),
         );
     }
+    let bus = match &options.redis_url {
+        Some(url) => Some(join_cluster(&hub, url, &options).await?),
+        None => None,
+    };
     let engine = hub.engine(engine_config);
     builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone()));
     let server = builder.mount("/socket.io/", engine).bind((options.host.as_str(), options.port)).await?;
@@ -226,8 +245,30 @@ async fn run(options: Options) -> std::io::Result<()> {
         report = hub.drain(drain) => tracing::info!(?report, "drained"),
         () = shutdown_signal() => tracing::warn!("second signal: stopping without draining"),
     }
+    hub.announce_leaving();
     server.shutdown().await;
+    if let Some(bus) = bus {
+        bus.close();
+    }
     Ok(())
+}
+
+/// Joins the cluster over Redis at `url`. Redis being down is not fatal:
+/// the node serves its own clients and the bus keeps reconnecting.
+async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Result<Arc<RedisBus>> {
+    let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    let (bus, inbound) = RedisBus::connect(url, RedisBusConfig::default()).map_err(|e| invalid(&e))?;
+    let bus = Arc::new(bus);
+    let config = ClusterConfig::default()
+        .prefix(options.redis_prefix.clone())
+        .request_timeout(Duration::from_millis(options.request_timeout_ms));
+    hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
+    if bus.wait_connected(Duration::from_secs(5)).await {
+        tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");
+    } else {
+        tracing::warn!("Redis is not reachable yet: serving this node's clients alone, and retrying in the background");
+    }
+    Ok(bus)
 }
 
 /// `GET /dev/token?sub=alice&name=Alice&role=staff`: a one-hour token

@@ -420,6 +420,9 @@ impl Cluster {
         let _ = self.publish(&self.nodes_channel, serde_json::to_vec(&beat).unwrap_or_default());
     }
 
+    /// Another Tidewire node is alive (it beat, or answered naming itself).
+    /// Official nodes' uids, seen on their requests, are not recorded: they
+    /// answer without naming themselves, so they would look silent.
     fn seen(&self, uid: &str) {
         if uid != &*self.uid {
             let mut peers = lock(&self.peers);
@@ -445,7 +448,14 @@ impl Cluster {
     // --- outgoing ------------------------------------------------------------
 
     /// Publishes a broadcast for the other nodes.
-    pub(crate) fn publish_broadcast(&self, ns: &Namespace, target: &Target, volatile: bool, event: &str, args: &Payload) {
+    pub(crate) fn publish_broadcast(
+        &self,
+        ns: &Namespace,
+        target: &Target,
+        volatile: bool,
+        event: &str,
+        args: &Payload,
+    ) {
         let Some(data) = event_data(event, args) else { return };
         let message = ClassicBroadcast {
             uid: self.uid.to_string(),
@@ -596,7 +606,6 @@ impl Cluster {
         if message.uid == *self.uid {
             return;
         }
-        self.seen(&message.uid);
         let Some(ns) = hub.namespace(&message.packet.nsp) else { return };
         let Some((event, args)) = event_of(&message.packet.data) else {
             return self.malformed("broadcast", &"no event name");
@@ -628,12 +637,9 @@ impl Cluster {
             Ok(r) => r,
             Err(e) => return self.malformed("request", &e),
         };
-        if let Some(uid) = request.uid() {
-            if uid == &*self.uid {
-                // Own requests: this node applied them already and counts itself.
-                return;
-            }
-            self.seen(uid);
+        // Own requests: this node applied them already and counts itself.
+        if request.uid() == Some(&*self.uid) {
+            return;
         }
         let Some(ns) = hub.namespace(nsp) else { return };
         let local = |opts: &RoomOpts| BroadcastOperator::new(ns.clone(), target_of(&opts.rooms, &opts.except)).local();
@@ -729,7 +735,8 @@ async fn answer_acks(
             return cluster.answer(&nsp, Some(&requester), &count);
         }
     };
-    let count = Response::BroadcastClientCount { request_id: request_id.clone(), client_count: round.expected() as u64 };
+    let count =
+        Response::BroadcastClientCount { request_id: request_id.clone(), client_count: round.expected() as u64 };
     cluster.answer(&nsp, Some(&requester), &count);
     let deadline = tokio::time::sleep(op.flags().timeout.unwrap_or(cluster.config.request_timeout));
     tokio::pin!(deadline);
@@ -857,11 +864,8 @@ fn fetched(socket: &Socket) -> FetchedSocket {
 /// A socket of another node, from a REMOTE_FETCH answer.
 pub(crate) fn remote_socket(ns: &Namespace, s: FetchedSocket) -> RemoteSocket {
     let h = &s.handshake;
-    let address: IpAddr = h
-        .address
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let address: IpAddr =
+        h.address.as_deref().and_then(|a| a.parse().ok()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let issued = u64::try_from(h.issued).unwrap_or(0);
     let handshake = Handshake {
         headers: data_fields(&h.headers),

@@ -671,6 +671,6 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+// Cluster helpers: a redis-server of the test's own, and socket.io nodes of
+// two kinds on it, the official socket.io 4.8 + @socket.io/redis-adapter 8.x
+// (lib/official-node.mjs) and tidewire-server (TIDEWIRE_SERVER_BIN).
+import { spawn } from "node:child_process";
+import { createServer, connect as netConnect } from "node:net";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { startServer, connect, emitAck, until } from "./server.mjs";
+
+const OFFICIAL_NODE = fileURLToPath(new URL("./official-node.mjs", import.meta.url));
+const OFFICIAL_READY = /^official-node listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One PING over a raw socket; resolves true on `+PONG`. */
+function ping(port) {
+  return new Promise((resolve) => {
+    const s = netConnect({ port, host: "127.0.0.1" });
+    let buf = "";
+    const done = (ok) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(500, () => done(false));
+    s.once("error", () => done(false));
+    s.once("connect", () => s.write("PING\r\n"));
+    s.on("data", (d) => {
+      buf += d;
+      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
+    });
+  });
+}
+
+/**
+ * Starts a redis-server of its own on a free loopback port, without
+ * persistence; resolves once it answers PING with `{url, port, stop()}`.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const proc = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let log = "";
+  for (const s of [proc.stdout, proc.stderr]) {
+    s.setEncoding("utf8");
+    s.on("data", (d) => {
+      if (log.length < 1 << 16) log += d;
+    });
+  }
+  let exited = false;
+  const exit = new Promise((resolve) =>
+    proc.once("exit", (code, signal) => {
+      exited = true;
+      resolve(code ?? signal);
+    }),
+  );
+  proc.once("error", (err) => {
+    log += `\nspawn error: ${err.message}`;
+  });
+  const stop = async () => {
+    if (exited) return;
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+    await exit;
+    clearTimeout(t);
+  };
+  const deadline = Date.now() + 10_000;
+  while (!(await ping(port))) {
+    if (exited || Date.now() > deadline) {
+      await stop();
+      throw new Error(`redis-server on port ${port} did not answer PING; output:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { url: `redis://127.0.0.1:${port}`, port, proc, stop };
+}
+
+/** Spawns lib/official-node.mjs and waits for its ready line; same shape as startServer. */
+async function startOfficial({ redisUrl, prefix, name, requestsTimeoutMs }) {
+  const args = [OFFICIAL_NODE, "--port", "0", "--redis-url", redisUrl, "--prefix", prefix, "--name", name];
+  if (requestsTimeoutMs !== undefined) args.push("--requests-timeout", String(requestsTimeoutMs));
+  const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  proc.stderr.setEncoding("utf8");
+  proc.stderr.on("data", (d) => {
+    if (stderr.length < 1 << 20) stderr += d;
+  });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`no ready line from official-node ${name} within 30 s; stderr:\n${stderr}`));
+    }, 30_000);
+    const lines = createInterface({ input: proc.stdout });
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      const m = OFFICIAL_READY.exec(line);
+      if (!m || Number(m[2]) === 0) {
+        proc.kill("SIGKILL");
+        reject(new Error(`unexpected ready line ${JSON.stringify(line)}`));
+      } else {
+        resolve(m[1]);
+      }
+      lines.on("line", () => {});
+    });
+    proc.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`official-node ${name} exited early (${code ?? signal}); stderr:\n${stderr}`));
+    });
+    proc.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  return {
+    url,
+    proc,
+    stderr: () => stderr,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGCONT"); // a frozen node could not handle SIGTERM
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+let nodes = 0;
+
+/**
+ * Starts a cluster node of `kind` ("official" or "tidewire") on the Redis at
+ * `redisUrl`. Resolves with `{url, proc, stop(), stderr(), kind, name}`.
+ */
+export async function startNode(kind, { redisUrl, prefix = "socket.io", name, requestsTimeoutMs } = {}) {
+  if (!redisUrl) throw new Error("startNode: redisUrl is required");
+  name ??= `${kind}-${process.pid}-${++nodes}`;
+  let node;
+  if (kind === "official") {
+    node = await startOfficial({ redisUrl, prefix, name, requestsTimeoutMs });
+  } else if (kind === "tidewire") {
+    node = await startServer([
+      "--redis-url",
+      redisUrl,
+      "--redis-prefix",
+      prefix,
+      "--node-name",
+      name,
+      "--request-timeout-ms",
+      String(requestsTimeoutMs ?? 5000),
+    ]);
+    const stop = node.stop;
+    node.stop = async () => {
+      if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill("SIGCONT");
+      await stop();
+    };
+  } else {
+    throw new Error(`unknown node kind ${JSON.stringify(kind)}`);
+  }
+  return { ...node, kind, name };
+}
+
+/** Connects a client to `url` and polls `server-count` on `nsp` until it is `n`. */
+export async function waitForServerCount(url, n, { nsp = "/", ms = 10_000 } = {}) {
+  const { socket, ready } = connect(url + (nsp === "/" ? "" : nsp));
+  try {
+    await ready;
+    let last;
+    await until(
+      `server-count ${n} at ${url}${nsp === "/" ? "" : nsp}`,
+      async () => (last = await emitAck(socket, "server-count")) === n,
+      ms,
+    ).catch((err) => {
+      err.message += ` (last: ${JSON.stringify(last)})`;
+      throw err;
+    });
+  } finally {
+    socket.disconnect();
+  }
+}
