@@ -253,3 +253,41 @@ async fn redis_down_at_start_is_retried_and_the_node_serves_meanwhile() {
     a.server.hub().emit("all", Payload::json(vec![json!("together")]));
     until("b hears a", async || pb.received("all").len() == 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_counts_subscribers_over_its_nodes() {
+    let cluster = common::RedisCluster::start(3);
+    // Each node connects through a different seed, so their subscriptions
+    // live on different cluster nodes.
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let server = Embedded::new(EmbedOptions::default()).unwrap();
+        let hub = server.hub().clone();
+        let seeds = [cluster.url(i), cluster.url((i + 1) % 3)];
+        let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let (bus, inbound) = RedisBus::connect_cluster(&seeds, fast()).unwrap();
+        let bus = Arc::new(bus);
+        hub.join_cluster(bus.clone(), inbound, ClusterConfig::default().request_timeout(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert!(bus.wait_connected(STEP).await);
+        let addr = server.listen().await.unwrap();
+        nodes.push(Node { server, url: format!("http://{addr}"), bus });
+    }
+    until("three nodes counted over the cluster", async || server_count(&nodes[0]).await == Some(3)).await;
+    let single = RedisBus::connect(&cluster.url(0), fast()).unwrap().0;
+    let one_node = single.subscriber_count("socket.io-request#/#").await.unwrap();
+    assert!(one_node < 3, "a single node of the cluster sees only its own subscribers ({one_node})");
+
+    // Broadcasts and requests work across cluster nodes.
+    let pc = Peer::connect(&nodes[2]).await;
+    until("c's room subscribed", async || {
+        nodes[0].bus.subscriber_count(&format!("socket.io#/#{}#", pc.sid())).await.ok() == Some(1)
+    })
+    .await;
+    nodes[0].server.hub().to(pc.sid()).emit("news", Payload::json(vec![json!("via the cluster")]));
+    until("c hears a", async || pc.received("news").len() == 1).await;
+    let fetched = nodes[1].server.hub().of("/").broadcast().fetch_sockets().await;
+    assert!(fetched.replies.complete() && fetched.replies.expected == 2, "{:?}", fetched.replies);
+    assert_eq!(fetched.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![pc.sid()]);
+}

@@ -119,6 +119,9 @@ struct Options {
     /// node runs alone.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// `REDIS_URL` names nodes of a Redis Cluster (comma-separated seeds).
+    #[arg(long, env = "TIDEWIRE_REDIS_CLUSTER")]
+    redis_cluster: bool,
     /// The cluster's channel prefix (the official adapter's `key`).
     #[arg(long, env = "TIDEWIRE_REDIS_PREFIX", default_value = "socket.io")]
     redis_prefix: String,
@@ -257,7 +260,13 @@ async fn run(options: Options) -> std::io::Result<()> {
 /// the node serves its own clients and the bus keeps reconnecting.
 async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Result<Arc<RedisBus>> {
     let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
-    let (bus, inbound) = RedisBus::connect(url, RedisBusConfig::default()).map_err(|e| invalid(&e))?;
+    let (bus, inbound) = if options.redis_cluster {
+        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        RedisBus::connect_cluster(&seeds, RedisBusConfig::default())
+    } else {
+        RedisBus::connect(url, RedisBusConfig::default())
+    }
+    .map_err(|e| invalid(&e))?;
     let bus = Arc::new(bus);
     let config = ClusterConfig::default()
         .prefix(options.redis_prefix.clone())

@@ -103,7 +103,15 @@ pub struct RedisBus {
 }
 
 struct Shared {
-    client: redis::Client,
+    /// The servers to connect to: one, or a Redis Cluster's seed nodes
+    /// (tried in turn when one cannot be reached).
+    seeds: Vec<redis::Client>,
+    /// The seed in use.
+    seed: std::sync::atomic::AtomicUsize,
+    /// A Redis Cluster: subscriber counts are summed over its nodes.
+    cluster: bool,
+    /// Connections to each cluster node, for `PUBSUB NUMSUB`, by address.
+    node_connections: Mutex<std::collections::HashMap<String, MultiplexedConnection>>,
     config: RedisBusConfig,
     /// The channels this node wants, resubscribed after every reconnect.
     channels: std::sync::Mutex<BTreeSet<String>>,
@@ -140,11 +148,43 @@ impl RedisBus {
     /// # Errors
     /// [`BusError::Backend`] when `url` is not a Redis URL.
     pub fn connect(url: &str, config: RedisBusConfig) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
-        let client = redis::Client::open(url).map_err(|e| backend(&e))?;
+        RedisBus::start(&[url], false, config)
+    }
+
+    /// A node on a Redis Cluster reached through any of `seeds` (URLs of
+    /// some of its nodes, tried in turn). Pub/sub in a Redis Cluster reaches
+    /// every node's subscribers wherever the message is published, so the
+    /// node keeps one subscriber and one command connection, like on a
+    /// single server; [`Bus::subscriber_count`] sums `PUBSUB NUMSUB` over
+    /// every node of the cluster, as the official adapter does, since each
+    /// subscriber is counted only by the node it is connected to.
+    ///
+    /// # Errors
+    /// [`BusError::Backend`] when a seed is not a Redis URL, or none is given.
+    pub fn connect_cluster(
+        seeds: &[&str],
+        config: RedisBusConfig,
+    ) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
+        RedisBus::start(seeds, true, config)
+    }
+
+    fn start(
+        urls: &[&str],
+        cluster: bool,
+        config: RedisBusConfig,
+    ) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
+        let seeds =
+            urls.iter().map(|u| redis::Client::open(*u).map_err(|e| backend(&e))).collect::<Result<Vec<_>, _>>()?;
+        if seeds.is_empty() {
+            return Err(BusError::Backend("no Redis URL given".to_owned()));
+        }
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
         let (outbound_tx, outbound_rx) = mpsc::channel(config.outbound_bound.max(1));
         let shared = Arc::new(Shared {
-            client,
+            seeds,
+            seed: std::sync::atomic::AtomicUsize::new(0),
+            cluster,
+            node_connections: Mutex::default(),
             probe_channel: format!("tidewire-probe#{}#", crate::engine::new_id()),
             config,
             channels: std::sync::Mutex::new(BTreeSet::new()),
@@ -203,15 +243,81 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The seed to connect to now.
+    fn client(&self) -> &redis::Client {
+        &self.seeds[self.seed.load(Ordering::Relaxed) % self.seeds.len()]
+    }
+
+    /// The seed could not be reached: the next connection tries another.
+    fn next_seed(&self) {
+        if self.seeds.len() > 1 {
+            self.seed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The command connection, connecting if needed.
     async fn commands(&self) -> Result<MultiplexedConnection, BusError> {
         let mut slot = self.commands.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = self.client.get_multiplexed_async_connection().await.map_err(|e| backend(&e))?;
+        let c = match self.client().get_multiplexed_async_connection().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.next_seed();
+                return Err(backend(&e));
+            }
+        };
         *slot = Some(c.clone());
         Ok(c)
+    }
+
+    /// `PUBSUB NUMSUB channel` of one server.
+    async fn numsub(c: &mut MultiplexedConnection, channel: &str) -> Result<usize, redis::RedisError> {
+        let (_, n): (String, usize) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(c).await?;
+        Ok(n)
+    }
+
+    /// The subscribers of `channel` over every node of the cluster.
+    async fn cluster_numsub(&self, channel: &str) -> Result<usize, BusError> {
+        let mut c = self.commands().await?;
+        let nodes: String = match redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await {
+            Ok(text) => text,
+            Err(e) => {
+                self.forget_commands().await;
+                return Err(backend(&e));
+            }
+        };
+        let mut total = 0;
+        let mut connections = self.node_connections.lock().await;
+        let live = cluster_nodes(&nodes);
+        connections.retain(|addr, _| live.iter().any(|(host, port)| format!("{host}:{port}") == *addr));
+        for (host, port) in live {
+            let key = format!("{host}:{port}");
+            let conn = match connections.get(&key) {
+                Some(conn) => conn.clone(),
+                None => {
+                    let info =
+                        self.client().get_connection_info().clone().set_addr(node_addr(self.client(), host, port));
+                    let conn = redis::Client::open(info)
+                        .map_err(|e| backend(&e))?
+                        .get_multiplexed_async_connection()
+                        .await
+                        .map_err(|e| backend(&e))?;
+                    connections.insert(key.clone(), conn.clone());
+                    conn
+                }
+            };
+            let mut conn = conn;
+            match Shared::numsub(&mut conn, channel).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    connections.remove(&key);
+                    return Err(backend(&e));
+                }
+            }
+        }
+        Ok(total)
     }
 
     async fn forget_commands(&self) {
@@ -273,9 +379,10 @@ const PUBLISH_BATCH: usize = 256;
 async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
     let mut backoff = shared.config.min_backoff;
     while !shared.is_closed() {
-        let pubsub = match shared.client.get_async_pubsub().await {
+        let pubsub = match shared.client().get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
+                shared.next_seed();
                 tracing::warn!(error = %e, "redis bus: cannot connect the subscriber, retrying");
                 shared.back_off(&mut backoff).await;
                 continue;
@@ -413,16 +520,68 @@ impl Bus for RedisBus {
             if self.shared.is_closed() {
                 return Err(BusError::Closed);
             }
+            if self.shared.cluster {
+                return self.shared.cluster_numsub(channel).await;
+            }
             let mut c = self.shared.commands().await?;
-            let answer: Result<(String, usize), _> =
-                redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut c).await;
-            match answer {
-                Ok((_, n)) => Ok(n),
+            match Shared::numsub(&mut c, channel).await {
+                Ok(n) => Ok(n),
                 Err(e) => {
                     self.shared.forget_commands().await;
                     Err(backend(&e))
                 }
             }
         })
+    }
+}
+
+/// The address of every live node in a `CLUSTER NODES` answer (lines of
+/// `id host:port@cport[,hostname] flags master ping pong epoch link slots...`):
+/// masters and replicas alike, since a subscriber may be connected to
+/// either; nodes flagged `fail`, `noaddr` or `handshake`, or whose link is
+/// down, are skipped.
+fn cluster_nodes(text: &str) -> Vec<(&str, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags, link) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+            let down = flags.split(',').any(|f| matches!(f, "fail" | "fail?" | "noaddr" | "handshake"));
+            if down || *link != "connected" {
+                return None;
+            }
+            let host_port = addr.split(['@', ',']).next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host, port.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `host:port` with the seed's kind of connection (plain or TLS).
+fn node_addr(seed: &redis::Client, host: &str, port: u16) -> redis::ConnectionAddr {
+    match seed.get_connection_info().addr() {
+        redis::ConnectionAddr::TcpTls { insecure, tls_params, .. } => redis::ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    #[test]
+    fn cluster_nodes_lists_live_masters_and_replicas() {
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,node-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(cluster_nodes(text), vec![("127.0.0.1", 30004), ("127.0.0.1", 30002), ("127.0.0.1", 30001)]);
     }
 }

@@ -17,13 +17,17 @@ impl RedisServer {
     }
 
     pub(crate) fn start_on(port: u16) -> RedisServer {
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        // Ready once it accepts connections.
+        RedisServer::adopt(port, child)
+    }
+
+    /// Waits for a started `redis-server` to accept connections.
+    pub(crate) fn adopt(port: u16, mut child: Child) -> RedisServer {
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return RedisServer { port, child: Some(child) };
@@ -54,5 +58,93 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of `n` masters (no replicas) of the test's own, each on
+/// a free loopback port (its cluster bus on the port + 10000); killed and
+/// its files removed when dropped.
+pub(crate) struct RedisCluster {
+    pub(crate) ports: Vec<u16>,
+    nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    /// A loopback port free for the node and for its cluster bus.
+    fn free_cluster_port() -> u16 {
+        loop {
+            let port = RedisServer::free_port();
+            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                return port;
+            }
+        }
+    }
+
+    pub(crate) fn start(n: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "tidewire-redis-cluster-{}-{}",
+            std::process::id(),
+            Self::free_cluster_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ports = Vec::new();
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let port = Self::free_cluster_port();
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .arg("--cluster-config-file")
+                .arg(&conf)
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            nodes.push(RedisServer::adopt(port, child));
+            ports.push(port);
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        // Ready once every node says the cluster is ok.
+        for port in &ports {
+            let mut ok = false;
+            for _ in 0..500 {
+                let out =
+                    Command::new("redis-cli").args(["-p", &port.to_string(), "cluster", "info"]).output().unwrap();
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(ok, "the cluster did not become ready on port {port}");
+        }
+        RedisCluster { ports, nodes, dir }
+    }
+
+    pub(crate) fn url(&self, i: usize) -> String {
+        format!("redis://127.0.0.1:{}/", self.ports[i])
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
