@@ -149,3 +149,22 @@ async fn a_killed_subscriber_connection_is_replaced_and_resubscribed() {
     assert!(b.connections_made() >= 2);
     assert_eq!(a.subscriber_count("k").await.unwrap(), 1, "resubscribed once, not twice");
 }
+
+#[tokio::test]
+async fn flush_waits_until_everything_published_is_written() {
+    let redis = RedisServer::start();
+    let (a, _a_rx) = RedisBus::connect(&redis.url(), fast()).unwrap();
+    let (b, mut b_rx) = RedisBus::connect(&redis.url(), fast()).unwrap();
+    b.subscribe(&channels(&["f"])).await.unwrap();
+    assert!(a.wait_connected(STEP).await && b.wait_connected(STEP).await);
+    assert!(a.flush(Duration::from_millis(1)).await, "nothing to flush");
+    for i in 0..2000u32 {
+        a.publish("f", Bytes::from(i.to_be_bytes().to_vec())).unwrap();
+    }
+    assert!(a.flush(STEP).await);
+    a.close();
+    // Written before the close: all of it arrives.
+    for i in 0..2000u32 {
+        assert_eq!(&next(&mut b_rx).await.payload[..], &i.to_be_bytes()[..]);
+    }
+}

@@ -231,7 +231,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         None => None,
     };
     let engine = hub.engine(engine_config);
-    builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone()));
+    builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone(), bus.clone()));
     let server = builder.mount("/socket.io/", engine).bind((options.host.as_str(), options.port)).await?;
 
     let mut stdout = std::io::stdout();
@@ -251,6 +251,8 @@ async fn run(options: Options) -> std::io::Result<()> {
     hub.announce_leaving();
     server.shutdown().await;
     if let Some(bus) = bus {
+        // The other nodes hear of the departure now, not after missed heartbeats.
+        bus.flush(Duration::from_secs(1)).await;
         bus.close();
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `GET /metrics`: the hub's and the engine's counters in the OpenMetrics
 //! text format (prometheus-client), read at scrape time.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -9,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use tidewire::bus::RedisBus;
 use tidewire::engine::Engine;
 use tidewire::hub::Hub;
 use tidewire::transport::{Body, text_response};
@@ -18,6 +20,7 @@ use tidewire::transport::{Body, text_response};
 struct Counters {
     hub: Hub,
     engine: Engine,
+    bus: Option<Arc<RedisBus>>,
 }
 
 fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: &AtomicU64) -> std::fmt::Result {
@@ -76,6 +79,20 @@ impl Collector for Counters {
         counter(&mut e, "tidewire_ack_timeouts", "Server-side acks that timed out", &hub.ack_timeouts)?;
         counter(&mut e, "tidewire_recoveries", "Sessions recovered", &hub.recovered)?;
         counter(&mut e, "tidewire_recoveries_failed", "Recovery attempts that failed", &hub.recovery_failed)?;
+        if let Some(c) = self.hub.cluster_stats() {
+            counter(&mut e, "tidewire_cluster_published", "Messages handed to the cluster bus", &c.published)?;
+            counter(&mut e, "tidewire_cluster_publish_failed", "Messages the bus refused", &c.publish_failed)?;
+            counter(&mut e, "tidewire_cluster_received", "Messages received from the bus", &c.received)?;
+            counter(&mut e, "tidewire_cluster_malformed", "Received messages that could not be decoded", &c.malformed)?;
+            counter(&mut e, "tidewire_cluster_answered", "Requests of other nodes answered", &c.answered)?;
+            counter(&mut e, "tidewire_cluster_incomplete", "Requests that ended without every answer", &c.incomplete)?;
+        }
+        if let Some(bus) = &self.bus {
+            let lost = AtomicU64::new(bus.dropped_inbound());
+            counter(&mut e, "tidewire_bus_dropped_inbound", "Bus messages lost: this node read too slowly", &lost)?;
+            let made = AtomicU64::new(bus.connections_made());
+            counter(&mut e, "tidewire_bus_connections", "Subscriber connections made to Redis", &made)?;
+        }
         Ok(())
     }
 }
@@ -84,9 +101,10 @@ impl Collector for Counters {
 pub(crate) fn route(
     hub: Hub,
     engine: Engine,
+    bus: Option<Arc<RedisBus>>,
 ) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> Response<Body> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Counters { hub, engine }));
+    registry.register_collector(Box::new(Counters { hub, engine, bus }));
     move |_req| {
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {

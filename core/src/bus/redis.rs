@@ -123,6 +123,10 @@ struct Shared {
     probe_channel: String,
     probe_seen: Notify,
     subscribed: watch::Sender<bool>,
+    /// Messages accepted by `publish` and not yet written to Redis.
+    unsent: AtomicU64,
+    /// Notified when `unsent` drops to zero.
+    flushed: Notify,
     dropped_outbound: AtomicU64,
     dropped_inbound: AtomicU64,
     reconnects: AtomicU64,
@@ -192,6 +196,8 @@ impl RedisBus {
             commands: Mutex::new(None),
             probe_seen: Notify::new(),
             subscribed: watch::channel(false).0,
+            unsent: AtomicU64::new(0),
+            flushed: Notify::new(),
             dropped_outbound: AtomicU64::new(0),
             dropped_inbound: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -223,6 +229,22 @@ impl RedisBus {
     /// How many times the subscriber connection was (re)made.
     pub fn connections_made(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every message published so far is written to Redis, at
+    /// most `timeout` (a clean shutdown's last words). Returns whether it
+    /// was.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let done = async {
+            loop {
+                let notified = self.shared.flushed.notified();
+                if self.shared.unsent.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, done).await.is_ok()
     }
 
     /// Stops the background tasks; later calls fail with [`BusError::Closed`].
@@ -343,6 +365,7 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
     let mut backoff = shared.config.min_backoff;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let sent_count = batch.len() as u64;
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
@@ -359,6 +382,9 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
             match sent {
                 Ok(()) => {
                     backoff = shared.config.min_backoff;
+                    if shared.unsent.fetch_sub(sent_count, Ordering::AcqRel) == sent_count {
+                        shared.flushed.notify_waiters();
+                    }
                     break;
                 }
                 Err(e) => {
@@ -465,16 +491,22 @@ impl Bus for RedisBus {
         if self.shared.is_closed() {
             Err(BusError::Closed)
         } else {
+            // Counted before it is queued, so the publisher never subtracts first.
+            self.shared.unsent.fetch_add(1, Ordering::AcqRel);
             match self.outbound.try_send((channel.to_owned(), payload)) {
                 Ok(()) => Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared.unsent.fetch_sub(1, Ordering::AcqRel);
                     let n = self.shared.dropped_outbound.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
                         tracing::warn!(dropped = n, "redis bus: outbound queue full, messages dropped");
                     }
                     Err(BusError::Full(self.shared.config.outbound_bound))
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::Closed),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.shared.unsent.fetch_sub(1, Ordering::AcqRel);
+                    Err(BusError::Closed)
+                }
             }
         }
     }

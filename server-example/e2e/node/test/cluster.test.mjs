@@ -588,6 +588,22 @@ for (const pair of PAIRS) {
       });
     });
 
+    describe("metrics", () => {
+      test("a Tidewire node exports its cluster counters", T, async (t) => {
+        const tw = nodes.filter((n) => n.kind === "tidewire");
+        if (tw.length === 0) return t.skip("no Tidewire node in this pair");
+        for (const n of tw) {
+          const text = await (await fetch(`${n.url}/metrics`)).text();
+          const value = (name) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+          for (const name of ["tidewire_cluster_published_total", "tidewire_cluster_received_total", "tidewire_cluster_answered_total"]) {
+            assert.ok(value(name) > 0, `${n.name}: ${name} counts the traffic so far`);
+          }
+          assert.equal(value("tidewire_cluster_malformed_total"), 0, `${n.name}: every message from the official nodes decoded`);
+          assert.equal(value("tidewire_bus_dropped_inbound_total"), 0);
+        }
+      });
+    });
+
     describe("remote emit", () => {
       test("fetchSockets()[0].emit reaches a socket on the other node", T, async () => {
         for (const [X, Y] of directions(nodes)) {
