@@ -55,6 +55,13 @@ export declare class Server {
   /** The number of sockets connected to `nsp`. */
   socketCount(nsp: string): number
   /**
+   * Joins a cluster over Redis: broadcasts reach every node's sockets,
+   * official socket.io nodes included.
+   */
+  joinCluster(options: ClusterOptions): Promise<void>
+  /** How many nodes serve `nsp`, this one included (1 outside a cluster). */
+  serverCount(nsp: string): Promise<number>
+  /**
    * Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON
    * text) of its first argument; refused events never reach a handler.
    */
@@ -114,6 +121,24 @@ export interface AckReply {
   json: string
   /** Their binary parts. */
   attachments: Array<Buffer>
+}
+
+/**
+ * How a server joins a cluster over Redis (wire-compatible with
+ * `@socket.io/redis-adapter`'s `createAdapter`).
+ */
+export interface ClusterOptions {
+  /**
+   * `redis://host:port/db`; with `redisCluster`, seed nodes separated by
+   * commas.
+   */
+  redisUrl: string
+  /** Channel prefix (default `socket.io`, the official adapter's `key`). */
+  prefix?: string
+  /** Milliseconds requests to the other nodes wait (default 5000). */
+  requestTimeout?: number
+  /** `redisUrl` names nodes of a Redis Cluster. */
+  redisCluster?: boolean
 }
 
 /** The handshake a connect middleware sees. */

@@ -105,6 +105,18 @@ export declare class Namespace {
   limitEvent(event: string, limits: { maxBytes?: number; schema?: object }): this
   enablePresence(options?: { prefix?: string }): this
   presence(room: string): PresentUser[]
+  serverCount(): Promise<number>
+}
+
+export interface ClusterOptions {
+  /** `redis://host:port/db`; with `redisCluster`, seed nodes separated by commas. */
+  redisUrl: string
+  /** Channel prefix (default `socket.io`, the official adapter's `key`). */
+  prefix?: string
+  /** Milliseconds requests to the other nodes wait (default 5000). */
+  requestTimeout?: number
+  /** `redisUrl` names nodes of a Redis Cluster. */
+  redisCluster?: boolean
 }
 
 export declare class Server {
@@ -118,6 +130,8 @@ export declare class Server {
   except(rooms: string | string[]): BroadcastOperator
   emit(event: string, ...args: any[]): number
   listen(): Promise<{ host: string; port: number; url: string }>
+  joinCluster(options: ClusterOptions): Promise<void>
+  serverCount(): Promise<number>
   close(): Promise<void>
   drain(options?: { batchSize?: number; batchInterval?: number; ackDeadline?: number }): Promise<DrainReport>
 }

@@ -367,6 +367,15 @@ class Namespace {
   get socketCount() {
     return this._server._native.socketCount(this.name)
   }
+
+  /** How many nodes serve this namespace, this one included. */
+  async serverCount() {
+    try {
+      return await this._server._native.serverCount(this.name)
+    } catch (e) {
+      throw withCode(e)
+    }
+  }
 }
 
 function run(fn, onError) {
@@ -472,6 +481,30 @@ class Server {
 
   emit(event, ...args) {
     return this.of('/').emit(event, ...args)
+  }
+
+  /**
+   * Joins a cluster over Redis, wire-compatible with
+   * `@socket.io/redis-adapter` (`createAdapter`): broadcasts reach the
+   * sockets of every node, official socket.io nodes included.
+   * `{ redisUrl, prefix = 'socket.io', requestTimeout = 5000, redisCluster = false }`.
+   */
+  async joinCluster({ redisUrl, prefix, requestTimeout, redisCluster } = {}) {
+    if (typeof redisUrl !== 'string' || redisUrl === '') throw invalid('redisUrl must be a redis:// URL')
+    if (prefix !== undefined && typeof prefix !== 'string') throw invalid('prefix must be a string')
+    if (requestTimeout !== undefined && !(Number.isInteger(requestTimeout) && requestTimeout > 0)) {
+      throw invalid('requestTimeout must be a positive integer')
+    }
+    try {
+      await this._native.joinCluster({ redisUrl, prefix, requestTimeout, redisCluster: Boolean(redisCluster) })
+    } catch (e) {
+      throw withCode(e)
+    }
+  }
+
+  /** How many nodes serve the main namespace, this one included. */
+  serverCount() {
+    return this.of('/').serverCount()
   }
 
   /** Starts listening; resolves to `{ host, port, url }`. */

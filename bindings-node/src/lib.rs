@@ -87,6 +87,21 @@ pub struct ServerOptions {
     pub recovery_ms: Option<u32>,
 }
 
+/// How a server joins a cluster over Redis (wire-compatible with
+/// `@socket.io/redis-adapter`'s `createAdapter`).
+#[napi(object)]
+pub struct ClusterOptions {
+    /// `redis://host:port/db`; with `redisCluster`, seed nodes separated by
+    /// commas.
+    pub redis_url: String,
+    /// Channel prefix (default `socket.io`, the official adapter's `key`).
+    pub prefix: Option<String>,
+    /// Milliseconds requests to the other nodes wait (default 5000).
+    pub request_timeout: Option<u32>,
+    /// `redisUrl` names nodes of a Redis Cluster.
+    pub redis_cluster: Option<bool>,
+}
+
 /// The handshake a connect middleware sees.
 #[napi(object)]
 pub struct HandshakeInfo {
@@ -287,6 +302,29 @@ impl Server {
     #[napi]
     pub fn socket_count(&self, nsp: String) -> Result<u32> {
         Ok(self.namespace(&nsp)?.socket_count() as u32)
+    }
+
+    /// Joins a cluster over Redis: broadcasts reach every node's sockets,
+    /// official socket.io nodes included.
+    #[napi]
+    pub async fn join_cluster(&self, options: ClusterOptions) -> napi::Result<()> {
+        let options = embed::RedisOptions {
+            url: options.redis_url,
+            prefix: options.prefix,
+            request_timeout_ms: options.request_timeout.map(u64::from),
+            cluster: options.redis_cluster.unwrap_or(false),
+        };
+        self.inner.join_redis(options).await.map_err(|e| async_error(embed_error(e)))
+    }
+
+    /// How many nodes serve `nsp`, this one included (1 outside a cluster).
+    #[napi]
+    pub async fn server_count(&self, nsp: String) -> napi::Result<u32> {
+        let ns = self.namespace(&nsp).map_err(async_error)?;
+        match ns.server_count().await {
+            Ok(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            Err(e) => Err(async_error(error("ERR_CLUSTER", e))),
+        }
     }
 
     /// Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON

@@ -26,6 +26,7 @@ create_exception!(_native, SendError, TidewireError, "The socket cannot take mor
 create_exception!(_native, AckTimeout, TidewireError, "The client did not answer in time (ERR_ACK_TIMEOUT).");
 create_exception!(_native, Disconnected, TidewireError, "The socket disconnected (ERR_DISCONNECTED).");
 create_exception!(_native, AckAlreadySent, TidewireError, "The ack was already sent (ERR_ACK_SENT).");
+create_exception!(_native, ClusterError, TidewireError, "The cluster bus cannot answer (ERR_CLUSTER).");
 
 fn embed_error(e: EmbedError) -> PyErr {
     match e {
@@ -186,6 +187,33 @@ impl Server {
     /// Sockets connected to `nsp`.
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
         Ok(self.inner.namespace(nsp).map_err(embed_error)?.socket_count())
+    }
+
+    /// Joins a cluster over Redis (`@socket.io/redis-adapter`'s protocol);
+    /// an awaitable.
+    #[pyo3(signature = (url, prefix=None, request_timeout_ms=None, cluster=false))]
+    fn join_cluster<'py>(
+        &self,
+        py: Python<'py>,
+        url: String,
+        prefix: Option<String>,
+        request_timeout_ms: Option<u64>,
+        cluster: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        let options = embed::RedisOptions { url, prefix, request_timeout_ms, cluster };
+        pyo3_async_runtimes::tokio::future_into_py(
+            py,
+            async move { inner.join_redis(options).await.map_err(embed_error) },
+        )
+    }
+
+    /// How many nodes serve `nsp`, this one included; an awaitable.
+    fn server_count<'py>(&self, py: Python<'py>, nsp: &str) -> PyResult<Bound<'py, PyAny>> {
+        let ns = self.inner.namespace(nsp).map_err(embed_error)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            ns.server_count().await.map_err(|e| ClusterError::new_err(e.to_string()))
+        })
     }
 
     /// Limits `event` on `nsp`: size in bytes, JSON schema (text) of its
@@ -387,6 +415,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AckTimeout", py.get_type::<AckTimeout>())?;
     m.add("Disconnected", py.get_type::<Disconnected>())?;
     m.add("AckAlreadySent", py.get_type::<AckAlreadySent>())?;
+    m.add("ClusterError", py.get_type::<ClusterError>())?;
     m.add("__version__", tidewire::VERSION)?;
     Ok(())
 }

@@ -94,6 +94,25 @@ pub struct Embedded {
     port: u16,
     running: tokio::sync::Mutex<Option<Server>>,
     closed: AtomicBool,
+    /// The Redis bus of the cluster this server joined, if any.
+    #[cfg(feature = "redis")]
+    bus: std::sync::OnceLock<std::sync::Arc<crate::bus::RedisBus>>,
+}
+
+/// How an embedded server joins a cluster over Redis (wire-compatible with
+/// `@socket.io/redis-adapter`'s `createAdapter`).
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`; with [`cluster`](Self::cluster), seed nodes
+    /// separated by commas.
+    pub url: String,
+    /// The channel prefix (default `socket.io`, the official adapter's `key`).
+    pub prefix: Option<String>,
+    /// How long requests to the other nodes wait, in ms (default 5000).
+    pub request_timeout_ms: Option<u64>,
+    /// `url` names nodes of a Redis Cluster.
+    pub cluster: bool,
 }
 
 impl Embedded {
@@ -142,7 +161,46 @@ impl Embedded {
             port,
             running: tokio::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
+            #[cfg(feature = "redis")]
+            bus: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Joins a cluster over Redis: broadcasts, room operations and
+    /// server-side events reach every node, official socket.io nodes
+    /// included. Redis being down is not an error: the bus keeps retrying.
+    /// Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for a bad URL or a second join;
+    /// [`EmbedError::Closed`] once closed.
+    #[cfg(feature = "redis")]
+    pub async fn join_redis(&self, options: RedisOptions) -> Result<(), EmbedError> {
+        use crate::bus::{RedisBus, RedisBusConfig};
+        if self.is_closed() {
+            return Err(EmbedError::Closed);
+        }
+        let (bus, inbound) = if options.cluster {
+            let seeds: Vec<&str> = options.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            RedisBus::connect_cluster(&seeds, RedisBusConfig::default())
+        } else {
+            RedisBus::connect(&options.url, RedisBusConfig::default())
+        }
+        .map_err(|e| invalid(format!("redis: {e}")))?;
+        let bus = std::sync::Arc::new(bus);
+        let mut config = crate::hub::ClusterConfig::default();
+        if let Some(prefix) = options.prefix {
+            config = config.prefix(prefix);
+        }
+        if let Some(ms) = options.request_timeout_ms {
+            config = config.request_timeout(Duration::from_millis(ms));
+        }
+        self.bus.set(bus.clone()).map_err(|_| invalid("this server already joined a cluster"))?;
+        self.hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(format!("cluster: {e}")))?;
+        if !bus.wait_connected(Duration::from_secs(5)).await {
+            tracing::warn!("Redis is not reachable yet: serving this node's clients alone, retrying in the background");
+        }
+        Ok(())
     }
 
     /// The hub.
@@ -207,6 +265,12 @@ impl Embedded {
         self.closed.store(true, Ordering::Release);
         if let Some(server) = self.running.lock().await.take() {
             server.shutdown().await;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(bus) = self.bus.get() {
+            self.hub.announce_leaving();
+            bus.flush(Duration::from_secs(1)).await;
+            bus.close();
         }
     }
 }

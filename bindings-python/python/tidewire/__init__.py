@@ -26,6 +26,7 @@ from . import _native
 from ._native import (
     AckAlreadySent,
     AckTimeout,
+    ClusterError,
     Disconnected,
     InvalidArgument,
     ListenError,
@@ -40,6 +41,7 @@ __all__ = [
     "AckAlreadySent",
     "AckTimeout",
     "BroadcastOperator",
+    "ClusterError",
     "ConnectionRefused",
     "Disconnected",
     "InvalidArgument",
@@ -339,6 +341,11 @@ class Namespace:
     def socket_count(self) -> int:
         return self._server._native.socket_count(self.name)
 
+    async def server_count(self) -> int:
+        """How many nodes serve this namespace, this one included (1 outside
+        a cluster); ClusterError when the bus cannot count."""
+        return await self._server._native.server_count(self.name)
+
     def limit_event(self, event: str, *, max_bytes: Optional[int] = None, schema: Optional[dict[str, Any]] = None) -> None:
         """Limits `event`: its size in bytes and a JSON Schema of its first
         argument. A refused event never reaches a handler; its ack gets
@@ -488,6 +495,30 @@ class Server:
 
     def emit(self, event: str, *args: Any) -> int:
         return self.of("/").emit(event, *args)
+
+    async def join_cluster(
+        self, redis_url: str, *, prefix: Optional[str] = None, request_timeout: Optional[float] = None, redis_cluster: bool = False
+    ) -> None:
+        """Joins a cluster over Redis, wire-compatible with
+        `@socket.io/redis-adapter` (`createAdapter`): broadcasts reach the
+        sockets of every node, official socket.io nodes included. `prefix`
+        is the channel prefix (default "socket.io"), `request_timeout` in
+        seconds (default 5), `redis_cluster` when `redis_url` lists seed
+        nodes of a Redis Cluster, separated by commas."""
+        if not isinstance(redis_url, str) or not redis_url:
+            raise InvalidArgument("redis_url must be a redis:// URL")
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidArgument("prefix must be a string")
+        timeout_ms = None
+        if request_timeout is not None:
+            if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or request_timeout <= 0:
+                raise InvalidArgument("request_timeout must be a positive number of seconds")
+            timeout_ms = int(request_timeout * 1000)
+        await self._native.join_cluster(redis_url, prefix, timeout_ms, bool(redis_cluster))
+
+    async def server_count(self) -> int:
+        """How many nodes serve the main namespace, this one included."""
+        return await self.of("/").server_count()
 
     async def start(self) -> tuple[str, int]:
         """Starts listening on the running loop; returns (host, port)."""

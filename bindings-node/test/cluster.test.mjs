@@ -1,0 +1,112 @@
+// Two `tidewire` servers in one process joined over a redis-server of the
+// test's own (free loopback port): a broadcast on one reaches a
+// socket.io-client connected to the other.
+import { test, describe, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createServer, connect as tcpConnect } from 'node:net'
+import { createRequire } from 'node:module'
+import { io } from 'socket.io-client'
+
+const require = createRequire(import.meta.url)
+const { Server } = require('../tidewire.js')
+
+const T = { timeout: 20_000 }
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+async function until(what, pred, ms = 10_000) {
+  const started = Date.now()
+  for (;;) {
+    if (await pred()) return
+    if (Date.now() - started > ms) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+async function startRedis() {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  })
+  await until('redis-server', () =>
+    new Promise((resolve) => {
+      const s = tcpConnect(port, '127.0.0.1', () => {
+        s.end()
+        resolve(true)
+      })
+      s.once('error', () => resolve(false))
+    }),
+  )
+  return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') }
+}
+
+describe('tidewire servers in a cluster over Redis', () => {
+  let redis
+  let a
+  let b
+  let client
+
+  before(async () => {
+    redis = await startRedis()
+    a = new Server()
+    b = new Server()
+    b.on('connection', (socket) => socket.join('room'))
+    for (const s of [a, b]) {
+      await s.joinCluster({ redisUrl: redis.url, requestTimeout: 1000 })
+      await s.listen()
+    }
+    const { url } = await b.listen()
+    client = io(url, { reconnection: false, transports: ['websocket'] })
+    await new Promise((resolve, reject) => {
+      client.once('connect', resolve)
+      client.once('connect_error', reject)
+    })
+  })
+
+  after(async () => {
+    client?.close()
+    await a?.close()
+    await b?.close()
+    redis?.stop()
+  })
+
+  test('both servers count two nodes', T, async () => {
+    await until('two nodes', async () => (await a.serverCount()) === 2 && (await b.of('/').serverCount()) === 2)
+  })
+
+  test('a broadcast on one server reaches a room member on the other, binary included', T, async () => {
+    const got = []
+    client.on('probe', () => got.push('probe'))
+    client.on('news', (...args) => got.push(args))
+    // The other node subscribes to the room's channel as its member arrives.
+    await until('the room reachable from a', () => {
+      a.to('room').emit('probe')
+      return got.includes('probe')
+    })
+    assert.equal(a.to('room').emit('news', 'headline', Buffer.from([1, 2, 3])), 0, 'no member on a itself')
+    await until('news on b', () => got.some((g) => Array.isArray(g)))
+    const news = got.filter((g) => Array.isArray(g))
+    assert.equal(news.length, 1)
+    assert.equal(news[0][0], 'headline')
+    assert.ok(Buffer.isBuffer(news[0][1]))
+    assert.deepEqual([...news[0][1]], [1, 2, 3])
+  })
+
+  test('bad options are refused with a code; a second join too', T, async () => {
+    const c = new Server()
+    await assert.rejects(c.joinCluster({}), { code: 'ERR_INVALID_ARG' })
+    await assert.rejects(c.joinCluster({ redisUrl: 'not a url' }), { code: 'ERR_INVALID_ARG' })
+    await assert.rejects(a.joinCluster({ redisUrl: redis.url }), { code: 'ERR_INVALID_ARG' })
+    await c.close()
+  })
+})
