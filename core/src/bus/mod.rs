@@ -30,6 +30,7 @@
 //! * `RedisBus` (feature `redis`): a Redis server or cluster.
 
 pub mod classic;
+mod emitter;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -38,6 +39,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+pub use emitter::{EMITTER_UID, EmitError, Emitter};
 pub use memory::{MemoryBus, MemoryNode};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBus, RedisBusConfig};

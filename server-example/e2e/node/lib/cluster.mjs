@@ -4,6 +4,7 @@
 import { spawn } from "node:child_process";
 import { createServer, connect as netConnect } from "node:net";
 import { createInterface } from "node:readline";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer, connect, emitAck, until } from "./server.mjs";
 
@@ -190,4 +191,72 @@ export async function waitForServerCount(url, n, { nsp = "/", ms = 10_000 } = {}
   } finally {
     socket.disconnect();
   }
+}
+
+/**
+ * An emitter of kind `"official"` (npm `@socket.io/redis-emitter` over
+ * node-redis) or `"tidewire"` (the `tidewire-emit` binary next to
+ * `TIDEWIRE_SERVER_BIN`), with one interface. A selection is
+ * `{nsp = "/", rooms = [], except = []}`.
+ */
+export async function makeEmitter(kind, redisUrl, prefix = "socket.io") {
+  if (kind === "official") {
+    const { Emitter } = await import("@socket.io/redis-emitter");
+    const { createClient } = await import("redis");
+    const client = createClient({ url: redisUrl });
+    await client.connect();
+    const base = new Emitter(client, { key: prefix });
+    const pick = ({ nsp = "/", rooms = [], except = [] } = {}) => {
+      let op = base.of(nsp);
+      if (rooms.length) op = op.to(rooms);
+      if (except.length) op = op.except(except);
+      return op;
+    };
+    return {
+      kind,
+      async emit(sel, event, ...args) {
+        pick(sel).emit(event, ...args);
+      },
+      async join(sel, rooms) {
+        pick(sel).socketsJoin(rooms);
+      },
+      async leave(sel, rooms) {
+        pick(sel).socketsLeave(rooms);
+      },
+      async disconnect(sel, close = false) {
+        pick(sel).disconnectSockets(close);
+      },
+      async serverSideEmit(sel, event, ...args) {
+        base.of(sel?.nsp ?? "/").serverSideEmit(event, ...args);
+      },
+      async close() {
+        await client.quit();
+      },
+    };
+  }
+  if (kind === "tidewire") {
+    const bin = join(dirname(process.env.TIDEWIRE_SERVER_BIN), "tidewire-emit");
+    const run = (sel = {}, ...command) =>
+      new Promise((resolve, reject) => {
+        const args = ["--redis-url", redisUrl, "--redis-prefix", prefix, "--nsp", sel.nsp ?? "/"];
+        for (const r of sel.rooms ?? []) args.push("--to", r);
+        for (const r of sel.except ?? []) args.push("--except", r);
+        const proc = spawn(bin, [...args, ...command], { stdio: ["ignore", "ignore", "pipe"] });
+        let stderr = "";
+        proc.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+        proc.once("error", reject);
+        proc.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`tidewire-emit exited ${code}: ${stderr}`))));
+      });
+    const json = (args) => args.map((a) => JSON.stringify(a));
+    return {
+      kind,
+      emit: (sel, event, ...args) => run(sel, "emit", event, ...json(args)),
+      join: (sel, rooms) => run(sel, "join", ...[rooms].flat()),
+      leave: (sel, rooms) => run(sel, "leave", ...[rooms].flat()),
+      disconnect: (sel, close = false) => run(sel, "disconnect", ...(close ? ["--close"] : [])),
+      serverSideEmit: (sel, event, ...args) => run(sel, "server-side-emit", event, ...json(args)),
+      async close() {},
+    };
+  }
+  throw new Error(`unknown emitter kind ${JSON.stringify(kind)}`);
 }

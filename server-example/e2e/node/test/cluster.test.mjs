@@ -14,7 +14,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect, emitAck, until, norm } from "../lib/server.mjs";
-import { startRedis, startNode, waitForServerCount } from "../lib/cluster.mjs";
+import { startRedis, startNode, waitForServerCount, makeEmitter } from "../lib/cluster.mjs";
 
 const T = { timeout: 30_000 };
 const REQUESTS_TIMEOUT_MS = 1000;
@@ -586,6 +586,70 @@ for (const pair of PAIRS) {
           }
         }
       });
+    });
+
+    describe("emitters", () => {
+      // A process with no connections publishes; every node delivers.
+      for (const emitterKind of ["official", "tidewire"]) {
+        test(`${emitterKind} emitter: rooms, users, except, join/leave, server-side events, disconnect`, T, async (t) => {
+          if (emitterKind === "tidewire" && !process.env.TIDEWIRE_SERVER_BIN) return t.skip("no tidewire-emit");
+          const emitter = await makeEmitter(emitterKind, redis.url);
+          const p = pool();
+          try {
+            const r = room("emitted");
+            const members = [];
+            const others = [];
+            for (const n of nodes) {
+              const m = await p.connect(n, `m-${n.name}`, { auth: { user: `u-${n.name}` } });
+              await ack1(m, "join", [r]);
+              members.push(m);
+              others.push(await p.connect(n, `o-${n.name}`));
+            }
+            const chat = await p.connect(nodes[0], "chat", { nsp: "/chat" });
+            const all = [...members, ...others, chat];
+            const got = recorder(all, "emitted");
+            // Room members on every node, binary included; nobody else.
+            const bin = Buffer.from([7, 8, 9]);
+            await emitter.emit({ rooms: [r] }, "emitted", "to-room", emitterKind === "official" ? bin : { n: 1 });
+            for (const m of members) await until(`to-room on ${m.label}`, () => got(m).length === 1);
+            if (emitterKind === "official") for (const m of members) assert.ok(Buffer.isBuffer(got(m)[0][1]));
+            else for (const m of members) assert.deepEqual(got(m)[0], ["to-room", { n: 1 }]);
+            // One user's connections, wherever they are.
+            const target = members[members.length - 1];
+            await emitter.emit({ rooms: [`user:u-${target.node.name}`] }, "emitted", "to-user");
+            await until("to-user", () => got(target).length === 2);
+            // Everyone but the room.
+            await emitter.emit({ except: [r] }, "emitted", "not-room");
+            for (const o of others) await until(`not-room on ${o.label}`, () => got(o).length === 1);
+            await sleep(NEGATIVE_MS);
+            for (const m of members) assert.equal(got(m).length, m === target ? 2 : 1, `${m.label}`);
+            assert.deepEqual(got(chat), [], "another namespace hears nothing");
+            for (const o of others) assert.deepEqual(got(o), [["not-room"]]);
+            // Join and leave through the emitter, on every node.
+            const r2 = room("emitter-joined");
+            await emitter.join({ except: [r] }, [r2]);
+            await roomsUntil("joined r2", others, (rooms) => rooms.includes(r2));
+            await emitter.leave({ rooms: [r2] }, [r2]);
+            await roomsUntil("left r2", others, (rooms) => !rooms.includes(r2));
+            // Server-side events reach every node's handler.
+            const pinged = recorder(others, "cluster-pinged");
+            await emitter.serverSideEmit({}, "cluster-ping", "from-emitter");
+            for (const o of others) {
+              await until(`cluster-pinged on ${o.label}`, () => pinged(o).length === 1);
+              assert.deepEqual(pinged(o), [[{ node: o.node.name, args: ["from-emitter"] }]]);
+            }
+            // Disconnect the room's members everywhere.
+            const reasons = new Map();
+            for (const m of members) m.on("disconnect", (why) => reasons.set(m, why));
+            await emitter.disconnect({ rooms: [r] });
+            for (const m of members) await until(`${m.label} disconnected`, () => reasons.get(m) === "io server disconnect");
+            for (const o of others) assert.ok(o.connected, `${o.label} stays`);
+          } finally {
+            p.close();
+            await emitter.close();
+          }
+        });
+      }
     });
 
     describe("metrics", () => {
