@@ -321,14 +321,7 @@ impl Presence {
     ///
     /// This scans every entry: nodes go away rarely.
     pub fn remove_node(&mut self, node: &str) -> Vec<PresenceDiff> {
-        let mut gone: Vec<(Room, ConnId)> = self
-            .rooms
-            .iter()
-            .flat_map(|(room, p)| p.users.values().flat_map(|u| &u.conns).map(move |c| (room, c)))
-            .filter(|(_, c)| &*c.node == node)
-            .map(|(room, c)| (room.clone(), c.id.clone()))
-            .collect();
-        gone.sort_unstable();
+        let gone = self.entries_of_node(node);
         gone.into_iter().filter_map(|(room, conn)| self.leave(&room, &conn)).collect()
     }
 
@@ -359,6 +352,35 @@ impl Presence {
     /// The rooms `user` is present in, in the order they became present.
     pub fn rooms_of_user(&self, user: &str) -> Vec<Room> {
         self.users.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Every `(room, connection)` entry owned by `node`, sorted.
+    pub fn entries_of_node(&self, node: &str) -> Vec<(Room, ConnId)> {
+        let mut out: Vec<(Room, ConnId)> = self
+            .rooms
+            .iter()
+            .flat_map(|(room, p)| p.users.values().flat_map(|u| &u.conns).map(move |c| (room, c)))
+            .filter(|(_, c)| &*c.node == node)
+            .map(|(room, c)| (room.clone(), c.id.clone()))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Every entry owned by `node` with its user and metadata, sorted by
+    /// room and connection.
+    pub fn entries_with_meta_of_node(&self, node: &str) -> Vec<(Room, ConnId, UserId, Value)> {
+        let mut out: Vec<(Room, ConnId, UserId, Value)> = self
+            .rooms
+            .iter()
+            .flat_map(|(room, p)| {
+                p.users.iter().flat_map(move |(user, u)| u.conns.iter().map(move |c| (room, user, c)))
+            })
+            .filter(|(_, _, c)| &*c.node == node)
+            .map(|(room, user, c)| (room.clone(), c.id.clone(), user.clone(), c.meta.clone()))
+            .collect();
+        out.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
     }
 
     /// The rooms `conn` is in, in the order it joined them.

@@ -128,6 +128,10 @@ struct Options {
     /// How long requests to the other nodes wait for answers, in ms.
     #[arg(long, env = "TIDEWIRE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     request_timeout_ms: u64,
+    /// How often this node tells the other Tidewire nodes it is alive, in
+    /// ms; its presence entries expire after three missed heartbeats.
+    #[arg(long, env = "TIDEWIRE_CLUSTER_HEARTBEAT_MS", default_value_t = 5000)]
+    cluster_heartbeat_ms: u64,
     /// This node's name in logs and in the conformance answers.
     #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
     node_name: String,
@@ -272,7 +276,8 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
     let bus = Arc::new(bus);
     let config = ClusterConfig::default()
         .prefix(options.redis_prefix.clone())
-        .request_timeout(Duration::from_millis(options.request_timeout_ms));
+        .request_timeout(Duration::from_millis(options.request_timeout_ms))
+        .heartbeat_interval(Duration::from_millis(options.cluster_heartbeat_ms));
     hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
     if bus.wait_connected(Duration::from_secs(5)).await {
         tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");

@@ -254,6 +254,8 @@ pub(crate) struct Cluster {
     /// Other Tidewire nodes, by uid, when last heard of.
     peers: Mutex<HashMap<String, Instant>>,
     nodes_channel: String,
+    /// Where presence is replicated between Tidewire nodes.
+    presence_channel: String,
     pub(crate) stats: ClusterStats,
 }
 
@@ -269,6 +271,9 @@ struct Beat {
     uid: String,
     #[serde(default)]
     bye: bool,
+    /// The digest of the sender's presence entries.
+    #[serde(default)]
+    presence: u64,
 }
 
 impl Hub {
@@ -306,6 +311,7 @@ impl Hub {
     ) -> Result<(), ClusterError> {
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         let nodes_channel = format!("{}-tidewire#nodes#", config.prefix);
+        let presence_channel = format!("{}-tidewire#presence#", config.prefix);
         let cluster = Arc::new(Cluster {
             bus,
             uid: self.node_id().clone(),
@@ -314,15 +320,17 @@ impl Hub {
             ready: Mutex::default(),
             peers: Mutex::default(),
             nodes_channel,
+            presence_channel,
             stats: ClusterStats::default(),
             config,
         });
         self.inner().cluster.set(cluster.clone()).map_err(|_| ClusterError::AlreadyJoined)?;
         // What exists now is subscribed before this returns; later changes
         // go through the interest task.
-        let mut channels = vec![cluster.nodes_channel.clone()];
+        let mut channels = vec![cluster.nodes_channel.clone(), cluster.presence_channel.clone()];
         let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
         for ns in &namespaces {
+            ns.set_presence_clustered();
             channels.extend(cluster.namespace_channels(ns.name()));
             channels.extend(ns.rooms().iter().map(|r| cluster.room_channel(ns.name(), r)));
         }
@@ -332,7 +340,9 @@ impl Hub {
         tokio::spawn(interest_task(Arc::downgrade(&cluster), interest_rx));
         tokio::spawn(inbound_task(weak.clone(), inbound));
         tokio::spawn(heartbeat_task(weak));
-        cluster.beat(false);
+        cluster.beat(cluster.own_presence_digest(self), false);
+        // The presence of the nodes already there (see `cluster_presence`).
+        cluster.request_presence_sync(None);
         Ok(())
     }
 
@@ -350,7 +360,7 @@ impl Hub {
     /// shutdown), instead of after three missed heartbeats.
     pub fn announce_leaving(&self) {
         if let Some(c) = self.inner().cluster.get() {
-            c.beat(true);
+            c.beat(0, true);
         }
     }
 
@@ -415,15 +425,42 @@ impl Cluster {
         }
     }
 
-    fn beat(&self, bye: bool) {
-        let beat = Beat { uid: self.uid.to_string(), bye };
+    fn beat(&self, presence: u64, bye: bool) {
+        let beat = Beat { uid: self.uid.to_string(), bye, presence };
         let _ = self.publish(&self.nodes_channel, serde_json::to_vec(&beat).unwrap_or_default());
+    }
+
+    /// Publishes raw bytes on `channel`.
+    pub(crate) fn publish_raw(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        self.publish(channel, payload)
+    }
+
+    pub(crate) fn presence_channel(&self) -> &str {
+        &self.presence_channel
+    }
+
+    pub(crate) fn malformed_presence(&self, error: &dyn std::fmt::Display) {
+        self.malformed("presence message", error);
+    }
+
+    /// Forgets the Tidewire nodes silent for three heartbeats; returns them.
+    fn expire_peers(&self) -> Vec<String> {
+        let horizon = self.config.heartbeat_interval * 3;
+        let mut gone = Vec::new();
+        lock(&self.peers).retain(|uid, t| {
+            let alive = t.elapsed() <= horizon;
+            if !alive {
+                gone.push(uid.clone());
+            }
+            alive
+        });
+        gone
     }
 
     /// Another Tidewire node is alive (it beat, or answered naming itself).
     /// Official nodes' uids, seen on their requests, are not recorded: they
     /// answer without naming themselves, so they would look silent.
-    fn seen(&self, uid: &str) {
+    pub(crate) fn seen(&self, uid: &str) {
         if uid != &*self.uid {
             let mut peers = lock(&self.peers);
             match peers.get_mut(uid) {
@@ -438,9 +475,12 @@ impl Cluster {
     /// Tidewire nodes heard of recently that are not in `answered`.
     fn silent(&self, answered: &[String]) -> Vec<String> {
         let horizon = self.config.heartbeat_interval * 3;
-        let mut peers = lock(&self.peers);
-        peers.retain(|_, t| t.elapsed() <= horizon);
-        let mut silent: Vec<String> = peers.keys().filter(|uid| !answered.contains(uid)).cloned().collect();
+        let peers = lock(&self.peers);
+        let mut silent: Vec<String> = peers
+            .iter()
+            .filter(|(uid, t)| t.elapsed() <= horizon && !answered.contains(uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
         silent.sort_unstable();
         silent
     }
@@ -577,13 +617,21 @@ impl Cluster {
         add(&self.stats.received);
         if message.channel == self.nodes_channel {
             match serde_json::from_slice::<Beat>(&message.payload) {
+                Ok(beat) if beat.uid == *self.uid => {}
                 Ok(beat) if beat.bye => {
                     lock(&self.peers).remove(&beat.uid);
+                    self.forget_presence_of(hub, &beat.uid);
                 }
-                Ok(beat) => self.seen(&beat.uid),
+                Ok(beat) => {
+                    self.seen(&beat.uid);
+                    self.check_presence_digest(hub, &beat.uid, beat.presence);
+                }
                 Err(_) => add(&self.stats.malformed),
             }
             return;
+        }
+        if message.channel == self.presence_channel {
+            return self.on_presence_message(hub, &message.payload);
         }
         match classic::parse_channel(&self.config.prefix, &message.channel) {
             Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
@@ -945,8 +993,13 @@ async fn heartbeat_task(hub: Weak<HubInner>) {
     loop {
         ticker.tick().await;
         let Some(inner) = hub.upgrade() else { return };
-        if let Some(c) = inner.cluster.get() {
-            c.beat(false);
+        let hub = Hub::from_inner(inner);
+        if let Some(c) = hub.cluster().cloned() {
+            c.beat(c.own_presence_digest(&hub), false);
+            for uid in c.expire_peers() {
+                tracing::info!(node = uid, "cluster: a Tidewire node stopped beating; its presence goes");
+                c.forget_presence_of(&hub, &uid);
+            }
         }
     }
 }

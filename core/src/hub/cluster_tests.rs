@@ -415,3 +415,175 @@ async fn joining_twice_is_refused() {
     assert!(hub.in_cluster());
     let _ = Value::Null;
 }
+
+// --- presence across nodes ---------------------------------------------------
+
+async fn presence_cluster(n: usize, heartbeat: Duration) -> (MemoryBus, Vec<Node>, Vec<MemoryNodeHandle>) {
+    let bus = MemoryBus::new();
+    let mut nodes = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let node = presence_node(&bus, heartbeat).await;
+        handles.push(node.1);
+        nodes.push(node.0);
+    }
+    (bus, nodes, handles)
+}
+
+/// Lets a test cut a node off the bus, as a crash would.
+type MemoryNodeHandle = Arc<MemoryNode>;
+
+async fn presence_node(bus: &MemoryBus, heartbeat: Duration) -> (Node, MemoryNodeHandle) {
+    let hub = Hub::new(HubConfig::default().unlimited());
+    let ns = hub.of("/");
+    ns.use_middleware(|h: Arc<Handshake>| async move {
+        let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
+        Ok(Admission::user(user.clone()).with_presence(json!({ "name": user })))
+    });
+    ns.enable_presence(PresenceOptions::rooms_with_prefix("room:"));
+    let (node, inbound) = bus.node(4096);
+    let node = Arc::new(node);
+    let config = config().heartbeat_interval(heartbeat);
+    hub.join_cluster(node.clone(), inbound, config).await.unwrap();
+    let engine = hub.engine(crate::engine::EngineConfig::default());
+    (Node { hub, engine }, node)
+}
+
+fn presence_events(packets: &[String]) -> Vec<Value> {
+    packets
+        .iter()
+        .filter(|p| p.contains("presence:"))
+        .map(|p| serde_json::from_str::<Value>(&p[1..]).unwrap())
+        .collect()
+}
+
+async fn join_room(node: &Node, client: &Client, room: &str, user: &str) -> String {
+    let id = client.connect("/", Some(json!({ "user": user }))).await;
+    node.hub.of("/").socket(&id).unwrap().join(room).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn presence_is_one_list_with_one_join_and_one_leave_across_nodes() {
+    let (_bus, n, _handles) = presence_cluster(2, Duration::from_secs(5)).await;
+    // A watcher on each node, then alice with a tab on each node.
+    let (wa, wb) = (n[0].client(), n[1].client());
+    join_room(&n[0], &wa, "room:1", "wa").await;
+    join_room(&n[1], &wb, "room:1", "wb").await;
+    flow().await;
+    wa.recv();
+    wb.recv();
+    let (tab1, tab2) = (n[0].client(), n[1].client());
+    let t1 = join_room(&n[0], &tab1, "room:1", "alice").await;
+    flow().await;
+    let t2 = join_room(&n[1], &tab2, "room:1", "alice").await;
+    flow().await;
+    for w in [&wa, &wb] {
+        let events = presence_events(&w.recv());
+        assert_eq!(events, vec![json!(["presence:join", {"roomId": "1", "userId": "alice", "name": "alice"}])]);
+    }
+    // The same list from every node: three users, alice with two connections.
+    for node in &n {
+        let list = node.hub.of("/").presence("room:1");
+        let users: Vec<(&str, usize)> = list.iter().map(|u| (&*u.user_id, u.connections.len())).collect();
+        let mut users = users;
+        users.sort_unstable();
+        assert_eq!(users, vec![("alice", 2), ("wa", 1), ("wb", 1)]);
+        assert_eq!(node.hub.of("/").presence_count("room:1").connections, 4);
+    }
+    // One tab closes: nothing; the other: one leave everywhere.
+    n[0].hub.of("/").socket(&t1).unwrap().disconnect(false);
+    flow().await;
+    assert!(presence_events(&wa.recv()).is_empty() && presence_events(&wb.recv()).is_empty());
+    assert!(n[1].hub.of("/").is_present("alice"));
+    n[1].hub.of("/").socket(&t2).unwrap().disconnect(false);
+    flow().await;
+    for w in [&wa, &wb] {
+        assert_eq!(presence_events(&w.recv()), vec![json!(["presence:leave", {"roomId": "1", "userId": "alice"}])]);
+    }
+    for node in &n {
+        assert!(!node.hub.of("/").is_present("alice"));
+    }
+}
+
+#[tokio::test]
+async fn metadata_updates_reach_every_node() {
+    let (_bus, n, _handles) = presence_cluster(2, Duration::from_secs(5)).await;
+    let (a, wb) = (n[0].client(), n[1].client());
+    let ida = join_room(&n[0], &a, "room:x", "ann").await;
+    join_room(&n[1], &wb, "room:x", "bob").await;
+    flow().await;
+    wb.recv();
+    n[0].hub.of("/").socket(&ida).unwrap().set_presence_meta(json!({"name": "ann", "status": "away"}));
+    flow().await;
+    let events = presence_events(&wb.recv());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0][0], "presence:update");
+    assert_eq!(events[0][1]["status"], "away");
+    let list = n[1].hub.of("/").presence("room:x");
+    let ann = list.iter().find(|u| &*u.user_id == "ann").unwrap();
+    assert_eq!(ann.connections[0].meta["status"], "away");
+}
+
+#[tokio::test]
+async fn a_node_that_stops_beating_loses_its_users_within_the_lease() {
+    let heartbeat = Duration::from_millis(40);
+    let (_bus, n, handles) = presence_cluster(2, heartbeat).await;
+    let (w, gone) = (n[0].client(), n[1].client());
+    join_room(&n[0], &w, "room:1", "watcher").await;
+    join_room(&n[1], &gone, "room:1", "ghost").await;
+    flow().await;
+    assert!(n[0].hub.of("/").is_present("ghost"));
+    w.recv();
+    // The node is cut off the bus (a crash): no goodbye, no more beats.
+    handles[1].leave();
+    let start = std::time::Instant::now();
+    while n[0].hub.of("/").is_present("ghost") {
+        assert!(start.elapsed() < Duration::from_secs(3), "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(start.elapsed() >= heartbeat * 2, "not before the lease: {:?}", start.elapsed());
+    assert_eq!(presence_events(&w.recv()), vec![json!(["presence:leave", {"roomId": "1", "userId": "ghost"}])]);
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_removes_its_users_at_once() {
+    let (_bus, n, _handles) = presence_cluster(2, Duration::from_secs(5)).await;
+    let (w, leaving) = (n[0].client(), n[1].client());
+    join_room(&n[0], &w, "room:1", "watcher").await;
+    join_room(&n[1], &leaving, "room:1", "bye").await;
+    flow().await;
+    w.recv();
+    n[1].hub.announce_leaving();
+    flow().await;
+    assert!(!n[0].hub.of("/").is_present("bye"));
+    assert_eq!(presence_events(&w.recv()), vec![json!(["presence:leave", {"roomId": "1", "userId": "bye"}])]);
+}
+
+#[tokio::test]
+async fn a_node_that_joins_later_gets_the_presence_and_lost_changes_are_repaired() {
+    let heartbeat = Duration::from_millis(40);
+    let bus = MemoryBus::new();
+    let (a, _ha) = presence_node(&bus, heartbeat).await;
+    let ca = a.client();
+    let ida = join_room(&a, &ca, "room:1", "early").await;
+    flow().await;
+    let (b, _hb) = presence_node(&bus, heartbeat).await;
+    flow().await;
+    let users: Vec<String> = b.hub.of("/").presence("room:1").iter().map(|u| u.user_id.to_string()).collect();
+    assert_eq!(users, vec!["early"], "the snapshot asked for at join");
+
+    // A change that never reaches b (as in a Redis outage): b's copy is
+    // stale until a's next heartbeat digest makes it ask again.
+    let (rogue, _rx) = bus.node(16);
+    let fake = json!({"type": "deltas", "uid": a.hub.node_id().to_string(), "nsp": "/",
+        "deltas": [{"op": "leave", "room": "room:1", "conn": ida}]});
+    rogue.publish("socket.io-tidewire#presence#", Bytes::from(fake.to_string())).unwrap();
+    flow().await;
+    assert!(!b.hub.of("/").is_present("early"), "b applied the bogus leave");
+    let start = std::time::Instant::now();
+    while !b.hub.of("/").is_present("early") {
+        assert!(start.elapsed() < Duration::from_secs(3), "never repaired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

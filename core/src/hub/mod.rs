@@ -29,6 +29,7 @@
 mod broadcast;
 mod client;
 pub mod cluster;
+mod cluster_presence;
 pub mod drain;
 pub mod handler;
 mod namespace;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use super::broadcast::BroadcastOperator;
+use super::cluster_presence::Delta;
 use super::handler::{
     Admission, ConnectError, ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler, EventListener,
     EventMiddleware, RoomListener,
@@ -84,24 +85,31 @@ struct State {
 #[must_use = "run the notifications"]
 pub(crate) struct Deferred {
     changes: Vec<RoomChange>,
-    presence: Option<(String, Vec<PresenceDiff>)>,
+    presence: Tracked,
 }
 
 impl Deferred {
     pub(crate) fn run(self, ns: &Namespace) {
         ns.notify(&self.changes);
-        if let Some((prefix, diffs)) = self.presence {
-            presence::publish(ns, &prefix, &diffs);
-        }
+        ns.publish_tracked(self.presence);
     }
 }
 
-/// Applies room events to presence (when enabled); returns the diffs and
-/// the prefix they are published with.
-fn track(st: &mut State, events: &[RoomEvent<u64>]) -> Option<(String, Vec<PresenceDiff>)> {
+/// What a change did to presence: the diffs with the prefix they are
+/// published with, and, in a cluster, the changes of this node's
+/// connections for the other nodes.
+#[derive(Default)]
+pub(crate) struct Tracked {
+    diffs: Option<(String, Vec<PresenceDiff>)>,
+    deltas: Vec<Delta>,
+}
+
+/// Applies room events to presence (when enabled).
+fn track(st: &mut State, events: &[RoomEvent<u64>]) -> Tracked {
     let State { presence, sockets, .. } = st;
-    let tracker = presence.as_mut()?;
+    let Some(tracker) = presence.as_mut() else { return Tracked::default() };
     let mut diffs = Vec::new();
+    let mut deltas = Vec::new();
     for e in events {
         match e {
             RoomEvent::Joined { room, member } => {
@@ -109,17 +117,30 @@ fn track(st: &mut State, events: &[RoomEvent<u64>]) -> Option<(String, Vec<Prese
                 let Some(user) = socket.user_arc() else { continue };
                 if tracker.tracks(room, socket.id()) {
                     let node = tracker.node.clone();
-                    diffs.extend(tracker.state.join(room, user, &socket.id_arc(), &node, socket.presence_meta()));
+                    let (conn, meta) = (socket.id_arc(), socket.presence_meta());
+                    if tracker.clustered {
+                        let delta = Delta::Join {
+                            room: room.clone(),
+                            conn: conn.clone(),
+                            user: user.clone(),
+                            meta: meta.clone(),
+                        };
+                        deltas.push(delta);
+                    }
+                    diffs.extend(tracker.state.join(room, user, &conn, &node, meta));
                 }
             }
             RoomEvent::Left { room, member } => {
                 let Some(socket) = sockets.get(member) else { continue };
+                if tracker.clustered && socket.user_arc().is_some() && tracker.tracks(room, socket.id()) {
+                    deltas.push(Delta::Leave { room: room.clone(), conn: socket.id_arc() });
+                }
                 diffs.extend(tracker.state.leave(room, socket.id()));
             }
             RoomEvent::Created(_) | RoomEvent::Deleted(_) => {}
         }
     }
-    (!diffs.is_empty()).then(|| (tracker.options.prefix.clone(), diffs))
+    Tracked { diffs: (!diffs.is_empty()).then(|| (tracker.options.prefix.clone(), diffs)), deltas }
 }
 
 #[derive(Default, Clone)]
@@ -531,11 +552,9 @@ impl Namespace {
             }
             (changes, diffs)
         };
-        let (events, diffs) = events;
+        let (events, tracked) = events;
         self.notify(&events);
-        if let Some((prefix, diffs)) = diffs {
-            presence::publish(self, &prefix, &diffs);
-        }
+        self.publish_tracked(tracked);
         self.cleanup_if_empty();
     }
 
@@ -572,7 +591,7 @@ impl Namespace {
         let events = {
             let mut st = write(&self.inner.state);
             if !st.sockets.contains_key(&key) {
-                return Ok(Deferred { changes: Vec::new(), presence: None });
+                return Ok(Deferred { changes: Vec::new(), presence: Tracked::default() });
             }
             let new = rooms.iter().filter(|r| !st.rooms.contains(key, r)).count();
             if new > 0 && st.rooms.rooms_of(key).count() + new > max {
@@ -593,11 +612,9 @@ impl Namespace {
             let diffs = track(&mut st, &events);
             (self.changes(&st, events), diffs)
         };
-        let (events, diffs) = events;
+        let (events, tracked) = events;
         self.notify(&events);
-        if let Some((prefix, diffs)) = diffs {
-            presence::publish(self, &prefix, &diffs);
-        }
+        self.publish_tracked(tracked);
     }
 
     // --- presence ------------------------------------------------------------
@@ -623,7 +640,8 @@ impl Namespace {
         let list_event = options.list_event.clone();
         {
             let mut st = write(&self.inner.state);
-            let mut tracker = Box::new(Tracker { options, node, state: Presence::new() });
+            let clustered = self.cluster().is_some();
+            let mut tracker = Box::new(Tracker { options, node, state: Presence::new(), clustered });
             // Count the sockets already in tracked rooms.
             let State { rooms, sockets, .. } = &*st;
             for (key, socket) in sockets {
@@ -639,6 +657,11 @@ impl Namespace {
         }
         if let Some(event) = list_event {
             self.on(event, presence::serve_list);
+        }
+        if let Some(cluster) = self.cluster() {
+            // Local entries that predate this call go out as a snapshot on
+            // request; ask the others for theirs.
+            cluster.request_presence_sync(None);
         }
         self
     }
@@ -693,12 +716,51 @@ impl Namespace {
 
     /// Applies a socket's new presence metadata.
     pub(crate) fn update_presence(&self, socket_id: &str, meta: serde_json::Value) {
-        let diffs = {
+        let tracked = {
             let mut st = write(&self.inner.state);
             let Some(tracker) = st.presence.as_mut() else { return };
-            (tracker.options.prefix.clone(), tracker.state.update(socket_id, meta))
+            let mut deltas = Vec::new();
+            if tracker.clustered && !tracker.state.rooms_of_connection(socket_id).is_empty() {
+                deltas.push(Delta::Update { conn: socket_id.into(), meta: meta.clone() });
+            }
+            let diffs = tracker.state.update(socket_id, meta);
+            Tracked { diffs: (!diffs.is_empty()).then(|| (tracker.options.prefix.clone(), diffs)), deltas }
         };
-        presence::publish(self, &diffs.0, &diffs.1);
+        self.publish_tracked(tracked);
+    }
+
+    /// Sends presence events to this node's members and, in a cluster, the
+    /// changes of local connections to the other nodes.
+    pub(crate) fn publish_tracked(&self, tracked: Tracked) {
+        if let Some((prefix, diffs)) = tracked.diffs {
+            presence::publish(self, &prefix, &diffs);
+        }
+        if !tracked.deltas.is_empty()
+            && let Some(cluster) = self.cluster()
+        {
+            cluster.publish_presence(self.name(), tracked.deltas);
+        }
+    }
+
+    /// Runs `f` on the presence state under the namespace's lock (nothing
+    /// without presence); returns its diffs, to publish once released.
+    pub(crate) fn with_tracker(&self, f: impl FnOnce(&mut Tracker) -> Vec<PresenceDiff>) -> Tracked {
+        let mut st = write(&self.inner.state);
+        let Some(tracker) = st.presence.as_mut() else { return Tracked::default() };
+        let diffs = f(tracker);
+        Tracked { diffs: (!diffs.is_empty()).then(|| (tracker.options.prefix.clone(), diffs)), deltas: Vec::new() }
+    }
+
+    /// Reads the presence state, when on.
+    pub(crate) fn read_tracker<T>(&self, f: impl FnOnce(&Tracker) -> T) -> Option<T> {
+        read(&self.inner.state).presence.as_deref().map(f)
+    }
+
+    /// Marks the presence of this namespace as replicated in a cluster.
+    pub(crate) fn set_presence_clustered(&self) {
+        if let Some(tracker) = write(&self.inner.state).presence.as_mut() {
+            tracker.clustered = true;
+        }
     }
 
     pub(crate) fn rooms_of(&self, key: u64) -> Vec<Room> {

@@ -108,9 +108,17 @@ pub(crate) struct Tracker {
     pub(crate) options: PresenceOptions,
     pub(crate) node: Arc<str>,
     pub(crate) state: Presence,
+    /// The hub is in a cluster: local changes are published as deltas.
+    pub(crate) clustered: bool,
 }
 
 impl Tracker {
+    /// Whether `room` is tracked, for a connection of another node (which
+    /// checked the socket's own room itself).
+    pub(crate) fn tracks_remote(&self, room: &str) -> bool {
+        room.starts_with(&self.options.prefix) && !(self.options.prefix.is_empty() && room.starts_with("user:"))
+    }
+
     /// Whether `room` is tracked for the socket `socket_id`.
     pub(crate) fn tracks(&self, room: &str, socket_id: &str) -> bool {
         if self.options.prefix.is_empty() {
@@ -170,7 +178,9 @@ pub(crate) fn publish(ns: &Namespace, prefix: &str, diffs: &[PresenceDiff]) {
             }
         };
         let (event, payload) = event_for(prefix, diff);
-        let _ = ns.to(room).emit(event, Payload::json(vec![payload]));
+        // Local only: in a cluster every node computes the same diffs from
+        // the replicated presence and tells its own members.
+        let _ = ns.to(room).local().emit(event, Payload::json(vec![payload]));
         for l in &handlers.presence_listeners {
             l.on_presence(ns.name(), diff);
         }
