@@ -23,7 +23,8 @@
 //!
 //! In a cluster (`--redis-url`), the same contract as the official node of
 //! the mixed-cluster tests (`e2e/node/lib/official-node.mjs`):
-//! * `whoami` also gives `node` (`--node-name`) and `uid` (the cluster id);
+//! * `whoami` also gives `node` (`--node-name`) and `uid` (the cluster id),
+//!   in a cluster only;
 //! * `set-data` `(value)`: stored as the socket's `data.app`; acked `true`;
 //! * `fetch` `{rooms, except}`: `{sockets: [{id, rooms, data}]}` sorted by
 //!   id (`data` is `data.app`); when a node did not answer, `{error}` plus
@@ -54,9 +55,10 @@ use tidewire::hub::{
 };
 use tidewire::protocol::socketio::Payload;
 
-/// Installs the contract on `hub`; `node` names this node in answers.
-pub(crate) fn install(hub: &Hub, node: &str) {
-    let node: [Arc<str>; 2] = [node.into(), hub.node_id().clone()];
+/// Installs the contract on `hub`; `node` names this node in answers when
+/// it is `clustered`.
+pub(crate) fn install(hub: &Hub, node: &str, clustered: bool) {
+    let node: Option<[Arc<str>; 2]> = clustered.then(|| [node.into(), hub.node_id().clone()]);
     install_on(&hub.of("/"), &node);
     install_on(&hub.of("/chat"), &node);
     let dynamic = regex::Regex::new(r"^/dyn-\d+$").unwrap_or_else(|e| unreachable!("static pattern: {e}"));
@@ -83,8 +85,8 @@ fn strings(v: &Value) -> Vec<String> {
     }
 }
 
-/// `node` is this node's name and its cluster id.
-fn install_on(ns: &Namespace, node: &[Arc<str>; 2]) {
+/// `node` is this node's name and its cluster id, in a cluster.
+fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
     ns.use_middleware(|handshake: Arc<Handshake>| async move {
         if handshake.auth.get("token") == Some(&json!("bad")) {
             return Err(ConnectError::new("unauthorized"));
@@ -110,12 +112,13 @@ fn install_on(ns: &Namespace, node: &[Arc<str>; 2]) {
             tracing::debug!(error = %e, "echo not delivered");
         }
     });
-    let [name, uid] = node.clone();
+    let cluster_id = node.clone();
     ns.on("whoami", move |socket: Socket, event: Event| {
-        let me = json!({
-            "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth,
-            "node": &*name, "uid": &*uid,
-        });
+        let mut me = json!({ "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth });
+        if let Some([name, uid]) = &cluster_id {
+            me["node"] = json!(&**name);
+            me["uid"] = json!(&**uid);
+        }
         async move { ack_with(event, me) }
     });
     ns.on("ask", |socket: Socket, _event: Event| async move {
@@ -190,7 +193,8 @@ fn install_on(ns: &Namespace, node: &[Arc<str>; 2]) {
         let close = event.args.data.first().and_then(Value::as_bool).unwrap_or(false);
         socket.disconnect(close);
     });
-    install_cluster(ns, &node[0]);
+    let name: Arc<str> = node.as_ref().map_or_else(|| "tidewire".into(), |[name, _]| name.clone());
+    install_cluster(ns, &name);
 }
 
 /// The selection `{rooms, except}` of a cluster-wide operation.

@@ -213,7 +213,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         })
         .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
     if options.conformance {
-        conformance::install(&hub, &options.node_name);
+        conformance::install(&hub, &options.node_name, options.redis_url.is_some());
     } else {
         let secret = match &options.jwt_secret {
             Some(s) if !s.is_empty() => s.clone(),
