@@ -42,8 +42,8 @@
 //! * `server-count`, `all-rooms` (sorted; `{error, rooms, replies}` when a
 //!   node did not answer);
 //! * `broadcast-ack` spans the nodes; answers from other nodes have a null
-//!   `id`, and `error` is `"operation has timed out"` when an answer is
-//!   missing (as socket.io says).
+//!   `id`, and in a cluster `error` is `"operation has timed out"` when an
+//!   answer is missing (as socket.io says).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,7 +168,8 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
             ack_with(event, json!(reached));
         });
     }
-    ns.on("broadcast-ack", |socket: Socket, event: Event| async move {
+    let clustered = node.is_some();
+    ns.on("broadcast-ack", move |socket: Socket, event: Event| async move {
         let spec = event.args.data.first().cloned().unwrap_or(Value::Null);
         let timeout = Duration::from_millis(spec["timeoutMs"].as_u64().unwrap_or(1000));
         let op = socket.broadcast().to_many(strings(&spec["rooms"])).timeout(timeout);
@@ -184,7 +185,9 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
             .collect();
         let mut answer =
             json!({ "responses": responses, "timedOut": report.timed_out, "disconnected": report.disconnected });
-        if missing {
+        // In a cluster, say so as socket.io does (the single-node contract
+        // has the lists only).
+        if clustered && missing {
             answer["error"] = json!("operation has timed out");
         }
         ack_with(event, answer);
