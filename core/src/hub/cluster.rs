@@ -324,18 +324,29 @@ impl Hub {
             stats: ClusterStats::default(),
             config,
         });
-        self.inner().cluster.set(cluster.clone()).map_err(|_| ClusterError::AlreadyJoined)?;
-        // What exists now is subscribed before this returns; later changes
-        // go through the interest task.
+        if self.in_cluster() {
+            return Err(ClusterError::AlreadyJoined);
+        }
+        // What exists now is subscribed before the hub counts as joined (a
+        // refusal leaves it alone, as before).
         let mut channels = vec![cluster.nodes_channel.clone(), cluster.presence_channel.clone()];
         let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
         for ns in &namespaces {
-            ns.set_presence_clustered();
             channels.extend(cluster.namespace_channels(ns.name()));
             channels.extend(ns.rooms().iter().map(|r| cluster.room_channel(ns.name(), r)));
         }
         cluster.bus.subscribe(&channels).await?;
         lock(&cluster.ready).extend(namespaces.iter().map(|ns| ns.name().to_owned()));
+        self.inner().cluster.set(cluster.clone()).map_err(|_| ClusterError::AlreadyJoined)?;
+        // From here room and namespace changes reach the interest task;
+        // what changed during the subscription is caught up (subscribing
+        // twice is harmless).
+        for ns in self.read().values() {
+            ns.set_presence_clustered();
+            cluster.watch(ns.name());
+            cluster
+                .rooms_changed(ns.name(), &ns.rooms().into_iter().map(super::RoomChange::Created).collect::<Vec<_>>());
+        }
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(interest_task(Arc::downgrade(&cluster), interest_rx));
         tokio::spawn(inbound_task(weak.clone(), inbound));

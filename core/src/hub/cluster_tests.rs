@@ -413,7 +413,17 @@ async fn joining_twice_is_refused() {
     hub.join_cluster(Arc::new(a), ra, ClusterConfig::default()).await.unwrap();
     assert_eq!(hub.join_cluster(Arc::new(b), rb, ClusterConfig::default()).await, Err(ClusterError::AlreadyJoined));
     assert!(hub.in_cluster());
-    let _ = Value::Null;
+
+    // A bus that refuses leaves the hub alone: it can join another later.
+    let lone = Hub::default();
+    let (gone, rx) = bus.node(16);
+    gone.leave();
+    let refused = lone.join_cluster(Arc::new(gone), rx, ClusterConfig::default()).await;
+    assert_eq!(refused, Err(ClusterError::Bus(crate::bus::BusError::Closed)));
+    assert!(!lone.in_cluster());
+    let (ok, rx) = bus.node(16);
+    lone.join_cluster(Arc::new(ok), rx, ClusterConfig::default()).await.unwrap();
+    assert_eq!(lone.of("/").server_count().await.unwrap(), 2);
 }
 
 // --- presence across nodes ---------------------------------------------------
