@@ -796,7 +796,7 @@ impl BroadcastOpts {
         self.flags.write(out)
     }
 
-    fn read(value: Data) -> Result<BroadcastOpts, DecodeError> {
+    pub(super) fn read(value: Data) -> Result<BroadcastOpts, DecodeError> {
         let mut f = Fields::new(value, "opts")?;
         let rooms = f.rooms("rooms")?;
         let except = f.rooms("except")?;
@@ -830,7 +830,7 @@ fn write_packet(out: &mut Vec<u8>, packet: &Packet) -> io::Result<()> {
     Ok(encode::write_str(out, &packet.nsp)?)
 }
 
-fn read_packet(value: Data) -> Result<Packet, DecodeError> {
+pub(super) fn read_packet(value: Data) -> Result<Packet, DecodeError> {
     let mut f = Fields::new(value, "packet")?;
     let kind = match f.take("type") {
         None => return Err(DecodeError::MissingField("type")),
@@ -1366,7 +1366,7 @@ pub struct FetchedSocket {
 }
 
 impl FetchedSocket {
-    fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         Value::Object(object([
             ("id", jstr(&self.id)),
             ("handshake", Some(self.handshake.to_json())),
@@ -1375,7 +1375,7 @@ impl FetchedSocket {
         ]))
     }
 
-    fn read(value: Data) -> Result<FetchedSocket, DecodeError> {
+    pub(super) fn read(value: Data) -> Result<FetchedSocket, DecodeError> {
         let mut f = Fields::new(value, "socket")?;
         Ok(FetchedSocket {
             id: f.req_str("id")?,
@@ -1610,7 +1610,7 @@ impl RawResponse {
 }
 
 /// Decodes a request or response body the way the official adapter does: JSON when the first byte is `{`.
-fn decode_json_or_msgpack(bytes: &[u8]) -> Result<Data, DecodeError> {
+pub(super) fn decode_json_or_msgpack(bytes: &[u8]) -> Result<Data, DecodeError> {
     match bytes.first() {
         None => Err(DecodeError::Empty),
         Some(b'{') => {
@@ -1634,10 +1634,10 @@ fn room_string(value: Data, field: &'static str) -> Result<String, DecodeError> 
 
 /// The keys of a decoded object, taken one by one.
 #[derive(Debug, Clone, PartialEq)]
-struct Fields(Vec<(String, Data)>);
+pub(super) struct Fields(Vec<(String, Data)>);
 
 impl Fields {
-    fn new(value: Data, what: &'static str) -> Result<Fields, DecodeError> {
+    pub(super) fn new(value: Data, what: &'static str) -> Result<Fields, DecodeError> {
         match value {
             Data::Map(entries) => Ok(Fields(entries)),
             _ => Err(DecodeError::WrongType { field: what, expected: "an object" }),
@@ -1648,13 +1648,13 @@ impl Fields {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    fn take(&mut self, key: &str) -> Option<Data> {
+    pub(super) fn take(&mut self, key: &str) -> Option<Data> {
         let i = self.0.iter().position(|(k, _)| k == key)?;
         Some(self.0.remove(i).1)
     }
 
     /// A string, or `None` when absent or null.
-    fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, DecodeError> {
+    pub(super) fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, DecodeError> {
         match self.take(key) {
             None | Some(Data::Null) => Ok(None),
             Some(Data::Str(s)) => Ok(Some(s)),
@@ -1662,7 +1662,7 @@ impl Fields {
         }
     }
 
-    fn req_str(&mut self, key: &'static str) -> Result<String, DecodeError> {
+    pub(super) fn req_str(&mut self, key: &'static str) -> Result<String, DecodeError> {
         self.opt_str(key)?.ok_or(DecodeError::MissingField(key))
     }
 
@@ -1671,7 +1671,7 @@ impl Fields {
         room_string(self.take(key).ok_or(DecodeError::MissingField(key))?, key)
     }
 
-    fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, DecodeError> {
+    pub(super) fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, DecodeError> {
         match self.take(key) {
             None | Some(Data::Null) => Ok(None),
             Some(Data::Bool(b)) => Ok(Some(b)),
@@ -1679,7 +1679,7 @@ impl Fields {
         }
     }
 
-    fn opt_u64(&mut self, key: &'static str) -> Result<Option<u64>, DecodeError> {
+    pub(super) fn opt_u64(&mut self, key: &'static str) -> Result<Option<u64>, DecodeError> {
         match self.take(key) {
             None | Some(Data::Null) => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or(DecodeError::WrongType { field: key, expected: "an integer" }),
@@ -1687,7 +1687,7 @@ impl Fields {
     }
 
     /// A list of rooms; absent or null is empty (`new Set(undefined)`).
-    fn rooms(&mut self, key: &'static str) -> Result<Vec<String>, DecodeError> {
+    pub(super) fn rooms(&mut self, key: &'static str) -> Result<Vec<String>, DecodeError> {
         match self.take(key) {
             None | Some(Data::Null) => Ok(Vec::new()),
             Some(Data::Array(items)) => items.into_iter().map(|d| room_string(d, key)).collect(),

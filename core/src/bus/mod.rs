@@ -34,6 +34,7 @@ mod emitter;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+pub mod sharded;
 
 use std::pin::Pin;
 
