@@ -168,3 +168,47 @@ async fn flush_waits_until_everything_published_is_written() {
         assert_eq!(&next(&mut b_rx).await.payload[..], &i.to_be_bytes()[..]);
     }
 }
+
+#[tokio::test]
+async fn sharded_pub_sub_counts_and_survives_a_restart() {
+    let port = RedisServer::free_port();
+    let mut redis = RedisServer::start_on(port);
+    let sharded = || fast().sharded(true);
+    let (a, mut a_rx) = RedisBus::connect(&redis.url(), sharded()).unwrap();
+    let (b, mut b_rx) = RedisBus::connect(&redis.url(), sharded()).unwrap();
+    let (classic, mut classic_rx) = RedisBus::connect(&redis.url(), fast()).unwrap();
+    a.subscribe(&channels(&["s#"])).await.unwrap();
+    b.subscribe(&channels(&["s#", "t#"])).await.unwrap();
+    classic.subscribe(&channels(&["s#"])).await.unwrap();
+    assert!(a.wait_connected(STEP).await && b.wait_connected(STEP).await && classic.wait_connected(STEP).await);
+    assert_eq!(a.subscriber_count("s#").await.unwrap(), 2, "SHARDNUMSUB: the sharded subscribers only");
+    assert_eq!(classic.subscriber_count("s#").await.unwrap(), 1, "NUMSUB: the classic one");
+    for i in 0..50u8 {
+        a.publish("s#", Bytes::from(vec![i])).unwrap();
+    }
+    for rx in [&mut a_rx, &mut b_rx] {
+        for i in 0..50u8 {
+            assert_eq!(&next(rx).await.payload[..], &[i], "in order");
+        }
+    }
+    b.publish("t#", Bytes::from_static(b"only b")).unwrap();
+    assert_eq!(next(&mut b_rx).await.payload, "only b");
+    b.unsubscribe(&channels(&["t#"])).await.unwrap();
+    assert_eq!(a.subscriber_count("t#").await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(classic_rx.try_recv().is_err(), "SPUBLISH never reaches a classic subscriber");
+
+    // Redis restarts: the shard subscriptions come back.
+    redis.kill();
+    let _redis = RedisServer::start_on(port);
+    let made = b.connections_made();
+    tokio::time::timeout(STEP, async {
+        while b.connections_made() == made || a.subscriber_count("s#").await.ok() != Some(2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("resubscribed after the restart");
+    a.publish("s#", Bytes::from_static(b"after")).unwrap();
+    assert_eq!(next(&mut b_rx).await.payload, "after");
+}

@@ -32,6 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::{PushInfo, PushKind};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use super::{Bus, BusError, BusFuture, BusMessage};
@@ -54,6 +55,12 @@ pub struct RedisBusConfig {
     pub min_backoff: Duration,
     /// The largest backoff (default 5 s).
     pub max_backoff: Duration,
+    /// Sharded pub/sub (Redis 7: `SPUBLISH`, `SSUBSCRIBE`, `PUBSUB
+    /// SHARDNUMSUB`), what `@socket.io/redis-adapter`'s sharded adapter
+    /// uses (default false: classic pub/sub). On one Redis server; not yet
+    /// with a Redis Cluster, whose shard channels live on the node of
+    /// their slot.
+    pub sharded: bool,
 }
 
 impl Default for RedisBusConfig {
@@ -65,6 +72,7 @@ impl Default for RedisBusConfig {
             probe_timeout: Duration::from_secs(3),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            sharded: false,
         }
     }
 }
@@ -85,6 +93,11 @@ impl RedisBusConfig {
     pub fn probe(mut self, interval: Duration, timeout: Duration) -> Self {
         self.probe_interval = interval;
         self.probe_timeout = timeout;
+        self
+    }
+    /// Sets [`sharded`](Self::sharded).
+    pub fn sharded(mut self, yes: bool) -> Self {
+        self.sharded = yes;
         self
     }
     /// Sets the reconnection backoff range.
@@ -116,7 +129,7 @@ struct Shared {
     /// The channels this node wants, resubscribed after every reconnect.
     channels: std::sync::Mutex<BTreeSet<String>>,
     /// The live subscriber connection's sink, when connected.
-    sink: Mutex<Option<PubSubSink>>,
+    sink: Mutex<Option<Sink>>,
     /// The command connection, when connected.
     commands: Mutex<Option<MultiplexedConnection>>,
     /// This node's probe channel.
@@ -177,6 +190,9 @@ impl RedisBus {
         cluster: bool,
         config: RedisBusConfig,
     ) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
+        if cluster && config.sharded {
+            return Err(BusError::Backend("sharded pub/sub with a Redis Cluster is not supported yet".to_owned()));
+        }
         let seeds =
             urls.iter().map(|u| redis::Client::open(*u).map_err(|e| backend(&e))).collect::<Result<Vec<_>, _>>()?;
         if seeds.is_empty() {
@@ -294,10 +310,31 @@ impl Shared {
         Ok(c)
     }
 
-    /// `PUBSUB NUMSUB channel` of one server.
-    async fn numsub(c: &mut MultiplexedConnection, channel: &str) -> Result<usize, redis::RedisError> {
-        let (_, n): (String, usize) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(c).await?;
+    fn publish_command(&self) -> &'static str {
+        if self.config.sharded { "SPUBLISH" } else { "PUBLISH" }
+    }
+
+    /// `PUBSUB NUMSUB channel` (`SHARDNUMSUB` when sharded) of one server.
+    async fn numsub(&self, c: &mut MultiplexedConnection, channel: &str) -> Result<usize, redis::RedisError> {
+        let sub = if self.config.sharded { "SHARDNUMSUB" } else { "NUMSUB" };
+        let (_, n): (String, usize) = redis::cmd("PUBSUB").arg(sub).arg(channel).query_async(c).await?;
         Ok(n)
+    }
+
+    /// Connects a subscriber: a RESP2 pub/sub connection, or, sharded, a
+    /// RESP3 connection whose pushes carry the shard messages.
+    async fn connect_subscriber(&self) -> Result<(Sink, Source), redis::RedisError> {
+        if !self.config.sharded {
+            let (sink, stream) = self.client().get_async_pubsub().await?.split();
+            return Ok((Sink::Classic(sink), Source::Classic(Box::pin(stream))));
+        }
+        let info = self.client().get_connection_info().clone();
+        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
+        let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok((Sink::Sharded(connection), Source::Sharded(rx)))
     }
 
     /// The subscribers of `channel` over every node of the cluster.
@@ -331,7 +368,7 @@ impl Shared {
                 }
             };
             let mut conn = conn;
-            match Shared::numsub(&mut conn, channel).await {
+            match self.numsub(&mut conn, channel).await {
                 Ok(n) => total += n,
                 Err(e) => {
                     connections.remove(&key);
@@ -368,7 +405,7 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
         let sent_count = batch.len() as u64;
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
+            pipe.cmd(shared.publish_command()).arg(channel).arg(payload.as_ref()).ignore();
         }
         batch.clear();
         loop {
@@ -405,7 +442,7 @@ const PUBLISH_BATCH: usize = 256;
 async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
     let mut backoff = shared.config.min_backoff;
     while !shared.is_closed() {
-        let pubsub = match shared.client().get_async_pubsub().await {
+        let (mut sink, mut stream) = match shared.connect_subscriber().await {
             Ok(p) => p,
             Err(e) => {
                 shared.next_seed();
@@ -414,7 +451,6 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
                 continue;
             }
         };
-        let (mut sink, mut stream) = pubsub.split();
         let mut wanted: Vec<String> =
             shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
         wanted.push(shared.probe_channel.clone());
@@ -452,13 +488,12 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
                         tracing::warn!("redis bus: subscriber connection lost, reconnecting");
                         break;
                     };
-                    let channel = message.get_channel_name();
-                    if channel == shared.probe_channel {
+                    let Some(message) = message else { continue };
+                    if message.channel == shared.probe_channel {
                         probe_deadline = None;
                         shared.probe_seen.notify_waiters();
                         continue;
                     }
-                    let message = BusMessage { channel: channel.to_owned(), payload: Bytes::copy_from_slice(message.get_payload_bytes()) };
                     if inbound.try_send(message).is_err() {
                         shared.dropped_inbound.fetch_add(1, Ordering::Relaxed);
                     }
@@ -469,7 +504,7 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
                         let shared = shared.clone();
                         tokio::spawn(async move {
                             if let Ok(mut c) = shared.commands().await {
-                                let _ = redis::cmd("PUBLISH").arg(&shared.probe_channel).arg("ping").query_async::<i64>(&mut c).await;
+                                let _ = redis::cmd(shared.publish_command()).arg(&shared.probe_channel).arg("ping").query_async::<i64>(&mut c).await;
                             }
                         });
                     }
@@ -556,7 +591,7 @@ impl Bus for RedisBus {
                 return self.shared.cluster_numsub(channel).await;
             }
             let mut c = self.shared.commands().await?;
-            match Shared::numsub(&mut c, channel).await {
+            match self.shared.numsub(&mut c, channel).await {
                 Ok(n) => Ok(n),
                 Err(e) => {
                     self.shared.forget_commands().await;
@@ -615,5 +650,88 @@ mod tests {
 e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
 ";
         assert_eq!(cluster_nodes(text), vec![("127.0.0.1", 30004), ("127.0.0.1", 30002), ("127.0.0.1", 30001)]);
+    }
+}
+
+/// The subscribing half of the subscriber connection.
+enum Sink {
+    Classic(PubSubSink),
+    /// A RESP3 connection: one `SSUBSCRIBE` per channel, so that each
+    /// command gets exactly one confirmation as its answer.
+    Sharded(MultiplexedConnection),
+}
+
+impl Sink {
+    async fn subscribe<C: AsRef<str>>(&mut self, channels: &[C]) -> Result<(), redis::RedisError> {
+        match self {
+            Sink::Classic(sink) => {
+                let channels: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
+                sink.subscribe(channels).await
+            }
+            Sink::Sharded(c) => Sink::each(c, "SSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn unsubscribe<C: AsRef<str>>(&mut self, channels: &[C]) -> Result<(), redis::RedisError> {
+        match self {
+            Sink::Classic(sink) => {
+                let channels: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
+                sink.unsubscribe(channels).await
+            }
+            Sink::Sharded(c) => Sink::each(c, "SUNSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn each<C: AsRef<str>>(
+        c: &mut MultiplexedConnection,
+        command: &str,
+        channels: &[C],
+    ) -> Result<(), redis::RedisError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd(command).arg(channel.as_ref()).ignore();
+        }
+        pipe.query_async::<()>(c).await
+    }
+}
+
+/// The messages of the subscriber connection.
+enum Source {
+    Classic(std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>),
+    Sharded(mpsc::UnboundedReceiver<PushInfo>),
+}
+
+impl Source {
+    /// The next message; `Some(None)` for something that is not one (a
+    /// confirmation); `None` once the connection is gone.
+    async fn next(&mut self) -> Option<Option<BusMessage>> {
+        match self {
+            Source::Classic(stream) => {
+                let m = stream.next().await?;
+                let channel = m.get_channel_name().to_owned();
+                Some(Some(BusMessage { channel, payload: Bytes::copy_from_slice(m.get_payload_bytes()) }))
+            }
+            Source::Sharded(rx) => {
+                let push = rx.recv().await?;
+                match push.kind {
+                    PushKind::Disconnection => None,
+                    PushKind::SMessage => {
+                        let mut data = push.data.into_iter();
+                        let (Some(channel), Some(payload)) = (data.next(), data.next()) else { return Some(None) };
+                        match (redis::from_redis_value::<String>(channel), redis::from_redis_value::<Vec<u8>>(payload))
+                        {
+                            (Ok(channel), Ok(payload)) => {
+                                Some(Some(BusMessage { channel, payload: Bytes::from(payload) }))
+                            }
+                            _ => Some(None),
+                        }
+                    }
+                    _ => Some(None),
+                }
+            }
+        }
     }
 }
