@@ -636,23 +636,6 @@ fn node_addr(seed: &redis::Client, host: &str, port: u16) -> redis::ConnectionAd
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::cluster_nodes;
-
-    #[test]
-    fn cluster_nodes_lists_live_masters_and_replicas() {
-        let text = "\
-07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,node-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
-6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(cluster_nodes(text), vec![("127.0.0.1", 30004), ("127.0.0.1", 30002), ("127.0.0.1", 30001)]);
-    }
-}
-
 /// The subscribing half of the subscriber connection.
 enum Sink {
     Classic(PubSubSink),
@@ -733,5 +716,22 @@ impl Source {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    #[test]
+    fn cluster_nodes_lists_live_masters_and_replicas() {
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,node-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(cluster_nodes(text), vec![("127.0.0.1", 30004), ("127.0.0.1", 30002), ("127.0.0.1", 30001)]);
     }
 }
