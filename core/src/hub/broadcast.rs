@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::cluster::{self, Cluster, Gathered, Inflight, Replies};
+use super::cluster::{self, Answer, Cluster, Gathered, Inflight, Replies};
 use super::socket::AckSink;
 use super::{Handshake, Namespace, Socket};
 use crate::ack::{AckCollector, AckReport};
-use crate::bus::classic::{self, BroadcastOpts, Flags, RawResponse, Request, RequestType, Response, RoomOpts};
+use crate::bus::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response, RoomOpts};
 use crate::protocol::socketio::{Packet, Payload};
 use crate::rooms::{Room, Target};
 
@@ -435,7 +435,7 @@ struct RemoteAcks {
 }
 
 impl RemoteAcks {
-    fn take(&mut self, raw: RawResponse, collector: &mut AckCollector<Payload>) {
+    fn take(&mut self, raw: Answer, collector: &mut AckCollector<Payload>) {
         match raw.interpret(RequestType::Broadcast) {
             Ok(Response::BroadcastClientCount { client_count, .. }) => {
                 self.counted += 1;
@@ -450,7 +450,7 @@ impl RemoteAcks {
     }
 }
 
-async fn recv_remote(remote: &mut Option<RemoteAcks>) -> Option<RawResponse> {
+async fn recv_remote(remote: &mut Option<RemoteAcks>) -> Option<Answer> {
     match remote {
         Some(r) => r.inflight.rx.recv().await,
         None => std::future::pending().await,

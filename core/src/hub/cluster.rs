@@ -59,6 +59,7 @@ use crate::bus::classic::{
     self, BroadcastOpts, Channel, ClassicBroadcast, Data, FetchedSocket, Flags, RawResponse, Request, RequestType,
     Response, RoomOpts,
 };
+use crate::bus::sharded::{self, Body, Message};
 use crate::bus::{Bus, BusError, BusMessage};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, Target};
@@ -80,6 +81,22 @@ pub struct ClusterConfig {
     /// How often this node tells the other Tidewire nodes it is alive
     /// (default 5 s); a node silent for three intervals is forgotten.
     pub heartbeat_interval: Duration,
+    /// The wire protocol (default: classic, `createAdapter`'s).
+    pub protocol: Protocol,
+}
+
+/// The wire protocol of a cluster; every node of a cluster uses the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `@socket.io/redis-adapter`'s `createAdapter` (classic pub/sub).
+    #[default]
+    Classic,
+    /// Its `createShardedAdapter` (Redis 7 sharded pub/sub, the bus in
+    /// sharded mode: [`RedisBusConfig::sharded`](crate::bus::RedisBusConfig::sharded)),
+    /// with its subscription mode. Its protocol has no request for every
+    /// room of the cluster: [`Namespace::all_rooms`] answers for this node.
+    Sharded(sharded::SubscriptionMode),
 }
 
 impl Default for ClusterConfig {
@@ -89,6 +106,7 @@ impl Default for ClusterConfig {
             request_timeout: Duration::from_secs(5),
             specific_response_channel: false,
             heartbeat_interval: Duration::from_secs(5),
+            protocol: Protocol::Classic,
         }
     }
 }
@@ -107,6 +125,11 @@ impl ClusterConfig {
     /// Sets [`specific_response_channel`](Self::specific_response_channel).
     pub fn specific_response_channel(mut self, yes: bool) -> Self {
         self.specific_response_channel = yes;
+        self
+    }
+    /// Sets [`protocol`](Self::protocol).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
         self
     }
     /// Sets [`heartbeat_interval`](Self::heartbeat_interval).
@@ -247,7 +270,7 @@ pub(crate) struct Cluster {
     config: ClusterConfig,
     uid: Arc<str>,
     /// Requests of this node waiting for answers, by request id.
-    pending: Mutex<HashMap<String, mpsc::UnboundedSender<RawResponse>>>,
+    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Answer>>>,
     interest: mpsc::UnboundedSender<Interest>,
     /// Namespaces whose channels the bus confirmed.
     ready: Mutex<HashSet<String>>,
@@ -333,7 +356,7 @@ impl Hub {
         let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
         for ns in &namespaces {
             channels.extend(cluster.namespace_channels(ns.name()));
-            channels.extend(ns.rooms().iter().map(|r| cluster.room_channel(ns.name(), r)));
+            channels.extend(ns.rooms().iter().filter_map(|r| cluster.room_channel(ns.name(), r)));
         }
         cluster.bus.subscribe(&channels).await?;
         lock(&cluster.ready).extend(namespaces.iter().map(|ns| ns.name().to_owned()));
@@ -381,18 +404,43 @@ impl Hub {
 }
 
 impl Cluster {
-    fn namespace_channels(&self, nsp: &str) -> [String; 4] {
+    fn namespace_channels(&self, nsp: &str) -> Vec<String> {
         let p = &self.config.prefix;
-        [
-            classic::broadcast_channel(p, nsp),
-            classic::request_channel(p, nsp),
-            classic::response_channel(p, nsp, None),
-            classic::response_channel(p, nsp, Some(&self.uid)),
-        ]
+        match self.config.protocol {
+            Protocol::Classic => vec![
+                classic::broadcast_channel(p, nsp),
+                classic::request_channel(p, nsp),
+                classic::response_channel(p, nsp, None),
+                classic::response_channel(p, nsp, Some(&self.uid)),
+            ],
+            Protocol::Sharded(_) => vec![sharded::channel(p, nsp), sharded::room_channel(p, nsp, &self.uid)],
+        }
     }
 
-    fn room_channel(&self, nsp: &str, room: &str) -> String {
-        classic::room_channel(&self.config.prefix, nsp, room)
+    /// The channel of `room`'s broadcasts, when it has one of its own.
+    fn room_channel(&self, nsp: &str, room: &str) -> Option<String> {
+        let p = &self.config.prefix;
+        match self.config.protocol {
+            Protocol::Classic => Some(classic::room_channel(p, nsp, room)),
+            Protocol::Sharded(sharded::SubscriptionMode::Static) => None,
+            Protocol::Sharded(sharded::SubscriptionMode::Dynamic) => {
+                (!sharded::looks_like_socket_id(room)).then(|| sharded::room_channel(p, nsp, room))
+            }
+            Protocol::Sharded(sharded::SubscriptionMode::DynamicPrivate) => Some(sharded::room_channel(p, nsp, room)),
+        }
+    }
+
+    /// The channel whose subscribers are the namespace's nodes (and where
+    /// requests go).
+    fn request_channel(&self, nsp: &str) -> String {
+        match self.config.protocol {
+            Protocol::Classic => classic::request_channel(&self.config.prefix, nsp),
+            Protocol::Sharded(_) => sharded::channel(&self.config.prefix, nsp),
+        }
+    }
+
+    fn is_sharded(&self) -> bool {
+        matches!(self.config.protocol, Protocol::Sharded(_))
     }
 
     /// A namespace appeared on this node.
@@ -414,11 +462,13 @@ impl Cluster {
     pub(crate) fn rooms_changed(&self, nsp: &str, changes: &[super::RoomChange]) {
         for change in changes {
             let interest = match change {
-                super::RoomChange::Created(room) => Interest::Sub(self.room_channel(nsp, room)),
-                super::RoomChange::Deleted(room) => Interest::Unsub(self.room_channel(nsp, room)),
-                _ => continue,
+                super::RoomChange::Created(room) => self.room_channel(nsp, room).map(Interest::Sub),
+                super::RoomChange::Deleted(room) => self.room_channel(nsp, room).map(Interest::Unsub),
+                _ => None,
             };
-            let _ = self.interest.send(interest);
+            if let Some(interest) = interest {
+                let _ = self.interest.send(interest);
+            }
         }
     }
 
@@ -508,31 +558,56 @@ impl Cluster {
         args: &Payload,
     ) {
         let Some(data) = event_data(event, args) else { return };
-        let message = ClassicBroadcast {
-            uid: self.uid.to_string(),
-            packet: classic::Packet::event(ns.name(), data),
-            opts: BroadcastOpts {
-                rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
-                except: target.except.iter().map(|r| r.to_string()).collect(),
-                flags: Flags { volatile: volatile.then_some(true), ..Flags::default() },
-            },
+        let packet = classic::Packet::event(ns.name(), data);
+        let opts = BroadcastOpts {
+            rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
+            except: target.except.iter().map(|r| r.to_string()).collect(),
+            flags: Flags { volatile: volatile.then_some(true), ..Flags::default() },
         };
-        let _ = self.publish(&message.channel(&self.config.prefix), message.encode());
+        match self.config.protocol {
+            Protocol::Classic => {
+                let message = ClassicBroadcast { uid: self.uid.to_string(), packet, opts };
+                let _ = self.publish(&message.channel(&self.config.prefix), message.encode());
+            }
+            Protocol::Sharded(mode) => {
+                let body = Body::Broadcast { packet, request_id: None, opts };
+                let message = Message { uid: self.uid.to_string(), nsp: ns.name().to_owned(), body };
+                let _ = self.publish(&message.channel(&self.config.prefix, mode, None), message.encode());
+            }
+        }
     }
 
-    /// Publishes a request that gets no answer.
-    pub(crate) fn publish_request(&self, nsp: &str, request: &Request) {
-        let _ = self.publish(&classic::request_channel(&self.config.prefix, nsp), request.encode());
+    /// Publishes a request: as it is, or as its sharded equivalent (none
+    /// for ALL_ROOMS and the legacy forms). Returns whether it went out.
+    pub(crate) fn publish_request(&self, nsp: &str, request: &Request) -> bool {
+        let payload = match self.config.protocol {
+            Protocol::Classic => request.encode(),
+            Protocol::Sharded(_) => match sharded_request(request) {
+                Some(body) => Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body }.encode(),
+                None => return false,
+            },
+        };
+        self.publish(&self.request_channel(nsp), payload).is_ok()
     }
 
     /// Publishes `response` to the requester `requester`.
     fn answer(&self, nsp: &str, requester: Option<&str>, response: &Response) {
-        let channel = match requester {
-            Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
-            None => classic::response_channel(&self.config.prefix, nsp, None),
+        let (channel, payload) = match self.config.protocol {
+            Protocol::Classic => {
+                let channel = match requester {
+                    Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
+                    None => classic::response_channel(&self.config.prefix, nsp, None),
+                };
+                (channel, response.encode_from(Some(&self.uid)))
+            }
+            Protocol::Sharded(_) => {
+                let (Some(requester), Some(body)) = (requester, sharded_response(response)) else { return };
+                let message = Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body };
+                (sharded::room_channel(&self.config.prefix, nsp, requester), message.encode())
+            }
         };
         add(&self.stats.answered);
-        let _ = self.publish(&channel, response.encode_from(Some(&self.uid)));
+        let _ = self.publish(&channel, payload);
     }
 
     fn request_id(&self) -> String {
@@ -548,15 +623,26 @@ impl Cluster {
         make: impl FnOnce(String, String) -> Request,
     ) -> Result<Inflight, BusError> {
         self.ensure_subscribed(nsp).await?;
-        let count = self.bus.subscriber_count(&classic::request_channel(&self.config.prefix, nsp)).await?;
-        let expected = count.saturating_sub(1);
+        let count = self.bus.subscriber_count(&self.request_channel(nsp)).await?;
         let request_id = self.request_id();
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.pending).insert(request_id.clone(), tx);
-        let inflight = Inflight { cluster: self.clone(), request_id: request_id.clone(), rx, expected };
-        if expected > 0 {
+        let mut inflight =
+            Inflight { cluster: self.clone(), request_id: request_id.clone(), rx, expected: count.saturating_sub(1) };
+        if inflight.expected > 0 {
             let request = make(self.uid.to_string(), request_id);
-            self.publish(&classic::request_channel(&self.config.prefix, nsp), request.encode())?;
+            let payload = match self.config.protocol {
+                Protocol::Classic => request.encode(),
+                Protocol::Sharded(_) => match sharded_request(&request) {
+                    Some(body) => Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body }.encode(),
+                    // Not in this protocol: nobody to wait for.
+                    None => {
+                        inflight.expected = 0;
+                        return Ok(inflight);
+                    }
+                },
+            };
+            self.publish(&self.request_channel(nsp), payload)?;
         }
         Ok(inflight)
     }
@@ -634,7 +720,12 @@ impl Cluster {
                     self.forget_presence_of(hub, &beat.uid);
                 }
                 Ok(beat) => {
+                    let newcomer = !lock(&self.peers).contains_key(&beat.uid);
                     self.seen(&beat.uid);
+                    if newcomer {
+                        // So that a node that just joined knows this one at once.
+                        self.beat(self.own_presence_digest(hub), false);
+                    }
                     self.check_presence_digest(hub, &beat.uid, beat.presence);
                 }
                 Err(_) => add(&self.stats.malformed),
@@ -644,11 +735,46 @@ impl Cluster {
         if message.channel == self.presence_channel {
             return self.on_presence_message(hub, &message.payload);
         }
+        if self.is_sharded() {
+            return self.on_sharded(hub, &message.payload);
+        }
         match classic::parse_channel(&self.config.prefix, &message.channel) {
             Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
             Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
             Some(Channel::Response { .. }) => self.on_response(&message.payload),
             None => {}
+        }
+    }
+
+    /// A message of the sharded protocol, on any of its channels.
+    fn on_sharded(self: &Arc<Self>, hub: &Hub, payload: &[u8]) {
+        let message = match Message::decode(payload) {
+            Ok(m) => m,
+            Err(e) => return self.malformed("message", &e),
+        };
+        if message.uid == *self.uid {
+            return;
+        }
+        let Message { uid, nsp, body } = message;
+        if body.is_response() {
+            // Answers name their node in this protocol, official ones too.
+            self.seen(&uid);
+            let Some(request_id) = response_id(&body) else { return };
+            let tx = lock(&self.pending).get(request_id).cloned();
+            if let Some(tx) = tx {
+                let _ = tx.send(Answer::Sharded { uid, body });
+            }
+            return;
+        }
+        let Some(ns) = hub.namespace(&nsp) else { return };
+        match body {
+            Body::Broadcast { packet, request_id: None, opts } => self.deliver(ns, &packet.data, &opts),
+            Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => {}
+            other => {
+                if let Some(request) = classic_request(uid, other) {
+                    self.handle_request(hub, &ns, request);
+                }
+            }
         }
     }
 
@@ -666,11 +792,16 @@ impl Cluster {
             return;
         }
         let Some(ns) = hub.namespace(&message.packet.nsp) else { return };
-        let Some((event, args)) = event_of(&message.packet.data) else {
+        self.deliver(ns, &message.packet.data, &message.opts);
+    }
+
+    /// Delivers another node's broadcast to this node's sockets.
+    fn deliver(&self, ns: Namespace, data: &[Data], opts: &BroadcastOpts) {
+        let Some((event, args)) = event_of(data) else {
             return self.malformed("broadcast", &"no event name");
         };
-        let mut op = BroadcastOperator::new(ns, target_of(&message.opts.rooms, &message.opts.except)).local();
-        if message.opts.flags.volatile == Some(true) {
+        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).local();
+        if opts.flags.volatile == Some(true) {
             op = op.volatile();
         }
         op.emit(&event, args);
@@ -687,7 +818,7 @@ impl Cluster {
         let Some(id) = raw.request_id() else { return };
         let tx = lock(&self.pending).get(id).cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(raw);
+            let _ = tx.send(Answer::Classic(raw));
         }
     }
 
@@ -701,6 +832,12 @@ impl Cluster {
             return;
         }
         let Some(ns) = hub.namespace(nsp) else { return };
+        self.handle_request(hub, &ns, request);
+    }
+
+    /// Applies or answers another node's request.
+    fn handle_request(self: &Arc<Self>, hub: &Hub, ns: &Namespace, request: Request) {
+        let nsp = ns.name();
         let local = |opts: &RoomOpts| BroadcastOperator::new(ns.clone(), target_of(&opts.rooms, &opts.except)).local();
         match request {
             Request::Sockets { uid, request_id, rooms } => {
@@ -742,7 +879,7 @@ impl Cluster {
                 let sockets = local(&opts).local_sockets().iter().map(fetched).collect();
                 self.answer(nsp, Some(&uid), &Response::Fetch { request_id, sockets });
             }
-            Request::ServerSideEmit { uid, request_id, data } => self.on_server_event(&ns, uid, request_id, &data),
+            Request::ServerSideEmit { uid, request_id, data } => self.on_server_event(ns, uid, request_id, &data),
             Request::Broadcast { uid, request_id, packet, opts } => {
                 let Some((event, args)) = event_of(&packet.data) else {
                     return self.malformed("request", &"no event name");
@@ -819,7 +956,7 @@ async fn answer_acks(
 pub(crate) struct Inflight {
     cluster: Arc<Cluster>,
     request_id: String,
-    pub(crate) rx: mpsc::UnboundedReceiver<RawResponse>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Answer>,
     pub(crate) expected: usize,
 }
 
@@ -827,6 +964,116 @@ impl Drop for Inflight {
     fn drop(&mut self) {
         lock(&self.cluster.pending).remove(&self.request_id);
     }
+}
+
+/// An answer to one of this node's requests, in either protocol.
+pub(crate) enum Answer {
+    /// A classic response, read by the type of the request it answers.
+    Classic(RawResponse),
+    /// A sharded response, from node `uid`.
+    Sharded { uid: String, body: Body },
+}
+
+impl Answer {
+    /// The answering node, when known.
+    pub(crate) fn uid(&self) -> Option<&str> {
+        match self {
+            Answer::Classic(raw) => raw.uid(),
+            Answer::Sharded { uid, .. } => Some(uid),
+        }
+    }
+
+    /// The answer as a classic [`Response`] to a request of type `asked`.
+    pub(crate) fn interpret(self, asked: RequestType) -> Result<Response, classic::DecodeError> {
+        let (_, body) = match self {
+            Answer::Classic(raw) => return raw.interpret(asked),
+            Answer::Sharded { uid, body } => (uid, body),
+        };
+        Ok(match body {
+            Body::FetchSocketsResponse { request_id, sockets } => Response::Fetch { request_id, sockets },
+            Body::ServerSideEmitResponse { request_id, packet } => {
+                Response::ServerSideEmit { request_id, data: packet }
+            }
+            Body::BroadcastClientCount { request_id, client_count } => {
+                Response::BroadcastClientCount { request_id, client_count }
+            }
+            Body::BroadcastAck { request_id, packet } => Response::BroadcastAck { request_id, packet },
+            _ => return Err(classic::DecodeError::UnexpectedResponse { asked }),
+        })
+    }
+}
+
+/// The request id a sharded response answers.
+fn response_id(body: &Body) -> Option<&str> {
+    match body {
+        Body::FetchSocketsResponse { request_id, .. }
+        | Body::ServerSideEmitResponse { request_id, .. }
+        | Body::BroadcastClientCount { request_id, .. }
+        | Body::BroadcastAck { request_id, .. } => Some(request_id),
+        _ => None,
+    }
+}
+
+fn broadcast_opts(opts: &RoomOpts) -> BroadcastOpts {
+    BroadcastOpts { rooms: opts.rooms.clone(), except: opts.except.clone(), flags: Flags::default() }
+}
+
+fn room_opts_of(opts: BroadcastOpts) -> RoomOpts {
+    RoomOpts { rooms: opts.rooms, except: opts.except }
+}
+
+/// A classic request's sharded equivalent (none for ALL_ROOMS, SOCKETS and
+/// the legacy single-socket forms).
+fn sharded_request(request: &Request) -> Option<Body> {
+    Some(match request {
+        Request::RemoteJoin { opts, rooms, .. } => {
+            Body::SocketsJoin { opts: broadcast_opts(opts), rooms: rooms.clone() }
+        }
+        Request::RemoteLeave { opts, rooms, .. } => {
+            Body::SocketsLeave { opts: broadcast_opts(opts), rooms: rooms.clone() }
+        }
+        Request::RemoteDisconnect { opts, close, .. } => {
+            Body::DisconnectSockets { opts: broadcast_opts(opts), close: *close }
+        }
+        Request::RemoteFetch { request_id, opts, .. } => {
+            Body::FetchSockets { opts: broadcast_opts(opts), request_id: request_id.clone() }
+        }
+        Request::ServerSideEmit { request_id, data, .. } => {
+            Body::ServerSideEmit { request_id: request_id.clone(), packet: data.clone() }
+        }
+        Request::Broadcast { request_id, packet, opts, .. } => {
+            Body::Broadcast { packet: packet.clone(), request_id: Some(request_id.clone()), opts: opts.clone() }
+        }
+        _ => return None,
+    })
+}
+
+/// A sharded request as the classic request the node answers the same way.
+fn classic_request(uid: String, body: Body) -> Option<Request> {
+    Some(match body {
+        Body::Broadcast { packet, request_id: Some(request_id), opts } => {
+            Request::Broadcast { uid, request_id, packet, opts }
+        }
+        Body::SocketsJoin { opts, rooms } => Request::RemoteJoin { uid, opts: room_opts_of(opts), rooms },
+        Body::SocketsLeave { opts, rooms } => Request::RemoteLeave { uid, opts: room_opts_of(opts), rooms },
+        Body::DisconnectSockets { opts, close } => Request::RemoteDisconnect { uid, opts: room_opts_of(opts), close },
+        Body::FetchSockets { opts, request_id } => Request::RemoteFetch { uid, request_id, opts: room_opts_of(opts) },
+        Body::ServerSideEmit { request_id, packet } => Request::ServerSideEmit { uid, request_id, data: packet },
+        _ => return None,
+    })
+}
+
+/// A classic response's sharded equivalent.
+fn sharded_response(response: &Response) -> Option<Body> {
+    Some(match response.clone() {
+        Response::Fetch { request_id, sockets } => Body::FetchSocketsResponse { request_id, sockets },
+        Response::ServerSideEmit { request_id, data } => Body::ServerSideEmitResponse { request_id, packet: data },
+        Response::BroadcastClientCount { request_id, client_count } => {
+            Body::BroadcastClientCount { request_id, client_count }
+        }
+        Response::BroadcastAck { request_id, packet } => Body::BroadcastAck { request_id, packet },
+        _ => return None,
+    })
 }
 
 // --- conversions ---------------------------------------------------------------
@@ -975,8 +1222,12 @@ async fn interest_task(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<I
         // Namespaces whose request channel was just subscribed are ready.
         let mut ready = lock(&cluster.ready);
         for c in &subscribe {
-            if let Some(Channel::Request { nsp }) = classic::parse_channel(&cluster.config.prefix, c) {
-                ready.insert(nsp.to_owned());
+            match (cluster.config.protocol, classic::parse_channel(&cluster.config.prefix, c)) {
+                (Protocol::Classic, Some(Channel::Request { nsp }))
+                | (Protocol::Sharded(_), Some(Channel::Broadcast { nsp, room: None })) => {
+                    ready.insert(nsp.to_owned());
+                }
+                _ => {}
             }
         }
     }
@@ -1050,7 +1301,7 @@ impl Namespace {
         let Some(cluster) = self.cluster() else { return Ok(()) };
         let data = event_data(event, args).unwrap_or_else(|| vec![Data::Str(event.to_owned())]);
         let request = Request::ServerSideEmit { uid: cluster.uid().to_owned(), request_id: None, data };
-        cluster.publish(&classic::request_channel(&cluster.config.prefix, self.name()), request.encode())
+        if cluster.publish_request(self.name(), &request) { Ok(()) } else { Err(BusError::Full(0)) }
     }
 
     /// Sends `event` to the other nodes and gathers each one's answer (the
@@ -1092,7 +1343,7 @@ impl Namespace {
     pub async fn server_count(&self) -> Result<usize, BusError> {
         let Some(cluster) = self.cluster() else { return Ok(1) };
         cluster.ensure_subscribed(self.name()).await?;
-        cluster.bus.subscriber_count(&classic::request_channel(&cluster.config.prefix, self.name())).await
+        cluster.bus.subscriber_count(&cluster.request_channel(self.name())).await
     }
 
     /// Every room with a member on any node (each socket's own room

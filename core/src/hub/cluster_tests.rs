@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 
 use super::tests::{Client, args, settle};
 use super::*;
+use crate::bus::sharded::SubscriptionMode;
 use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
 use crate::engine::Engine;
+use crate::hub::cluster::Protocol;
 use crate::protocol::engine::Encoded;
 
 struct Node {
@@ -27,8 +29,13 @@ impl Node {
     }
 }
 
+thread_local! {
+    /// The protocol of the clusters a test makes (its runtime runs on one thread).
+    static PROTOCOL: std::cell::Cell<Protocol> = const { std::cell::Cell::new(Protocol::Classic) };
+}
+
 fn config() -> ClusterConfig {
-    ClusterConfig::default().request_timeout(Duration::from_millis(300))
+    ClusterConfig::default().request_timeout(Duration::from_millis(300)).protocol(PROTOCOL.get())
 }
 
 async fn cluster(n: usize) -> (MemoryBus, Vec<Node>) {
@@ -56,7 +63,6 @@ fn count(received: &[String], packet: &str) -> usize {
     received.iter().filter(|p| *p == packet).count()
 }
 
-#[tokio::test]
 async fn broadcasts_reach_every_node_with_rooms_except_and_local() {
     let (_bus, n) = cluster(3).await;
     let (a1, b1, b2, c1) = (n[0].client(), n[1].client(), n[1].client(), n[2].client());
@@ -121,7 +127,6 @@ async fn broadcasts_reach_every_node_with_rooms_except_and_local() {
     assert!(b1.recv().is_empty() && c1.recv().is_empty());
 }
 
-#[tokio::test]
 async fn binary_arguments_cross_nodes_as_attachments() {
     let (_bus, n) = cluster(2).await;
     let b = n[1].client();
@@ -166,7 +171,6 @@ async fn only_nodes_holding_a_room_receive_its_broadcasts() {
     assert_eq!(n[1].stats().received.load(std::sync::atomic::Ordering::Relaxed), before);
 }
 
-#[tokio::test]
 async fn fetch_sockets_and_act_on_remote_ones() {
     let (_bus, n) = cluster(3).await;
     n[1].hub.of("/").use_middleware(|_h: Arc<Handshake>| async move {
@@ -202,7 +206,9 @@ async fn fetch_sockets_and_act_on_remote_ones() {
     assert_eq!(bob.data, json!({"nick": "bob"}));
     let mut rooms = bob.rooms.clone();
     rooms.sort();
-    assert_eq!(rooms, vec![idb.clone(), "team".to_owned(), "user:bob".to_owned()]);
+    let mut want = vec![idb.clone(), "team".to_owned(), "user:bob".to_owned()];
+    want.sort();
+    assert_eq!(rooms, want);
     assert_eq!(bob.handshake.url, "/socket.io/?EIO=4&transport=websocket&q=1");
     assert_eq!(bob.handshake.query.get("q"), Some("1"));
     assert_eq!(bob.handshake.address.to_string(), "127.0.0.1");
@@ -223,7 +229,6 @@ async fn fetch_sockets_and_act_on_remote_ones() {
     assert!(n[2].hub.of("/").socket(&idc).is_some(), "c is untouched");
 }
 
-#[tokio::test]
 async fn sockets_join_leave_and_disconnect_across_nodes() {
     let (_bus, n) = cluster(2).await;
     let (a, b1, b2) = (n[0].client(), n[1].client(), n[1].client());
@@ -253,7 +258,6 @@ async fn sockets_join_leave_and_disconnect_across_nodes() {
     assert!(b2.recv().contains(&"1".to_owned()));
 }
 
-#[tokio::test]
 async fn server_side_events_with_and_without_acks() {
     let (_bus, n) = cluster(3).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -297,7 +301,6 @@ async fn server_side_events_with_and_without_acks() {
     assert_eq!(silent, want, "known Tidewire nodes that kept quiet are named");
 }
 
-#[tokio::test]
 async fn broadcast_with_acks_spans_nodes() {
     let (_bus, n) = cluster(3).await;
     let clients = [n[0].client(), n[1].client(), n[1].client(), n[2].client()];
@@ -329,7 +332,6 @@ async fn broadcast_with_acks_spans_nodes() {
     assert_eq!(report.responses.iter().filter(|(id, _)| id == &ids[0]).count(), 1, "local answers keep their id");
 }
 
-#[tokio::test]
 async fn a_silent_node_gives_partial_results_naming_it() {
     let (bus, n) = cluster(2).await;
     let b = n[1].client();
@@ -338,7 +340,11 @@ async fn a_silent_node_gives_partial_results_naming_it() {
     // A node that subscribes and announces itself like a Tidewire node,
     // then never answers (a frozen process).
     let (ghost, _ghost_rx): (MemoryNode, _) = bus.node(16);
-    ghost.subscribe(&[classic::request_channel("socket.io", "/")]).await.unwrap();
+    let counted = match PROTOCOL.get() {
+        Protocol::Sharded(_) => crate::bus::sharded::channel("socket.io", "/"),
+        _ => classic::request_channel("socket.io", "/"),
+    };
+    ghost.subscribe(&[counted]).await.unwrap();
     ghost.publish("socket.io-tidewire#nodes#", Bytes::from_static(br#"{"uid":"ghost"}"#)).unwrap();
     flow().await;
     let start = std::time::Instant::now();
@@ -354,7 +360,11 @@ async fn a_silent_node_gives_partial_results_naming_it() {
     flow().await;
     let rooms = n[0].hub.of("/").all_rooms().await;
     assert!(rooms.replies.silent.is_empty(), "{:?}", rooms.replies);
-    assert!(rooms.contains(&n[1].hub.of("/").sockets()[0].id().to_owned()));
+    if PROTOCOL.get() == Protocol::Classic {
+        assert!(rooms.contains(&n[1].hub.of("/").sockets()[0].id().to_owned()));
+    } else {
+        assert_eq!(rooms.replies.expected, 0, "the sharded protocol has no request for every room");
+    }
 }
 
 #[tokio::test]
@@ -596,4 +606,83 @@ async fn a_node_that_joins_later_gets_the_presence_and_lost_changes_are_repaired
         assert!(start.elapsed() < Duration::from_secs(3), "never repaired");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// --- every scenario in both protocols -----------------------------------------
+
+#[tokio::test]
+async fn classic_broadcasts_reach_every_node_with_rooms_except_and_local() {
+    broadcasts_reach_every_node_with_rooms_except_and_local().await;
+}
+
+#[tokio::test]
+async fn sharded_broadcasts_reach_every_node_with_rooms_except_and_local() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    broadcasts_reach_every_node_with_rooms_except_and_local().await;
+}
+
+#[tokio::test]
+async fn classic_binary_arguments_cross_nodes_as_attachments() {
+    binary_arguments_cross_nodes_as_attachments().await;
+}
+
+#[tokio::test]
+async fn sharded_binary_arguments_cross_nodes_as_attachments() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    binary_arguments_cross_nodes_as_attachments().await;
+}
+
+#[tokio::test]
+async fn classic_fetch_sockets_and_act_on_remote_ones() {
+    fetch_sockets_and_act_on_remote_ones().await;
+}
+
+#[tokio::test]
+async fn sharded_fetch_sockets_and_act_on_remote_ones() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    fetch_sockets_and_act_on_remote_ones().await;
+}
+
+#[tokio::test]
+async fn classic_sockets_join_leave_and_disconnect_across_nodes() {
+    sockets_join_leave_and_disconnect_across_nodes().await;
+}
+
+#[tokio::test]
+async fn sharded_sockets_join_leave_and_disconnect_across_nodes() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    sockets_join_leave_and_disconnect_across_nodes().await;
+}
+
+#[tokio::test]
+async fn classic_server_side_events_with_and_without_acks() {
+    server_side_events_with_and_without_acks().await;
+}
+
+#[tokio::test]
+async fn sharded_server_side_events_with_and_without_acks() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    server_side_events_with_and_without_acks().await;
+}
+
+#[tokio::test]
+async fn classic_broadcast_with_acks_spans_nodes() {
+    broadcast_with_acks_spans_nodes().await;
+}
+
+#[tokio::test]
+async fn sharded_broadcast_with_acks_spans_nodes() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    broadcast_with_acks_spans_nodes().await;
+}
+
+#[tokio::test]
+async fn classic_a_silent_node_gives_partial_results_naming_it() {
+    a_silent_node_gives_partial_results_naming_it().await;
+}
+
+#[tokio::test]
+async fn sharded_a_silent_node_gives_partial_results_naming_it() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::Dynamic));
+    a_silent_node_gives_partial_results_naming_it().await;
 }
