@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use http::StatusCode;
+use tidewire::bus::sharded::SubscriptionMode;
 use tidewire::bus::{RedisBus, RedisBusConfig};
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
+use tidewire::hub::cluster::Protocol;
 use tidewire::hub::{ClusterConfig, DrainOptions, Hub, HubConfig, Parser};
 use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::Frame;
@@ -122,6 +124,14 @@ struct Options {
     /// `REDIS_URL` names nodes of a Redis Cluster (comma-separated seeds).
     #[arg(long, env = "TIDEWIRE_REDIS_CLUSTER")]
     redis_cluster: bool,
+    /// The sharded protocol (`createShardedAdapter`, Redis 7 sharded
+    /// pub/sub) instead of the classic one (`createAdapter`).
+    #[arg(long, env = "TIDEWIRE_REDIS_SHARDED")]
+    redis_sharded: bool,
+    /// With `--redis-sharded`: `static`, `dynamic` (the default) or
+    /// `dynamic-private`, as the sharded adapter's `subscriptionMode`.
+    #[arg(long, env = "TIDEWIRE_REDIS_SUBSCRIPTION_MODE", default_value = "dynamic", value_parser = ["static", "dynamic", "dynamic-private"])]
+    redis_subscription_mode: String,
     /// The cluster's channel prefix (the official adapter's `key`).
     #[arg(long, env = "TIDEWIRE_REDIS_PREFIX", default_value = "socket.io")]
     redis_prefix: String,
@@ -266,18 +276,29 @@ async fn run(options: Options) -> std::io::Result<()> {
 /// the node serves its own clients and the bus keeps reconnecting.
 async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Result<Arc<RedisBus>> {
     let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
+    let bus_config = RedisBusConfig::default().sharded(options.redis_sharded);
     let (bus, inbound) = if options.redis_cluster {
         let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        RedisBus::connect_cluster(&seeds, RedisBusConfig::default())
+        RedisBus::connect_cluster(&seeds, bus_config)
     } else {
-        RedisBus::connect(url, RedisBusConfig::default())
+        RedisBus::connect(url, bus_config)
     }
     .map_err(|e| invalid(&e))?;
+    let protocol = if options.redis_sharded {
+        Protocol::Sharded(match options.redis_subscription_mode.as_str() {
+            "static" => SubscriptionMode::Static,
+            "dynamic-private" => SubscriptionMode::DynamicPrivate,
+            _ => SubscriptionMode::Dynamic,
+        })
+    } else {
+        Protocol::Classic
+    };
     let bus = Arc::new(bus);
     let config = ClusterConfig::default()
         .prefix(options.redis_prefix.clone())
         .request_timeout(Duration::from_millis(options.request_timeout_ms))
-        .heartbeat_interval(Duration::from_millis(options.cluster_heartbeat_ms));
+        .heartbeat_interval(Duration::from_millis(options.cluster_heartbeat_ms))
+        .protocol(protocol);
     hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
     if bus.wait_connected(Duration::from_secs(5)).await {
         tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");

@@ -89,9 +89,10 @@ export async function startRedis() {
 }
 
 /** Spawns lib/official-node.mjs and waits for its ready line; same shape as startServer. */
-async function startOfficial({ redisUrl, prefix, name, requestsTimeoutMs }) {
+async function startOfficial({ redisUrl, prefix, name, requestsTimeoutMs, sharded }) {
   const args = [OFFICIAL_NODE, "--port", "0", "--redis-url", redisUrl, "--prefix", prefix, "--name", name];
   if (requestsTimeoutMs !== undefined) args.push("--requests-timeout", String(requestsTimeoutMs));
+  if (sharded) args.push("--sharded");
   const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   proc.stderr.setEncoding("utf8");
@@ -146,12 +147,12 @@ let nodes = 0;
  * Starts a cluster node of `kind` ("official" or "tidewire") on the Redis at
  * `redisUrl`. Resolves with `{url, proc, stop(), stderr(), kind, name}`.
  */
-export async function startNode(kind, { redisUrl, prefix = "socket.io", name, requestsTimeoutMs } = {}) {
+export async function startNode(kind, { redisUrl, prefix = "socket.io", name, requestsTimeoutMs, sharded = false } = {}) {
   if (!redisUrl) throw new Error("startNode: redisUrl is required");
   name ??= `${kind}-${process.pid}-${++nodes}`;
   let node;
   if (kind === "official") {
-    node = await startOfficial({ redisUrl, prefix, name, requestsTimeoutMs });
+    node = await startOfficial({ redisUrl, prefix, name, requestsTimeoutMs, sharded });
   } else if (kind === "tidewire") {
     node = await startServer([
       "--redis-url",
@@ -162,6 +163,7 @@ export async function startNode(kind, { redisUrl, prefix = "socket.io", name, re
       name,
       "--request-timeout-ms",
       String(requestsTimeoutMs ?? 5000),
+      ...(sharded ? ["--redis-sharded"] : []),
     ]);
     const stop = node.stop;
     node.stop = async () => {

@@ -13,7 +13,7 @@
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 
 const { values: opts } = parseArgs({
@@ -24,6 +24,9 @@ const { values: opts } = parseArgs({
     prefix: { type: "string", default: "socket.io" },
     name: { type: "string", default: `official-${process.pid}` },
     "requests-timeout": { type: "string", default: "5000" },
+    // createShardedAdapter (Redis 7 sharded pub/sub) instead of createAdapter.
+    sharded: { type: "boolean", default: false },
+    "subscription-mode": { type: "string", default: "dynamic" },
   },
 });
 if (!opts["redis-url"]) {
@@ -40,10 +43,15 @@ await Promise.all([pubClient.connect(), subClient.connect()]);
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
-  adapter: createAdapter(pubClient, subClient, {
-    key: opts.prefix,
-    requestsTimeout: Number(opts["requests-timeout"]),
-  }),
+  adapter: opts.sharded
+    ? createShardedAdapter(pubClient, subClient, {
+        channelPrefix: opts.prefix,
+        subscriptionMode: opts["subscription-mode"],
+      })
+    : createAdapter(pubClient, subClient, {
+        key: opts.prefix,
+        requestsTimeout: Number(opts["requests-timeout"]),
+      }),
 });
 
 /** A room name or a list of them, as a list of strings (anything else: none). */
@@ -238,7 +246,9 @@ function install(nsp) {
     socket.on("all-rooms", async (...all) => {
       const [, cb] = splitAck(all);
       try {
-        cb([...(await nsp.adapter.allRooms())].sort());
+        // The sharded adapter (a ClusterAdapter) has no allRooms: this node's rooms.
+        const rooms = typeof nsp.adapter.allRooms === "function" ? await nsp.adapter.allRooms() : nsp.adapter.rooms.keys();
+        cb([...rooms].sort());
       } catch (err) {
         cb({ error: err.message });
       }
@@ -254,9 +264,10 @@ for (const name of NAMESPACES) install(io.of(name));
 // subscriber there, the namespace receives everything.
 const deadline = Date.now() + 10_000;
 for (const name of NAMESPACES) {
-  const channel = io.of(name).adapter.specificResponseChannel;
+  const adapter = io.of(name).adapter;
+  const channel = opts.sharded ? adapter.responseChannel : adapter.specificResponseChannel;
   for (;;) {
-    const [, count] = await pubClient.sendCommand(["PUBSUB", "NUMSUB", channel]);
+    const [, count] = await pubClient.sendCommand(["PUBSUB", opts.sharded ? "SHARDNUMSUB" : "NUMSUB", channel]);
     if (Number(count) >= 1) break;
     if (Date.now() > deadline) {
       console.error(`official-node ${NAME}: ${channel} never subscribed`);
