@@ -428,6 +428,11 @@ impl SessionStore {
         }
     }
 
+    /// Whether a session is kept under `pid` and has not expired at `now`.
+    pub fn contains(&self, pid: &str, now: Instant) -> bool {
+        self.sessions.get(pid).is_some_and(|slot| !self.expired(slot.at, now))
+    }
+
     /// Takes the session kept under `pid` back, if there is one and it has
     /// not expired at `now` (an expired one is removed). One use only.
     pub fn take(&mut self, pid: &str, now: Instant) -> Option<StoredSession> {

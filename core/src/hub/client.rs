@@ -11,6 +11,7 @@ use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
 use std::time::Instant;
 
+use super::cluster_recovery::Remote;
 use super::namespace::{self, Deferred};
 use super::socket::SocketRecovery;
 use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
@@ -334,12 +335,21 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
             return;
         }
     };
+    // A session this node does not hold may be with another node of the
+    // cluster (see `cluster_recovery`).
+    let remote = match (ns.recovery(), ns.cluster(), handshake.auth.get("pid").and_then(Value::as_str)) {
+        (Some(rec), Some(cluster), Some(pid)) if !namespace::lock(&rec.store).contains(pid, Instant::now()) => {
+            let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
+            Some(cluster.take_remote_session(ns.name(), pid, offset).await)
+        }
+        _ => None,
+    };
     if shared.session.is_closed() || !shared.lock().contains_key(&nsp) {
         // The connection closed while the middlewares ran.
         ns.abort_connect();
         return;
     }
-    let Some((socket, deferred)) = add_socket(&shared, &ns, &nsp, handshake, admission) else { return };
+    let Some((socket, deferred)) = add_socket(&shared, &ns, &nsp, handshake, admission, remote) else { return };
     for d in deferred {
         d.run(&ns);
     }
@@ -364,6 +374,7 @@ fn add_socket(
     nsp: &ByteString,
     handshake: Arc<Handshake>,
     mut admission: Admission,
+    remote: Option<Remote>,
 ) -> Option<(Socket, Vec<Deferred>)> {
     let hub = &shared.hub;
     let config = hub.config();
@@ -373,14 +384,29 @@ fn add_socket(
     if let (Some(rec), Some(log)) = (recovery, log.as_ref())
         && let Some(pid) = handshake.auth.get("pid").and_then(Value::as_str)
     {
-        let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
-        let mut store = namespace::lock(&rec.store);
-        match recovery::restore(&mut store, log, pid, offset, Instant::now()) {
-            Restore::Recovered { session, missed } if session.user_id.as_deref() == admission.user_id.as_deref() => {
-                restored = Some((pid.to_owned(), session, missed.into_iter().cloned().collect()));
+        let same_user = |s: &StoredSession| s.user_id.as_deref() == admission.user_id.as_deref();
+        match remote {
+            Some(Remote::Found(session, missed)) if same_user(&session) => {
+                restored = Some((pid.to_owned(), session, missed.into_iter().map(Arc::from).collect()));
             }
-            Restore::Recovered { .. } => tracing::debug!(pid, "recovery refused: another user"),
-            Restore::Failed(why) => tracing::debug!(pid, ?why, "recovery failed"),
+            Some(Remote::Found(..)) => tracing::debug!(pid, "recovery refused: another user"),
+            Some(Remote::Gone) => tracing::debug!(pid, "recovery failed on the node that held the session"),
+            Some(Remote::Unknown) | None => {
+                let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
+                let mut store = namespace::lock(&rec.store);
+                match recovery::restore(&mut store, log, pid, offset, Instant::now()) {
+                    Restore::Recovered { session, missed } if same_user(&session) => {
+                        restored = Some((pid.to_owned(), session, missed.into_iter().cloned().collect()));
+                    }
+                    Restore::Recovered { .. } => tracing::debug!(pid, "recovery refused: another user"),
+                    Restore::Failed(why) => tracing::debug!(pid, ?why, "recovery failed"),
+                }
+                drop(store);
+                if let Some(cluster) = ns.cluster() {
+                    // Taken here (or gone): its rooms need not be kept any more.
+                    cluster.release_session(hub, pid);
+                }
+            }
         }
         let counter = if restored.is_some() { &hub.stats().recovered } else { &hub.stats().recovery_failed };
         HubStats::add(counter, 1);

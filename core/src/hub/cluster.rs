@@ -279,6 +279,10 @@ pub(crate) struct Cluster {
     nodes_channel: String,
     /// Where presence is replicated between Tidewire nodes.
     presence_channel: String,
+    /// Sessions kept for recovery whose rooms stay listened to.
+    pub(crate) retained: Mutex<super::cluster_recovery::Retained>,
+    /// This node's recovery requests waiting for answers.
+    pub(crate) recovery_pending: Mutex<HashMap<String, mpsc::UnboundedSender<super::cluster_recovery::State>>>,
     pub(crate) stats: ClusterStats,
 }
 
@@ -344,6 +348,8 @@ impl Hub {
             peers: Mutex::default(),
             nodes_channel,
             presence_channel,
+            retained: Mutex::default(),
+            recovery_pending: Mutex::default(),
             stats: ClusterStats::default(),
             config,
         });
@@ -353,6 +359,7 @@ impl Hub {
         // What exists now is subscribed before the hub counts as joined (a
         // refusal leaves it alone, as before).
         let mut channels = vec![cluster.nodes_channel.clone(), cluster.presence_channel.clone()];
+        channels.extend(cluster.recovery_channels());
         let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
         for ns in &namespaces {
             channels.extend(cluster.namespace_channels(ns.name()));
@@ -463,6 +470,8 @@ impl Cluster {
         for change in changes {
             let interest = match change {
                 super::RoomChange::Created(room) => self.room_channel(nsp, room).map(Interest::Sub),
+                // A session kept for recovery still listens there.
+                super::RoomChange::Deleted(room) if self.retains(nsp, room) => None,
                 super::RoomChange::Deleted(room) => self.room_channel(nsp, room).map(Interest::Unsub),
                 _ => None,
             };
@@ -494,6 +503,18 @@ impl Cluster {
     /// Publishes raw bytes on `channel`.
     pub(crate) fn publish_raw(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
         self.publish(channel, payload)
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    pub(crate) fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
     }
 
     pub(crate) fn presence_channel(&self) -> &str {
@@ -734,6 +755,9 @@ impl Cluster {
         }
         if message.channel == self.presence_channel {
             return self.on_presence_message(hub, &message.payload);
+        }
+        if self.recovery_channels().contains(&message.channel) {
+            return self.on_recovery_message(hub, &message.payload);
         }
         if self.is_sharded() {
             return self.on_sharded(hub, &message.payload);
@@ -1258,6 +1282,7 @@ async fn heartbeat_task(hub: Weak<HubInner>) {
         let hub = Hub::from_inner(inner);
         if let Some(c) = hub.cluster().cloned() {
             c.beat(c.own_presence_digest(&hub), false);
+            c.expire_retained(&hub);
             for uid in c.expire_peers() {
                 tracing::info!(node = uid, "cluster: a Tidewire node stopped beating; its presence goes");
                 c.forget_presence_of(&hub, &uid);

@@ -30,6 +30,7 @@ mod broadcast;
 mod client;
 pub mod cluster;
 mod cluster_presence;
+mod cluster_recovery;
 pub mod drain;
 pub mod handler;
 mod namespace;

@@ -767,6 +767,11 @@ impl Namespace {
         read(&self.inner.state).rooms.rooms_of(key).cloned().collect()
     }
 
+    /// Whether `room` has a member on this node.
+    pub(crate) fn has_room(&self, room: &str) -> bool {
+        read(&self.inner.state).rooms.members_of(room).next().is_some()
+    }
+
     pub(crate) fn in_room(&self, key: u64, room: &str) -> bool {
         read(&self.inner.state).rooms.contains(key, room)
     }

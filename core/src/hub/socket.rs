@@ -724,7 +724,18 @@ impl Socket {
             user_id: self.inner.user_id.clone(),
             base: mine.base,
         };
+        let mut rooms = session.rooms.clone();
+        if !rooms.contains(&session.id) {
+            rooms.push(session.id.clone());
+        }
         super::namespace::lock(&rec.store).persist(&mine.pid, session, std::time::Instant::now());
+        // In a cluster, the client may come back to another node: this one
+        // keeps hearing what the session's rooms get meanwhile.
+        if let (Some(cluster), Some(hub)) = (self.inner.namespace.cluster(), self.inner.namespace.hub())
+            && let Some(config) = &hub.config().recovery
+        {
+            cluster.retain_session(self.namespace(), &mine.pid, rooms, config.max_disconnection_duration);
+        }
     }
 
     /// Marks the socket disconnected, once: `disconnecting` handlers (which

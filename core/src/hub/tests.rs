@@ -408,7 +408,7 @@ fn fields_keep_pairs_in_order_and_serialize_as_an_object() {
 }
 
 /// A hub whose sockets are users named by `auth.user`.
-fn users_hub(config: HubConfig) -> (Hub, Engine) {
+pub(super) fn users_hub(config: HubConfig) -> (Hub, Engine) {
     let hub = Hub::new(config);
     hub.of("/").use_middleware(|h: Arc<Handshake>| async move {
         let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
@@ -598,7 +598,7 @@ async fn presence_counts_users_once_across_tabs() {
 }
 
 /// The last argument of an EVENT packet (`2[...]`): its recovery offset.
-fn offset_of(packet: &str) -> String {
+pub(super) fn offset_of(packet: &str) -> String {
     let args: Value = serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
     args.as_array().unwrap().last().unwrap().as_str().unwrap().to_owned()
 }

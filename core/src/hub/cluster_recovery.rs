@@ -1,0 +1,311 @@
+//! Connection-state recovery across the nodes of a cluster: a client whose
+//! connection dropped may reconnect to any node and get its session back
+//! (id, rooms, data) with the packets it missed, in order; when they are
+//! gone it gets `recovered = false`, never a partial replay.
+//!
+//! The session and the packets stay where they were, with the node the
+//! client left (its [`SessionStore`](crate::recovery::SessionStore) and
+//! packet log, bounded by count, bytes and age as on one node):
+//!
+//! * the node a client comes back to and that does not hold its session
+//!   asks the other Tidewire nodes for it, on a channel of their own; the
+//!   holder takes it out of its store (one use only), selects the missed
+//!   packets as for a local restore and sends both; every other node says it
+//!   has nothing, so an unknown session fails fast;
+//! * for the holder's log to have every packet the session would have got,
+//!   the holder keeps listening to the channels of the session's rooms (and
+//!   of its own id) until the session is taken or expires, even when no
+//!   local socket is left in them;
+//! * the packets keep the holder's offsets: once restored, the socket gets
+//!   the new node's, and a later reconnection with an old offset fails
+//!   explicitly (offsets name their log).
+//!
+//! A holder that dies takes the sessions with it: those clients get
+//! `recovered = false`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Namespace;
+use super::cluster::Cluster;
+use super::namespace::lock;
+use crate::protocol::engine::Encoded;
+use crate::recovery::{self, Restore, RestoreFailure, StoredSession};
+use crate::rooms::Room;
+
+/// What a node answers about a session.
+#[derive(Debug)]
+pub(crate) enum Remote {
+    /// No node holds it.
+    Unknown,
+    /// Its holder had it but cannot restore it (packets gone, bad offset).
+    Gone,
+    /// Restored: the session and the packets it missed.
+    Found(StoredSession, Vec<Vec<Encoded>>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Wire {
+    /// Who holds `pid` (in `nsp`)? Answer on `from`'s channel.
+    Ask { from: String, request_id: String, nsp: String, pid: String, offset: Option<String> },
+    /// The answer of node `uid`.
+    Answer { uid: String, request_id: String, state: State },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum State {
+    Unknown,
+    Gone,
+    Found { id: String, rooms: Vec<String>, data: Value, user: Option<String>, missed: Vec<Vec<Frame>> },
+}
+
+/// An Engine.IO frame: text, or binary in base64.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Frame {
+    #[serde(rename = "t")]
+    Text(String),
+    #[serde(rename = "b")]
+    Binary(String),
+}
+
+impl Frame {
+    fn of(e: &Encoded) -> Frame {
+        match e {
+            Encoded::Text(t) => Frame::Text(t.to_string()),
+            Encoded::Binary(b) => Frame::Binary(base64::engine::general_purpose::STANDARD.encode(b)),
+        }
+    }
+
+    fn into_encoded(self) -> Option<Encoded> {
+        Some(match self {
+            Frame::Text(t) => Encoded::Text(t.into()),
+            Frame::Binary(b) => Encoded::Binary(base64::engine::general_purpose::STANDARD.decode(b).ok()?.into()),
+        })
+    }
+}
+
+/// The sessions this node keeps listening for: pid → (namespace, rooms,
+/// until when).
+#[derive(Debug, Default)]
+pub(crate) struct Retained {
+    sessions: HashMap<String, (String, Vec<Room>, Instant)>,
+    /// (namespace, room) → how many kept sessions hold it.
+    rooms: HashMap<(String, Room), usize>,
+}
+
+impl Cluster {
+    pub(crate) fn recovery_channel(&self) -> String {
+        format!("{}-tidewire#recovery#", self.prefix())
+    }
+
+    fn recovery_reply_channel(&self, uid: &str) -> String {
+        format!("{}-tidewire#recovery#{uid}#", self.prefix())
+    }
+
+    /// The channels this node listens to for recovery.
+    pub(crate) fn recovery_channels(&self) -> [String; 2] {
+        [self.recovery_channel(), self.recovery_reply_channel(self.uid())]
+    }
+
+    /// A session of this node was kept: its rooms stay listened to until it
+    /// is taken or `window` passes.
+    pub(crate) fn retain_session(&self, nsp: &str, pid: &str, rooms: Vec<Room>, window: Duration) {
+        let mut retained = lock(&self.retained);
+        if let Some((old_nsp, old_rooms, _)) = retained.sessions.remove(pid) {
+            release(&mut retained, &old_nsp, &old_rooms);
+        }
+        for room in &rooms {
+            *retained.rooms.entry((nsp.to_owned(), room.clone())).or_default() += 1;
+        }
+        retained.sessions.insert(pid.to_owned(), (nsp.to_owned(), rooms, Instant::now() + window));
+    }
+
+    /// Whether a kept session holds `room`'s channel.
+    pub(crate) fn retains(&self, nsp: &str, room: &str) -> bool {
+        lock(&self.retained).rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
+    }
+
+    /// The session `pid` was taken: its rooms go back to normal interest.
+    pub(crate) fn release_session(&self, hub: &super::Hub, pid: &str) {
+        let released = {
+            let mut retained = lock(&self.retained);
+            let Some((nsp, rooms, _)) = retained.sessions.remove(pid) else { return };
+            let freed = release(&mut retained, &nsp, &rooms);
+            (nsp, freed)
+        };
+        self.unsubscribe_freed(hub, &released.0, released.1);
+    }
+
+    /// Releases the sessions whose window passed.
+    pub(crate) fn expire_retained(&self, hub: &super::Hub) {
+        let now = Instant::now();
+        let expired: Vec<String> = lock(&self.retained)
+            .sessions
+            .iter()
+            .filter(|(_, (_, _, until))| *until <= now)
+            .map(|(pid, _)| pid.clone())
+            .collect();
+        for pid in expired {
+            self.release_session(hub, &pid);
+        }
+    }
+
+    /// Rooms no kept session holds any more: unsubscribed unless a local
+    /// socket is in them.
+    fn unsubscribe_freed(&self, hub: &super::Hub, nsp: &str, freed: Vec<Room>) {
+        let Some(ns) = hub.namespace(nsp) else { return };
+        let gone: Vec<super::RoomChange> =
+            freed.into_iter().filter(|r| !ns.has_room(r)).map(super::RoomChange::Deleted).collect();
+        self.rooms_changed(nsp, &gone);
+    }
+
+    /// Asks the other Tidewire nodes for session `pid` of namespace `nsp`.
+    pub(crate) async fn take_remote_session(&self, nsp: &str, pid: &str, offset: Option<&str>) -> Remote {
+        let nodes = match self.bus().subscriber_count(&self.recovery_channel()).await {
+            Ok(n) => n.saturating_sub(1),
+            Err(e) => {
+                tracing::debug!(error = %e, "recovery: the other nodes cannot be asked");
+                return Remote::Unknown;
+            }
+        };
+        if nodes == 0 {
+            return Remote::Unknown;
+        }
+        let request_id = crate::engine::new_id();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.recovery_pending).insert(request_id.clone(), tx);
+        let ask = Wire::Ask {
+            from: self.uid().to_owned(),
+            request_id: request_id.clone(),
+            nsp: nsp.to_owned(),
+            pid: pid.to_owned(),
+            offset: offset.map(str::to_owned),
+        };
+        let _ = self.publish_raw(&self.recovery_channel(), serde_json::to_vec(&ask).unwrap_or_default());
+        let mut answered = 0;
+        let deadline = tokio::time::sleep(self.request_timeout());
+        tokio::pin!(deadline);
+        let result = loop {
+            tokio::select! {
+                () = &mut deadline => break Remote::Unknown,
+                state = rx.recv() => match state {
+                    Some(State::Unknown) => {
+                        answered += 1;
+                        if answered >= nodes {
+                            break Remote::Unknown;
+                        }
+                    }
+                    Some(State::Gone) => break Remote::Gone,
+                    Some(State::Found { id, rooms, data, user, missed }) => {
+                        let session = StoredSession {
+                            id: id.into(),
+                            rooms: rooms.into_iter().map(Room::from).collect(),
+                            data,
+                            user_id: user.map(Into::into),
+                            base: None,
+                        };
+                        let missed: Option<Vec<Vec<Encoded>>> = missed
+                            .into_iter()
+                            .map(|frames| frames.into_iter().map(Frame::into_encoded).collect())
+                            .collect();
+                        break missed.map_or(Remote::Gone, |missed| Remote::Found(session, missed));
+                    }
+                    None => break Remote::Unknown,
+                },
+            }
+        };
+        lock(&self.recovery_pending).remove(&request_id);
+        result
+    }
+
+    /// A recovery message of another node.
+    pub(crate) fn on_recovery_message(&self, hub: &super::Hub, payload: &[u8]) {
+        let wire: Wire = match serde_json::from_slice(payload) {
+            Ok(w) => w,
+            Err(e) => return self.malformed_presence(&e),
+        };
+        match wire {
+            Wire::Ask { from, request_id, nsp, pid, offset } => {
+                if from == self.uid() {
+                    return;
+                }
+                let state =
+                    hub.namespace(&nsp).map_or(State::Unknown, |ns| ns.take_for_remote(&pid, offset.as_deref()));
+                if matches!(state, State::Found { .. } | State::Gone) {
+                    self.release_session(hub, &pid);
+                }
+                let answer = Wire::Answer { uid: self.uid().to_owned(), request_id, state };
+                let _ = self
+                    .publish_raw(&self.recovery_reply_channel(&from), serde_json::to_vec(&answer).unwrap_or_default());
+            }
+            Wire::Answer { request_id, state, .. } => {
+                if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
+                    let _ = tx.send(state);
+                }
+            }
+        }
+    }
+}
+
+/// Drops `rooms` of one session; returns those no kept session holds now.
+fn release(retained: &mut Retained, nsp: &str, rooms: &[Room]) -> Vec<Room> {
+    let mut freed = Vec::new();
+    for room in rooms {
+        let key = (nsp.to_owned(), room.clone());
+        if let Some(n) = retained.rooms.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                retained.rooms.remove(&key);
+                freed.push(room.clone());
+            }
+        }
+    }
+    freed
+}
+
+impl Namespace {
+    /// Takes session `pid` for another node: the session and its missed
+    /// packets, as a local restore would give them.
+    fn take_for_remote(&self, pid: &str, offset: Option<&str>) -> State {
+        let Some(rec) = self.recovery() else { return State::Unknown };
+        let log = lock(&rec.log);
+        let mut store = lock(&rec.store);
+        match recovery::restore(&mut store, &log, pid, offset, Instant::now()) {
+            Restore::Recovered { session, missed } => State::Found {
+                id: session.id.to_string(),
+                rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
+                data: session.data,
+                user: session.user_id.map(|u| u.to_string()),
+                missed: missed.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect(),
+            },
+            Restore::Failed(RestoreFailure::UnknownSession) => State::Unknown,
+            Restore::Failed(why) => {
+                tracing::debug!(pid, ?why, "recovery for another node failed");
+                State::Gone
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cross_as_text_or_base64() {
+        let frames = [Encoded::Text("42[\"x\"]".into()), Encoded::Binary(bytes::Bytes::from_static(&[0, 255, 7]))];
+        let wire: Vec<Frame> = frames.iter().map(Frame::of).collect();
+        let text = serde_json::to_string(&wire).unwrap();
+        assert_eq!(text, r#"[{"t":"42[\"x\"]"},{"b":"AP8H"}]"#);
+        let back: Vec<Frame> = serde_json::from_str(&text).unwrap();
+        let back: Vec<Encoded> = back.into_iter().map(|f| f.into_encoded().unwrap()).collect();
+        assert_eq!(back, frames);
+        assert!(Frame::Binary("not base64!".into()).into_encoded().is_none());
+    }
+}
