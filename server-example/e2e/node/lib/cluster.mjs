@@ -3,10 +3,9 @@
 // (lib/official-node.mjs) and tidewire-server (TIDEWIRE_SERVER_BIN).
 import { spawn } from "node:child_process";
 import { createServer, connect as netConnect } from "node:net";
-import { createInterface } from "node:readline";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startServer, connect, emitAck, until } from "./server.mjs";
+import { startServer, spawnReady, connect, emitAck, until } from "./server.mjs";
 
 const OFFICIAL_NODE = fileURLToPath(new URL("./official-node.mjs", import.meta.url));
 const OFFICIAL_READY = /^official-node listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
@@ -93,52 +92,7 @@ async function startOfficial({ redisUrl, prefix, name, requestsTimeoutMs, sharde
   const args = [OFFICIAL_NODE, "--port", "0", "--redis-url", redisUrl, "--prefix", prefix, "--name", name];
   if (requestsTimeoutMs !== undefined) args.push("--requests-timeout", String(requestsTimeoutMs));
   if (sharded) args.push("--sharded");
-  const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  proc.stderr.setEncoding("utf8");
-  proc.stderr.on("data", (d) => {
-    if (stderr.length < 1 << 20) stderr += d;
-  });
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      reject(new Error(`no ready line from official-node ${name} within 30 s; stderr:\n${stderr}`));
-    }, 30_000);
-    const lines = createInterface({ input: proc.stdout });
-    lines.once("line", (line) => {
-      clearTimeout(timer);
-      const m = OFFICIAL_READY.exec(line);
-      if (!m || Number(m[2]) === 0) {
-        proc.kill("SIGKILL");
-        reject(new Error(`unexpected ready line ${JSON.stringify(line)}`));
-      } else {
-        resolve(m[1]);
-      }
-      lines.on("line", () => {});
-    });
-    proc.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`official-node ${name} exited early (${code ?? signal}); stderr:\n${stderr}`));
-    });
-    proc.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-  return {
-    url,
-    proc,
-    stderr: () => stderr,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGCONT"); // a frozen node could not handle SIGTERM
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+  return spawnReady(process.execPath, args, { ready: OFFICIAL_READY, label: `official-node ${name}` });
 }
 
 let nodes = 0;
@@ -165,11 +119,6 @@ export async function startNode(kind, { redisUrl, prefix = "socket.io", name, re
       String(requestsTimeoutMs ?? 5000),
       ...(sharded ? ["--redis-sharded"] : []),
     ]);
-    const stop = node.stop;
-    node.stop = async () => {
-      if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill("SIGCONT");
-      await stop();
-    };
   } else {
     throw new Error(`unknown node kind ${JSON.stringify(kind)}`);
   }

@@ -3,6 +3,7 @@
 import { io } from "socket.io-client";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { createServer, connect as tcpConnect } from "node:net";
 import { createInterface } from "node:readline";
 
 const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
@@ -26,10 +27,21 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
   }
   Object.assign(childEnv, env);
   const mode = chat ? [] : ["--conformance"];
-  const proc = spawn(bin, ["--port", "0", "--host", "127.0.0.1", ...mode, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
+  return spawnReady(bin, ["--port", "0", "--host", "127.0.0.1", ...mode, ...args], {
     env: childEnv,
+    ready: READY,
+    label: "tidewire-server",
   });
+}
+
+/**
+ * Spawns `command` and waits (30 s at most) for its first stdout line to
+ * match `ready`, whose first group is the URL and second the port. Returns
+ * `{url, proc, stderr(), stop()}`; `stop` sends SIGTERM (after SIGCONT, for a
+ * process a test froze), then SIGKILL after 5 s.
+ */
+export async function spawnReady(command, args, { env = process.env, ready, label }) {
+  const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
   let stderr = "";
   proc.stderr.setEncoding("utf8");
   proc.stderr.on("data", (d) => {
@@ -39,12 +51,12 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       proc.kill("SIGKILL");
-      reject(new Error(`no ready line from tidewire-server within 30 s; stderr:\n${stderr}`));
+      reject(new Error(`no ready line from ${label} within 30 s; stderr:\n${stderr}`));
     }, 30_000);
     const lines = createInterface({ input: proc.stdout });
     lines.once("line", (line) => {
       clearTimeout(timer);
-      const m = READY.exec(line);
+      const m = ready.exec(line);
       if (!m || Number(m[2]) === 0) {
         proc.kill("SIGKILL");
         reject(new Error(`unexpected ready line ${JSON.stringify(line)}`));
@@ -56,7 +68,7 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
     });
     proc.once("exit", (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`tidewire-server exited early (${code ?? signal}); stderr:\n${stderr}`));
+      reject(new Error(`${label} exited early (${code ?? signal}); stderr:\n${stderr}`));
     });
     proc.once("error", (err) => {
       clearTimeout(timer);
@@ -71,6 +83,7 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGCONT");
       proc.kill("SIGTERM");
       const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
       await exited;
@@ -79,7 +92,47 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
   };
 }
 
-/** Reject after `ms` with a message naming what was awaited. */
+/**
+ * A TCP proxy to `target` whose connections can all be cut at once, and
+ * whose target can change (for the connections made after).
+ */
+export async function tcpProxy(target) {
+  let upstream = new URL(target);
+  const pairs = new Set();
+  const server = createServer((down) => {
+    const up = tcpConnect(Number(upstream.port), upstream.hostname);
+    const pair = [down, up];
+    pairs.add(pair);
+    down.pipe(up).on("error", () => {});
+    up.pipe(down).on("error", () => {});
+    const drop = () => {
+      pairs.delete(pair);
+      down.destroy();
+      up.destroy();
+    };
+    down.on("close", drop).on("error", drop);
+    up.on("close", drop).on("error", drop);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    retarget(url) {
+      upstream = new URL(url);
+    },
+    cut() {
+      for (const [down, up] of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      this.cut();
+      server.close();
+    },
+  };
+}
+
 export function within(ms, what, promise) {
   let timer;
   return Promise.race([

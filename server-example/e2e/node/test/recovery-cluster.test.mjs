@@ -6,50 +6,12 @@
 // `recovered === true`. Unknown sessions fail fast with `recovered === false`.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, connect as tcpConnect } from "node:net";
 import { io } from "socket.io-client";
-import { startServer, connect, emitAck, once, until } from "../lib/server.mjs";
+import { startServer, connect, emitAck, once, until, tcpProxy } from "../lib/server.mjs";
 import { startRedis } from "../lib/cluster.mjs";
 
 const T = { timeout: 30_000 };
 
-/** A TCP proxy whose target can change and whose connections can all be cut. */
-async function switchingProxy(target) {
-  let upstream = new URL(target);
-  const pairs = new Set();
-  const server = createServer((down) => {
-    const up = tcpConnect(Number(upstream.port), upstream.hostname);
-    const pair = [down, up];
-    pairs.add(pair);
-    down.pipe(up).on("error", () => {});
-    up.pipe(down).on("error", () => {});
-    const drop = () => {
-      pairs.delete(pair);
-      down.destroy();
-      up.destroy();
-    };
-    down.on("close", drop).on("error", drop);
-    up.on("close", drop).on("error", drop);
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    retarget(url) {
-      upstream = new URL(url);
-    },
-    cut() {
-      for (const [down, up] of pairs) {
-        down.destroy();
-        up.destroy();
-      }
-      pairs.clear();
-    },
-    close() {
-      this.cut();
-      server.close();
-    },
-  };
-}
 
 describe("connection state recovery across nodes", () => {
   let redis;
@@ -67,7 +29,7 @@ describe("connection state recovery across nodes", () => {
   });
 
   test("cut on node A, back on node B: same id, same rooms, every missed message in order", T, async () => {
-    const p = await switchingProxy(a.url);
+    const p = await tcpProxy(a.url);
     const sender = await connect(b.url).ready;
     const client = io(p.url, {
       forceNew: true,

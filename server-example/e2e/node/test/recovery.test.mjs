@@ -6,46 +6,11 @@
 // there), and an explicit `recovered === false` once the window has passed.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, connect as tcpConnect } from "node:net";
 import { io } from "socket.io-client";
-import { startServer, connect, emitAck, once, until } from "../lib/server.mjs";
+import { startServer, connect, emitAck, once, until, tcpProxy } from "../lib/server.mjs";
 
 const T = { timeout: 30_000 };
 
-/** A TCP proxy to `target` whose connections can all be cut at once. */
-async function proxy(target) {
-  const { port, hostname } = new URL(target);
-  const pairs = new Set();
-  const server = createServer((down) => {
-    const up = tcpConnect(Number(port), hostname);
-    const pair = [down, up];
-    pairs.add(pair);
-    down.pipe(up).on("error", () => {});
-    up.pipe(down).on("error", () => {});
-    const drop = () => {
-      pairs.delete(pair);
-      down.destroy();
-      up.destroy();
-    };
-    down.on("close", drop).on("error", drop);
-    up.on("close", drop).on("error", drop);
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    cut() {
-      for (const [down, up] of pairs) {
-        down.destroy();
-        up.destroy();
-      }
-      pairs.clear();
-    },
-    close() {
-      this.cut();
-      server.close();
-    },
-  };
-}
 
 /** A client through the proxy that reconnects by itself after `delay` ms. */
 async function reconnecting(url, delay = 100) {
@@ -83,7 +48,7 @@ async function sendToRoom(sender, room, n, event = "msg") {
  */
 async function setup(windowMs, delay = 100) {
   const server = await startServer(["--recovery-ms", String(windowMs)]);
-  const p = await proxy(server.url);
+  const p = await tcpProxy(server.url);
   const sender = await connect(server.url).ready;
   const client = await reconnecting(p.url, delay);
   return {
