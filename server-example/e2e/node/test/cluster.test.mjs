@@ -65,6 +65,23 @@ function pool() {
   };
 }
 
+/**
+ * Runs `fn(X, Y, nsp, pool)` for every ordered pair of distinct nodes and
+ * every namespace, with a fresh pool of clients closed afterwards.
+ */
+async function eachDirection(nodes, fn) {
+  for (const [X, Y] of directions(nodes)) {
+    for (const nsp of NSPS) {
+      const p = pool();
+      try {
+        await fn(X, Y, nsp, p);
+      } finally {
+        p.close();
+      }
+    }
+  }
+}
+
 /** Every ordered pair of distinct nodes. */
 function directions(nodes) {
   const out = [];
@@ -249,112 +266,98 @@ for (const entry of PAIRS) {
 
     describe("fetchSockets", () => {
       test("ids, rooms and data across nodes, with rooms / except filters", T, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          for (const nsp of NSPS) {
-            const p = pool();
-            try {
-              const dir = `${X.name}->${Y.name} ${nsp}`;
-              const x1 = await p.connect(X, "x1", { nsp });
-              const x2 = await p.connect(X, "x2", { nsp });
-              const user = `fu-${process.pid}-${++uniq}`;
-              const y1 = await p.connect(Y, "y1", { nsp, auth: { user } });
-              const y2 = await p.connect(Y, "y2", { nsp });
-              const oy = await p.connect(Y, "oy", { nsp: nsp === "/" ? "/chat" : "/" });
-              const [r, q] = [room("f"), room("fq")];
-              await ack1(x2, "join", [r]);
-              await ack1(y1, "join", [r, q]);
-              await ack1(y2, "join", [r]);
-              await ack1(oy, "join", [r]);
-              assert.equal(await ack1(x2, "set-data", { n: 2, tags: ["a", "b"], ok: true }), true);
-              assert.equal(await ack1(y1, "set-data", "y-one"), true);
-              // y2 sets nothing: data is null
+        await eachDirection(nodes, async (X, Y, nsp, p) => {
+          const dir = `${X.name}->${Y.name} ${nsp}`;
+          const x1 = await p.connect(X, "x1", { nsp });
+          const x2 = await p.connect(X, "x2", { nsp });
+          const user = `fu-${process.pid}-${++uniq}`;
+          const y1 = await p.connect(Y, "y1", { nsp, auth: { user } });
+          const y2 = await p.connect(Y, "y2", { nsp });
+          const oy = await p.connect(Y, "oy", { nsp: nsp === "/" ? "/chat" : "/" });
+          const [r, q] = [room("f"), room("fq")];
+          await ack1(x2, "join", [r]);
+          await ack1(y1, "join", [r, q]);
+          await ack1(y2, "join", [r]);
+          await ack1(oy, "join", [r]);
+          assert.equal(await ack1(x2, "set-data", { n: 2, tags: ["a", "b"], ok: true }), true);
+          assert.equal(await ack1(y1, "set-data", "y-one"), true);
+          // y2 sets nothing: data is null
 
-              const entry = async (s, data) => ({ id: s.id, rooms: await ack1(s, "rooms"), data });
-              const ex2 = await entry(x2, { n: 2, tags: ["a", "b"], ok: true });
-              const ey1 = await entry(y1, "y-one");
-              const ey2 = await entry(y2, null);
-              assert.deepEqual(ey1.rooms, sorted([y1.id, r, q, `user:${user}`]));
-              const byId = (xs) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+          const entry = async (s, data) => ({ id: s.id, rooms: await ack1(s, "rooms"), data });
+          const ex2 = await entry(x2, { n: 2, tags: ["a", "b"], ok: true });
+          const ey1 = await entry(y1, "y-one");
+          const ey2 = await entry(y2, null);
+          assert.deepEqual(ey1.rooms, sorted([y1.id, r, q, `user:${user}`]));
+          const byId = (xs) => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [r] }), { sockets: byId([ex2, ey1, ey2]) }, dir);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: r, except: [q] }), { sockets: byId([ex2, ey2]) }, dir);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [r], except: q }), { sockets: byId([ex2, ey2]) }, dir);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [y2.id] }), { sockets: [ey2] }, dir);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [q, y1.id] }), { sockets: [ey1] }, dir);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [room("nobody")] }), { sockets: [] }, dir);
-              // everyone: ours are there (other tests' clients may linger)
-              const { sockets: every } = await ack1(x1, "fetch", {});
-              const ids = every.map((s) => s.id);
-              assert.deepEqual(ids, sorted(ids), "sorted by id");
-              for (const e of [ex2, ey1, ey2, await entry(x1, null)]) {
-                assert.deepEqual(every.find((s) => s.id === e.id), e, `${dir}: ${e.id} in fetch({})`);
-              }
-              assert.ok(!ids.includes(oy.id), "another namespace's socket is not fetched");
-              // data changes are seen on the next fetch
-              assert.equal(await ack1(y2, "set-data", [1, "two"]), true);
-              assert.deepEqual(await ack1(x1, "fetch", { rooms: [y2.id] }), { sockets: [{ ...ey2, data: [1, "two"] }] });
-            } finally {
-              p.close();
-            }
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [r] }), { sockets: byId([ex2, ey1, ey2]) }, dir);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: r, except: [q] }), { sockets: byId([ex2, ey2]) }, dir);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [r], except: q }), { sockets: byId([ex2, ey2]) }, dir);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [y2.id] }), { sockets: [ey2] }, dir);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [q, y1.id] }), { sockets: [ey1] }, dir);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [room("nobody")] }), { sockets: [] }, dir);
+          // everyone: ours are there (other tests' clients may linger)
+          const { sockets: every } = await ack1(x1, "fetch", {});
+          const ids = every.map((s) => s.id);
+          assert.deepEqual(ids, sorted(ids), "sorted by id");
+          for (const e of [ex2, ey1, ey2, await entry(x1, null)]) {
+            assert.deepEqual(every.find((s) => s.id === e.id), e, `${dir}: ${e.id} in fetch({})`);
           }
-        }
+          assert.ok(!ids.includes(oy.id), "another namespace's socket is not fetched");
+          // data changes are seen on the next fetch
+          assert.equal(await ack1(y2, "set-data", [1, "two"]), true);
+          assert.deepEqual(await ack1(x1, "fetch", { rooms: [y2.id] }), { sockets: [{ ...ey2, data: [1, "two"] }] });
+        });
       });
     });
 
     describe("socketsJoin / socketsLeave", () => {
       test("a joined room reaches sockets on both nodes; after leaving it does not", T, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          for (const nsp of NSPS) {
-            const p = pool();
-            try {
-              const dir = `${X.name}->${Y.name} ${nsp}`;
-              const x1 = await p.connect(X, "x1", { nsp });
-              const x2 = await p.connect(X, "x2", { nsp });
-              const y1 = await p.connect(Y, "y1", { nsp });
-              const y2 = await p.connect(Y, "y2", { nsp });
-              const y3 = await p.connect(Y, "y3", { nsp });
-              const oy = await p.connect(Y, "oy", { nsp: nsp === "/" ? "/chat" : "/" });
-              const [r, j, j2] = [room("sj"), room("joined"), room("joined2")];
-              for (const s of [x2, y1, y2, oy]) await ack1(s, "join", [r]);
+        await eachDirection(nodes, async (X, Y, nsp, p) => {
+          const dir = `${X.name}->${Y.name} ${nsp}`;
+          const x1 = await p.connect(X, "x1", { nsp });
+          const x2 = await p.connect(X, "x2", { nsp });
+          const y1 = await p.connect(Y, "y1", { nsp });
+          const y2 = await p.connect(Y, "y2", { nsp });
+          const y3 = await p.connect(Y, "y3", { nsp });
+          const oy = await p.connect(Y, "oy", { nsp: nsp === "/" ? "/chat" : "/" });
+          const [r, j, j2] = [room("sj"), room("joined"), room("joined2")];
+          for (const s of [x2, y1, y2, oy]) await ack1(s, "join", [r]);
 
-              assert.equal(await ack1(x1, "sockets-join", { rooms: [r], except: [y2.id], join: j }), true);
-              await roomsUntil(`${dir}: ${j} joined`, [x2, y1], (rs) => rs.includes(j));
-              assert.equal(await ack1(x1, "sockets-join", { rooms: [y3.id], join: [j2, j] }), true);
-              await roomsUntil(`${dir}: ${j2} joined`, [y3], (rs) => rs.includes(j) && rs.includes(j2));
-              await sleep(NEGATIVE_MS);
-              assert.deepEqual(await ack1(y2, "rooms"), sorted([y2.id, r]), "excepted: not joined");
-              assert.deepEqual(await ack1(x1, "rooms"), [x1.id], "outside the selection: not joined");
-              assert.deepEqual(await ack1(oy, "rooms"), sorted([oy.id, r]), "another namespace: not joined");
+          assert.equal(await ack1(x1, "sockets-join", { rooms: [r], except: [y2.id], join: j }), true);
+          await roomsUntil(`${dir}: ${j} joined`, [x2, y1], (rs) => rs.includes(j));
+          assert.equal(await ack1(x1, "sockets-join", { rooms: [y3.id], join: [j2, j] }), true);
+          await roomsUntil(`${dir}: ${j2} joined`, [y3], (rs) => rs.includes(j) && rs.includes(j2));
+          await sleep(NEGATIVE_MS);
+          assert.deepEqual(await ack1(y2, "rooms"), sorted([y2.id, r]), "excepted: not joined");
+          assert.deepEqual(await ack1(x1, "rooms"), [x1.id], "outside the selection: not joined");
+          assert.deepEqual(await ack1(oy, "rooms"), sorted([oy.id, r]), "another namespace: not joined");
 
-              const got = recorder([x1, x2, y1, y2, y3, oy], "to-joined");
-              assert.equal(await ack1(x1, "hub-to", { rooms: [j], event: "to-joined", args: [1] }), 1);
-              for (const s of [x2, y1, y3]) await until(`${dir}: to-joined on ${s.label}`, () => got(s).length > 0);
-              await sleep(NEGATIVE_MS);
-              for (const s of [x1, x2, y1, y2, y3, oy]) {
-                assert.deepEqual(got(s), [x2, y1, y3].includes(s) ? [[1]] : [], `${dir}: on ${s.label}`);
-              }
-
-              // leave: by the joined room itself
-              assert.equal(await ack1(x1, "sockets-leave", { rooms: [j], except: y3.id, leave: j }), true);
-              await roomsUntil(`${dir}: ${j} left`, [x2, y1], (rs) => !rs.includes(j));
-              await sleep(NEGATIVE_MS);
-              assert.deepEqual(await ack1(y3, "rooms"), sorted([y3.id, j, j2]), "excepted: still in");
-              assert.equal(await ack1(x1, "sockets-leave", { rooms: [y3.id], leave: [j, j2] }), true);
-              await roomsUntil(`${dir}: y3 left`, [y3], (rs) => !rs.includes(j) && !rs.includes(j2));
-
-              const got2 = recorder([x1, x2, y1, y2, y3, oy], "after-leave");
-              assert.equal(await ack1(x1, "hub-to", { rooms: [j], event: "after-leave", args: [] }), 0);
-              assert.equal(await ack1(x1, "hub-to", { rooms: [r], event: "after-leave", args: ["r"] }), 1);
-              for (const s of [x2, y1, y2]) await until(`${dir}: after-leave on ${s.label}`, () => got2(s).length > 0);
-              await sleep(NEGATIVE_MS);
-              for (const s of [x1, x2, y1, y2, y3, oy]) {
-                assert.deepEqual(got2(s), [x2, y1, y2].includes(s) ? [["r"]] : [], `${dir}: on ${s.label}`);
-              }
-            } finally {
-              p.close();
-            }
+          const got = recorder([x1, x2, y1, y2, y3, oy], "to-joined");
+          assert.equal(await ack1(x1, "hub-to", { rooms: [j], event: "to-joined", args: [1] }), 1);
+          for (const s of [x2, y1, y3]) await until(`${dir}: to-joined on ${s.label}`, () => got(s).length > 0);
+          await sleep(NEGATIVE_MS);
+          for (const s of [x1, x2, y1, y2, y3, oy]) {
+            assert.deepEqual(got(s), [x2, y1, y3].includes(s) ? [[1]] : [], `${dir}: on ${s.label}`);
           }
-        }
+
+          // leave: by the joined room itself
+          assert.equal(await ack1(x1, "sockets-leave", { rooms: [j], except: y3.id, leave: j }), true);
+          await roomsUntil(`${dir}: ${j} left`, [x2, y1], (rs) => !rs.includes(j));
+          await sleep(NEGATIVE_MS);
+          assert.deepEqual(await ack1(y3, "rooms"), sorted([y3.id, j, j2]), "excepted: still in");
+          assert.equal(await ack1(x1, "sockets-leave", { rooms: [y3.id], leave: [j, j2] }), true);
+          await roomsUntil(`${dir}: y3 left`, [y3], (rs) => !rs.includes(j) && !rs.includes(j2));
+
+          const got2 = recorder([x1, x2, y1, y2, y3, oy], "after-leave");
+          assert.equal(await ack1(x1, "hub-to", { rooms: [j], event: "after-leave", args: [] }), 0);
+          assert.equal(await ack1(x1, "hub-to", { rooms: [r], event: "after-leave", args: ["r"] }), 1);
+          for (const s of [x2, y1, y2]) await until(`${dir}: after-leave on ${s.label}`, () => got2(s).length > 0);
+          await sleep(NEGATIVE_MS);
+          for (const s of [x1, x2, y1, y2, y3, oy]) {
+            assert.deepEqual(got2(s), [x2, y1, y2].includes(s) ? [["r"]] : [], `${dir}: on ${s.label}`);
+          }
+        });
       });
     });
 
