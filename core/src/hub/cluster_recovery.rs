@@ -128,7 +128,8 @@ impl Cluster {
 
     /// Whether a kept session holds `room`'s channel.
     pub(crate) fn retains(&self, nsp: &str, room: &str) -> bool {
-        lock(&self.retained).rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
+        let retained = lock(&self.retained);
+        !retained.rooms.is_empty() && retained.rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
     }
 
     /// The session `pid` was taken: its rooms go back to normal interest.
