@@ -291,3 +291,37 @@ async fn a_redis_cluster_counts_subscribers_over_its_nodes() {
     assert!(fetched.replies.complete() && fetched.replies.expected == 2, "{:?}", fetched.replies);
     assert_eq!(fetched.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![pc.sid()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cap_holds_across_nodes_over_redis() {
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let server = Embedded::new(EmbedOptions::default()).unwrap();
+        let hub = server.hub().clone();
+        hub.of("/").use_middleware(|h: Arc<tidewire::hub::Handshake>| async move {
+            let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
+            Ok(tidewire::hub::Admission::user(user))
+        });
+        let (bus, inbound) = RedisBus::connect(&redis.url(), fast()).unwrap();
+        let bus = Arc::new(bus);
+        let config = ClusterConfig::default().connection_caps(Some(2), None);
+        hub.join_cluster(bus.clone(), inbound, config).await.unwrap();
+        let addr = server.listen().await.unwrap();
+        nodes.push(Node { server, url: format!("http://{addr}"), bus });
+    }
+    let connect = |node: &Node, user: &str| {
+        let mut config = ClientConfig::new(&node.url);
+        config.auth = Some(json!({ "user": user }));
+        config.connect_timeout = STEP;
+        Client::connect(config)
+    };
+    let first = connect(&nodes[0], "ann").await.unwrap();
+    let _second = connect(&nodes[1], "ann").await.unwrap();
+    let refused = connect(&nodes[0], "ann").await;
+    assert!(refused.is_err(), "a third connection of ann, on either node, is refused");
+    assert!(connect(&nodes[1], "ann").await.is_err());
+    let _bob = connect(&nodes[1], "bob").await.expect("bob is not capped by ann");
+    first.disconnect();
+    until("ann's unit back", async || connect(&nodes[1], "ann").await.is_ok()).await;
+}

@@ -142,6 +142,13 @@ struct Options {
     /// ms; its presence entries expire after three missed heartbeats.
     #[arg(long, env = "TIDEWIRE_CLUSTER_HEARTBEAT_MS", default_value_t = 5000)]
     cluster_heartbeat_ms: u64,
+    /// Most connections of one user across the cluster (unset: no
+    /// cluster-wide cap; each node's own caps apply either way).
+    #[arg(long, env = "TIDEWIRE_CLUSTER_MAX_CONN_PER_USER")]
+    cluster_max_conn_per_user: Option<u32>,
+    /// Most connections from one IP address across the cluster.
+    #[arg(long, env = "TIDEWIRE_CLUSTER_MAX_CONN_PER_IP")]
+    cluster_max_conn_per_ip: Option<u32>,
     /// This node's name in logs and in the conformance answers.
     #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
     node_name: String,
@@ -298,7 +305,8 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
         .prefix(options.redis_prefix.clone())
         .request_timeout(Duration::from_millis(options.request_timeout_ms))
         .heartbeat_interval(Duration::from_millis(options.cluster_heartbeat_ms))
-        .protocol(protocol);
+        .protocol(protocol)
+        .connection_caps(options.cluster_max_conn_per_user, options.cluster_max_conn_per_ip);
     hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
     if bus.wait_connected(Duration::from_secs(5)).await {
         tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");

@@ -37,6 +37,10 @@ struct State {
     nodes: HashMap<u64, Node>,
     /// Channel -> subscribed nodes.
     channels: HashMap<String, HashSet<u64>>,
+    /// Counter -> units per holder.
+    counters: HashMap<String, HashMap<String, u64>>,
+    /// Holder -> end of its lease.
+    leases: HashMap<String, std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -165,6 +169,48 @@ impl Bus for MemoryNode {
 
     fn subscriber_count<'a>(&'a self, channel: &'a str) -> BusFuture<'a, usize> {
         let result = self.with_node(|st| st.channels.get(channel).map_or(0, HashSet::len));
+        Box::pin(async move { result })
+    }
+
+    fn acquire<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str, cap: u64) -> BusFuture<'a, bool> {
+        let result = self.with_node(|st| {
+            let now = std::time::Instant::now();
+            let State { counters, leases, .. } = st;
+            let units = counters.entry(format!("{scope}#count#{key}")).or_default();
+            units.retain(|h, _| {
+                h == holder || leases.get(&format!("{scope}#lease#{h}")).is_some_and(|until| *until > now)
+            });
+            if units.values().sum::<u64>() >= cap {
+                return false;
+            }
+            *units.entry(holder.to_owned()).or_default() += 1;
+            true
+        });
+        Box::pin(async move { result })
+    }
+
+    fn release<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str) -> BusFuture<'a, ()> {
+        let key = format!("{scope}#count#{key}");
+        let result = self.with_node(|st| {
+            if let Some(units) = st.counters.get_mut(&key) {
+                if let Some(n) = units.get_mut(holder) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        units.remove(holder);
+                    }
+                }
+                if units.is_empty() {
+                    st.counters.remove(&key);
+                }
+            }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn renew<'a>(&'a self, scope: &'a str, holder: &'a str, ttl: std::time::Duration) -> BusFuture<'a, ()> {
+        let result = self.with_node(|st| {
+            st.leases.insert(format!("{scope}#lease#{holder}"), std::time::Instant::now() + ttl);
+        });
         Box::pin(async move { result })
     }
 }

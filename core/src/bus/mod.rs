@@ -99,4 +99,37 @@ pub trait Bus: Send + Sync + 'static {
     /// # Errors
     /// [`BusError::Closed`] or [`BusError::Backend`].
     fn subscriber_count<'a>(&'a self, channel: &'a str) -> BusFuture<'a, usize>;
+
+    /// Counters shared by the cluster, held by nodes under leases (the
+    /// cluster-wide connection caps): takes one unit of counter `key` of
+    /// `scope` for `holder` unless the units of live holders (whose lease in
+    /// `scope`, see [`renew`](Self::renew), runs) already reach `cap`.
+    /// Atomic across the cluster. Returns whether it was taken. Units of a
+    /// holder whose lease ran out stop counting.
+    ///
+    /// # Errors
+    /// [`BusError::Backend`] when the bus keeps no counters (the default)
+    /// or cannot be reached.
+    fn acquire<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str, cap: u64) -> BusFuture<'a, bool> {
+        let _ = (scope, key, holder, cap);
+        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+    }
+
+    /// Gives back one unit of counter `key` of `scope` taken by `holder`.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    fn release<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str) -> BusFuture<'a, ()> {
+        let _ = (scope, key, holder);
+        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+    }
+
+    /// Extends `holder`'s lease in `scope` to `ttl` from now.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    fn renew<'a>(&'a self, scope: &'a str, holder: &'a str, ttl: std::time::Duration) -> BusFuture<'a, ()> {
+        let _ = (scope, holder, ttl);
+        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+    }
 }

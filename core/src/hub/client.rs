@@ -75,6 +75,7 @@ impl EngineHandler for Acceptor {
             sockets: Mutex::new(Slots::default()),
             joined: joined.clone(),
             user_permits: Mutex::new(None),
+            cluster_caps: Mutex::new(None),
             _ip_permit: admitted.take::<IpPermit>(),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
@@ -166,6 +167,10 @@ pub(crate) struct ClientShared {
     /// Boxed: anonymous connections hold none (8 bytes instead of 24).
     #[allow(clippy::box_collection)]
     user_permits: Mutex<Option<Box<Vec<UserPermit>>>>,
+    /// Units of the cluster-wide caps this connection holds. Boxed like
+    /// `user_permits`: most connections hold none.
+    #[allow(clippy::box_collection)]
+    cluster_caps: Mutex<Option<Box<Vec<String>>>>,
 }
 
 impl ClientShared {
@@ -310,6 +315,10 @@ impl Connection for Client {
             }
         }
         self.shared.user_permits.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let held = self.shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let (Some(held), Some(cluster)) = (held, self.shared.hub.cluster()) {
+            cluster.release_caps(*held);
+        }
     }
 }
 
@@ -326,6 +335,32 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         }),
         None => Ok(a),
     });
+    let admitted = match (admitted, ns.cluster()) {
+        (Ok(a), Some(cluster)) if cluster.has_caps() => {
+            let mut held = shared
+                .cluster_caps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+                .map(|b| *b)
+                .unwrap_or_default();
+            let taken = cluster.acquire_caps(a.user_id.as_deref(), handshake.address, &mut held).await;
+            if !held.is_empty() {
+                *shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(held));
+            }
+            if shared.session.is_closed() {
+                // Closed meanwhile: on_close may have run before the units were kept.
+                if let Some(held) = shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    cluster.release_caps(*held);
+                }
+            }
+            taken.map(|()| a).map_err(|refused| {
+                HubStats::add(&shared.hub.stats().connections_refused, 1);
+                ConnectError::new(refused.to_string()).with_data(serde_json::json!({ "code": refused.code() }))
+            })
+        }
+        (other, _) => other,
+    };
     let admission = match admitted {
         Ok(a) => a,
         Err(refusal) => {

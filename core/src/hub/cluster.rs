@@ -83,6 +83,13 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// The wire protocol (default: classic, `createAdapter`'s).
     pub protocol: Protocol,
+    /// Most connections of one user across the cluster (opt in; each node
+    /// still applies its own caps too). Needs a bus that keeps counters
+    /// (Redis, or the in-process bus).
+    pub max_conn_per_user: Option<u32>,
+    /// Most connections from one IP address across the cluster (opt in),
+    /// counted when a connection joins its first namespace.
+    pub max_conn_per_ip: Option<u32>,
 }
 
 /// The wire protocol of a cluster; every node of a cluster uses the same.
@@ -107,6 +114,8 @@ impl Default for ClusterConfig {
             specific_response_channel: false,
             heartbeat_interval: Duration::from_secs(5),
             protocol: Protocol::Classic,
+            max_conn_per_user: None,
+            max_conn_per_ip: None,
         }
     }
 }
@@ -125,6 +134,13 @@ impl ClusterConfig {
     /// Sets [`specific_response_channel`](Self::specific_response_channel).
     pub fn specific_response_channel(mut self, yes: bool) -> Self {
         self.specific_response_channel = yes;
+        self
+    }
+    /// Sets the cluster-wide connection caps, per user and per IP address
+    /// (`None`: no cluster-wide cap).
+    pub fn connection_caps(mut self, per_user: Option<u32>, per_ip: Option<u32>) -> Self {
+        self.max_conn_per_user = per_user;
+        self.max_conn_per_ip = per_ip;
         self
     }
     /// Sets [`protocol`](Self::protocol).
@@ -367,6 +383,7 @@ impl Hub {
         }
         cluster.bus.subscribe(&channels).await?;
         lock(&cluster.ready).extend(namespaces.iter().map(|ns| ns.name().to_owned()));
+        cluster.renew_lease().await;
         self.inner().cluster.set(cluster.clone()).map_err(|_| ClusterError::AlreadyJoined)?;
         // From here room and namespace changes reach the interest task;
         // what changed during the subscription is caught up (subscribing
@@ -503,6 +520,76 @@ impl Cluster {
     /// Publishes raw bytes on `channel`.
     pub(crate) fn publish_raw(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
         self.publish(channel, payload)
+    }
+
+    /// Whether cluster-wide connection caps are on.
+    pub(crate) fn has_caps(&self) -> bool {
+        self.config.max_conn_per_user.is_some() || self.config.max_conn_per_ip.is_some()
+    }
+
+    fn caps_scope(&self) -> String {
+        format!("{}-tidewire#caps", self.config.prefix)
+    }
+
+    /// Keeps this node's units of the cluster-wide caps counting.
+    async fn renew_lease(&self) {
+        if !self.has_caps() {
+            return;
+        }
+        if let Err(e) = self.bus.renew(&self.caps_scope(), &self.uid, self.config.heartbeat_interval * 3).await {
+            tracing::warn!(error = %e, "cluster caps: lease not renewed");
+        }
+    }
+
+    /// Takes the cluster-wide units a connection needs: one for `user` and
+    /// one for `ip`, except those in `held`, which gets the new ones.
+    /// `Err` names the cap that refused. A bus that cannot answer admits
+    /// (each node's own caps still apply) and says so in the log.
+    pub(crate) async fn acquire_caps(
+        &self,
+        user: Option<&str>,
+        ip: std::net::IpAddr,
+        held: &mut Vec<String>,
+    ) -> Result<(), crate::limits::ConnectionRefused> {
+        let scope = self.caps_scope();
+        let wanted = [
+            (self.config.max_conn_per_user.zip(user).map(|(cap, u)| (cap, format!("user#{u}"))), true),
+            (self.config.max_conn_per_ip.map(|cap| (cap, format!("ip#{ip}"))), false),
+        ];
+        for (entry, per_user) in wanted {
+            let Some((cap, key)) = entry else { continue };
+            if held.contains(&key) {
+                continue;
+            }
+            match self.bus.acquire(&scope, &key, &self.uid, u64::from(cap)).await {
+                Ok(true) => held.push(key),
+                Ok(false) => {
+                    return Err(if per_user {
+                        crate::limits::ConnectionRefused::PerUser
+                    } else {
+                        crate::limits::ConnectionRefused::PerIp
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cluster caps: not checked, admitting"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back a closed connection's units.
+    pub(crate) fn release_caps(self: &Arc<Self>, held: Vec<String>) {
+        if held.is_empty() {
+            return;
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let scope = cluster.caps_scope();
+            for key in held {
+                if let Err(e) = cluster.bus.release(&scope, &key, &cluster.uid).await {
+                    tracing::warn!(error = %e, key, "cluster caps: unit not given back (it expires with this node's lease)");
+                }
+            }
+        });
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -1282,6 +1369,7 @@ async fn heartbeat_task(hub: Weak<HubInner>) {
         let hub = Hub::from_inner(inner);
         if let Some(c) = hub.cluster().cloned() {
             c.beat(c.own_presence_digest(&hub), false);
+            c.renew_lease().await;
             c.expire_retained(&hub);
             for uid in c.expire_peers() {
                 tracing::info!(node = uid, "cluster: a Tidewire node stopped beating; its presence goes");

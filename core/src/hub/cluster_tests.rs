@@ -699,20 +699,22 @@ async fn recovery_node(bus: &MemoryBus, window: Duration) -> Node {
     Node { hub, engine }
 }
 
-/// CONNECTs to `/` with `auth`; waits for the reply (a restore may ask
-/// the other nodes); returns it and what followed.
+/// CONNECTs to `/` with `auth`; waits for the reply or the refusal (a
+/// restore or a cap may ask the other nodes); returns its body and what
+/// followed.
 async fn connect_with(c: &Client, auth: Value) -> (Value, Vec<String>) {
     c.send(&format!("0{auth}"));
     let mut out = Vec::new();
     for _ in 0..50 {
         flow().await;
         out.extend(c.recv());
-        if out.first().is_some_and(|p| p.starts_with('0')) {
+        // CONNECT, or CONNECT_ERROR.
+        if out.first().is_some_and(|p| p.starts_with('0') || p.starts_with('4')) {
             break;
         }
     }
     let reply = out.remove(0);
-    (serde_json::from_str(reply.strip_prefix('0').unwrap()).unwrap(), out)
+    (serde_json::from_str(&reply[1..]).unwrap(), out)
 }
 
 #[tokio::test]
@@ -797,4 +799,84 @@ async fn sessions_unknown_expired_or_of_another_user_are_not_restored_across_nod
     let (reply, _) = connect_with(&b.client(), json!({ "user": "bo", "pid": pid })).await;
     assert_ne!(reply["sid"], sid.as_str());
     assert!(!b.hub.of("/").socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
+}
+
+// --- cluster-wide connection caps ----------------------------------------------
+
+async fn capped_node(
+    bus: &MemoryBus,
+    heartbeat: Duration,
+    per_user: Option<u32>,
+    per_ip: Option<u32>,
+) -> (Node, Arc<MemoryNode>) {
+    let (hub, engine) = super::tests::users_hub(HubConfig::default().unlimited());
+    let (node, inbound) = bus.node(4096);
+    let node = Arc::new(node);
+    let config = config().heartbeat_interval(heartbeat).connection_caps(per_user, per_ip);
+    hub.join_cluster(node.clone(), inbound, config).await.unwrap();
+    (Node { hub, engine }, node)
+}
+
+/// CONNECTs as `user`; the socket id, or the refusal's code.
+async fn connect_as(c: &Client, user: &str) -> Result<String, String> {
+    let (reply, _) = connect_with(c, json!({ "user": user })).await;
+    match reply["sid"].as_str() {
+        Some(sid) => Ok(sid.to_owned()),
+        None => Err(reply["data"]["code"].as_str().unwrap_or("?").to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn a_user_cap_holds_across_nodes_and_frees_on_close_and_on_node_death() {
+    let bus = MemoryBus::new();
+    let heartbeat = Duration::from_millis(40);
+    let (a, a_bus) = capped_node(&bus, heartbeat, Some(2), None).await;
+    let (b, _b_bus) = capped_node(&bus, heartbeat, Some(2), None).await;
+    let (a1, b1, a2, b2) = (a.client(), b.client(), a.client(), b.client());
+    connect_as(&a1, "ann").await.unwrap();
+    connect_as(&b1, "ann").await.unwrap();
+    assert_eq!(connect_as(&a2, "ann").await, Err("too_many_connections".to_owned()), "third on a");
+    assert_eq!(connect_as(&b2, "ann").await, Err("too_many_connections".to_owned()), "third on b");
+    connect_as(&b2, "bob").await.expect("another user is not capped by ann");
+    assert_eq!(b.hub.stats().connections_refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // A connection closes: its unit comes back.
+    b1.session.close(crate::engine::CloseReason::TransportClose);
+    flow().await;
+    let again = b.client();
+    let start = std::time::Instant::now();
+    loop {
+        if connect_as(&again, "ann").await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "the unit never came back");
+    }
+
+    // Node a dies (no more leases): its unit stops counting within the lease.
+    a_bus.leave();
+    let late = b.client();
+    let start = std::time::Instant::now();
+    loop {
+        match connect_as(&late, "ann").await {
+            Ok(_) => break,
+            Err(code) => assert_eq!(code, "too_many_connections"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(3), "a dead node's units kept counting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(start.elapsed() >= heartbeat, "not before its lease ran out");
+}
+
+#[tokio::test]
+async fn an_ip_cap_holds_across_nodes() {
+    let bus = MemoryBus::new();
+    let (a, _ha) = capped_node(&bus, Duration::from_secs(5), None, Some(2)).await;
+    let (b, _hb) = capped_node(&bus, Duration::from_secs(5), None, Some(2)).await;
+    // Every test client comes from 127.0.0.1.
+    connect_as(&a.client(), "u1").await.unwrap();
+    connect_as(&b.client(), "u2").await.unwrap();
+    assert_eq!(connect_as(&b.client(), "u3").await, Err("too_many_connections".to_owned()));
+    // A second namespace of the same connection takes no second unit.
+    let c = a.client();
+    assert_eq!(connect_as(&c, "u4").await, Err("too_many_connections".to_owned()));
 }
