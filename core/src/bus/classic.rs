@@ -885,6 +885,17 @@ impl ClassicBroadcast {
         })
     }
 
+    /// The publisher's uid, read without decoding the rest: a node drops its own broadcasts (which come back on
+    /// the room channels it listens to) before paying for a full decode. `None` when the message does not start
+    /// like `[uid, ...]`.
+    pub fn peek_uid(bytes: &[u8]) -> Option<&str> {
+        let mut rest = bytes;
+        if rmp::decode::read_array_len(&mut rest).ok()? < 3 {
+            return None;
+        }
+        rmp::decode::read_str_from_slice(rest).ok().map(|(uid, _)| uid)
+    }
+
     /// Decodes a broadcast message. Tolerates what the Node side tolerates: more than three elements, missing
     /// `rooms` / `except` / `flags` (empty), a missing `nsp` (`/`), unknown keys.
     pub fn decode(bytes: &[u8]) -> Result<ClassicBroadcast, DecodeError> {
@@ -1806,6 +1817,18 @@ mod tests {
     /// a wrapped uint64.
     const GOLDEN_SPECIAL: &str = "9cd7ffa1a5d60067760225d6ff00000000c70cff3b8b87c0ffffffffffffffffd7ff00000003e4e6b080\
         cf0020000000000002d3ffffff0000000000cf35c9adc5dea00000cb3fe000000000000000cb7ff8000000000000c0c4020405";
+
+    #[test]
+    fn the_uid_is_read_without_decoding_the_rest() {
+        let message = golden_room();
+        assert_eq!(ClassicBroadcast::peek_uid(&message.encode()), Some(message.uid.as_str()));
+        assert_eq!(ClassicBroadcast::peek_uid(b""), None);
+        assert_eq!(ClassicBroadcast::peek_uid(&Data::from("not an array").to_msgpack()), None);
+        assert_eq!(
+            ClassicBroadcast::peek_uid(&Data::Array(vec![Data::from(1i64), Data::Null, Data::Null]).to_msgpack()),
+            None
+        );
+    }
 
     fn golden_room() -> ClassicBroadcast {
         ClassicBroadcast {

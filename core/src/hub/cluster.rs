@@ -895,6 +895,9 @@ impl Cluster {
     }
 
     fn on_broadcast(&self, hub: &Hub, payload: &[u8]) {
+        if ClassicBroadcast::peek_uid(payload) == Some(&*self.uid) {
+            return;
+        }
         let message = match ClassicBroadcast::decode(payload) {
             Ok(m) => m,
             Err(e) => return self.malformed("broadcast", &e),
