@@ -6,8 +6,10 @@
 //   fanout (room, ...args) -> emits fanout (...args) to room, sender excluded
 //   echo (...args) -> acks with the same arguments
 //
-// Usage: node server.mjs [--port N] [--host H] [--redis URL]
-// With --redis, the official @socket.io/redis-adapter joins the nodes.
+// Usage: node server.mjs [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
+// With --redis, the official @socket.io/redis-adapter (classic mode,
+// createAdapter) joins the nodes; --redis-prefix is its `key` (default
+// "socket.io").
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     port: { type: "string", default: "0" },
     host: { type: "string", default: "127.0.0.1" },
     redis: { type: "string" },
+    "redis-prefix": { type: "string", default: "socket.io" },
   },
 });
 
@@ -31,7 +34,7 @@ if (values.redis) {
   const pub = createClient({ url: values.redis });
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
-  io.adapter(createAdapter(pub, sub));
+  io.adapter(createAdapter(pub, sub, { key: values["redis-prefix"] }));
 }
 
 io.on("connection", (socket) => {

@@ -7,13 +7,23 @@
 //!   sender excluded;
 //! * `echo` `(...args)`: acks with the same arguments.
 //!
-//! Prints `listening on http://ADDR` on stdout once it accepts connections.
+//! With `--redis URL` the hub joins a cluster over Redis (the
+//! `@socket.io/redis-adapter` classic protocol, channel prefix
+//! `--redis-prefix`): broadcasts reach every node's members, Tidewire or
+//! Node socket.io with the official adapter alike.
+//!
+//! Prints `listening on http://ADDR` on stdout once it accepts connections
+//! (and, with `--redis`, once it is subscribed). On SIGINT, a clustered
+//! server prints its cluster counters on stderr before it stops.
 
 use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser as _;
+use tidewire::bus::{RedisBus, RedisBusConfig};
 use tidewire::engine::EngineConfig;
-use tidewire::hub::{Event, Hub, HubConfig, Socket};
+use tidewire::hub::{ClusterConfig, Event, Hub, HubConfig, Socket};
 use tidewire::limits::{Rate, RateLimits};
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::Server;
@@ -29,6 +39,13 @@ struct Options {
     /// checks cost; the suite runs with them).
     #[arg(long)]
     no_limits: bool,
+    /// Join a cluster over the Redis server at this URL
+    /// (`redis://127.0.0.1:6379`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The cluster's channel prefix (the official adapter's `key`).
+    #[arg(long, default_value = "socket.io")]
+    redis_prefix: String,
 }
 
 fn main() -> std::io::Result<()> {
@@ -67,6 +84,19 @@ async fn run(options: Options) -> std::io::Result<()> {
             let _ = ack.send(event.args);
         }
     });
+    let mut bus = None;
+    if let Some(url) = &options.redis {
+        let (redis, inbound) = RedisBus::connect(url, RedisBusConfig::default()).map_err(std::io::Error::other)?;
+        let redis = Arc::new(redis);
+        bus = Some(redis.clone());
+        let bus = redis;
+        hub.join_cluster(bus.clone(), inbound, ClusterConfig::default().prefix(options.redis_prefix.clone()))
+            .await
+            .map_err(std::io::Error::other)?;
+        if !bus.wait_connected(Duration::from_secs(5)).await {
+            return Err(std::io::Error::other(format!("{url}: not subscribed within 5 s")));
+        }
+    }
     let server = Server::builder()
         .mount("/socket.io/", hub.engine(EngineConfig::default()))
         .bind((options.host.as_str(), options.port))
@@ -75,6 +105,19 @@ async fn run(options: Options) -> std::io::Result<()> {
     writeln!(stdout, "listening on http://{}", server.local_addr())?;
     stdout.flush()?;
     let _ = tokio::signal::ctrl_c().await;
+    if let (Some(bus), Some(stats)) = (&bus, hub.cluster_stats()) {
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "cluster: published {} (refused {}), received {} (malformed {}); redis bus: dropped outbound {}, dropped inbound {}, subscriber connections made {}",
+            n(&stats.published),
+            n(&stats.publish_failed),
+            n(&stats.received),
+            n(&stats.malformed),
+            bus.dropped_outbound(),
+            bus.dropped_inbound(),
+            bus.connections_made()
+        );
+    }
     server.shutdown().await;
     Ok(())
 }

@@ -7,6 +7,9 @@
 //! One emit to a 10,000-member room at a time is the same scenario with
 //! a fixed low rate (`--receivers 10000 --rates 20000`: two emits a
 //! second).
+//!
+//! The room, the steps and the search are shared with the `cluster`
+//! scenario, whose emitter is on another node than its receivers.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,7 +25,7 @@ use crate::client::{self, Inbound, Target, Ws};
 use crate::procfs::Sample;
 use crate::stats::{Latency, LatencySummary};
 
-const ROOM: &str = "bench";
+pub(crate) const ROOM: &str = "bench";
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct FanoutOpts {
@@ -60,13 +63,21 @@ pub(crate) struct StepResult {
     pub(crate) delivered_rate: f64,
     pub(crate) completeness: f64,
     pub(crate) latency: LatencySummary,
+    /// CPU of the server (of all the servers watched, summed), percent of
+    /// one core.
     pub(crate) server_cpu_pct: f64,
-    /// Deliveries per CPU-second the server spent on the step.
+    /// Each watched server's CPU, in the order given (one entry for a
+    /// single server).
+    pub(crate) server_cpu_pct_each: Vec<f64>,
+    /// Deliveries per CPU-second the server (all of them) spent on the step.
     pub(crate) deliveries_per_server_cpu_sec: f64,
     pub(crate) loadgen_cpu_pct: f64,
     /// Receivers the server disconnected during the step.
     pub(crate) lost_receivers: usize,
     pub(crate) passed: bool,
+    /// Where the step's deliveries are recorded in [`Shared`].
+    #[serde(skip)]
+    pub(crate) index: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -92,7 +103,8 @@ struct StepStats {
     latency: Latency,
 }
 
-struct Shared {
+/// What the receivers saw, by step.
+pub(crate) struct Shared {
     base: Instant,
     steps: RefCell<Vec<StepStats>>,
     total: Cell<u64>,
@@ -102,6 +114,26 @@ struct Shared {
 type Payload = (IgnoredAny, (usize, u64, u64, IgnoredAny));
 
 impl Shared {
+    pub(crate) fn new() -> Rc<Shared> {
+        Rc::new(Shared { base: Instant::now(), steps: RefCell::default(), total: Cell::new(0), alive: Cell::new(0) })
+    }
+
+    /// A new record of deliveries; its index goes in the messages.
+    fn new_step(&self) -> usize {
+        let mut steps = self.steps.borrow_mut();
+        steps.push(StepStats::default());
+        steps.len() - 1
+    }
+
+    fn received(&self, index: usize) -> u64 {
+        self.steps.borrow().get(index).map_or(0, |s| s.received)
+    }
+
+    /// The latency of the deliveries recorded at `index`.
+    pub(crate) fn latency(&self, index: usize) -> Latency {
+        self.steps.borrow().get(index).map(|s| s.latency.clone()).unwrap_or_default()
+    }
+
     fn now_us(&self) -> u64 {
         self.base.elapsed().as_micros() as u64
     }
@@ -118,8 +150,7 @@ impl Shared {
 }
 
 pub(crate) async fn run(target: &Target, pid: Option<u32>, opts: &FanoutOpts) -> Result<FanoutResult, client::Error> {
-    let shared =
-        Rc::new(Shared { base: Instant::now(), steps: RefCell::default(), total: Cell::new(0), alive: Cell::new(0) });
+    let shared = Shared::new();
     let mut receivers = JoinSet::new();
     fill_room(target, &shared, &mut receivers, opts).await?;
     let mut emitter = client::connect(target).await?;
@@ -128,7 +159,7 @@ pub(crate) async fn run(target: &Target, pid: Option<u32>, opts: &FanoutOpts) ->
 
     let mut run_step = async |rate: u64, result: &mut FanoutResult| -> Result<bool, client::Error> {
         fill_room(target, &shared, &mut receivers, opts).await?;
-        let step = step(&mut emitter, &shared, pid, rate, opts, &pad).await?;
+        let step = step(&mut emitter, &shared, &[pid], rate, opts, &pad).await?;
         let passed = step.passed;
         eprintln!(
             "  fanout {} receivers @ {:>9} offered: {:>9.0}/s delivered, p50 {:.2} ms, p99 {:.2} ms, {:.4} complete, server {:.0}% loadgen {:.0}%{}",
@@ -151,12 +182,37 @@ pub(crate) async fn run(target: &Target, pid: Option<u32>, opts: &FanoutOpts) ->
         Ok(passed)
     };
 
+    search(opts, async |rate| run_step(rate, &mut result).await).await?;
+    result.conclude();
+    receivers.abort_all();
+    Ok(result)
+}
+
+impl FanoutResult {
+    /// The saturation figures and the load generator flag, from the steps.
+    pub(crate) fn conclude(&mut self) {
+        if let Some(sat) = self.steps.iter().max_by(|a, b| a.delivered_rate.total_cmp(&b.delivered_rate)) {
+            self.saturation_rate = sat.delivered_rate;
+            self.saturation_deliveries_per_cpu_sec = sat.deliveries_per_server_cpu_sec;
+        }
+        self.loadgen_bound = self.steps.iter().any(|s| s.loadgen_cpu_pct >= 90.0);
+    }
+}
+
+/// Runs the steps of `opts`: its fixed rates, or without any, a search:
+/// the rate grows by half per step from `start_rate` until a step misses,
+/// then two bisections (geometric) between the last pass and the miss.
+/// `run_step` runs one step and says whether it passed.
+pub(crate) async fn search(
+    opts: &FanoutOpts,
+    mut run_step: impl AsyncFnMut(u64) -> Result<bool, client::Error>,
+) -> Result<(), client::Error> {
     if opts.rates.is_empty() {
         let mut rate = opts.start_rate.max(1);
         let mut best = None;
         let mut fail = None;
         for _ in 0..16 {
-            if run_step(rate, &mut result).await? {
+            if run_step(rate).await? {
                 best = Some(rate);
                 rate = rate * 3 / 2;
             } else {
@@ -167,26 +223,19 @@ pub(crate) async fn run(target: &Target, pid: Option<u32>, opts: &FanoutOpts) ->
         if let (Some(mut lo), Some(mut hi)) = (best, fail) {
             for _ in 0..2 {
                 let mid = ((lo as f64) * (hi as f64)).sqrt() as u64;
-                if run_step(mid, &mut result).await? { lo = mid } else { hi = mid }
+                if run_step(mid).await? { lo = mid } else { hi = mid }
             }
         }
     } else {
         for &rate in &opts.rates {
-            run_step(rate, &mut result).await?;
+            run_step(rate).await?;
         }
     }
-
-    if let Some(sat) = result.steps.iter().max_by(|a, b| a.delivered_rate.total_cmp(&b.delivered_rate)) {
-        result.saturation_rate = sat.delivered_rate;
-        result.saturation_deliveries_per_cpu_sec = sat.deliveries_per_server_cpu_sec;
-    }
-    result.loadgen_bound = result.steps.iter().any(|s| s.loadgen_cpu_pct >= 90.0);
-    receivers.abort_all();
-    Ok(result)
+    Ok(())
 }
 
 /// Tops the room up to `opts.receivers` live members.
-async fn fill_room(
+pub(crate) async fn fill_room(
     target: &Target,
     shared: &Rc<Shared>,
     receivers: &mut JoinSet<()>,
@@ -259,7 +308,7 @@ async fn receive(mut ws: Ws, shared: &Shared) {
 
 /// Waits until deliveries stop arriving (a backlog from a step that
 /// overloaded the server must not count against the next one).
-async fn quiesce(shared: &Shared) {
+pub(crate) async fn quiesce(shared: &Shared) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = shared.total.get();
     loop {
@@ -272,22 +321,44 @@ async fn quiesce(shared: &Shared) {
     }
 }
 
-async fn step(
+/// Emits one message through `emitter` to the room and waits until every
+/// receiver got it, again every 200 ms until one does, at most `timeout`:
+/// the path from the emitter to the receivers works (with two nodes: the
+/// receivers' node is subscribed to the room's channel). Returns how long
+/// it took.
+pub(crate) async fn probe(emitter: &mut Ws, shared: &Shared, timeout: Duration) -> Result<Duration, client::Error> {
+    let start = Instant::now();
+    let members = shared.alive.get() as u64;
+    while start.elapsed() < timeout {
+        let index = shared.new_step();
+        emitter
+            .send(Message::text(format!(r#"42["fanout","{ROOM}",[{index},0,{},"probe"]]"#, shared.now_us())))
+            .await?;
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            if shared.received(index) >= members {
+                return Ok(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    Err(format!("no probe reached all {members} receivers within {timeout:?}").into())
+}
+
+/// One step at `rate` deliveries/s through `emitter`; `pids` are the
+/// servers whose CPU it records (summed, and each).
+pub(crate) async fn step(
     emitter: &mut Ws,
     shared: &Shared,
-    pid: Option<u32>,
+    pids: &[Option<u32>],
     rate: u64,
     opts: &FanoutOpts,
     pad: &str,
 ) -> Result<StepResult, client::Error> {
-    let index = {
-        let mut steps = shared.steps.borrow_mut();
-        steps.push(StepStats::default());
-        steps.len() - 1
-    };
+    let index = shared.new_step();
     let members = shared.alive.get();
     let emits_per_sec = rate as f64 / opts.receivers.max(1) as f64;
-    let server_before = pid.and_then(|p| Sample::take(Some(p)).ok());
+    let servers_before: Vec<Option<Sample>> = pids.iter().map(|p| p.and_then(|p| Sample::take(Some(p)).ok())).collect();
     let me_before = Sample::take(None).ok();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -324,16 +395,21 @@ async fn step(
     while shared.steps.borrow()[index].received < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let server_after = pid.and_then(|p| Sample::take(Some(p)).ok());
+    let servers_after: Vec<Option<Sample>> = pids.iter().map(|p| p.and_then(|p| Sample::take(Some(p)).ok())).collect();
     let me_after = Sample::take(None).ok();
     let steps = shared.steps.borrow();
     let stats = &steps[index];
     let latency = stats.latency.summary();
     let completeness = if expected == 0 { 0.0 } else { stats.received as f64 / expected as f64 };
-    let server_cpu = match (server_after, server_before) {
-        (Some(a), Some(b)) => Some((a.cpu_secs_since(&b), a.cpu_pct_since(&b))),
-        _ => None,
-    };
+    let each: Vec<Option<(f64, f64)>> = servers_after
+        .iter()
+        .zip(&servers_before)
+        .map(|(after, before)| match (after, before) {
+            (Some(a), Some(b)) => Some((a.cpu_secs_since(b), a.cpu_pct_since(b))),
+            _ => None,
+        })
+        .collect();
+    let server_cpu = each.iter().flatten().copied().reduce(|a, b| (a.0 + b.0, a.1 + b.1));
     let lost_receivers = members.saturating_sub(shared.alive.get());
     Ok(StepResult {
         offered_rate: rate as f64,
@@ -344,6 +420,7 @@ async fn step(
         completeness,
         latency,
         server_cpu_pct: server_cpu.map_or(0.0, |c| c.1),
+        server_cpu_pct_each: each.iter().map(|c| c.map_or(0.0, |c| c.1)).collect(),
         deliveries_per_server_cpu_sec: server_cpu
             .filter(|c| c.0 > 0.0)
             .map_or(0.0, |(secs, _)| stats.received as f64 / secs),
@@ -353,5 +430,6 @@ async fn step(
         },
         lost_receivers,
         passed: completeness >= 0.999 && latency.p99_ms <= opts.p99_limit_ms && lost_receivers == 0,
+        index,
     })
 }

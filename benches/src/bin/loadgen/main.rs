@@ -8,9 +8,11 @@
 
 mod acks;
 mod client;
+mod cluster;
 mod fanout;
 mod idle;
 mod procfs;
+mod redis_server;
 mod stats;
 mod suite;
 
@@ -40,6 +42,14 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         opts: fanout::FanoutOpts,
+    },
+    /// Two nodes of a cluster: receivers on node B (`--url`), the emitter
+    /// on node A (`--node-a`); the Redis hop's latency and the delivered rate.
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: cluster::ClusterOpts,
     },
     /// K clients with D emits with ack in flight each.
     Acks {
@@ -99,6 +109,12 @@ fn main() -> ExitCode {
                 let r = fanout::run(&client::Target::parse(&common.url)?, common.pid, &opts).await?;
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 Ok(true)
+            }
+            Cmd::Cluster { common, opts } => {
+                pin(common.core);
+                let r = cluster::run(&client::Target::parse(&common.url)?, common.pid, &opts).await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                Ok(r.complete(&opts))
             }
             Cmd::Acks { common, opts } => {
                 pin(common.core);

@@ -19,6 +19,12 @@ impl Latency {
         self.0.saturating_record(us.max(1));
     }
 
+    /// Adds every value `other` recorded.
+    pub(crate) fn merge(&mut self, other: &Latency) {
+        // Same bounds on both sides, and saturating: cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
     pub(crate) fn summary(&self) -> LatencySummary {
         let ms = |q: f64| if self.0.is_empty() { 0.0 } else { self.0.value_at_quantile(q) as f64 / 1000.0 };
         LatencySummary {
@@ -69,6 +75,18 @@ mod tests {
         assert!((s.p99_ms - 99.0).abs() < 0.1, "{s:?}");
         assert!((s.max_ms - 100.0).abs() < 0.1, "{s:?}");
         assert_eq!(Latency::default().summary().p99_ms, 0.0);
+    }
+
+    #[test]
+    fn merges() {
+        let (mut a, mut b) = (Latency::default(), Latency::default());
+        a.record_us(1000);
+        b.record_us(3000);
+        b.record_us(3000);
+        a.merge(&b);
+        let s = a.summary();
+        assert_eq!(s.count, 3);
+        assert!((s.p50_ms - 3.0).abs() < 0.01, "{s:?}");
     }
 
     #[test]

@@ -18,8 +18,10 @@ use tokio::process::{Child, Command};
 
 use crate::acks::{self, AcksOpts};
 use crate::client::{self, Target};
+use crate::cluster::{self, ClusterOpts};
 use crate::fanout::{self, FanoutOpts};
 use crate::idle::{self, IdleOpts};
+use crate::redis_server::RedisServer;
 use crate::stats::median;
 
 const BEGIN: &str = "<!-- results:begin (written by `make bench RECORD=1`) -->";
@@ -40,7 +42,7 @@ pub(crate) struct SuiteOpts {
     /// message and ack delivered).
     #[arg(long)]
     check: bool,
-    /// Scenarios to run (default: all): idle, fanout, burst, acks.
+    /// Scenarios to run (default: all): idle, fanout, burst, acks, cluster.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the run's JSON goes.
@@ -195,6 +197,96 @@ const METRICS: &[Metric] = &[
         checked: false,
         goal: None,
     },
+    Metric {
+        key: "cluster.best_rate",
+        label: "cluster, 2 nodes, 10-member room on B, emitter on A: deliveries/s with p99 <= 100 ms",
+        unit: "msg/s",
+        better: Better::Higher,
+        checked: true,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.best_p99_ms",
+        label: "cluster, 2 nodes: p99 at that rate",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.saturation_rate",
+        label: "cluster, 2 nodes: deliveries/s at saturation",
+        unit: "msg/s",
+        better: Better::Higher,
+        // A saturated step sheds load (Tidewire's bus refuses past its
+        // bound): what it still delivers swings by half from run to run.
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.deliveries_per_cpu_sec",
+        label: "cluster, 2 nodes: deliveries per server CPU-second (A + B) at saturation",
+        unit: "msg/cpu-s",
+        better: Better::Higher,
+        checked: true,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.cross_p50_ms",
+        label: "cluster at 1k emits/s (10k deliveries/s): latency p50, emitter on A, room on B",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.local_p50_ms",
+        label: "cluster at 1k emits/s (10k deliveries/s): latency p50, emitter and room on B",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.hop_p50_ms",
+        label: "cluster: latency the Redis hop adds (difference of those p50s)",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: Some(Goal::AtMost(1.0)),
+    },
+    Metric {
+        key: "cluster.cross_p99_ms",
+        label: "cluster at 1k emits/s (10k deliveries/s): latency p99, emitter on A, room on B",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.local_p99_ms",
+        label: "cluster at 1k emits/s (10k deliveries/s): latency p99, emitter and room on B",
+        unit: "ms",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.node_a_cpu_pct",
+        label: "cluster at 1k emits/s, emitter on A: node A CPU",
+        unit: "%",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
+    Metric {
+        key: "cluster.node_b_cpu_pct",
+        label: "cluster at 1k emits/s, emitter on A: node B CPU",
+        unit: "%",
+        better: Better::Lower,
+        checked: false,
+        goal: None,
+    },
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,6 +322,7 @@ struct Scenarios {
     fanout: FanoutOpts,
     burst: FanoutOpts,
     acks: AcksOpts,
+    cluster: ClusterOpts,
 }
 
 fn scenarios(opts: &SuiteOpts) -> Scenarios {
@@ -259,6 +352,25 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
             duration: Duration::from_secs(5),
             payload_bytes: 32,
         },
+        // 10 receivers: a small room, so that what each message costs on
+        // its way through Redis, not the fan-out on node B, is what
+        // limits the rate; the latency at 1k emits/s (10k deliveries/s),
+        // far below what either server saturates at.
+        cluster: ClusterOpts {
+            node_a: String::new(),
+            node_a_pid: None,
+            redis_pid: None,
+            receivers: 10,
+            latency_rate: 10_000,
+            latency_steps: 2,
+            latency_step: Duration::from_secs(3),
+            rates: vec![],
+            start_rate: 20_000,
+            step: Duration::from_secs(3),
+            p99_limit_ms: 100.0,
+            payload_bytes: 32,
+            ready_timeout: Duration::from_secs(10),
+        },
     };
     if opts.quick {
         s.idle.connections = 300;
@@ -273,6 +385,11 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
         s.acks.in_flight = 4;
         s.acks.warmup = Duration::from_millis(200);
         s.acks.duration = Duration::from_secs(1);
+        s.cluster.latency_rate = 2_000;
+        s.cluster.latency_steps = 1;
+        s.cluster.latency_step = Duration::from_secs(1);
+        s.cluster.rates = vec![4_000];
+        s.cluster.step = Duration::from_secs(1);
     }
     s
 }
@@ -280,12 +397,15 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
 /// A server under test, killed when dropped.
 struct Running {
     child: Child,
+    /// What it printed: `http://ADDR`.
+    url: String,
     target: Target,
     pid: Option<u32>,
 }
 
-async fn start(server: Server, opts: &SuiteOpts) -> Result<Running, client::Error> {
-    let program: Vec<String> = match server {
+/// Starts `server` with `extra` arguments, pinned to the server core.
+async fn start(server: Server, opts: &SuiteOpts, extra: &[String]) -> Result<Running, client::Error> {
+    let mut program: Vec<String> = match server {
         Server::Tidewire => {
             let exe = std::env::current_exe()?.with_file_name("tidewire-bench-server");
             vec![exe.to_string_lossy().into_owned(), "--port".into(), "0".into()]
@@ -295,6 +415,7 @@ async fn start(server: Server, opts: &SuiteOpts) -> Result<Running, client::Erro
             vec!["node".into(), script.to_string_lossy().into_owned(), "--port".into(), "0".into()]
         }
     };
+    program.extend_from_slice(extra);
     let mut cmd = if has_taskset() {
         let mut c = Command::new("taskset");
         c.arg("-c").arg(opts.server_core.to_string()).args(&program);
@@ -313,7 +434,7 @@ async fn start(server: Server, opts: &SuiteOpts) -> Result<Running, client::Erro
         .ok_or_else(|| format!("{server:?} server exited before listening"))?;
     let url = line.strip_prefix("listening on ").ok_or_else(|| format!("unexpected first line {line:?}"))?;
     let pid = child.id();
-    Ok(Running { child, target: Target::parse(url)?, pid })
+    Ok(Running { child, url: url.to_owned(), target: Target::parse(url)?, pid })
 }
 
 fn has_taskset() -> bool {
@@ -336,7 +457,16 @@ async fn run_one(name: &str, server: Server, round: usize, s: &Scenarios, opts: 
         complete: false,
         loadgen_bound: false,
     };
-    let mut running = match start(server, opts).await {
+    if name == "cluster" {
+        let outcome = run_cluster(server, &s.cluster, opts, &mut run).await;
+        run.result = outcome.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        if let Some(e) = run.result.get("error") {
+            eprintln!("   {server:?}: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        return run;
+    }
+    let mut running = match start(server, opts, &[]).await {
         Ok(r) => r,
         Err(e) => {
             run.result = json!({ "error": e.to_string() });
@@ -399,6 +529,60 @@ async fn run_one(name: &str, server: Server, round: usize, s: &Scenarios, opts: 
     run
 }
 
+/// The channel every node of the cluster subscribes to (the official
+/// adapter's request channel; `serverCount()` counts its subscribers).
+const CLUSTER_REQUEST_CHANNEL: &str = "socket.io-request#/#";
+
+/// The cluster scenario: a Redis server of its own (with the load
+/// generator's core), two nodes of `server` joined through it (both on the
+/// server core), ready when both subscribed and a probe from A reaches
+/// every receiver on B.
+async fn run_cluster(server: Server, c: &ClusterOpts, opts: &SuiteOpts, run: &mut Run) -> Result<Value, client::Error> {
+    let core = has_taskset().then_some(opts.loadgen_core);
+    let mut redis = RedisServer::start(core).await?;
+    let extra = ["--redis".to_owned(), redis.url()];
+    let mut a = start(server, opts, &extra).await?;
+    let mut b = start(server, opts, &extra).await?;
+    redis.wait_subscribers(CLUSTER_REQUEST_CHANNEL, 2, Duration::from_secs(10)).await?;
+    let c = ClusterOpts { node_a: a.url.clone(), node_a_pid: a.pid, redis_pid: redis.pid, ..c.clone() };
+    let outcome = cluster::run(&b.target, b.pid, &c).await;
+    for (node, running) in [("A", &mut a), ("B", &mut b)] {
+        if server == Server::Tidewire {
+            eprint!("   node {node}: ");
+        }
+        stop(&mut running.child).await;
+    }
+    let _ = redis.child.kill().await;
+    let r = outcome?;
+    let mut fig = |k: &str, v: f64| run.figures.push((k.to_owned(), v));
+    fig("cluster.best_rate", r.ladder.best_rate);
+    fig("cluster.best_p99_ms", r.ladder.best_latency.p99_ms);
+    fig("cluster.saturation_rate", r.ladder.saturation_rate);
+    fig("cluster.deliveries_per_cpu_sec", r.ladder.saturation_deliveries_per_cpu_sec);
+    fig("cluster.cross_p50_ms", r.cross.latency.p50_ms);
+    fig("cluster.local_p50_ms", r.local.latency.p50_ms);
+    fig("cluster.hop_p50_ms", r.hop_p50_ms);
+    fig("cluster.cross_p99_ms", r.cross.latency.p99_ms);
+    fig("cluster.local_p99_ms", r.local.latency.p99_ms);
+    fig("cluster.node_a_cpu_pct", r.cross.node_a_cpu_pct);
+    fig("cluster.node_b_cpu_pct", r.cross.node_b_cpu_pct);
+    run.complete = r.complete(&c);
+    run.loadgen_bound = r.loadgen_bound;
+    Ok(serde_json::to_value(&r)?)
+}
+
+/// Stops a server with SIGINT (a clustered Tidewire server prints its
+/// cluster counters on its way out), or kills it after 2 s.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id()
+        && Command::new("kill").arg("-INT").arg(pid.to_string()).status().await.is_ok_and(|s| s.success())
+        && tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_ok()
+    {
+        return;
+    }
+    let _ = child.kill().await;
+}
+
 impl SuiteOpts {
     pub(crate) fn loadgen_core(&self) -> usize {
         self.loadgen_core
@@ -407,7 +591,7 @@ impl SuiteOpts {
 
 pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
     let s = scenarios(opts);
-    let names: Vec<&str> = ["idle", "fanout", "burst", "acks"]
+    let names: Vec<&str> = ["idle", "fanout", "burst", "acks", "cluster"]
         .into_iter()
         .filter(|n| opts.only.is_empty() || opts.only.iter().any(|o| o == n))
         .collect();
@@ -423,7 +607,7 @@ pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
     // Quick figures are not comparable with recorded ones.
     let recorded = if opts.quick { None } else { read_recorded(&opts.results) };
     let rows = summarize(&runs, recorded.as_ref());
-    let info = machine_info(opts).await;
+    let info = machine_info(opts, &names).await;
     let table = render(&rows, &info, &runs, rounds);
     println!("{table}");
 
@@ -615,7 +799,7 @@ fn render(rows: &[Row], info: &Value, runs: &[Run], rounds: usize) -> String {
     out
 }
 
-async fn machine_info(opts: &SuiteOpts) -> Value {
+async fn machine_info(opts: &SuiteOpts, names: &[&str]) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -633,10 +817,19 @@ async fn machine_info(opts: &SuiteOpts) -> Value {
         .unwrap_or_default();
     let socket_io = package_version(&opts.node_dir.join("node_modules/socket.io/package.json"));
     let pinning = if has_taskset() {
-        format!(
+        let mut p = format!(
             "Servers pinned to core {} (taskset), the load generator to core {}.",
             opts.server_core, opts.loadgen_core
-        )
+        );
+        if names.contains(&"cluster") {
+            p.push_str(&format!(
+                " Cluster: both nodes on core {}, redis-server {} on core {} with the load generator.",
+                opts.server_core,
+                redis_version().unwrap_or_default(),
+                opts.loadgen_core
+            ));
+        }
+        p
     } else {
         "taskset not found: nothing pinned.".to_owned()
     };
@@ -651,6 +844,13 @@ async fn machine_info(opts: &SuiteOpts) -> Value {
         "pinning": pinning,
         "quick": opts.quick,
     })
+}
+
+/// `redis-server --version`'s `v=X.Y.Z`.
+fn redis_version() -> Option<String> {
+    let out = std::process::Command::new("redis-server").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_owned)
 }
 
 fn package_version(path: &Path) -> String {
