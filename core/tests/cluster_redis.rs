@@ -325,3 +325,51 @@ async fn a_user_cap_holds_across_nodes_over_redis() {
     first.disconnect();
     until("ann's unit back", async || connect(&nodes[1], "ann").await.is_ok()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_rate_holds_across_nodes_over_redis() {
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let server = Embedded::new(EmbedOptions::default()).unwrap();
+        let hub = server.hub().clone();
+        let ns = hub.of("/");
+        ns.use_middleware(|h: Arc<tidewire::hub::Handshake>| async move {
+            Ok(tidewire::hub::Admission::user(h.auth["user"].as_str().unwrap_or("anon").to_owned()))
+        });
+        ns.on("chat", |_s: Socket, ev: Event| async move {
+            if let Some(ack) = ev.ack {
+                let _ = ack.send(Payload::json(vec![json!("ok")]));
+            }
+        });
+        let (bus, inbound) = RedisBus::connect(&redis.url(), fast()).unwrap();
+        let bus = Arc::new(bus);
+        let rate = tidewire::limits::Rate::per(Duration::from_secs(60), 4);
+        hub.join_cluster(bus.clone(), inbound, ClusterConfig::default().user_rate(Some(rate))).await.unwrap();
+        let addr = server.listen().await.unwrap();
+        nodes.push(Node { server, url: format!("http://{addr}"), bus });
+    }
+    let mut clients = Vec::new();
+    for node in &nodes {
+        let mut config = ClientConfig::new(&node.url);
+        config.auth = Some(json!({ "user": "ann" }));
+        config.connect_timeout = STEP;
+        clients.push(Client::connect(config).await.unwrap());
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..3 {
+        for c in &clients {
+            let answer = c.emit_with_ack("chat", Payload::json(vec![json!(i)]), Some(STEP)).await.unwrap();
+            match &answer.data[0] {
+                Value::String(s) if s == "ok" => ok += 1,
+                other => {
+                    assert_eq!(other["code"], "rate_limited", "{other}");
+                    assert!(other["retryAfterMs"].as_u64().is_some());
+                    limited += 1;
+                }
+            }
+        }
+    }
+    assert_eq!((ok, limited), (4, 2), "4 a minute for ann across both nodes");
+}

@@ -149,6 +149,10 @@ struct Options {
     /// Most connections from one IP address across the cluster.
     #[arg(long, env = "TIDEWIRE_CLUSTER_MAX_CONN_PER_IP")]
     cluster_max_conn_per_ip: Option<u32>,
+    /// Events of one user across the cluster, as COUNT/UNIT[:BURST]
+    /// (unset: per node only). One Redis round trip per event of a user.
+    #[arg(long, env = "TIDEWIRE_CLUSTER_RATE_USER")]
+    cluster_rate_user: Option<String>,
     /// This node's name in logs and in the conformance answers.
     #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
     node_name: String,
@@ -306,7 +310,11 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
         .request_timeout(Duration::from_millis(options.request_timeout_ms))
         .heartbeat_interval(Duration::from_millis(options.cluster_heartbeat_ms))
         .protocol(protocol)
-        .connection_caps(options.cluster_max_conn_per_user, options.cluster_max_conn_per_ip);
+        .connection_caps(options.cluster_max_conn_per_user, options.cluster_max_conn_per_ip)
+        .user_rate(match &options.cluster_rate_user {
+            Some(text) => Some(text.parse().map_err(|e| invalid(&format!("--cluster-rate-user: {e}")))?),
+            None => None,
+        });
     hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
     if bus.wait_connected(Duration::from_secs(5)).await {
         tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");

@@ -41,6 +41,8 @@ struct State {
     counters: HashMap<String, HashMap<String, u64>>,
     /// Holder -> end of its lease.
     leases: HashMap<String, std::time::Instant>,
+    /// Rate key -> theoretical arrival time (GCRA).
+    rates: HashMap<String, std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -203,6 +205,27 @@ impl Bus for MemoryNode {
                     st.counters.remove(&key);
                 }
             }
+        });
+        Box::pin(async move { result })
+    }
+
+    fn rate<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> BusFuture<'a, Option<std::time::Duration>> {
+        let result = self.with_node(|st| {
+            let now = std::time::Instant::now();
+            let tolerance = interval * burst.saturating_sub(1);
+            let tat = st.rates.entry(format!("{scope}#rate#{key}")).or_insert(now);
+            let start = (*tat).max(now);
+            if start > now + tolerance {
+                return Some(start - now - tolerance);
+            }
+            *tat = start + interval;
+            None
         });
         Box::pin(async move { result })
     }

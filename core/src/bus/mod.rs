@@ -132,4 +132,22 @@ pub trait Bus: Send + Sync + 'static {
         let _ = (scope, holder, ttl);
         Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
     }
+
+    /// A GCRA rate limit shared by the cluster (the cluster-wide per-user
+    /// rate): one event of `key` in `scope`, allowed at one per `interval`
+    /// with `burst` at once. Returns `None` when allowed, or how long until
+    /// it would be. Atomic across the cluster, one round trip.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    fn rate<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        interval: std::time::Duration,
+        burst: u32,
+    ) -> BusFuture<'a, Option<std::time::Duration>> {
+        let _ = (scope, key, interval, burst);
+        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+    }
 }

@@ -543,6 +543,21 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return 1
 ";
 
+/// GCRA on KEYS[1] (the theoretical arrival time, in microseconds of the
+/// server's clock): ARGV[1] the interval, ARGV[2] the burst tolerance, both
+/// in microseconds. Returns 0 when allowed, else the wait in microseconds.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then return tat - now - tolerance end
+local next = tat + interval
+redis.call('SET', KEYS[1], next, 'PX', math.ceil((next - now) / 1000) + 1)
+return 0
+";
+
 /// Gives back a unit of KEYS[1] held by ARGV[1].
 const RELEASE: &str = r"
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -579,6 +594,30 @@ impl Bus for RedisBus {
                 .query_async(&mut c)
                 .await;
             left.map(|_| ()).map_err(|e| backend(&e))
+        })
+    }
+
+    fn rate<'a>(
+        &'a self,
+        scope: &'a str,
+        key: &'a str,
+        interval: Duration,
+        burst: u32,
+    ) -> BusFuture<'a, Option<Duration>> {
+        Box::pin(async move {
+            let mut c = self.shared.commands().await?;
+            let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            let tolerance = interval * burst.saturating_sub(1);
+            let wait: Result<i64, _> = redis::cmd("EVAL")
+                .arg(RATE)
+                .arg(1)
+                .arg(format!("{scope}#rate#{key}"))
+                .arg(micros(interval).max(1))
+                .arg(micros(tolerance))
+                .query_async(&mut c)
+                .await;
+            let wait = wait.map_err(|e| backend(&e))?;
+            Ok((wait > 0).then(|| Duration::from_micros(wait.unsigned_abs())))
         })
     }
 

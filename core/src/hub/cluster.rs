@@ -90,6 +90,10 @@ pub struct ClusterConfig {
     /// Most connections from one IP address across the cluster (opt in),
     /// counted when a connection joins its first namespace.
     pub max_conn_per_ip: Option<u32>,
+    /// Events of one user across the cluster (opt in): a GCRA kept by the
+    /// bus (in Redis: one round trip per event of a user), checked after
+    /// this node's own limits.
+    pub user_rate: Option<crate::limits::Rate>,
 }
 
 /// The wire protocol of a cluster; every node of a cluster uses the same.
@@ -116,6 +120,7 @@ impl Default for ClusterConfig {
             protocol: Protocol::Classic,
             max_conn_per_user: None,
             max_conn_per_ip: None,
+            user_rate: None,
         }
     }
 }
@@ -141,6 +146,11 @@ impl ClusterConfig {
     pub fn connection_caps(mut self, per_user: Option<u32>, per_ip: Option<u32>) -> Self {
         self.max_conn_per_user = per_user;
         self.max_conn_per_ip = per_ip;
+        self
+    }
+    /// Sets [`user_rate`](Self::user_rate).
+    pub fn user_rate(mut self, rate: Option<crate::limits::Rate>) -> Self {
+        self.user_rate = rate;
         self
     }
     /// Sets [`protocol`](Self::protocol).
@@ -529,6 +539,25 @@ impl Cluster {
 
     fn caps_scope(&self) -> String {
         format!("{}-tidewire#caps", self.config.prefix)
+    }
+
+    /// Whether the cluster-wide per-user rate is on.
+    pub(crate) fn has_user_rate(&self) -> bool {
+        self.config.user_rate.is_some()
+    }
+
+    /// Counts one event of `user` against the cluster-wide rate: `None`
+    /// when allowed, or how long until it would be. A bus that cannot
+    /// answer allows (this node's own limits still apply).
+    pub(crate) async fn check_user_rate(&self, user: &str) -> Option<Duration> {
+        let rate = self.config.user_rate?;
+        match self.bus.rate(&self.caps_scope(), &format!("user#{user}"), rate.interval(), rate.burst).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster rate: not checked, allowing");
+                None
+            }
+        }
     }
 
     /// Keeps this node's units of the cluster-wide caps counting.

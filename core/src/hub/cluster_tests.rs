@@ -880,3 +880,46 @@ async fn an_ip_cap_holds_across_nodes() {
     let c = a.client();
     assert_eq!(connect_as(&c, "u4").await, Err("too_many_connections".to_owned()));
 }
+
+#[tokio::test]
+async fn a_user_rate_holds_across_nodes() {
+    let bus = MemoryBus::new();
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let (hub, engine) = super::tests::users_hub(HubConfig::default().unlimited());
+        let count = handled.clone();
+        hub.of("/").on("chat", move |_s: Socket, e: Event| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if let Some(ack) = e.ack {
+                    let _ = ack.send(args(json!(["ok"])));
+                }
+            }
+        });
+        let (node, inbound) = bus.node(4096);
+        let rate = crate::limits::Rate::per(Duration::from_secs(60), 6);
+        hub.join_cluster(Arc::new(node), inbound, config().user_rate(Some(rate))).await.unwrap();
+        nodes.push(Node { hub, engine });
+    }
+    let (a, b) = (nodes[0].client(), nodes[1].client());
+    connect_as(&a, "ann").await.unwrap();
+    connect_as(&b, "ann").await.unwrap();
+    for i in 0..5 {
+        a.send(&format!("2{i}[\"chat\",{i}]"));
+        b.send(&format!("2{}[\"chat\",{i}]", 10 + i));
+    }
+    flow().await;
+    let answers: Vec<String> = [a.recv(), b.recv()].concat();
+    assert_eq!(answers.len(), 10, "every event answered: {answers:?}");
+    let refused: Vec<&String> = answers.iter().filter(|p| p.contains("rate_limited")).collect();
+    assert_eq!(handled.load(std::sync::atomic::Ordering::Relaxed), 6, "6 a minute for ann, wherever she is");
+    assert_eq!(refused.len(), 4, "{answers:?}");
+    assert!(refused.iter().all(|p| p.contains("retryAfterMs")));
+    // Another user has a budget of their own.
+    let c = nodes[1].client();
+    connect_as(&c, "bob").await.unwrap();
+    c.send("230[\"chat\",1]");
+    flow().await;
+    assert!(c.recv().iter().any(|p| p.contains("\"ok\"")));
+}

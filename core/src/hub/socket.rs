@@ -629,6 +629,36 @@ impl Socket {
         if !self.admit_event(&handlers, &name, &mut payload, id, size) {
             return;
         }
+        // The cluster-wide rate of the user, when on: one round trip.
+        if let Some(user) = &self.inner.user_id
+            && let Some(cluster) = self.inner.namespace.cluster().filter(|c| c.has_user_rate())
+        {
+            let (socket, user) = (self.clone(), user.clone());
+            run_now_or_spawn(Box::pin(async move {
+                match cluster.check_user_rate(&user).await {
+                    Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
+                    None => socket.dispatch_admitted(handlers, name, payload, id),
+                }
+            }));
+            return;
+        }
+        self.dispatch_admitted(handlers, name, payload, id);
+    }
+
+    /// Refuses an event over the user's cluster-wide rate.
+    fn refuse_cluster_rate(&self, name: &str, id: Option<u64>, wait: std::time::Duration) {
+        if let Some(hub) = self.inner.namespace.hub() {
+            HubStats::add(&hub.stats().rate_limited, 1);
+        }
+        tracing::debug!(socket = self.id(), event = name, "event refused: the user's cluster-wide rate");
+        if let Some(id) = id {
+            let rejection = EventRejection::new("rate_limited", "rate limit exceeded").retry_after(wait);
+            let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![rejection.to_ack()]));
+        }
+    }
+
+    /// The rest of an event's dispatch, once every limit let it through.
+    fn dispatch_admitted(&self, handlers: Arc<Handlers>, name: String, payload: Payload, id: Option<u64>) {
         if let Some(id) = id {
             let seen = lock(&self.inner.inbound).begin(id);
             match seen {
