@@ -3,7 +3,8 @@
 // connection to node A is cut and it reconnects (through a proxy now
 // pointing at node B) to B, which gets its session and the packets it
 // missed from A: same id, same rooms, every missed message in order,
-// `recovered === true`. Unknown sessions fail fast with `recovered === false`.
+// `recovered === true`. After the window, and for a session no node holds
+// (which fails fast), `recovered === false`.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
@@ -79,6 +80,35 @@ describe("connection state recovery across nodes", () => {
       client.disconnect();
       sender.disconnect();
       p.close();
+    }
+  });
+
+  test("back on node B after the window: a new session, recovered === false", T, async () => {
+    // Nodes of their own with a 300 ms window.
+    const args = ["--recovery-ms", "300", "--redis-url", redis.url, "--redis-prefix", `short-${process.pid}`];
+    const [sa, sb] = [await startServer(args), await startServer(args)];
+    const p = await tcpProxy(sa.url);
+    const client = io(p.url, {
+      forceNew: true,
+      transports: ["websocket"],
+      reconnectionDelay: 1_000,
+      reconnectionDelayMax: 1_000,
+      randomizationFactor: 0,
+    });
+    try {
+      await once(client, "connect");
+      const id = client.id;
+      await emitAck(client, "join", "late");
+      p.retarget(sb.url);
+      p.cut();
+      await once(client, "connect", 10_000);
+      assert.equal(client.recovered, false);
+      assert.notEqual(client.id, id);
+    } finally {
+      client.disconnect();
+      p.close();
+      await sa.stop();
+      await sb.stop();
     }
   });
 
