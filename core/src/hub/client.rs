@@ -74,8 +74,7 @@ impl EngineHandler for Acceptor {
             handshake: Arc::new(Handshake::new(request, client_ip(&self.hub, request), None)),
             sockets: Mutex::new(Slots::default()),
             joined: joined.clone(),
-            user_permits: Mutex::new(None),
-            cluster_caps: Mutex::new(None),
+            holdings: Mutex::new(None),
             _ip_permit: admitted.take::<IpPermit>(),
         });
         // socket.io's connectTimeout: a client must join a namespace in time.
@@ -164,13 +163,17 @@ pub(crate) struct ClientShared {
     /// per distinct user); released when the connection closes.
     /// The connection's slot of the per-IP caps, released with it.
     _ip_permit: Option<IpPermit>,
-    /// Boxed: anonymous connections hold none (8 bytes instead of 24).
-    #[allow(clippy::box_collection)]
-    user_permits: Mutex<Option<Box<Vec<UserPermit>>>>,
-    /// Units of the cluster-wide caps this connection holds. Boxed like
-    /// `user_permits`: most connections hold none.
-    #[allow(clippy::box_collection)]
-    cluster_caps: Mutex<Option<Box<Vec<String>>>>,
+    /// Boxed: anonymous connections outside a capped cluster hold none (8
+    /// bytes instead of 48).
+    holdings: Mutex<Option<Box<Holdings>>>,
+}
+
+/// The per-user slots and the units of the cluster-wide caps a connection
+/// holds; released when it closes.
+#[derive(Default)]
+struct Holdings {
+    user_permits: Vec<UserPermit>,
+    cluster: Vec<String>,
 }
 
 impl ClientShared {
@@ -181,14 +184,48 @@ impl ClientShared {
     /// Takes a per-user connection slot for `user` unless this connection
     /// already holds one.
     fn acquire_user(&self, user: &str) -> Result<(), ConnectionRefused> {
-        let mut permits = self.user_permits.lock().unwrap_or_else(PoisonError::into_inner);
-        if permits.as_ref().is_some_and(|p| p.iter().any(|p| p.user() == user)) {
+        let mut holdings = self.holdings.lock().unwrap_or_else(PoisonError::into_inner);
+        if holdings.as_ref().is_some_and(|h| h.user_permits.iter().any(|p| p.user() == user)) {
             return Ok(());
         }
         if let Some(permit) = self.hub.inner().connections.acquire_user(&Arc::from(user))? {
-            permits.get_or_insert_default().push(permit);
+            holdings.get_or_insert_default().user_permits.push(permit);
         }
         Ok(())
+    }
+
+    /// Takes the cluster-wide units this connection still needs (one per
+    /// user and one for its address, once each however many namespaces).
+    async fn acquire_cluster_caps(
+        &self,
+        cluster: &Arc<super::cluster::Cluster>,
+        user: Option<&str>,
+        ip: std::net::IpAddr,
+    ) -> Result<(), ConnectionRefused> {
+        let held: Vec<String> = self
+            .holdings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|h| h.cluster.clone())
+            .unwrap_or_default();
+        let mut taken = held.clone();
+        let verdict = cluster.acquire_caps(user, ip, &mut taken).await;
+        let new: Vec<String> = taken.into_iter().filter(|k| !held.contains(k)).collect();
+        let mut extra = Vec::new();
+        if self.session.is_closed() {
+            // Closed meanwhile: `on_close` may have run before these were kept.
+            extra = new;
+        } else {
+            let mut holdings = self.holdings.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = holdings.get_or_insert_default();
+            for key in new {
+                // Another namespace of this connection took it meanwhile.
+                if h.cluster.contains(&key) { extra.push(key) } else { h.cluster.push(key) }
+            }
+        }
+        cluster.release_caps(extra);
+        verdict
     }
 
     pub(crate) fn remove_socket(&self, nsp: &str) {
@@ -314,10 +351,9 @@ impl Connection for Client {
                 socket.closed(DisconnectReason::from(&reason));
             }
         }
-        self.shared.user_permits.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let held = self.shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let (Some(held), Some(cluster)) = (held, self.shared.hub.cluster()) {
-            cluster.release_caps(*held);
+        let holdings = self.shared.holdings.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let (Some(holdings), Some(cluster)) = (holdings, self.shared.hub.cluster()) {
+            cluster.release_caps(holdings.cluster);
         }
     }
 }
@@ -337,23 +373,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     });
     let admitted = match (admitted, ns.cluster()) {
         (Ok(a), Some(cluster)) if cluster.has_caps() => {
-            let mut held = shared
-                .cluster_caps
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .map(|b| *b)
-                .unwrap_or_default();
-            let taken = cluster.acquire_caps(a.user_id.as_deref(), handshake.address, &mut held).await;
-            if !held.is_empty() {
-                *shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(held));
-            }
-            if shared.session.is_closed() {
-                // Closed meanwhile: on_close may have run before the units were kept.
-                if let Some(held) = shared.cluster_caps.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                    cluster.release_caps(*held);
-                }
-            }
+            let taken = shared.acquire_cluster_caps(&cluster, a.user_id.as_deref(), handshake.address).await;
             taken.map(|()| a).map_err(|refused| {
                 HubStats::add(&shared.hub.stats().connections_refused, 1);
                 ConnectError::new(refused.to_string()).with_data(serde_json::json!({ "code": refused.code() }))
