@@ -176,18 +176,9 @@ impl Embedded {
     /// [`EmbedError::Closed`] once closed.
     #[cfg(feature = "redis")]
     pub async fn join_redis(&self, options: RedisOptions) -> Result<(), EmbedError> {
-        use crate::bus::{RedisBus, RedisBusConfig};
         if self.is_closed() {
             return Err(EmbedError::Closed);
         }
-        let (bus, inbound) = if options.cluster {
-            let seeds: Vec<&str> = options.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-            RedisBus::connect_cluster(&seeds, RedisBusConfig::default())
-        } else {
-            RedisBus::connect(&options.url, RedisBusConfig::default())
-        }
-        .map_err(|e| invalid(format!("redis: {e}")))?;
-        let bus = std::sync::Arc::new(bus);
         let mut config = crate::hub::ClusterConfig::default();
         if let Some(prefix) = options.prefix {
             config = config.prefix(prefix);
@@ -195,11 +186,13 @@ impl Embedded {
         if let Some(ms) = options.request_timeout_ms {
             config = config.request_timeout(Duration::from_millis(ms));
         }
-        self.bus.set(bus.clone()).map_err(|_| invalid("this server already joined a cluster"))?;
-        self.hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(format!("cluster: {e}")))?;
-        if !bus.wait_connected(Duration::from_secs(5)).await {
-            tracing::warn!("Redis is not reachable yet: serving this node's clients alone, retrying in the background");
-        }
+        let bus_config = crate::bus::RedisBusConfig::default();
+        let bus =
+            self.hub.join_redis(&options.url, options.cluster, bus_config, config).await.map_err(|e| match e {
+                crate::hub::ClusterError::AlreadyJoined => invalid("this server already joined a cluster"),
+                other => invalid(format!("redis: {other}")),
+            })?;
+        let _ = self.bus.set(bus);
         Ok(())
     }
 

@@ -287,14 +287,6 @@ async fn run(options: Options) -> std::io::Result<()> {
 /// the node serves its own clients and the bus keeps reconnecting.
 async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Result<Arc<RedisBus>> {
     let invalid = |e: &dyn std::fmt::Display| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
-    let bus_config = RedisBusConfig::default().sharded(options.redis_sharded);
-    let (bus, inbound) = if options.redis_cluster {
-        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        RedisBus::connect_cluster(&seeds, bus_config)
-    } else {
-        RedisBus::connect(url, bus_config)
-    }
-    .map_err(|e| invalid(&e))?;
     let protocol = if options.redis_sharded {
         Protocol::Sharded(match options.redis_subscription_mode.as_str() {
             "static" => SubscriptionMode::Static,
@@ -304,7 +296,6 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
     } else {
         Protocol::Classic
     };
-    let bus = Arc::new(bus);
     let config = ClusterConfig::default()
         .prefix(options.redis_prefix.clone())
         .request_timeout(Duration::from_millis(options.request_timeout_ms))
@@ -315,12 +306,8 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
             Some(text) => Some(text.parse().map_err(|e| invalid(&format!("--cluster-rate-user: {e}")))?),
             None => None,
         });
-    hub.join_cluster(bus.clone(), inbound, config).await.map_err(|e| invalid(&e))?;
-    if bus.wait_connected(Duration::from_secs(5)).await {
-        tracing::info!(node = %options.node_name, uid = %hub.node_id(), prefix = %options.redis_prefix, "joined the cluster");
-    } else {
-        tracing::warn!("Redis is not reachable yet: serving this node's clients alone, and retrying in the background");
-    }
+    let bus_config = RedisBusConfig::default().sharded(options.redis_sharded);
+    let bus = hub.join_redis(url, options.redis_cluster, bus_config, config).await.map_err(|e| invalid(&e))?;
     Ok(bus)
 }
 

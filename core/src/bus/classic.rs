@@ -406,6 +406,20 @@ pub fn args_from_json(data: &[Value], attachments: &[Bytes]) -> Result<Vec<Data>
     data.iter().map(|v| Data::from_json_with_attachments(v, attachments)).collect()
 }
 
+/// `[event, ...args]` as the cluster protocols carry an event: the arguments (JSON with placeholders into
+/// `attachments`) with their binary parts in place.
+///
+/// # Errors
+/// [`DecodeError::BadPlaceholder`] when the arguments point at attachments they do not have.
+pub fn event_data(event: &str, args: &[Value], attachments: &[Bytes]) -> Result<Vec<Data>, DecodeError> {
+    let mut data = Vec::with_capacity(args.len() + 1);
+    data.push(Data::Str(event.to_owned()));
+    for arg in args {
+        data.push(Data::from_json_with_attachments(arg, attachments)?);
+    }
+    Ok(data)
+}
+
 /// Converts values into socket.io-parser JSON plus attachments (the hub's form), numbering the placeholders across
 /// all arguments.
 pub fn args_to_json(args: &[Data]) -> (Vec<Value>, Vec<Bytes>) {

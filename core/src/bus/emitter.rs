@@ -212,9 +212,7 @@ impl Emitter {
 }
 
 fn event_data(event: &str, args: &Payload) -> Result<Vec<Data>, EmitError> {
-    let mut data = vec![Data::Str(event.to_owned())];
-    data.extend(classic::args_from_json(&args.data, &args.attachments).map_err(|_| EmitError::BadArguments)?);
-    Ok(data)
+    classic::event_data(event, &args.data, &args.attachments).map_err(|_| EmitError::BadArguments)
 }
 
 #[cfg(test)]

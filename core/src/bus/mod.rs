@@ -112,7 +112,7 @@ pub trait Bus: Send + Sync + 'static {
     /// or cannot be reached.
     fn acquire<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str, cap: u64) -> BusFuture<'a, bool> {
         let _ = (scope, key, holder, cap);
-        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+        no_counters()
     }
 
     /// Gives back one unit of counter `key` of `scope` taken by `holder`.
@@ -121,7 +121,7 @@ pub trait Bus: Send + Sync + 'static {
     /// As [`acquire`](Self::acquire).
     fn release<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str) -> BusFuture<'a, ()> {
         let _ = (scope, key, holder);
-        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+        no_counters()
     }
 
     /// Extends `holder`'s lease in `scope` to `ttl` from now.
@@ -130,7 +130,7 @@ pub trait Bus: Send + Sync + 'static {
     /// As [`acquire`](Self::acquire).
     fn renew<'a>(&'a self, scope: &'a str, holder: &'a str, ttl: std::time::Duration) -> BusFuture<'a, ()> {
         let _ = (scope, holder, ttl);
-        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+        no_counters()
     }
 
     /// A GCRA rate limit shared by the cluster (the cluster-wide per-user
@@ -148,6 +148,11 @@ pub trait Bus: Send + Sync + 'static {
         burst: u32,
     ) -> BusFuture<'a, Option<std::time::Duration>> {
         let _ = (scope, key, interval, burst);
-        Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
+        no_counters()
     }
+}
+
+/// What the counter methods of a bus that keeps none answer.
+fn no_counters<'a, T: Send + 'a>() -> BusFuture<'a, T> {
+    Box::pin(async { Err(BusError::Backend("this bus keeps no counters".to_owned())) })
 }

@@ -169,6 +169,25 @@ impl RedisBus {
         RedisBus::start(&[url], false, config)
     }
 
+    /// [`connect`](Self::connect) to `url`, or, with `cluster`,
+    /// [`connect_cluster`](Self::connect_cluster) to the seed nodes `url`
+    /// lists separated by commas (what a `REDIS_URL` setting holds).
+    ///
+    /// # Errors
+    /// As those.
+    pub fn open(
+        url: &str,
+        cluster: bool,
+        config: RedisBusConfig,
+    ) -> Result<(RedisBus, mpsc::Receiver<BusMessage>), BusError> {
+        if cluster {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            RedisBus::connect_cluster(&seeds, config)
+        } else {
+            RedisBus::connect(url, config)
+        }
+    }
+
     /// A node on a Redis Cluster reached through any of `seeds` (URLs of
     /// some of its nodes, tried in turn). Pub/sub in a Redis Cluster reaches
     /// every node's subscribers wherever the message is published, so the

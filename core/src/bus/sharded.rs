@@ -16,7 +16,7 @@
 //! Pure codecs; golden vectors from the real adapter
 //! (`core/tests/fixtures/sharded/generate-goldens.js`).
 
-use super::classic::{self, BroadcastOpts, Data, DecodeError, FetchedSocket, Fields, Flags, Packet};
+use super::classic::{self, BroadcastOpts, Data, DecodeError, FetchedSocket, Fields, Packet};
 
 /// The `type` of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -444,16 +444,12 @@ impl Message {
     }
 }
 
-/// `Flags` with only a timeout, as a broadcast with acks carries.
-pub fn timeout_flags(ms: u64) -> Flags {
-    Flags { timeout: Some(ms), ..Flags::default() }
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::bus::classic::Flags;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -528,7 +524,7 @@ mod tests {
             &message(Body::Broadcast {
                 packet: Packet::event("/", vec![Data::from("poll"), Data::from("q")]),
                 request_id: Some("0404040404040404".into()),
-                opts: opts(&["room1"], &[], timeout_flags(1000)),
+                opts: opts(&["room1"], &[], Flags { timeout: Some(1000), ..Flags::default() }),
             }),
             "socket.io#/#",
             None,

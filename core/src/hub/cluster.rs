@@ -305,6 +305,8 @@ pub(crate) struct Cluster {
     nodes_channel: String,
     /// Where presence is replicated between Tidewire nodes.
     presence_channel: String,
+    /// Where recovery requests go, and this node's answers come.
+    pub(crate) recovery_channels: [String; 2],
     /// Sessions kept for recovery whose rooms stay listened to.
     pub(crate) retained: Mutex<super::cluster_recovery::Retained>,
     /// This node's recovery requests waiting for answers.
@@ -365,6 +367,10 @@ impl Hub {
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         let nodes_channel = format!("{}-tidewire#nodes#", config.prefix);
         let presence_channel = format!("{}-tidewire#presence#", config.prefix);
+        let recovery_channels = [
+            super::cluster_recovery::recovery_channel(&config.prefix, None),
+            super::cluster_recovery::recovery_channel(&config.prefix, Some(self.node_id())),
+        ];
         let cluster = Arc::new(Cluster {
             bus,
             uid: self.node_id().clone(),
@@ -374,6 +380,7 @@ impl Hub {
             peers: Mutex::default(),
             nodes_channel,
             presence_channel,
+            recovery_channels,
             retained: Mutex::default(),
             recovery_pending: Mutex::default(),
             stats: ClusterStats::default(),
@@ -385,7 +392,7 @@ impl Hub {
         // What exists now is subscribed before the hub counts as joined (a
         // refusal leaves it alone, as before).
         let mut channels = vec![cluster.nodes_channel.clone(), cluster.presence_channel.clone()];
-        channels.extend(cluster.recovery_channels());
+        channels.extend(cluster.recovery_channels.iter().cloned());
         let namespaces: Vec<Namespace> = self.read().values().cloned().collect();
         for ns in &namespaces {
             channels.extend(cluster.namespace_channels(ns.name()));
@@ -412,6 +419,34 @@ impl Hub {
         // The presence of the nodes already there (see `cluster_presence`).
         cluster.request_presence_sync(None);
         Ok(())
+    }
+
+    /// Joins a cluster over Redis at `url` (seed nodes separated by commas
+    /// with `redis_cluster`): [`join_cluster`](Self::join_cluster) with a
+    /// [`RedisBus`](crate::bus::RedisBus), which it returns (to flush and
+    /// close at shutdown). Redis being down is not an error: it waits up to
+    /// 5 s, then says so in the log and serves this node's clients alone
+    /// while the bus keeps retrying.
+    ///
+    /// # Errors
+    /// A bad URL ([`BusError::Backend`]), or as `join_cluster`.
+    #[cfg(feature = "redis")]
+    pub async fn join_redis(
+        &self,
+        url: &str,
+        redis_cluster: bool,
+        bus_config: crate::bus::RedisBusConfig,
+        config: ClusterConfig,
+    ) -> Result<Arc<crate::bus::RedisBus>, ClusterError> {
+        let (bus, inbound) = crate::bus::RedisBus::open(url, redis_cluster, bus_config)?;
+        let bus = Arc::new(bus);
+        self.join_cluster(bus.clone(), inbound, config).await?;
+        if bus.wait_connected(Duration::from_secs(5)).await {
+            tracing::info!(uid = %self.node_id(), "joined the cluster");
+        } else {
+            tracing::warn!("Redis is not reachable yet: serving this node's clients alone, retrying in the background");
+        }
+        Ok(bus)
     }
 
     /// Whether this hub belongs to a cluster.
@@ -508,7 +543,7 @@ impl Cluster {
         }
     }
 
-    fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
+    pub(crate) fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
         match self.bus.publish(channel, Bytes::from(payload)) {
             Ok(()) => {
                 add(&self.stats.published);
@@ -525,11 +560,6 @@ impl Cluster {
     fn beat(&self, presence: u64, bye: bool) {
         let beat = Beat { uid: self.uid.to_string(), bye, presence };
         let _ = self.publish(&self.nodes_channel, serde_json::to_vec(&beat).unwrap_or_default());
-    }
-
-    /// Publishes raw bytes on `channel`.
-    pub(crate) fn publish_raw(&self, channel: &str, payload: Vec<u8>) -> Result<(), BusError> {
-        self.publish(channel, payload)
     }
 
     /// Whether cluster-wide connection caps are on.
@@ -635,10 +665,6 @@ impl Cluster {
 
     pub(crate) fn presence_channel(&self) -> &str {
         &self.presence_channel
-    }
-
-    pub(crate) fn malformed_presence(&self, error: &dyn std::fmt::Display) {
-        self.malformed("presence message", error);
     }
 
     /// Forgets the Tidewire nodes silent for three heartbeats; returns them.
@@ -872,7 +898,7 @@ impl Cluster {
         if message.channel == self.presence_channel {
             return self.on_presence_message(hub, &message.payload);
         }
-        if self.recovery_channels().contains(&message.channel) {
+        if self.recovery_channels.contains(&message.channel) {
             return self.on_recovery_message(hub, &message.payload);
         }
         if self.is_sharded() {
@@ -918,7 +944,7 @@ impl Cluster {
         }
     }
 
-    fn malformed(&self, what: &str, error: &dyn std::fmt::Display) {
+    pub(crate) fn malformed(&self, what: &str, error: &dyn std::fmt::Display) {
         add(&self.stats.malformed);
         tracing::debug!(%error, "cluster: malformed {what} ignored");
     }
@@ -1128,9 +1154,9 @@ impl Answer {
 
     /// The answer as a classic [`Response`] to a request of type `asked`.
     pub(crate) fn interpret(self, asked: RequestType) -> Result<Response, classic::DecodeError> {
-        let (_, body) = match self {
+        let body = match self {
             Answer::Classic(raw) => return raw.interpret(asked),
-            Answer::Sharded { uid, body } => (uid, body),
+            Answer::Sharded { body, .. } => body,
         };
         Ok(match body {
             Body::FetchSocketsResponse { request_id, sockets } => Response::Fetch { request_id, sockets },
@@ -1221,18 +1247,12 @@ fn sharded_response(response: &Response) -> Option<Body> {
 
 // --- conversions ---------------------------------------------------------------
 
-/// `[event, ...args]` as the cluster protocol carries it; `None` when the
-/// arguments point at attachments they do not have.
+/// `[event, ...args]` as the cluster protocols carry it; `None` (logged)
+/// when the arguments point at attachments they do not have.
 pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
-    let mut data = vec![Data::Str(event.to_owned())];
-    match classic::args_from_json(&args.data, &args.attachments) {
-        Ok(rest) => data.extend(rest),
-        Err(e) => {
-            tracing::debug!(error = %e, "cluster: arguments not publishable");
-            return None;
-        }
-    }
-    Some(data)
+    classic::event_data(event, &args.data, &args.attachments)
+        .map_err(|e| tracing::debug!(error = %e, "cluster: arguments not publishable"))
+        .ok()
 }
 
 /// The event name and arguments of `[event, ...args]`.

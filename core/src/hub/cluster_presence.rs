@@ -83,7 +83,7 @@ impl Cluster {
 
     pub(crate) fn publish_presence_message(&self, message: &Message) {
         let payload = serde_json::to_vec(message).unwrap_or_default();
-        let _ = self.publish_raw(self.presence_channel(), payload);
+        let _ = self.publish(self.presence_channel(), payload);
     }
 
     /// Asks for snapshots: from `to`, or from everyone.
@@ -95,7 +95,7 @@ impl Cluster {
     pub(crate) fn on_presence_message(&self, hub: &super::Hub, payload: &[u8]) {
         let message: Message = match serde_json::from_slice(payload) {
             Ok(m) => m,
-            Err(e) => return self.malformed_presence(&e),
+            Err(e) => return self.malformed("presence message", &e),
         };
         match message {
             Message::Deltas { uid, nsp, deltas } => {

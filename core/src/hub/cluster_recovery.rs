@@ -100,19 +100,6 @@ pub(crate) struct Retained {
 }
 
 impl Cluster {
-    pub(crate) fn recovery_channel(&self) -> String {
-        format!("{}-tidewire#recovery#", self.prefix())
-    }
-
-    fn recovery_reply_channel(&self, uid: &str) -> String {
-        format!("{}-tidewire#recovery#{uid}#", self.prefix())
-    }
-
-    /// The channels this node listens to for recovery.
-    pub(crate) fn recovery_channels(&self) -> [String; 2] {
-        [self.recovery_channel(), self.recovery_reply_channel(self.uid())]
-    }
-
     /// A session of this node was kept: its rooms stay listened to until it
     /// is taken or `window` passes.
     pub(crate) fn retain_session(&self, nsp: &str, pid: &str, rooms: Vec<Room>, window: Duration) {
@@ -168,7 +155,7 @@ impl Cluster {
 
     /// Asks the other Tidewire nodes for session `pid` of namespace `nsp`.
     pub(crate) async fn take_remote_session(&self, nsp: &str, pid: &str, offset: Option<&str>) -> Remote {
-        let nodes = match self.bus().subscriber_count(&self.recovery_channel()).await {
+        let nodes = match self.bus().subscriber_count(&self.recovery_channels[0]).await {
             Ok(n) => n.saturating_sub(1),
             Err(e) => {
                 tracing::debug!(error = %e, "recovery: the other nodes cannot be asked");
@@ -188,7 +175,7 @@ impl Cluster {
             pid: pid.to_owned(),
             offset: offset.map(str::to_owned),
         };
-        let _ = self.publish_raw(&self.recovery_channel(), serde_json::to_vec(&ask).unwrap_or_default());
+        let _ = self.publish(&self.recovery_channels[0], serde_json::to_vec(&ask).unwrap_or_default());
         let mut answered = 0;
         let deadline = tokio::time::sleep(self.request_timeout());
         tokio::pin!(deadline);
@@ -229,7 +216,7 @@ impl Cluster {
     pub(crate) fn on_recovery_message(&self, hub: &super::Hub, payload: &[u8]) {
         let wire: Wire = match serde_json::from_slice(payload) {
             Ok(w) => w,
-            Err(e) => return self.malformed_presence(&e),
+            Err(e) => return self.malformed("recovery message", &e),
         };
         match wire {
             Wire::Ask { from, request_id, nsp, pid, offset } => {
@@ -242,8 +229,10 @@ impl Cluster {
                     self.release_session(hub, &pid);
                 }
                 let answer = Wire::Answer { uid: self.uid().to_owned(), request_id, state };
-                let _ = self
-                    .publish_raw(&self.recovery_reply_channel(&from), serde_json::to_vec(&answer).unwrap_or_default());
+                let _ = self.publish(
+                    &recovery_channel(self.prefix(), Some(&from)),
+                    serde_json::to_vec(&answer).unwrap_or_default(),
+                );
             }
             Wire::Answer { request_id, state, .. } => {
                 if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
@@ -251,6 +240,14 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// Where recovery requests go (`uid` absent), or the answers to node `uid`.
+pub(crate) fn recovery_channel(prefix: &str, uid: Option<&str>) -> String {
+    match uid {
+        Some(uid) => format!("{prefix}-tidewire#recovery#{uid}#"),
+        None => format!("{prefix}-tidewire#recovery#"),
     }
 }
 

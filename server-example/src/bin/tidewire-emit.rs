@@ -98,13 +98,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let (bus, _inbound) = if options.redis_cluster {
-        let seeds: Vec<&str> = options.redis_url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        RedisBus::connect_cluster(&seeds, RedisBusConfig::default())
-    } else {
-        RedisBus::connect(&options.redis_url, RedisBusConfig::default())
-    }
-    .map_err(|e| e.to_string())?;
+    let (bus, _inbound) = RedisBus::open(&options.redis_url, options.redis_cluster, RedisBusConfig::default())
+        .map_err(|e| e.to_string())?;
     let bus = Arc::new(bus);
     let mut emitter = Emitter::new(bus.clone()).with_prefix(&options.redis_prefix).of(&options.nsp);
     for room in &options.rooms {

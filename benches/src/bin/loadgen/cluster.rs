@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use crate::client::{self, Target};
-use crate::fanout::{self, FanoutOpts, FanoutResult, Shared, StepResult};
+use crate::fanout::{self, FanoutOpts, FanoutResult, Ladder, Shared, StepResult};
 use crate::procfs::Sample;
 use crate::stats::{Latency, LatencySummary};
 
@@ -51,22 +51,9 @@ pub(crate) struct ClusterOpts {
     /// How long each latency step emits.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub(crate) latency_step: Duration,
-    /// Offered deliveries per second of the ladder, one step each (comma
-    /// separated). Empty: search for the best rate.
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) rates: Vec<u64>,
-    /// First rate of the search.
-    #[arg(long, default_value_t = 20_000)]
-    pub(crate) start_rate: u64,
-    /// How long each ladder step emits.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    pub(crate) step: Duration,
-    /// A ladder step passes when its p99 is at most this (and nothing is lost).
-    #[arg(long, default_value_t = 100.0)]
-    pub(crate) p99_limit_ms: f64,
-    /// Bytes of padding in each message.
-    #[arg(long, default_value_t = 32)]
-    pub(crate) payload_bytes: usize,
+    /// The rate search of the emitter on node A.
+    #[command(flatten)]
+    pub(crate) ladder: Ladder,
     /// How long the first probe may take to get through.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) ready_timeout: Duration,
@@ -133,7 +120,7 @@ impl ClusterResult {
     /// complete when some step passed.
     pub(crate) fn complete(&self, opts: &ClusterOpts) -> bool {
         let latency = !self.latency_steps.is_empty() && self.latency_steps.iter().all(|s| s.step.completeness >= 1.0);
-        let ladder = if opts.rates.is_empty() {
+        let ladder = if opts.ladder.rates.is_empty() {
             self.ladder.best_rate > 0.0
         } else {
             !self.ladder.steps.is_empty() && self.ladder.steps.iter().all(|s| s.completeness >= 1.0)
@@ -162,11 +149,16 @@ impl ClusterOpts {
     fn room(&self, rate_search: bool) -> FanoutOpts {
         FanoutOpts {
             receivers: self.receivers,
-            rates: if rate_search { self.rates.clone() } else { vec![self.latency_rate] },
-            start_rate: self.start_rate,
-            step: if rate_search { self.step } else { self.latency_step },
-            p99_limit_ms: if rate_search { self.p99_limit_ms } else { f64::INFINITY },
-            payload_bytes: self.payload_bytes,
+            ladder: if rate_search {
+                self.ladder.clone()
+            } else {
+                Ladder {
+                    rates: vec![self.latency_rate],
+                    step: self.latency_step,
+                    p99_limit_ms: f64::INFINITY,
+                    ..self.ladder.clone()
+                }
+            },
             concurrency: 256,
         }
     }
@@ -190,7 +182,7 @@ pub(crate) async fn run(
     let mut emitter_b = client::connect(node_b).await?;
     let ready = fanout::probe(&mut emitter_a, &shared, opts.ready_timeout).await?;
     fanout::quiesce(&shared).await;
-    let pad = "x".repeat(opts.payload_bytes);
+    let pad = "x".repeat(opts.ladder.payload_bytes);
     let mut result = ClusterResult {
         receivers: opts.receivers,
         ready_ms: ready.as_secs_f64() * 1000.0,

@@ -27,11 +27,9 @@ use crate::stats::{Latency, LatencySummary};
 
 pub(crate) const ROOM: &str = "bench";
 
+/// The rate ladder of a delivery scenario (fanout, burst, cluster).
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct FanoutOpts {
-    /// Members of the room.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) receivers: usize,
+pub(crate) struct Ladder {
     /// Offered deliveries per second, one step each (comma separated).
     /// Empty: search for the best rate.
     #[arg(long, value_delimiter = ',')]
@@ -48,6 +46,15 @@ pub(crate) struct FanoutOpts {
     /// Bytes of padding in each message.
     #[arg(long, default_value_t = 32)]
     pub(crate) payload_bytes: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct FanoutOpts {
+    /// Members of the room.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) receivers: usize,
+    #[command(flatten)]
+    pub(crate) ladder: Ladder,
     /// Handshakes in flight at once while the room fills.
     #[arg(long, default_value_t = 256)]
     pub(crate) concurrency: usize,
@@ -154,7 +161,7 @@ pub(crate) async fn run(target: &Target, pid: Option<u32>, opts: &FanoutOpts) ->
     let mut receivers = JoinSet::new();
     fill_room(target, &shared, &mut receivers, opts).await?;
     let mut emitter = client::connect(target).await?;
-    let pad = "x".repeat(opts.payload_bytes);
+    let pad = "x".repeat(opts.ladder.payload_bytes);
     let mut result = FanoutResult { receivers: opts.receivers, ..FanoutResult::default() };
 
     let mut run_step = async |rate: u64, result: &mut FanoutResult| -> Result<bool, client::Error> {
@@ -207,8 +214,8 @@ pub(crate) async fn search(
     opts: &FanoutOpts,
     mut run_step: impl AsyncFnMut(u64) -> Result<bool, client::Error>,
 ) -> Result<(), client::Error> {
-    if opts.rates.is_empty() {
-        let mut rate = opts.start_rate.max(1);
+    if opts.ladder.rates.is_empty() {
+        let mut rate = opts.ladder.start_rate.max(1);
         let mut best = None;
         let mut fail = None;
         for _ in 0..16 {
@@ -227,7 +234,7 @@ pub(crate) async fn search(
             }
         }
     } else {
-        for &rate in &opts.rates {
+        for &rate in &opts.ladder.rates {
             run_step(rate).await?;
         }
     }
@@ -368,7 +375,7 @@ pub(crate) async fn step(
         tokio::select! {
             _ = tick.tick() => {
                 let elapsed = start.elapsed();
-                if elapsed >= opts.step {
+                if elapsed >= opts.ladder.step {
                     break;
                 }
                 let due = (elapsed.as_secs_f64() * emits_per_sec) as u64 + 1;
@@ -391,7 +398,7 @@ pub(crate) async fn step(
     let window = start.elapsed().as_secs_f64();
     let expected = sent * members as u64;
     // Stragglers get four times the latency bound, at least 2 s, at most 10 s.
-    let deadline = Instant::now() + Duration::from_secs_f64((opts.p99_limit_ms / 1000.0 * 4.0).clamp(2.0, 10.0));
+    let deadline = Instant::now() + Duration::from_secs_f64((opts.ladder.p99_limit_ms / 1000.0 * 4.0).clamp(2.0, 10.0));
     while shared.steps.borrow()[index].received < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -429,7 +436,7 @@ pub(crate) async fn step(
             _ => 0.0,
         },
         lost_receivers,
-        passed: completeness >= 0.999 && latency.p99_ms <= opts.p99_limit_ms && lost_receivers == 0,
+        passed: completeness >= 0.999 && latency.p99_ms <= opts.ladder.p99_limit_ms && lost_receivers == 0,
         index,
     })
 }

@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 use crate::acks::{self, AcksOpts};
 use crate::client::{self, Target};
 use crate::cluster::{self, ClusterOpts};
-use crate::fanout::{self, FanoutOpts};
+use crate::fanout::{self, FanoutOpts, Ladder};
 use crate::idle::{self, IdleOpts};
 use crate::redis_server::RedisServer;
 use crate::stats::median;
@@ -326,22 +326,24 @@ struct Scenarios {
 }
 
 fn scenarios(opts: &SuiteOpts) -> Scenarios {
-    let fanout = FanoutOpts {
-        receivers: 1000,
+    let ladder = Ladder {
         rates: vec![],
         start_rate: 20_000,
         step: Duration::from_secs(3),
         p99_limit_ms: 100.0,
         payload_bytes: 32,
-        concurrency: 256,
     };
+    let fanout = FanoutOpts { receivers: 1000, ladder: ladder.clone(), concurrency: 256 };
     let mut s = Scenarios {
         idle: IdleOpts { connections: opts.idle_connections, concurrency: 256, settle: Duration::from_secs(3) },
         burst: FanoutOpts {
             receivers: 10_000,
-            rates: vec![20_000],
-            step: Duration::from_secs(10),
-            p99_limit_ms: f64::INFINITY,
+            ladder: Ladder {
+                rates: vec![20_000],
+                step: Duration::from_secs(10),
+                p99_limit_ms: f64::INFINITY,
+                ..ladder.clone()
+            },
             ..fanout.clone()
         },
         fanout,
@@ -364,11 +366,7 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
             latency_rate: 10_000,
             latency_steps: 2,
             latency_step: Duration::from_secs(3),
-            rates: vec![],
-            start_rate: 20_000,
-            step: Duration::from_secs(3),
-            p99_limit_ms: 100.0,
-            payload_bytes: 32,
+            ladder,
             ready_timeout: Duration::from_secs(10),
         },
     };
@@ -376,11 +374,11 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
         s.idle.connections = 300;
         s.idle.settle = Duration::from_millis(200);
         s.fanout.receivers = 50;
-        s.fanout.rates = vec![2_000, 5_000];
-        s.fanout.step = Duration::from_secs(1);
+        s.fanout.ladder.rates = vec![2_000, 5_000];
+        s.fanout.ladder.step = Duration::from_secs(1);
         s.burst.receivers = 500;
-        s.burst.rates = vec![1_000];
-        s.burst.step = Duration::from_secs(2);
+        s.burst.ladder.rates = vec![1_000];
+        s.burst.ladder.step = Duration::from_secs(2);
         s.acks.clients = 10;
         s.acks.in_flight = 4;
         s.acks.warmup = Duration::from_millis(200);
@@ -388,8 +386,8 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
         s.cluster.latency_rate = 2_000;
         s.cluster.latency_steps = 1;
         s.cluster.latency_step = Duration::from_secs(1);
-        s.cluster.rates = vec![4_000];
-        s.cluster.step = Duration::from_secs(1);
+        s.cluster.ladder.rates = vec![4_000];
+        s.cluster.ladder.step = Duration::from_secs(1);
     }
     s
 }
@@ -494,7 +492,7 @@ async fn run_one(name: &str, server: Server, round: usize, s: &Scenarios, opts: 
             fig("fanout.deliveries_per_cpu_sec", r.saturation_deliveries_per_cpu_sec);
             // A search ends on a missed step by design: it is complete when
             // some step passed. Fixed rates must each deliver everything.
-            run.complete = if s.fanout.rates.is_empty() {
+            run.complete = if s.fanout.ladder.rates.is_empty() {
                 r.best_rate > 0.0
             } else {
                 r.steps.iter().all(|st| st.completeness >= 1.0)

@@ -70,14 +70,17 @@ function pool() {
  * every namespace, with a fresh pool of clients closed afterwards.
  */
 async function eachDirection(nodes, fn) {
+  for (const nsp of NSPS) await eachPair(nodes, (X, Y, p) => fn(X, Y, nsp, p));
+}
+
+/** Runs `fn(X, Y, pool)` for every ordered pair of distinct nodes, with a fresh pool. */
+async function eachPair(nodes, fn) {
   for (const [X, Y] of directions(nodes)) {
-    for (const nsp of NSPS) {
-      const p = pool();
-      try {
-        await fn(X, Y, nsp, p);
-      } finally {
-        p.close();
-      }
+    const p = pool();
+    try {
+      await fn(X, Y, p);
+    } finally {
+      p.close();
     }
   }
 }
@@ -160,107 +163,97 @@ for (const entry of PAIRS) {
       for (const nsp of NSPS) {
         const other = nsp === "/" ? "/chat" : "/";
         test(`rooms, unions, all, except, binary; from a socket and the namespace, on ${nsp}`, T, async () => {
-          for (const [X, Y] of directions(nodes)) {
-            const p = pool();
-            try {
-              const dir = `${X.name}->${Y.name} ${nsp}`;
-              const x1 = await p.connect(X, "x1", { nsp });
-              const x2 = await p.connect(X, "x2", { nsp });
-              const y1 = await p.connect(Y, "y1", { nsp });
-              const y2 = await p.connect(Y, "y2", { nsp });
-              const y3 = await p.connect(Y, "y3", { nsp });
-              // the same room names in the other namespace, on both nodes
-              const ox = await p.connect(X, "ox", { nsp: other });
-              const oy = await p.connect(Y, "oy", { nsp: other });
-              const mine = [x1, x2, y1, y2, y3];
-              const everyone = [...mine, ox, oy];
-              const [r, r1, r2, quiet] = [room("r"), room("r1"), room("r2"), room("quiet")];
-              await ack1(x1, "join", [r]);
-              await ack1(x2, "join", [r, r1]);
-              await ack1(y1, "join", [r, r1, r2]);
-              await ack1(y2, "join", [r, r2, quiet]);
-              for (const o of [ox, oy]) await ack1(o, "join", [r, r1, r2, quiet]);
+          await eachPair(nodes, async (X, Y, p) => {
+            const dir = `${X.name}->${Y.name} ${nsp}`;
+            const x1 = await p.connect(X, "x1", { nsp });
+            const x2 = await p.connect(X, "x2", { nsp });
+            const y1 = await p.connect(Y, "y1", { nsp });
+            const y2 = await p.connect(Y, "y2", { nsp });
+            const y3 = await p.connect(Y, "y3", { nsp });
+            // the same room names in the other namespace, on both nodes
+            const ox = await p.connect(X, "ox", { nsp: other });
+            const oy = await p.connect(Y, "oy", { nsp: other });
+            const mine = [x1, x2, y1, y2, y3];
+            const everyone = [...mine, ox, oy];
+            const [r, r1, r2, quiet] = [room("r"), room("r1"), room("r2"), room("quiet")];
+            await ack1(x1, "join", [r]);
+            await ack1(x2, "join", [r, r1]);
+            await ack1(y1, "join", [r, r1, r2]);
+            await ack1(y2, "join", [r, r2, quiet]);
+            for (const o of [ox, oy]) await ack1(o, "join", [r, r1, r2, quiet]);
 
-              const one = recorder(everyone, "one");
-              const union = recorder(everyone, "union");
-              const all = recorder(everyone, "all");
-              const except = recorder(everyone, "except");
-              const bin = recorder(everyone, "bin");
-              const hub = recorder(everyone, "hub");
-              const hubAll = recorder(everyone, "hub-all");
+            const one = recorder(everyone, "one");
+            const union = recorder(everyone, "union");
+            const all = recorder(everyone, "all");
+            const except = recorder(everyone, "except");
+            const bin = recorder(everyone, "bin");
+            const hub = recorder(everyone, "hub");
+            const hubAll = recorder(everyone, "hub-all");
 
-              // acks count this node's recipients only
-              assert.equal(await ack1(x1, "to", { rooms: [r], event: "one", args: [1, { a: "b" }, [true, null]] }), 1, dir);
-              assert.equal(await ack1(x1, "to", { rooms: [r1, r2], event: "union", args: ["u"] }), 1, dir);
-              assert.equal(await ack1(x1, "to", { event: "all", args: ["everyone"] }) >= 1, true, dir);
-              assert.equal(
-                await ack1(x1, "to", { rooms: [r], except: [quiet, y1.id], event: "except", args: ["e"] }),
-                1,
-                dir,
-              );
-              const blob = Buffer.from([0, 1, 2, 253, 254, 255]);
-              const sent = [blob, { nested: Buffer.from("xyz"), list: [Buffer.alloc(0), 7] }, "text"];
-              assert.equal(await ack1(x1, "to", { rooms: [r2], event: "bin", args: sent }), 0, dir);
-              assert.equal(await ack1(x1, "hub-to", { rooms: [r], except: quiet, event: "hub", args: ["h"] }), 2, dir);
-              assert.equal(await ack1(x1, "hub-to", { event: "hub-all", args: [] }) >= 2, true, dir);
+            // acks count this node's recipients only
+            assert.equal(await ack1(x1, "to", { rooms: [r], event: "one", args: [1, { a: "b" }, [true, null]] }), 1, dir);
+            assert.equal(await ack1(x1, "to", { rooms: [r1, r2], event: "union", args: ["u"] }), 1, dir);
+            assert.equal(await ack1(x1, "to", { event: "all", args: ["everyone"] }) >= 1, true, dir);
+            assert.equal(
+              await ack1(x1, "to", { rooms: [r], except: [quiet, y1.id], event: "except", args: ["e"] }),
+              1,
+              dir,
+            );
+            const blob = Buffer.from([0, 1, 2, 253, 254, 255]);
+            const sent = [blob, { nested: Buffer.from("xyz"), list: [Buffer.alloc(0), 7] }, "text"];
+            assert.equal(await ack1(x1, "to", { rooms: [r2], event: "bin", args: sent }), 0, dir);
+            assert.equal(await ack1(x1, "hub-to", { rooms: [r], except: quiet, event: "hub", args: ["h"] }), 2, dir);
+            assert.equal(await ack1(x1, "hub-to", { event: "hub-all", args: [] }) >= 2, true, dir);
 
-              // what must arrive
-              const want = [
-                [one, [x2, y1, y2], [1, { a: "b" }, [true, null]]],
-                [union, [x2, y1, y2], ["u"]],
-                [all, [x2, y1, y2, y3], ["everyone"]],
-                [except, [x2], ["e"]],
-                [hub, [x1, x2, y1], ["h"]],
-                [hubAll, mine, []],
-              ];
-              for (const [got, to] of want) {
-                for (const s of to) await until(`${dir}: arrival on ${s.label}`, () => got(s).length > 0);
-              }
-              for (const s of [y1, y2]) await until(`${dir}: binary on ${s.label}`, () => bin(s).length > 0);
-              // ... and nothing more, anywhere
-              await sleep(NEGATIVE_MS);
-              for (const [got, to, args] of want) {
-                for (const s of everyone) {
-                  assert.deepEqual(got(s), to.includes(s) ? [args] : [], `${dir}: on ${s.label}`);
-                }
-              }
-              for (const s of everyone) assert.equal(bin(s).length, [y1, y2].includes(s) ? 1 : 0, `${dir}: bin on ${s.label}`);
-              const [[a0, a1, a2]] = bin(y1);
-              assert.ok(Buffer.isBuffer(a0), "a Buffer arrives as a Buffer");
-              assert.ok(Buffer.isBuffer(a1.nested));
-              assert.ok(Buffer.isBuffer(a1.list[0]));
-              assert.deepEqual(norm([a0, a1, a2]), norm(sent));
-              assert.deepEqual(norm(bin(y2)[0]), norm(sent));
-            } finally {
-              p.close();
+            // what must arrive
+            const want = [
+              [one, [x2, y1, y2], [1, { a: "b" }, [true, null]]],
+              [union, [x2, y1, y2], ["u"]],
+              [all, [x2, y1, y2, y3], ["everyone"]],
+              [except, [x2], ["e"]],
+              [hub, [x1, x2, y1], ["h"]],
+              [hubAll, mine, []],
+            ];
+            for (const [got, to] of want) {
+              for (const s of to) await until(`${dir}: arrival on ${s.label}`, () => got(s).length > 0);
             }
-          }
+            for (const s of [y1, y2]) await until(`${dir}: binary on ${s.label}`, () => bin(s).length > 0);
+            // ... and nothing more, anywhere
+            await sleep(NEGATIVE_MS);
+            for (const [got, to, args] of want) {
+              for (const s of everyone) {
+                assert.deepEqual(got(s), to.includes(s) ? [args] : [], `${dir}: on ${s.label}`);
+              }
+            }
+            for (const s of everyone) assert.equal(bin(s).length, [y1, y2].includes(s) ? 1 : 0, `${dir}: bin on ${s.label}`);
+            const [[a0, a1, a2]] = bin(y1);
+            assert.ok(Buffer.isBuffer(a0), "a Buffer arrives as a Buffer");
+            assert.ok(Buffer.isBuffer(a1.nested));
+            assert.ok(Buffer.isBuffer(a1.list[0]));
+            assert.deepEqual(norm([a0, a1, a2]), norm(sent));
+            assert.deepEqual(norm(bin(y2)[0]), norm(sent));
+          });
         });
       }
 
       test("a user room spans the nodes", T, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          const p = pool();
-          try {
-            const user = `u-${process.pid}-${++uniq}`;
-            const dir = `${X.name}->${Y.name}`;
-            const tabX = await p.connect(X, "tabX", { auth: { user } });
-            const tabY = await p.connect(Y, "tabY", { auth: { user } });
-            const stranger = await p.connect(Y, "stranger", { auth: { user: `${user}-other` } });
-            const anon = await p.connect(X, "anon");
-            const got = recorder([tabX, tabY, stranger, anon], "dm");
-            assert.equal(await ack1(anon, "hub-to", { rooms: [`user:${user}`], event: "dm", args: ["both"] }), 1, dir);
-            await until(`${dir}: dm on tabX`, () => got(tabX).length > 0);
-            await until(`${dir}: dm on tabY`, () => got(tabY).length > 0);
-            await sleep(NEGATIVE_MS);
-            assert.deepEqual(got(tabX), [["both"]]);
-            assert.deepEqual(got(tabY), [["both"]]);
-            assert.deepEqual(got(stranger), []);
-            assert.deepEqual(got(anon), []);
-          } finally {
-            p.close();
-          }
-        }
+        await eachPair(nodes, async (X, Y, p) => {
+          const user = `u-${process.pid}-${++uniq}`;
+          const dir = `${X.name}->${Y.name}`;
+          const tabX = await p.connect(X, "tabX", { auth: { user } });
+          const tabY = await p.connect(Y, "tabY", { auth: { user } });
+          const stranger = await p.connect(Y, "stranger", { auth: { user: `${user}-other` } });
+          const anon = await p.connect(X, "anon");
+          const got = recorder([tabX, tabY, stranger, anon], "dm");
+          assert.equal(await ack1(anon, "hub-to", { rooms: [`user:${user}`], event: "dm", args: ["both"] }), 1, dir);
+          await until(`${dir}: dm on tabX`, () => got(tabX).length > 0);
+          await until(`${dir}: dm on tabY`, () => got(tabY).length > 0);
+          await sleep(NEGATIVE_MS);
+          assert.deepEqual(got(tabX), [["both"]]);
+          assert.deepEqual(got(tabY), [["both"]]);
+          assert.deepEqual(got(stranger), []);
+          assert.deepEqual(got(anon), []);
+        });
       });
     });
 
@@ -516,42 +509,37 @@ for (const entry of PAIRS) {
       });
 
       test("a silent client on another node: an error after the timeout, with the answers", T, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          const p = pool();
-          try {
-            const r = room("poll-silent");
-            const requester = await p.connect(X, "requester");
-            const x1 = await p.connect(X, "x1");
-            const y1 = await p.connect(Y, "y1");
-            const silent = await p.connect(Y, "silent");
-            for (const s of [x1, y1, silent]) await ack1(s, "join", [r]);
-            for (const s of [x1, y1]) s.on("poll", (_q, cb) => cb(`yes-${s.label}`));
-            const asked = recorder([silent], "poll");
-            const started = Date.now();
-            const report = await ack1(requester, "broadcast-ack", { rooms: [r], timeoutMs: 800 });
-            const elapsed = Date.now() - started;
-            assert.ok(elapsed >= 700, `waited for the timeout (${elapsed} ms)`);
-            assert.equal(asked(silent).length, 1, "the silent client was asked");
-            assert.equal(report.error, "operation has timed out");
-            if (X.kind === "official") {
-              assert.deepEqual(
-                [...report.responses].sort((a, b) => (a.args[0] < b.args[0] ? -1 : 1)),
-                [
-                  { id: null, args: ["yes-x1"] },
-                  { id: null, args: ["yes-y1"] },
-                ],
-              );
-              assert.deepEqual(Object.keys(report).sort(), ["error", "responses"]);
-            } else {
-              assert.deepEqual(firstArgs(report), ["yes-x1", "yes-y1"]);
-              assert.deepEqual(sorted(Object.keys(report)), ["disconnected", "error", "responses", "timedOut"]);
-              // The silent client is on the other node: counted there, not named here.
-              assert.deepEqual(report.timedOut, []);
-            }
-          } finally {
-            p.close();
+        await eachPair(nodes, async (X, Y, p) => {
+          const r = room("poll-silent");
+          const requester = await p.connect(X, "requester");
+          const x1 = await p.connect(X, "x1");
+          const y1 = await p.connect(Y, "y1");
+          const silent = await p.connect(Y, "silent");
+          for (const s of [x1, y1, silent]) await ack1(s, "join", [r]);
+          for (const s of [x1, y1]) s.on("poll", (_q, cb) => cb(`yes-${s.label}`));
+          const asked = recorder([silent], "poll");
+          const started = Date.now();
+          const report = await ack1(requester, "broadcast-ack", { rooms: [r], timeoutMs: 800 });
+          const elapsed = Date.now() - started;
+          assert.ok(elapsed >= 700, `waited for the timeout (${elapsed} ms)`);
+          assert.equal(asked(silent).length, 1, "the silent client was asked");
+          assert.equal(report.error, "operation has timed out");
+          if (X.kind === "official") {
+            assert.deepEqual(
+              [...report.responses].sort((a, b) => (a.args[0] < b.args[0] ? -1 : 1)),
+              [
+                { id: null, args: ["yes-x1"] },
+                { id: null, args: ["yes-y1"] },
+              ],
+            );
+            assert.deepEqual(Object.keys(report).sort(), ["error", "responses"]);
+          } else {
+            assert.deepEqual(firstArgs(report), ["yes-x1", "yes-y1"]);
+            assert.deepEqual(sorted(Object.keys(report)), ["disconnected", "error", "responses", "timedOut"]);
+            // The silent client is on the other node: counted there, not named here.
+            assert.deepEqual(report.timedOut, []);
           }
-        }
+        });
       });
     });
 
@@ -582,21 +570,16 @@ for (const entry of PAIRS) {
 
       // The sharded protocol has no request for every room (allRooms is local there).
       test("all-rooms spans the nodes", { ...T, skip: sharded && "classic protocol only" }, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          const p = pool();
-          try {
-            const x1 = await p.connect(X, "x1");
-            const y1 = await p.connect(Y, "y1");
-            const [rx, ry] = [room("arx"), room("ary")];
-            await ack1(x1, "join", [rx]);
-            await ack1(y1, "join", [ry]);
-            const rooms = await ack1(x1, "all-rooms");
-            assert.deepEqual(rooms, sorted(rooms));
-            for (const want of [x1.id, y1.id, rx, ry]) assert.ok(rooms.includes(want), `${want} in all-rooms`);
-          } finally {
-            p.close();
-          }
-        }
+        await eachPair(nodes, async (X, Y, p) => {
+          const x1 = await p.connect(X, "x1");
+          const y1 = await p.connect(Y, "y1");
+          const [rx, ry] = [room("arx"), room("ary")];
+          await ack1(x1, "join", [rx]);
+          await ack1(y1, "join", [ry]);
+          const rooms = await ack1(x1, "all-rooms");
+          assert.deepEqual(rooms, sorted(rooms));
+          for (const want of [x1.id, y1.id, rx, ry]) assert.ok(rooms.includes(want), `${want} in all-rooms`);
+        });
       });
     });
 
@@ -683,32 +666,27 @@ for (const entry of PAIRS) {
 
     describe("remote emit", () => {
       test("fetchSockets()[0].emit reaches a socket on the other node", T, async () => {
-        for (const [X, Y] of directions(nodes)) {
-          const p = pool();
-          try {
-            const dir = `${X.name}->${Y.name}`;
-            const x1 = await p.connect(X, "x1");
-            const x2 = await p.connect(X, "x2");
-            const y1 = await p.connect(Y, "y1");
-            const y2 = await p.connect(Y, "y2");
-            const got = recorder([x1, x2, y1, y2], "direct");
-            const args = ["hi", Buffer.from([1, 2, 3]), { n: 1 }];
-            assert.equal(await ack1(x1, "remote-emit", { id: y1.id, event: "direct", args }), 1, dir);
-            assert.equal(await ack1(x1, "remote-emit", { id: x2.id, event: "direct", args: ["local"] }), 1, dir);
-            assert.equal(await ack1(x1, "remote-emit", { id: "no-such-socket", event: "direct", args: [] }), 0, dir);
-            await until(`${dir}: direct on y1`, () => got(y1).length > 0);
-            await until(`${dir}: direct on x2`, () => got(x2).length > 0);
-            await sleep(NEGATIVE_MS);
-            assert.equal(got(y1).length, 1);
-            assert.ok(Buffer.isBuffer(got(y1)[0][1]));
-            assert.deepEqual(norm(got(y1)[0]), norm(args));
-            assert.deepEqual(got(x2), [["local"]]);
-            assert.deepEqual(got(x1), []);
-            assert.deepEqual(got(y2), []);
-          } finally {
-            p.close();
-          }
-        }
+        await eachPair(nodes, async (X, Y, p) => {
+          const dir = `${X.name}->${Y.name}`;
+          const x1 = await p.connect(X, "x1");
+          const x2 = await p.connect(X, "x2");
+          const y1 = await p.connect(Y, "y1");
+          const y2 = await p.connect(Y, "y2");
+          const got = recorder([x1, x2, y1, y2], "direct");
+          const args = ["hi", Buffer.from([1, 2, 3]), { n: 1 }];
+          assert.equal(await ack1(x1, "remote-emit", { id: y1.id, event: "direct", args }), 1, dir);
+          assert.equal(await ack1(x1, "remote-emit", { id: x2.id, event: "direct", args: ["local"] }), 1, dir);
+          assert.equal(await ack1(x1, "remote-emit", { id: "no-such-socket", event: "direct", args: [] }), 0, dir);
+          await until(`${dir}: direct on y1`, () => got(y1).length > 0);
+          await until(`${dir}: direct on x2`, () => got(x2).length > 0);
+          await sleep(NEGATIVE_MS);
+          assert.equal(got(y1).length, 1);
+          assert.ok(Buffer.isBuffer(got(y1)[0][1]));
+          assert.deepEqual(norm(got(y1)[0]), norm(args));
+          assert.deepEqual(got(x2), [["local"]]);
+          assert.deepEqual(got(x1), []);
+          assert.deepEqual(got(y2), []);
+        });
       });
     });
 
