@@ -712,7 +712,8 @@ pub struct Flags {
 }
 
 impl Flags {
-    fn bools(&self) -> [(&'static str, Option<bool>); 5] {
+    /// The boolean flags by key, in the order socket.io writes them.
+    pub(super) fn bools(&self) -> [(&'static str, Option<bool>); 5] {
         [
             ("volatile", self.volatile),
             ("compress", self.compress),

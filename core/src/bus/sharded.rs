@@ -255,13 +255,7 @@ fn strings(items: &[String]) -> Data {
 fn opts_data(opts: &BroadcastOpts) -> Data {
     let f = &opts.flags;
     let mut flags = Vec::new();
-    for (key, value) in [
-        ("volatile", f.volatile),
-        ("compress", f.compress),
-        ("local", f.local),
-        ("broadcast", f.broadcast),
-        ("binary", f.binary),
-    ] {
+    for (key, value) in f.bools() {
         if let Some(b) = value {
             flags.push((key, Data::Bool(b)));
         }

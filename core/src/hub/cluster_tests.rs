@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::tests::{Client, args, offset_of, settle};
+use super::tests::{Client, args, connect_reply, offset_of, settle};
 use super::*;
 use crate::bus::sharded::SubscriptionMode;
 use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
@@ -699,24 +699,6 @@ async fn recovery_node(bus: &MemoryBus, window: Duration) -> Node {
     Node { hub, engine }
 }
 
-/// CONNECTs to `/` with `auth`; waits for the reply or the refusal (a
-/// restore or a cap may ask the other nodes); returns its body and what
-/// followed.
-async fn connect_with(c: &Client, auth: Value) -> (Value, Vec<String>) {
-    c.send(&format!("0{auth}"));
-    let mut out = Vec::new();
-    for _ in 0..50 {
-        flow().await;
-        out.extend(c.recv());
-        // CONNECT, or CONNECT_ERROR.
-        if out.first().is_some_and(|p| p.starts_with('0') || p.starts_with('4')) {
-            break;
-        }
-    }
-    let reply = out.remove(0);
-    (serde_json::from_str(&reply[1..]).unwrap(), out)
-}
-
 #[tokio::test]
 async fn a_session_cut_on_one_node_is_restored_on_another_with_what_it_missed() {
     let bus = MemoryBus::new();
@@ -724,7 +706,7 @@ async fn a_session_cut_on_one_node_is_restored_on_another_with_what_it_missed() 
     let (a, b, c) =
         (recovery_node(&bus, window).await, recovery_node(&bus, window).await, recovery_node(&bus, window).await);
     let first = a.client();
-    let (reply, _) = connect_with(&first, json!({ "user": "ann" })).await;
+    let (reply, _) = connect_reply(&first, json!({ "user": "ann" })).await;
     let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
     let socket = a.hub.of("/").socket(&sid).unwrap();
     // The only member of "news" on a.
@@ -748,7 +730,7 @@ async fn a_session_cut_on_one_node_is_restored_on_another_with_what_it_missed() 
 
     // The client comes back to b.
     let back = b.client();
-    let (reply, missed) = connect_with(&back, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
+    let (reply, missed) = connect_reply(&back, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
     assert_eq!(reply["sid"], sid.as_str(), "same socket id");
     let events: Vec<&str> = missed.iter().map(|p| &p[..p.find(',').unwrap()]).collect();
     assert_eq!(events, vec![r#"2["news""#, r#"2["direct""#, r#"2["all""#], "in order, nothing else: {missed:?}");
@@ -764,7 +746,7 @@ async fn a_session_cut_on_one_node_is_restored_on_another_with_what_it_missed() 
     flow().await;
     assert!(back.recv().iter().any(|p| p.starts_with(r#"2["news",6,"#)));
     let again = c.client();
-    let (reply, _) = connect_with(&again, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
+    let (reply, _) = connect_reply(&again, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
     assert_ne!(reply["sid"], sid.as_str(), "one use only");
 }
 
@@ -775,28 +757,28 @@ async fn sessions_unknown_expired_or_of_another_user_are_not_restored_across_nod
     let (a, b) = (recovery_node(&bus, window).await, recovery_node(&bus, window).await);
     // Unknown everywhere: a new session, without waiting for the timeout.
     let start = std::time::Instant::now();
-    let (reply, _) = connect_with(&b.client(), json!({ "user": "x", "pid": "nope", "offset": "1-1" })).await;
+    let (reply, _) = connect_reply(&b.client(), json!({ "user": "x", "pid": "nope", "offset": "1-1" })).await;
     assert!(reply["sid"].is_string());
     assert!(start.elapsed() < Duration::from_millis(250), "every node said no: {:?}", start.elapsed());
     assert!(!b.hub.of("/").socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
 
     // Another user: refused.
     let first = a.client();
-    let (reply, _) = connect_with(&first, json!({ "user": "ann" })).await;
+    let (reply, _) = connect_reply(&first, json!({ "user": "ann" })).await;
     let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
     first.session.close(crate::engine::CloseReason::TransportClose);
     flow().await;
-    let (reply, _) = connect_with(&b.client(), json!({ "user": "mallory", "pid": pid })).await;
+    let (reply, _) = connect_reply(&b.client(), json!({ "user": "mallory", "pid": pid })).await;
     assert_ne!(reply["sid"], sid.as_str());
 
     // Too late: the window passed.
     let first = a.client();
-    let (reply, _) = connect_with(&first, json!({ "user": "bo" })).await;
+    let (reply, _) = connect_reply(&first, json!({ "user": "bo" })).await;
     let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
     first.session.close(crate::engine::CloseReason::PingTimeout);
     flow().await;
     tokio::time::sleep(window + Duration::from_millis(50)).await;
-    let (reply, _) = connect_with(&b.client(), json!({ "user": "bo", "pid": pid })).await;
+    let (reply, _) = connect_reply(&b.client(), json!({ "user": "bo", "pid": pid })).await;
     assert_ne!(reply["sid"], sid.as_str());
     assert!(!b.hub.of("/").socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
 }
@@ -819,7 +801,7 @@ async fn capped_node(
 
 /// CONNECTs as `user`; the socket id, or the refusal's code.
 async fn connect_as(c: &Client, user: &str) -> Result<String, String> {
-    let (reply, _) = connect_with(c, json!({ "user": user })).await;
+    let (reply, _) = connect_reply(c, json!({ "user": user })).await;
     match reply["sid"].as_str() {
         Some(sid) => Ok(sid.to_owned()),
         None => Err(reply["data"]["code"].as_str().unwrap_or("?").to_owned()),

@@ -603,13 +603,22 @@ pub(super) fn offset_of(packet: &str) -> String {
     args.as_array().unwrap().last().unwrap().as_str().unwrap().to_owned()
 }
 
-/// CONNECTs with `auth`; returns the reply's body.
-async fn connect_reply(c: &Client, auth: Value) -> (Value, Vec<String>) {
+/// CONNECTs to `/` with `auth`; waits for the reply or the refusal (a
+/// restore or a cluster-wide cap may ask other nodes first); returns its
+/// body and what followed.
+pub(super) async fn connect_reply(c: &Client, auth: Value) -> (Value, Vec<String>) {
     c.send(&format!("0{auth}"));
-    settle().await;
-    let mut out = c.recv();
+    let mut out = Vec::new();
+    for _ in 0..250 {
+        settle().await;
+        out.extend(c.recv());
+        // CONNECT, or CONNECT_ERROR.
+        if out.first().is_some_and(|p| p.starts_with('0') || p.starts_with('4')) {
+            break;
+        }
+    }
     let reply = out.remove(0);
-    (serde_json::from_str(reply.strip_prefix('0').unwrap()).unwrap(), out)
+    (serde_json::from_str(&reply[1..]).unwrap(), out)
 }
 
 #[tokio::test]
