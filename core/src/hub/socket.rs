@@ -47,6 +47,16 @@ pub enum AckError {
     Send(#[from] SendError),
 }
 
+/// What the limits say of an event.
+enum Admitted {
+    /// Refused (and answered).
+    Refused,
+    /// Through.
+    Go,
+    /// Through this node's limits; the user's cluster-wide rate is next.
+    CheckClusterRate(Arc<super::cluster::Cluster>),
+}
+
 /// Where an awaited ack goes.
 #[derive(Debug)]
 pub(crate) enum AckSink {
@@ -556,8 +566,8 @@ impl Socket {
         payload: &mut Payload,
         id: Option<u64>,
         size: usize,
-    ) -> bool {
-        let Some(hub) = self.inner.namespace.hub() else { return true };
+    ) -> Admitted {
+        let Some(hub) = self.inner.namespace.hub() else { return Admitted::Go };
         let stats = hub.stats();
         HubStats::add(&stats.events_in, 1);
         HubStats::add(&stats.bytes_in, size as u64);
@@ -597,7 +607,13 @@ impl Socket {
             HubStats::add(&stats.invalid_payload, 1);
             Some((EventRejection::new("invalid_payload", message), false))
         });
-        let Some((rejection, disconnect)) = refusal else { return true };
+        let Some((rejection, disconnect)) = refusal else {
+            // The user's cluster-wide rate, when on, is still to be checked.
+            return match hub.cluster().filter(|c| c.has_user_rate() && self.inner.user_id.is_some()) {
+                Some(cluster) => Admitted::CheckClusterRate(cluster.clone()),
+                None => Admitted::Go,
+            };
+        };
         if rejection.code == "rate_limited" {
             HubStats::add(&stats.rate_limited, 1);
         }
@@ -611,7 +627,7 @@ impl Socket {
             let _ = self.emit(DISCONNECT_NOTICE, Payload::json(vec![notice]));
             self.disconnect_for(DisconnectReason::RateLimited);
         }
-        false
+        Admitted::Refused
     }
 
     fn dispatch_now(&self, mut payload: Payload, id: Option<u64>, size: usize) {
@@ -626,23 +642,21 @@ impl Socket {
             other => other.to_string(),
         };
         let handlers = self.inner.namespace.handlers();
-        if !self.admit_event(&handlers, &name, &mut payload, id, size) {
-            return;
+        match self.admit_event(&handlers, &name, &mut payload, id, size) {
+            Admitted::Refused => {}
+            Admitted::Go => self.dispatch_admitted(handlers, name, payload, id),
+            // The cluster-wide rate of the user: one round trip.
+            Admitted::CheckClusterRate(cluster) => {
+                let socket = self.clone();
+                run_now_or_spawn(Box::pin(async move {
+                    let user = socket.inner.user_id.clone().unwrap_or_default();
+                    match cluster.check_user_rate(&user).await {
+                        Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
+                        None => socket.dispatch_admitted(handlers, name, payload, id),
+                    }
+                }));
+            }
         }
-        // The cluster-wide rate of the user, when on: one round trip.
-        if let Some(user) = &self.inner.user_id
-            && let Some(cluster) = self.inner.namespace.cluster().filter(|c| c.has_user_rate())
-        {
-            let (socket, user) = (self.clone(), user.clone());
-            run_now_or_spawn(Box::pin(async move {
-                match cluster.check_user_rate(&user).await {
-                    Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
-                    None => socket.dispatch_admitted(handlers, name, payload, id),
-                }
-            }));
-            return;
-        }
-        self.dispatch_admitted(handlers, name, payload, id);
     }
 
     /// Refuses an event over the user's cluster-wide rate.
