@@ -28,10 +28,10 @@ VENV := $(abspath .venv)
 NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
-.PHONY: test rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
+.PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
 
-SUITES := rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
+SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -42,6 +42,11 @@ test:
 	done; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
 	echo "make test: all suites passed"
+
+## The README's first command, literally, from a fresh clone: the
+## reference server starts and answers /healthz (a release build).
+readme-first-command:
+	server-example/e2e/readme-first-command.sh
 
 ## All Rust tests in the workspace: unit, property and integration tests.
 rust-test:
