@@ -357,6 +357,8 @@ struct EngineInner {
     /// New sessions for the heartbeat task, started with the first session
     /// (and again if the runtime it ran on has gone).
     heartbeats: Mutex<Option<mpsc::UnboundedSender<session::WeakSession>>>,
+    /// Long-polling sessions their clients closed just now.
+    client_closes: session::ClientCloses,
 }
 
 impl std::fmt::Debug for Engine {
@@ -400,6 +402,7 @@ impl Engine {
                 sessions: Mutex::new(HashMap::new()),
                 stats: Arc::default(),
                 heartbeats: Mutex::new(None),
+                client_closes: session::ClientCloses::default(),
             }),
         }
     }

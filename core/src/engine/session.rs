@@ -19,6 +19,54 @@ use crate::protocol::engine::{Encoded, Frame, Packet};
 /// its last packets.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the GET of a long-polling session its client just closed may
+/// still arrive to get its noop.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Most recently closed sessions remembered for their last GET.
+const MAX_CLIENT_CLOSES: usize = 1024;
+
+/// Long-polling sessions whose client sent a close packet while it had no
+/// GET pending: the GET it sent just before (which may arrive after the
+/// POST) gets `200 6` instead of `400 Session ID unknown`, as engine.io
+/// answers it. Bounded in count and time.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCloses(Mutex<VecDeque<(Arc<str>, Instant)>>);
+
+impl ClientCloses {
+    fn record(&self, sid: &Arc<str>) {
+        let now = Instant::now();
+        let mut q = lock(&self.0);
+        while q.front().is_some_and(|(_, at)| now.duration_since(*at) > CLIENT_CLOSE_GRACE)
+            || q.len() >= MAX_CLIENT_CLOSES
+        {
+            q.pop_front();
+        }
+        q.push_back((sid.clone(), now));
+    }
+
+    /// Whether `sid` was closed by its client just now; forgets it.
+    pub(crate) fn take(&self, sid: &str) -> bool {
+        let now = Instant::now();
+        let mut q = lock(&self.0);
+        match q.iter().position(|(s, at)| &**s == sid && now.duration_since(*at) <= CLIENT_CLOSE_GRACE) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl super::Engine {
+    /// Whether the long-polling session `sid` was just closed by its client
+    /// (its last GET gets a noop); forgets it.
+    pub(crate) fn take_client_close(&self, sid: &str) -> bool {
+        self.inner.client_closes.take(sid)
+    }
+}
+
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -253,10 +301,12 @@ impl Session {
         match self.push(packets, false) {
             Err(SendError::Full) => {
                 self.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                // The connection hears of it from a task of its own: the
-                // sender may hold locks (a broadcast recorded for recovery)
-                // that the close handlers would take again.
-                self.close_with(CloseReason::SlowConsumer, false);
+                // What was queued before the overflow (answers to the
+                // client's events among it) is still delivered if the client
+                // reads it in time. The connection hears of it from a task of
+                // its own: the sender may hold locks (a broadcast recorded
+                // for recovery) that the close handlers would take again.
+                self.close_after_flush_with(CloseReason::SlowConsumer, false);
                 Err(SendError::Full)
             }
             r => r,
@@ -371,11 +421,20 @@ impl Session {
     /// the session closes. A client that does not collect its packets is
     /// closed after [`FLUSH_TIMEOUT`] all the same.
     pub fn close_after_flush(&self, reason: CloseReason) {
+        self.close_after_flush_with(reason, true);
+    }
+
+    /// [`close_after_flush`](Self::close_after_flush); the connection's
+    /// `on_close` runs now, or with `!inline` from a spawned task.
+    fn close_after_flush_with(&self, reason: CloseReason, inline: bool) {
         if self.is_closed() || self.inner.draining.swap(true, Ordering::AcqRel) {
             return;
         }
-        lock(&self.inner.reason).get_or_insert(reason);
-        if let Ok(mut slot) = self.inner.conn.try_lock() {
+        let reason = *lock(&self.inner.reason).get_or_insert(reason);
+        if !inline && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let inner = self.inner.clone();
+            rt.spawn(async move { Self::notify_close(&mut lock(&inner.conn), reason) });
+        } else if let Ok(mut slot) = self.inner.conn.try_lock() {
             Self::notify_close(&mut slot, reason);
         }
         self.inner.writable.notify_one();
@@ -463,7 +522,19 @@ impl Session {
                 *lock(&self.inner.pong_at) = Some(Instant::now());
                 self.inner.ponged.store(true, Ordering::Release);
             }
-            Packet::Close => self.close(CloseReason::TransportClose),
+            Packet::Close => {
+                // Over long-polling, engine.io answers the client's pending
+                // GET with a noop; when the close arrives before that GET,
+                // the GET still gets its noop (see `ClientCloses`).
+                let polling = {
+                    let state = lock(&self.inner.state);
+                    state.transport == TransportKind::Polling && !state.get_active
+                };
+                if polling && let Some(engine) = self.inner.engine.upgrade() {
+                    engine.client_closes.record(&self.inner.sid);
+                }
+                self.close(CloseReason::TransportClose);
+            }
             // v4 heartbeats run server to client: a client ping is an error.
             Packet::Ping(_) | Packet::Open(_) => self.close(CloseReason::TransportError),
             Packet::Upgrade | Packet::Noop => {}
@@ -481,7 +552,10 @@ impl Session {
         };
         if let Err(reason) = result {
             drop(slot);
-            self.close(reason);
+            // As engine.io does for a close from the application: what is
+            // already queued (answers to the client's earlier events) is
+            // written first.
+            self.close_after_flush(reason);
             return;
         }
         if let Some(reason) = self.close_reason() {

@@ -138,16 +138,17 @@ impl Slots {
     fn drain(&mut self) -> impl Iterator<Item = (ByteString, Slot)> + '_ {
         self.0.drain(..)
     }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 enum Slot {
     /// CONNECT received; middlewares running.
     Connecting,
     Connected(Socket),
+    /// The server disconnected the socket: the client's packets already
+    /// on their way (a burst of events, acks) are dropped instead of being
+    /// taken for a protocol error that would close every namespace of the
+    /// connection. The client may CONNECT again.
+    Left,
 }
 
 pub(crate) struct ClientShared {
@@ -232,6 +233,14 @@ impl ClientShared {
         self.lock().remove(nsp);
     }
 
+    /// The server disconnected the socket of `nsp` (see [`Slot::Left`]).
+    pub(crate) fn server_left(&self, nsp: &str) {
+        let mut slots = self.lock();
+        if let Some(i) = slots.position(nsp) {
+            slots.0[i].1 = Slot::Left;
+        }
+    }
+
     /// Disconnects every socket of this connection from its namespace.
     pub(crate) fn disconnect_all(&self) {
         let sockets: Vec<Socket> = self
@@ -239,7 +248,7 @@ impl ClientShared {
             .values()
             .filter_map(|s| match s {
                 Slot::Connected(s) => Some(s.clone()),
-                Slot::Connecting => None,
+                Slot::Connecting | Slot::Left => None,
             })
             .collect();
         for socket in sockets {
@@ -247,10 +256,13 @@ impl ClientShared {
         }
     }
 
-    fn socket(&self, nsp: &str) -> Option<Socket> {
+    /// The socket of `nsp`; `Ok(None)` when the server disconnected it,
+    /// `Err` when the client never joined `nsp` (a protocol error).
+    fn socket(&self, nsp: &str) -> Result<Option<Socket>, CloseReason> {
         match self.lock().get(nsp) {
-            Some(Slot::Connected(s)) => Some(s.clone()),
-            _ => None,
+            Some(Slot::Connected(s)) => Ok(Some(s.clone())),
+            Some(Slot::Left) => Ok(None),
+            _ => Err(CloseReason::ParseError),
         }
     }
 
@@ -301,12 +313,16 @@ impl Connection for Client {
         match packet.kind {
             PacketKind::Connect(auth) => {
                 let joined = {
-                    let slots = shared.lock();
-                    // A second CONNECT to a joined namespace: invalid state.
-                    if slots.contains_key(&packet.nsp) {
-                        return Err(CloseReason::ParseError);
+                    let mut slots = shared.lock();
+                    match slots.get(&packet.nsp) {
+                        Some(Slot::Left) => {
+                            slots.remove(&packet.nsp);
+                        }
+                        // A second CONNECT to a joined namespace: invalid state.
+                        Some(_) => return Err(CloseReason::ParseError),
+                        None => {}
                     }
-                    slots.len()
+                    slots.values().filter(|s| !matches!(s, Slot::Left)).count()
                 };
                 if joined >= shared.hub.config().max_namespaces_per_connection {
                     HubStats::add(&shared.hub.stats().namespace_refused, 1);
@@ -325,19 +341,23 @@ impl Connection for Client {
                 Ok(())
             }
             PacketKind::Event { payload, id } => {
-                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
-                socket.dispatch(payload, id, size);
+                if let Some(socket) = shared.socket(&packet.nsp)? {
+                    socket.dispatch(payload, id, size);
+                }
                 Ok(())
             }
             PacketKind::Ack { payload, id } => {
-                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
-                socket.resolve_ack(id, payload);
+                if let Some(socket) = shared.socket(&packet.nsp)? {
+                    socket.resolve_ack(id, payload);
+                }
                 Ok(())
             }
             PacketKind::Disconnect => {
-                let socket = shared.socket(&packet.nsp).ok_or(CloseReason::ParseError)?;
+                let socket = shared.socket(&packet.nsp)?;
                 shared.remove_socket(&packet.nsp);
-                socket.closed(DisconnectReason::ClientNamespaceDisconnect);
+                if let Some(socket) = socket {
+                    socket.closed(DisconnectReason::ClientNamespaceDisconnect);
+                }
                 Ok(())
             }
             PacketKind::ConnectError(_) => Err(CloseReason::ParseError),

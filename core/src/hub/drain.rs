@@ -14,7 +14,9 @@
 //!    their own backoff).
 //! 3. Events the batch's clients sent and still await an ack for get until
 //!    [`DrainOptions::ack_deadline`] (counted from the start of the drain)
-//!    to be answered.
+//!    to be answered; events arriving after the notice are answered at once
+//!    with `{status: "error", code: "server_shutting_down"}`, so every event
+//!    the server took gets its answer before the close.
 //! 4. The batch's connections close once their queues are written: the
 //!    clients see `transport close` and reconnect, elsewhere.
 
@@ -27,6 +29,7 @@ use rand::Rng;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::socket::Closing;
 use super::{Hub, Socket};
 use crate::engine::{CloseReason, Session};
 use crate::protocol::socketio::Payload;
@@ -166,6 +169,10 @@ impl Hub {
             let batch: Vec<&(Session, Vec<Socket>)> = batch.iter().filter_map(|sid| connections.get(sid)).collect();
             for (_, sockets) in &batch {
                 for s in sockets {
+                    // Events that arrive from now on are answered with
+                    // `server_shutting_down` instead of reaching a handler
+                    // whose answer could come after the close.
+                    s.begin_closing(Closing::ShuttingDown);
                     let after = if jitter_ms == 0 { 0 } else { rand::rng().random_range(0..jitter_ms) };
                     let notice = json!({ "reason": "server shutting down", "reconnectAfterMs": after });
                     let _ = s.emit(DRAIN_NOTICE, Payload::json(vec![notice]));

@@ -58,7 +58,7 @@ pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
 pub use namespace::{Namespace, TooManyRooms};
 pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
-pub use socket::{AckError, AckResponder, DISCONNECT_NOTICE, Socket};
+pub use socket::{AckError, AckResponder, CUT_ACK_DEADLINE, DISCONNECT_NOTICE, Socket};
 
 pub use crate::ack::AckReport;
 pub use crate::rooms::Room;

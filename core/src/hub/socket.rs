@@ -29,6 +29,44 @@ pub const DISCONNECT_NOTICE: &str = "tidewire:disconnect";
 /// Largest ack answer kept to re-send when a client retries an event.
 const MAX_CACHED_ANSWER: usize = 64 * 1024;
 
+/// How long a socket the server cuts for a policy (rate limits) waits for
+/// the answers of the events it already accepted before it disconnects.
+pub const CUT_ACK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How often a cut socket checks whether its accepted events are answered.
+const CUT_POLL: Duration = Duration::from_millis(5);
+
+/// Why a socket is closing: while it waits for the answers of the events it
+/// accepted, new events are refused with this code (an answer each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Closing {
+    /// Open.
+    No = 0,
+    /// Cut for repeated rate-limit violations.
+    RateLimited = 1,
+    /// Its connection is being drained (server shutting down).
+    ShuttingDown = 2,
+}
+
+impl Closing {
+    fn from_u8(v: u8) -> Closing {
+        match v {
+            1 => Closing::RateLimited,
+            2 => Closing::ShuttingDown,
+            _ => Closing::No,
+        }
+    }
+
+    /// The answer an event gets while the socket closes.
+    fn refusal(self) -> EventRejection {
+        match self {
+            Closing::ShuttingDown => EventRejection::new("server_shutting_down", "server shutting down"),
+            _ => EventRejection::new("rate_limited", "too many rate-limit violations"),
+        }
+    }
+}
+
 /// Why an acknowledgement did not arrive.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -105,6 +143,8 @@ struct Inner {
     recovery: Option<Box<SocketRecovery>>,
     rates: SocketRates,
     connected: AtomicBool,
+    /// A [`Closing`]: set when the server decided to cut the socket.
+    closing: std::sync::atomic::AtomicU8,
     /// Events from the client whose ack the server has not sent yet.
     in_flight: std::sync::atomic::AtomicU32,
     /// Set once the connect handlers have been started; until then the
@@ -239,6 +279,7 @@ impl Socket {
                     (data, presence) => Some(Box::new(Values { data: data.unwrap_or(Value::Null), presence })),
                 }),
                 connected: AtomicBool::new(true),
+                closing: std::sync::atomic::AtomicU8::new(Closing::No as u8),
                 in_flight: std::sync::atomic::AtomicU32::new(0),
                 ready: AtomicBool::new(false),
                 held: Mutex::new(Vec::new()),
@@ -624,10 +665,45 @@ impl Socket {
         if disconnect {
             HubStats::add(&stats.rate_limit_disconnects, 1);
             let notice = serde_json::json!({ "code": "rate_limited", "message": "too many rate-limit violations" });
-            let _ = self.emit(DISCONNECT_NOTICE, Payload::json(vec![notice]));
-            self.disconnect_for(DisconnectReason::RateLimited);
+            self.cut(Closing::RateLimited, Some(notice), DisconnectReason::RateLimited);
         }
         Admitted::Refused
+    }
+
+    /// Marks the socket closing for `why`: from now on its events are
+    /// refused with an answer each. False when it already was.
+    pub(crate) fn begin_closing(&self, why: Closing) -> bool {
+        self.inner.closing.compare_exchange(Closing::No as u8, why as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Cuts the socket for a policy, keeping every promise already made:
+    /// the events it accepted get their answers first (for at most
+    /// [`CUT_ACK_DEADLINE`]), events arriving meanwhile are refused with an
+    /// answer, then the client gets `notice` as [`DISCONNECT_NOTICE`], then
+    /// DISCONNECT (`io server disconnect`), in that order.
+    fn cut(&self, why: Closing, notice: Option<Value>, reason: DisconnectReason) {
+        if !self.begin_closing(why) {
+            return;
+        }
+        let socket = self.clone();
+        let finish = move || {
+            if let Some(notice) = notice {
+                let _ = socket.emit(DISCONNECT_NOTICE, Payload::json(vec![notice]));
+            }
+            socket.disconnect_for(reason);
+        };
+        if self.acks_in_flight() == 0 {
+            finish();
+            return;
+        }
+        let socket = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + CUT_ACK_DEADLINE;
+            while socket.acks_in_flight() > 0 && socket.connected() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(CUT_POLL).await;
+            }
+            finish();
+        });
     }
 
     fn dispatch_now(&self, mut payload: Payload, id: Option<u64>, size: usize) {
@@ -635,6 +711,14 @@ impl Socket {
             return;
         }
         if payload.data.is_empty() {
+            return;
+        }
+        let closing = Closing::from_u8(self.inner.closing.load(Ordering::Acquire));
+        if closing != Closing::No {
+            // Being cut: an answer, but no handler.
+            if let Some(id) = id {
+                let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![closing.refusal().to_ack()]));
+            }
             return;
         }
         let name = match payload.data.remove(0) {
@@ -744,7 +828,7 @@ impl Socket {
             let _ = self.send_shared(&frames, false);
         }
         if let Some(client) = self.inner.client.upgrade() {
-            client.remove_socket(self.namespace());
+            client.server_left(self.namespace());
         }
         self.closed(reason);
     }

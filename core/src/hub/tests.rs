@@ -461,6 +461,105 @@ async fn rate_limits_refuse_with_the_ack_shape_then_disconnect() {
     assert_eq!(hub.stats().rate_limited.load(Ordering::Relaxed), 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_cut_answers_every_handled_event_then_notice_then_disconnect() {
+    // 2 accepted, the 3rd violation cuts; the accepted events' handler
+    // answers 50 ms later (a store write), after the cut was decided.
+    let rules = crate::limits::RateLimits::none()
+        .event("chat", crate::limits::Rate::per(Duration::from_secs(3600), 2))
+        .disconnect_after(3, Duration::from_secs(60));
+    let (hub, engine) = users_hub(HubConfig::default().rate_limits(rules));
+    hub.of("/").on("chat", |_s: Socket, e: Event| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(ack) = e.ack {
+            let _ = ack.send(args(json!([{ "status": "ok" }])));
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    for id in 1..=5 {
+        a.send(&format!("2{id}[\"chat\",\"hi\"]"));
+    }
+    settle().await;
+    // Refusals 3, 4, 5 went out at once; the cut waits for 1 and 2.
+    let early = a.recv();
+    assert_eq!(early.iter().map(|p| &p[..2]).collect::<Vec<_>>(), ["33", "34", "35"], "{early:?}");
+    assert_eq!(hub.of("/").socket_count(), 1, "still connected while its answers are due");
+    // An event arriving meanwhile is refused with an answer, not handled.
+    a.send("26[\"chat\",\"late\"]");
+    settle().await;
+    let refused = a.recv();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let body: Value = serde_json::from_str(refused[0].strip_prefix("36").unwrap()).unwrap();
+    assert_eq!(body[0]["code"], "rate_limited");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    settle().await;
+    let out = a.recv();
+    assert_eq!(
+        out,
+        vec![
+            r#"31[{"status":"ok"}]"#.to_owned(),
+            r#"32[{"status":"ok"}]"#.to_owned(),
+            r#"2["tidewire:disconnect",{"code":"rate_limited","message":"too many rate-limit violations"}]"#.to_owned(),
+            "1".to_owned()
+        ]
+    );
+    assert_eq!(hub.of("/").socket_count(), 0);
+    // Packets of the burst still on their way are dropped, not taken for a
+    // protocol error: the connection stays open and can join again.
+    a.send("27[\"chat\",\"in flight\"]");
+    a.send("399[\"late ack\"]");
+    settle().await;
+    assert!(!a.session.is_closed() && !a.session.is_draining());
+    assert!(a.recv().is_empty());
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    assert_eq!(hub.of("/").socket_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_waits_for_answers_at_most_its_deadline() {
+    let rules = crate::limits::RateLimits::none()
+        .event("chat", crate::limits::Rate::per(Duration::from_secs(3600), 1))
+        .disconnect_after(1, Duration::from_secs(60));
+    let (hub, engine) = users_hub(HubConfig::default().rate_limits(rules));
+    // A handler that keeps its answer forever.
+    hub.of("/").on("chat", |_s: Socket, e: Event| async move {
+        let _keep = e.ack;
+        std::future::pending::<()>().await;
+    });
+    let a = Client::open(&engine);
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    a.send("21[\"chat\"]");
+    a.send("22[\"chat\"]");
+    settle().await;
+    assert_eq!(a.recv().len(), 1, "the refusal of 2");
+    tokio::time::sleep(socket::CUT_ACK_DEADLINE - Duration::from_millis(20)).await;
+    assert_eq!(hub.of("/").socket_count(), 1);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    settle().await;
+    assert_eq!(hub.of("/").socket_count(), 0);
+    assert_eq!(a.recv().last().map(String::as_str), Some("1"));
+}
+
+#[tokio::test]
+async fn a_protocol_error_still_delivers_what_was_queued() {
+    let (hub, engine) = setup();
+    hub.of("/").on("echo", |_s: Socket, e: Event| async move {
+        if let Some(ack) = e.ack {
+            let _ = ack.send(e.args);
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/", None).await;
+    a.send("21[\"echo\",\"x\"]");
+    // An event to a namespace the client never joined closes the connection,
+    // after the answer already queued.
+    a.send("2/nowhere,[\"echo\"]");
+    assert!(a.session.is_draining());
+    assert_eq!(a.recv(), vec![r#"31["x"]"#.to_owned()]);
+    assert!(a.session.finish_if_drained());
+}
+
 #[tokio::test]
 async fn event_rules_check_size_and_schema_before_anything_else() {
     let (hub, engine) = users_hub(HubConfig::default());

@@ -107,7 +107,7 @@ pub enum DecodeError {
     /// The polling payload was not valid UTF-8.
     #[error("payload is not valid UTF-8")]
     InvalidUtf8,
-    /// A `b`-prefixed polling packet was not valid base64.
+    /// A `b`-prefixed packet (a binary message as base64) was not valid base64.
     #[error("invalid base64 in binary packet")]
     InvalidBase64,
     /// The polling payload held more packets than allowed.
@@ -121,8 +121,9 @@ impl Packet {
     /// zero-copy slice of it.
     ///
     /// # Errors
-    /// [`DecodeError`] when the type digit is missing or unknown, or when a
-    /// type without data carries some.
+    /// [`DecodeError`] when the type digit is missing or unknown, when a
+    /// type without data carries some, or when a `b` (base64 binary
+    /// message) is not valid base64.
     ///
     /// # Examples
     /// ```
@@ -130,6 +131,8 @@ impl Packet {
     /// let p = Packet::decode_text("4hello".into()).unwrap();
     /// assert_eq!(p, Packet::Message(Frame::Text("hello".into())));
     /// assert!(Packet::decode_text("abc".into()).is_err());
+    /// let b = Packet::decode_text("b4OHi".into()).unwrap();
+    /// assert_eq!(b, Packet::Message(Frame::Binary(vec![0xe0, 0xe1, 0xe2].into())));
     /// ```
     #[allow(
         clippy::needless_pass_by_value,
@@ -149,6 +152,12 @@ impl Packet {
             b'4' => Ok(Packet::Message(Frame::Text(data()))),
             b'5' => no_data(Packet::Upgrade),
             b'6' => no_data(Packet::Noop),
+            // A binary message as base64 text, on every transport (as
+            // engine.io-parser's decodePacket reads it).
+            b'b' => {
+                let data = BASE64.decode(&text[1..]).map_err(|_| DecodeError::InvalidBase64)?;
+                Ok(Packet::Message(Frame::Binary(data.into())))
+            }
             _ => Err(DecodeError::InvalidType),
         }
     }
@@ -264,12 +273,7 @@ pub fn decode_payload(body: Bytes, max_packets: usize) -> Result<Vec<Packet>, De
         if packets.len() == max_packets {
             return Err(DecodeError::TooManyPackets);
         }
-        if let Some(b64) = record.strip_prefix('b') {
-            let data = BASE64.decode(b64).map_err(|_| DecodeError::InvalidBase64)?;
-            packets.push(Packet::Message(Frame::Binary(data.into())));
-        } else {
-            packets.push(Packet::decode_text(text.slice_ref(record))?);
-        }
+        packets.push(Packet::decode_text(text.slice_ref(record))?);
     }
     Ok(packets)
 }

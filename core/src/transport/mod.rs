@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 
 use crate::engine::{Engine, RequestInfo};
 
-pub use server::{Route, Server, ServerBuilder};
+pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Route, Server, ServerBuilder};
 
 /// A small `text/plain` response, for routes such as health checks.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -129,6 +129,15 @@ async fn route(engine: &Engine, req: Request<Incoming>, remote_addr: SocketAddr)
 
     if let Some(sid) = param("sid") {
         let Some(session) = engine.session(sid) else {
+            // The GET a client sent just before its close packet, arriving
+            // after it: a noop, as engine.io answers it.
+            if transport == crate::engine::TransportKind::Polling
+                && req.method() == Method::GET
+                && !upgrade
+                && engine.take_client_close(sid)
+            {
+                return plain(StatusCode::OK, Bytes::from_static(b"6"), "text/plain; charset=UTF-8");
+            }
             return HttpError::UnknownSid.response();
         };
         let current = session.transport();

@@ -1,6 +1,8 @@
 //! HTTP long-polling: handshake, `GET` (server to client) and `POST`
 //! (client to server).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -54,7 +56,10 @@ async fn poll(session: Session) -> Response<Body> {
     let packets = loop {
         let mut packets = session.drain();
         if session.is_closed() {
-            packets.push(Packet::Close.encode());
+            // Closed by the client's own close packet: engine.io answers
+            // the pending GET with a noop; closed by the server: a close.
+            let by_client = session.close_reason() == Some(CloseReason::TransportClose);
+            packets.push(if by_client { Packet::Noop } else { Packet::Close }.encode());
             break packets;
         }
         if !packets.is_empty() {
@@ -75,6 +80,30 @@ async fn poll(session: Session) -> Response<Body> {
         }
     };
     plain(StatusCode::OK, encode_payload(&packets), TEXT)
+}
+
+/// Most bytes of an oversized body read and discarded before its `413`.
+const DISCARD_BYTES: usize = 8 << 20;
+
+/// Longest time spent discarding an oversized body before its `413`.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+/// The `413` for a body over `max_payload`. The rest of the body is read
+/// and discarded first (bounded in bytes and time): a server that answers
+/// and closes while the client still sends makes the kernel reset the
+/// connection, and the reset discards the answer before the client reads it.
+async fn too_large(mut body: Incoming) -> Response<Body> {
+    let discard = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, discard).await;
+    plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT)
 }
 
 struct PostGuard<'a>(&'a Session);
@@ -99,17 +128,33 @@ async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Resp
     let max = engine.config().max_payload;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > max as u64) {
         session.close(CloseReason::TransportError);
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT);
+        return too_large(body).await;
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
+    // A body that never completes holds its bytes: it may take as long as
+    // the session may stay silent (past that the session is dead anyway,
+    // its pongs being stuck behind this POST), and no longer than the
+    // session itself.
+    let config = engine.config();
+    let deadline = config.ping_interval + config.ping_timeout;
+    let collected = tokio::select! {
+        r = tokio::time::timeout(deadline, Limited::new(&mut body, max).collect()) => r,
+        () = session.closed() => return HttpError::BadRequest.response(),
+    };
+    let body = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
             session.close(CloseReason::TransportError);
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT);
+                return too_large(body).await;
             }
+            return HttpError::BadRequest.response();
+        }
+        Err(_) => {
+            tracing::debug!(sid = session.sid(), "polling body not received in time");
+            session.close(CloseReason::TransportError);
             return HttpError::BadRequest.response();
         }
     };

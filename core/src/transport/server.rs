@@ -18,6 +18,12 @@ use super::{Body, handle, plain};
 /// Connections the kernel may hold before they are accepted (Linux caps
 /// it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// The default of [`ServerBuilder::max_connections_per_ip`]: twice the
+/// hub's default cap of sessions per address (a long-polling session uses
+/// two connections at times), so it only stops what no session accounts
+/// for: connections that never finish a request.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 2048;
 use crate::engine::Engine;
 
 /// A plain HTTP endpoint served beside the engines (health checks,
@@ -32,6 +38,7 @@ pub struct ServerBuilder {
     routes: Vec<(String, Route)>,
     header_read_timeout: Duration,
     max_headers: usize,
+    max_connections_per_ip: usize,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -41,6 +48,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("routes", &self.routes.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>())
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_headers", &self.max_headers)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .finish()
     }
 }
@@ -52,6 +60,7 @@ impl Default for ServerBuilder {
             routes: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             max_headers: 100,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -97,6 +106,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Most TCP connections open at once from one address (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_IP`]; 0: no cap). Connections past it
+    /// are closed as soon as they are accepted, before anything is read:
+    /// clients that open connections and trickle their requests (slow
+    /// headers, slow bodies) cannot take every descriptor of the process.
+    /// Behind a reverse proxy every connection comes from the proxy's
+    /// address: set 0 there and cap clients at the proxy.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n;
+        self
+    }
+
     /// Binds `addr` and starts serving.
     ///
     /// # Errors
@@ -124,6 +145,7 @@ impl ServerBuilder {
         let engines = self.mounts.iter().map(|(_, e)| e.clone()).collect();
         let state = Arc::new(self);
         let token = shutdown.clone();
+        let open = Arc::new(OpenConnections::default());
         let task = tokio::spawn(async move {
             loop {
                 let (stream, remote) = tokio::select! {
@@ -138,12 +160,21 @@ impl ServerBuilder {
                         }
                     },
                 };
+                let Some(slot) = open.take(remote.ip(), state.max_connections_per_ip) else {
+                    tracing::debug!(%remote, "connection refused: too many open from this address");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let token = token.clone();
                 tokio::spawn(async move {
+                    // Each request carries the slot too: a WebSocket keeps
+                    // it after hyper hands its connection over.
+                    let slot = Arc::new(slot);
                     let svc_state = state.clone();
-                    let service = service_fn(move |req: Request<Incoming>| {
+                    let service = service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(ConnectionSlot(slot.clone()));
                         let state = svc_state.clone();
                         async move { Ok::<_, std::convert::Infallible>(state.dispatch(req, remote).await) }
                     });
@@ -177,6 +208,47 @@ impl ServerBuilder {
             }
         }
         plain(StatusCode::NOT_FOUND, Bytes::from_static(b"Not Found"), "text/plain")
+    }
+}
+
+/// The TCP connections open per address (see
+/// [`ServerBuilder::max_connections_per_ip`]).
+#[derive(Default)]
+struct OpenConnections(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl OpenConnections {
+    /// A slot for one more connection from `ip`, unless `max` are open.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<OpenSlot> {
+        if max == 0 {
+            return Some(OpenSlot(None));
+        }
+        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(OpenSlot(Some((self.clone(), ip))))
+    }
+}
+
+/// The slot of the connection a request came on, in its extensions.
+#[derive(Clone)]
+pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, not read")] Arc<OpenSlot>);
+
+/// One open connection's slot, given back when the connection ends.
+struct OpenSlot(Option<(Arc<OpenConnections>, std::net::IpAddr)>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        let Some((open, ip)) = self.0.take() else { return };
+        let mut map = open.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
 use super::lean_io::LeanIo;
+use super::server::ConnectionSlot;
 use super::{Body, HttpError, plain};
 use crate::engine::{Admitted, CloseReason, Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
@@ -43,7 +44,10 @@ pub(super) fn upgrade(
     info: Option<(RequestInfo, Admitted)>,
 ) -> Response<Body> {
     let headers = req.headers();
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| valid_key(k.as_bytes()))
+        .map(|k| derive_accept_key(k.as_bytes()));
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
     let (Some(accept), true) = (key, version_ok) else {
         return HttpError::BadRequest.response();
@@ -51,6 +55,8 @@ pub(super) fn upgrade(
     // A session that already upgraded (or is upgrading) refuses a second
     // WebSocket: like engine.io, the socket is accepted and closed at once.
     let refuse = existing.as_ref().is_some_and(|s| s.transport() != TransportKind::Polling || s.is_upgrading());
+    // The listener's count of this connection lasts as long as the socket.
+    let slot = req.extensions_mut().remove::<ConnectionSlot>();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = engine.clone();
     // Boxed so the connection's task stays small (see `serve`).
@@ -67,9 +73,12 @@ pub(super) fn upgrade(
         // is freed; other IO types (a custom server) are used as they are.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                serve(engine, existing, info, refuse, LeanIo::new(parts.io.into_inner(), &parts.read_buf)).await
+                let io = LeanIo::new(parts.io.into_inner(), &parts.read_buf);
+                serve(engine, existing, info, refuse, io, slot).await;
             }
-            Err(upgraded) => serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), &[])).await,
+            Err(upgraded) => {
+                serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), &[]), slot).await;
+            }
         }
     });
     let mut res = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), "text/plain");
@@ -83,6 +92,14 @@ pub(super) fn upgrade(
     res
 }
 
+/// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 defines it: 16 bytes
+/// in base64 (the same check as the `ws` package under engine.io).
+fn valid_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
 /// Runs one upgraded connection. Everything large lives on the heap (the
 /// WebSocket state, the request) so the task that waits on an idle
 /// connection for hours is a few hundred bytes: async functions keep
@@ -93,6 +110,7 @@ async fn serve<S: Io>(
     info: Option<Box<(RequestInfo, Admitted)>>,
     refuse: bool,
     io: LeanIo<S>,
+    slot: Option<ConnectionSlot>,
 ) {
     let config = engine.config();
     let ws_config = WebSocketConfig::default()
@@ -108,7 +126,7 @@ async fn serve<S: Io>(
         (Some(session), _) => {
             if probe(&engine, &session, &mut ws).await {
                 // A task of its own: the setup state above is not kept alive.
-                tokio::spawn(run(session, ws));
+                tokio::spawn(run(session, ws, slot));
             }
         }
         (None, Some(info)) => {
@@ -126,7 +144,7 @@ async fn serve<S: Io>(
                 session.close(CloseReason::TransportClose);
                 return;
             }
-            tokio::spawn(run(session, ws));
+            tokio::spawn(run(session, ws, slot));
         }
         (None, None) => {}
     }
@@ -216,7 +234,7 @@ fn receive(session: &Session, msg: Option<Result<Message, WsError>>) -> Option<C
 }
 
 /// Runs a session on this WebSocket until either side closes.
-async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>) {
+async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>, _slot: Option<ConnectionSlot>) {
     let mut close_frame = None;
     loop {
         tokio::select! {
