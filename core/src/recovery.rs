@@ -433,6 +433,13 @@ impl SessionStore {
         self.sessions.get(pid).is_some_and(|slot| !self.expired(slot.at, now))
     }
 
+    /// The user of the session kept under `pid` (`Some(None)`: a session
+    /// without a user), unless there is none or it expired at `now`.
+    pub fn user_of(&self, pid: &str, now: Instant) -> Option<Option<&str>> {
+        let slot = self.sessions.get(pid).filter(|slot| !self.expired(slot.at, now))?;
+        Some(slot.session.user_id.as_deref())
+    }
+
     /// Takes the session kept under `pid` back, if there is one and it has
     /// not expired at `now` (an expired one is removed). One use only.
     pub fn take(&mut self, pid: &str, now: Instant) -> Option<StoredSession> {
@@ -504,6 +511,8 @@ pub enum RestoreFailure {
     /// Some missed packets were evicted from the log (the session is
     /// consumed: it cannot be resumed partially).
     PacketsGone,
+    /// The session belongs to another user (it stays kept for its owner).
+    OtherUser,
 }
 
 /// Restores the session kept under `pid` and collects the packets it missed.
@@ -513,17 +522,30 @@ pub enum RestoreFailure {
 /// [`StoredSession::base`]. Missed packets are those whose audience reaches
 /// the session's rooms or its own id room.
 ///
-/// The session is taken out of the store as soon as it is found, so it is
-/// consumed on [`RestoreFailure::BadOffset`] and
-/// [`RestoreFailure::PacketsGone`] as well: a session is restored completely
-/// or not at all, and only once.
+/// `user` is who the connect middlewares say the client is now: a session
+/// of another user is left in the store untouched
+/// ([`RestoreFailure::OtherUser`]), so presenting someone else's pid cannot
+/// destroy their session. Otherwise the session is taken out of the store
+/// as soon as it is found, so it is consumed on
+/// [`RestoreFailure::BadOffset`] and [`RestoreFailure::PacketsGone`] as
+/// well: a session is restored completely or not at all, and only once.
 pub fn restore<'a, P>(
     store: &mut SessionStore,
     log: &'a PacketLog<P>,
     pid: &str,
+    user: Option<&str>,
     offset: Option<&str>,
     now: Instant,
 ) -> Restore<'a, P> {
+    match store.user_of(pid, now) {
+        None => {
+            // An expired one goes now.
+            store.take(pid, now);
+            return Restore::Failed(RestoreFailure::UnknownSession);
+        }
+        Some(owner) if owner != user => return Restore::Failed(RestoreFailure::OtherUser),
+        Some(_) => {}
+    }
     let Some(session) = store.take(pid, now) else {
         return Restore::Failed(RestoreFailure::UnknownSession);
     };
@@ -858,7 +880,7 @@ mod tests {
         push(&mut log, "to b", to(&["b"], &[]), 1, t0 + secs(1));
         push(&mut log, "to me", to(&["sock1"], &[]), 1, t0 + secs(1));
         push(&mut log, "to all but a", to(&[], &["a"]), 1, t0 + secs(1));
-        match restore(&mut store, &log, "pid", Some(&seen), t0 + secs(2)) {
+        match restore(&mut store, &log, "pid", None, Some(&seen), t0 + secs(2)) {
             Restore::Recovered { session: s, missed } => {
                 assert_eq!(s, session("sock1", &["a"], base));
                 assert_eq!(missed, [&"to a", &"to me"]);
@@ -884,13 +906,13 @@ mod tests {
         push(&mut log, "not mine", to(&["b"], &[]), 1, t0);
         push(&mut log, "2", to(&["a"], &[]), 1, t0);
         push(&mut log, "3", to(&["sock1"], &[]), 1, t0);
-        match restore(&mut store, &log, "pid", None, t0) {
+        match restore(&mut store, &log, "pid", None, None, t0) {
             Restore::Recovered { missed, .. } => assert_eq!(missed, [&"1", &"2", &"3"]),
             Restore::Failed(f) => panic!("{f:?}"),
         }
         // A session from before anything was logged replays everything.
         store.persist("pid2", session("sock2", &[], None), t0);
-        match restore(&mut store, &log, "pid2", None, t0) {
+        match restore(&mut store, &log, "pid2", None, None, t0) {
             Restore::Recovered { missed, .. } => assert_eq!(missed, [&"before", &"before", &"before", &"before", &"1"]),
             Restore::Failed(f) => panic!("{f:?}"),
         }
@@ -912,25 +934,49 @@ mod tests {
         let (_, first) = log.next_offset();
         push(&mut log, 1, Target::default(), 1, t0);
 
-        assert_eq!(failure(&restore(&mut store, &log, "nope", None, t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "nope", None, None, t0)), Some(RestoreFailure::UnknownSession));
         store.persist("old", session("s0", &[], None), t0);
         let late = t0 + secs(61);
-        assert_eq!(failure(&restore(&mut store, &log, "old", None, late)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "old", None, None, late)), Some(RestoreFailure::UnknownSession));
 
         store.persist("pid", session("s1", &[], log.last()), t0);
-        assert_eq!(failure(&restore(&mut store, &log, "pid", Some("zz-1"), t0)), Some(RestoreFailure::BadOffset));
-        assert_eq!(failure(&restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", None, Some("zz-1"), t0)), Some(RestoreFailure::BadOffset));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", None, None, t0)), Some(RestoreFailure::UnknownSession));
 
         store.persist("pid", session("s1", &[], log.last()), t0);
         for i in 2..5 {
             push(&mut log, i, Target::default(), 1, t0);
         }
-        assert_eq!(failure(&restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::PacketsGone));
-        assert_eq!(failure(&restore(&mut store, &log, "pid", Some(&first), t0)), Some(RestoreFailure::UnknownSession));
+        assert_eq!(
+            failure(&restore(&mut store, &log, "pid", None, Some(&first), t0)),
+            Some(RestoreFailure::PacketsGone)
+        );
+        assert_eq!(
+            failure(&restore(&mut store, &log, "pid", None, Some(&first), t0)),
+            Some(RestoreFailure::UnknownSession)
+        );
         // Without an offset, the base is too old as well.
         store.persist("pid", session("s1", &[], Some(Offset(1))), t0);
-        assert_eq!(failure(&restore(&mut store, &log, "pid", None, t0)), Some(RestoreFailure::PacketsGone));
+        assert_eq!(failure(&restore(&mut store, &log, "pid", None, None, t0)), Some(RestoreFailure::PacketsGone));
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn another_users_pid_leaves_the_session_to_its_owner() {
+        let config = RecoveryConfig::default();
+        let log: PacketLog<&str> = PacketLog::new(&config);
+        let mut store = SessionStore::new(&config);
+        let t0 = Instant::now();
+        let mine = StoredSession { user_id: Some("alice".into()), ..session("s1", &["a"], None) };
+        store.persist("pid", mine.clone(), t0);
+        for thief in [Some("mallory"), None] {
+            assert_eq!(failure(&restore(&mut store, &log, "pid", thief, None, t0)), Some(RestoreFailure::OtherUser));
+        }
+        assert!(store.contains("pid", t0), "still kept");
+        match restore(&mut store, &log, "pid", Some("alice"), None, t0) {
+            Restore::Recovered { session: s, .. } => assert_eq!(s, mine),
+            Restore::Failed(f) => panic!("{f:?}"),
+        }
     }
 
     #[test]

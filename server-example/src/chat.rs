@@ -209,6 +209,13 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
             Ok(Admission::user(claims.sub.clone()).with_data(data).with_presence(presence))
         }
     });
+    // A recovered session rejoins only the rooms its user may join now:
+    // the token it reconnects with may have lost a role since.
+    let guard_policy = policy.clone();
+    ns.restore_room_guard(move |data: &Value, _user: Option<&str>, room: &str| {
+        let Some(room_id) = room.strip_prefix("room:") else { return true };
+        serde_json::from_value::<Claims>(data["claims"].clone()).is_ok_and(|c| guard_policy.may_join(&c, room_id))
+    });
     ns.on_connect(|socket: Socket| async move {
         tracing::info!(socket = socket.id(), user = socket.user_id(), address = %socket.handshake().address, "connected");
     });

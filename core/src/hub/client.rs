@@ -20,7 +20,7 @@ use crate::limits::{ConnectionRefused, IpPermit, UserPermit};
 use crate::protocol::engine::Encoded;
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
-use crate::recovery::{self, Restore, SessionStore, StoredSession};
+use crate::recovery::{self, Restore, RestoreFailure, SessionStore, StoredSession};
 
 pub(super) struct Acceptor {
     pub(super) hub: Hub,
@@ -415,7 +415,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     let remote = match (ns.recovery(), ns.cluster(), handshake.auth.get("pid").and_then(Value::as_str)) {
         (Some(rec), Some(cluster), Some(pid)) if !namespace::lock(&rec.store).contains(pid, Instant::now()) => {
             let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
-            Some(cluster.take_remote_session(ns.name(), pid, offset).await)
+            Some(cluster.take_remote_session(ns.name(), pid, admission.user_id.as_deref(), offset).await)
         }
         _ => None,
     };
@@ -469,15 +469,17 @@ fn add_socket(
             Some(Remote::Unknown) | None => {
                 let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
                 let mut store = namespace::lock(&rec.store);
-                match recovery::restore(&mut store, log, pid, offset, Instant::now()) {
-                    Restore::Recovered { session, missed } if same_user(&session) => {
+                let user = admission.user_id.as_deref();
+                let outcome = recovery::restore(&mut store, log, pid, user, offset, Instant::now());
+                drop(store);
+                let taken = !matches!(outcome, Restore::Failed(RestoreFailure::OtherUser));
+                match outcome {
+                    Restore::Recovered { session, missed } => {
                         restored = Some((pid.to_owned(), session, missed.into_iter().cloned().collect()));
                     }
-                    Restore::Recovered { .. } => tracing::debug!(pid, "recovery refused: another user"),
                     Restore::Failed(why) => tracing::debug!(pid, ?why, "recovery failed"),
                 }
-                drop(store);
-                if let Some(cluster) = ns.cluster() {
+                if taken && let Some(cluster) = ns.cluster() {
                     // Taken here (or gone): its rooms need not be kept any more.
                     cluster.release_session(hub, pid);
                 }
@@ -496,7 +498,12 @@ fn add_socket(
     });
     let id = match &mut restored {
         Some((_, session, _)) => {
-            admission.data = Some(std::mem::take(&mut session.data));
+            // What the middlewares decided now wins over what was kept: a
+            // right withdrawn since is not given back. Kept data only comes
+            // back when they gave none.
+            if admission.data.is_none() {
+                admission.data = Some(std::mem::take(&mut session.data));
+            }
             session.id.to_string()
         }
         None => crate::engine::new_id(),
@@ -519,7 +526,19 @@ fn add_socket(
     });
     let mut deferred = vec![added];
     if let Some((_, session, _)) = &restored {
-        match socket.join_deferred(session.rooms.iter().cloned()) {
+        let guard = ns.handlers().room_guard.clone();
+        let user_room = socket.user_id().map(|u| format!("user:{u}"));
+        let data = socket.data();
+        let rooms = session.rooms.iter().filter(|room| {
+            let name: &str = room;
+            let own = name == socket.id() || user_room.as_deref() == Some(name);
+            let allowed = own || guard.as_ref().is_none_or(|g| g.may_rejoin(&data, socket.user_id(), name));
+            if !allowed {
+                tracing::debug!(socket = socket.id(), room = name, "restored room refused by the guard");
+            }
+            allowed
+        });
+        match socket.join_deferred(rooms.cloned()) {
             Ok(d) => deferred.push(d),
             Err(e) => tracing::debug!(error = %e, "restored rooms over the limit"),
         }

@@ -51,8 +51,18 @@ pub(crate) enum Remote {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Wire {
-    /// Who holds `pid` (in `nsp`)? Answer on `from`'s channel.
-    Ask { from: String, request_id: String, nsp: String, pid: String, offset: Option<String> },
+    /// Who holds `pid` (in `nsp`) for `user`? Answer on `from`'s channel.
+    /// A holder gives a session to its own user only, and leaves it kept
+    /// otherwise.
+    Ask {
+        from: String,
+        request_id: String,
+        nsp: String,
+        pid: String,
+        #[serde(default)]
+        user: Option<String>,
+        offset: Option<String>,
+    },
     /// The answer of node `uid`.
     Answer { uid: String, request_id: String, state: State },
 }
@@ -154,7 +164,13 @@ impl Cluster {
     }
 
     /// Asks the other Tidewire nodes for session `pid` of namespace `nsp`.
-    pub(crate) async fn take_remote_session(&self, nsp: &str, pid: &str, offset: Option<&str>) -> Remote {
+    pub(crate) async fn take_remote_session(
+        &self,
+        nsp: &str,
+        pid: &str,
+        user: Option<&str>,
+        offset: Option<&str>,
+    ) -> Remote {
         let nodes = match self.bus().subscriber_count(&self.recovery_channels[0]).await {
             Ok(n) => n.saturating_sub(1),
             Err(e) => {
@@ -173,6 +189,7 @@ impl Cluster {
             request_id: request_id.clone(),
             nsp: nsp.to_owned(),
             pid: pid.to_owned(),
+            user: user.map(str::to_owned),
             offset: offset.map(str::to_owned),
         };
         let _ = self.publish(&self.recovery_channels[0], serde_json::to_vec(&ask).unwrap_or_default());
@@ -219,12 +236,13 @@ impl Cluster {
             Err(e) => return self.malformed("recovery message", &e),
         };
         match wire {
-            Wire::Ask { from, request_id, nsp, pid, offset } => {
+            Wire::Ask { from, request_id, nsp, pid, user, offset } => {
                 if from == self.uid() {
                     return;
                 }
-                let state =
-                    hub.namespace(&nsp).map_or(State::Unknown, |ns| ns.take_for_remote(&pid, offset.as_deref()));
+                let state = hub
+                    .namespace(&nsp)
+                    .map_or(State::Unknown, |ns| ns.take_for_remote(&pid, user.as_deref(), offset.as_deref()));
                 if matches!(state, State::Found { .. } | State::Gone) {
                     self.release_session(hub, &pid);
                 }
@@ -270,11 +288,11 @@ fn release(retained: &mut Retained, nsp: &str, rooms: &[Room]) -> Vec<Room> {
 impl Namespace {
     /// Takes session `pid` for another node: the session and its missed
     /// packets, as a local restore would give them.
-    fn take_for_remote(&self, pid: &str, offset: Option<&str>) -> State {
+    fn take_for_remote(&self, pid: &str, user: Option<&str>, offset: Option<&str>) -> State {
         let Some(rec) = self.recovery() else { return State::Unknown };
         let log = lock(&rec.log);
         let mut store = lock(&rec.store);
-        match recovery::restore(&mut store, &log, pid, offset, Instant::now()) {
+        match recovery::restore(&mut store, &log, pid, user, offset, Instant::now()) {
             Restore::Recovered { session, missed } => State::Found {
                 id: session.id.to_string(),
                 rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
@@ -282,7 +300,8 @@ impl Namespace {
                 user: session.user_id.map(|u| u.to_string()),
                 missed: missed.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect(),
             },
-            Restore::Failed(RestoreFailure::UnknownSession) => State::Unknown,
+            // Another user's session stays kept for its owner.
+            Restore::Failed(RestoreFailure::UnknownSession | RestoreFailure::OtherUser) => State::Unknown,
             Restore::Failed(why) => {
                 tracing::debug!(pid, ?why, "recovery for another node failed");
                 State::Gone

@@ -770,6 +770,9 @@ async fn sessions_unknown_expired_or_of_another_user_are_not_restored_across_nod
     flow().await;
     let (reply, _) = connect_reply(&b.client(), json!({ "user": "mallory", "pid": pid })).await;
     assert_ne!(reply["sid"], sid.as_str());
+    // ... and the session is still there for its owner, on either node.
+    let (reply, _) = connect_reply(&b.client(), json!({ "user": "ann", "pid": pid })).await;
+    assert_eq!(reply["sid"], sid.as_str(), "the thief's try did not destroy it");
 
     // Too late: the window passed.
     let first = a.client();

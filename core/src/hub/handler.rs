@@ -120,6 +120,24 @@ where
     }
 }
 
+/// Decides, when a socket's session is recovered, which of its old rooms
+/// it may rejoin (see [`Namespace::restore_room_guard`](super::Namespace::restore_room_guard)):
+/// the client's rights may have changed since it joined them.
+pub trait RoomGuard: Send + Sync + 'static {
+    /// Whether the socket with `data` (what the connect middlewares decided
+    /// now) of `user` may rejoin `room`.
+    fn may_rejoin(&self, data: &serde_json::Value, user: Option<&str>, room: &str) -> bool;
+}
+
+impl<F> RoomGuard for F
+where
+    F: Fn(&serde_json::Value, Option<&str>, &str) -> bool + Send + Sync + 'static,
+{
+    fn may_rejoin(&self, data: &serde_json::Value, user: Option<&str>, room: &str) -> bool {
+        self(data, user, room)
+    }
+}
+
 /// Handles an event from a client.
 pub trait EventHandler: Send + Sync + 'static {
     /// `event` arrived on `socket`; answer its ack, if any, through

@@ -55,7 +55,7 @@ use crate::recovery::RecoveryConfig;
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
 pub use cluster::{ClusterConfig, ClusterError, ClusterStats, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
-pub use handler::{Admission, BoxFuture, ConnectError, EventRejection};
+pub use handler::{Admission, BoxFuture, ConnectError, EventRejection, RoomGuard};
 pub use namespace::{Namespace, TooManyRooms};
 pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
 pub use socket::{AckError, AckResponder, CUT_ACK_DEADLINE, DISCONNECT_NOTICE, Socket};

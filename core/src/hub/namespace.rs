@@ -158,6 +158,7 @@ pub(crate) struct Handlers {
     pub(crate) event_rules: HashMap<String, EventRule>,
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
     pub(crate) server_events: HashMap<String, Arc<dyn super::cluster::ServerEventHandler>>,
+    pub(crate) room_guard: Option<Arc<dyn super::handler::RoomGuard>>,
 }
 
 impl Handlers {
@@ -367,6 +368,30 @@ impl Namespace {
     /// Adds a handler run for each connected socket (`connection`).
     pub fn on_connect(&self, handler: impl ConnectHandler) -> &Self {
         self.on_connect_dyn(Arc::new(handler))
+    }
+
+    /// Checks every room a recovered session would rejoin (connection-state
+    /// recovery): a room `guard` refuses is not rejoined. The socket's own
+    /// id room and its user's `user:<id>` room are always kept. Without a
+    /// guard every room comes back, as in socket.io.
+    ///
+    /// The guard sees the data the connect middlewares gave the socket this
+    /// time: a recovered socket keeps that fresh data (the stored data only
+    /// when the middlewares gave none), so a right withdrawn since the
+    /// client joined is not given back.
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::Hub;
+    /// let hub = Hub::default();
+    /// hub.of("/").restore_room_guard(|data: &serde_json::Value, _user: Option<&str>, room: &str| {
+    ///     !room.starts_with("room:staff-") || data["role"] == "staff"
+    /// });
+    /// ```
+    pub fn restore_room_guard(&self, guard: impl super::handler::RoomGuard) -> &Self {
+        let guard: Arc<dyn super::handler::RoomGuard> = Arc::new(guard);
+        self.update(|h| h.room_guard = Some(guard));
+        self
     }
 
     /// [`on_connect`](Self::on_connect) for a shared handler.

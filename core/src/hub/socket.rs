@@ -692,12 +692,11 @@ impl Socket {
             }
             socket.disconnect_for(reason);
         };
-        if self.acks_in_flight() == 0 {
-            finish();
-            return;
-        }
+        // From a task, even with nothing in flight: the client's packets
+        // read in the same batch (a burst) are refused with an answer first.
         let socket = self.clone();
         tokio::spawn(async move {
+            tokio::task::yield_now().await;
             let deadline = tokio::time::Instant::now() + CUT_ACK_DEADLINE;
             while socket.acks_in_flight() > 0 && socket.connected() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(CUT_POLL).await;

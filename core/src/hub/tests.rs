@@ -822,6 +822,47 @@ async fn recovery_fails_cleanly() {
     assert_eq!(hub.stats().recovery_failed.load(Ordering::Relaxed), 2);
 }
 
+#[tokio::test]
+async fn recovery_keeps_what_the_middleware_decides_now_and_rechecks_rooms() {
+    let config = HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default());
+    let hub = Hub::new(config);
+    let ns = hub.of("/");
+    // The role comes from the handshake each time, as from a token.
+    ns.use_middleware(|h: Arc<Handshake>| async move {
+        let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
+        Ok(Admission::user(user).with_data(json!({ "role": h.auth["role"] })))
+    });
+    ns.restore_room_guard(|data: &Value, _user: Option<&str>, room: &str| {
+        !room.starts_with("staff-") || data["role"] == "staff"
+    });
+    let engine = hub.engine(crate::engine::EngineConfig::default());
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "ann", "role": "staff" })).await;
+    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
+    let socket = ns.socket(&sid).unwrap();
+    socket.join_many(["staff-ops", "news"]).unwrap();
+    first.session.close(crate::engine::CloseReason::TransportClose);
+    settle().await;
+
+    // Someone else's pid: refused, and the session stays for its owner.
+    let thief = Client::open(&engine);
+    let (reply, _) = connect_reply(&thief, json!({ "user": "mallory", "pid": pid })).await;
+    assert_ne!(reply["sid"], sid.as_str());
+    assert!(!ns.socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
+
+    // The owner comes back without the role.
+    let back = Client::open(&engine);
+    let (reply, _) = connect_reply(&back, json!({ "user": "ann", "pid": pid })).await;
+    assert_eq!(reply["sid"], sid.as_str(), "the owner still recovers after the thief's try");
+    let restored = ns.socket(&sid).unwrap();
+    assert!(restored.recovered());
+    assert_eq!(restored.data(), json!({ "role": null }), "the middleware's data of now");
+    assert!(restored.in_room("news") && restored.in_room("user:ann") && restored.in_room(&sid));
+    assert!(!restored.in_room("staff-ops"), "a room the guard refuses is not rejoined");
+    assert_eq!(hub.stats().recovered.load(Ordering::Relaxed), 1);
+    assert_eq!(hub.stats().recovery_failed.load(Ordering::Relaxed), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn drain_refuses_newcomers_notifies_waits_for_acks_then_closes() {
     let (hub, engine) = users_hub(HubConfig::default());
