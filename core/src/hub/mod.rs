@@ -590,6 +590,13 @@ impl Hub {
         if let Some(ns) = self.namespace(name) {
             return Some(ns);
         }
+        // Cluster channels are `<prefix>#<nsp>#<room>#`: a client-chosen
+        // namespace with a `#` could share a channel with another namespace's
+        // room (`/a#b` + `c` and `/a` + `b#c`). Names the app created itself
+        // are its own choice.
+        if name.contains('#') {
+            return None;
+        }
         let parent = {
             let dynamic = self.inner.dynamic.read().unwrap_or_else(PoisonError::into_inner);
             dynamic.iter().find(|(m, _)| m.matches(name, auth)).map(|(_, p)| p.clone())?

@@ -348,6 +348,14 @@ async fn dynamic_namespaces_share_handlers_and_vanish_when_empty() {
     assert!(hub.namespace("/team-7").is_none(), "empty child removed");
     a.connect("/team-7", None).await;
     assert_eq!(hub.of("/team-7").socket_count(), 1, "recreated on demand");
+    // A `#` would let a dynamic name share cluster channels with another
+    // namespace's rooms: refused, even where the pattern matches.
+    let any = hub.dynamic(regex::Regex::new(r"^/any.*$").unwrap());
+    any.on_connect(|_s: Socket| async {});
+    a.send("0/any#room,");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4/any#room,{"message":"Invalid namespace"}"#]);
+    assert!(hub.namespace("/any#room").is_none());
 }
 
 #[tokio::test]
