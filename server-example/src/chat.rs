@@ -1,8 +1,10 @@
 //! The chat application: the classic socket.io tutorial done properly.
 //!
 //! * Handshake auth: a JWT (HS256) in `auth.token`; its `sub` claim is the
-//!   user id, `name` the display name, `role` an optional role. Missing,
-//!   invalid or expired tokens get `connect_error` with a clear message.
+//!   user id, `name` the display name, `role` an optional role, `exp` its
+//!   expiry (required unless the server runs with
+//!   `--allow-tokens-without-exp`). Missing, invalid or expired tokens get
+//!   `connect_error` with a clear message.
 //!   Every connection of a user is in the room `user:<userId>`.
 //! * `chat:join` `(roomId)`: joins `room:<roomId>` if the [`RoomPolicy`]
 //!   allows it, acks `{status: "ok"}` or `{status: "error", message}`; the
@@ -114,6 +116,8 @@ impl RoomPolicy for StaffRooms {
 pub(crate) struct Tokens {
     decoding: Arc<DecodingKey>,
     encoding: Arc<EncodingKey>,
+    /// Whether a token without `exp` is accepted (never, by default).
+    allow_without_exp: bool,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -127,13 +131,26 @@ impl Tokens {
         Tokens {
             decoding: Arc::new(DecodingKey::from_secret(secret.as_bytes())),
             encoding: Arc::new(EncodingKey::from_secret(secret.as_bytes())),
+            allow_without_exp: false,
         }
     }
 
-    /// Checks a token: signature, algorithm, `exp` when present, `sub`.
+    /// Whether tokens without an `exp` claim are accepted (they never
+    /// expire, so by default they are refused).
+    pub(crate) fn allow_without_exp(mut self, yes: bool) -> Tokens {
+        self.allow_without_exp = yes;
+        self
+    }
+
+    /// Checks a token: signature, algorithm, `exp` (required unless
+    /// [`allow_without_exp`](Self::allow_without_exp)), `sub`.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, ConnectError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.required_spec_claims = ["sub".to_owned()].into();
+        validation.required_spec_claims = if self.allow_without_exp {
+            ["sub".to_owned()].into()
+        } else {
+            ["sub".to_owned(), "exp".to_owned()].into()
+        };
         validation.leeway = 0;
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
             Ok(data) if !data.claims.sub.is_empty() => Ok(data.claims),
@@ -141,6 +158,9 @@ impl Tokens {
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => ConnectError::new("token expired"),
                 ErrorKind::InvalidSignature => ConnectError::new("invalid token: bad signature"),
+                ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => {
+                    ConnectError::new("invalid token: no exp claim (tokens must expire)")
+                }
                 _ => ConnectError::new(format!("invalid token: {e}")),
             }),
         }
@@ -309,7 +329,8 @@ mod tests {
         let ok = tokens.sign(&claims("alice", Some(now + 60))).unwrap();
         assert_eq!(tokens.verify(&ok).unwrap().sub, "alice");
         let no_exp = tokens.sign(&claims("bob", None)).unwrap();
-        assert_eq!(tokens.verify(&no_exp).unwrap().sub, "bob");
+        assert_eq!(tokens.verify(&no_exp).unwrap_err().message, "invalid token: no exp claim (tokens must expire)");
+        assert_eq!(tokens.clone().allow_without_exp(true).verify(&no_exp).unwrap().sub, "bob");
         let expired = tokens.sign(&claims("alice", Some(now - 10))).unwrap();
         assert_eq!(tokens.verify(&expired).unwrap_err().message, "token expired");
         let forged = Tokens::new("other").sign(&claims("alice", None)).unwrap();

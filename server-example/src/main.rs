@@ -3,7 +3,8 @@
 //!
 //! Serves Socket.IO at `/socket.io/`, a raw Engine.IO echo at `/engine.io/`,
 //! `GET /healthz`, and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
-//! handing out development tokens. `--conformance` replaces the chat with
+//! handing out development tokens signed with a random per-process secret
+//! (only on a loopback address, or anywhere with `--dev`). `--conformance` replaces the chat with
 //! the fixed handlers the end-to-end tests drive (see [`conformance`]).
 
 mod chat;
@@ -26,9 +27,6 @@ use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
 use tidewire::transport::{Server, text_response};
 
-/// The secret used when `JWT_SECRET` is not set. Development only.
-const DEV_SECRET: &str = "tidewire-insecure-development-secret";
-
 /// Command-line options (each also readable from the environment).
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidewire-server", version, about = "The Tidewire reference Socket.IO server")]
@@ -42,9 +40,20 @@ struct Options {
     /// Origin of the web client allowed by CORS (repeatable; `*` for any).
     #[arg(long = "client-url", env = "CLIENT_URL", value_delimiter = ',')]
     client_urls: Vec<String>,
-    /// HS256 secret of the access tokens (an insecure development secret when unset).
+    /// HS256 secret of the access tokens. Required unless the server
+    /// listens on a loopback address or `--dev` is given; then a random
+    /// secret is made at startup and `GET /dev/token` hands out tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Development mode: without `JWT_SECRET`, sign with a random
+    /// per-process secret and serve `GET /dev/token` (anyone who can reach
+    /// it gets a token for any user) even on a public address.
+    #[arg(long, env = "TIDEWIRE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    dev: bool,
+    /// Accept access tokens without an `exp` claim. They never expire: a
+    /// leaked one works until the secret changes.
+    #[arg(long, env = "TIDEWIRE_ALLOW_TOKENS_WITHOUT_EXP", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_tokens_without_exp: bool,
     /// Milliseconds between server pings.
     #[arg(long, env = "TIDEWIRE_PING_INTERVAL_MS", default_value_t = 25_000)]
     ping_interval_ms: u64,
@@ -236,17 +245,22 @@ async fn run(options: Options) -> std::io::Result<()> {
     if options.conformance {
         conformance::install(&hub, &options.node_name, options.redis_url.is_some());
     } else {
-        let secret = match &options.jwt_secret {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => {
-                tracing::warn!("JWT_SECRET is not set: using an insecure development secret and serving /dev/token");
-                builder = builder.route("/dev/token", dev_token(chat::Tokens::new(DEV_SECRET)));
-                DEV_SECRET.to_owned()
+        let loopback = is_loopback(&options.host, options.port).await?;
+        let tokens = match token_secret(options.jwt_secret.as_deref(), options.dev, loopback)? {
+            TokenSecret::Configured(secret) => chat::Tokens::new(&secret),
+            TokenSecret::Development(secret) => {
+                tracing::warn!(
+                    "JWT_SECRET is not set: development mode, signing with a random secret made at startup and \
+                     serving /dev/token (tokens for any user)"
+                );
+                let tokens = chat::Tokens::new(&secret);
+                builder = builder.route("/dev/token", dev_token(tokens.clone()));
+                tokens
             }
         };
         chat::install(
             &hub,
-            chat::Tokens::new(&secret),
+            tokens.allow_without_exp(options.allow_tokens_without_exp),
             Arc::new(chat::MemoryStore::new(1000)),
             Arc::new(chat::StaffRooms),
         );
@@ -283,6 +297,40 @@ async fn run(options: Options) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where the chat's token secret comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum TokenSecret {
+    /// `JWT_SECRET`.
+    Configured(String),
+    /// Made at startup, for development: `/dev/token` is served.
+    Development(String),
+}
+
+/// The chat's token secret: `JWT_SECRET` when set; otherwise a random one
+/// for development, allowed only on a loopback address or with `--dev` (a
+/// server reachable from elsewhere would hand out tokens to anyone).
+fn token_secret(configured: Option<&str>, dev: bool, loopback: bool) -> std::io::Result<TokenSecret> {
+    match configured {
+        Some(secret) if !secret.is_empty() => Ok(TokenSecret::Configured(secret.to_owned())),
+        _ if dev || loopback => {
+            // Two ids: 30 random bytes from a CSPRNG seeded by the OS.
+            Ok(TokenSecret::Development(format!("{}{}", tidewire::engine::new_id(), tidewire::engine::new_id())))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "JWT_SECRET is not set and the server listens on a non-loopback address: set JWT_SECRET (--jwt-secret), \
+             or pass --dev (TIDEWIRE_DEV=1) to serve development tokens from a random secret",
+        )),
+    }
+}
+
+/// Whether every address `host` resolves to is a loopback address.
+async fn is_loopback(host: &str, port: u16) -> std::io::Result<bool> {
+    let mut addrs = tokio::net::lookup_host((host, port)).await?.peekable();
+    let any = addrs.peek().is_some();
+    Ok(any && addrs.all(|a| a.ip().is_loopback()))
+}
+
 /// Joins the cluster over Redis at `url`. Redis being down is not fatal:
 /// the node serves its own clients and the bus keeps reconnecting.
 async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Result<Arc<RedisBus>> {
@@ -312,7 +360,7 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
 }
 
 /// `GET /dev/token?sub=alice&name=Alice&role=staff`: a one-hour token
-/// signed with the development secret.
+/// signed with the development secret (random, made at startup).
 fn dev_token(
     tokens: chat::Tokens,
 ) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>
@@ -376,4 +424,39 @@ impl Connection for EchoConnection {
     }
 
     fn on_close(&mut self, _reason: CloseReason) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_secret_is_used_anywhere() {
+        for (dev, loopback) in [(false, false), (true, false), (false, true)] {
+            assert_eq!(token_secret(Some("s3cret"), dev, loopback).unwrap(), TokenSecret::Configured("s3cret".into()));
+        }
+    }
+
+    #[test]
+    fn without_a_secret_only_loopback_or_dev_mode_starts_with_a_random_secret() {
+        let err = token_secret(None, false, false).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is not set"), "{err}");
+        assert!(token_secret(Some(""), false, false).is_err(), "an empty secret is no secret");
+        let (TokenSecret::Development(a), TokenSecret::Development(b)) =
+            (token_secret(None, false, true).unwrap(), token_secret(None, true, false).unwrap())
+        else {
+            panic!("development secrets expected");
+        };
+        assert_ne!(a, b, "a fresh secret per process");
+        assert!(a.len() >= 40, "{a}");
+    }
+
+    #[tokio::test]
+    async fn loopback_addresses() {
+        assert!(is_loopback("127.0.0.1", 0).await.unwrap());
+        assert!(is_loopback("::1", 0).await.unwrap());
+        assert!(!is_loopback("0.0.0.0", 0).await.unwrap());
+        assert!(!is_loopback("::", 0).await.unwrap());
+        assert!(!is_loopback("192.0.2.1", 0).await.unwrap());
+    }
 }
