@@ -37,7 +37,9 @@ struct Options {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
-    /// Origin of the web client allowed by CORS (repeatable; `*` for any).
+    /// Origin of the web client allowed by CORS, with credentials
+    /// (repeatable; `*` allows any other origin, answered with a literal `*`
+    /// and without credentials).
     #[arg(long = "client-url", env = "CLIENT_URL", value_delimiter = ',')]
     client_urls: Vec<String>,
     /// HS256 secret of the access tokens. Required unless the server

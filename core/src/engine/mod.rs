@@ -65,10 +65,14 @@ pub struct EngineConfig {
     /// [`SlowConsumerPolicy::DropVolatileFirst`]).
     pub slow_consumer: SlowConsumerPolicy,
     /// Allowed CORS origins for long-polling requests; empty means no CORS
-    /// headers are sent (browsers then allow same-origin pages only).
+    /// headers are sent (browsers then allow same-origin pages only). A
+    /// listed origin is reflected in `Access-Control-Allow-Origin`; `*`
+    /// answers any other origin with a literal `*`, never with credentials
+    /// (as npm `cors` does: a wildcard that reflected origins with
+    /// credentials would let every site call in with the user's cookies).
     pub cors_origins: Vec<String>,
     /// Whether `Access-Control-Allow-Credentials: true` is sent with CORS
-    /// responses.
+    /// responses to listed origins (never to the `*` wildcard).
     pub cors_credentials: bool,
     /// Whether the long-polling transport is offered.
     pub allow_polling: bool,
@@ -137,7 +141,8 @@ impl EngineConfig {
         self.slow_consumer = policy;
         self
     }
-    /// Adds an allowed CORS origin (`*` allows any).
+    /// Adds an allowed CORS origin (`*` allows any, without credentials;
+    /// see [`cors_origins`](Self::cors_origins)).
     pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
         self.cors_origins.push(origin.into());
         self
