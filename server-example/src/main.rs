@@ -2,7 +2,7 @@
 //! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
 //! Serves Socket.IO at `/socket.io/`, a raw Engine.IO echo at `/engine.io/`,
-//! `GET /healthz`, and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
+//! `GET /healthz`, `GET /metrics` (on `--admin-addr` when given), and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
 //! handing out development tokens signed with a random per-process secret
 //! (only on a loopback address, or anywhere with `--dev`). `--conformance` replaces the chat with
 //! the fixed handlers the end-to-end tests drive (see [`conformance`]).
@@ -164,6 +164,12 @@ struct Options {
     /// (unset: per node only). One Redis round trip per event of a user.
     #[arg(long, env = "TIDEWIRE_CLUSTER_RATE_USER")]
     cluster_rate_user: Option<String>,
+    /// Serve `GET /metrics` on this address (`HOST:PORT`, e.g.
+    /// 127.0.0.1:9090) instead of the public listener; `GET /healthz` is
+    /// then served on both, so load balancers keep probing the public port.
+    /// Unset: both on the public listener.
+    #[arg(long, env = "TIDEWIRE_ADMIN_ADDR")]
+    admin_addr: Option<String>,
     /// This node's name in logs and in the conformance answers.
     #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
     node_name: String,
@@ -232,17 +238,7 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(hub_config);
 
     let mut builder = Server::builder()
-        .route("/healthz", {
-            // 503 while draining, so load balancers send new clients elsewhere.
-            let hub = hub.clone();
-            move |_req| {
-                if hub.is_draining() {
-                    text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
-                } else {
-                    text_response(StatusCode::OK, "ok")
-                }
-            }
-        })
+        .route("/healthz", healthz(hub.clone()))
         .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
     if options.conformance {
         conformance::install(&hub, &options.node_name, options.redis_url.is_some());
@@ -272,11 +268,26 @@ async fn run(options: Options) -> std::io::Result<()> {
         None => None,
     };
     let engine = hub.engine(engine_config);
-    builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone(), bus.clone()));
+    let metrics = metrics::route(hub.clone(), engine.clone(), bus.clone());
+    // /metrics tells how many users are on, what they send and how the
+    // limits bite: with an admin address, only there.
+    let admin = match &options.admin_addr {
+        Some(addr) => {
+            let admin = Server::builder().route("/healthz", healthz(hub.clone())).route("/metrics", metrics);
+            Some(admin.bind(addr.as_str()).await?)
+        }
+        None => {
+            builder = builder.route("/metrics", metrics);
+            None
+        }
+    };
     let server = builder.mount("/socket.io/", engine).bind((options.host.as_str(), options.port)).await?;
 
     let mut stdout = std::io::stdout();
     writeln!(stdout, "tidewire-server listening on http://{}", server.local_addr())?;
+    if let Some(admin) = &admin {
+        writeln!(stdout, "tidewire-server admin listening on http://{}", admin.local_addr())?;
+    }
     stdout.flush()?;
 
     shutdown_signal().await;
@@ -291,12 +302,32 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     hub.announce_leaving();
     server.shutdown().await;
+    if let Some(admin) = admin {
+        admin.shutdown().await;
+    }
     if let Some(bus) = bus {
         // The other nodes hear of the departure now, not after missed heartbeats.
         bus.flush(Duration::from_secs(1)).await;
         bus.close();
     }
     Ok(())
+}
+
+/// `GET /healthz`: `ok`, or 503 `draining` while draining, so load
+/// balancers send new clients elsewhere.
+fn healthz(
+    hub: Hub,
+) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>
++ Send
++ Sync
++ 'static {
+    move |_req| {
+        if hub.is_draining() {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else {
+            text_response(StatusCode::OK, "ok")
+        }
+    }
 }
 
 /// Where the chat's token secret comes from.
