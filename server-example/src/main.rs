@@ -1,11 +1,13 @@
 //! The Tidewire reference server: the classic socket.io chat, done
 //! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
-//! Serves Socket.IO at `/socket.io/`, a raw Engine.IO echo at `/engine.io/`,
-//! `GET /healthz`, `GET /metrics` (on `--admin-addr` when given), and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
-//! handing out development tokens signed with a random per-process secret
-//! (only on a loopback address, or anywhere with `--dev`). `--conformance` replaces the chat with
-//! the fixed handlers the end-to-end tests drive (see [`conformance`]).
+//! Serves Socket.IO at `/socket.io/`, `GET /healthz`, `GET /metrics` (on
+//! `--admin-addr` when given), and, while no `JWT_SECRET` is set,
+//! `GET /dev/token?sub=..` handing out development tokens signed with a
+//! random per-process secret (only on a loopback address, or anywhere with
+//! `--dev`). `--conformance` replaces the chat with the fixed handlers the
+//! end-to-end tests drive (see [`conformance`]) and adds a raw Engine.IO
+//! echo at `/engine.io/`.
 
 mod chat;
 mod conformance;
@@ -226,7 +228,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
         .parser(parser)
         .rate_limits(rate_limits)
-        .connection_limits(connection_limits);
+        .connection_limits(connection_limits.clone());
     match options.recovery_ms {
         0 => {}
         ms => {
@@ -237,11 +239,17 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     let hub = Hub::new(hub_config);
 
-    let mut builder = Server::builder()
-        .route("/healthz", healthz(hub.clone()))
-        .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
+    let mut builder = Server::builder().route("/healthz", healthz(hub.clone()));
+    // Engines served beside the hub's, for /metrics.
+    let mut other_engines = Vec::new();
     if options.conformance {
         conformance::install(&hub, &options.node_name, options.redis_url.is_some());
+        // The raw Engine.IO echo is a protocol test endpoint: never on the
+        // chat's listener. Its engine applies the same connection caps as
+        // the hub (its own count of them).
+        let echo = Engine::new(engine_config.clone().connection_limits(Some(connection_limits)), Arc::new(EngineEcho));
+        other_engines.push(echo.clone());
+        builder = builder.mount("/engine.io/", echo);
     } else {
         let loopback = is_loopback(&options.host, options.port).await?;
         let tokens = match token_secret(options.jwt_secret.as_deref(), options.dev, loopback)? {
@@ -268,7 +276,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         None => None,
     };
     let engine = hub.engine(engine_config);
-    let metrics = metrics::route(hub.clone(), engine.clone(), bus.clone());
+    let metrics = metrics::route(hub.clone(), engine.clone(), other_engines, bus.clone());
     // /metrics tells how many users are on, what they send and how the
     // limits bite: with an admin address, only there.
     let admin = match &options.admin_addr {
