@@ -109,6 +109,21 @@ struct Options {
     /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
+    /// Chat history kept in memory: messages per room.
+    #[arg(long, env = "TIDEWIRE_STORE_MESSAGES_PER_ROOM", default_value_t = 1000)]
+    store_messages_per_room: usize,
+    /// Chat history: most bytes kept in all (least recently used rooms are
+    /// dropped first).
+    #[arg(long, env = "TIDEWIRE_STORE_MAX_BYTES", default_value_t = 32 << 20)]
+    store_max_bytes: usize,
+    /// Chat history: most rooms kept (the least recently used goes first).
+    #[arg(long, env = "TIDEWIRE_STORE_MAX_ROOMS", default_value_t = 10_000)]
+    store_max_rooms: usize,
+    /// Chat history: rooms one user may start (send the first kept message
+    /// of) while their history is kept; past it, `chat:message` is acked
+    /// with code `too_many_rooms`.
+    #[arg(long, env = "TIDEWIRE_STORE_ROOMS_PER_USER", default_value_t = 20)]
+    store_rooms_per_user: usize,
     /// Connection-state recovery: how long a disconnected client's session
     /// and missed packets are kept, in ms (0, the default: off, as in
     /// socket.io). Every event then carries its offset as a last argument,
@@ -267,7 +282,12 @@ async fn run(options: Options) -> std::io::Result<()> {
         chat::install(
             &hub,
             tokens.allow_without_exp(options.allow_tokens_without_exp),
-            Arc::new(chat::MemoryStore::new(1000)),
+            Arc::new(chat::MemoryStore::new(chat::StoreLimits {
+                messages_per_room: options.store_messages_per_room,
+                max_bytes: options.store_max_bytes,
+                max_rooms: options.store_max_rooms,
+                rooms_per_user: options.store_rooms_per_user,
+            })),
             Arc::new(chat::StaffRooms),
         );
     }
