@@ -216,13 +216,22 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     spec.apply(rates, conns).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
     let options = Options::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(options))
+    let served =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().and_then(|rt| rt.block_on(run(options)));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message alone (configuration errors are read by people).
+            eprintln!("tidewire-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(options: Options) -> std::io::Result<()> {
