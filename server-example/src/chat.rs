@@ -1,8 +1,10 @@
 //! The chat application: the classic socket.io tutorial done properly.
 //!
 //! * Handshake auth: a JWT (HS256) in `auth.token`; its `sub` claim is the
-//!   user id, `name` the display name, `role` an optional role. Missing,
-//!   invalid or expired tokens get `connect_error` with a clear message.
+//!   user id, `name` the display name, `role` an optional role, `exp` its
+//!   expiry (required unless the server runs with
+//!   `--allow-tokens-without-exp`). Missing, invalid or expired tokens get
+//!   `connect_error` with a clear message.
 //!   Every connection of a user is in the room `user:<userId>`.
 //! * `chat:join` `(roomId)`: joins `room:<roomId>` if the [`RoomPolicy`]
 //!   allows it, acks `{status: "ok"}` or `{status: "error", message}`; the
@@ -16,12 +18,14 @@
 //! * `chat:message` `({roomId, content})`: rate-limited and checked against
 //!   a JSON schema by the core (`{status: "error", code: "rate_limited" |
 //!   "invalid_payload" | "payload_too_large"}`), refused unless the sender
-//!   joined the room; saved through the [`MessageStore`]; acked
+//!   joined the room; saved through the [`MessageStore`] (a message that
+//!   would start a room beyond the sender's allowance is acked
+//!   `{status: "error", code: "too_many_rooms", message}`); acked
 //!   `{status: "ok", data: message}`; the room's other members get
 //!   `chat:new_message` with the message `{id, roomId, senderId, content,
 //!   createdAt}`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -62,34 +66,169 @@ pub(crate) struct ChatMessage {
     pub(crate) created_at: String,
 }
 
+/// Why a message was not saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SaveError {
+    /// The message would start a room (one without history) and its sender
+    /// has started as many as they may: acked with code `too_many_rooms`.
+    TooManyRooms {
+        /// Rooms a user may have started at a time.
+        limit: usize,
+    },
+    /// The store failed.
+    #[expect(dead_code, reason = "a store over a database can fail; the memory store never does")]
+    Failed(String),
+}
+
 /// Where messages are saved. Async so that a database can sit behind it.
 pub(crate) trait MessageStore: Send + Sync + 'static {
     /// Saves `message` and returns it as stored.
-    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, String>>;
+    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, SaveError>>;
 }
 
-/// The default store: the last `per_room` messages of each room, in memory.
+/// The bounds of a [`MemoryStore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreLimits {
+    /// Messages kept per room, the oldest dropped first.
+    pub(crate) messages_per_room: usize,
+    /// Bytes of messages kept in total (an estimate: the strings plus the
+    /// message's own size); past it, the least recently used rooms go.
+    pub(crate) max_bytes: usize,
+    /// Rooms kept; past it, the least recently used room goes.
+    pub(crate) max_rooms: usize,
+    /// Rooms one user may have started (sent the first kept message of) at
+    /// a time. A room that is dropped no longer counts.
+    pub(crate) rooms_per_user: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> StoreLimits {
+        StoreLimits { messages_per_room: 1000, max_bytes: 32 << 20, max_rooms: 10_000, rooms_per_user: 20 }
+    }
+}
+
+/// The default store: recent messages of the recently used rooms, in
+/// memory, within [`StoreLimits`]. A room whose history is dropped is
+/// forgotten entirely (no empty rooms are kept), and so is the start it
+/// counted for its user.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStore {
-    per_room: usize,
-    rooms: Mutex<HashMap<String, VecDeque<ChatMessage>>>,
+    limits: StoreLimits,
+    state: Mutex<Rooms>,
+}
+
+#[derive(Debug, Default)]
+struct Rooms {
+    rooms: HashMap<String, Room>,
+    /// Room ids by last use, least recent first.
+    by_use: BTreeMap<u64, String>,
+    /// Rooms started per user (users with none are not kept).
+    started: HashMap<String, usize>,
+    /// Bytes of all the messages kept.
+    bytes: usize,
+    /// Counts saves: the use order of rooms.
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct Room {
+    messages: VecDeque<ChatMessage>,
+    bytes: usize,
+    last_used: u64,
+    starter: String,
+}
+
+/// What a message is counted as in [`StoreLimits::max_bytes`].
+fn cost(m: &ChatMessage) -> usize {
+    std::mem::size_of::<ChatMessage>()
+        + m.id.len()
+        + m.room_id.len()
+        + m.sender_id.len()
+        + m.content.len()
+        + m.created_at.len()
+}
+
+impl Rooms {
+    /// Forgets the least recently used room, other than `keep`; whether one was.
+    fn evict_one(&mut self, keep: &str) -> bool {
+        let Some((&used, id)) = self.by_use.iter().find(|(_, id)| id.as_str() != keep) else { return false };
+        let id = id.clone();
+        self.by_use.remove(&used);
+        if let Some(room) = self.rooms.remove(&id) {
+            self.bytes -= room.bytes;
+            if let Some(n) = self.started.get_mut(&room.starter) {
+                *n -= 1;
+                if *n == 0 {
+                    self.started.remove(&room.starter);
+                }
+            }
+        }
+        true
+    }
+
+    fn save(&mut self, limits: &StoreLimits, message: ChatMessage) -> Result<(), SaveError> {
+        self.clock += 1;
+        let now = self.clock;
+        let id = message.room_id.clone();
+        match self.rooms.get_mut(&id) {
+            Some(room) => {
+                self.by_use.remove(&room.last_used);
+                room.last_used = now;
+            }
+            None => {
+                let starter = message.sender_id.clone();
+                if self.started.get(&starter).copied().unwrap_or(0) >= limits.rooms_per_user {
+                    return Err(SaveError::TooManyRooms { limit: limits.rooms_per_user });
+                }
+                while self.rooms.len() >= limits.max_rooms.max(1) && self.evict_one(&id) {}
+                *self.started.entry(starter.clone()).or_default() += 1;
+                let room = Room { messages: VecDeque::new(), bytes: 0, last_used: now, starter };
+                self.rooms.insert(id.clone(), room);
+            }
+        }
+        self.by_use.insert(now, id.clone());
+        let room = self.rooms.get_mut(&id).unwrap_or_else(|| unreachable!("the room was just found or made"));
+        let added = cost(&message);
+        room.messages.push_back(message);
+        room.bytes += added;
+        self.bytes += added;
+        // The room's own bound, then the store's: other rooms go first,
+        // least recently used first; the room written to keeps its newest
+        // message whatever its size.
+        let over_room = room.messages.len().saturating_sub(limits.messages_per_room.max(1));
+        self.trim(&id, over_room);
+        while self.bytes > limits.max_bytes && self.evict_one(&id) {}
+        while self.bytes > limits.max_bytes && self.rooms.get(&id).is_some_and(|r| r.messages.len() > 1) {
+            self.trim(&id, 1);
+        }
+        Ok(())
+    }
+
+    /// Drops the `n` oldest messages of room `id`.
+    fn trim(&mut self, id: &str, n: usize) {
+        let Some(room) = self.rooms.get_mut(id) else { return };
+        for old in room.messages.drain(..n.min(room.messages.len())) {
+            let c = cost(&old);
+            room.bytes -= c;
+            self.bytes -= c;
+        }
+    }
 }
 
 impl MemoryStore {
-    pub(crate) fn new(per_room: usize) -> MemoryStore {
-        MemoryStore { per_room, rooms: Mutex::default() }
+    pub(crate) fn new(limits: StoreLimits) -> MemoryStore {
+        MemoryStore { limits, state: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl MessageStore for MemoryStore {
-    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, String>> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = rooms.entry(message.room_id.clone()).or_default();
-        if room.len() == self.per_room {
-            room.pop_front();
-        }
-        room.push_back(message.clone());
-        Box::pin(async move { Ok(message) })
+    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, SaveError>> {
+        let saved = self.lock().save(&self.limits, message.clone()).map(|()| message);
+        Box::pin(async move { saved })
     }
 }
 
@@ -114,6 +253,8 @@ impl RoomPolicy for StaffRooms {
 pub(crate) struct Tokens {
     decoding: Arc<DecodingKey>,
     encoding: Arc<EncodingKey>,
+    /// Whether a token without `exp` is accepted (never, by default).
+    allow_without_exp: bool,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -127,13 +268,26 @@ impl Tokens {
         Tokens {
             decoding: Arc::new(DecodingKey::from_secret(secret.as_bytes())),
             encoding: Arc::new(EncodingKey::from_secret(secret.as_bytes())),
+            allow_without_exp: false,
         }
     }
 
-    /// Checks a token: signature, algorithm, `exp` when present, `sub`.
+    /// Whether tokens without an `exp` claim are accepted (they never
+    /// expire, so by default they are refused).
+    pub(crate) fn allow_without_exp(mut self, yes: bool) -> Tokens {
+        self.allow_without_exp = yes;
+        self
+    }
+
+    /// Checks a token: signature, algorithm, `exp` (required unless
+    /// [`allow_without_exp`](Self::allow_without_exp)), `sub`.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, ConnectError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.required_spec_claims = ["sub".to_owned()].into();
+        validation.required_spec_claims = if self.allow_without_exp {
+            ["sub".to_owned()].into()
+        } else {
+            ["sub".to_owned(), "exp".to_owned()].into()
+        };
         validation.leeway = 0;
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation) {
             Ok(data) if !data.claims.sub.is_empty() => Ok(data.claims),
@@ -141,6 +295,9 @@ impl Tokens {
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => ConnectError::new("token expired"),
                 ErrorKind::InvalidSignature => ConnectError::new("invalid token: bad signature"),
+                ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => {
+                    ConnectError::new("invalid token: no exp claim (tokens must expire)")
+                }
                 _ => ConnectError::new(format!("invalid token: {e}")),
             }),
         }
@@ -292,7 +449,14 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
                     socket.to(room).emit("chat:new_message", Payload::json(vec![value.clone()]));
                     reply(event, json!({ "status": "ok", "data": value }));
                 }
-                Err(e) => {
+                Err(SaveError::TooManyRooms { limit }) => {
+                    let message = format!(
+                        "you have started {limit} rooms with history already: send to one of them, or wait until \
+                         an old one is dropped"
+                    );
+                    reply(event, json!({ "status": "error", "code": "too_many_rooms", "message": message }));
+                }
+                Err(SaveError::Failed(e)) => {
                     tracing::warn!(error = %e, "message not saved");
                     reply(event, status_error("the message could not be saved"));
                 }
@@ -316,7 +480,8 @@ mod tests {
         let ok = tokens.sign(&claims("alice", Some(now + 60))).unwrap();
         assert_eq!(tokens.verify(&ok).unwrap().sub, "alice");
         let no_exp = tokens.sign(&claims("bob", None)).unwrap();
-        assert_eq!(tokens.verify(&no_exp).unwrap().sub, "bob");
+        assert_eq!(tokens.verify(&no_exp).unwrap_err().message, "invalid token: no exp claim (tokens must expire)");
+        assert_eq!(tokens.clone().allow_without_exp(true).verify(&no_exp).unwrap().sub, "bob");
         let expired = tokens.sign(&claims("alice", Some(now - 10))).unwrap();
         assert_eq!(tokens.verify(&expired).unwrap_err().message, "token expired");
         let forged = Tokens::new("other").sign(&claims("alice", None)).unwrap();
@@ -340,21 +505,124 @@ mod tests {
         assert!(StaffRooms.may_join(&staff, "staff-ops"));
     }
 
+    fn message(id: usize, room: &str, sender: &str, content_bytes: usize) -> ChatMessage {
+        ChatMessage {
+            id: id.to_string(),
+            room_id: room.into(),
+            sender_id: sender.into(),
+            content: "x".repeat(content_bytes),
+            created_at: String::new(),
+        }
+    }
+
+    fn save(store: &MemoryStore, m: ChatMessage) -> Result<(), SaveError> {
+        store.lock().save(&store.limits, m)
+    }
+
+    /// Room ids kept, with their message ids.
+    fn kept(store: &MemoryStore) -> Vec<(String, Vec<String>)> {
+        let state = store.lock();
+        let mut rooms: Vec<_> =
+            state.rooms.iter().map(|(id, r)| (id.clone(), r.messages.iter().map(|m| m.id.clone()).collect())).collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// The store's accounting matches what it holds.
+    fn check(store: &MemoryStore) {
+        let state = store.lock();
+        let bytes: usize = state.rooms.values().flat_map(|r| r.messages.iter()).map(cost).sum();
+        assert_eq!(state.bytes, bytes);
+        assert_eq!(state.by_use.len(), state.rooms.len());
+        assert!(state.rooms.values().all(|r| !r.messages.is_empty()), "no empty rooms");
+        let mut started: HashMap<String, usize> = HashMap::new();
+        for r in state.rooms.values() {
+            *started.entry(r.starter.clone()).or_default() += 1;
+        }
+        assert_eq!(state.started, started);
+    }
+
+    fn limits(messages_per_room: usize, max_bytes: usize, max_rooms: usize, rooms_per_user: usize) -> StoreLimits {
+        StoreLimits { messages_per_room, max_bytes, max_rooms, rooms_per_user }
+    }
+
     #[test]
     fn memory_store_keeps_the_last_messages_per_room() {
-        let store = MemoryStore::new(2);
+        let store = MemoryStore::new(limits(2, usize::MAX, 100, 100));
         for i in 0..3 {
-            let m = ChatMessage {
-                id: i.to_string(),
-                room_id: "r".into(),
-                sender_id: "u".into(),
-                content: "c".into(),
-                created_at: String::new(),
-            };
-            drop(store.save(m));
+            save(&store, message(i, "r", "u", 1)).unwrap();
         }
-        let rooms = store.rooms.lock().unwrap();
-        let ids: Vec<_> = rooms["r"].iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(kept(&store), [("r".into(), vec!["1".into(), "2".into()])]);
+        check(&store);
+    }
+
+    #[test]
+    fn past_max_rooms_the_least_recently_used_room_goes() {
+        let store = MemoryStore::new(limits(10, usize::MAX, 2, 100));
+        save(&store, message(0, "a", "u", 1)).unwrap();
+        save(&store, message(1, "b", "v", 1)).unwrap();
+        save(&store, message(2, "a", "u", 1)).unwrap(); // a is now the more recent
+        save(&store, message(3, "c", "w", 1)).unwrap();
+        assert_eq!(kept(&store), [("a".into(), vec!["0".into(), "2".into()]), ("c".into(), vec!["3".into()])]);
+        check(&store);
+        assert!(!store.lock().started.contains_key("v"), "b's starter no longer counts it");
+    }
+
+    #[test]
+    fn past_max_bytes_least_recently_used_rooms_go_then_the_oldest_messages() {
+        let one = cost(&message(0, "a", "u", 1000));
+        let store = MemoryStore::new(limits(100, 3 * one, 100, 100));
+        save(&store, message(0, "a", "u", 1000)).unwrap();
+        save(&store, message(1, "b", "u", 1000)).unwrap();
+        save(&store, message(2, "c", "u", 1000)).unwrap();
+        save(&store, message(3, "b", "u", 1000)).unwrap(); // over: a, the least recent, goes
+        assert_eq!(kept(&store), [("b".into(), vec!["1".into(), "3".into()]), ("c".into(), vec!["2".into()])]);
+        check(&store);
+        // One room alone over the bound keeps its newest messages.
+        for i in 4..10 {
+            save(&store, message(i, "b", "u", 1000)).unwrap();
+        }
+        assert_eq!(kept(&store), [("b".into(), vec!["7".into(), "8".into(), "9".into()])]);
+        assert!(store.lock().bytes <= 3 * one);
+        // A single message larger than the bound is kept alone.
+        save(&store, message(10, "d", "u", 5000)).unwrap();
+        assert_eq!(kept(&store), [("d".into(), vec!["10".into()])]);
+        check(&store);
+    }
+
+    #[test]
+    fn a_user_may_start_only_so_many_rooms() {
+        let store = MemoryStore::new(limits(10, usize::MAX, 100, 2));
+        save(&store, message(0, "a", "mallory", 1)).unwrap();
+        save(&store, message(1, "b", "mallory", 1)).unwrap();
+        assert_eq!(save(&store, message(2, "c", "mallory", 1)), Err(SaveError::TooManyRooms { limit: 2 }));
+        save(&store, message(3, "a", "mallory", 1)).unwrap(); // rooms with history are open to everyone
+        save(&store, message(4, "c", "alice", 1)).unwrap(); // others start their own
+        save(&store, message(5, "c", "mallory", 1)).unwrap();
+        assert_eq!(kept(&store).len(), 3);
+        check(&store);
+    }
+
+    #[test]
+    fn a_dropped_room_gives_its_starter_a_start_back() {
+        let store = MemoryStore::new(limits(10, usize::MAX, 2, 2));
+        save(&store, message(0, "a", "mallory", 1)).unwrap();
+        save(&store, message(1, "b", "mallory", 1)).unwrap();
+        save(&store, message(2, "c", "alice", 1)).unwrap(); // a goes (max_rooms)
+        save(&store, message(3, "d", "mallory", 1)).unwrap(); // so mallory may start d
+        assert_eq!(kept(&store).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        check(&store);
+    }
+
+    #[test]
+    fn the_store_stays_bounded_under_a_flood_of_rooms() {
+        let l = limits(1000, 1 << 20, 50, usize::MAX);
+        let store = MemoryStore::new(l);
+        for i in 0..20_000 {
+            save(&store, message(i, &format!("room-{}", i % 500), &format!("user-{}", i % 7), 8000)).unwrap();
+            let state = store.lock();
+            assert!(state.bytes <= l.max_bytes && state.rooms.len() <= l.max_rooms);
+        }
+        check(&store);
     }
 }

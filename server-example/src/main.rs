@@ -1,10 +1,13 @@
 //! The Tidewire reference server: the classic socket.io chat, done
 //! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
-//! Serves Socket.IO at `/socket.io/`, a raw Engine.IO echo at `/engine.io/`,
-//! `GET /healthz`, and, while no `JWT_SECRET` is set, `GET /dev/token?sub=..`
-//! handing out development tokens. `--conformance` replaces the chat with
-//! the fixed handlers the end-to-end tests drive (see [`conformance`]).
+//! Serves Socket.IO at `/socket.io/`, `GET /healthz`, `GET /metrics` (on
+//! `--admin-addr` when given), and, while no `JWT_SECRET` is set,
+//! `GET /dev/token?sub=..` handing out development tokens signed with a
+//! random per-process secret (only on a loopback address, or anywhere with
+//! `--dev`). `--conformance` replaces the chat with the fixed handlers the
+//! end-to-end tests drive (see [`conformance`]) and adds a raw Engine.IO
+//! echo at `/engine.io/`.
 
 mod chat;
 mod conformance;
@@ -26,9 +29,6 @@ use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
 use tidewire::transport::{Server, text_response};
 
-/// The secret used when `JWT_SECRET` is not set. Development only.
-const DEV_SECRET: &str = "tidewire-insecure-development-secret";
-
 /// Command-line options (each also readable from the environment).
 #[derive(Debug, clap::Parser)]
 #[command(name = "tidewire-server", version, about = "The Tidewire reference Socket.IO server")]
@@ -39,12 +39,25 @@ struct Options {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
-    /// Origin of the web client allowed by CORS (repeatable; `*` for any).
+    /// Origin of the web client allowed by CORS, with credentials
+    /// (repeatable; `*` allows any other origin, answered with a literal `*`
+    /// and without credentials).
     #[arg(long = "client-url", env = "CLIENT_URL", value_delimiter = ',')]
     client_urls: Vec<String>,
-    /// HS256 secret of the access tokens (an insecure development secret when unset).
+    /// HS256 secret of the access tokens. Required unless the server
+    /// listens on a loopback address or `--dev` is given; then a random
+    /// secret is made at startup and `GET /dev/token` hands out tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Development mode: without `JWT_SECRET`, sign with a random
+    /// per-process secret and serve `GET /dev/token` (anyone who can reach
+    /// it gets a token for any user) even on a public address.
+    #[arg(long, env = "TIDEWIRE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    dev: bool,
+    /// Accept access tokens without an `exp` claim. They never expire: a
+    /// leaked one works until the secret changes.
+    #[arg(long, env = "TIDEWIRE_ALLOW_TOKENS_WITHOUT_EXP", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_tokens_without_exp: bool,
     /// Milliseconds between server pings.
     #[arg(long, env = "TIDEWIRE_PING_INTERVAL_MS", default_value_t = 25_000)]
     ping_interval_ms: u64,
@@ -96,6 +109,21 @@ struct Options {
     /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
+    /// Chat history kept in memory: messages per room.
+    #[arg(long, env = "TIDEWIRE_STORE_MESSAGES_PER_ROOM", default_value_t = 1000)]
+    store_messages_per_room: usize,
+    /// Chat history: most bytes kept in all (least recently used rooms are
+    /// dropped first).
+    #[arg(long, env = "TIDEWIRE_STORE_MAX_BYTES", default_value_t = 32 << 20)]
+    store_max_bytes: usize,
+    /// Chat history: most rooms kept (the least recently used goes first).
+    #[arg(long, env = "TIDEWIRE_STORE_MAX_ROOMS", default_value_t = 10_000)]
+    store_max_rooms: usize,
+    /// Chat history: rooms one user may start (send the first kept message
+    /// of) while their history is kept; past it, `chat:message` is acked
+    /// with code `too_many_rooms`.
+    #[arg(long, env = "TIDEWIRE_STORE_ROOMS_PER_USER", default_value_t = 20)]
+    store_rooms_per_user: usize,
     /// Connection-state recovery: how long a disconnected client's session
     /// and missed packets are kept, in ms (0, the default: off, as in
     /// socket.io). Every event then carries its offset as a last argument,
@@ -153,6 +181,12 @@ struct Options {
     /// (unset: per node only). One Redis round trip per event of a user.
     #[arg(long, env = "TIDEWIRE_CLUSTER_RATE_USER")]
     cluster_rate_user: Option<String>,
+    /// Serve `GET /metrics` on this address (`HOST:PORT`, e.g.
+    /// 127.0.0.1:9090) instead of the public listener; `GET /healthz` is
+    /// then served on both, so load balancers keep probing the public port.
+    /// Unset: both on the public listener.
+    #[arg(long, env = "TIDEWIRE_ADMIN_ADDR")]
+    admin_addr: Option<String>,
     /// This node's name in logs and in the conformance answers.
     #[arg(long, env = "TIDEWIRE_NODE_NAME", default_value = "tidewire")]
     node_name: String,
@@ -182,13 +216,22 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     spec.apply(rates, conns).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::process::ExitCode {
     let options = Options::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(options))
+    let served =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().and_then(|rt| rt.block_on(run(options)));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message alone (configuration errors are read by people).
+            eprintln!("tidewire-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(options: Options) -> std::io::Result<()> {
@@ -209,7 +252,7 @@ async fn run(options: Options) -> std::io::Result<()> {
         .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
         .parser(parser)
         .rate_limits(rate_limits)
-        .connection_limits(connection_limits);
+        .connection_limits(connection_limits.clone());
     match options.recovery_ms {
         0 => {}
         ms => {
@@ -220,34 +263,40 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     let hub = Hub::new(hub_config);
 
-    let mut builder = Server::builder()
-        .route("/healthz", {
-            // 503 while draining, so load balancers send new clients elsewhere.
-            let hub = hub.clone();
-            move |_req| {
-                if hub.is_draining() {
-                    text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
-                } else {
-                    text_response(StatusCode::OK, "ok")
-                }
-            }
-        })
-        .mount("/engine.io/", Engine::new(engine_config.clone(), Arc::new(EngineEcho)));
+    let mut builder = Server::builder().route("/healthz", healthz(hub.clone()));
+    // Engines served beside the hub's, for /metrics.
+    let mut other_engines = Vec::new();
     if options.conformance {
         conformance::install(&hub, &options.node_name, options.redis_url.is_some());
+        // The raw Engine.IO echo is a protocol test endpoint: never on the
+        // chat's listener. Its engine applies the same connection caps as
+        // the hub (its own count of them).
+        let echo = Engine::new(engine_config.clone().connection_limits(Some(connection_limits)), Arc::new(EngineEcho));
+        other_engines.push(echo.clone());
+        builder = builder.mount("/engine.io/", echo);
     } else {
-        let secret = match &options.jwt_secret {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => {
-                tracing::warn!("JWT_SECRET is not set: using an insecure development secret and serving /dev/token");
-                builder = builder.route("/dev/token", dev_token(chat::Tokens::new(DEV_SECRET)));
-                DEV_SECRET.to_owned()
+        let loopback = is_loopback(&options.host, options.port).await?;
+        let tokens = match token_secret(options.jwt_secret.as_deref(), options.dev, loopback)? {
+            TokenSecret::Configured(secret) => chat::Tokens::new(&secret),
+            TokenSecret::Development(secret) => {
+                tracing::warn!(
+                    "JWT_SECRET is not set: development mode, signing with a random secret made at startup and \
+                     serving /dev/token (tokens for any user)"
+                );
+                let tokens = chat::Tokens::new(&secret);
+                builder = builder.route("/dev/token", dev_token(tokens.clone()));
+                tokens
             }
         };
         chat::install(
             &hub,
-            chat::Tokens::new(&secret),
-            Arc::new(chat::MemoryStore::new(1000)),
+            tokens.allow_without_exp(options.allow_tokens_without_exp),
+            Arc::new(chat::MemoryStore::new(chat::StoreLimits {
+                messages_per_room: options.store_messages_per_room,
+                max_bytes: options.store_max_bytes,
+                max_rooms: options.store_max_rooms,
+                rooms_per_user: options.store_rooms_per_user,
+            })),
             Arc::new(chat::StaffRooms),
         );
     }
@@ -256,11 +305,26 @@ async fn run(options: Options) -> std::io::Result<()> {
         None => None,
     };
     let engine = hub.engine(engine_config);
-    builder = builder.route("/metrics", metrics::route(hub.clone(), engine.clone(), bus.clone()));
+    let metrics = metrics::route(hub.clone(), engine.clone(), other_engines, bus.clone());
+    // /metrics tells how many users are on, what they send and how the
+    // limits bite: with an admin address, only there.
+    let admin = match &options.admin_addr {
+        Some(addr) => {
+            let admin = Server::builder().route("/healthz", healthz(hub.clone())).route("/metrics", metrics);
+            Some(admin.bind(addr.as_str()).await?)
+        }
+        None => {
+            builder = builder.route("/metrics", metrics);
+            None
+        }
+    };
     let server = builder.mount("/socket.io/", engine).bind((options.host.as_str(), options.port)).await?;
 
     let mut stdout = std::io::stdout();
     writeln!(stdout, "tidewire-server listening on http://{}", server.local_addr())?;
+    if let Some(admin) = &admin {
+        writeln!(stdout, "tidewire-server admin listening on http://{}", admin.local_addr())?;
+    }
     stdout.flush()?;
 
     shutdown_signal().await;
@@ -275,12 +339,66 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     hub.announce_leaving();
     server.shutdown().await;
+    if let Some(admin) = admin {
+        admin.shutdown().await;
+    }
     if let Some(bus) = bus {
         // The other nodes hear of the departure now, not after missed heartbeats.
         bus.flush(Duration::from_secs(1)).await;
         bus.close();
     }
     Ok(())
+}
+
+/// `GET /healthz`: `ok`, or 503 `draining` while draining, so load
+/// balancers send new clients elsewhere.
+fn healthz(
+    hub: Hub,
+) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>
++ Send
++ Sync
++ 'static {
+    move |_req| {
+        if hub.is_draining() {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else {
+            text_response(StatusCode::OK, "ok")
+        }
+    }
+}
+
+/// Where the chat's token secret comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum TokenSecret {
+    /// `JWT_SECRET`.
+    Configured(String),
+    /// Made at startup, for development: `/dev/token` is served.
+    Development(String),
+}
+
+/// The chat's token secret: `JWT_SECRET` when set; otherwise a random one
+/// for development, allowed only on a loopback address or with `--dev` (a
+/// server reachable from elsewhere would hand out tokens to anyone).
+fn token_secret(configured: Option<&str>, dev: bool, loopback: bool) -> std::io::Result<TokenSecret> {
+    match configured {
+        Some(secret) if !secret.is_empty() => Ok(TokenSecret::Configured(secret.to_owned())),
+        _ if dev || loopback => {
+            // Two ids: 30 random bytes from a CSPRNG seeded by the OS.
+            Ok(TokenSecret::Development(format!("{}{}", tidewire::engine::new_id(), tidewire::engine::new_id())))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "JWT_SECRET is not set and the server listens on a non-loopback address: set JWT_SECRET (--jwt-secret), \
+             or pass --dev (TIDEWIRE_DEV=1) to serve development tokens from a random secret",
+        )),
+    }
+}
+
+/// Whether every address `host` resolves to is a loopback address.
+async fn is_loopback(host: &str, port: u16) -> std::io::Result<bool> {
+    let mut addrs = tokio::net::lookup_host((host, port)).await?.peekable();
+    let any = addrs.peek().is_some();
+    Ok(any && addrs.all(|a| a.ip().is_loopback()))
 }
 
 /// Joins the cluster over Redis at `url`. Redis being down is not fatal:
@@ -312,7 +430,7 @@ async fn join_cluster(hub: &Hub, url: &str, options: &Options) -> std::io::Resul
 }
 
 /// `GET /dev/token?sub=alice&name=Alice&role=staff`: a one-hour token
-/// signed with the development secret.
+/// signed with the development secret (random, made at startup).
 fn dev_token(
     tokens: chat::Tokens,
 ) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>
@@ -376,4 +494,39 @@ impl Connection for EchoConnection {
     }
 
     fn on_close(&mut self, _reason: CloseReason) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_secret_is_used_anywhere() {
+        for (dev, loopback) in [(false, false), (true, false), (false, true)] {
+            assert_eq!(token_secret(Some("s3cret"), dev, loopback).unwrap(), TokenSecret::Configured("s3cret".into()));
+        }
+    }
+
+    #[test]
+    fn without_a_secret_only_loopback_or_dev_mode_starts_with_a_random_secret() {
+        let err = token_secret(None, false, false).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is not set"), "{err}");
+        assert!(token_secret(Some(""), false, false).is_err(), "an empty secret is no secret");
+        let (TokenSecret::Development(a), TokenSecret::Development(b)) =
+            (token_secret(None, false, true).unwrap(), token_secret(None, true, false).unwrap())
+        else {
+            panic!("development secrets expected");
+        };
+        assert_ne!(a, b, "a fresh secret per process");
+        assert!(a.len() >= 40, "{a}");
+    }
+
+    #[tokio::test]
+    async fn loopback_addresses() {
+        assert!(is_loopback("127.0.0.1", 0).await.unwrap());
+        assert!(is_loopback("::1", 0).await.unwrap());
+        assert!(!is_loopback("0.0.0.0", 0).await.unwrap());
+        assert!(!is_loopback("::", 0).await.unwrap());
+        assert!(!is_loopback("192.0.2.1", 0).await.unwrap());
+    }
 }

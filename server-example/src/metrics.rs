@@ -11,16 +11,25 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tidewire::bus::RedisBus;
-use tidewire::engine::Engine;
+use tidewire::engine::{Engine, EngineStats};
 use tidewire::hub::Hub;
 use tidewire::transport::{Body, text_response};
 
-/// Reads the hub's and the engine's counters on each scrape.
+/// Reads the hub's and the engines' counters on each scrape.
 #[derive(Debug)]
 struct Counters {
     hub: Hub,
-    engine: Engine,
+    /// The hub's engine, then any served beside it (the conformance echo):
+    /// the Engine.IO gauges and counters are their sums.
+    engines: Vec<Engine>,
     bus: Option<Arc<RedisBus>>,
+}
+
+impl Counters {
+    /// The sum over the engines of one of their counters.
+    fn engine_sum(&self, counter: impl Fn(&EngineStats) -> &AtomicU64) -> AtomicU64 {
+        AtomicU64::new(self.engines.iter().map(|e| counter(e.stats()).load(Ordering::Relaxed)).sum())
+    }
 }
 
 fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: &AtomicU64) -> std::fmt::Result {
@@ -35,31 +44,32 @@ fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: usi
 
 impl Collector for Counters {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let (hub, engine) = (self.hub.stats(), self.engine.stats());
+        let hub = self.hub.stats();
+        let sessions = self.engines.iter().map(Engine::session_count).sum();
         let namespaces: Vec<_> = self.hub.namespace_names().iter().filter_map(|n| self.hub.namespace(n)).collect();
         let sockets = namespaces.iter().map(|n| n.socket_count()).sum();
         let rooms = namespaces.iter().map(|n| n.room_count()).sum();
         let presence =
             namespaces.iter().map(|n| n.presence_totals()).fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
-        gauge(&mut e, "tidewire_connections", "Open Engine.IO sessions", self.engine.session_count())?;
+        gauge(&mut e, "tidewire_connections", "Open Engine.IO sessions", sessions)?;
         gauge(&mut e, "tidewire_sockets", "Connected sockets, all namespaces", sockets)?;
         gauge(&mut e, "tidewire_rooms", "Rooms with members (each socket's own room included)", rooms)?;
         gauge(&mut e, "tidewire_presence_rooms", "Tracked rooms with someone present", presence.0)?;
         gauge(&mut e, "tidewire_presence_users", "Users present in at least one room", presence.1)?;
         gauge(&mut e, "tidewire_presence_connections", "Connections present in at least one room", presence.2)?;
-        counter(&mut e, "tidewire_handshakes", "Sessions opened", &engine.opened)?;
+        counter(&mut e, "tidewire_handshakes", "Sessions opened", &self.engine_sum(|s| &s.opened))?;
         counter(
             &mut e,
             "tidewire_handshakes_refused",
             "Handshakes refused by a cap, a rate or a drain",
-            &engine.refused,
+            &self.engine_sum(|s| &s.refused),
         )?;
         counter(&mut e, "tidewire_connections_refused", "Connections refused by a cap", &hub.connections_refused)?;
         counter(&mut e, "tidewire_events_in", "Events received", &hub.events_in)?;
         counter(&mut e, "tidewire_bytes_in", "Bytes of the events received", &hub.bytes_in)?;
         counter(&mut e, "tidewire_events_out", "Event deliveries queued", &hub.events_out)?;
-        counter(&mut e, "tidewire_packets_out", "Engine.IO packets written", &engine.packets_out)?;
-        counter(&mut e, "tidewire_bytes_out", "Bytes of the packets written", &engine.bytes_out)?;
+        counter(&mut e, "tidewire_packets_out", "Engine.IO packets written", &self.engine_sum(|s| &s.packets_out))?;
+        counter(&mut e, "tidewire_bytes_out", "Bytes of the packets written", &self.engine_sum(|s| &s.bytes_out))?;
         counter(&mut e, "tidewire_rate_limited", "Events refused by a rate limit", &hub.rate_limited)?;
         counter(
             &mut e,
@@ -69,12 +79,12 @@ impl Collector for Counters {
         )?;
         counter(&mut e, "tidewire_invalid_payloads", "Events refused by a validator", &hub.invalid_payload)?;
         counter(&mut e, "tidewire_payloads_too_large", "Events refused for their size", &hub.payload_too_large)?;
-        counter(&mut e, "tidewire_queue_drops", "Volatile packets dropped", &engine.volatile_dropped)?;
+        counter(&mut e, "tidewire_queue_drops", "Volatile packets dropped", &self.engine_sum(|s| &s.volatile_dropped))?;
         counter(
             &mut e,
             "tidewire_slow_consumer_disconnects",
             "Sessions closed as slow consumers",
-            &engine.slow_consumers,
+            &self.engine_sum(|s| &s.slow_consumers),
         )?;
         counter(&mut e, "tidewire_ack_timeouts", "Server-side acks that timed out", &hub.ack_timeouts)?;
         counter(&mut e, "tidewire_recoveries", "Sessions recovered", &hub.recovered)?;
@@ -97,14 +107,17 @@ impl Collector for Counters {
     }
 }
 
-/// The `/metrics` route for `hub` served by `engine`.
+/// The `/metrics` route for `hub` served by `engine`, with `others` (engines
+/// served beside it) counted in the Engine.IO figures.
 pub(crate) fn route(
     hub: Hub,
     engine: Engine,
+    others: Vec<Engine>,
     bus: Option<Arc<RedisBus>>,
 ) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> Response<Body> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Counters { hub, engine, bus }));
+    let engines = std::iter::once(engine).chain(others).collect();
+    registry.register_collector(Box::new(Counters { hub, engines, bus }));
     move |_req| {
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {

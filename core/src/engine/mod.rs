@@ -26,6 +26,18 @@
 //! outbound queue, or the application. The connection's
 //! [`Connection::on_close`] runs exactly once after its last
 //! [`Connection::on_message`].
+//!
+//! # Admission
+//! Every handshake is admitted before anything is allocated for it: first
+//! by the engine's own [`connection_limits`](EngineConfig::connection_limits)
+//! (concurrent connections per IP address and in total, handshakes per IP
+//! address; on by default with [`ConnectionLimits::default`]), then by the
+//! handler's [`EngineHandler::admit`]. A refusal is answered with HTTP 429
+//! (503 at the global cap) and counted in [`EngineStats::refused`]. So an
+//! engine mounted with any handler is capped unless its configuration says
+//! otherwise; the hub's engine ([`crate::hub::Hub::engine`]) leaves the caps
+//! to the hub, which applies its own
+//! [`HubConfig::connection_limits`](crate::hub::HubConfig::connection_limits).
 
 mod session;
 
@@ -37,6 +49,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
+use crate::limits::{ConnectionCounter, ConnectionLimits, ConnectionRefused, IpPermit};
 use crate::protocol::engine::Frame;
 
 pub use session::{FLUSH_TIMEOUT, SendError, Session, new_id};
@@ -65,10 +78,14 @@ pub struct EngineConfig {
     /// [`SlowConsumerPolicy::DropVolatileFirst`]).
     pub slow_consumer: SlowConsumerPolicy,
     /// Allowed CORS origins for long-polling requests; empty means no CORS
-    /// headers are sent (browsers then allow same-origin pages only).
+    /// headers are sent (browsers then allow same-origin pages only). A
+    /// listed origin is reflected in `Access-Control-Allow-Origin`; `*`
+    /// answers any other origin with a literal `*`, never with credentials
+    /// (as npm `cors` does: a wildcard that reflected origins with
+    /// credentials would let every site call in with the user's cookies).
     pub cors_origins: Vec<String>,
     /// Whether `Access-Control-Allow-Credentials: true` is sent with CORS
-    /// responses.
+    /// responses to listed origins (never to the `*` wildcard).
     pub cors_credentials: bool,
     /// Whether the long-polling transport is offered.
     pub allow_polling: bool,
@@ -80,6 +97,14 @@ pub struct EngineConfig {
     /// bounds how much is copied at a time: small by default, so idle
     /// connections stay cheap.
     pub websocket_read_buffer: usize,
+    /// The caps the engine applies to every handshake before its handler's
+    /// own [`EngineHandler::admit`] (default [`ConnectionLimits::default`]:
+    /// 1,000 connections per IP address, 100,000 in total, 50 handshakes
+    /// per second per address with bursts of 100). Per-user caps do not
+    /// apply here: the engine knows no users. `None` turns the engine's caps
+    /// off: for a handler that admits by itself, as the hub does (see
+    /// [`Hub::engine`](crate::hub::Hub::engine)), or to serve without caps.
+    pub connection_limits: Option<ConnectionLimits>,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +122,7 @@ impl Default for EngineConfig {
             allow_polling: true,
             allow_websocket: true,
             websocket_read_buffer: 256,
+            connection_limits: Some(ConnectionLimits::default()),
         }
     }
 }
@@ -137,7 +163,8 @@ impl EngineConfig {
         self.slow_consumer = policy;
         self
     }
-    /// Adds an allowed CORS origin (`*` allows any).
+    /// Adds an allowed CORS origin (`*` allows any, without credentials;
+    /// see [`cors_origins`](Self::cors_origins)).
     pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
         self.cors_origins.push(origin.into());
         self
@@ -151,6 +178,21 @@ impl EngineConfig {
     pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
         self.allow_polling = polling;
         self.allow_websocket = websocket;
+        self
+    }
+    /// Sets [`connection_limits`](Self::connection_limits) (`None`: the
+    /// engine applies no caps of its own).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::engine::EngineConfig;
+    /// use tidewire::limits::ConnectionLimits;
+    /// let config = EngineConfig::default().connection_limits(Some(ConnectionLimits::default().per_ip(Some(10))));
+    /// assert_eq!(config.connection_limits.unwrap().per_ip, Some(10));
+    /// assert!(EngineConfig::default().connection_limits(None).connection_limits.is_none());
+    /// ```
+    pub fn connection_limits(mut self, limits: Option<ConnectionLimits>) -> Self {
+        self.connection_limits = limits;
         self
     }
 }
@@ -184,32 +226,58 @@ pub struct HandshakeRefusal {
     pub retry_after: Option<Duration>,
 }
 
+impl From<ConnectionRefused> for HandshakeRefusal {
+    /// 503 at the global cap (the server is full, not the client too
+    /// eager), 429 otherwise, with the refusal's code and retry time.
+    fn from(refused: ConnectionRefused) -> HandshakeRefusal {
+        let status = match refused {
+            ConnectionRefused::Global => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::TOO_MANY_REQUESTS,
+        };
+        HandshakeRefusal {
+            status,
+            code: refused.code(),
+            message: refused.to_string(),
+            retry_after: refused.retry_after(),
+        }
+    }
+}
+
 /// What an [`EngineHandler::admit`] hands to the session it admits (for
 /// instance connection-cap permits): kept until the session closes, then
 /// dropped.
 #[derive(Default)]
-pub struct Admitted(Option<Box<dyn std::any::Any + Send + Sync>>);
+pub struct Admitted {
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The engine's own connection slot (see
+    /// [`EngineConfig::connection_limits`]): never handed to the handler,
+    /// held beside its connection.
+    engine_permit: Option<IpPermit>,
+}
 
 impl Admitted {
     /// Nothing to hold.
     pub fn none() -> Admitted {
-        Admitted(None)
+        Admitted::default()
     }
 
     /// Holds `guard` for the session's life.
     pub fn new(guard: impl std::any::Any + Send + Sync) -> Admitted {
-        Admitted(Some(Box::new(guard)))
+        Admitted { guard: Some(Box::new(guard)), engine_permit: None }
     }
 
     /// The guard, if it is a `T`.
     pub fn take<T: std::any::Any>(self) -> Option<T> {
-        self.0.and_then(|g| (g as Box<dyn std::any::Any>).downcast::<T>().ok()).map(|b| *b)
+        self.guard.and_then(|g| (g as Box<dyn std::any::Any>).downcast::<T>().ok()).map(|b| *b)
     }
 }
 
 impl std::fmt::Debug for Admitted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Admitted").field(&self.0.is_some()).finish()
+        f.debug_struct("Admitted")
+            .field("guard", &self.guard.is_some())
+            .field("engine_permit", &self.engine_permit.is_some())
+            .finish()
     }
 }
 
@@ -218,7 +286,8 @@ impl std::fmt::Debug for Admitted {
 pub struct EngineStats {
     /// Sessions opened.
     pub opened: AtomicU64,
-    /// Handshakes refused by the handler's admission.
+    /// Handshakes refused by the engine's connection caps or the
+    /// handler's admission.
     pub refused: AtomicU64,
     /// Sessions closed as slow consumers.
     pub slow_consumers: AtomicU64,
@@ -319,10 +388,15 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// its own connection instead (see [`Admitted::take`]).
     fn on_open_admitted(&self, session: &Session, request: &RequestInfo, admitted: Admitted) -> Box<dyn Connection> {
         let conn = self.on_open(session, request);
-        match admitted.0 {
-            None => conn,
-            Some(guard) => Box::new(Holding { conn, _guard: guard }),
-        }
+        hold(conn, admitted.guard)
+    }
+}
+
+/// `conn`, holding `guard` (if any) until it is dropped.
+fn hold(conn: Box<dyn Connection>, guard: Option<Box<dyn std::any::Any + Send + Sync>>) -> Box<dyn Connection> {
+    match guard {
+        None => conn,
+        Some(guard) => Box::new(Holding { conn, _guard: guard }),
     }
 }
 
@@ -352,6 +426,8 @@ pub struct Engine {
 struct EngineInner {
     config: EngineConfig,
     handler: Arc<dyn EngineHandler>,
+    /// Enforces [`EngineConfig::connection_limits`] (none when `None`).
+    connections: Option<ConnectionCounter>,
     sessions: Mutex<HashMap<Arc<str>, Session>>,
     stats: Arc<EngineStats>,
     /// New sessions for the heartbeat task, started with the first session
@@ -395,8 +471,10 @@ impl Engine {
     /// assert_eq!(engine.session_count(), 0);
     /// ```
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Engine {
+        let epoch = tokio::time::Instant::now().into_std();
         Engine {
             inner: Arc::new(EngineInner {
+                connections: config.connection_limits.clone().map(|limits| ConnectionCounter::new(limits, epoch)),
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
@@ -427,21 +505,42 @@ impl Engine {
         &self.inner.stats
     }
 
-    /// Asks the handler whether `request` may open a session (see
-    /// [`EngineHandler::admit`]); a refusal is counted.
+    /// Decides whether `request` may open a session: the engine's
+    /// [`connection_limits`](EngineConfig::connection_limits) first, then
+    /// the handler's [`EngineHandler::admit`]; a refusal is counted in
+    /// [`EngineStats::refused`]. What it returns holds the session's slots.
     ///
     /// # Errors
-    /// The handler's [`HandshakeRefusal`].
+    /// A [`HandshakeRefusal`]: 429 (503 at the global cap) from the
+    /// engine's caps, or the handler's.
     pub fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
-        let r = self.inner.handler.admit(request);
-        if r.is_err() {
-            self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let engine_permit = match &self.inner.connections {
+            Some(counter) => {
+                let xff = request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+                let ip = counter.limits().client_ip(request.remote_addr.ip(), xff);
+                match counter.acquire_ip(ip, tokio::time::Instant::now().into_std()) {
+                    Ok(permit) => Some(permit),
+                    Err(refused) => {
+                        self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%ip, reason = %refused, "handshake refused by the engine's caps");
+                        return Err(refused.into());
+                    }
+                }
+            }
+            None => None,
+        };
+        match self.inner.handler.admit(request) {
+            Ok(admitted) => Ok(Admitted { engine_permit, ..admitted }),
+            Err(refusal) => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(refusal)
+            }
         }
-        r
     }
 
-    /// Opens a new session without asking the handler's admission (a
-    /// custom transport or a test). See [`open_admitted`](Self::open_admitted).
+    /// Opens a new session without admission (a custom transport or a
+    /// test): neither the engine's caps nor the handler's are asked. See
+    /// [`open_admitted`](Self::open_admitted).
     pub fn open_session(&self, request: &RequestInfo, transport: session::TransportKind) -> Session {
         self.open_admitted(request, transport, Admitted::none())
     }
@@ -460,8 +559,12 @@ impl Engine {
             Session::new(Arc::downgrade(&self.inner), self.inner.stats.clone(), &self.inner.config, transport);
         self.inner.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.sessions().insert(session.sid_arc(), session.clone());
-        let conn = self.inner.handler.on_open_admitted(&session, request, admitted);
-        session.attach(conn);
+        // The engine's own slot stays beside the connection; the handler
+        // gets (and may take) only what its admission returned.
+        let Admitted { guard, engine_permit } = admitted;
+        let conn = self.inner.handler.on_open_admitted(&session, request, Admitted { guard, engine_permit: None });
+        let engine_permit = engine_permit.map(|p| Box::new(p) as Box<dyn std::any::Any + Send + Sync>);
+        session.attach(hold(conn, engine_permit));
         let mut heartbeats = self.inner.heartbeats.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = heartbeats.get_or_insert_with(|| self.start_heartbeats());
         if tx.is_closed() {
@@ -499,3 +602,138 @@ impl EngineInner {
 }
 
 pub use session::TransportKind;
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::limits::Rate;
+
+    /// Opens sessions that do nothing; records the guards its admission
+    /// handed over.
+    #[derive(Default)]
+    struct Quiet {
+        guards: Mutex<Vec<Option<u32>>>,
+        refuse: bool,
+    }
+
+    struct Nothing;
+
+    impl Connection for Nothing {
+        fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
+            Ok(())
+        }
+        fn on_close(&mut self, _: CloseReason) {}
+    }
+
+    impl EngineHandler for Quiet {
+        fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
+            Box::new(Nothing)
+        }
+
+        fn admit(&self, _: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
+            if self.refuse {
+                return Err(HandshakeRefusal {
+                    status: http::StatusCode::FORBIDDEN,
+                    code: "no",
+                    message: "no".into(),
+                    retry_after: None,
+                });
+            }
+            Ok(Admitted::new(7u32))
+        }
+
+        fn on_open_admitted(&self, s: &Session, r: &RequestInfo, admitted: Admitted) -> Box<dyn Connection> {
+            self.guards.lock().unwrap().push(admitted.take::<u32>());
+            self.on_open(s, r)
+        }
+    }
+
+    fn request(last: u8) -> RequestInfo {
+        RequestInfo {
+            headers: http::HeaderMap::new(),
+            query: Vec::new(),
+            uri: http::Uri::from_static("/engine.io/?EIO=4&transport=polling"),
+            remote_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)), 40000),
+            time: SystemTime::now(),
+            secure: false,
+        }
+    }
+
+    fn engine(limits: Option<ConnectionLimits>) -> (Engine, Arc<Quiet>) {
+        let handler = Arc::new(Quiet::default());
+        (Engine::new(EngineConfig::default().connection_limits(limits), handler.clone()), handler)
+    }
+
+    #[test]
+    fn an_engine_caps_connections_by_default_and_the_hubs_leaves_it_to_the_hub() {
+        let limits = EngineConfig::default().connection_limits.expect("caps on by default");
+        let defaults = ConnectionLimits::default();
+        assert_eq!((limits.per_ip, limits.global), (defaults.per_ip, defaults.global));
+        assert_eq!(limits.handshakes_per_ip, defaults.handshakes_per_ip);
+        let hub = crate::hub::Hub::default();
+        assert!(hub.engine(EngineConfig::default()).config().connection_limits.is_none(), "no second count");
+    }
+
+    #[tokio::test]
+    async fn a_session_holds_its_slot_until_it_closes() {
+        let (engine, handler) = engine(Some(ConnectionLimits::none().per_ip(Some(2))));
+        let open = |last| {
+            let admitted = engine.admit(&request(last))?;
+            Ok::<_, HandshakeRefusal>(engine.open_admitted(&request(last), TransportKind::WebSocket, admitted))
+        };
+        let first = open(1).unwrap();
+        let _second = open(1).unwrap();
+        let refused = open(1).unwrap_err();
+        assert_eq!((refused.status, refused.code), (http::StatusCode::TOO_MANY_REQUESTS, "too_many_connections"));
+        assert!(open(2).is_ok(), "another address has its own slots");
+        assert_eq!(engine.stats().refused.load(Ordering::Relaxed), 1, "the refusal is counted");
+        first.close(CloseReason::TransportClose);
+        tokio::task::yield_now().await;
+        assert!(open(1).is_ok(), "a closed session gives its slot back");
+        // The handler got what its own admission returned, every time.
+        assert_eq!(*handler.guards.lock().unwrap(), [Some(7); 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn handshakes_per_address_are_rate_limited() {
+        let rate = Rate::per(Duration::from_secs(60), 3);
+        let (engine, _) = engine(Some(ConnectionLimits::none().handshakes_per_ip(Some(rate))));
+        for _ in 0..3 {
+            engine.admit(&request(1)).unwrap();
+        }
+        let refused = engine.admit(&request(1)).unwrap_err();
+        assert_eq!((refused.status, refused.code), (http::StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(20)));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(engine.admit(&request(1)).is_ok(), "one more after the interval");
+    }
+
+    #[test]
+    fn the_global_cap_is_503_and_the_handler_is_asked_after_the_engine() {
+        let (engine, _) = engine(Some(ConnectionLimits::none().global(Some(1))));
+        let held = engine.admit(&request(1)).unwrap();
+        let refused = engine.admit(&request(2)).unwrap_err();
+        assert_eq!((refused.status, refused.code), (http::StatusCode::SERVICE_UNAVAILABLE, "too_many_connections"));
+        drop(held);
+        assert!(engine.admit(&request(2)).is_ok(), "an admission never opened gives its slot back");
+
+        let refusing = Arc::new(Quiet { refuse: true, ..Quiet::default() });
+        let limits = ConnectionLimits::none().global(Some(1));
+        let engine = Engine::new(EngineConfig::default().connection_limits(Some(limits)), refusing);
+        assert_eq!(engine.admit(&request(1)).unwrap_err().code, "no");
+        assert_eq!(engine.admit(&request(1)).unwrap_err().code, "no", "the handler's refusal freed the engine's slot");
+        assert_eq!(engine.stats().refused.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn without_limits_the_engine_admits_whatever_its_handler_admits() {
+        let (engine, _) = engine(None);
+        for _ in 0..500 {
+            engine.admit(&request(1)).unwrap();
+        }
+        assert_eq!(engine.stats().refused.load(Ordering::Relaxed), 0);
+    }
+}

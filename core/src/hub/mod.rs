@@ -669,9 +669,11 @@ impl Hub {
         Arc::new(client::Acceptor { hub: self.clone() })
     }
 
-    /// An Engine.IO engine serving this hub.
+    /// An Engine.IO engine serving this hub. The hub admits handshakes
+    /// with its own [`HubConfig::connection_limits`], so the engine's
+    /// [`EngineConfig::connection_limits`] are turned off.
     pub fn engine(&self, config: EngineConfig) -> Engine {
-        Engine::new(config, self.engine_handler())
+        Engine::new(config.connection_limits(None), self.engine_handler())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Namespace>> {

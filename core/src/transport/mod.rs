@@ -214,15 +214,33 @@ fn detach_uri(uri: &http::Uri) -> http::Uri {
     http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
-fn allowed_origin(engine: &Engine, origin: &HeaderValue) -> bool {
+/// How a request's `Origin` is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AllowedOrigin {
+    /// The origin is listed: reflected, with credentials when configured.
+    Listed,
+    /// Only `*` matches: answered with a literal `*`, never with
+    /// credentials (as npm `cors` does). Reflecting every origin with
+    /// credentials would let any site make requests with the user's
+    /// cookies and read the answers.
+    Any,
+}
+
+fn allowed_origin(engine: &Engine, origin: &HeaderValue) -> Option<AllowedOrigin> {
     let origins = &engine.config().cors_origins;
-    origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes())
+    if origins.iter().any(|o| o.as_bytes() == origin.as_bytes()) {
+        Some(AllowedOrigin::Listed)
+    } else if origins.iter().any(|o| o == "*") {
+        Some(AllowedOrigin::Any)
+    } else {
+        None
+    }
 }
 
 fn preflight(engine: &Engine, req: &Request<Incoming>) -> Response<Body> {
     let mut res = plain(StatusCode::NO_CONTENT, Bytes::new(), "text/plain");
     if let Some(origin) = req.headers().get(header::ORIGIN)
-        && allowed_origin(engine, origin)
+        && allowed_origin(engine, origin).is_some()
     {
         let h = res.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"));
@@ -236,13 +254,18 @@ fn preflight(engine: &Engine, req: &Request<Incoming>) -> Response<Body> {
 
 pub(crate) fn cors_headers(engine: &Engine, origin: Option<&HeaderValue>, res: &mut Response<Body>) {
     let Some(origin) = origin else { return };
-    if !allowed_origin(engine, origin) {
-        return;
-    }
     let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    if engine.config().cors_credentials {
-        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    match allowed_origin(engine, origin) {
+        None => {}
+        Some(AllowedOrigin::Any) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+        Some(AllowedOrigin::Listed) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            if engine.config().cors_credentials {
+                h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            }
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
     }
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }

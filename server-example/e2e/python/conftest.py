@@ -17,7 +17,8 @@ class ServerProcess:
     """The server in --conformance mode, or with chat=True the chat app (the
     default mode). `env` is merged over this process's environment; in chat
     mode JWT_SECRET and TIDEWIRE_CONFORMANCE are not inherited, so only `env`
-    decides whether a secret is set (none: the dev secret and /dev/token)."""
+    decides whether a secret is set (none: a random development secret and
+    /dev/token, as on loopback)."""
 
     def __init__(self, args=(), chat=False, env=None):
         binary = os.environ.get("TIDEWIRE_SERVER_BIN")
@@ -103,7 +104,7 @@ def chat_server():
 
 @pytest.fixture(scope="session")
 def dev_chat_server():
-    """The chat app without JWT_SECRET: the dev secret and GET /dev/token."""
+    """The chat app without JWT_SECRET: a random development secret and GET /dev/token."""
     srv = ServerProcess(chat=True)
     yield srv
     srv.stop()

@@ -54,6 +54,53 @@ pub struct Server {
 }
 
 pub const READY_PREFIX: &str = "tidewire-server listening on http://127.0.0.1:";
+pub const READY_ANY_HOST: &str = "tidewire-server listening on http://";
+
+/// The variables a chat-mode test must not inherit: they choose the mode,
+/// the address, the token secret and development mode.
+const CHAT_MODE_ENV: [&str; 6] =
+    ["JWT_SECRET", "TIDEWIRE_CONFORMANCE", "TIDEWIRE_DEV", "HOST", "TIDEWIRE_ADMIN_ADDR", "CLIENT_URL"];
+
+/// A `tidewire-server` command for the chat app: `--port 0`, `args`, and
+/// `env` over this process's environment minus [`CHAT_MODE_ENV`].
+pub fn chat_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewire-server"));
+    for name in CHAT_MODE_ENV {
+        command.env_remove(name);
+    }
+    command.args(["--port", "0"]).args(args).envs(env.iter().copied());
+    command
+}
+
+/// Run `command` to its exit (within `limit`, else it is killed and this
+/// panics); returns whether it succeeded and what it printed on stderr.
+pub fn run_to_exit(mut command: Command, limit: Duration) -> (bool, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tidewire-server");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tidewire-server still running after {limit:?} (expected it to exit)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().unwrap_or_default())
+}
 
 impl Server {
     /// Start the conformance handlers with default options.
@@ -64,9 +111,23 @@ impl Server {
     /// Start the conformance handlers with extra CLI arguments (in addition
     /// to `--port 0 --host 127.0.0.1 --conformance`).
     pub fn start_with(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidewire-server"))
-            .args(["--port", "0", "--host", "127.0.0.1", "--conformance"])
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tidewire-server"));
+        command.args(["--port", "0", "--host", "127.0.0.1", "--conformance"]).args(args);
+        Self::spawn(command)
+    }
+
+    /// Start the chat app (the default mode) with `args` after `--port 0`
+    /// (`--host` defaults to 127.0.0.1) and `env` over a copy of this
+    /// process's environment without the variables that choose the mode or
+    /// the token secret. Pass `("JWT_SECRET", "...")` to set one.
+    pub fn start_chat(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn(chat_command(args, env))
+    }
+
+    /// Spawn `command` (a `tidewire-server` invocation) and wait for its
+    /// ready line.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,7 +191,12 @@ impl Server {
             }
         };
         let trimmed = line.trim_end_matches(['\n', '\r']);
-        let port = match trimmed.strip_prefix(READY_PREFIX).map(str::parse::<u16>) {
+        // `http://HOST:PORT` for any host (a test may bind 0.0.0.0).
+        let port = match trimmed
+            .strip_prefix(READY_ANY_HOST)
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(_, port)| port.parse::<u16>())
+        {
             Some(Ok(p)) if p != 0 => p,
             _ => {
                 let _ = child.kill();

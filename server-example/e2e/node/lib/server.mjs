@@ -13,7 +13,7 @@ const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
  * the chat app (the default mode) instead. `env` is merged over the test
  * process's environment; in chat mode `JWT_SECRET` and `TIDEWIRE_CONFORMANCE`
  * are not inherited, so only `env` decides whether a secret is set (none:
- * the dev secret and `GET /dev/token`).
+ * a random development secret and `GET /dev/token`, as on loopback).
  */
 export async function startServer(args = [], { chat = false, env = {} } = {}) {
   const bin = process.env.TIDEWIRE_SERVER_BIN;

@@ -1,0 +1,83 @@
+//! The raw Engine.IO echo (`/engine.io/`) and admission: the chat does not
+//! mount it at all, and where it is mounted (`--conformance`) it goes
+//! through the same connection caps and handshake rate as the hub's engine,
+//! counted in `/metrics`.
+
+mod common;
+
+use common::*;
+
+/// A polling handshake at `path`; the status.
+async fn handshake(port: u16, path: &str) -> HttpResponse {
+    http_get(port, path).await
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn the_chat_does_not_serve_the_raw_engine_io_echo() {
+    run(async {
+        let mut server = Server::start_chat(&[], &[("JWT_SECRET", "s3cret")]);
+        let r = handshake(server.port, EIO_POLL).await;
+        assert_eq!(r.status, 404, "/engine.io/ on the chat's public listener: {}", r.text());
+        assert!(RawWs::try_connect(server.port, EIO_WS).await.is_err(), "no WebSocket at /engine.io/ either");
+        let sio = handshake(server.port, SIO_POLL).await;
+        assert_eq!(sio.status, 200, "Socket.IO is served");
+        server.assert_running();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_echo_is_capped_per_ip_and_counted() {
+    run(async {
+        let server = Server::start_with(&["--max-conn-per-ip", "2"]);
+        for i in 0..2 {
+            let r = handshake(server.port, EIO_POLL).await;
+            assert_eq!(r.status, 200, "echo session {i}: {}", r.text());
+        }
+        let refused = handshake(server.port, EIO_POLL).await;
+        assert_eq!(refused.status, 429, "a third echo session from one address: {}", refused.text());
+        assert_eq!(refused.json()["code"], "too_many_connections");
+        let metrics = http_get(server.port, "/metrics").await.text();
+        assert_eq!(metric(&metrics, "tidewire_handshakes_refused_total"), 1, "the refusal is counted");
+        assert_eq!(metric(&metrics, "tidewire_connections"), 2, "echo sessions are counted");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_echo_handshake_rate_is_limited_per_ip() {
+    run(async {
+        let server = Server::start_with(&["--handshakes-per-ip", "5/m"]);
+        for i in 0..5 {
+            assert_eq!(handshake(server.port, EIO_POLL).await.status, 200, "handshake {i}");
+        }
+        let refused = handshake(server.port, EIO_POLL).await;
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert_eq!(refused.json()["code"], "rate_limited");
+        assert!(refused.header("retry-after").is_some(), "Retry-After is sent");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn uncapped_conformance_mode_is_not_limited_twice() {
+    run(async {
+        // Conformance turns the caps off: neither engine may add defaults of
+        // its own (the engine's default handshake rate is 50/s, bursts of 100).
+        let server = Server::start();
+        for path in [SIO_POLL, EIO_POLL] {
+            for i in 0..150 {
+                let r = handshake(server.port, path).await;
+                assert_eq!(r.status, 200, "{path} handshake {i}: {}", r.text());
+            }
+        }
+    })
+    .await
+}
