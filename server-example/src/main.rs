@@ -264,6 +264,11 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(hub_config);
 
     let mut builder = Server::builder().route("/healthz", healthz(hub.clone()));
+    if options.trusted_proxies > 0 {
+        // Every connection comes from a proxy's address: a per-address cap
+        // would cap the whole site. The proxy caps its clients.
+        builder = builder.max_connections_per_ip(0);
+    }
     // Engines served beside the hub's, for /metrics.
     let mut other_engines = Vec::new();
     if options.conformance {
