@@ -97,7 +97,7 @@ fn bench_recovery(c: &mut Criterion) {
     group.bench_function("restore", |b| {
         b.iter(|| {
             store.persist(&pid, session.clone(), now);
-            match restore(&mut store, &log, &pid, Some(black_box(&offset)), now) {
+            match restore(&mut store, &log, &pid, None, Some(black_box(&offset)), now) {
                 Restore::Recovered { missed, .. } => missed.len(),
                 Restore::Failed(f) => panic!("{f:?}"),
             }

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 const EIO_POLL: &str = "/engine.io/?EIO=4&transport=polling";
