@@ -242,3 +242,27 @@ async fn the_wait_for_subscribers_is_bounded_and_counted() {
     assert!(b.flush(STEP).await);
     assert!(started.elapsed() < Duration::from_millis(500));
 }
+
+/// A node that only subscribes (publishes nothing) keeps its subscriber
+/// after a restart: its probes get a new command connection instead of
+/// failing on the broken one and replacing a healthy subscriber (a window
+/// in which messages to it are lost) again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_only_subscribes_keeps_its_subscriber_after_a_restart() {
+    let port = RedisServer::free_port();
+    let mut redis = RedisServer::start_on(port);
+    let (a, _a_rx) = RedisBus::connect(&redis.url(), quick()).unwrap();
+    a.subscribe(&channels(&[CHANNEL])).await.unwrap();
+    assert!(a.wait_connected(STEP).await);
+    // A probe or two before the outage.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.connections_made(), 1);
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _redis = restart(port).await;
+    assert!(a.wait_connected(STEP).await);
+    // Several probe periods (200 ms, 500 ms timeout) later: still the one
+    // subscriber made after the restart.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.connections_made(), 2, "the subscriber was replaced only by the restart");
+}

@@ -439,6 +439,26 @@ impl Shared {
         Ok(total)
     }
 
+    /// Publishes a probe. A command connection that broke (Redis
+    /// restarted, and this node published nothing since) is replaced and
+    /// the probe sent again: the probe tests the subscription, not the
+    /// command connection, which would otherwise stay broken and fail
+    /// every probe, replacing a healthy subscriber again and again.
+    async fn send_probe(&self) {
+        for _ in 0..2 {
+            let Ok(mut c) = self.commands().await else { return };
+            let sent = redis::cmd(self.publish_command())
+                .arg(&self.probe_channel)
+                .arg("ping")
+                .query_async::<i64>(&mut c)
+                .await;
+            if sent.is_ok() {
+                return;
+            }
+            self.forget_commands().await;
+        }
+    }
+
     async fn forget_commands(&self) {
         *self.commands.lock().await = None;
     }
@@ -664,11 +684,7 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
                     if probe_deadline.is_none() {
                         probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
                         let shared = shared.clone();
-                        tokio::spawn(async move {
-                            if let Ok(mut c) = shared.commands().await {
-                                let _ = redis::cmd(shared.publish_command()).arg(&shared.probe_channel).arg("ping").query_async::<i64>(&mut c).await;
-                            }
-                        });
+                        tokio::spawn(async move { shared.send_probe().await });
                     }
                 }
                 () = deadline => {
