@@ -33,6 +33,10 @@ fn fast() -> RedisBusConfig {
 }
 
 async fn node(redis_url: &str, limits: Option<&str>) -> Node {
+    node_with(redis_url, limits, fast()).await
+}
+
+async fn node_with(redis_url: &str, limits: Option<&str>, bus_config: RedisBusConfig) -> Node {
     let server = Embedded::new(EmbedOptions { limits: limits.map(str::to_owned), ..EmbedOptions::default() }).unwrap();
     let hub = server.hub().clone();
     let ns = hub.of("/");
@@ -55,7 +59,7 @@ async fn node(redis_url: &str, limits: Option<&str>) -> Node {
             }
         }
     });
-    let (bus, inbound) = RedisBus::connect(redis_url, fast()).unwrap();
+    let (bus, inbound) = RedisBus::connect(redis_url, bus_config).unwrap();
     let bus = Arc::new(bus);
     let config =
         ClusterConfig::default().request_timeout(Duration::from_secs(1)).heartbeat_interval(Duration::from_millis(200));
@@ -214,6 +218,60 @@ async fn the_cluster_heals_after_redis_is_killed_and_restarted_under_traffic() {
     assert!(b.bus.connections_made() >= 2, "b's subscriber reconnected");
     until("two nodes again", async || server_count(&a).await == Some(2)).await;
     assert_eq!(a.bus.dropped_outbound(), 0, "the outage fitted in the outbound bound");
+}
+
+/// Issue 14: a room's member on node a, a sender on node b emitting to the
+/// room every 20 ms; Redis is SIGKILLed and restarted on the same port
+/// 1.5 s later, three times, and a's subscriber comes back later than b's
+/// connection (its backoff grew longer). Every message reaches the member,
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_member_gets_every_message_from_another_node_across_redis_restarts() {
+    let port = RedisServer::free_port();
+    let mut redis = RedisServer::start_on(port);
+    let slow = RedisBusConfig::default()
+        .backoff(Duration::from_millis(100), Duration::from_millis(1600))
+        .probe(Duration::from_millis(500), Duration::from_millis(1000));
+    let (a, b) = (node_with(&redis.url(), None, slow).await, node(&redis.url(), None).await);
+    until("two nodes", async || server_count(&a).await == Some(2)).await;
+    let pa = Peer::connect(&a).await;
+    pa.join("chat").await;
+    room_subscribers(&b, "chat", 1).await;
+
+    let hub = b.server.hub().clone();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sender = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for i in 0u64.. {
+                tick.tick().await;
+                hub.to("chat").emit("news", Payload::json(vec![json!(i)]));
+                sent.store(i + 1, Ordering::Relaxed);
+            }
+        })
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        redis = tokio::task::spawn_blocking(move || RedisServer::start_on(port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    sender.abort();
+    let sent = sent.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while (pa.received("news").len() as u64) < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got: Vec<u64> = pa.received("news").iter().map(|p| p.data[0].as_u64().unwrap()).collect();
+    let missing = (0..sent).filter(|i| !got.contains(i)).count();
+    assert_eq!(missing, 0, "{missing} of {sent} messages never reached a");
+    assert_eq!(got, (0..sent).collect::<Vec<_>>(), "every message once, in order");
+    let stats = b.server.hub().cluster_stats().unwrap();
+    assert_eq!(stats.publish_failed.load(Ordering::Relaxed), 0);
+    assert_eq!(b.bus.unconfirmed_outbound(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

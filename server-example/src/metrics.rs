@@ -100,6 +100,9 @@ impl Collector for Counters {
         if let Some(bus) = &self.bus {
             let lost = AtomicU64::new(bus.dropped_inbound());
             counter(&mut e, "tidewire_bus_dropped_inbound", "Bus messages lost: this node read too slowly", &lost)?;
+            let unconfirmed = AtomicU64::new(bus.unconfirmed_outbound());
+            let help = "Bus messages published after a Redis outage before every earlier subscriber was back";
+            counter(&mut e, "tidewire_bus_unconfirmed_outbound", help, &unconfirmed)?;
             let made = AtomicU64::new(bus.connections_made());
             counter(&mut e, "tidewire_bus_connections", "Subscriber connections made to Redis", &made)?;
         }

@@ -33,6 +33,8 @@ pub mod classic;
 mod emitter;
 mod memory;
 #[cfg(feature = "redis")]
+mod outage;
+#[cfg(feature = "redis")]
 mod redis;
 pub mod sharded;
 

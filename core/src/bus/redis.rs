@@ -9,6 +9,17 @@
 //!   connection is back; past [`RedisBusConfig::outbound_bound`] a publish
 //!   is refused with [`BusError::Full`] and counted in
 //!   [`RedisBus::dropped_outbound`] (and logged).
+//! * **After an outage** a node publishes again only once the subscribers
+//!   of each channel it publishes to are back: Redis keeps nothing, so a
+//!   message published before another node has resubscribed would reach
+//!   nobody there. The publisher remembers how many subscribers Redis
+//!   counted on each channel (`PUBSUB NUMSUB`, asked with each batch of
+//!   publishes); after it reconnects, what it held, and what is published
+//!   meanwhile, waits, in order, until each channel counts as many again,
+//!   at most [`RedisBusConfig::resubscribe_wait`]. Past it the messages go
+//!   out anyway, and those that reached fewer subscribers than before are
+//!   counted in [`RedisBus::unconfirmed_outbound`] (and logged). Not with a
+//!   Redis Cluster, where each node counts only its own subscribers.
 //! * **Subscriptions** are remembered: after a reconnect every channel is
 //!   subscribed again before messages flow. A subscription can also die
 //!   silently (a proxy or a NAT forgets the connection); every
@@ -35,6 +46,7 @@ use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{PushInfo, PushKind};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
+use super::outage::{Check, Subscribers};
 use super::{Bus, BusError, BusFuture, BusMessage};
 
 /// Settings of a [`RedisBus`].
@@ -62,6 +74,12 @@ pub struct RedisBusConfig {
     /// with a Redis Cluster, whose shard channels live on the node of
     /// their slot.
     pub sharded: bool,
+    /// After a reconnect, how long publishing may wait for the channels'
+    /// subscribers to be back (default 6 s: more than the other nodes'
+    /// largest reconnection backoff, 5 s by default, so that a node still
+    /// in its backoff when Redis returns is waited for). Zero publishes at
+    /// once.
+    pub resubscribe_wait: Duration,
 }
 
 impl Default for RedisBusConfig {
@@ -74,6 +92,7 @@ impl Default for RedisBusConfig {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             sharded: false,
+            resubscribe_wait: Duration::from_secs(6),
         }
     }
 }
@@ -99,6 +118,11 @@ impl RedisBusConfig {
     /// Sets [`sharded`](Self::sharded).
     pub fn sharded(mut self, yes: bool) -> Self {
         self.sharded = yes;
+        self
+    }
+    /// Sets [`resubscribe_wait`](Self::resubscribe_wait).
+    pub fn resubscribe_wait(mut self, wait: Duration) -> Self {
+        self.resubscribe_wait = wait;
         self
     }
     /// Sets the reconnection backoff range.
@@ -133,6 +157,9 @@ struct Shared {
     sink: Mutex<Option<Sink>>,
     /// The command connection, when connected.
     commands: Mutex<Option<MultiplexedConnection>>,
+    /// How many command connections were made: a new one tells the
+    /// publisher that Redis may have lost every subscription.
+    command_connections: AtomicU64,
     /// This node's probe channel.
     probe_channel: String,
     probe_seen: Notify,
@@ -142,6 +169,8 @@ struct Shared {
     /// Notified when `unsent` drops to zero.
     flushed: Notify,
     dropped_outbound: AtomicU64,
+    /// Messages sent after an outage to fewer subscribers than before.
+    unconfirmed_outbound: AtomicU64,
     dropped_inbound: AtomicU64,
     reconnects: AtomicU64,
     closed: AtomicBool,
@@ -230,11 +259,13 @@ impl RedisBus {
             channels: std::sync::Mutex::new(BTreeSet::new()),
             sink: Mutex::new(None),
             commands: Mutex::new(None),
+            command_connections: AtomicU64::new(0),
             probe_seen: Notify::new(),
             subscribed: watch::channel(false).0,
             unsent: AtomicU64::new(0),
             flushed: Notify::new(),
             dropped_outbound: AtomicU64::new(0),
+            unconfirmed_outbound: AtomicU64::new(0),
             dropped_inbound: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -255,6 +286,14 @@ impl RedisBus {
     /// Publishes refused because the outbound queue was full.
     pub fn dropped_outbound(&self) -> u64 {
         self.shared.dropped_outbound.load(Ordering::Relaxed)
+    }
+
+    /// Messages published after an outage that reached fewer subscribers
+    /// than their channel counted before it: the wait for the subscribers
+    /// to come back ([`RedisBusConfig::resubscribe_wait`]) ran out. (The
+    /// messages refused during an outage are [`dropped_outbound`](Self::dropped_outbound).)
+    pub fn unconfirmed_outbound(&self) -> u64 {
+        self.shared.unconfirmed_outbound.load(Ordering::Relaxed)
     }
 
     /// Messages lost because this node's receiver was full.
@@ -327,6 +366,7 @@ impl Shared {
             }
         };
         *slot = Some(c.clone());
+        self.command_connections.fetch_add(1, Ordering::AcqRel);
         Ok(c)
     }
 
@@ -399,6 +439,26 @@ impl Shared {
         Ok(total)
     }
 
+    /// Publishes a probe. A command connection that broke (Redis
+    /// restarted, and this node published nothing since) is replaced and
+    /// the probe sent again: the probe tests the subscription, not the
+    /// command connection, which would otherwise stay broken and fail
+    /// every probe, replacing a healthy subscriber again and again.
+    async fn send_probe(&self) {
+        for _ in 0..2 {
+            let Ok(mut c) = self.commands().await else { return };
+            let sent = redis::cmd(self.publish_command())
+                .arg(&self.probe_channel)
+                .arg("ping")
+                .query_async::<i64>(&mut c)
+                .await;
+            if sent.is_ok() {
+                return;
+            }
+            self.forget_commands().await;
+        }
+    }
+
     async fn forget_commands(&self) {
         *self.commands.lock().await = None;
     }
@@ -417,26 +477,20 @@ impl Shared {
 /// [`PUBLISH_BATCH`] messages per round trip). A batch that fails is
 /// retried whole after a reconnect, so an outage delays messages instead of
 /// losing them; a connection that breaks in the middle of a batch may
-/// therefore deliver its first messages twice.
+/// therefore deliver its first messages twice. After a reconnect a batch
+/// waits for its channels' subscribers (see [`Subscribers`]).
 async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut backoff = shared.config.min_backoff;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut subscribers = Subscribers::new(REMEMBERED_CHANNELS);
+    let mut connection = 0;
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let sent_count = batch.len() as u64;
-        let mut pipe = redis::pipe();
-        for (channel, payload) in &batch {
-            pipe.cmd(shared.publish_command()).arg(channel).arg(payload.as_ref()).ignore();
-        }
-        batch.clear();
         loop {
             if shared.is_closed() {
                 return;
             }
-            let sent = match shared.commands().await {
-                Ok(mut c) => pipe.query_async::<()>(&mut c).await.map_err(|e| backend(&e)),
-                Err(e) => Err(e),
-            };
-            match sent {
+            match shared.send_batch(&batch, &mut subscribers, &mut connection).await {
                 Ok(()) => {
                     backoff = shared.config.min_backoff;
                     if shared.unsent.fetch_sub(sent_count, Ordering::AcqRel) == sent_count {
@@ -444,6 +498,7 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
                     }
                     break;
                 }
+                Err(BusError::Closed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "redis bus: publish failed, reconnecting");
                     shared.forget_commands().await;
@@ -451,8 +506,113 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
                 }
             }
         }
+        batch.clear();
     }
 }
+
+impl Shared {
+    /// Publishes `batch` in one round trip, after waiting for its channels'
+    /// subscribers when the command connection is new since the last batch
+    /// (`connection`: the count of command connections the publisher saw).
+    async fn send_batch(
+        &self,
+        batch: &[(String, Bytes)],
+        subscribers: &mut Subscribers,
+        connection: &mut u64,
+    ) -> Result<(), BusError> {
+        let mut c = self.commands().await?;
+        // A Redis Cluster counts subscribers per node: nothing to compare.
+        let remember = !self.cluster;
+        let made = self.command_connections.load(Ordering::Acquire);
+        if remember && made != *connection {
+            *connection = made;
+            subscribers.reconnected(tokio::time::Instant::now(), self.config.resubscribe_wait);
+        }
+        let channels = || batch.iter().map(|(c, _)| c.as_str());
+        let mut waiting = subscribers.waiting_for(channels());
+        let started = tokio::time::Instant::now();
+        while !waiting.is_empty() {
+            let counts = self.numsub_many(&mut c, &waiting).await.map_err(|e| backend(&e))?;
+            match subscribers.check(tokio::time::Instant::now(), &counts, self.unsent.load(Ordering::Acquire)) {
+                Check::Ready => {
+                    tracing::info!(waited = ?started.elapsed(), "redis bus: subscribers back, publishing again");
+                    break;
+                }
+                Check::GaveUp(short) => {
+                    tracing::warn!(
+                        channels = ?short,
+                        waited = ?started.elapsed(),
+                        "redis bus: subscribers of before the outage not back, publishing anyway"
+                    );
+                    break;
+                }
+                Check::Again(short) => waiting = short,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESUBSCRIBE_POLL) => {}
+                () = self.closing.notified() => return Err(BusError::Closed),
+            }
+        }
+        let refresh = if remember { subscribers.to_refresh(channels()) } else { Vec::new() };
+        let mut pipe = redis::pipe();
+        for (channel, payload) in batch {
+            pipe.cmd(self.publish_command()).arg(channel).arg(payload.as_ref());
+        }
+        if !refresh.is_empty() {
+            pipe.cmd("PUBSUB").arg(self.numsub_command()).arg(&refresh);
+        }
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut c).await.map_err(|e| backend(&e))?;
+        let counts = if refresh.is_empty() { Vec::new() } else { numsub_counts(replies.pop()) };
+        let delivered = batch
+            .iter()
+            .zip(&replies)
+            .map(|((channel, _), n)| (channel.as_str(), redis::from_redis_value_ref::<usize>(n).unwrap_or(0)));
+        let short = subscribers.sent(delivered, &counts);
+        if short > 0 {
+            let total = self.unconfirmed_outbound.fetch_add(short, Ordering::Relaxed) + short;
+            tracing::warn!(
+                messages = short,
+                total,
+                "redis bus: messages published after an outage reached fewer subscribers than before"
+            );
+        }
+        Ok(())
+    }
+
+    fn numsub_command(&self) -> &'static str {
+        if self.config.sharded { "SHARDNUMSUB" } else { "NUMSUB" }
+    }
+
+    /// `PUBSUB NUMSUB channels...` (`SHARDNUMSUB` when sharded).
+    async fn numsub_many(
+        &self,
+        c: &mut MultiplexedConnection,
+        channels: &[String],
+    ) -> Result<Vec<(String, usize)>, redis::RedisError> {
+        let reply: redis::Value = redis::cmd("PUBSUB").arg(self.numsub_command()).arg(channels).query_async(c).await?;
+        Ok(numsub_counts(Some(reply)))
+    }
+}
+
+/// The `(channel, count)` pairs of a `PUBSUB NUMSUB` answer (a flat array).
+fn numsub_counts(reply: Option<redis::Value>) -> Vec<(String, usize)> {
+    let Some(redis::Value::Array(items)) = reply else { return Vec::new() };
+    items
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let channel = redis::from_redis_value_ref::<String>(&pair[0]).ok()?;
+            let n = redis::from_redis_value_ref::<usize>(&pair[1]).ok()?;
+            Some((channel, n))
+        })
+        .collect()
+}
+
+/// How often, after a reconnect, the subscribers of the channels about to
+/// be published to are counted again until they are back.
+const RESUBSCRIBE_POLL: Duration = Duration::from_millis(50);
+
+/// Most channels whose subscriber count a publisher remembers.
+const REMEMBERED_CHANNELS: usize = 16_384;
 
 /// Most messages published in one round trip (the publisher keeps one
 /// pipeline in flight: a batch this large keeps a node's publishing well
@@ -524,11 +684,7 @@ async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
                     if probe_deadline.is_none() {
                         probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
                         let shared = shared.clone();
-                        tokio::spawn(async move {
-                            if let Ok(mut c) = shared.commands().await {
-                                let _ = redis::cmd(shared.publish_command()).arg(&shared.probe_channel).arg("ping").query_async::<i64>(&mut c).await;
-                            }
-                        });
+                        tokio::spawn(async move { shared.send_probe().await });
                     }
                 }
                 () = deadline => {
