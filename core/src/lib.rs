@@ -31,6 +31,7 @@ pub mod limits;
 pub mod presence;
 pub mod recovery;
 pub mod rooms;
+mod time;
 #[cfg(feature = "server")]
 pub mod transport;
 #[cfg(any(feature = "server", feature = "client"))]

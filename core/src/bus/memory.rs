@@ -42,7 +42,9 @@ struct State {
     /// Holder -> end of its lease.
     leases: HashMap<String, std::time::Instant>,
     /// Rate key -> theoretical arrival time (GCRA).
-    rates: HashMap<String, std::time::Instant>,
+    rates: HashMap<String, crate::limits::GcraCell>,
+    /// The origin of the rate cells' clock (set at the first rate check).
+    epoch: Option<crate::limits::Epoch>,
 }
 
 #[derive(Debug)]
@@ -176,7 +178,7 @@ impl Bus for MemoryNode {
 
     fn acquire<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str, cap: u64) -> BusFuture<'a, bool> {
         let result = self.with_node(|st| {
-            let now = std::time::Instant::now();
+            let now = crate::time::now();
             let State { counters, leases, .. } = st;
             let units = counters.entry(format!("{scope}#count#{key}")).or_default();
             units.retain(|h, _| {
@@ -216,23 +218,21 @@ impl Bus for MemoryNode {
         interval: std::time::Duration,
         burst: u32,
     ) -> BusFuture<'a, Option<std::time::Duration>> {
+        // The same GCRA as every other limit (`limits::GcraCell`), on the
+        // bus's clock.
+        let rate = crate::limits::Rate { count: 1, period: interval, burst: burst.max(1) };
+        let now = crate::time::now();
         let result = self.with_node(|st| {
-            let now = std::time::Instant::now();
-            let tolerance = interval * burst.saturating_sub(1);
-            let tat = st.rates.entry(format!("{scope}#rate#{key}")).or_insert(now);
-            let start = (*tat).max(now);
-            if start > now + tolerance {
-                return Some(start - now - tolerance);
-            }
-            *tat = start + interval;
-            None
+            let now = st.epoch.get_or_insert_with(|| crate::limits::Epoch::new(now)).nanos(now);
+            let cell = st.rates.entry(format!("{scope}#rate#{key}")).or_default();
+            cell.check(&rate, now).err().map(|limited| limited.retry_after)
         });
         Box::pin(async move { result })
     }
 
     fn renew<'a>(&'a self, scope: &'a str, holder: &'a str, ttl: std::time::Duration) -> BusFuture<'a, ()> {
         let result = self.with_node(|st| {
-            st.leases.insert(format!("{scope}#lease#{holder}"), std::time::Instant::now() + ttl);
+            st.leases.insert(format!("{scope}#lease#{holder}"), crate::time::now() + ttl);
         });
         Box::pin(async move { result })
     }
@@ -241,6 +241,7 @@ impl Bus for MemoryNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ch(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| (*s).to_owned()).collect()
@@ -301,5 +302,25 @@ mod tests {
         assert_eq!(b.dropped(), 3);
         assert_eq!(&b_rx.recv().await.unwrap().payload[..], &[0]);
         assert_eq!(&b_rx.recv().await.unwrap().payload[..], &[1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rates_and_leases_run_on_tokio_time_shared_by_every_node() {
+        let bus = MemoryBus::new();
+        let (a, _a_rx) = bus.node(4);
+        let (b, _b_rx) = bus.node(4);
+        let second = Duration::from_secs(1);
+        // 1/s, bursts of 2, one cell for the whole cluster.
+        assert_eq!(a.rate("r", "ann", second, 2).await.unwrap(), None);
+        assert_eq!(b.rate("r", "ann", second, 2).await.unwrap(), None);
+        assert_eq!(a.rate("r", "ann", second, 2).await.unwrap(), Some(second));
+        tokio::time::advance(second).await;
+        assert_eq!(b.rate("r", "ann", second, 2).await.unwrap(), None);
+        // A dead holder's units stop counting when its lease runs out.
+        a.renew("caps", "node-a", Duration::from_secs(15)).await.unwrap();
+        assert!(a.acquire("caps", "ip", "node-a", 1).await.unwrap());
+        assert!(!b.acquire("caps", "ip", "node-b", 1).await.unwrap());
+        tokio::time::advance(Duration::from_secs(16)).await;
+        assert!(b.acquire("caps", "ip", "node-b", 1).await.unwrap());
     }
 }

@@ -471,7 +471,7 @@ impl Engine {
     /// assert_eq!(engine.session_count(), 0);
     /// ```
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Engine {
-        let epoch = tokio::time::Instant::now().into_std();
+        let epoch = crate::time::now();
         Engine {
             inner: Arc::new(EngineInner {
                 connections: config.connection_limits.clone().map(|limits| ConnectionCounter::new(limits, epoch)),
@@ -518,7 +518,7 @@ impl Engine {
             Some(counter) => {
                 let xff = request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
                 let ip = counter.limits().client_ip(request.remote_addr.ip(), xff);
-                match counter.acquire_ip(ip, tokio::time::Instant::now().into_std()) {
+                match counter.acquire_ip(ip, crate::time::now()) {
                     Ok(permit) => Some(permit),
                     Err(refused) => {
                         self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,6 @@ use tokio::sync::Notify;
 
 use super::handler::run_now_or_spawn;
 use super::socket::SocketParts;
-use std::time::Instant;
 
 use super::cluster_recovery::Remote;
 use super::namespace::{self, Deferred};
@@ -43,7 +42,7 @@ impl EngineHandler for Acceptor {
             });
         }
         let ip = client_ip(&self.hub, request);
-        match self.hub.inner().connections.acquire_ip(ip, std::time::Instant::now()) {
+        match self.hub.inner().connections.acquire_ip(ip, crate::time::now()) {
             Ok(permit) => Ok(Admitted::new(permit)),
             Err(refused) => {
                 HubStats::add(&self.hub.stats().connections_refused, 1);
@@ -413,7 +412,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     // A session this node does not hold may be with another node of the
     // cluster (see `cluster_recovery`).
     let remote = match (ns.recovery(), ns.cluster(), handshake.auth.get("pid").and_then(Value::as_str)) {
-        (Some(rec), Some(cluster), Some(pid)) if !namespace::lock(&rec.store).contains(pid, Instant::now()) => {
+        (Some(rec), Some(cluster), Some(pid)) if !namespace::lock(&rec.store).contains(pid, crate::time::now()) => {
             let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
             Some(cluster.take_remote_session(ns.name(), pid, admission.user_id.as_deref(), offset).await)
         }
@@ -470,7 +469,7 @@ fn add_socket(
                 let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
                 let mut store = namespace::lock(&rec.store);
                 let user = admission.user_id.as_deref();
-                let outcome = recovery::restore(&mut store, log, pid, user, offset, Instant::now());
+                let outcome = recovery::restore(&mut store, log, pid, user, offset, crate::time::now());
                 drop(store);
                 let taken = !matches!(outcome, Restore::Failed(RestoreFailure::OtherUser));
                 match outcome {

@@ -688,9 +688,9 @@ impl Cluster {
         if uid != &*self.uid {
             let mut peers = lock(&self.peers);
             match peers.get_mut(uid) {
-                Some(t) => *t = Instant::now(),
+                Some(t) => *t = crate::time::now(),
                 None => {
-                    peers.insert(uid.to_owned(), Instant::now());
+                    peers.insert(uid.to_owned(), crate::time::now());
                 }
             }
         }

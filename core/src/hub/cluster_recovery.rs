@@ -101,7 +101,7 @@ impl Frame {
 }
 
 /// The sessions this node keeps listening for: pid → (namespace, rooms,
-/// until when).
+/// until when). Pure state: the caller passes `now`.
 #[derive(Debug, Default)]
 pub(crate) struct Retained {
     sessions: HashMap<String, (String, Vec<Room>, Instant)>,
@@ -109,46 +109,70 @@ pub(crate) struct Retained {
     rooms: HashMap<(String, Room), usize>,
 }
 
+impl Retained {
+    /// Keeps `pid`'s `rooms` of `nsp` until `until` (replacing what `pid`
+    /// kept before). Returns the rooms of the replaced session no kept
+    /// session holds any more, with their namespace.
+    fn retain(&mut self, nsp: &str, pid: &str, rooms: Vec<Room>, until: Instant) -> Option<(String, Vec<Room>)> {
+        let replaced = self.release(pid);
+        for room in &rooms {
+            *self.rooms.entry((nsp.to_owned(), room.clone())).or_default() += 1;
+        }
+        self.sessions.insert(pid.to_owned(), (nsp.to_owned(), rooms, until));
+        replaced
+    }
+
+    /// Whether a kept session holds `room` of `nsp`.
+    fn holds(&self, nsp: &str, room: &str) -> bool {
+        !self.rooms.is_empty() && self.rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
+    }
+
+    /// Forgets `pid`; returns its namespace and the rooms no kept session
+    /// holds any more.
+    fn release(&mut self, pid: &str) -> Option<(String, Vec<Room>)> {
+        let (nsp, rooms, _) = self.sessions.remove(pid)?;
+        let mut freed = Vec::new();
+        for room in rooms {
+            let key = (nsp.clone(), room);
+            if let Some(n) = self.rooms.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.rooms.remove(&key);
+                    freed.push(key.1);
+                }
+            }
+        }
+        Some((nsp, freed))
+    }
+
+    /// The pids whose window has passed at `now`.
+    fn expired(&self, now: Instant) -> Vec<String> {
+        self.sessions.iter().filter(|(_, (_, _, until))| *until <= now).map(|(pid, _)| pid.clone()).collect()
+    }
+}
+
 impl Cluster {
     /// A session of this node was kept: its rooms stay listened to until it
     /// is taken or `window` passes.
     pub(crate) fn retain_session(&self, nsp: &str, pid: &str, rooms: Vec<Room>, window: Duration) {
-        let mut retained = lock(&self.retained);
-        if let Some((old_nsp, old_rooms, _)) = retained.sessions.remove(pid) {
-            release(&mut retained, &old_nsp, &old_rooms);
-        }
-        for room in &rooms {
-            *retained.rooms.entry((nsp.to_owned(), room.clone())).or_default() += 1;
-        }
-        retained.sessions.insert(pid.to_owned(), (nsp.to_owned(), rooms, Instant::now() + window));
+        // A pid is kept once per disconnect: nothing is replaced in practice.
+        let _ = lock(&self.retained).retain(nsp, pid, rooms, crate::time::now() + window);
     }
 
     /// Whether a kept session holds `room`'s channel.
     pub(crate) fn retains(&self, nsp: &str, room: &str) -> bool {
-        let retained = lock(&self.retained);
-        !retained.rooms.is_empty() && retained.rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
+        lock(&self.retained).holds(nsp, room)
     }
 
     /// The session `pid` was taken: its rooms go back to normal interest.
     pub(crate) fn release_session(&self, hub: &super::Hub, pid: &str) {
-        let released = {
-            let mut retained = lock(&self.retained);
-            let Some((nsp, rooms, _)) = retained.sessions.remove(pid) else { return };
-            let freed = release(&mut retained, &nsp, &rooms);
-            (nsp, freed)
-        };
-        self.unsubscribe_freed(hub, &released.0, released.1);
+        let Some((nsp, freed)) = lock(&self.retained).release(pid) else { return };
+        self.unsubscribe_freed(hub, &nsp, freed);
     }
 
     /// Releases the sessions whose window passed.
     pub(crate) fn expire_retained(&self, hub: &super::Hub) {
-        let now = Instant::now();
-        let expired: Vec<String> = lock(&self.retained)
-            .sessions
-            .iter()
-            .filter(|(_, (_, _, until))| *until <= now)
-            .map(|(pid, _)| pid.clone())
-            .collect();
+        let expired = lock(&self.retained).expired(crate::time::now());
         for pid in expired {
             self.release_session(hub, &pid);
         }
@@ -269,22 +293,6 @@ pub(crate) fn recovery_channel(prefix: &str, uid: Option<&str>) -> String {
     }
 }
 
-/// Drops `rooms` of one session; returns those no kept session holds now.
-fn release(retained: &mut Retained, nsp: &str, rooms: &[Room]) -> Vec<Room> {
-    let mut freed = Vec::new();
-    for room in rooms {
-        let key = (nsp.to_owned(), room.clone());
-        if let Some(n) = retained.rooms.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                retained.rooms.remove(&key);
-                freed.push(room.clone());
-            }
-        }
-    }
-    freed
-}
-
 impl Namespace {
     /// Takes session `pid` for another node: the session and its missed
     /// packets, as a local restore would give them.
@@ -292,7 +300,7 @@ impl Namespace {
         let Some(rec) = self.recovery() else { return State::Unknown };
         let log = lock(&rec.log);
         let mut store = lock(&rec.store);
-        match recovery::restore(&mut store, &log, pid, user, offset, Instant::now()) {
+        match recovery::restore(&mut store, &log, pid, user, offset, crate::time::now()) {
             Restore::Recovered { session, missed } => State::Found {
                 id: session.id.to_string(),
                 rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
@@ -313,6 +321,28 @@ impl Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retained_sessions_hold_their_rooms_until_taken_or_expired() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut kept = Retained::default();
+        let rooms = |names: &[&str]| names.iter().map(|n| Room::from(*n)).collect::<Vec<_>>();
+        assert_eq!(kept.retain("/", "p1", rooms(&["a", "b"]), t0 + secs(10)), None);
+        assert_eq!(kept.retain("/", "p2", rooms(&["b"]), t0 + secs(20)), None);
+        assert!(kept.holds("/", "a") && kept.holds("/", "b") && !kept.holds("/chat", "a"));
+        assert_eq!(kept.expired(t0 + secs(9)), Vec::<String>::new());
+        assert_eq!(kept.expired(t0 + secs(10)), vec!["p1".to_owned()]);
+        // Taken: only the rooms no other kept session holds are freed.
+        assert_eq!(kept.release("p1"), Some(("/".to_owned(), rooms(&["a"]))));
+        assert!(!kept.holds("/", "a") && kept.holds("/", "b"));
+        assert_eq!(kept.release("p1"), None, "once");
+        // Kept again with other rooms: the old ones go.
+        assert_eq!(kept.retain("/", "p2", rooms(&["c"]), t0 + secs(30)), Some(("/".to_owned(), rooms(&["b"]))));
+        assert!(!kept.holds("/", "b") && kept.holds("/", "c"));
+        assert_eq!(kept.release("p2"), Some(("/".to_owned(), rooms(&["c"]))));
+        assert!(kept.sessions.is_empty() && kept.rooms.is_empty());
+    }
 
     #[test]
     fn frames_cross_as_text_or_base64() {

@@ -494,7 +494,7 @@ fn normalize(name: &str) -> String {
 impl Hub {
     /// A hub with `config`.
     pub fn new(config: HubConfig) -> Hub {
-        let epoch = std::time::Instant::now();
+        let epoch = crate::time::now();
         let hub = Hub {
             inner: Arc::new(HubInner {
                 rates: RateLimiter::new(config.rate_limits.clone(), epoch),

@@ -263,7 +263,7 @@ impl Namespace {
             self.parser().encode(&Packet::event(self.name(), event, args.clone(), None)).into();
         let result = deliver(&frames);
         let size = frames.iter().map(Encoded::len).sum();
-        log.append(offset, frames, target.clone(), size, std::time::Instant::now());
+        log.append(offset, frames, target.clone(), size, crate::time::now());
         (result, args)
     }
 

@@ -615,7 +615,7 @@ impl Socket {
         let rates = &hub.inner().rates;
         let refusal = if rates.is_active() {
             let ip = self.inner.handshake.address;
-            match rates.check(&self.inner.rates, name, self.inner.user_id.as_ref(), ip, std::time::Instant::now()) {
+            match rates.check(&self.inner.rates, name, self.inner.user_id.as_ref(), ip, crate::time::now()) {
                 Verdict::Allow => None,
                 Verdict::Refuse(l) => {
                     Some((EventRejection::new("rate_limited", "rate limit exceeded").retry_after(l.retry_after), false))
@@ -855,7 +855,7 @@ impl Socket {
         if !rooms.contains(&session.id) {
             rooms.push(session.id.clone());
         }
-        super::namespace::lock(&rec.store).persist(&mine.pid, session, std::time::Instant::now());
+        super::namespace::lock(&rec.store).persist(&mine.pid, session, crate::time::now());
         // In a cluster, the client may come back to another node: this one
         // keeps hearing what the session's rooms get meanwhile.
         if let (Some(cluster), Some(hub)) = (self.inner.namespace.cluster(), self.inner.namespace.hub())

@@ -525,6 +525,30 @@ async fn a_rate_limit_cut_answers_every_handled_event_then_notice_then_disconnec
 }
 
 #[tokio::test(start_paused = true)]
+async fn rate_limits_run_on_tokio_time() {
+    // One event per hour: with tokio's clock paused, an hour passes at once.
+    let rules = crate::limits::RateLimits::none().event("chat", crate::limits::Rate::per(Duration::from_secs(3600), 1));
+    let (hub, engine) = users_hub(HubConfig::default().rate_limits(rules));
+    hub.of("/").on("chat", |_s: Socket, e: Event| async move {
+        if let Some(ack) = e.ack {
+            let _ = ack.send(args(json!(["ok"])));
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/", Some(json!({ "user": "ann" }))).await;
+    a.send("21[\"chat\"]");
+    a.send("22[\"chat\"]");
+    settle().await;
+    let out = a.recv();
+    assert_eq!(out[0], r#"31["ok"]"#);
+    assert!(out[1].starts_with("32[{") && out[1].contains("rate_limited"), "{out:?}");
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    a.send("23[\"chat\"]");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"33["ok"]"#.to_owned()], "allowed again an hour later");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cut_waits_for_answers_at_most_its_deadline() {
     let rules = crate::limits::RateLimits::none()
         .event("chat", crate::limits::Rate::per(Duration::from_secs(3600), 1))
