@@ -108,8 +108,13 @@ fn ws_request(query: &str) -> http::Request<()> {
     http::Request::get(format!("/engine.io/?{query}")).header("upgrade", "websocket").body(()).unwrap()
 }
 
-fn accept(engine: &Engine, query: &str) -> Result<host::WebSocketAccept, Answer> {
-    host::accept_websocket(engine, &ws_request(query), addr())
+fn accept(engine: &Engine, query: &str) -> host::WebSocketAccept {
+    host::accept_websocket(engine, &ws_request(query), addr()).expect("accepted")
+}
+
+/// The answer to a WebSocket request the engine refuses.
+fn refuse(engine: &Engine, query: &str) -> Answer {
+    host::accept_websocket(engine, &ws_request(query), addr()).expect_err("refused")
 }
 
 async fn outgoing(ws: &WebSocket) -> Outbound {
@@ -332,7 +337,7 @@ async fn a_refused_handshake_gets_its_status_and_retry_after() {
     let body: Value = serde_json::from_slice(res.body()).unwrap();
     assert!(body["code"].is_string() && body["message"].is_string(), "{body}");
     // Over WebSocket: the same answer instead of the 101.
-    let refused = accept(&engine, "EIO=4&transport=websocket").unwrap_err();
+    let refused = refuse(&engine, "EIO=4&transport=websocket");
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.body(), res.body());
     assert_eq!(engine.stats().refused.load(std::sync::atomic::Ordering::Relaxed), 2);
@@ -344,7 +349,7 @@ async fn a_refused_handshake_gets_its_status_and_retry_after() {
     let res = get(&engine, "/engine.io/?EIO=4&transport=polling").await;
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
-    let refused = accept(&engine, "EIO=4&transport=websocket").unwrap_err();
+    let refused = refuse(&engine, "EIO=4&transport=websocket");
     assert_eq!((refused.status(), &refused.headers()["retry-after"]), (res.status(), &res.headers()["retry-after"]));
 }
 
@@ -387,7 +392,7 @@ async fn cors_headers_and_preflight_as_on_the_listener() {
 #[tokio::test]
 async fn a_websocket_session_fed_frame_by_frame() {
     let engine = echo(EngineConfig::default());
-    let accepted = accept(&engine, "EIO=4&transport=websocket").unwrap();
+    let accepted = accept(&engine, "EIO=4&transport=websocket");
     assert_eq!(accepted.sid(), None, "a new session");
     assert_eq!(engine.session_count(), 0, "opened only once the host's handshake is done");
     let ws = accepted.start();
@@ -423,7 +428,7 @@ async fn socketio_over_a_host_websocket() {
 #[tokio::test]
 async fn a_server_close_delivers_the_queue_then_closes() {
     let engine = echo(EngineConfig::default());
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     frames(&ws).await;
     let session = engine.session(ws.sid().unwrap()).unwrap();
     session.send([Encoded::message("bye")]).unwrap();
@@ -436,12 +441,12 @@ async fn a_server_close_delivers_the_queue_then_closes() {
 #[tokio::test]
 async fn a_websocket_error_or_a_dropped_websocket_closes_the_session() {
     let engine = echo(EngineConfig::default());
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     let session = engine.session(ws.sid().unwrap()).unwrap();
     ws.receive(Inbound::Error);
     assert_eq!(session.close_reason(), Some(CloseReason::TransportError));
 
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     let session = engine.session(ws.sid().unwrap()).unwrap();
     drop(ws);
     assert_eq!(session.close_reason(), Some(CloseReason::TransportClose));
@@ -450,7 +455,7 @@ async fn a_websocket_error_or_a_dropped_websocket_closes_the_session() {
 #[tokio::test]
 async fn a_message_over_max_payload_closes_with_1009() {
     let engine = echo(EngineConfig::default().max_payload(10));
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     frames(&ws).await;
     text_in(&ws, "4short").await;
     assert_eq!(frames(&ws).await, ["4short"]);
@@ -465,7 +470,7 @@ async fn a_message_over_max_payload_closes_with_1009() {
 #[tokio::test]
 async fn invalid_utf8_or_a_bad_packet_closes_as_a_parse_error() {
     let engine = echo(EngineConfig::default());
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     let session = engine.session(ws.sid().unwrap()).unwrap();
     ws.receive(Inbound::Text(Bytes::from_static(&[b'4', 0xff, 0xfe])));
     assert_eq!(session.close_reason(), Some(CloseReason::ParseError));
@@ -477,7 +482,7 @@ async fn invalid_utf8_or_a_bad_packet_closes_as_a_parse_error() {
 async fn a_slow_host_is_a_slow_consumer() {
     let config = EngineConfig::default().max_buffered_packets(4);
     let engine = echo(config);
-    let ws = accept(&engine, "EIO=4&transport=websocket").unwrap().start();
+    let ws = accept(&engine, "EIO=4&transport=websocket").start();
     frames(&ws).await;
     let session = engine.session(ws.sid().unwrap()).unwrap();
     // The host reads messages but never writes: the queue overflows.
@@ -498,7 +503,7 @@ async fn upgrade_of_a_polling_session_with_the_probe_dance() {
     let pending = spawn_get(&engine, &uri);
     settle().await;
 
-    let accepted = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let accepted = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}"));
     assert_eq!(accepted.sid(), Some(sid));
     let ws = accepted.start();
     text_in(&ws, "2probe").await;
@@ -506,7 +511,7 @@ async fn upgrade_of_a_polling_session_with_the_probe_dance() {
     // The pending GET is released with a noop.
     assert_eq!(text(&pending.await.unwrap()), "6");
     // A second WebSocket while upgrading is accepted and closed at once.
-    let second = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let second = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}"));
     assert_eq!(second.sid(), None);
     assert_eq!(outgoing(&second.start()).await, Outbound::Close(None));
 
@@ -515,7 +520,7 @@ async fn upgrade_of_a_polling_session_with_the_probe_dance() {
     text_in(&ws, "4over ws").await;
     assert_eq!(frames(&ws).await, ["4over ws"]);
     assert_eq!(error_code(&get(&engine, &uri).await), 3, "polling is over");
-    let again = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap();
+    let again = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}"));
     assert_eq!(outgoing(&again.start()).await, Outbound::Close(None));
 
     ws.receive(Inbound::Close);
@@ -528,7 +533,7 @@ async fn a_failed_probe_leaves_the_session_on_polling() {
     let engine = echo(EngineConfig::default());
     let (handshake, uri) = open_polling(&engine).await;
     let sid = handshake["sid"].as_str().unwrap();
-    let ws = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap().start();
+    let ws = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).start();
     text_in(&ws, "2probe").await;
     assert_eq!(frames(&ws).await, ["3probe"]);
     text_in(&ws, "4not five").await;
@@ -542,27 +547,27 @@ async fn an_upgrade_that_does_not_finish_in_time_is_abandoned() {
     let engine = echo(EngineConfig::default().upgrade_timeout(Duration::from_millis(100)));
     let (handshake, uri) = open_polling(&engine).await;
     let sid = handshake["sid"].as_str().unwrap();
-    let ws = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap().start();
+    let ws = accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).start();
     text_in(&ws, "2probe").await;
     assert_eq!(frames(&ws).await, ["3probe"]);
     assert_eq!(outgoing(&ws).await, Outbound::Close(None), "closed at the deadline");
     // The session goes on polling, and may try again.
     assert_eq!(text(&post(&engine, &uri, "4hi").await), "ok");
     assert_eq!(text(&get(&engine, &uri).await), "4hi");
-    assert!(accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).unwrap().sid().is_some());
+    assert!(accept(&engine, &format!("EIO=4&transport=websocket&sid={sid}")).sid().is_some());
 }
 
 #[tokio::test]
 async fn websocket_requests_are_checked_as_on_the_listener() {
     let engine = echo(EngineConfig::default());
-    assert_eq!(error_code(&accept(&engine, "EIO=3&transport=websocket").unwrap_err()), 5);
-    assert_eq!(error_code(&accept(&engine, "EIO=4&transport=websocket&sid=nope").unwrap_err()), 1);
-    assert_eq!(error_code(&accept(&engine, "EIO=4&transport=flying").unwrap_err()), 0);
-    assert_eq!(error_code(&accept(&engine, "EIO=4&transport=polling").unwrap_err()), 3);
+    assert_eq!(error_code(&refuse(&engine, "EIO=3&transport=websocket")), 5);
+    assert_eq!(error_code(&refuse(&engine, "EIO=4&transport=websocket&sid=nope")), 1);
+    assert_eq!(error_code(&refuse(&engine, "EIO=4&transport=flying")), 0);
+    assert_eq!(error_code(&refuse(&engine, "EIO=4&transport=polling")), 3);
     let (handshake, _) = open_polling(&engine).await;
     let sid = handshake["sid"].as_str().unwrap();
     // The upgrade's EIO must be the session's.
-    assert_eq!(error_code(&accept(&engine, &format!("EIO=3&transport=websocket&sid={sid}")).unwrap_err()), 3);
+    assert_eq!(error_code(&refuse(&engine, &format!("EIO=3&transport=websocket&sid={sid}"))), 3);
     // A WebSocket request at the polling entry point.
     let upgrade = http::Request::get("/engine.io/?EIO=4&transport=websocket")
         .header("upgrade", "websocket")
@@ -572,5 +577,5 @@ async fn websocket_requests_are_checked_as_on_the_listener() {
     assert_eq!(engine.session_count(), 1);
 
     let no_websocket = echo(EngineConfig::default().transports(true, false));
-    assert_eq!(error_code(&accept(&no_websocket, "EIO=4&transport=websocket").unwrap_err()), 0);
+    assert_eq!(error_code(&refuse(&no_websocket, "EIO=4&transport=websocket")), 0);
 }

@@ -253,6 +253,7 @@ pub async fn handle(engine: &Engine, request: Request<RequestBody>, remote_addr:
 /// assert!(open.starts_with("0{\"sid\":"));
 /// # });
 /// ```
+#[allow(clippy::result_large_err, reason = "the error is the answer to send, built once per refused request")]
 pub fn accept_websocket<B>(
     engine: &Engine,
     request: &Request<B>,
@@ -262,9 +263,9 @@ pub fn accept_websocket<B>(
     let target = match routing::route(engine, head, true) {
         Routed::Answer(answer) => Err(answer),
         Routed::Upgrade(session) => Ok(Target::upgrade(session)),
-        Routed::Handshake(TransportKind::WebSocket, info) => match routing::admit(engine, &info) {
+        Routed::Handshake(TransportKind::WebSocket, info) => match engine.admit(&info) {
             Ok(admitted) => Ok(Target::New(Box::new((*info, admitted)))),
-            Err(refused) => Err(refused),
+            Err(refusal) => Err(routing::refusal_answer(&refusal)),
         },
         Routed::Handshake(TransportKind::Polling, _) | Routed::Polling(_) => Err(HttpError::BadRequest.answer()),
     };

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, h
 
 use super::polling::{self, Chunks};
 use super::websocket::Target;
-use crate::engine::{Admitted, Engine, HandshakeRefusal, RequestInfo, Session, TransportKind};
+use crate::engine::{Engine, HandshakeRefusal, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Handshake};
 
 /// A complete HTTP answer: status, headers and body.
@@ -185,8 +185,8 @@ pub(crate) async fn answer<B: Chunks>(
             polling::serve(engine, session, &parts.method, &parts.headers, body).await
         }
         Routed::Upgrade(session) => websocket(Target::upgrade(session), req),
-        Routed::Handshake(transport, info) => match admit(engine, &info) {
-            Err(refused) => refused,
+        Routed::Handshake(transport, info) => match engine.admit(&info) {
+            Err(refusal) => refusal_answer(&refusal),
             Ok(admitted) => match transport {
                 TransportKind::Polling => polling::handshake(engine, &info, admitted),
                 TransportKind::WebSocket => websocket(Target::New(Box::new((*info, admitted))), req),
@@ -195,11 +195,6 @@ pub(crate) async fn answer<B: Chunks>(
     };
     cors_headers(engine, origin.as_ref(), res.headers_mut());
     res
-}
-
-/// Asks the engine to admit a handshake; a refusal comes back as its answer.
-pub(crate) fn admit(engine: &Engine, info: &RequestInfo) -> Result<Admitted, Answer> {
-    engine.admit(info).map_err(|refusal| refusal_answer(&refusal))
 }
 
 /// The OPEN packet of `session`; a polling one offers the WebSocket
@@ -220,7 +215,7 @@ pub(crate) fn open_packet(engine: &Engine, session: &Session, transport: Transpo
 /// The answer to a refused handshake: its status, a JSON body with `code`
 /// and `message`, and `Retry-After` when known. A WebSocket client sees the
 /// same response instead of the `101`.
-fn refusal_answer(refusal: &HandshakeRefusal) -> Answer {
+pub(crate) fn refusal_answer(refusal: &HandshakeRefusal) -> Answer {
     let body = serde_json::json!({ "code": refusal.code, "message": refusal.message }).to_string();
     let mut res = plain(refusal.status, body, "application/json");
     if let Some(after) = refusal.retry_after {
