@@ -194,7 +194,8 @@ fn is_secure(uri: &Uri) -> bool {
 /// headers and body the built-in listener sends. A `GET` waits for packets
 /// as long as the built-in listener would (a long poll). WebSocket
 /// requests go to [`accept_websocket`]; one that arrives here is answered
-/// `400 {"code":3,"message":"Bad request"}`.
+/// `400 {"code":3,"message":"Bad request"}`. When the client goes away
+/// before the answer, drop the future: a pending poll is released.
 ///
 /// `remote_addr` is the client's address (used by the connection caps,
 /// which read `X-Forwarded-For` from trusted proxies). The request's URI
@@ -292,6 +293,26 @@ impl fmt::Debug for WebSocketAccept {
 impl WebSocketAccept {
     /// The polling session this WebSocket upgrades, `None` for a new
     /// session (or a refused second WebSocket).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::engine::{Engine, EngineConfig};
+    /// use tidewire::hub::Hub;
+    /// use tidewire::transport::host::{self, RequestBody};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let engine = Hub::default().engine(EngineConfig::default());
+    /// let addr = "127.0.0.1:50000".parse().unwrap();
+    /// let open = http::Request::get("/socket.io/?EIO=4&transport=polling").body(RequestBody::empty()).unwrap();
+    /// let res = host::handle(&engine, open, addr).await;
+    /// let sid = serde_json::from_slice::<serde_json::Value>(&res.body()[1..]).unwrap()["sid"].as_str().unwrap().to_owned();
+    ///
+    /// let uri = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    /// let req = http::Request::get(uri).body(()).unwrap();
+    /// let accept = host::accept_websocket(&engine, &req, addr).unwrap();
+    /// assert_eq!(accept.sid(), Some(sid.as_str())); // the upgrade of that session
+    /// # });
+    /// ```
     pub fn sid(&self) -> Option<&str> {
         match &self.target {
             Target::Upgrade(session) => Some(session.sid()),
@@ -375,6 +396,62 @@ pub struct CloseFrame {
 ///
 /// The host should bound its own writes (a stuck write is a slow client:
 /// the session's queue fills and closes it as a slow consumer).
+///
+/// # Examples
+/// A host's two loops, with channels standing in for its socket:
+/// ```
+/// use std::sync::Arc;
+/// use tidewire::engine::{Engine, EngineConfig};
+/// use tidewire::hub::Hub;
+/// use tidewire::protocol::engine::Encoded;
+/// use tidewire::transport::host::{self, Inbound, Outbound};
+/// use tokio::sync::mpsc;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hub = Hub::default();
+/// hub.of("/");
+/// let engine = hub.engine(EngineConfig::default());
+/// let req = http::Request::get("/socket.io/?EIO=4&transport=websocket").body(()).unwrap();
+/// let accept = host::accept_websocket(&engine, &req, "127.0.0.1:50000".parse().unwrap()).unwrap();
+/// let ws = Arc::new(accept.start());
+/// let (to_server, mut from_client) = mpsc::unbounded_channel::<Inbound>();
+/// let (to_client, mut wire) = mpsc::unbounded_channel::<String>();
+///
+/// // The reading side: every message read goes in.
+/// let reader = tokio::spawn({
+///     let ws = ws.clone();
+///     async move {
+///         while let Some(message) = from_client.recv().await {
+///             ws.receive(message);
+///         }
+///     }
+/// });
+/// // The writing side: write each batch, then close when told.
+/// let writer = tokio::spawn(async move {
+///     loop {
+///         match ws.next_outgoing().await {
+///             Outbound::Frames(frames) => {
+///                 for frame in frames {
+///                     if let Encoded::Text(text) = frame {
+///                         let _ = to_client.send(text.to_string());
+///                     }
+///                 }
+///             }
+///             Outbound::Close(_) => break,
+///             _ => {}
+///         }
+///     }
+/// });
+///
+/// assert!(wire.recv().await.unwrap().starts_with("0{")); // OPEN
+/// to_server.send(Inbound::Text("40".into())).unwrap();
+/// assert!(wire.recv().await.unwrap().starts_with("40{\"sid\":")); // CONNECT
+/// to_server.send(Inbound::Close).unwrap();
+/// writer.await.unwrap();
+/// drop(to_server);
+/// reader.await.unwrap();
+/// # });
+/// ```
 pub struct WebSocket {
     /// `None` for a refused second WebSocket.
     session: Option<Session>,

@@ -4,7 +4,10 @@
 //! [`handle`] answers one HTTP request for an [`Engine`] (usable from any
 //! hyper-based server), and [`Server`] is a ready-made listener that mounts
 //! engines at paths, e.g. Socket.IO at `/socket.io/` and a raw Engine.IO
-//! application at `/engine.io/`.
+//! application at `/engine.io/`. [`host`] carries the same sessions over
+//! somebody else's HTTP server (Node's `http.Server`, ASGI) through plain
+//! calls, with no hyper types: both go through one implementation of the
+//! routing, the answers, long-polling and the WebSocket upgrade rules.
 //!
 //! Errors are answered exactly as socket.io's engine answers them:
 //!

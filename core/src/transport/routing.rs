@@ -95,7 +95,7 @@ pub(crate) enum Routed {
     /// by [`super::polling::serve`]) of this session.
     Polling(Session),
     /// A WebSocket upgrade of this polling session (refused by
-    /// [`super::websocket::refuses`] when it has one already).
+    /// [`Target::upgrade`] when it has one already).
     Upgrade(Session),
 }
 
