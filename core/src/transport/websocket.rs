@@ -100,16 +100,17 @@ pub(crate) fn receive_binary(session: &Session, data: Bytes) {
 
 /// Waits for the next packets to write; `None` once the session is closed
 /// (including a server close whose queue has been delivered). Cancel-safe:
-/// nothing is taken from the queue before the wait is over.
+/// nothing is taken from the queue before the wait is over. A close wakes
+/// the writer too, so one wait serves both (and an idle connection's task
+/// holds a single waiter).
 pub(crate) async fn next_batch(session: &Session) -> Option<Vec<Encoded>> {
     loop {
         if session.finish_if_drained() {
             return None;
         }
-        tokio::select! {
-            biased;
-            () = session.closed() => return None,
-            () = session.wait_writable() => {}
+        session.wait_writable().await;
+        if session.is_closed() {
+            return None;
         }
         let batch = session.drain();
         if !batch.is_empty() {
