@@ -353,11 +353,16 @@ async fn a_refused_handshake_gets_its_status_and_retry_after() {
     assert_eq!((refused.status(), &refused.headers()["retry-after"]), (res.status(), &res.headers()["retry-after"]));
 }
 
+/// A request from a page at `origin`.
+fn from_origin(method: http::Method, uri: &str, origin: &str) -> http::request::Builder {
+    http::Request::builder().method(method).uri(uri).header("origin", origin)
+}
+
 #[tokio::test]
 async fn cors_headers_and_preflight_as_on_the_listener() {
     let engine = echo(EngineConfig::default().cors_origin("https://app.example").cors_credentials(true));
-    let preflight = http::Request::options("/engine.io/?EIO=4&transport=polling")
-        .header("origin", "https://app.example")
+    let open = "/engine.io/?EIO=4&transport=polling";
+    let preflight = from_origin(http::Method::OPTIONS, open, "https://app.example")
         .header("access-control-request-headers", "content-type")
         .body(RequestBody::empty())
         .unwrap();
@@ -368,23 +373,31 @@ async fn cors_headers_and_preflight_as_on_the_listener() {
     assert_eq!(res.headers()["access-control-allow-methods"], "GET,HEAD,PUT,PATCH,POST,DELETE");
     assert_eq!(res.headers()["access-control-allow-headers"], "content-type");
 
-    let open = http::Request::get("/engine.io/?EIO=4&transport=polling")
-        .header("origin", "https://app.example")
-        .body(RequestBody::empty())
-        .unwrap();
-    let res = send(&engine, open).await;
+    let res =
+        send(&engine, from_origin(http::Method::GET, open, "https://app.example").body(RequestBody::empty()).unwrap())
+            .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
     assert_eq!(res.headers()["vary"], "Origin");
 
     // Errors carry them too; other origins get none.
-    let other = http::Request::get("/engine.io/?EIO=3&transport=polling")
-        .header("origin", "https://evil.example")
-        .body(RequestBody::empty())
-        .unwrap();
-    let res = send(&engine, other).await;
+    let bad = "/engine.io/?EIO=3&transport=polling";
+    let res =
+        send(&engine, from_origin(http::Method::GET, bad, "https://app.example").body(RequestBody::empty()).unwrap())
+            .await;
+    assert_eq!(error_code(&res), 5);
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
+    let res =
+        send(&engine, from_origin(http::Method::GET, bad, "https://evil.example").body(RequestBody::empty()).unwrap())
+            .await;
     assert_eq!(error_code(&res), 5);
     assert!(res.headers().get("access-control-allow-origin").is_none());
+    // And the refusals of WebSocket requests.
+    let ws = from_origin(http::Method::GET, "/engine.io/?EIO=3&transport=websocket", "https://app.example")
+        .body(())
+        .unwrap();
+    let res = host::accept_websocket(&engine, &ws, addr()).expect_err("refused");
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example");
 }
 
 // --- WebSocket ---------------------------------------------------------------
