@@ -9,7 +9,8 @@
 //!   msgpack parser.
 //! * [`transport`] (feature `server`) serves Engine.IO sessions over HTTP
 //!   long-polling and WebSocket, and can be used on its own like npm
-//!   `engine.io`.
+//!   `engine.io`; on its own listener, or through [`transport::host`] on
+//!   somebody else's HTTP server.
 //! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
 //! * `client` (feature `client`) is a Socket.IO client over WebSocket.
 //! * [`embed`] (feature `server`) is what the language bindings share: a

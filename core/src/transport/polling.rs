@@ -1,40 +1,63 @@
 //! HTTP long-polling: handshake, `GET` (server to client) and `POST`
-//! (client to server).
+//! (client to server), over any body that yields chunks: hyper's for the
+//! listener, [`super::host::RequestBody`] for a host's server.
 
+use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{Body, HttpError, plain};
+use super::routing::{Answer, HttpError, TEXT, open_packet, plain};
 use crate::engine::{Admitted, CloseReason, Engine, RequestInfo, Session, TransportKind};
-use crate::protocol::engine::{Handshake, Packet, decode_payload, encode_payload};
-
-const TEXT: &str = "text/plain; charset=UTF-8";
+use crate::protocol::engine::{Packet, decode_payload, encode_payload};
 
 /// Most packets accepted in one POST body.
 const MAX_PACKETS_PER_POST: usize = 16_384;
 
-pub(super) fn handshake(engine: &Engine, info: &RequestInfo, admitted: Admitted) -> Response<Body> {
-    let session = engine.open_admitted(info, TransportKind::Polling, admitted);
-    let config = engine.config();
-    let open = Handshake {
-        sid: session.sid().to_owned(),
-        upgrades: if config.allow_websocket { vec!["websocket".to_owned()] } else { vec![] },
-        ping_interval: config.ping_interval.as_millis() as u64,
-        ping_timeout: config.ping_timeout.as_millis() as u64,
-        max_payload: config.max_payload as u64,
-    };
-    plain(StatusCode::OK, encode_payload(&[open.to_packet().encode()]), TEXT)
+/// A request body read chunk by chunk.
+pub(crate) trait Chunks: Send {
+    /// The next chunk; `None` at the end; `Err` when the body broke off.
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, ()>>> + Send;
 }
 
-pub(super) async fn serve(engine: &Engine, session: Session, req: Request<Incoming>) -> Response<Body> {
-    match *req.method() {
+impl Chunks for Incoming {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, ()>> {
+        loop {
+            match self.frame().await? {
+                // Trailers carry no payload.
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_) => continue,
+                },
+                Err(_) => return Some(Err(())),
+            }
+        }
+    }
+}
+
+/// Opens a long-polling session for an admitted handshake and answers
+/// with its OPEN packet.
+pub(crate) fn handshake(engine: &Engine, info: &RequestInfo, admitted: Admitted) -> Answer {
+    let session = engine.open_admitted(info, TransportKind::Polling, admitted);
+    plain(StatusCode::OK, encode_payload(&[open_packet(engine, &session, TransportKind::Polling)]), TEXT)
+}
+
+/// Answers a long-polling request of `session`: a `GET` waits for packets,
+/// a `POST` hands its packets to the session.
+pub(crate) async fn serve<B: Chunks>(
+    engine: &Engine,
+    session: Session,
+    method: &Method,
+    headers: &HeaderMap,
+    body: B,
+) -> Answer {
+    match *method {
         Method::GET => poll(session).await,
-        Method::POST => post(engine, session, req).await,
-        _ => HttpError::BadRequest.response(),
+        Method::POST => post(engine, session, headers, body).await,
+        _ => HttpError::BadRequest.answer(),
     }
 }
 
@@ -47,10 +70,10 @@ impl Drop for GetGuard<'_> {
     }
 }
 
-async fn poll(session: Session) -> Response<Body> {
+async fn poll(session: Session) -> Answer {
     if !session.begin_get() {
         session.close(CloseReason::TransportError);
-        return HttpError::BadRequest.response();
+        return HttpError::BadRequest.answer();
     }
     let _guard = GetGuard(&session);
     let packets = loop {
@@ -92,11 +115,11 @@ const DISCARD_TIME: Duration = Duration::from_secs(2);
 /// and discarded first (bounded in bytes and time): a server that answers
 /// and closes while the client still sends makes the kernel reset the
 /// connection, and the reset discards the answer before the client reads it.
-async fn too_large(mut body: Incoming) -> Response<Body> {
+async fn too_large<B: Chunks>(body: &mut B) -> Answer {
     let discard = async {
         let mut read = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, Bytes::len);
+        while let Some(Ok(chunk)) = body.next_chunk().await {
+            read += chunk.len();
             if read > DISCARD_BYTES {
                 break;
             }
@@ -104,6 +127,39 @@ async fn too_large(mut body: Incoming) -> Response<Body> {
     };
     let _ = tokio::time::timeout(DISCARD_TIME, discard).await;
     plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT)
+}
+
+/// Why a body was not collected.
+enum BodyError {
+    /// More than `max_payload` bytes.
+    TooLarge,
+    /// The body broke off.
+    Broken,
+}
+
+/// The whole body, at most `max` bytes.
+async fn collect<B: Chunks>(body: &mut B, max: usize) -> Result<Bytes, BodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut len = 0;
+    while let Some(chunk) = body.next_chunk().await {
+        let chunk = chunk.map_err(|()| BodyError::Broken)?;
+        len += chunk.len();
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        // A body in one chunk is kept as it came, without a copy.
+        match &first {
+            None if rest.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(first) = first.take() {
+                    rest.extend_from_slice(&first);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
 struct PostGuard<'a>(&'a Session);
@@ -114,24 +170,23 @@ impl Drop for PostGuard<'_> {
     }
 }
 
-async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Response<Body> {
+async fn post<B: Chunks>(engine: &Engine, session: Session, headers: &HeaderMap, mut body: B) -> Answer {
     let binary_body =
-        req.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+        headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
     if binary_body {
-        return HttpError::BadRequest.response();
+        return HttpError::BadRequest.answer();
     }
     if !session.begin_post() {
         session.close(CloseReason::TransportError);
-        return HttpError::BadRequest.response();
+        return HttpError::BadRequest.answer();
     }
     let _guard = PostGuard(&session);
     let max = engine.config().max_payload;
     let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let mut body = req.into_body();
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         session.close(CloseReason::TransportError);
-        return too_large(body).await;
+        return too_large(&mut body).await;
     }
     // A body that never completes holds its bytes: it may take as long as
     // the session may stay silent (past that the session is dead anyway,
@@ -140,22 +195,23 @@ async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Resp
     let config = engine.config();
     let deadline = config.ping_interval + config.ping_timeout;
     let collected = tokio::select! {
-        r = tokio::time::timeout(deadline, Limited::new(&mut body, max).collect()) => r,
-        () = session.closed() => return HttpError::BadRequest.response(),
+        r = tokio::time::timeout(deadline, collect(&mut body, max)) => r,
+        () = session.closed() => return HttpError::BadRequest.answer(),
     };
     let body = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) => {
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge)) => {
             session.close(CloseReason::TransportError);
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                return too_large(body).await;
-            }
-            return HttpError::BadRequest.response();
+            return too_large(&mut body).await;
+        }
+        Ok(Err(BodyError::Broken)) => {
+            session.close(CloseReason::TransportError);
+            return HttpError::BadRequest.answer();
         }
         Err(_) => {
             tracing::debug!(sid = session.sid(), "polling body not received in time");
             session.close(CloseReason::TransportError);
-            return HttpError::BadRequest.response();
+            return HttpError::BadRequest.answer();
         }
     };
     match decode_payload(body, MAX_PACKETS_PER_POST) {
@@ -167,7 +223,7 @@ async fn post(engine: &Engine, session: Session, req: Request<Incoming>) -> Resp
         }
         Err(_) => {
             session.close(CloseReason::ParseError);
-            HttpError::BadRequest.response()
+            HttpError::BadRequest.answer()
         }
     }
 }

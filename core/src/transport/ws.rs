@@ -1,4 +1,5 @@
-//! The WebSocket transport: a fresh session, or the upgrade of a polling one.
+//! The WebSocket transport on tokio-tungstenite: a fresh session, or the
+//! upgrade of a polling one (the decisions are in [`super::websocket`]).
 //!
 //! One task per connection reads frames and writes the session's queue in
 //! batches (many frames, one flush). Frame and message sizes are capped at
@@ -8,9 +9,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,10 +22,11 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
 use super::lean_io::LeanIo;
+use super::routing::{Answer, HttpError, plain};
 use super::server::ConnectionSlot;
-use super::{Body, HttpError, plain};
-use crate::engine::{Admitted, CloseReason, Engine, RequestInfo, Session, TransportKind};
-use crate::protocol::engine::{Encoded, Frame, Handshake, Packet};
+use super::websocket::{self, Probe, Target};
+use crate::engine::{CloseReason, Engine, Session};
+use crate::protocol::engine::Encoded;
 use crate::ws_message::to_message;
 
 type Ws<S> = WebSocketStream<LeanIo<S>>;
@@ -37,12 +38,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 /// How long the final flush of a closing session may take.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(super) fn upgrade(
-    engine: &Engine,
-    existing: Option<Session>,
-    mut req: Request<Incoming>,
-    info: Option<(RequestInfo, Admitted)>,
-) -> Response<Body> {
+/// Completes a WebSocket handshake with hyper for `target` (the `101`),
+/// then runs the connection on a task of its own.
+pub(super) fn upgrade(engine: &Engine, target: Target, mut req: Request<Incoming>) -> Answer {
     let headers = req.headers();
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
@@ -50,17 +48,12 @@ pub(super) fn upgrade(
         .map(|k| derive_accept_key(k.as_bytes()));
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
     let (Some(accept), true) = (key, version_ok) else {
-        return HttpError::BadRequest.response();
+        return HttpError::BadRequest.answer();
     };
-    // A session that already upgraded (or is upgrading) refuses a second
-    // WebSocket: like engine.io, the socket is accepted and closed at once.
-    let refuse = existing.as_ref().is_some_and(|s| s.transport() != TransportKind::Polling || s.is_upgrading());
     // The listener's count of this connection lasts as long as the socket.
     let slot = req.extensions_mut().remove::<ConnectionSlot>();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let engine = engine.clone();
-    // Boxed so the connection's task stays small (see `serve`).
-    let info = info.map(Box::new);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -74,10 +67,10 @@ pub(super) fn upgrade(
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let io = LeanIo::new(parts.io.into_inner(), &parts.read_buf);
-                serve(engine, existing, info, refuse, io, slot).await;
+                serve(engine, target, io, slot).await;
             }
             Err(upgraded) => {
-                serve(engine, existing, info, refuse, LeanIo::new(TokioIo::new(upgraded), &[]), slot).await;
+                serve(engine, target, LeanIo::new(TokioIo::new(upgraded), &[]), slot).await;
             }
         }
     });
@@ -104,14 +97,7 @@ fn valid_key(key: &[u8]) -> bool {
 /// WebSocket state, the request) so the task that waits on an idle
 /// connection for hours is a few hundred bytes: async functions keep
 /// their arguments' space for their whole life.
-async fn serve<S: Io>(
-    engine: Engine,
-    existing: Option<Session>,
-    info: Option<Box<(RequestInfo, Admitted)>>,
-    refuse: bool,
-    io: LeanIo<S>,
-    slot: Option<ConnectionSlot>,
-) {
+async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Option<ConnectionSlot>) {
     let config = engine.config();
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.websocket_read_buffer)
@@ -119,34 +105,26 @@ async fn serve<S: Io>(
         .max_message_size(Some(config.max_payload))
         .max_frame_size(Some(config.max_payload));
     let mut ws = Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await);
-    match (existing, info) {
-        (Some(_), _) if refuse => {
+    match target {
+        Target::Refused => {
             let _ = WebSocketStream::close(&mut ws, None).await;
         }
-        (Some(session), _) => {
+        Target::Upgrade(session) => {
             if probe(&engine, &session, &mut ws).await {
                 // A task of its own: the setup state above is not kept alive.
                 tokio::spawn(run(session, ws, slot));
             }
         }
-        (None, Some(info)) => {
+        Target::New(info) => {
             let (info, admitted) = *info;
-            let session = engine.open_admitted(&info, TransportKind::WebSocket, admitted);
+            let (session, open) = websocket::open(&engine, &info, admitted);
             drop(info);
-            let open = Handshake {
-                sid: session.sid().to_owned(),
-                upgrades: vec![],
-                ping_interval: config.ping_interval.as_millis() as u64,
-                ping_timeout: config.ping_timeout.as_millis() as u64,
-                max_payload: config.max_payload as u64,
-            };
-            if ws.send(to_message(open.to_packet().encode())).await.is_err() {
+            if ws.send(to_message(open)).await.is_err() {
                 session.close(CloseReason::TransportClose);
                 return;
             }
             tokio::spawn(run(session, ws, slot));
         }
-        (None, None) => {}
     }
 }
 
@@ -168,26 +146,17 @@ async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> boo
             Message::Ping(_) | Message::Pong(_) => continue,
             _ => break,
         };
-        match (probed, text.as_str()) {
-            (false, "2probe") => {
-                if !session.begin_upgrade() {
-                    break;
-                }
-                probed = true;
-                if ws.send(to_message(Packet::Pong("probe".into()).encode())).await.is_err() {
+        match websocket::probe(session, &mut probed, text.as_str()) {
+            Probe::Reply(reply) => {
+                if ws.send(to_message(reply)).await.is_err() {
                     break;
                 }
             }
-            (true, "5") => {
-                session.finish_upgrade();
-                return true;
-            }
-            _ => break,
+            Probe::Upgraded => return true,
+            Probe::Failed => break,
         }
     }
-    if probed {
-        session.abort_upgrade();
-    }
+    websocket::abort_probe(session, probed);
     let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
     false
 }
@@ -206,16 +175,8 @@ const READ_BATCH: usize = 64;
 /// send when the message broke the protocol.
 fn receive(session: &Session, msg: Option<Result<Message, WsError>>) -> Option<CloseFrame> {
     match msg {
-        Some(Ok(Message::Text(text))) => {
-            let packet = ByteString::try_from(Bytes::from(text))
-                .map_err(|_| ())
-                .and_then(|s| Packet::decode_text(s).map_err(|_| ()));
-            match packet {
-                Ok(p) => session.receive(p),
-                Err(()) => session.close(CloseReason::ParseError),
-            }
-        }
-        Some(Ok(Message::Binary(data))) => session.receive(Packet::Message(Frame::Binary(data))),
+        Some(Ok(Message::Text(text))) => websocket::receive_text(session, Bytes::from(text)),
+        Some(Ok(Message::Binary(data))) => websocket::receive_binary(session, data),
         Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
         Some(Ok(_)) => {}
         Some(Err(e)) => {
@@ -239,9 +200,8 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>, _slot: Option<Connecti
     loop {
         tokio::select! {
             biased;
-            () = session.closed() => break,
-            () = session.wait_writable() => {
-                let batch = session.drain();
+            batch = websocket::next_batch(&session) => {
+                let Some(batch) = batch else { break };
                 // Boxed: the write's state exists only while writing, so the
                 // loop an idle connection waits in stays small.
                 let written = tokio::select! {
@@ -250,9 +210,6 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>, _slot: Option<Connecti
                 };
                 if written.is_err() {
                     session.close(CloseReason::TransportClose);
-                    break;
-                }
-                if session.finish_if_drained() {
                     break;
                 }
             }
@@ -280,10 +237,10 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>, _slot: Option<Connecti
     }
     // Deliver what the server queued before closing (e.g. a DISCONNECT),
     // then close the WebSocket.
-    let rest = session.drain();
+    let rest = websocket::last_frames(&session, close_frame.is_some());
     // Boxed for the same reason as the writes: it runs once, at the end.
     let _ = Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, async {
-        if !rest.is_empty() && close_frame.is_none() {
+        if !rest.is_empty() {
             let _ = write_batch(&mut ws, rest).await;
         }
         let _ = WebSocketStream::close(&mut ws, close_frame).await;
