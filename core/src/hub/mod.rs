@@ -772,6 +772,8 @@ impl Hub {
 }
 
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
 mod tests;
