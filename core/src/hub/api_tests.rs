@@ -328,3 +328,22 @@ async fn panicking_connect_and_disconnect_handlers_are_contained() {
     b.connect("/", None).await;
     assert_eq!(ns.socket_count(), 1, "the server goes on");
 }
+
+#[tokio::test]
+async fn an_unserializable_reply_answers_internal_error() {
+    let (hub, engine) = setup();
+    let result = Arc::new(std::sync::Mutex::new(None));
+    let r = result.clone();
+    hub.of("/").on("bad", move |_s: Socket, mut e: Event| {
+        let r = r.clone();
+        async move {
+            *r.lock().unwrap() = Some(e.reply(unserializable()));
+        }
+    });
+    let a = Client::open(&engine);
+    a.connect("/", None).await;
+    a.send(r#"21["bad"]"#);
+    settle().await;
+    assert_eq!(a.recv(), vec![format!("31[{INTERNAL_ERROR}]")], "the client is not left waiting");
+    assert!(matches!(result.lock().unwrap().take(), Some(Err(EmitError::Encode(_)))));
+}
