@@ -464,7 +464,7 @@ impl Socket {
     ) -> napi::Result<AckReply> {
         let payload = payload_from_js(&json, attachments).map_err(async_error)?;
         let timeout = timeout.map(|ms| Duration::from_millis(ms.into()));
-        match self.inner.emit_with_ack(&event, payload, timeout).await {
+        match embed::emit_with_ack(&self.inner, &event, payload, timeout).await {
             Ok(reply) => {
                 let (json, attachments) = payload_to_js(reply);
                 Ok(AckReply { json, attachments })

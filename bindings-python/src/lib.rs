@@ -354,7 +354,7 @@ impl Socket {
         };
         let socket = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match socket.emit_with_ack(&event, payload, timeout).await {
+            match embed::emit_with_ack(&socket, &event, payload, timeout).await {
                 Ok(reply) => Ok(parts(reply)),
                 Err(hub::AckError::Timeout) => Err(AckTimeout::new_err("the client did not answer in time")),
                 Err(hub::AckError::Disconnected) => Err(Disconnected::new_err("the socket disconnected")),

@@ -217,7 +217,18 @@ pub struct InboundAcks<T> {
     window: usize,
     order: VecDeque<u64>,
     // Fx: at most `window` keys, so client-chosen ids cannot degrade it far.
-    state: FxHashMap<u64, Option<T>>,
+    state: FxHashMap<u64, Slot<T>>,
+}
+
+/// Where one inbound ack id stands.
+#[derive(Debug, Clone)]
+enum Slot<T> {
+    /// Being processed.
+    Running,
+    /// Its handler let go of it without answering.
+    Abandoned,
+    /// Answered with this.
+    Answered(T),
 }
 
 impl<T: Clone> InboundAcks<T> {
@@ -239,8 +250,9 @@ impl<T: Clone> InboundAcks<T> {
     /// ```
     pub fn begin(&mut self, id: u64) -> Inbound<T> {
         match self.state.get(&id) {
-            Some(Some(answer)) => return Inbound::Answered(answer.clone()),
-            Some(None) => return Inbound::InProgress,
+            Some(Slot::Answered(answer)) => return Inbound::Answered(answer.clone()),
+            // An abandoned event stays unanswered, as when it was running.
+            Some(Slot::Running | Slot::Abandoned) => return Inbound::InProgress,
             None => {}
         }
         if self.order.len() == self.window
@@ -249,7 +261,7 @@ impl<T: Clone> InboundAcks<T> {
             self.state.remove(&old);
         }
         self.order.push_back(id);
-        self.state.insert(id, None);
+        self.state.insert(id, Slot::Running);
         Inbound::New
     }
 
@@ -257,8 +269,33 @@ impl<T: Clone> InboundAcks<T> {
     /// the window).
     pub fn answered(&mut self, id: u64, answer: T) {
         if let Some(slot) = self.state.get_mut(&id) {
-            *slot = Some(answer);
+            *slot = Slot::Answered(answer);
         }
+    }
+
+    /// Records that `id` will not be answered: whoever held its answer let
+    /// go of it (a handler that dropped its responder, or panicked).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::ack::InboundAcks;
+    /// let mut seen = InboundAcks::<&str>::new(16);
+    /// seen.begin(7);
+    /// assert!(!seen.is_abandoned(7));
+    /// seen.abandoned(7);
+    /// assert!(seen.is_abandoned(7));
+    /// seen.answered(7, "error");
+    /// assert!(!seen.is_abandoned(7));
+    /// ```
+    pub fn abandoned(&mut self, id: u64) {
+        if let Some(slot @ Slot::Running) = self.state.get_mut(&id) {
+            *slot = Slot::Abandoned;
+        }
+    }
+
+    /// Whether `id` was [`abandoned`](Self::abandoned) and not answered since.
+    pub fn is_abandoned(&self, id: u64) -> bool {
+        matches!(self.state.get(&id), Some(Slot::Abandoned))
     }
 
     /// The number of ids remembered.

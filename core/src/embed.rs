@@ -19,7 +19,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::engine::EngineConfig;
-use crate::hub::{Admission, BroadcastOperator, ConnectError, DrainOptions, DrainReport, Hub, HubConfig, Namespace};
+use crate::hub::{
+    AckError, Admission, BroadcastOperator, ConnectError, DrainOptions, DrainReport, Hub, HubConfig, Namespace, Socket,
+};
 use crate::limits::{EventRule, JsonSchema, LimitsSpec};
 use crate::protocol::socketio::{Payload, referenced_attachments};
 use crate::recovery::RecoveryConfig;
@@ -273,6 +275,23 @@ impl Embedded {
 /// `except`. Returns how many sockets it was queued for.
 pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>, event: &str, args: Payload) -> usize {
     except.into_iter().fold(op.to_many(rooms), BroadcastOperator::except).emit(event, args)
+}
+
+/// Emits `event` to `socket` and waits for its answer, at most `timeout`
+/// (a binding's optional argument: the hub's `ack_timeout` when `None`).
+///
+/// # Errors
+/// As [`Socket::emit_with_ack`].
+pub async fn emit_with_ack(
+    socket: &Socket,
+    event: &str,
+    args: Payload,
+    timeout: Option<Duration>,
+) -> Result<Payload, AckError> {
+    match timeout {
+        Some(t) => socket.timeout(t).emit_with_ack(event, args).await,
+        None => socket.emit_with_ack(event, args).await,
+    }
 }
 
 /// Sets `event`'s size limit and JSON-schema validator of its first

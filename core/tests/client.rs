@@ -31,7 +31,7 @@ async fn server() -> (Embedded, String) {
         let _ = s.emit("poked", Payload::json(vec![json!(s.user_id())]));
     });
     ns.on("ask-me", |s: Socket, ev: Event| async move {
-        let answer = s.emit_with_ack("question", Payload::json(vec![json!(1)]), Some(STEP)).await;
+        let answer = s.timeout(STEP).emit_with_ack("question", Payload::json(vec![json!(1)])).await;
         if let Some(ack) = ev.ack {
             let _ = ack.send(Payload::json(vec![json!(answer.is_ok())]));
         }

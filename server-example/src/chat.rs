@@ -34,7 +34,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tidewire::hub::{Admission, BoxFuture, ConnectError, Event, Handshake, Hub, PresenceOptions, Socket};
 use tidewire::limits::{EventRule, JsonSchema};
-use tidewire::protocol::socketio::Payload;
 
 /// The longest message accepted, in characters.
 pub(crate) const MAX_CONTENT_CHARS: usize = 2000;
@@ -313,10 +312,9 @@ fn status_error(message: impl Into<String>) -> Value {
     json!({ "status": "error", "message": message.into() })
 }
 
-fn reply(event: Event, value: Value) {
-    if let Some(ack) = event.ack {
-        let _ = ack.send(Payload::json(vec![value]));
-    }
+/// The `roomId` a `chat:join` or `chat:leave` names, if valid.
+fn room_id_arg(event: &Event) -> Option<String> {
+    valid_room_id(&event.arg::<Value>(0).ok()?).map(str::to_owned)
 }
 
 /// A room id: 1 to 64 characters from `[A-Za-z0-9_-]`.
@@ -380,89 +378,109 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
         tracing::info!(socket = socket.id(), user = socket.user_id(), %reason, "disconnected");
     });
 
-    ns.on("chat:join", move |socket: Socket, event: Event| {
+    ns.on("chat:join", move |socket: Socket, mut event: Event| {
         let policy = policy.clone();
         async move {
-            let Some(room_id) = event.args.data.first().and_then(valid_room_id).map(str::to_owned) else {
-                return reply(event, status_error("roomId must be 1-64 characters of A-Z, a-z, 0-9, - and _"));
-            };
-            let Some(claims) = claims_of(&socket) else { return reply(event, status_error("not authenticated")) };
-            if !policy.may_join(&claims, &room_id) {
-                tracing::info!(user = %claims.sub, room = %room_id, "join refused");
-                return reply(event, status_error(format!("you may not join {room_id}")));
-            }
-            let room = format!("room:{room_id}");
-            let already = socket.in_room(&room);
-            if let Err(e) = socket.join(room.clone()) {
-                return reply(event, status_error(e.to_string()));
-            }
-            reply(event, json!({ "status": "ok" }));
-            if !already {
-                let name = socket.data()["name"].clone();
-                let joined = json!({ "userId": claims.sub, "name": name, "roomId": room_id });
-                socket.to(room).emit("chat:user_joined", Payload::json(vec![joined]));
+            match join(&socket, &event, &*policy) {
+                Ok(joined) => {
+                    let _ = event.reply(json!({ "status": "ok" }));
+                    if let Some((room, notice)) = joined {
+                        socket.to(room).emit("chat:user_joined", notice);
+                    }
+                }
+                Err(refusal) => {
+                    let _ = event.reply(refusal);
+                }
             }
         }
     });
 
-    ns.on("chat:leave", |socket: Socket, event: Event| async move {
-        let Some(room_id) = event.args.data.first().and_then(valid_room_id).map(str::to_owned) else {
-            return reply(event, status_error("invalid roomId"));
+    ns.on("chat:leave", |socket: Socket, mut event: Event| async move {
+        let Some(room_id) = room_id_arg(&event) else {
+            let _ = event.reply(status_error("invalid roomId"));
+            return;
         };
         let room = format!("room:{room_id}");
         if socket.in_room(&room) {
             socket.leave(&room);
-            let left = json!({ "userId": socket.user_id(), "roomId": room_id });
-            socket.to(room).emit("chat:user_left", Payload::json(vec![left]));
+            socket.to(room).emit("chat:user_left", json!({ "userId": socket.user_id(), "roomId": room_id }));
         }
-        reply(event, json!({ "status": "ok" }));
+        let _ = event.reply(json!({ "status": "ok" }));
     });
 
-    ns.on("chat:message", move |socket: Socket, event: Event| {
+    ns.on("chat:message", move |socket: Socket, mut event: Event| {
         let store = store.clone();
         async move {
-            let body = event.args.data.first().cloned().unwrap_or(Value::Null);
-            let Some(room_id) = valid_room_id(&body["roomId"]).map(str::to_owned) else {
-                return reply(event, status_error("roomId is required"));
+            let answer = match send_message(&socket, &event, &*store).await {
+                Ok(answer) | Err(answer) => answer,
             };
-            let content = body["content"].as_str().unwrap_or_default();
-            if content.trim().is_empty() {
-                return reply(event, status_error("content must be a non-empty string"));
-            }
-            if content.chars().count() > MAX_CONTENT_CHARS {
-                return reply(event, status_error(format!("content is longer than {MAX_CONTENT_CHARS} characters")));
-            }
-            let room = format!("room:{room_id}");
-            if !socket.in_room(&room) {
-                return reply(event, status_error(format!("join {room_id} before sending to it")));
-            }
-            let message = ChatMessage {
-                id: tidewire::engine::new_id(),
-                room_id,
-                sender_id: socket.user_id().unwrap_or_default().to_owned(),
-                content: content.to_owned(),
-                created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            };
-            match store.save(message).await {
-                Ok(saved) => {
-                    let value = serde_json::to_value(&saved).unwrap_or(Value::Null);
-                    socket.to(room).emit("chat:new_message", Payload::json(vec![value.clone()]));
-                    reply(event, json!({ "status": "ok", "data": value }));
-                }
-                Err(SaveError::TooManyRooms { limit }) => {
-                    let message = format!(
-                        "you have started {limit} rooms with history already: send to one of them, or wait until \
-                         an old one is dropped"
-                    );
-                    reply(event, json!({ "status": "error", "code": "too_many_rooms", "message": message }));
-                }
-                Err(SaveError::Failed(e)) => {
-                    tracing::warn!(error = %e, "message not saved");
-                    reply(event, status_error("the message could not be saved"));
-                }
-            }
+            let _ = event.reply(answer);
         }
     });
+}
+
+/// Joins the room a `chat:join` names. `Ok` with the room and the notice
+/// for its other members when the socket was not in it yet; `Err` with
+/// the refusal.
+fn join(socket: &Socket, event: &Event, policy: &dyn RoomPolicy) -> Result<Option<(String, Value)>, Value> {
+    let Some(room_id) = room_id_arg(event) else {
+        return Err(status_error("roomId must be 1-64 characters of A-Z, a-z, 0-9, - and _"));
+    };
+    let claims = claims_of(socket).ok_or_else(|| status_error("not authenticated"))?;
+    if !policy.may_join(&claims, &room_id) {
+        tracing::info!(user = %claims.sub, room = %room_id, "join refused");
+        return Err(status_error(format!("you may not join {room_id}")));
+    }
+    let room = format!("room:{room_id}");
+    let already = socket.in_room(&room);
+    socket.join(room.clone()).map_err(|e| status_error(e.to_string()))?;
+    if already {
+        return Ok(None);
+    }
+    let name = socket.data()["name"].clone();
+    Ok(Some((room, json!({ "userId": claims.sub, "name": name, "roomId": room_id }))))
+}
+
+/// Saves and relays a `chat:message`; the answer for the sender, `Err`
+/// when refused.
+async fn send_message(socket: &Socket, event: &Event, store: &dyn MessageStore) -> Result<Value, Value> {
+    let body: Value = event.arg(0).unwrap_or(Value::Null);
+    let room_id = valid_room_id(&body["roomId"]).ok_or_else(|| status_error("roomId is required"))?.to_owned();
+    let content = body["content"].as_str().unwrap_or_default();
+    if content.trim().is_empty() {
+        return Err(status_error("content must be a non-empty string"));
+    }
+    if content.chars().count() > MAX_CONTENT_CHARS {
+        return Err(status_error(format!("content is longer than {MAX_CONTENT_CHARS} characters")));
+    }
+    let room = format!("room:{room_id}");
+    if !socket.in_room(&room) {
+        return Err(status_error(format!("join {room_id} before sending to it")));
+    }
+    let message = ChatMessage {
+        id: tidewire::engine::new_id(),
+        room_id,
+        sender_id: socket.user_id().unwrap_or_default().to_owned(),
+        content: content.to_owned(),
+        created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+    };
+    match store.save(message).await {
+        Ok(saved) => {
+            socket.to(room).emit("chat:new_message", &saved);
+            Ok(json!({ "status": "ok", "data": saved }))
+        }
+        Err(SaveError::TooManyRooms { limit }) => {
+            let message = format!(
+                "you have started {limit} rooms with history already: send to one of them, or wait until an old \
+                 one is dropped"
+            );
+            Err(json!({ "status": "error", "code": "too_many_rooms", "message": message }))
+        }
+        Err(SaveError::Failed(e)) => {
+            tracing::warn!(error = %e, "message not saved");
+            Err(status_error("the message could not be saved"))
+        }
+    }
 }
 
 #[cfg(test)]

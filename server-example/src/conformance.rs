@@ -65,12 +65,6 @@ pub(crate) fn install(hub: &Hub, node: &str, clustered: bool) {
     install_on(&hub.dynamic(dynamic), &node);
 }
 
-fn ack_with(event: Event, value: Value) {
-    if let Some(ack) = event.ack {
-        let _ = ack.send(Payload::json(vec![value]));
-    }
-}
-
 fn sorted_rooms(socket: &Socket) -> Value {
     let mut rooms: Vec<String> = socket.rooms().iter().map(|r| r.to_string()).collect();
     rooms.sort();
@@ -103,56 +97,53 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
         }
         Ok(event)
     });
-    ns.on("echo", |socket: Socket, event: Event| async move {
-        let result = match event.ack {
-            Some(ack) => ack.send(event.args),
-            None => socket.emit("echo", event.args),
-        };
+    ns.on("echo", |socket: Socket, mut event: Event| async move {
+        let args = std::mem::take(&mut event.args);
+        let result = if event.ack.is_some() { event.reply(args) } else { socket.emit("echo", args) };
         if let Err(e) = result {
             tracing::debug!(error = %e, "echo not delivered");
         }
     });
     let cluster_id = node.clone();
-    ns.on("whoami", move |socket: Socket, event: Event| {
+    ns.on("whoami", move |socket: Socket, mut event: Event| {
         let mut me = json!({ "id": socket.id(), "nsp": socket.namespace(), "auth": socket.handshake().auth });
         if let Some([name, uid]) = &cluster_id {
             me["node"] = json!(&**name);
             me["uid"] = json!(&**uid);
         }
-        async move { ack_with(event, me) }
+        async move {
+            let _ = event.reply(me);
+        }
     });
     ns.on("ask", |socket: Socket, _event: Event| async move {
-        match socket.emit_with_ack("question", Payload::json(vec![json!("ping?")]), None).await {
+        match socket.emit_with_ack("question", "ping?").await {
             Ok(answer) => {
-                let first = answer.data.into_iter().next().unwrap_or(Value::Null);
-                let mut args = Payload::json(vec![first]);
-                args.attachments = answer.attachments;
-                let _ = socket.emit("answer", args);
+                // The first argument only, its attachments kept.
+                let first = answer.arg::<Value>(0).unwrap_or(Value::Null);
+                let _ = socket.emit("answer", Payload { data: vec![first], attachments: answer.attachments });
             }
             Err(e) => tracing::debug!(error = %e, "question not answered"),
         }
     });
-    ns.on("join", |socket: Socket, event: Event| async move {
-        if let Err(e) = socket.join_many(strings(event.args.data.first().unwrap_or(&Value::Null))) {
-            return ack_with(event, json!({ "status": "error", "code": "too_many_rooms", "message": e.to_string() }));
-        }
-        let rooms = sorted_rooms(&socket);
-        ack_with(event, rooms);
+    ns.on("join", |socket: Socket, mut event: Event| async move {
+        let answer = match socket.join_many(strings(&first_arg(&event))) {
+            Ok(()) => sorted_rooms(&socket),
+            Err(e) => json!({ "status": "error", "code": "too_many_rooms", "message": e.to_string() }),
+        };
+        let _ = event.reply(answer);
     });
-    ns.on("leave", |socket: Socket, event: Event| async move {
-        for room in strings(event.args.data.first().unwrap_or(&Value::Null)) {
+    ns.on("leave", |socket: Socket, mut event: Event| async move {
+        for room in strings(&first_arg(&event)) {
             socket.leave(&room);
         }
-        let rooms = sorted_rooms(&socket);
-        ack_with(event, rooms);
+        let _ = event.reply(sorted_rooms(&socket));
     });
-    ns.on("rooms", |socket: Socket, event: Event| async move {
-        let rooms = sorted_rooms(&socket);
-        ack_with(event, rooms);
+    ns.on("rooms", |socket: Socket, mut event: Event| async move {
+        let _ = event.reply(sorted_rooms(&socket));
     });
     for (name, from_socket) in [("to", true), ("hub-to", false)] {
-        ns.on(name, move |socket: Socket, event: Event| async move {
-            let spec = event.args.data.first().cloned().unwrap_or(Value::Null);
+        ns.on(name, move |socket: Socket, mut event: Event| async move {
+            let spec = first_arg(&event);
             let mut op = if from_socket { socket.broadcast() } else { socket.nsp().broadcast() };
             op = op.to_many(strings(&spec["rooms"]));
             for room in strings(&spec["except"]) {
@@ -165,17 +156,20 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
             };
             // Placeholders in `args` still point at this packet's attachments.
             let reached = op.emit(&name, Payload { data: args, attachments: event.args.attachments.clone() });
-            ack_with(event, json!(reached));
+            let _ = event.reply(reached);
         });
     }
     let clustered = node.is_some();
-    ns.on("broadcast-ack", move |socket: Socket, event: Event| async move {
-        let spec = event.args.data.first().cloned().unwrap_or(Value::Null);
+    ns.on("broadcast-ack", move |socket: Socket, mut event: Event| async move {
+        let spec = first_arg(&event);
         let timeout = Duration::from_millis(spec["timeoutMs"].as_u64().unwrap_or(1000));
         let op = socket.broadcast().to_many(strings(&spec["rooms"])).timeout(timeout);
-        let report = match op.emit_with_ack("poll", Payload::json(vec![json!("?")])).await {
+        let report = match op.emit_with_ack("poll", "?").await {
             Ok(r) => r,
-            Err(e) => return ack_with(event, json!({ "error": e.to_string() })),
+            Err(e) => {
+                let _ = event.reply(json!({ "error": e.to_string() }));
+                return;
+            }
         };
         let missing = !report.timed_out.is_empty() || report.missing_remote > 0 || report.missing_nodes > 0;
         let responses: Vec<Value> = report
@@ -190,10 +184,10 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
         if clustered && missing {
             answer["error"] = json!("operation has timed out");
         }
-        ack_with(event, answer);
+        let _ = event.reply(answer);
     });
     ns.on("disconnect-me", |socket: Socket, event: Event| async move {
-        let close = event.args.data.first().and_then(Value::as_bool).unwrap_or(false);
+        let close = event.arg::<bool>(0).unwrap_or(false);
         socket.disconnect(close);
     });
     let name: Arc<str> = node.as_ref().map_or_else(|| "tidewire".into(), |[name, _]| name.clone());
@@ -209,8 +203,9 @@ fn selection(socket: &Socket, spec: &Value) -> BroadcastOperator {
     op
 }
 
+/// The first argument, `null` when there is none.
 fn first_arg(event: &Event) -> Value {
-    event.args.data.first().cloned().unwrap_or(Value::Null)
+    event.arg(0).unwrap_or(Value::Null)
 }
 
 /// `error` of a request some node did not answer.
@@ -222,16 +217,16 @@ fn incomplete(what: &str, replies: &Replies) -> Option<String> {
 }
 
 fn install_cluster(ns: &Namespace, node: &Arc<str>) {
-    ns.on("set-data", |socket: Socket, event: Event| async move {
+    ns.on("set-data", |socket: Socket, mut event: Event| async move {
         let mut data = socket.data();
         if !data.is_object() {
             data = json!({});
         }
         data["app"] = first_arg(&event);
         socket.set_data(data);
-        ack_with(event, json!(true));
+        let _ = event.reply(true);
     });
-    ns.on("fetch", |socket: Socket, event: Event| async move {
+    ns.on("fetch", |socket: Socket, mut event: Event| async move {
         let fetched = selection(&socket, &first_arg(&event)).fetch_sockets().await;
         let mut sockets: Vec<Value> = fetched
             .iter()
@@ -246,28 +241,28 @@ fn install_cluster(ns: &Namespace, node: &Arc<str>) {
             None => json!({ "sockets": sockets }),
             Some(error) => json!({ "error": error, "sockets": sockets, "replies": fetched.replies }),
         };
-        ack_with(event, answer);
+        let _ = event.reply(answer);
     });
-    ns.on("sockets-join", |socket: Socket, event: Event| async move {
+    ns.on("sockets-join", |socket: Socket, mut event: Event| async move {
         let spec = first_arg(&event);
         selection(&socket, &spec).sockets_join(strings(&spec["join"]));
-        ack_with(event, json!(true));
+        let _ = event.reply(true);
     });
-    ns.on("sockets-leave", |socket: Socket, event: Event| async move {
+    ns.on("sockets-leave", |socket: Socket, mut event: Event| async move {
         let spec = first_arg(&event);
         let op = selection(&socket, &spec);
         for room in strings(&spec["leave"]) {
             op.sockets_leave(&room);
         }
-        ack_with(event, json!(true));
+        let _ = event.reply(true);
     });
-    ns.on("disconnect-sockets", |socket: Socket, event: Event| async move {
+    ns.on("disconnect-sockets", |socket: Socket, mut event: Event| async move {
         let spec = first_arg(&event);
         let op = selection(&socket, &spec);
-        ack_with(event, json!(true));
+        let _ = event.reply(true);
         op.disconnect_sockets(spec["close"].as_bool().unwrap_or(false));
     });
-    ns.on("remote-emit", |socket: Socket, event: Event| async move {
+    ns.on("remote-emit", |socket: Socket, mut event: Event| async move {
         let spec = first_arg(&event);
         let id = spec["id"].as_str().unwrap_or_default().to_owned();
         let found = socket.nsp().to(id).fetch_sockets().await.into_value();
@@ -276,14 +271,12 @@ fn install_cluster(ns: &Namespace, node: &Arc<str>) {
                 Value::Array(items) => items.clone(),
                 _ => vec![],
             };
-            s.emit(
-                spec["event"].as_str().unwrap_or("message"),
-                Payload { data: args, attachments: event.args.attachments.clone() },
-            )
+            let name = spec["event"].as_str().unwrap_or("message");
+            s.emit(name, Payload { data: args, attachments: event.args.attachments.clone() }).is_ok()
         });
-        ack_with(event, json!(u8::from(sent)));
+        let _ = event.reply(u8::from(sent));
     });
-    ns.on("server-side-emit", |socket: Socket, event: Event| async move {
+    ns.on("server-side-emit", |socket: Socket, mut event: Event| async move {
         let spec = first_arg(&event);
         let name = spec["event"].as_str().unwrap_or("message").to_owned();
         let args = Payload::json(match &spec["args"] {
@@ -295,14 +288,15 @@ fn install_cluster(ns: &Namespace, node: &Arc<str>) {
                 Ok(()) => json!(true),
                 Err(e) => json!({ "error": e.to_string() }),
             };
-            return ack_with(event, answer);
+            let _ = event.reply(answer);
+            return;
         }
         let timeout = spec["timeoutMs"].as_u64().map(Duration::from_millis);
         let answers = socket.nsp().server_side_emit_with_ack(&name, &args, timeout).await;
         let error = (!answers.replies.complete()).then(|| {
             format!("timeout reached: only {} responses received out of {}", answers.len(), answers.replies.expected)
         });
-        ack_with(event, json!({ "error": error, "responses": answers.value }));
+        let _ = event.reply(json!({ "error": error, "responses": answers.value }));
     });
     let name = node.clone();
     let nsp = ns.clone();
@@ -310,25 +304,25 @@ fn install_cluster(ns: &Namespace, node: &Arc<str>) {
         let answer = json!({ "node": &*name, "args": args.data });
         let nsp = nsp.clone();
         async move {
-            nsp.broadcast().local().emit("cluster-pinged", Payload::json(vec![answer.clone()]));
+            nsp.broadcast().local().emit("cluster-pinged", &answer);
             if let Some(ack) = ack {
                 ack.send(&answer);
             }
         }
     });
-    ns.on("server-count", |socket: Socket, event: Event| async move {
+    ns.on("server-count", |socket: Socket, mut event: Event| async move {
         let answer = match socket.nsp().server_count().await {
             Ok(n) => json!(n),
             Err(e) => json!({ "error": e.to_string() }),
         };
-        ack_with(event, answer);
+        let _ = event.reply(answer);
     });
-    ns.on("all-rooms", |socket: Socket, event: Event| async move {
+    ns.on("all-rooms", |socket: Socket, mut event: Event| async move {
         let rooms = socket.nsp().all_rooms().await;
         let answer = match incomplete("allRooms", &rooms.replies) {
             None => json!(rooms.value),
             Some(error) => json!({ "error": error, "rooms": rooms.value, "replies": rooms.replies }),
         };
-        ack_with(event, answer);
+        let _ = event.reply(answer);
     });
 }

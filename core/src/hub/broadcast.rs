@@ -9,9 +9,11 @@ use tokio::sync::mpsc;
 
 use super::cluster::{self, Answer, Cluster, Gathered, Inflight, Replies};
 use super::socket::AckSink;
-use super::{Handshake, Namespace, Socket};
+use super::{EmitError, Handshake, Namespace, Socket};
 use crate::ack::{AckCollector, AckReport};
 use crate::bus::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response, RoomOpts};
+use crate::engine::SendError;
+use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::socketio::{Packet, Payload};
 use crate::rooms::{Room, Target};
 
@@ -39,9 +41,8 @@ pub struct BroadcastFlags {
 /// # Examples
 /// ```
 /// use tidewire::hub::Hub;
-/// use tidewire::protocol::socketio::Payload;
 /// let hub = Hub::default();
-/// let reached = hub.of("/").to("room:1").to("room:2").except("user:42").volatile().emit("news", Payload::json(vec!["hi".into()]));
+/// let reached = hub.of("/").to("room:1").to("room:2").except("user:42").volatile().emit("news", "hi");
 /// assert_eq!(reached, 0, "nobody is connected");
 /// ```
 #[derive(Debug, Clone)]
@@ -59,6 +60,9 @@ pub enum BroadcastError {
     /// A recipient has too many acks pending.
     #[error("a recipient has too many pending acknowledgements")]
     TooManyPending,
+    /// The arguments could not be serialized (nothing was sent).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 impl BroadcastOperator {
@@ -127,10 +131,35 @@ impl BroadcastOperator {
         self.flags
     }
 
-    /// Sends `event` with `args` to every socket the target reaches. The
-    /// packet is encoded once; each recipient gets a shared copy. Returns
-    /// how many sockets it was queued for.
-    pub fn emit(&self, event: &str, args: Payload) -> usize {
+    /// Sends `event` with `args` to every socket the target reaches (`()`
+    /// for no argument, a tuple for several, any other serializable value
+    /// for one, or a [`Payload`]; see [`crate::protocol::args`]). The
+    /// packet is encoded once; each recipient gets a shared copy.
+    ///
+    /// Returns how many sockets of this node it was queued for: in a
+    /// cluster, the other nodes' recipients are not counted. Arguments
+    /// that cannot be serialized are a bug of the caller: they are logged
+    /// (`tracing::error!`) and nothing is sent (0).
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tidewire::hub::Hub;
+    /// let hub = Hub::default();
+    /// hub.to("room:1").emit("chat:new_message", json!({ "text": "hi" }));
+    /// hub.to("room:1").emit("typing", ("ada", true)); // (user, typing) => ..
+    /// ```
+    pub fn emit(&self, event: &str, args: impl IntoPayload) -> usize {
+        match args.into_payload() {
+            Ok(args) => self.emit_payload(event, args),
+            Err(e) => {
+                tracing::error!(namespace = self.ns.name(), event, error = %e, "broadcast not sent");
+                0
+            }
+        }
+    }
+
+    fn emit_payload(&self, event: &str, args: Payload) -> usize {
         if !self.flags.local
             && let Some(cluster) = self.ns.cluster()
         {
@@ -187,12 +216,11 @@ impl BroadcastOperator {
     /// # async fn example() {
     /// use std::time::Duration;
     /// use tidewire::hub::Hub;
-    /// use tidewire::protocol::socketio::Payload;
     /// let hub = Hub::default();
     /// let report = hub.to("voters").timeout(Duration::from_secs(2))
-    ///     .emit_with_ack("vote?", Payload::default()).await.unwrap();
+    ///     .emit_with_ack("vote?", ()).await.unwrap();
     /// for (socket, answer) in &report.responses {
-    ///     println!("{socket} voted {:?}", answer.data);
+    ///     println!("{socket} voted {:?}", answer.arg::<String>(0));
     /// }
     /// println!("no answer from {:?}, gone: {:?}", report.timed_out, report.disconnected);
     /// # }
@@ -200,8 +228,14 @@ impl BroadcastOperator {
     ///
     /// # Errors
     /// [`BroadcastError::TooManyPending`] when a recipient's ack table is
-    /// full (nothing is sent then).
-    pub async fn emit_with_ack(&self, event: &str, args: Payload) -> Result<AckReport<Payload>, BroadcastError> {
+    /// full, [`BroadcastError::Encode`] when `args` cannot be serialized
+    /// (nothing is sent then).
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl IntoPayload,
+    ) -> Result<AckReport<Payload>, BroadcastError> {
+        let args = args.into_payload()?;
         let timeout =
             self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
         let cluster = if self.flags.local { None } else { self.ns.cluster() };
@@ -524,14 +558,22 @@ impl RemoteSocket {
         self.ns.to(self.id.as_str())
     }
 
-    /// Sends `event` to this socket. Returns whether it was queued here or
-    /// handed to the bus for its node.
-    pub fn emit(&self, event: &str, args: Payload) -> bool {
+    /// Sends `event` to this socket: queued here, or handed to the bus for
+    /// its node (whose answer is not awaited).
+    ///
+    /// # Errors
+    /// As [`Socket::emit`]; for a socket of another node,
+    /// [`SendError::Closed`] when this hub has left the cluster.
+    pub fn emit(&self, event: &str, args: impl IntoPayload) -> Result<(), EmitError> {
         match &self.local {
-            Some(s) => s.emit(event, args).is_ok(),
+            Some(s) => s.emit(event, args),
             None => {
-                self.only().emit(event, args);
-                self.ns.cluster().is_some()
+                let args = args.into_payload()?;
+                if self.ns.cluster().is_none() {
+                    return Err(SendError::Closed.into());
+                }
+                self.only().emit_payload(event, args);
+                Ok(())
             }
         }
     }

@@ -7,7 +7,7 @@ use bytestring::ByteString;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::handler::run_now_or_spawn;
+use super::handler::{panic_logger, run_now_or_spawn};
 use super::socket::SocketParts;
 
 use super::cluster_recovery::Remote;
@@ -336,7 +336,8 @@ impl Connection for Client {
                 };
                 ns.begin_connect();
                 shared.lock().insert(packet.nsp.clone(), Slot::Connecting);
-                run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)));
+                let on_panic = panic_logger("connect middleware", &packet.nsp, None);
+                run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)), on_panic);
                 Ok(())
             }
             PacketKind::Event { payload, id } => {
@@ -428,7 +429,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         d.run(&ns);
     }
     for h in ns.handlers().on_connect.iter() {
-        run_now_or_spawn(h.call(socket.clone()));
+        run_now_or_spawn(h.call(socket.clone()), panic_logger("connection", &nsp, Some(socket.id_arc())));
     }
     socket.mark_ready();
 }

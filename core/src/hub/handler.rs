@@ -2,12 +2,19 @@
 //! binding can implement them by calling into its language; closures
 //! implement them too, for Rust users.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Context;
+use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
 use serde_json::Value;
+
+use crate::protocol::args::{ArgError, EncodeError, IntoPayload};
+use crate::protocol::socketio::Payload;
 
 use super::{DisconnectReason, Event, Handshake, Socket};
 
@@ -139,9 +146,14 @@ where
 }
 
 /// Handles an event from a client.
+///
+/// A handler that panics does not take the connection or the server down:
+/// the panic is logged (`tracing::error!`) with the event's name, and the
+/// event's ack, if the handler still held it, is answered with
+/// `{status: "error", code: "internal_error", message}`.
 pub trait EventHandler: Send + Sync + 'static {
-    /// `event` arrived on `socket`; answer its ack, if any, through
-    /// [`Event::ack`].
+    /// `event` arrived on `socket`; answer its ack, if any, with
+    /// [`Event::reply`].
     fn call(&self, socket: Socket, event: Event) -> BoxFuture<()>;
 }
 
@@ -174,12 +186,63 @@ where
 /// Runs a handler's future up to its first await right here, so handlers
 /// start in the order their packets arrived (as in Node), and hands the
 /// rest, if any, to the runtime.
-pub(crate) fn run_now_or_spawn(mut fut: BoxFuture<()>) {
+///
+/// A panic, in this first poll (which runs in the transport's read path)
+/// or later on the runtime, is caught: the handler's future is dropped
+/// (releasing what it held, an ack responder included), then `on_panic`
+/// gets the panic's message.
+pub(crate) fn run_now_or_spawn<P>(fut: BoxFuture<()>, on_panic: P)
+where
+    P: FnOnce(&str) + Send + Unpin + 'static,
+{
+    let mut guarded = Guarded { fut: Some(AssertUnwindSafe(fut).catch_unwind()), on_panic: Some(on_panic) };
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    if fut.as_mut().poll(&mut cx).is_pending() {
+    if Pin::new(&mut guarded).poll(&mut cx).is_pending() {
         // The spawned task polls again at once and registers a real waker.
-        tokio::spawn(fut);
+        tokio::spawn(guarded);
     }
+}
+
+/// An `on_panic` that only logs, for handlers without an ack: which
+/// `handler` (connect, disconnect, ...) of which socket, if there is one yet.
+pub(crate) fn panic_logger(
+    handler: &'static str,
+    namespace: &str,
+    socket: Option<Arc<str>>,
+) -> impl FnOnce(&str) + Send + Unpin + 'static {
+    let namespace = namespace.to_owned();
+    move |panic: &str| {
+        tracing::error!(handler, namespace, socket = socket.as_deref(), panic, "handler panicked");
+    }
+}
+
+/// A handler's future whose panic is caught and reported.
+struct Guarded<P> {
+    fut: Option<CatchUnwind<AssertUnwindSafe<BoxFuture<()>>>>,
+    on_panic: Option<P>,
+}
+
+impl<P: FnOnce(&str) + Unpin> Future for Guarded<P> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(fut) = self.fut.as_mut() else { return Poll::Ready(()) };
+        let Poll::Ready(result) = Pin::new(fut).poll(cx) else { return Poll::Pending };
+        // Dropped before `on_panic` runs, so that what it held is released.
+        self.fut = None;
+        if let (Err(panic), Some(on_panic)) = (result, self.on_panic.take()) {
+            on_panic(panic_message(&*panic));
+        }
+        Poll::Ready(())
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 /// Why an event was refused before reaching its handler. When the event
@@ -211,14 +274,51 @@ impl EventRejection {
 
     /// The ack payload sent to the client: `{status: "error", code,
     /// message}`, plus `retryAfterMs` when set. Every refusal the core
-    /// makes (`rate_limited`, `invalid_payload`, `payload_too_large`) and
-    /// every event middleware's has this shape.
+    /// makes (`rate_limited`, `invalid_payload`, `payload_too_large`,
+    /// `internal_error`) and every event middleware's has this shape.
     pub fn to_ack(&self) -> Value {
         let mut ack = serde_json::json!({ "status": "error", "code": self.code, "message": self.message });
         if let (Some(ms), Some(map)) = (self.retry_after_ms, ack.as_object_mut()) {
             map.insert("retryAfterMs".to_owned(), ms.into());
         }
         ack
+    }
+}
+
+/// A rejection sent as arguments is one argument, its [`to_ack`](EventRejection::to_ack).
+///
+/// # Examples
+/// ```
+/// use tidewire::hub::{Event, EventRejection, Hub, Socket};
+/// let hub = Hub::default();
+/// hub.of("/").on("admin:wipe", |_socket: Socket, mut event: Event| async move {
+///     let _ = event.reply(EventRejection::new("forbidden", "admins only"));
+/// });
+/// ```
+impl IntoPayload for EventRejection {
+    fn into_payload(self) -> Result<Payload, EncodeError> {
+        Ok(Payload::json(vec![self.to_ack()]))
+    }
+}
+
+/// An argument a handler could not read, as the answer the client gets:
+/// `{status: "error", code: "invalid_payload", message}`, the shape of the
+/// core's own validation refusals.
+///
+/// # Examples
+/// ```
+/// use tidewire::hub::{Event, EventRejection, Hub, Socket};
+/// let hub = Hub::default();
+/// hub.of("/").on("chat:join", |socket: Socket, mut event: Event| async move {
+///     match event.arg::<String>(0) {
+///         Ok(room) => { let _ = socket.join(format!("room:{room}")); }
+///         Err(e) => { let _ = event.reply(EventRejection::from(e)); }
+///     }
+/// });
+/// ```
+impl From<ArgError> for EventRejection {
+    fn from(e: ArgError) -> EventRejection {
+        EventRejection::new("invalid_payload", e.to_string())
     }
 }
 

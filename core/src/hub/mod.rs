@@ -12,10 +12,9 @@
 //! use tidewire::hub::{Event, Hub, Socket};
 //!
 //! let hub = Hub::default();
-//! hub.of("/").on("echo", |_socket: Socket, event: Event| async move {
-//!     if let Some(ack) = event.ack {
-//!         let _ = ack.send(event.args);
-//!     }
+//! hub.of("/").on("echo", |_socket: Socket, mut event: Event| async move {
+//!     let args = std::mem::take(&mut event.args);
+//!     let _ = event.reply(args);
 //! });
 //! assert!(hub.namespace("/").is_some(), "the main namespace always exists");
 //! assert!(hub.namespace("/other").is_none());
@@ -25,6 +24,27 @@
 //! Handlers start in the order their packets arrived: each handler runs
 //! up to its first `.await` before the next packet is read, as in Node.
 //! What follows an `.await` runs concurrently on the tokio runtime.
+//!
+//! # Arguments and results
+//! Every emit and every ack answer takes `impl` [`IntoPayload`]: `()` for
+//! no argument, a tuple for several, any other `Serialize` value for one,
+//! or a [`Payload`] as is (see [`crate::protocol::args`]). Handlers read
+//! theirs with [`Event::arg`] and [`Event::args_as`], which fail with an
+//! [`ArgError`] rather than panic on what a client may send.
+//!
+//! What an emit returns says what it reached: sending to one socket
+//! ([`Socket::emit`], [`RemoteSocket::emit`], [`AckResponder::send`],
+//! [`Event::reply`]) returns `Result<(), EmitError>`; a broadcast
+//! ([`BroadcastOperator::emit`], [`Namespace::emit`], [`Hub::emit`])
+//! returns how many sockets of this node it was queued for (other nodes
+//! are not counted; arguments that cannot be serialized are logged and
+//! reach nobody).
+//!
+//! # Panics in handlers
+//! A handler that panics is caught: the panic is logged with the event's
+//! name, the event's ack (if the handler still held it) is answered with
+//! `{status: "error", code: "internal_error", message}`, and the
+//! connection and the server carry on.
 
 mod broadcast;
 mod client;
@@ -58,7 +78,9 @@ pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection, RoomGuard};
 pub use namespace::{Namespace, TooManyRooms};
 pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
-pub use socket::{AckError, AckResponder, CUT_ACK_DEADLINE, DISCONNECT_NOTICE, Socket};
+pub use socket::{AckError, AckResponder, CUT_ACK_DEADLINE, DISCONNECT_NOTICE, EmitError, Socket, SocketWithTimeout};
+
+pub use crate::protocol::args::{ArgError, EncodeError, FromArgs, IntoPayload};
 
 pub use crate::ack::AckReport;
 pub use crate::rooms::Room;
@@ -405,6 +427,20 @@ impl From<&crate::engine::CloseReason> for DisconnectReason {
 }
 
 /// An event received from a client.
+///
+/// # Examples
+/// ```
+/// use tidewire::hub::{Event, EventRejection, Hub, Socket};
+/// let hub = Hub::default();
+/// // socket.emit("move", 3, 4, (answer) => ..) in JavaScript:
+/// hub.of("/").on("move", |_socket: Socket, mut event: Event| async move {
+///     let answer = match event.args_as::<(i32, i32)>() {
+///         Ok((x, y)) => serde_json::json!({ "status": "ok", "distance": x.abs() + y.abs() }),
+///         Err(e) => EventRejection::from(e).to_ack(), // invalid_payload
+///     };
+///     let _ = event.reply(answer); // nothing happens without a callback
+/// });
+/// ```
 #[derive(Debug)]
 pub struct Event {
     /// The event name.
@@ -413,6 +449,59 @@ pub struct Event {
     pub args: Payload,
     /// Present when the client asked for an acknowledgement.
     pub ack: Option<AckResponder>,
+}
+
+impl Event {
+    /// Argument `index` as a `T`; see [`Payload::arg`].
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Event, Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").on("chat:join", |socket: Socket, event: Event| async move {
+    ///     // `42["chat:join"]` (no room) is an error here, not a panic.
+    ///     if let Ok(room) = event.arg::<&str>(0) {
+    ///         let _ = socket.join(format!("room:{room}"));
+    ///     }
+    /// });
+    /// ```
+    ///
+    /// # Errors
+    /// [`ArgError::Missing`] or [`ArgError::Invalid`].
+    pub fn arg<'a, T: serde::Deserialize<'a>>(&'a self, index: usize) -> Result<T, ArgError> {
+        self.args.arg(index)
+    }
+
+    /// The leading arguments as a tuple; see [`Payload::args_as`].
+    ///
+    /// # Errors
+    /// The [`ArgError`] of the first argument that cannot be read.
+    pub fn args_as<'a, T: FromArgs<'a>>(&'a self) -> Result<T, ArgError> {
+        self.args.args_as()
+    }
+
+    /// Answers the client's acknowledgement with `args`, if it asked for
+    /// one (socket.io's `callback(...)`), and otherwise does nothing. The
+    /// ack is used up: a second reply does nothing.
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tidewire::hub::{Event, Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").on("ping", |_socket: Socket, mut event: Event| async move {
+    ///     let _ = event.reply(("pong", json!({ "at": 1 }))); // callback("pong", {at: 1})
+    /// });
+    /// ```
+    ///
+    /// # Errors
+    /// As [`AckResponder::send`]; `Ok` when there was nothing to answer.
+    pub fn reply(&mut self, args: impl IntoPayload) -> Result<(), EmitError> {
+        match self.ack.take() {
+            Some(ack) => ack.send(args),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The Socket.IO server: namespaces and their sockets. The main namespace
@@ -658,8 +747,9 @@ impl Hub {
         self.of("/").broadcast()
     }
 
-    /// Sends `event` to every socket of the main namespace (`io.emit`).
-    pub fn emit(&self, event: &str, args: Payload) -> usize {
+    /// Sends `event` to every socket of the main namespace (`io.emit`); see
+    /// [`BroadcastOperator::emit`].
+    pub fn emit(&self, event: &str, args: impl IntoPayload) -> usize {
         self.of("/").emit(event, args)
     }
 
@@ -681,6 +771,8 @@ impl Hub {
     }
 }
 
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]

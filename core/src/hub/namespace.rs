@@ -15,6 +15,7 @@ use super::{Handshake, HubInner, Parser, RoomChange, Socket};
 use crate::ack::next_ack_id;
 use crate::limits::EventRule;
 use crate::presence::{Presence, PresenceDiff, PresentUser};
+use crate::protocol::args::IntoPayload;
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::Packet;
 use crate::protocol::socketio::Payload;
@@ -428,13 +429,12 @@ impl Namespace {
     /// # Examples
     /// ```
     /// use tidewire::hub::{Event, Hub, Socket};
-    /// use tidewire::protocol::socketio::Payload;
     /// let hub = Hub::default();
-    /// hub.of("/").on("ping", |socket: Socket, event: Event| async move {
-    ///     if let Some(ack) = event.ack {
-    ///         let _ = ack.send(Payload::json(vec!["pong".into()]));
+    /// hub.of("/").on("ping", |socket: Socket, mut event: Event| async move {
+    ///     if event.ack.is_some() {
+    ///         let _ = event.reply("pong");
     ///     } else {
-    ///         let _ = socket.emit("pong", Payload::default());
+    ///         let _ = socket.emit("pong", ());
     ///     }
     /// });
     /// ```
@@ -888,7 +888,7 @@ impl Namespace {
 
     /// Sends `event` to every socket of the namespace; see
     /// [`BroadcastOperator::emit`].
-    pub fn emit(&self, event: &str, args: Payload) -> usize {
+    pub fn emit(&self, event: &str, args: impl IntoPayload) -> usize {
         self.broadcast().emit(event, args)
     }
 }

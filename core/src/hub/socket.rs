@@ -10,12 +10,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::broadcast::BroadcastOperator;
 use super::client::ClientShared;
 use super::handler::EventRejection;
-use super::handler::{BoxFuture, run_now_or_spawn};
+use super::handler::{BoxFuture, panic_logger, run_now_or_spawn};
 use super::namespace::{Handlers, TooManyRooms};
 use super::{DisconnectReason, Event, Handshake, HubStats, Namespace};
 use crate::ack::{AckTable, Inbound, InboundAcks};
 use crate::engine::{CloseReason, SendError, Session};
 use crate::limits::{SocketRates, Verdict};
+use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Packet, Payload};
 use crate::recovery::{Offset, StoredSession};
@@ -83,6 +84,34 @@ pub enum AckError {
     /// The event could not be sent.
     #[error("send failed: {0}")]
     Send(#[from] SendError),
+    /// The arguments could not be serialized (nothing was sent).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl From<EmitError> for AckError {
+    fn from(e: EmitError) -> AckError {
+        match e {
+            EmitError::Send(e) => AckError::Send(e),
+            EmitError::Encode(e) => AckError::Encode(e),
+        }
+    }
+}
+
+/// Why an emit to one socket, or an ack answer, did not go out.
+///
+/// Sending to one socket returns `Result<(), EmitError>` ([`Socket::emit`],
+/// [`AckResponder::send`], [`Event::reply`]); a broadcast returns how many
+/// sockets of this node it was queued for ([`BroadcastOperator::emit`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The connection is closed, or its queue is full.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The arguments could not be serialized (nothing was sent).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 /// What the limits say of an event.
@@ -111,15 +140,15 @@ pub(crate) enum AckSink {
 /// ```
 /// use std::time::Duration;
 /// use tidewire::hub::{Hub, Socket};
-/// use tidewire::protocol::socketio::Payload;
 /// let hub = Hub::default();
 /// hub.of("/").on_connect(|socket: Socket| async move {
-///     socket.join("lobby");
+///     let _ = socket.join("lobby");
+///     let _ = socket.emit("welcome", ("lobby", 3)); // two arguments
 ///     // To everyone in the lobby but this socket:
-///     socket.to("lobby").emit("arrived", Payload::json(vec![socket.id().into()]));
+///     socket.to("lobby").emit("arrived", socket.id());
 ///     // Ask the client and wait for its answer:
-///     match socket.emit_with_ack("name?", Payload::default(), Some(Duration::from_secs(5))).await {
-///         Ok(answer) => tracing::info!(?answer.data, "named"),
+///     match socket.timeout(Duration::from_secs(5)).emit_with_ack("name?", ()).await {
+///         Ok(answer) => tracing::info!(name = ?answer.arg::<String>(0), "named"),
 ///         Err(e) => tracing::info!(error = %e, "no name"),
 ///     }
 /// });
@@ -171,20 +200,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Answers one event's acknowledgement. Dropping it unanswered leaves the
-/// client's callback pending (until its own timeout, if any).
+/// Answers one event's acknowledgement ([`Event::reply`] is the short
+/// way). Dropping it unanswered leaves the client's callback pending (until
+/// its own timeout, if any), except when its handler panicked: the client
+/// then gets `{status: "error", code: "internal_error", message}`.
 ///
 /// # Examples
 /// ```
 /// use bytes::Bytes;
+/// use serde_json::json;
 /// use tidewire::hub::{Event, Hub, Socket};
-/// use tidewire::protocol::socketio::Payload;
 /// let hub = Hub::default();
 /// hub.of("/").on("thumbnail", |_socket: Socket, event: Event| async move {
-///     let mut answer = Payload::json(vec![serde_json::json!({"ok": true})]);
-///     answer.push_binary(Bytes::from_static(b"\x89PNG...")); // sent as BINARY_ACK
 ///     if let Some(ack) = event.ack {
-///         let _ = ack.send(answer);
+///         // Two arguments, the second binary: sent as a BINARY_ACK.
+///         let _ = ack.send((json!({"ok": true}), Bytes::from_static(b"\x89PNG...")));
 ///     }
 /// });
 /// ```
@@ -192,10 +222,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct AckResponder {
     socket: Socket,
     id: u64,
+    sent: bool,
 }
 
 impl Drop for AckResponder {
     fn drop(&mut self) {
+        if !self.sent {
+            lock(&self.socket.inner.inbound).abandoned(self.id);
+        }
         self.socket.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -205,7 +239,7 @@ impl AckResponder {
     /// drain can wait for it).
     fn new(socket: Socket, id: u64) -> AckResponder {
         socket.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        AckResponder { socket, id }
+        AckResponder { socket, id, sent: false }
     }
 
     /// The ack id the client chose.
@@ -213,12 +247,27 @@ impl AckResponder {
         self.id
     }
 
-    /// Sends the acknowledgement with `args` (a BINARY_ACK when `args` has
-    /// attachments).
+    /// Sends the acknowledgement with `args` (see
+    /// [`IntoPayload`](crate::protocol::args) for which value makes how many
+    /// arguments; a BINARY_ACK when there is binary data).
     ///
     /// # Errors
-    /// [`SendError`] when the connection is closed or its queue is full.
-    pub fn send(self, args: Payload) -> Result<(), SendError> {
+    /// [`EmitError::Send`] when the connection is closed or its queue is
+    /// full; [`EmitError::Encode`] when `args` cannot be serialized, in
+    /// which case the client gets an `internal_error` answer instead.
+    pub fn send(mut self, args: impl IntoPayload) -> Result<(), EmitError> {
+        self.sent = true;
+        match args.into_payload() {
+            Ok(payload) => Ok(self.send_payload(payload)?),
+            Err(e) => {
+                tracing::error!(socket = self.socket.id(), error = %e, "ack answer not serializable");
+                let _ = self.send_payload(internal_error().into_payload()?);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn send_payload(&self, args: Payload) -> Result<(), SendError> {
         let s = &self.socket;
         let frames: Arc<[Encoded]> =
             s.inner.namespace.parser().encode(&Packet::ack(s.namespace(), self.id, args)).into();
@@ -226,6 +275,11 @@ impl AckResponder {
         lock(&s.inner.inbound).answered(self.id, (size <= MAX_CACHED_ANSWER).then(|| frames.clone()));
         s.send_shared(&frames, false)
     }
+}
+
+/// The answer to an event whose handler failed.
+fn internal_error() -> EventRejection {
+    EventRejection::new("internal_error", "internal server error")
 }
 
 /// Everything a [`Socket`] is made of.
@@ -462,36 +516,85 @@ impl Socket {
         self.send_shared(&frames, volatile)
     }
 
-    /// Sends `event` with `args` to this client.
+    /// Sends `event` with `args` to this client: `()` for no argument, a
+    /// tuple for several, any other serializable value for one, or a
+    /// [`Payload`] (see [`crate::protocol::args`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use tidewire::hub::{Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").on_connect(|socket: Socket| async move {
+    ///     let _ = socket.emit("hello", ()); // socket.on("hello", () => ..)
+    ///     let _ = socket.emit("profile", json!({"name": "Ada"})); // (profile) => ..
+    ///     let _ = socket.emit("move", (3, 4)); // (x, y) => ..
+    /// });
+    /// ```
     ///
     /// # Errors
-    /// [`SendError`] when the connection is closed or its queue is full
-    /// (the client is then disconnected as a slow consumer).
-    pub fn emit(&self, event: &str, args: Payload) -> Result<(), SendError> {
-        self.emit_packet(event, args, None, false)
+    /// [`EmitError::Send`] when the connection is closed or its queue is
+    /// full (the client is then disconnected as a slow consumer);
+    /// [`EmitError::Encode`] when `args` cannot be serialized.
+    pub fn emit(&self, event: &str, args: impl IntoPayload) -> Result<(), EmitError> {
+        Ok(self.emit_packet(event, args.into_payload()?, None, false)?)
     }
 
     /// Sends `event` unless the client's queue is full, in which case it is
     /// dropped (socket.io's `volatile`).
     ///
     /// # Errors
-    /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
-    pub fn emit_volatile(&self, event: &str, args: Payload) -> Result<(), SendError> {
-        self.emit_packet(event, args, None, true)
+    /// [`EmitError::Send`] with [`SendError::Full`] when dropped,
+    /// [`SendError::Closed`] once closed; [`EmitError::Encode`].
+    pub fn emit_volatile(&self, event: &str, args: impl IntoPayload) -> Result<(), EmitError> {
+        Ok(self.emit_packet(event, args.into_payload()?, None, true)?)
     }
 
     /// Sends `event` and waits for the client's acknowledgement, at most
-    /// `timeout` (the hub's default `ack_timeout` when `None`).
+    /// the hub's [`ack_timeout`](super::HubConfig::ack_timeout); set another
+    /// with [`timeout`](Self::timeout).
+    ///
+    /// # Examples
+    /// ```
+    /// use tidewire::hub::{Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").on_connect(|socket: Socket| async move {
+    ///     if let Ok(answer) = socket.emit_with_ack("ready?", ()).await {
+    ///         tracing::info!(ready = ?answer.arg::<bool>(0), "answered");
+    ///     }
+    /// });
+    /// ```
     ///
     /// # Errors
     /// [`AckError::Timeout`], [`AckError::Disconnected`],
-    /// [`AckError::TooManyPending`] or [`AckError::Send`].
-    pub async fn emit_with_ack(
-        &self,
-        event: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<Payload, AckError> {
+    /// [`AckError::TooManyPending`], [`AckError::Send`] or
+    /// [`AckError::Encode`].
+    pub async fn emit_with_ack(&self, event: &str, args: impl IntoPayload) -> Result<Payload, AckError> {
+        self.ask(event, args.into_payload()?, self.inner.ack_timeout).await
+    }
+
+    /// This socket with another ack timeout for
+    /// [`emit_with_ack`](SocketWithTimeout::emit_with_ack) (socket.io's
+    /// `socket.timeout(ms)`).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use tidewire::hub::{AckError, Hub, Socket};
+    /// let hub = Hub::default();
+    /// hub.of("/").on_connect(|socket: Socket| async move {
+    ///     match socket.timeout(Duration::from_secs(2)).emit_with_ack("ping", ()).await {
+    ///         Ok(_) => {}
+    ///         Err(AckError::Timeout) => socket.disconnect(false),
+    ///         Err(e) => tracing::debug!(error = %e, "no pong"),
+    ///     }
+    /// });
+    /// ```
+    pub fn timeout(&self, timeout: Duration) -> SocketWithTimeout {
+        SocketWithTimeout { socket: self.clone(), timeout }
+    }
+
+    async fn ask(&self, event: &str, args: Payload, timeout: Duration) -> Result<Payload, AckError> {
         let id = self.inner.namespace.next_ack_id();
         let (tx, rx) = oneshot::channel();
         self.register_ack(id, AckSink::One(tx)).map_err(|()| AckError::TooManyPending)?;
@@ -499,7 +602,7 @@ impl Socket {
             self.forget_ack(id);
             return Err(e.into());
         }
-        match tokio::time::timeout(timeout.unwrap_or(self.inner.ack_timeout), rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(payload)) => Ok(payload),
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {
@@ -660,7 +763,7 @@ impl Socket {
         }
         tracing::debug!(socket = self.id(), event = name, code = rejection.code, "event refused");
         if let Some(id) = id {
-            let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![rejection.to_ack()]));
+            let _ = AckResponder::new(self.clone(), id).send(rejection);
         }
         if disconnect {
             HubStats::add(&stats.rate_limit_disconnects, 1);
@@ -688,7 +791,7 @@ impl Socket {
         let socket = self.clone();
         let finish = move || {
             if let Some(notice) = notice {
-                let _ = socket.emit(DISCONNECT_NOTICE, Payload::json(vec![notice]));
+                let _ = socket.emit(DISCONNECT_NOTICE, notice);
             }
             socket.disconnect_for(reason);
         };
@@ -716,7 +819,7 @@ impl Socket {
         if closing != Closing::No {
             // Being cut: an answer, but no handler.
             if let Some(id) = id {
-                let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![closing.refusal().to_ack()]));
+                let _ = AckResponder::new(self.clone(), id).send(closing.refusal());
             }
             return;
         }
@@ -731,13 +834,17 @@ impl Socket {
             // The cluster-wide rate of the user: one round trip.
             Admitted::CheckClusterRate(cluster) => {
                 let socket = self.clone();
-                run_now_or_spawn(Box::pin(async move {
-                    let user = socket.inner.user_id.clone().unwrap_or_default();
-                    match cluster.check_user_rate(&user).await {
-                        Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
-                        None => socket.dispatch_admitted(handlers, name, payload, id),
-                    }
-                }));
+                let on_panic = panic_logger("cluster rate check", self.namespace(), Some(self.id_arc()));
+                run_now_or_spawn(
+                    Box::pin(async move {
+                        let user = socket.inner.user_id.clone().unwrap_or_default();
+                        match cluster.check_user_rate(&user).await {
+                            Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
+                            None => socket.dispatch_admitted(handlers, name, payload, id),
+                        }
+                    }),
+                    on_panic,
+                );
             }
         }
     }
@@ -750,7 +857,7 @@ impl Socket {
         tracing::debug!(socket = self.id(), event = name, "event refused: the user's cluster-wide rate");
         if let Some(id) = id {
             let rejection = EventRejection::new("rate_limited", "rate limit exceeded").retry_after(wait);
-            let _ = AckResponder::new(self.clone(), id).send(Payload::json(vec![rejection.to_ack()]));
+            let _ = AckResponder::new(self.clone(), id).send(rejection);
         }
     }
 
@@ -773,9 +880,11 @@ impl Socket {
         let ack = id.map(|id| AckResponder::new(self.clone(), id));
         if handlers.event_middlewares.is_empty() {
             let Some(handler) = handlers.handler_for(&name) else { return };
-            run_now_or_spawn(handler.call(self.clone(), Event { name, args: payload, ack }));
+            let on_panic = self.on_handler_panic(&name, id);
+            run_now_or_spawn(handler.call(self.clone(), Event { name, args: payload, ack }), on_panic);
             return;
         }
+        let on_panic = self.on_handler_panic(&name, id);
         let socket = self.clone();
         let event = Event { name, args: payload, ack: None };
         let fut: BoxFuture<()> = Box::pin(async move {
@@ -785,7 +894,7 @@ impl Socket {
                     Ok(e) => event = e,
                     Err(rejection) => {
                         if let Some(ack) = ack {
-                            let _ = ack.send(Payload::json(vec![rejection.to_ack()]));
+                            let _ = ack.send(rejection);
                         }
                         return;
                     }
@@ -797,7 +906,29 @@ impl Socket {
                 handler.call(socket, event).await;
             }
         });
-        run_now_or_spawn(fut);
+        run_now_or_spawn(fut, on_panic);
+    }
+
+    /// What happens when the handler (or a middleware) of event `name`
+    /// panics: an error log and, if its ack was left unanswered, the
+    /// client gets `internal_error`. The connection carries on.
+    fn on_handler_panic(&self, name: &str, id: Option<u64>) -> impl FnOnce(&str) + Send + Unpin + 'static {
+        let (socket, event) = (self.clone(), name.to_owned());
+        move |panic: &str| {
+            tracing::error!(
+                socket = socket.id(),
+                namespace = socket.namespace(),
+                event,
+                panic,
+                "event handler panicked"
+            );
+            // The handler's future is gone: an ack it still held was dropped.
+            if let Some(id) = id
+                && lock(&socket.inner.inbound).is_abandoned(id)
+            {
+                let _ = AckResponder::new(socket.clone(), id).send(internal_error());
+            }
+        }
     }
 
     // --- leaving -------------------------------------------------------------
@@ -874,7 +1005,10 @@ impl Socket {
         }
         let handlers = self.inner.namespace.handlers();
         for h in &handlers.on_disconnecting {
-            run_now_or_spawn(h.call(self.clone(), reason));
+            run_now_or_spawn(
+                h.call(self.clone(), reason),
+                panic_logger("disconnecting", self.namespace(), Some(self.id_arc())),
+            );
         }
         self.persist(reason);
         self.inner.namespace.remove(self.inner.key);
@@ -887,7 +1021,29 @@ impl Socket {
             }
         }
         for h in &handlers.on_disconnect {
-            run_now_or_spawn(h.call(self.clone(), reason));
+            run_now_or_spawn(
+                h.call(self.clone(), reason),
+                panic_logger("disconnect", self.namespace(), Some(self.id_arc())),
+            );
         }
+    }
+}
+
+/// A socket with an ack timeout of its own, made by [`Socket::timeout`].
+#[derive(Debug, Clone)]
+#[must_use = "does nothing until emit_with_ack"]
+pub struct SocketWithTimeout {
+    socket: Socket,
+    timeout: Duration,
+}
+
+impl SocketWithTimeout {
+    /// Sends `event` and waits for the client's acknowledgement, at most
+    /// the timeout; see [`Socket::emit_with_ack`].
+    ///
+    /// # Errors
+    /// As [`Socket::emit_with_ack`].
+    pub async fn emit_with_ack(&self, event: &str, args: impl IntoPayload) -> Result<Payload, AckError> {
+        self.socket.ask(event, args.into_payload()?, self.timeout).await
     }
 }

@@ -187,7 +187,7 @@ async fn emit_with_ack_times_out_and_resolves() {
     let socket = hub.of("/").socket(&id).unwrap();
     let s = socket.clone();
     let pending =
-        tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), Some(Duration::from_secs(2))).await });
+        tokio::spawn(async move { s.timeout(Duration::from_secs(2)).emit_with_ack("q", args(json!([]))).await });
     settle().await;
     assert_eq!(socket.pending_acks(), 1);
     tokio::time::advance(Duration::from_secs(3)).await;
@@ -196,7 +196,7 @@ async fn emit_with_ack_times_out_and_resolves() {
     a.recv();
 
     let s = socket.clone();
-    let answered = tokio::spawn(async move { s.emit_with_ack("q", args(json!([])), None).await });
+    let answered = tokio::spawn(async move { s.emit_with_ack("q", args(json!([]))).await });
     settle().await;
     let sent = a.recv();
     let ack_id: String = sent[0][1..].chars().take_while(char::is_ascii_digit).collect();
@@ -383,7 +383,7 @@ async fn ten_thousand_cycles_leave_every_index_empty() {
         s.join(format!("room-{}", i % 7)).unwrap();
         let s2 = s.clone();
         // An ack left pending when the client goes away.
-        let pending = tokio::spawn(async move { s2.emit_with_ack("q", Payload::default(), None).await });
+        let pending = tokio::spawn(async move { s2.emit_with_ack("q", Payload::default()).await });
         settle().await;
         s.leave(&format!("room-{}", i % 7));
         s.join("stay").unwrap();
