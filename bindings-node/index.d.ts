@@ -17,29 +17,37 @@ export declare class Ack {
 
 /** A Socket.IO server. */
 export declare class Server {
-  /** A server with `options`; it listens once `listen` is called. */
-  constructor(options?: ServerOptions | undefined | null)
+  /**
+   * A server with `options`, the JSON of socket.io-style options (see
+   * `tidewire::embed::options`); it listens once `listen` is called.
+   */
+  constructor(options: string)
   /**
    * Adds a connect middleware on `nsp`. `callback(handshake)` resolves
-   * to JSON: `{}` to accept, `{"user": id, "data": ...}` to accept as a
-   * user (the socket joins `user:<id>`), `{"error": message, "data":
-   * ...}` to refuse with a CONNECT_ERROR.
+   * to the decision as JSON: `{"admit": result}` or `{"refuse":
+   * message, "data": ...}` (see `tidewire::embed::decision`).
    */
   useMiddleware(nsp: string, callback: ((arg: HandshakeInfo) => Promise<string>)): void
   /**
    * Sets the one callback every connection, disconnection and event of
    * every namespace goes to, in the order they happen:
-   * `dispatch(nsp, kind, socket, name, json, attachments, ack)` where
-   * `kind` is `connection`, `disconnect` (`name` is the reason) or
-   * `event` (`name` is the event; `ack` is null unless asked for). One
-   * queue keeps a socket's `connection` ahead of its events. Set it
-   * before subscribing; it can be set once.
+   * `dispatch(nsp, kind, socket, name, json, attachments, ack, handlers)`
+   * where `kind` is `connection`, `disconnect` (`name` is the reason) or
+   * `event` (`name` is the event; `ack` is null unless asked for), and
+   * `handlers` the ids given to `on` for it, in order. One queue keeps a
+   * socket's `connection` ahead of its events. Set it once, first.
    */
-  setDispatcher(dispatch: ((arg0: string, arg1: string, arg2: Socket, arg3: string, arg4: string, arg5: Array<Buffer>, arg6?: Ack | undefined | null) => unknown)): void
-  /** Forwards the connections of `nsp` to the dispatcher. */
-  subscribeConnections(nsp: string): void
-  /** Forwards `event` on `nsp` to the dispatcher. */
-  subscribeEvent(nsp: string, event: string): void
+  setDispatcher(dispatch: ((arg0: string, arg1: string, arg2: Socket, arg3: string, arg4: string, arg5: Array<Buffer>, arg6: Ack | undefined | null, arg7: Array<number>) => unknown)): void
+  /**
+   * Delivers the connections and disconnections of `nsp` (once per
+   * namespace).
+   */
+  watch(nsp: string): void
+  /**
+   * Adds handler `id` for `name` on `nsp` (`connection`, `disconnect`
+   * or an event), after the ones already there.
+   */
+  on(nsp: string, name: string, id: number): void
   /** Starts listening; resolves to the address, e.g. `127.0.0.1:3000`. */
   listen(): Promise<string>
   /**
@@ -55,17 +63,18 @@ export declare class Server {
   /** The number of sockets connected to `nsp`. */
   socketCount(nsp: string): number
   /**
-   * Joins a cluster over Redis: broadcasts reach every node's sockets,
-   * official socket.io nodes included.
+   * Joins a cluster over Redis (`options`: the JSON of `{redisUrl,
+   * prefix, requestTimeout, redisCluster}`): broadcasts reach every
+   * node's sockets, official socket.io nodes included.
    */
-  joinCluster(options: ClusterOptions): Promise<void>
+  joinCluster(options: string): Promise<void>
   /** How many nodes serve `nsp`, this one included (1 outside a cluster). */
   serverCount(nsp: string): Promise<number>
   /**
-   * Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON
-   * text) of its first argument; refused events never reach a handler.
+   * Limits `event` on `nsp` with `options`, the JSON of `{maxBytes,
+   * schema}`; refused events never reach a handler.
    */
-  limitEvent(nsp: string, event: string, maxBytes?: number | undefined | null, schema?: string | undefined | null): void
+  limitEvent(nsp: string, event: string, options: string): void
   /**
    * Turns presence on for the rooms of `nsp` whose name starts with
    * `prefix` (every room but the sockets' own and user rooms when empty).
@@ -75,9 +84,11 @@ export declare class Server {
   presence(nsp: string, room: string): string
   /**
    * Drains gracefully (refuse newcomers, notify in batches, wait for
-   * in-flight acks, close), then stops. Resolves to the report as JSON.
+   * in-flight acks, close), then stops. `options` is the JSON of
+   * `{batchSize, batchInterval, ackDeadline}`. Resolves to the report as
+   * JSON.
    */
-  drain(batchSize?: number | undefined | null, batchIntervalMs?: number | undefined | null, ackDeadlineMs?: number | undefined | null): Promise<string>
+  drain(options: string): Promise<string>
 }
 
 /** One connected socket. */
@@ -123,53 +134,10 @@ export interface AckReply {
   attachments: Array<Buffer>
 }
 
-/**
- * How a server joins a cluster over Redis (wire-compatible with
- * `@socket.io/redis-adapter`'s `createAdapter`).
- */
-export interface ClusterOptions {
-  /**
-   * `redis://host:port/db`; with `redisCluster`, seed nodes separated by
-   * commas.
-   */
-  redisUrl: string
-  /** Channel prefix (default `socket.io`, the official adapter's `key`). */
-  prefix?: string
-  /** Milliseconds requests to the other nodes wait (default 5000). */
-  requestTimeout?: number
-  /** `redisUrl` names nodes of a Redis Cluster. */
-  redisCluster?: boolean
-}
-
 /** The handshake a connect middleware sees. */
 export interface HandshakeInfo {
   /** The namespace being joined. */
   nsp: string
   /** The handshake as JSON (socket.io's `socket.handshake` shape). */
   json: string
-}
-
-/** Options of a server (all optional). */
-export interface ServerOptions {
-  /** Interface to listen on (default `127.0.0.1`). */
-  host?: string
-  /** Port (default 0: any free port; see `listen`'s result). */
-  port?: number
-  /** Milliseconds between heartbeats (default 25000). */
-  pingInterval?: number
-  /** Milliseconds to wait for a heartbeat's answer (default 20000). */
-  pingTimeout?: number
-  /** Largest message in bytes (default 1000000). */
-  maxPayload?: number
-  /** Milliseconds a client has to join a namespace (default 45000). */
-  connectTimeout?: number
-  /** Origins allowed by CORS (default: none). */
-  corsOrigins?: Array<string>
-  /**
-   * Rate limits and connection caps, as the JSON of the core's
-   * `LimitsSpec` (applied over the defaults).
-   */
-  limits?: string
-  /** Connection-state recovery window in milliseconds (default: off). */
-  recoveryMs?: number
 }

@@ -1,18 +1,19 @@
 //! Tidewire for Node.js: the Rust Socket.IO engine with JavaScript
 //! handlers, through napi-rs.
 //!
-//! This is the native layer (`index.js`, generated). Arguments cross the
-//! boundary as a JSON text plus the binary attachments its placeholders
-//! point to, so binary data is never copied into JSON; `tidewire.js` turns
-//! them back into ordinary JavaScript values and Buffers. Handler callbacks
-//! are weak: only a listening server keeps Node alive (`tidewire.js` holds
-//! a handle while it listens).
+//! This is the native layer (`index.js`, generated): it converts values
+//! and errors, and everything else lives in `tidewire::embed`. Options
+//! cross as JSON (checked by `embed::options`), arguments as a JSON text
+//! plus the binary attachments its placeholders point to (`embed::args`),
+//! errors as a JavaScript `Error` whose `code` comes from
+//! `embed::ErrorCode`. Handler callbacks are weak: only a listening server
+//! keeps Node alive (`tidewire.js` holds a handle while it listens).
 
 // Callback types are spelled out in full (see below), which clippy finds
 // complex.
 #![allow(clippy::type_complexity)]
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use napi::bindgen_prelude::{Buffer, FnArgs, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi::{Error, Status};
 use napi_derive::napi;
-use tidewire::embed::{self, EmbedError, EmbedOptions, Embedded};
+use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ListenerSlot};
 use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::socketio::Payload;
 
@@ -30,76 +31,28 @@ use tidewire::protocol::socketio::Payload;
 
 type Result<T> = std::result::Result<T, Error<String>>;
 
-/// A JavaScript `Error` whose `code` is `code`.
-fn error(code: &str, message: impl std::fmt::Display) -> Error<String> {
-    Error::new(code.to_owned(), message.to_string())
+/// A JavaScript `Error` whose `code` is the error's code.
+fn error(e: EmbedError) -> Error<String> {
+    Error::new(e.code().as_str().to_owned(), e.to_string())
 }
 
 /// The same for async methods, whose errors napi requires to carry a
 /// `Status`: the code leads the message (`ERR_X: ...`) and `tidewire.js`
 /// moves it to `code`.
-fn async_error(e: Error<String>) -> Error {
-    Error::new(Status::GenericFailure, format!("{}: {}", e.status, e.reason))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn embed_error(e: EmbedError) -> Error<String> {
-    error(e.code(), e)
+fn async_error(e: EmbedError) -> Error {
+    Error::new(Status::GenericFailure, format!("{}: {}", e.code(), e))
 }
 
 /// JSON text and attachments from JavaScript to a payload (checked).
-fn payload_from_js(json: &str, attachments: Vec<Buffer>) -> Result<Payload> {
+fn payload_from_js(json: &str, attachments: Vec<Buffer>) -> std::result::Result<Payload, EmbedError> {
     let attachments = attachments.iter().map(|b| Bytes::copy_from_slice(b)).collect();
-    embed::payload_from_parts(json, attachments).map_err(embed_error)
+    embed::payload_from_parts(json, attachments)
 }
 
 /// A payload as JSON text and Buffers for JavaScript.
 fn payload_to_js(payload: Payload) -> (String, Vec<Buffer>) {
     let (json, attachments) = embed::payload_to_parts(payload);
     (json, attachments.into_iter().map(|b| Buffer::from(b.to_vec())).collect())
-}
-
-/// Options of a server (all optional).
-#[napi(object)]
-#[derive(Default)]
-pub struct ServerOptions {
-    /// Interface to listen on (default `127.0.0.1`).
-    pub host: Option<String>,
-    /// Port (default 0: any free port; see `listen`'s result).
-    pub port: Option<u32>,
-    /// Milliseconds between heartbeats (default 25000).
-    pub ping_interval: Option<u32>,
-    /// Milliseconds to wait for a heartbeat's answer (default 20000).
-    pub ping_timeout: Option<u32>,
-    /// Largest message in bytes (default 1000000).
-    pub max_payload: Option<u32>,
-    /// Milliseconds a client has to join a namespace (default 45000).
-    pub connect_timeout: Option<u32>,
-    /// Origins allowed by CORS (default: none).
-    pub cors_origins: Option<Vec<String>>,
-    /// Rate limits and connection caps, as the JSON of the core's
-    /// `LimitsSpec` (applied over the defaults).
-    pub limits: Option<String>,
-    /// Connection-state recovery window in milliseconds (default: off).
-    pub recovery_ms: Option<u32>,
-}
-
-/// How a server joins a cluster over Redis (wire-compatible with
-/// `@socket.io/redis-adapter`'s `createAdapter`).
-#[napi(object)]
-pub struct ClusterOptions {
-    /// `redis://host:port/db`; with `redisCluster`, seed nodes separated by
-    /// commas.
-    pub redis_url: String,
-    /// Channel prefix (default `socket.io`, the official adapter's `key`).
-    pub prefix: Option<String>,
-    /// Milliseconds requests to the other nodes wait (default 5000).
-    pub request_timeout: Option<u32>,
-    /// `redisUrl` names nodes of a Redis Cluster.
-    pub redis_cluster: Option<bool>,
 }
 
 /// The handshake a connect middleware sees.
@@ -111,52 +64,62 @@ pub struct HandshakeInfo {
     pub json: String,
 }
 
-/// The one callback into JavaScript for connections, disconnections and
-/// events (see `set_dispatcher`): weak, so it never keeps Node alive.
+/// The one callback into JavaScript (see `set_dispatcher`): weak, so it
+/// never keeps Node alive.
 type Dispatcher = ThreadsafeFunction<
-    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
     UnknownReturnValue,
-    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
     Status,
     false,
     true,
 >;
 
+/// Deliveries go to JavaScript through the one dispatcher, in order.
+struct NodeHost(Dispatcher);
+
+impl embed::Host<u32> for NodeHost {
+    fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
+        let socket = Socket { inner: socket };
+        let args = match delivery {
+            Delivery::Connection => ("connection".to_owned(), String::new(), String::new(), vec![], None),
+            Delivery::Disconnect { reason } => ("disconnect".to_owned(), reason, String::new(), vec![], None),
+            Delivery::Event { name, args, ack } => {
+                let (json, attachments) = payload_to_js(args);
+                ("event".to_owned(), name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
+            }
+            _ => return,
+        };
+        let (kind, name, json, attachments, ack) = args;
+        let call = (nsp.to_owned(), kind, socket, name, json, attachments, ack, handlers);
+        self.0.call(call.into(), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
 /// A Socket.IO server.
 #[napi]
 pub struct Server {
     inner: Embedded,
-    dispatcher: Mutex<Option<Arc<Dispatcher>>>,
+    listeners: ListenerSlot<u32>,
 }
 
 #[napi]
 impl Server {
-    /// A server with `options`; it listens once `listen` is called.
+    /// A server with `options`, the JSON of socket.io-style options (see
+    /// `tidewire::embed::options`); it listens once `listen` is called.
     #[napi(constructor)]
-    pub fn new(options: Option<ServerOptions>) -> Result<Server> {
-        let o = options.unwrap_or_default();
-        let options = EmbedOptions {
-            host: o.host,
-            port: o.port,
-            ping_interval_ms: o.ping_interval.map(u64::from),
-            ping_timeout_ms: o.ping_timeout.map(u64::from),
-            max_payload: o.max_payload.map(u64::from),
-            connect_timeout_ms: o.connect_timeout.map(u64::from),
-            cors_origins: o.cors_origins.unwrap_or_default(),
-            limits: o.limits,
-            recovery_ms: o.recovery_ms.map(u64::from),
-        };
-        Ok(Server { inner: Embedded::new(options).map_err(embed_error)?, dispatcher: Mutex::new(None) })
+    pub fn new(options: String) -> Result<Server> {
+        let options = EmbedOptions::from_json(&options, Dialect::Node).map_err(error)?;
+        Ok(Server { inner: Embedded::new(options).map_err(error)?, listeners: ListenerSlot::default() })
     }
 
     fn namespace(&self, nsp: &str) -> Result<hub::Namespace> {
-        self.inner.namespace(nsp).map_err(embed_error)
+        self.inner.namespace(nsp).map_err(error)
     }
 
     /// Adds a connect middleware on `nsp`. `callback(handshake)` resolves
-    /// to JSON: `{}` to accept, `{"user": id, "data": ...}` to accept as a
-    /// user (the socket joins `user:<id>`), `{"error": message, "data":
-    /// ...}` to refuse with a CONNECT_ERROR.
+    /// to the decision as JSON: `{"admit": result}` or `{"refuse":
+    /// message, "data": ...}` (see `tidewire::embed::decision`).
     #[napi]
     pub fn use_middleware(
         &self,
@@ -168,7 +131,7 @@ impl Server {
             let callback = callback.clone();
             let nsp = nsp.clone();
             async move {
-                let json = serde_json::to_string(&*handshake).unwrap_or_else(|_| "{}".to_owned());
+                let json = embed::handshake_json(&handshake);
                 let decision = match callback.call_async(HandshakeInfo { nsp, json }).await {
                     Ok(promise) => promise.await,
                     Err(e) => Err(e),
@@ -182,96 +145,44 @@ impl Server {
 
     /// Sets the one callback every connection, disconnection and event of
     /// every namespace goes to, in the order they happen:
-    /// `dispatch(nsp, kind, socket, name, json, attachments, ack)` where
-    /// `kind` is `connection`, `disconnect` (`name` is the reason) or
-    /// `event` (`name` is the event; `ack` is null unless asked for). One
-    /// queue keeps a socket's `connection` ahead of its events. Set it
-    /// before subscribing; it can be set once.
+    /// `dispatch(nsp, kind, socket, name, json, attachments, ack, handlers)`
+    /// where `kind` is `connection`, `disconnect` (`name` is the reason) or
+    /// `event` (`name` is the event; `ack` is null unless asked for), and
+    /// `handlers` the ids given to `on` for it, in order. One queue keeps a
+    /// socket's `connection` ahead of its events. Set it once, first.
     #[napi]
     pub fn set_dispatcher(
         &self,
         dispatch: ThreadsafeFunction<
-            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
             UnknownReturnValue,
-            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>)>,
+            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
             Status,
             false,
             true,
         >,
     ) -> Result<()> {
-        let mut slot = lock(&self.dispatcher);
-        if slot.is_some() {
-            return Err(error("ERR_INVALID_ARG", "the dispatcher is already set"));
-        }
-        *slot = Some(Arc::new(dispatch));
-        Ok(())
+        self.listeners.set(Arc::new(NodeHost(dispatch))).map_err(error)
     }
 
-    fn dispatcher(&self) -> Result<Arc<Dispatcher>> {
-        lock(&self.dispatcher).clone().ok_or_else(|| error("ERR_INVALID_ARG", "set the dispatcher first"))
-    }
-
-    /// Forwards the connections of `nsp` to the dispatcher.
+    /// Delivers the connections and disconnections of `nsp` (once per
+    /// namespace).
     #[napi]
-    pub fn subscribe_connections(&self, nsp: String) -> Result<()> {
-        let dispatch = self.dispatcher()?;
-        let ns = self.namespace(&nsp)?;
-        let for_connect = dispatch.clone();
-        let name = nsp.clone();
-        ns.on_connect(move |socket: hub::Socket| {
-            let (dispatch, nsp) = (for_connect.clone(), name.clone());
-            async move {
-                let args = (
-                    nsp,
-                    "connection".to_owned(),
-                    Socket { inner: socket },
-                    String::new(),
-                    String::new(),
-                    vec![],
-                    None,
-                );
-                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
-            }
-        });
-        ns.on_disconnect(move |socket: hub::Socket, reason: hub::DisconnectReason| {
-            let (dispatch, nsp) = (dispatch.clone(), nsp.clone());
-            async move {
-                let args = (
-                    nsp,
-                    "disconnect".to_owned(),
-                    Socket { inner: socket },
-                    reason.to_string(),
-                    String::new(),
-                    vec![],
-                    None,
-                );
-                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
-            }
-        });
-        Ok(())
+    pub fn watch(&self, nsp: String) -> Result<()> {
+        self.listeners.watch(&self.inner, &nsp).map_err(error)
     }
 
-    /// Forwards `event` on `nsp` to the dispatcher.
+    /// Adds handler `id` for `name` on `nsp` (`connection`, `disconnect`
+    /// or an event), after the ones already there.
     #[napi]
-    pub fn subscribe_event(&self, nsp: String, event: String) -> Result<()> {
-        let dispatch = self.dispatcher()?;
-        let name = event.clone();
-        self.namespace(&nsp)?.on(event, move |socket: hub::Socket, event: hub::Event| {
-            let (dispatch, nsp, name) = (dispatch.clone(), nsp.clone(), name.clone());
-            async move {
-                let (json, attachments) = payload_to_js(event.args);
-                let ack = event.ack.map(|a| Ack { inner: Mutex::new(Some(a)) });
-                let args = (nsp, "event".to_owned(), Socket { inner: socket }, name, json, attachments, ack);
-                dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
-            }
-        });
-        Ok(())
+    pub fn on(&self, nsp: String, name: String, id: u32) -> Result<()> {
+        self.listeners.add(&self.inner, &nsp, &name, id).map_err(error)
     }
 
     /// Starts listening; resolves to the address, e.g. `127.0.0.1:3000`.
     #[napi]
     pub async fn listen(&self) -> napi::Result<String> {
-        self.inner.listen().await.map(|a| a.to_string()).map_err(|e| async_error(embed_error(e)))
+        self.inner.listen().await.map(|a| a.to_string()).map_err(async_error)
     }
 
     /// Disconnects every client and stops listening. Calling it again does
@@ -294,7 +205,7 @@ impl Server {
         json: String,
         attachments: Vec<Buffer>,
     ) -> Result<u32> {
-        let payload = payload_from_js(&json, attachments)?;
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
         Ok(embed::broadcast(self.namespace(&nsp)?.broadcast(), rooms, except, &event, payload) as u32)
     }
 
@@ -304,41 +215,28 @@ impl Server {
         Ok(self.namespace(&nsp)?.socket_count() as u32)
     }
 
-    /// Joins a cluster over Redis: broadcasts reach every node's sockets,
-    /// official socket.io nodes included.
+    /// Joins a cluster over Redis (`options`: the JSON of `{redisUrl,
+    /// prefix, requestTimeout, redisCluster}`): broadcasts reach every
+    /// node's sockets, official socket.io nodes included.
     #[napi]
-    pub async fn join_cluster(&self, options: ClusterOptions) -> napi::Result<()> {
-        let options = embed::RedisOptions {
-            url: options.redis_url,
-            prefix: options.prefix,
-            request_timeout_ms: options.request_timeout.map(u64::from),
-            cluster: options.redis_cluster.unwrap_or(false),
-        };
-        self.inner.join_redis(options).await.map_err(|e| async_error(embed_error(e)))
+    pub async fn join_cluster(&self, options: String) -> napi::Result<()> {
+        let options = embed::options::redis_options_from_json(&options, Dialect::Node).map_err(async_error)?;
+        self.inner.join_redis(options).await.map_err(async_error)
     }
 
     /// How many nodes serve `nsp`, this one included (1 outside a cluster).
     #[napi]
     pub async fn server_count(&self, nsp: String) -> napi::Result<u32> {
-        let ns = self.namespace(&nsp).map_err(async_error)?;
-        match ns.server_count().await {
-            Ok(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
-            Err(e) => Err(async_error(error("ERR_CLUSTER", e))),
-        }
+        let ns = self.inner.namespace(&nsp).map_err(async_error)?;
+        let n = embed::server_count(&ns).await.map_err(async_error)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Limits `event` on `nsp`: its size in bytes and a JSON schema (JSON
-    /// text) of its first argument; refused events never reach a handler.
+    /// Limits `event` on `nsp` with `options`, the JSON of `{maxBytes,
+    /// schema}`; refused events never reach a handler.
     #[napi]
-    pub fn limit_event(
-        &self,
-        nsp: String,
-        event: String,
-        max_bytes: Option<u32>,
-        schema: Option<String>,
-    ) -> Result<()> {
-        embed::limit_event(&self.namespace(&nsp)?, &event, max_bytes.map(u64::from), schema.as_deref())
-            .map_err(embed_error)
+    pub fn limit_event(&self, nsp: String, event: String, options: String) -> Result<()> {
+        embed::limit_event(&self.namespace(&nsp)?, &event, &options, Dialect::Node).map_err(error)
     }
 
     /// Turns presence on for the rooms of `nsp` whose name starts with
@@ -356,19 +254,12 @@ impl Server {
     }
 
     /// Drains gracefully (refuse newcomers, notify in batches, wait for
-    /// in-flight acks, close), then stops. Resolves to the report as JSON.
+    /// in-flight acks, close), then stops. `options` is the JSON of
+    /// `{batchSize, batchInterval, ackDeadline}`. Resolves to the report as
+    /// JSON.
     #[napi]
-    pub async fn drain(
-        &self,
-        batch_size: Option<u32>,
-        batch_interval_ms: Option<u32>,
-        ack_deadline_ms: Option<u32>,
-    ) -> napi::Result<String> {
-        let options = hub::DrainOptions::from_millis(
-            batch_size.map(|n| n as usize),
-            batch_interval_ms.map(u64::from),
-            ack_deadline_ms.map(u64::from),
-        );
+    pub async fn drain(&self, options: String) -> napi::Result<String> {
+        let options = embed::options::drain_options_from_json(&options, Dialect::Node).map_err(async_error)?;
         let report = self.inner.drain(options).await;
         Ok(serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_owned()))
     }
@@ -418,16 +309,13 @@ impl Socket {
     /// The handshake as JSON.
     #[napi(getter)]
     pub fn handshake(&self) -> String {
-        serde_json::to_string(self.inner.handshake()).unwrap_or_else(|_| "{}".to_owned())
+        embed::handshake_json(self.inner.handshake())
     }
 
     /// Joins `room`.
     #[napi]
     pub fn join(&self, room: String) -> Result<()> {
-        if room.is_empty() {
-            return Err(error("ERR_INVALID_ARG", "a room name cannot be empty"));
-        }
-        self.inner.join(room).map_err(|e| error("ERR_TOO_MANY_ROOMS", e))
+        embed::join(&self.inner, room).map_err(error)
     }
 
     /// Leaves `room`.
@@ -439,16 +327,14 @@ impl Socket {
     /// The rooms it is in (its own id included), sorted.
     #[napi]
     pub fn rooms(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self.inner.rooms().iter().map(|r| r.to_string()).collect();
-        rooms.sort();
-        rooms
+        embed::rooms(&self.inner)
     }
 
     /// Sends `event` to this socket.
     #[napi]
     pub fn emit(&self, event: String, json: String, attachments: Vec<Buffer>) -> Result<()> {
-        let payload = payload_from_js(&json, attachments)?;
-        self.inner.emit(&event, payload).map_err(|e| error("ERR_SEND", e))
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
+        embed::emit(&self.inner, &event, payload).map_err(error)
     }
 
     /// Sends `event` and resolves to the client's answer; rejects with code
@@ -464,17 +350,9 @@ impl Socket {
     ) -> napi::Result<AckReply> {
         let payload = payload_from_js(&json, attachments).map_err(async_error)?;
         let timeout = timeout.map(|ms| Duration::from_millis(ms.into()));
-        match embed::emit_with_ack(&self.inner, &event, payload, timeout).await {
-            Ok(reply) => {
-                let (json, attachments) = payload_to_js(reply);
-                Ok(AckReply { json, attachments })
-            }
-            Err(hub::AckError::Timeout) => {
-                Err(async_error(error("ERR_ACK_TIMEOUT", "the client did not answer in time")))
-            }
-            Err(hub::AckError::Disconnected) => Err(async_error(error("ERR_DISCONNECTED", "the socket disconnected"))),
-            Err(e) => Err(async_error(error("ERR_SEND", e))),
-        }
+        let reply = embed::emit_with_ack(&self.inner, &event, payload, timeout).await.map_err(async_error)?;
+        let (json, attachments) = payload_to_js(reply);
+        Ok(AckReply { json, attachments })
     }
 
     /// Emits `event` to `rooms` (all of the namespace when empty) except
@@ -488,7 +366,7 @@ impl Socket {
         json: String,
         attachments: Vec<Buffer>,
     ) -> Result<u32> {
-        let payload = payload_from_js(&json, attachments)?;
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
         Ok(embed::broadcast(self.inner.broadcast(), rooms, except, &event, payload) as u32)
     }
 
@@ -502,7 +380,7 @@ impl Socket {
 /// The acknowledgement a client asked for; answer it once.
 #[napi]
 pub struct Ack {
-    inner: Mutex<Option<hub::AckResponder>>,
+    inner: AckSlot,
 }
 
 #[napi]
@@ -510,9 +388,7 @@ impl Ack {
     /// Sends the answer. Errors with `ERR_ACK_SENT` the second time.
     #[napi]
     pub fn send(&self, json: String, attachments: Vec<Buffer>) -> Result<()> {
-        let payload = payload_from_js(&json, attachments)?;
-        let responder =
-            lock(&self.inner).take().ok_or_else(|| error("ERR_ACK_SENT", "this acknowledgement was already sent"))?;
-        responder.send(payload).map_err(|e| error("ERR_SEND", e))
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
+        self.inner.send(payload).map_err(error)
     }
 }

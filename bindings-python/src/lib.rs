@@ -1,11 +1,14 @@
 //! Tidewire for Python: the native module `tidewire._native` (PyO3).
 //!
 //! Thin on purpose: it wraps `tidewire::embed` and converts values and
-//! errors. Arguments cross as JSON text plus `bytes` attachments; the
-//! `tidewire` package (python/tidewire) turns them into Python values and
-//! runs handlers on the caller's asyncio loop. Callbacks registered here are
-//! plain callables, invoked from the engine's threads with the GIL held; the
-//! package's callables only hand work to the loop (`call_soon_threadsafe`).
+//! errors. Options cross as JSON (checked by `embed::options`), arguments
+//! as JSON text plus `bytes` attachments (`embed::args`), errors as the
+//! exception class of their `embed::ErrorCode`, whose `code` is the same
+//! string Node uses. The `tidewire` package (python/tidewire) turns JSON
+//! into Python values and runs handlers on the caller's asyncio loop.
+//! Callbacks registered here are plain callables, invoked from the engine's
+//! threads with the GIL held; the package's callables only hand work to the
+//! loop (`call_soon_threadsafe`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,12 +17,14 @@ use bytes::Bytes;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use tidewire::embed::{self, EmbedError, EmbedOptions, Embedded};
+use pyo3::types::PyType;
+use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ErrorCode, ListenerSlot};
 use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::socketio::Payload;
 
 create_exception!(_native, TidewireError, PyException, "Base class of Tidewire's errors.");
 create_exception!(_native, InvalidArgument, TidewireError, "A bad argument (code ERR_INVALID_ARG).");
+create_exception!(_native, TooManyRooms, InvalidArgument, "The socket is in too many rooms (ERR_TOO_MANY_ROOMS).");
 create_exception!(_native, ServerClosed, TidewireError, "The server is closed (ERR_SERVER_CLOSED).");
 create_exception!(_native, ListenError, TidewireError, "The server could not listen (ERR_LISTEN).");
 create_exception!(_native, SendError, TidewireError, "The socket cannot take more (ERR_SEND).");
@@ -28,20 +33,28 @@ create_exception!(_native, Disconnected, TidewireError, "The socket disconnected
 create_exception!(_native, AckAlreadySent, TidewireError, "The ack was already sent (ERR_ACK_SENT).");
 create_exception!(_native, ClusterError, TidewireError, "The cluster bus cannot answer (ERR_CLUSTER).");
 
-fn embed_error(e: EmbedError) -> PyErr {
-    match e {
-        EmbedError::InvalidArgument(m) => InvalidArgument::new_err(m),
-        EmbedError::Closed => ServerClosed::new_err("the server is closed"),
-        other => ListenError::new_err(other.to_string()),
+/// The exception class of `code` (its `code` attribute is the same string).
+fn class(py: Python<'_>, code: ErrorCode) -> Bound<'_, PyType> {
+    match code {
+        ErrorCode::InvalidArgument => py.get_type::<InvalidArgument>(),
+        ErrorCode::TooManyRooms => py.get_type::<TooManyRooms>(),
+        ErrorCode::ServerClosed => py.get_type::<ServerClosed>(),
+        ErrorCode::Listen => py.get_type::<ListenError>(),
+        ErrorCode::Send => py.get_type::<SendError>(),
+        ErrorCode::AckTimeout => py.get_type::<AckTimeout>(),
+        ErrorCode::Disconnected => py.get_type::<Disconnected>(),
+        ErrorCode::AckAlreadySent => py.get_type::<AckAlreadySent>(),
+        ErrorCode::Cluster => py.get_type::<ClusterError>(),
+        _ => py.get_type::<TidewireError>(),
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+fn error(e: EmbedError) -> PyErr {
+    Python::attach(|py| PyErr::from_type(class(py, e.code()), e.to_string()))
 }
 
 fn payload(json: &str, attachments: Vec<Vec<u8>>) -> PyResult<Payload> {
-    embed::payload_from_parts(json, attachments.into_iter().map(Bytes::from).collect()).map_err(embed_error)
+    embed::payload_from_parts(json, attachments.into_iter().map(Bytes::from).collect()).map_err(error)
 }
 
 fn parts(payload: Payload) -> (String, Vec<Vec<u8>>) {
@@ -59,54 +72,62 @@ fn call<A: for<'py> pyo3::call::PyCallArgs<'py>>(f: &Py<PyAny>, args: A) {
     });
 }
 
+/// A handler: any Python callable, shared by core's handler lists.
+type Handler = Arc<Py<PyAny>>;
+
+/// Deliveries go to the package's dispatcher, with the handlers to run.
+struct PyHost(Py<PyAny>);
+
+impl embed::Host<Handler> for PyHost {
+    fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<Handler>) {
+        let socket = Socket { inner: socket };
+        let (kind, name, json, attachments, ack) = match delivery {
+            Delivery::Connection => ("connection", String::new(), String::new(), vec![], None),
+            Delivery::Disconnect { reason } => ("disconnect", reason, String::new(), vec![], None),
+            Delivery::Event { name, args, ack } => {
+                let (json, attachments) = parts(args);
+                ("event", name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
+            }
+            _ => return,
+        };
+        Python::attach(|py| {
+            let handlers: Vec<Py<PyAny>> = handlers.iter().map(|h| h.clone_ref(py)).collect();
+            let args = (nsp, kind, socket, name, json, attachments, ack, handlers);
+            if let Err(e) = self.0.call1(py, args) {
+                e.print(py);
+            }
+        });
+    }
+}
+
 /// A Socket.IO server (not listening until `start`).
 #[pyclass(frozen, module = "tidewire._native")]
 struct Server {
     inner: Arc<Embedded>,
+    listeners: ListenerSlot<Handler>,
 }
 
 #[pymethods]
 impl Server {
+    /// A server with `options`, the JSON of the keyword options (see
+    /// `tidewire::embed::options`).
     #[new]
-    #[pyo3(signature = (host=None, port=None, ping_interval_ms=None, ping_timeout_ms=None, max_payload=None, connect_timeout_ms=None, cors_origins=None, limits=None, recovery_ms=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        host: Option<String>,
-        port: Option<u32>,
-        ping_interval_ms: Option<u64>,
-        ping_timeout_ms: Option<u64>,
-        max_payload: Option<u64>,
-        connect_timeout_ms: Option<u64>,
-        cors_origins: Option<Vec<String>>,
-        limits: Option<String>,
-        recovery_ms: Option<u64>,
-    ) -> PyResult<Server> {
-        let options = EmbedOptions {
-            host,
-            port,
-            ping_interval_ms,
-            ping_timeout_ms,
-            max_payload,
-            connect_timeout_ms,
-            cors_origins: cors_origins.unwrap_or_default(),
-            limits,
-            recovery_ms,
-        };
-        Ok(Server { inner: Arc::new(Embedded::new(options).map_err(embed_error)?) })
+    fn new(options: &str) -> PyResult<Server> {
+        let options = EmbedOptions::from_json(options, Dialect::Python).map_err(error)?;
+        Ok(Server { inner: Arc::new(Embedded::new(options).map_err(error)?), listeners: ListenerSlot::default() })
     }
 
     /// Adds a connect middleware on `nsp`: `callback(handshake_json,
     /// reply)`; the decision goes to `reply.resolve(json)` (see
-    /// `tidewire.embed::admission_from_decision` for its shape).
+    /// `tidewire::embed::decision` for its shape).
     fn use_middleware(&self, nsp: &str, callback: Py<PyAny>) -> PyResult<()> {
         let callback = Arc::new(callback);
-        self.inner.namespace(nsp).map_err(embed_error)?.use_middleware(move |handshake: Arc<hub::Handshake>| {
+        self.namespace(nsp)?.use_middleware(move |handshake: Arc<hub::Handshake>| {
             let callback = callback.clone();
             async move {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let reply = Reply { tx: Mutex::new(Some(tx)) };
-                let json = handshake_json(&handshake);
-                call(&callback, (json, reply));
+                call(&callback, (embed::handshake_json(&handshake), reply));
                 let text = rx.await.map_err(|_| ConnectError::new("the connect middleware did not answer"))?;
                 embed::admission_from_decision(&text)
             }
@@ -114,48 +135,31 @@ impl Server {
         Ok(())
     }
 
-    /// `callback(socket)` for each socket that joins `nsp`.
-    fn on_connection(&self, nsp: &str, callback: Py<PyAny>) -> PyResult<()> {
-        let callback = Arc::new(callback);
-        self.inner.namespace(nsp).map_err(embed_error)?.on_connect(move |socket: hub::Socket| {
-            let callback = callback.clone();
-            async move { call(&callback, (Socket { inner: socket },)) }
-        });
-        Ok(())
+    /// Sets the one callback every connection, disconnection and event
+    /// goes to: `dispatch(nsp, kind, socket, name, json, attachments, ack,
+    /// handlers)`, `kind` being `connection`, `disconnect` (`name` is the
+    /// reason) or `event`, `handlers` those added with `on`, in order.
+    fn set_dispatcher(&self, dispatch: Py<PyAny>) -> PyResult<()> {
+        self.listeners.set(Arc::new(PyHost(dispatch))).map_err(error)
     }
 
-    /// `callback(socket, reason)` when a socket of `nsp` has left.
-    fn on_disconnect(&self, nsp: &str, callback: Py<PyAny>) -> PyResult<()> {
-        let callback = Arc::new(callback);
-        self.inner.namespace(nsp).map_err(embed_error)?.on_disconnect(
-            move |socket: hub::Socket, reason: hub::DisconnectReason| {
-                let callback = callback.clone();
-                async move { call(&callback, (Socket { inner: socket }, reason.to_string())) }
-            },
-        );
-        Ok(())
+    /// Delivers the connections and disconnections of `nsp` (once per
+    /// namespace).
+    fn watch(&self, nsp: &str) -> PyResult<()> {
+        self.listeners.watch(&self.inner, nsp).map_err(error)
     }
 
-    /// `callback(socket, json, attachments, ack)` for each `event` on
-    /// `nsp`; `ack` is None unless the client asked for one.
-    fn on_event(&self, nsp: &str, event: String, callback: Py<PyAny>) -> PyResult<()> {
-        let callback = Arc::new(callback);
-        self.inner.namespace(nsp).map_err(embed_error)?.on(event, move |socket: hub::Socket, event: hub::Event| {
-            let callback = callback.clone();
-            async move {
-                let (json, attachments) = parts(event.args);
-                let ack = event.ack.map(|a| Ack { inner: Mutex::new(Some(a)) });
-                call(&callback, (Socket { inner: socket }, json, attachments, ack));
-            }
-        });
-        Ok(())
+    /// Adds `handler` for `name` on `nsp` (`connection`, `disconnect` or an
+    /// event), after the ones already there.
+    fn on(&self, nsp: &str, name: &str, handler: Py<PyAny>) -> PyResult<()> {
+        self.listeners.add(&self.inner, nsp, name, Arc::new(handler)).map_err(error)
     }
 
     /// Starts listening; an awaitable of `"host:port"`.
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            inner.listen().await.map(|a| a.to_string()).map_err(embed_error)
+            inner.listen().await.map(|a| a.to_string()).map_err(error)
         })
     }
 
@@ -180,75 +184,51 @@ impl Server {
         attachments: Vec<Vec<u8>>,
     ) -> PyResult<usize> {
         let payload = payload(json, attachments)?;
-        let op = self.inner.namespace(nsp).map_err(embed_error)?.broadcast();
-        Ok(embed::broadcast(op, rooms, except_rooms, event, payload))
+        Ok(embed::broadcast(self.namespace(nsp)?.broadcast(), rooms, except_rooms, event, payload))
     }
 
     /// Sockets connected to `nsp`.
     fn socket_count(&self, nsp: &str) -> PyResult<usize> {
-        Ok(self.inner.namespace(nsp).map_err(embed_error)?.socket_count())
+        Ok(self.namespace(nsp)?.socket_count())
     }
 
-    /// Joins a cluster over Redis (`@socket.io/redis-adapter`'s protocol);
-    /// an awaitable.
-    #[pyo3(signature = (url, prefix=None, request_timeout_ms=None, cluster=false))]
-    fn join_cluster<'py>(
-        &self,
-        py: Python<'py>,
-        url: String,
-        prefix: Option<String>,
-        request_timeout_ms: Option<u64>,
-        cluster: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    /// Joins a cluster over Redis (`@socket.io/redis-adapter`'s protocol;
+    /// `options`: the JSON of `redis_url`, `prefix`, `request_timeout`,
+    /// `redis_cluster`); an awaitable.
+    fn join_cluster<'py>(&self, py: Python<'py>, options: &str) -> PyResult<Bound<'py, PyAny>> {
+        let options = embed::options::redis_options_from_json(options, Dialect::Python).map_err(error)?;
         let inner = self.inner.clone();
-        let options = embed::RedisOptions { url, prefix, request_timeout_ms, cluster };
-        pyo3_async_runtimes::tokio::future_into_py(
-            py,
-            async move { inner.join_redis(options).await.map_err(embed_error) },
-        )
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { inner.join_redis(options).await.map_err(error) })
     }
 
     /// How many nodes serve `nsp`, this one included; an awaitable.
     fn server_count<'py>(&self, py: Python<'py>, nsp: &str) -> PyResult<Bound<'py, PyAny>> {
-        let ns = self.inner.namespace(nsp).map_err(embed_error)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            ns.server_count().await.map_err(|e| ClusterError::new_err(e.to_string()))
-        })
+        let ns = self.namespace(nsp)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { embed::server_count(&ns).await.map_err(error) })
     }
 
-    /// Limits `event` on `nsp`: size in bytes, JSON schema (text) of its
-    /// first argument.
-    #[pyo3(signature = (nsp, event, max_bytes=None, schema=None))]
-    fn limit_event(&self, nsp: &str, event: &str, max_bytes: Option<u64>, schema: Option<&str>) -> PyResult<()> {
-        embed::limit_event(&self.inner.namespace(nsp).map_err(embed_error)?, event, max_bytes, schema)
-            .map_err(embed_error)
+    /// Limits `event` on `nsp` (`options`: the JSON of `max_bytes`,
+    /// `schema`).
+    fn limit_event(&self, nsp: &str, event: &str, options: &str) -> PyResult<()> {
+        embed::limit_event(&self.namespace(nsp)?, event, options, Dialect::Python).map_err(error)
     }
 
     /// Turns presence on for the rooms of `nsp` starting with `prefix`.
     fn enable_presence(&self, nsp: &str, prefix: String) -> PyResult<()> {
-        self.inner
-            .namespace(nsp)
-            .map_err(embed_error)?
-            .enable_presence(hub::PresenceOptions::rooms_with_prefix(prefix));
+        self.namespace(nsp)?.enable_presence(hub::PresenceOptions::rooms_with_prefix(prefix));
         Ok(())
     }
 
     /// The users present in `room` of `nsp`, as JSON.
     fn presence(&self, nsp: &str, room: &str) -> PyResult<String> {
-        Ok(embed::presence_json(&self.inner.namespace(nsp).map_err(embed_error)?, room))
+        Ok(embed::presence_json(&self.namespace(nsp)?, room))
     }
 
-    /// Drains gracefully, then stops; an awaitable of
+    /// Drains gracefully, then stops (`options`: the JSON of `batch_size`,
+    /// `batch_interval`, `ack_deadline`); an awaitable of
     /// `(connections, batches, acks_abandoned)`.
-    #[pyo3(signature = (batch_size=None, batch_interval_ms=None, ack_deadline_ms=None))]
-    fn drain<'py>(
-        &self,
-        py: Python<'py>,
-        batch_size: Option<usize>,
-        batch_interval_ms: Option<u64>,
-        ack_deadline_ms: Option<u64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let options = hub::DrainOptions::from_millis(batch_size, batch_interval_ms, ack_deadline_ms);
+    fn drain<'py>(&self, py: Python<'py>, options: &str) -> PyResult<Bound<'py, PyAny>> {
+        let options = embed::options::drain_options_from_json(options, Dialect::Python).map_err(error)?;
         let inner = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let r = inner.drain(options).await;
@@ -257,8 +237,10 @@ impl Server {
     }
 }
 
-fn handshake_json(handshake: &hub::Handshake) -> String {
-    serde_json::to_string(handshake).unwrap_or_else(|_| "{}".to_owned())
+impl Server {
+    fn namespace(&self, nsp: &str) -> PyResult<hub::Namespace> {
+        self.inner.namespace(nsp).map_err(error)
+    }
 }
 
 /// Where a connect middleware's decision goes.
@@ -271,7 +253,7 @@ struct Reply {
 impl Reply {
     /// Answers with the decision (JSON); later calls do nothing.
     fn resolve(&self, json: String) {
-        if let Some(tx) = lock(&self.tx).take() {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
             let _ = tx.send(json);
         }
     }
@@ -308,14 +290,12 @@ impl Socket {
     /// The handshake as JSON.
     #[getter]
     fn handshake(&self) -> String {
-        handshake_json(self.inner.handshake())
+        embed::handshake_json(self.inner.handshake())
     }
 
+    /// Joins `room`; TooManyRooms (an InvalidArgument) when full.
     fn join(&self, room: String) -> PyResult<()> {
-        if room.is_empty() {
-            return Err(InvalidArgument::new_err("a room name cannot be empty"));
-        }
-        self.inner.join(room).map_err(|e| InvalidArgument::new_err(e.to_string()))
+        embed::join(&self.inner, room).map_err(error)
     }
 
     fn leave(&self, room: &str) {
@@ -324,14 +304,11 @@ impl Socket {
 
     /// The rooms, sorted (its own id included).
     fn rooms(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self.inner.rooms().iter().map(|r| r.to_string()).collect();
-        rooms.sort();
-        rooms
+        embed::rooms(&self.inner)
     }
 
     fn emit(&self, event: &str, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<()> {
-        let payload = payload(json, attachments)?;
-        self.inner.emit(event, payload).map_err(|e| SendError::new_err(e.to_string()))
+        embed::emit(&self.inner, event, payload(json, attachments)?).map_err(error)
     }
 
     /// An awaitable of the answer `(json, attachments)`; raises AckTimeout,
@@ -354,12 +331,7 @@ impl Socket {
         };
         let socket = self.inner.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            match embed::emit_with_ack(&socket, &event, payload, timeout).await {
-                Ok(reply) => Ok(parts(reply)),
-                Err(hub::AckError::Timeout) => Err(AckTimeout::new_err("the client did not answer in time")),
-                Err(hub::AckError::Disconnected) => Err(Disconnected::new_err("the socket disconnected")),
-                Err(e) => Err(SendError::new_err(e.to_string())),
-            }
+            embed::emit_with_ack(&socket, &event, payload, timeout).await.map(parts).map_err(error)
         })
     }
 
@@ -386,16 +358,14 @@ impl Socket {
 /// The acknowledgement a client asked for; answer it once.
 #[pyclass(frozen, module = "tidewire._native")]
 struct Ack {
-    inner: Mutex<Option<hub::AckResponder>>,
+    inner: AckSlot,
 }
 
 #[pymethods]
 impl Ack {
     /// Sends the answer; AckAlreadySent the second time.
     fn send(&self, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<()> {
-        let payload = payload(json, attachments)?;
-        let responder = lock(&self.inner).take().ok_or_else(|| AckAlreadySent::new_err("already sent"))?;
-        responder.send(payload).map_err(|e| SendError::new_err(e.to_string()))
+        self.inner.send(payload(json, attachments)?).map_err(error)
     }
 }
 
@@ -408,14 +378,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ack>()?;
     m.add_class::<Reply>()?;
     m.add("TidewireError", py.get_type::<TidewireError>())?;
-    m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
-    m.add("ServerClosed", py.get_type::<ServerClosed>())?;
-    m.add("ListenError", py.get_type::<ListenError>())?;
-    m.add("SendError", py.get_type::<SendError>())?;
-    m.add("AckTimeout", py.get_type::<AckTimeout>())?;
-    m.add("Disconnected", py.get_type::<Disconnected>())?;
-    m.add("AckAlreadySent", py.get_type::<AckAlreadySent>())?;
-    m.add("ClusterError", py.get_type::<ClusterError>())?;
+    for code in ErrorCode::ALL {
+        let class = class(py, code);
+        class.setattr("code", code.as_str())?;
+        m.add(class.name()?, class)?;
+    }
     m.add("__version__", tidewire::VERSION)?;
     Ok(())
 }

@@ -33,6 +33,7 @@ from ._native import (
     SendError,
     ServerClosed,
     TidewireError,
+    TooManyRooms,
 )
 
 __version__ = _native.__version__
@@ -52,6 +53,7 @@ __all__ = [
     "ServerClosed",
     "Socket",
     "TidewireError",
+    "TooManyRooms",
     "decode",
     "encode",
 ]
@@ -69,27 +71,21 @@ class ConnectionRefused(TidewireError):
         self.data = data
 
 
+# Core's `embed::args` documents the format; these are its two JSON hooks.
 def encode(args: Iterable[Any]) -> tuple[str, list[bytes]]:
     """Arguments to JSON text plus attachments (binary parts become
     socket.io placeholders)."""
     attachments: list[bytes] = []
 
-    def walk(value: Any, depth: int) -> Any:
-        if depth > 1000:
-            raise InvalidArgument("arguments are nested too deeply")
+    def placeholder(value: Any) -> Any:
         if isinstance(value, _BINARY):
             attachments.append(bytes(value))
             return {"_placeholder": True, "num": len(attachments) - 1}
-        if isinstance(value, dict):
-            return {str(k): walk(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [walk(v, depth + 1) for v in value]
-        return value
+        raise TypeError(f"{type(value).__name__} is not a JSON value")
 
-    data = [walk(a, 0) for a in args]
     try:
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
+        text = json.dumps(list(args), default=placeholder, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
         raise InvalidArgument(f"arguments must be JSON values or bytes: {e}") from None
     return text, attachments
 
@@ -97,17 +93,22 @@ def encode(args: Iterable[Any]) -> tuple[str, list[bytes]]:
 def decode(text: str, attachments: list[bytes]) -> list[Any]:
     """JSON text plus attachments back to arguments."""
 
-    def revive(value: Any) -> Any:
-        if isinstance(value, list):
-            return [revive(v) for v in value]
-        if isinstance(value, dict):
-            num = value.get("num")
-            if value.get("_placeholder") is True and isinstance(num, int) and 0 <= num < len(attachments):
-                return attachments[num]
-            return {k: revive(v) for k, v in value.items()}
+    def revive(value: dict[str, Any]) -> Any:
+        num = value.get("num")
+        if value.get("_placeholder") is True and type(num) is int and 0 <= num < len(attachments):
+            return attachments[num]
         return value
 
-    return [revive(v) for v in json.loads(text)]
+    result: list[Any] = json.loads(text, object_hook=revive)
+    return result
+
+
+def _options(**options: Any) -> str:
+    """Options as JSON for core's checks (`embed::options`)."""
+    try:
+        return json.dumps(options, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"options must be JSON values: {e}") from None
 
 
 def _check_name(kind: str, value: Any) -> None:
@@ -237,10 +238,7 @@ class Namespace:
         self._server = server
         self.name = name
         self._sockets: dict[str, Socket] = {}
-        self._disconnect_handlers: list[Handler] = []
-        native = server._native
-        native.on_connection(name, self._track)
-        native.on_disconnect(name, self._disconnected)
+        server._native.watch(name)
 
     def _socket(self, native: Any) -> Socket:
         socket = self._sockets.get(native.id)
@@ -248,17 +246,28 @@ class Namespace:
             socket = self._sockets[native.id] = Socket(native)
         return socket
 
-    # Called on the engine's threads: hand everything to the loop.
-    def _track(self, native: Any) -> None:
-        self._server._soon(self._socket, native)
+    # Called on the engine's threads: hand everything to the loop, with
+    # the handlers to run (core keeps the lists).
+    def _dispatch(self, kind: str, native: Any, name: str, text: str, attachments: list[bytes], ack: Any, handlers: list[Handler]) -> None:
+        server = self._server
 
-    def _disconnected(self, native: Any, reason: str) -> None:
         def run() -> None:
-            socket = self._sockets.pop(native.id, None) or Socket(native)
-            for handler in self._disconnect_handlers:
-                self._server._run(handler, (socket, reason), None)
+            if kind == "disconnect":
+                socket = self._sockets.pop(native.id, None) or Socket(native)
+                args: tuple[Any, ...] = (socket, name)
+            else:
+                socket = self._socket(native)
+                args = (socket,)
+            if kind == "event":
+                try:
+                    args = (socket, *decode(text, attachments))
+                except ValueError as e:
+                    server._report(e)
+                    return
+            for handler in handlers:
+                server._run(handler, args, ack)
 
-        self._server._soon(run)
+        server._soon(run)
 
     def use(self, middleware: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         """A connect middleware: gets the handshake dict, returns None (or
@@ -274,19 +283,12 @@ class Namespace:
                     result = middleware(json.loads(handshake_json))
                     if inspect.isawaitable(result):
                         result = await result
-                    out: dict[str, Any] = {}
-                    if isinstance(result, dict):
-                        if result.get("user") is not None:
-                            out["user"] = str(result["user"])
-                        if "data" in result:
-                            out["data"] = result["data"]
-                        if "presence" in result:
-                            out["presence"] = result["presence"]
-                    reply.resolve(json.dumps(out))
+                    # Core's `embed::decision` reads the outcome.
+                    reply.resolve(json.dumps({"admit": result if isinstance(result, dict) else None}))
                 except ConnectionRefused as e:
-                    reply.resolve(json.dumps({"error": e.message, "data": e.data}))
+                    reply.resolve(json.dumps({"refuse": e.message, "data": e.data}))
                 except Exception as e:  # noqa: BLE001 - any failure refuses
-                    reply.resolve(json.dumps({"error": str(e) or type(e).__name__}))
+                    reply.resolve(json.dumps({"refuse": str(e) or type(e).__name__}))
 
             server._soon(lambda: server._loop_task(run()))
 
@@ -296,32 +298,15 @@ class Namespace:
     def on(self, event: str, handler: Optional[Handler] = None) -> Any:
         """`on("connection", fn(socket))`, `on("disconnect", fn(socket,
         reason))`, or an event: `fn(socket, *args)`, whose return value is
-        the ack (a tuple for several arguments). Usable as a decorator."""
+        the ack (a tuple for several arguments). Every handler added for a
+        name runs, in order (the first answer is the ack). Usable as a
+        decorator."""
         _check_name("an event name", event)
         if handler is None:
             return lambda h: self.on(event, h)
         if not callable(handler):
             raise InvalidArgument("a handler must be callable")
-        server = self._server
-        if event in ("connection", "connect"):
-            server._native.on_connection(self.name, lambda n: server._soon(lambda: server._run(handler, (self._socket(n),), None)))
-        elif event == "disconnect":
-            self._disconnect_handlers.append(handler)
-        else:
-
-            def dispatch(native: Any, text: str, attachments: list[bytes], ack: Any) -> None:
-                def run() -> None:
-                    socket = self._socket(native)
-                    try:
-                        args = decode(text, attachments)
-                    except ValueError as e:
-                        server._report(e)
-                        return
-                    server._run(handler, (socket, *args), ack)
-
-                server._soon(run)
-
-            server._native.on_event(self.name, event, dispatch)
+        self._server._native.on(self.name, event, handler)
         return handler
 
     def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:
@@ -351,10 +336,7 @@ class Namespace:
         argument. A refused event never reaches a handler; its ack gets
         `{"status": "error", "code": "payload_too_large" | "invalid_payload", ...}`."""
         _check_name("an event name", event)
-        if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0):
-            raise InvalidArgument("max_bytes must be a positive integer")
-        text = None if schema is None else json.dumps(schema)
-        self._server._native.limit_event(self.name, event, max_bytes, text)
+        self._server._native.limit_event(self.name, event, _options(max_bytes=max_bytes, schema=schema))
 
     def enable_presence(self, prefix: str = "") -> None:
         """Turns presence on for the rooms whose name starts with `prefix`
@@ -395,35 +377,32 @@ class Server:
         recovery: Optional[float] = None,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
-        def ms(name: str, seconds: Optional[float]) -> Optional[int]:
-            if seconds is None:
-                return None
-            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-                raise InvalidArgument(f"{name} must be a non-negative number of seconds")
-            return int(seconds * 1000)
-
-        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or port < 0):
-            raise InvalidArgument("port must be an integer 0-65535")
-        if max_payload is not None and (not isinstance(max_payload, int) or max_payload < 0):
-            raise InvalidArgument("max_payload must be a positive integer")
         self._native = _native.Server(
-            host=host,
-            port=port,
-            ping_interval_ms=ms("ping_interval", ping_interval),
-            ping_timeout_ms=ms("ping_timeout", ping_timeout),
-            max_payload=max_payload,
-            connect_timeout_ms=ms("connect_timeout", connect_timeout),
-            cors_origins=cors_origins,
-            limits=None if limits is None else json.dumps(limits),
-            recovery_ms=ms("recovery", recovery),
+            _options(
+                host=host,
+                port=port,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                max_payload=max_payload,
+                connect_timeout=connect_timeout,
+                cors_origins=cors_origins,
+                limits=limits,
+                recovery=recovery,
+            )
         )
         self._on_error = on_error
         self._namespaces: dict[str, Namespace] = {}
+        self._native.set_dispatcher(self._dispatch)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.address: Optional[tuple[str, int]] = None
 
     # --- running work on the loop -------------------------------------
+    def _dispatch(self, nsp: str, *delivery: Any) -> None:
+        ns = self._namespaces.get(nsp)
+        if ns is not None:
+            ns._dispatch(*delivery)
+
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -448,6 +427,8 @@ class Server:
                 text, attachments = encode(_ack_args(result))
                 try:
                     ack.send(text, attachments)
+                except AckAlreadySent:
+                    pass  # another handler of the event answered first
                 except TidewireError as e:
                     self._report(e)
 
@@ -505,16 +486,8 @@ class Server:
         is the channel prefix (default "socket.io"), `request_timeout` in
         seconds (default 5), `redis_cluster` when `redis_url` lists seed
         nodes of a Redis Cluster, separated by commas."""
-        if not isinstance(redis_url, str) or not redis_url:
-            raise InvalidArgument("redis_url must be a redis:// URL")
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidArgument("prefix must be a string")
-        timeout_ms = None
-        if request_timeout is not None:
-            if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) or request_timeout <= 0:
-                raise InvalidArgument("request_timeout must be a positive number of seconds")
-            timeout_ms = int(request_timeout * 1000)
-        await self._native.join_cluster(redis_url, prefix, timeout_ms, bool(redis_cluster))
+        options = _options(redis_url=redis_url, prefix=prefix, request_timeout=request_timeout, redis_cluster=bool(redis_cluster))
+        await self._native.join_cluster(options)
 
     async def server_count(self) -> int:
         """How many nodes serve the main namespace, this one included."""
@@ -541,10 +514,8 @@ class Server:
         """Shuts down gracefully: refuses newcomers, sends `tidewire:drain` to
         connected clients in batches, gives in-flight acks until
         `ack_deadline` seconds, closes every connection and stops."""
-        def ms(seconds: Optional[float]) -> Optional[int]:
-            return None if seconds is None else int(seconds * 1000)
-
-        connections, batches, abandoned = await self._native.drain(batch_size, ms(batch_interval), ms(ack_deadline))
+        options = _options(batch_size=batch_size, batch_interval=batch_interval, ack_deadline=ack_deadline)
+        connections, batches, abandoned = await self._native.drain(options)
         for task in list(self._tasks):
             task.cancel()
         return {"connections": connections, "batches": batches, "acks_abandoned": abandoned}

@@ -2,28 +2,44 @@
 //! binding needs, in one place, so that each binding only converts values
 //! and errors.
 //!
-//! * [`Embedded`]: a hub plus its listener, built from [`EmbedOptions`],
-//!   started and closed once.
-//! * Event arguments cross a language boundary as JSON text plus the binary
-//!   attachments its placeholders point to ([`payload_from_parts`],
-//!   [`payload_to_parts`]): binary data is never encoded into JSON.
-//! * A connect middleware written in another language answers with a JSON
-//!   decision ([`admission_from_decision`]).
-//! * [`EmbedError`] has a stable code per kind for the bindings' errors.
+//! * [`Embedded`]: a hub plus its listener, built from [`EmbedOptions`]
+//!   (checked from a host's options object by [`EmbedOptions::from_json`],
+//!   see [`options`]), started and closed once.
+//! * [`args`]: event arguments cross a language boundary as JSON text plus
+//!   the binary attachments its placeholders point to: binary data is
+//!   never encoded into JSON.
+//! * [`decision`]: a connect middleware written in another language
+//!   answers with a JSON decision.
+//! * [`listeners`]: handler lists per event (several handlers each, as in
+//!   socket.io) and the one place deliveries go to the host.
+//! * [`error`]: [`EmbedError`] and the one table of [`ErrorCode`]s every
+//!   binding's errors carry.
+//! * Socket and acknowledgement operations with those errors: [`join`],
+//!   [`emit`], [`emit_with_ack`], [`AckSlot`], [`broadcast`], [`rooms`].
+
+pub mod args;
+pub mod decision;
+pub mod error;
+pub mod listeners;
+pub mod options;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use serde_json::Value;
-
 use crate::engine::EngineConfig;
+pub use args::{payload_from_parts, payload_to_parts};
+pub use decision::admission_from_decision;
+use error::invalid;
+pub use error::{EmbedError, ErrorCode};
+pub use listeners::{Delivery, Host, Listen, ListenerSlot, Listeners};
+pub use options::Dialect;
+
 use crate::hub::{
-    AckError, Admission, BroadcastOperator, ConnectError, DrainOptions, DrainReport, Hub, HubConfig, Namespace, Socket,
+    AckResponder, BroadcastOperator, DrainOptions, DrainReport, Handshake, Hub, HubConfig, Namespace, Socket,
 };
-use crate::limits::{EventRule, JsonSchema, LimitsSpec};
-use crate::protocol::socketio::{Payload, referenced_attachments};
+use crate::limits::LimitsSpec;
+use crate::protocol::socketio::Payload;
 use crate::recovery::RecoveryConfig;
 use crate::transport::Server;
 
@@ -50,41 +66,6 @@ pub struct EmbedOptions {
     /// Connection-state recovery window in milliseconds (off when `None`
     /// or 0).
     pub recovery_ms: Option<u64>,
-}
-
-/// What went wrong, with a stable [`code`](EmbedError::code).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmbedError {
-    /// A bad argument from the host language.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// The server was closed.
-    #[error("the server is closed")]
-    Closed,
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        /// `host:port`.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-impl EmbedError {
-    /// `ERR_INVALID_ARG`, `ERR_SERVER_CLOSED` or `ERR_LISTEN`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            EmbedError::InvalidArgument(_) => "ERR_INVALID_ARG",
-            EmbedError::Closed => "ERR_SERVER_CLOSED",
-            EmbedError::Listen { .. } => "ERR_LISTEN",
-        }
-    }
-}
-
-fn invalid(message: impl Into<String>) -> EmbedError {
-    EmbedError::InvalidArgument(message.into())
 }
 
 /// A hub and its listener.
@@ -277,44 +258,95 @@ pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>,
     except.into_iter().fold(op.to_many(rooms), BroadcastOperator::except).emit(event, args)
 }
 
+/// Joins `socket` to `room`.
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] for an empty name,
+/// [`EmbedError::TooManyRooms`] when the socket is in as many as allowed.
+pub fn join(socket: &Socket, room: String) -> Result<(), EmbedError> {
+    if room.is_empty() {
+        return Err(invalid("a room name cannot be empty"));
+    }
+    Ok(socket.join(room)?)
+}
+
+/// The rooms `socket` is in (its own id included), sorted.
+pub fn rooms(socket: &Socket) -> Vec<String> {
+    let mut rooms: Vec<String> = socket.rooms().iter().map(|r| r.to_string()).collect();
+    rooms.sort();
+    rooms
+}
+
+/// A handshake as JSON (socket.io's `socket.handshake` shape).
+pub fn handshake_json(handshake: &Handshake) -> String {
+    serde_json::to_string(handshake).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Sends `event` to `socket`.
+///
+/// # Errors
+/// [`EmbedError::Send`] when it cannot go out.
+pub fn emit(socket: &Socket, event: &str, args: Payload) -> Result<(), EmbedError> {
+    Ok(socket.emit(event, args)?)
+}
+
 /// Emits `event` to `socket` and waits for its answer, at most `timeout`
 /// (a binding's optional argument: the hub's `ack_timeout` when `None`).
 ///
 /// # Errors
-/// As [`Socket::emit_with_ack`].
+/// [`EmbedError::AckTimeout`], [`EmbedError::Disconnected`] or
+/// [`EmbedError::Send`].
 pub async fn emit_with_ack(
     socket: &Socket,
     event: &str,
     args: Payload,
     timeout: Option<Duration>,
-) -> Result<Payload, AckError> {
-    match timeout {
+) -> Result<Payload, EmbedError> {
+    Ok(match timeout {
         Some(t) => socket.timeout(t).emit_with_ack(event, args).await,
         None => socket.emit_with_ack(event, args).await,
+    }?)
+}
+
+/// How many nodes serve `ns`, this one included (1 outside a cluster).
+///
+/// # Errors
+/// [`EmbedError::Cluster`] when the bus cannot count.
+pub async fn server_count(ns: &Namespace) -> Result<usize, EmbedError> {
+    Ok(ns.server_count().await?)
+}
+
+/// The acknowledgement a client asked for, answered at most once.
+#[derive(Debug)]
+pub struct AckSlot(std::sync::Mutex<Option<AckResponder>>);
+
+impl AckSlot {
+    /// A slot holding `responder`.
+    pub fn new(responder: AckResponder) -> AckSlot {
+        AckSlot(std::sync::Mutex::new(Some(responder)))
+    }
+
+    /// Sends the answer.
+    ///
+    /// # Errors
+    /// [`EmbedError::AckAlreadySent`] the second time;
+    /// [`EmbedError::Send`] when it cannot go out.
+    pub fn send(&self, args: Payload) -> Result<(), EmbedError> {
+        let responder = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        Ok(responder.ok_or(EmbedError::AckAlreadySent)?.send(args)?)
     }
 }
 
-/// Sets `event`'s size limit and JSON-schema validator of its first
-/// argument (`schema` is JSON text) on `ns`.
+/// Limits `event` on `ns` with the rule `options_json` describes (see
+/// [`options::event_rule_from_json`]); refused events never reach a handler.
 ///
 /// # Errors
-/// [`EmbedError::InvalidArgument`] when `schema` is not valid JSON or not a
-/// valid schema.
-pub fn limit_event(
-    ns: &Namespace,
-    event: &str,
-    max_bytes: Option<u64>,
-    schema: Option<&str>,
-) -> Result<(), EmbedError> {
-    let mut rule = EventRule::new();
-    if let Some(n) = max_bytes {
-        rule = rule.max_bytes(usize::try_from(n).unwrap_or(usize::MAX));
+/// [`EmbedError::InvalidArgument`] for an empty event name or a bad rule.
+pub fn limit_event(ns: &Namespace, event: &str, options_json: &str, dialect: Dialect) -> Result<(), EmbedError> {
+    if event.is_empty() {
+        return Err(invalid("an event name must be a non-empty string"));
     }
-    if let Some(text) = schema {
-        let schema: Value = serde_json::from_str(text).map_err(|e| invalid(format!("schema: {e}")))?;
-        rule = rule.validator(JsonSchema::first_arg(&schema).map_err(|e| invalid(e.to_string()))?);
-    }
-    ns.limit_event(event, rule);
+    ns.limit_event(event, options::event_rule_from_json(options_json, dialect)?);
     Ok(())
 }
 
@@ -323,102 +355,22 @@ pub fn presence_json(ns: &Namespace, room: &str) -> String {
     serde_json::to_string(&ns.presence(room)).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Arguments from another language: `json` must be a JSON array whose
-/// placeholders (`{"_placeholder":true,"num":i}`) match `attachments`.
-///
-/// # Errors
-/// [`EmbedError::InvalidArgument`] otherwise.
-pub fn payload_from_parts(json: &str, attachments: Vec<Bytes>) -> Result<Payload, EmbedError> {
-    let data: Vec<Value> =
-        serde_json::from_str(json).map_err(|e| invalid(format!("arguments must be a JSON array: {e}")))?;
-    let referenced = referenced_attachments(&data, attachments.len()).map_err(|e| invalid(e.to_string()))?;
-    if referenced != attachments.len() {
-        return Err(invalid("every attachment must be referenced by a placeholder"));
-    }
-    Ok(Payload { data, attachments })
-}
-
-/// Arguments for another language: the JSON array (placeholders in place
-/// of binary parts) and the attachments.
-pub fn payload_to_parts(payload: Payload) -> (String, Vec<Bytes>) {
-    let json = serde_json::to_string(&payload.data).unwrap_or_else(|_| "[]".to_owned());
-    (json, payload.attachments)
-}
-
-/// A connect middleware's decision, as JSON: `{}` (or `null`) admits;
-/// `{"user": id, "data": ...}` admits as that user (the socket joins
-/// `user:<id>`) with that data; `{"error": message, "data": ...}` refuses
-/// with a CONNECT_ERROR carrying both.
-///
-/// # Errors
-/// The refusal, or a refusal saying the decision was not valid JSON.
-pub fn admission_from_decision(json: &str) -> Result<Admission, ConnectError> {
-    let decision: Value = serde_json::from_str(json)
-        .map_err(|e| ConnectError::new(format!("the connect middleware answered invalid JSON: {e}")))?;
-    if let Some(message) = decision.get("error") {
-        let message = message.as_str().map_or_else(|| message.to_string(), str::to_owned);
-        let mut refusal = ConnectError::new(message);
-        if let Some(data) = decision.get("data") {
-            refusal = refusal.with_data(data.clone());
-        }
-        return Err(refusal);
-    }
-    let mut admission = match decision.get("user") {
-        Some(Value::String(user)) => Admission::user(user.clone()),
-        Some(Value::Number(n)) => Admission::user(n.to_string()),
-        _ => Admission::accept(),
-    };
-    if let Some(data) = decision.get("data") {
-        admission = admission.with_data(data.clone());
-    }
-    if let Some(meta) = decision.get("presence") {
-        admission = admission.with_presence(meta.clone());
-    }
-    Ok(admission)
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn parts_round_trip_and_bad_parts_are_refused() {
-        let p = payload_from_parts(r#"[1,{"_placeholder":true,"num":0}]"#, vec![Bytes::from_static(b"x")]).unwrap();
-        assert_eq!(p.data, vec![json!(1), Payload::placeholder(0)]);
-        assert_eq!(
-            payload_to_parts(p),
-            (r#"[1,{"_placeholder":true,"num":0}]"#.to_owned(), vec![Bytes::from_static(b"x")])
-        );
-        for (json, n) in [("{}", 0), ("[1", 0), (r#"[{"_placeholder":true,"num":1}]"#, 1), ("[]", 1)] {
-            let e = payload_from_parts(json, vec![Bytes::new(); n]).unwrap_err();
-            assert_eq!(e.code(), "ERR_INVALID_ARG", "{json} with {n}");
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        assert!(admission_from_decision("{}").is_ok());
-        assert!(admission_from_decision("null").is_ok());
-        assert!(admission_from_decision(r#"{"user":"alice","data":{"a":1}}"#).is_ok());
-        let refusal = admission_from_decision(r#"{"error":"nope","data":{"why":1}}"#).unwrap_err();
-        assert!(format!("{refusal:?}").contains("nope"), "{refusal:?}");
-        assert!(admission_from_decision("not json").is_err());
-    }
 
     #[test]
     fn options_are_checked_and_a_closed_server_refuses_work() {
         assert_eq!(
-            Embedded::new(EmbedOptions { port: Some(70_000), ..Default::default() }).unwrap_err().code(),
+            Embedded::new(EmbedOptions { port: Some(70_000), ..Default::default() }).unwrap_err().code().as_str(),
             "ERR_INVALID_ARG"
         );
         assert_eq!(
-            Embedded::new(EmbedOptions { max_payload: Some(0), ..Default::default() }).unwrap_err().code(),
+            Embedded::new(EmbedOptions { max_payload: Some(0), ..Default::default() }).unwrap_err().code().as_str(),
             "ERR_INVALID_ARG"
         );
         let e = Embedded::new(EmbedOptions::default()).unwrap();
-        assert_eq!(e.namespace("x").unwrap_err().code(), "ERR_INVALID_ARG");
+        assert_eq!(e.namespace("x").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert!(e.namespace("/x").is_ok());
     }
 
@@ -429,8 +381,8 @@ mod tests {
         assert_eq!(e.listen().await.unwrap(), a);
         e.close().await;
         assert!(e.is_closed());
-        assert_eq!(e.listen().await.unwrap_err().code(), "ERR_SERVER_CLOSED");
-        assert_eq!(e.namespace("/").unwrap_err().code(), "ERR_SERVER_CLOSED");
+        assert_eq!(e.listen().await.unwrap_err().code().as_str(), "ERR_SERVER_CLOSED");
+        assert_eq!(e.namespace("/").unwrap_err().code().as_str(), "ERR_SERVER_CLOSED");
         e.close().await;
     }
 }

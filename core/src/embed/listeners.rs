@@ -1,0 +1,241 @@
+//! Handler lists, as socket.io keeps them: `on("x", h1); on("x", h2)` runs
+//! both, in the order they were added, for every binding.
+//!
+//! A binding registers host handlers (`H`: whatever stands for a handler
+//! on its side, e.g. a Python callable or an index into a JavaScript
+//! table) with [`Listeners::add`]; the first handler of an event subscribes
+//! it on the hub, later ones only join the list. Everything a namespace
+//! sees goes to one [`Host`] with the list of handlers to run, so a
+//! binding that delivers through one queue keeps a socket's `connection`
+//! ahead of its events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use super::Embedded;
+use super::error::{EmbedError, invalid};
+use crate::hub::{self, AckResponder, Namespace, Socket};
+use crate::protocol::socketio::Payload;
+
+/// What a handler listens to, from its socket.io name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Listen {
+    /// `connection` (or `connect`): a socket joined the namespace.
+    Connection,
+    /// `disconnect`: a socket left.
+    Disconnect,
+    /// Any other name: an event from the client.
+    Event(String),
+}
+
+impl Listen {
+    /// What `name` listens to.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty name.
+    pub fn from_name(name: &str) -> Result<Listen, EmbedError> {
+        match name {
+            "" => Err(invalid("an event name must be a non-empty string")),
+            "connection" | "connect" => Ok(Listen::Connection),
+            "disconnect" => Ok(Listen::Disconnect),
+            event => Ok(Listen::Event(event.to_owned())),
+        }
+    }
+}
+
+/// What happened to a socket.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// It joined the namespace.
+    Connection,
+    /// It left, for `reason`.
+    Disconnect {
+        /// Socket.IO's reason string (`client namespace disconnect`, ...).
+        reason: String,
+    },
+    /// It sent an event.
+    Event {
+        /// The event name.
+        name: String,
+        /// Its arguments.
+        args: Payload,
+        /// The acknowledgement, when the client asked for one.
+        ack: Option<AckResponder>,
+    },
+}
+
+/// The binding's side: hands deliveries to its language.
+pub trait Host<H>: Send + Sync + 'static {
+    /// `socket` of namespace `nsp` saw `delivery`; run `handlers` (possibly
+    /// none: a connection or disconnection is delivered even without
+    /// handlers, so the binding can track its sockets).
+    fn deliver(&self, nsp: &str, socket: Socket, delivery: Delivery, handlers: Vec<H>);
+}
+
+type Lists<H> = HashMap<(String, Listen), Vec<H>>;
+
+/// The handler lists of every namespace of one server, and where their
+/// deliveries go.
+pub struct Listeners<H> {
+    host: Arc<dyn Host<H>>,
+    lists: Mutex<Lists<H>>,
+}
+
+impl<H> std::fmt::Debug for Listeners<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners").finish_non_exhaustive()
+    }
+}
+
+impl<H: Clone + Send + Sync + 'static> Listeners<H> {
+    /// Lists delivering to `host`.
+    pub fn new(host: Arc<dyn Host<H>>) -> Arc<Listeners<H>> {
+        Arc::new(Listeners { host, lists: Mutex::new(HashMap::new()) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lists<H>> {
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The handlers of `listen` on `nsp`, in the order they were added.
+    pub fn handlers(&self, nsp: &str, listen: &Listen) -> Vec<H> {
+        self.lock().get(&(nsp.to_owned(), listen.clone())).cloned().unwrap_or_default()
+    }
+
+    /// Delivers the connections and disconnections of `ns` to the host.
+    /// Call it once per namespace, before its sockets can connect.
+    pub fn watch(self: &Arc<Self>, ns: &Namespace) {
+        let nsp = ns.name().to_owned();
+        let (me, name) = (self.clone(), nsp.clone());
+        ns.on_connect(move |socket: Socket| {
+            let handlers = me.handlers(&name, &Listen::Connection);
+            me.host.deliver(&name, socket, Delivery::Connection, handlers);
+            async {}
+        });
+        let me = self.clone();
+        ns.on_disconnect(move |socket: Socket, reason: hub::DisconnectReason| {
+            let handlers = me.handlers(&nsp, &Listen::Disconnect);
+            me.host.deliver(&nsp, socket, Delivery::Disconnect { reason: reason.to_string() }, handlers);
+            async {}
+        });
+    }
+
+    /// Adds `handler` for `name` (socket.io's `on(name, handler)`) on `ns`
+    /// after the ones already there.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty name.
+    pub fn add(self: &Arc<Self>, ns: &Namespace, name: &str, handler: H) -> Result<(), EmbedError> {
+        let listen = Listen::from_name(name)?;
+        let first = {
+            let mut lists = self.lock();
+            let list = lists.entry((ns.name().to_owned(), listen.clone())).or_default();
+            list.push(handler);
+            list.len() == 1
+        };
+        if let (true, Listen::Event(event)) = (first, listen) {
+            let me = self.clone();
+            let nsp = ns.name().to_owned();
+            ns.on(event.clone(), move |socket: Socket, e: hub::Event| {
+                let listen = Listen::Event(event.clone());
+                let handlers = me.handlers(&nsp, &listen);
+                let delivery = Delivery::Event { name: event.clone(), args: e.args, ack: e.ack };
+                me.host.deliver(&nsp, socket, delivery, handlers);
+                async {}
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A server's [`Listeners`], set once the binding's [`Host`] is known
+/// (a binding's `set_dispatcher`), then used by name.
+#[derive(Debug)]
+pub struct ListenerSlot<H>(OnceLock<Arc<Listeners<H>>>);
+
+impl<H> Default for ListenerSlot<H> {
+    fn default() -> Self {
+        ListenerSlot(OnceLock::new())
+    }
+}
+
+impl<H: Clone + Send + Sync + 'static> ListenerSlot<H> {
+    /// Delivers to `host` from now on.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] the second time.
+    pub fn set(&self, host: Arc<dyn Host<H>>) -> Result<(), EmbedError> {
+        self.0.set(Listeners::new(host)).map_err(|_| invalid("the dispatcher is already set"))
+    }
+
+    fn get(&self) -> Result<&Arc<Listeners<H>>, EmbedError> {
+        self.0.get().ok_or_else(|| invalid("set the dispatcher first"))
+    }
+
+    /// [`Listeners::watch`] of `server`'s namespace `nsp`.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] before [`set`](Self::set) or for a
+    /// bad name; [`EmbedError::Closed`] once the server is closed.
+    pub fn watch(&self, server: &Embedded, nsp: &str) -> Result<(), EmbedError> {
+        self.get()?.watch(&server.namespace(nsp)?);
+        Ok(())
+    }
+
+    /// [`Listeners::add`] on `server`'s namespace `nsp`.
+    ///
+    /// # Errors
+    /// As [`watch`](Self::watch), and for an empty name.
+    pub fn add(&self, server: &Embedded, nsp: &str, name: &str, handler: H) -> Result<(), EmbedError> {
+        self.get()?.add(&server.namespace(nsp)?, name, handler)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Hub;
+
+    struct Nobody;
+    impl Host<u32> for Nobody {
+        fn deliver(&self, _: &str, _: Socket, _: Delivery, _: Vec<u32>) {}
+    }
+
+    #[test]
+    fn names_map_to_what_they_listen_to() {
+        assert_eq!(Listen::from_name("connect").unwrap(), Listen::Connection);
+        assert_eq!(Listen::from_name("connection").unwrap(), Listen::Connection);
+        assert_eq!(Listen::from_name("disconnect").unwrap(), Listen::Disconnect);
+        assert_eq!(Listen::from_name("chat").unwrap(), Listen::Event("chat".to_owned()));
+        assert_eq!(Listen::from_name("").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+    }
+
+    #[test]
+    fn every_handler_is_kept_in_order() {
+        let hub = Hub::default();
+        let (a, b) = (hub.of("/"), hub.of("/b"));
+        let listeners = Listeners::new(Arc::new(Nobody));
+        listeners.watch(&a);
+        for (ns, name, h) in [(&a, "x", 1), (&a, "x", 2), (&b, "x", 3), (&a, "connect", 4), (&a, "connection", 5)] {
+            listeners.add(ns, name, h).unwrap();
+        }
+        assert_eq!(listeners.handlers("/", &Listen::Event("x".to_owned())), [1, 2]);
+        assert_eq!(listeners.handlers("/b", &Listen::Event("x".to_owned())), [3]);
+        assert_eq!(listeners.handlers("/", &Listen::Connection), [4, 5]);
+        assert!(listeners.handlers("/", &Listen::Disconnect).is_empty());
+        assert!(listeners.add(&a, "", 6).is_err());
+    }
+
+    #[test]
+    fn a_slot_is_set_once_and_needed_first() {
+        let server = Embedded::new(super::super::EmbedOptions::default()).unwrap();
+        let slot = ListenerSlot::<u32>::default();
+        assert_eq!(slot.watch(&server, "/").unwrap_err().to_string(), "set the dispatcher first");
+        slot.set(Arc::new(Nobody)).unwrap();
+        assert_eq!(slot.set(Arc::new(Nobody)).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        slot.watch(&server, "/").unwrap();
+        slot.add(&server, "/", "x", 1).unwrap();
+        assert_eq!(slot.add(&server, "no-slash", "x", 1).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+    }
+}
