@@ -123,6 +123,23 @@ describe('tidewire server from JavaScript', () => {
       }
       ack(out)
     })
+    // Two handlers of one event: both run, in order (the first answers).
+    server.on('twice', (socket, ack) => {
+      socket.data.twice = ['first']
+      ack('first')
+    })
+    server.on('twice', (socket) => {
+      socket.data.twice.push('second')
+      socket.emit('twice', socket.data.twice)
+    })
+    server.on('fill-rooms', (socket, ack) => {
+      try {
+        for (let i = 0; i < 1001; i++) socket.join(`many:${i}`)
+        ack('no error')
+      } catch (e) {
+        ack([e.code, e.message])
+      }
+    })
     ;({ url } = await server.listen())
   })
 
@@ -192,6 +209,20 @@ describe('tidewire server from JavaScript', () => {
     assert.equal(await c.emitWithAck('ask'), 'pong to ping?')
     c.on('silent', () => {})
     assert.equal(await c.emitWithAck('ask-timeout'), 'ERR_ACK_TIMEOUT')
+  })
+
+  test('several handlers of one event all run, in the order they were added', T, async () => {
+    const c = await client()
+    const second = once(c, 'twice')
+    assert.equal(await c.emitWithAck('twice'), 'first')
+    assert.deepEqual(await second, [['first', 'second']])
+  })
+
+  test('a socket in too many rooms gets ERR_TOO_MANY_ROOMS', T, async () => {
+    const c = await client()
+    const [code, message] = await c.emitWithAck('fill-rooms')
+    assert.equal(code, 'ERR_TOO_MANY_ROOMS')
+    assert.match(message, /at most \d+ rooms/)
   })
 
   test('handler errors go to onError and the server keeps serving', T, async () => {

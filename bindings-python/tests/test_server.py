@@ -79,6 +79,26 @@ async def server() -> AsyncIterator[tidewire.Server]:
         except tidewire.AckTimeout:
             return "AckTimeout"
 
+    # Two handlers of one event: both run, in order (the first answers).
+    @srv.on("twice")
+    def twice_first(socket: tidewire.Socket) -> str:
+        socket.data["twice"] = ["first"]
+        return "first"
+
+    @srv.on("twice")
+    def twice_second(socket: tidewire.Socket) -> None:
+        socket.data["twice"].append("second")
+        socket.emit("twice", socket.data["twice"])
+
+    @srv.on("fill-rooms")
+    def fill_rooms(socket: tidewire.Socket) -> Any:
+        try:
+            for i in range(1001):
+                socket.join(f"many:{i}")
+            return "no error"
+        except tidewire.InvalidArgument as e:
+            return [type(e).__name__, e.code, isinstance(e, tidewire.TooManyRooms)]
+
     @srv.on("throw")
     def throw(socket: tidewire.Socket) -> None:
         raise ValueError("handler failed")
@@ -212,6 +232,43 @@ async def test_bad_arguments_raise_tidewire_errors(server: tidewire.Server) -> N
     with pytest.raises(tidewire.InvalidArgument):
         server.on("x", "not callable")  # type: ignore[arg-type]
     assert issubclass(tidewire.AckTimeout, tidewire.TidewireError)
+
+
+async def test_every_handler_of_an_event_runs_in_order(server: tidewire.Server) -> None:
+    c = await client(server.url)
+    try:
+        second: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        c.on("twice", lambda got: second.set_result(got))
+        assert await within(c.call("twice"), "twice") == "first"
+        assert await within(second, "the second handler") == ["first", "second"]
+        assert server.errors == []  # type: ignore[attr-defined]
+    finally:
+        await c.disconnect()
+
+
+async def test_errors_carry_the_codes_node_uses(server: tidewire.Server) -> None:
+    c = await client(server.url)
+    try:
+        assert await within(c.call("fill-rooms"), "fill-rooms") == ["TooManyRooms", "ERR_TOO_MANY_ROOMS", True]
+    finally:
+        await c.disconnect()
+    with pytest.raises(tidewire.InvalidArgument) as bad:
+        tidewire.Server(ping_interval=-1)
+    assert bad.value.code == "ERR_INVALID_ARG"
+    assert "ping_interval" in str(bad.value)
+    codes = {
+        tidewire.InvalidArgument: "ERR_INVALID_ARG",
+        tidewire.TooManyRooms: "ERR_TOO_MANY_ROOMS",
+        tidewire.ServerClosed: "ERR_SERVER_CLOSED",
+        tidewire.ListenError: "ERR_LISTEN",
+        tidewire.SendError: "ERR_SEND",
+        tidewire.AckTimeout: "ERR_ACK_TIMEOUT",
+        tidewire.Disconnected: "ERR_DISCONNECTED",
+        tidewire.AckAlreadySent: "ERR_ACK_SENT",
+        tidewire.ClusterError: "ERR_CLUSTER",
+    }
+    for cls, code in codes.items():
+        assert cls.code == code and issubclass(cls, tidewire.TidewireError)
 
 
 async def test_disconnect_reason_and_closed_server() -> None:
