@@ -15,6 +15,19 @@ export declare class Ack {
   send(json: string, attachments: Array<Buffer>): void
 }
 
+/**
+ * Where a broadcast goes (socket.io's `BroadcastOperator`); each step
+ * returns a new one.
+ */
+export declare class BroadcastOperator {
+  /** Also to the members of `rooms`. */
+  to(rooms: Array<string>): BroadcastOperator
+  /** Not to the members of `rooms`. */
+  except(rooms: Array<string>): BroadcastOperator
+  /** Emits `event`; returns how many sockets it was queued for. */
+  emit(event: string, json: string, attachments: Array<Buffer>): number
+}
+
 /** A Socket.IO server. */
 export declare class Server {
   /**
@@ -56,10 +69,10 @@ export declare class Server {
    */
   close(): Promise<void>
   /**
-   * Emits `event` to the sockets of `nsp` in `rooms` (all when empty)
-   * but not in `except`. Returns how many sockets it was queued for.
+   * A broadcast to every socket of `nsp`, to narrow with `to` and
+   * `except`.
    */
-  broadcast(nsp: string, rooms: Array<string>, except: Array<string>, event: string, json: string, attachments: Array<Buffer>): number
+  broadcast(nsp: string): BroadcastOperator
   /** The number of sockets connected to `nsp`. */
   socketCount(nsp: string): number
   /**
@@ -118,10 +131,10 @@ export declare class Socket {
    */
   emitWithAck(event: string, json: string, attachments: Array<Buffer>, timeout?: number | undefined | null): Promise<AckReply>
   /**
-   * Emits `event` to `rooms` (all of the namespace when empty) except
-   * `except` and this socket. Returns how many sockets it reached.
+   * A broadcast to the namespace without this socket, to narrow with
+   * `to` and `except`.
    */
-  broadcast(rooms: Array<string>, except: Array<string>, event: string, json: string, attachments: Array<Buffer>): number
+  broadcast(): BroadcastOperator
   /** Disconnects the socket (`close`: the whole connection). */
   disconnect(close?: boolean | undefined | null): void
 }

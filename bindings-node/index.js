@@ -779,5 +779,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Ack = nativeBinding.Ack
+module.exports.BroadcastOperator = nativeBinding.BroadcastOperator
 module.exports.Server = nativeBinding.Server
 module.exports.Socket = nativeBinding.Socket

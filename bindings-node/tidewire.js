@@ -84,27 +84,25 @@ function checkRooms(rooms) {
 
 /** Emits to rooms of a namespace, except other rooms (and a sender). */
 class BroadcastOperator {
-  constructor(send, rooms = [], except = []) {
-    this._send = send
-    this._rooms = rooms
-    this._except = except
+  constructor(native) {
+    this._native = native
   }
 
   /** Adds rooms to the target. */
   to(rooms) {
-    return new BroadcastOperator(this._send, [...this._rooms, ...checkRooms(rooms)], this._except)
+    return new BroadcastOperator(callNative(() => this._native.to(checkRooms(rooms))))
   }
 
   /** Excludes the members of these rooms. */
   except(rooms) {
-    return new BroadcastOperator(this._send, this._rooms, [...this._except, ...checkRooms(rooms)])
+    return new BroadcastOperator(callNative(() => this._native.except(checkRooms(rooms))))
   }
 
   /** Sends; returns how many sockets it reached. */
   emit(event, ...args) {
     checkName('an event name', event)
     const { json, attachments } = encode(args)
-    return callNative(() => this._send(this._rooms, this._except, event, json, attachments))
+    return callNative(() => this._native.emit(event, json, attachments))
   }
 }
 
@@ -191,9 +189,7 @@ class Socket {
 
   /** To the whole namespace, without this socket. */
   get broadcast() {
-    return new BroadcastOperator((rooms, except, event, json, att) =>
-      this._inner.broadcast(rooms, except, event, json, att),
-    )
+    return new BroadcastOperator(this._inner.broadcast())
   }
 
   disconnect(close = false) {
@@ -326,9 +322,7 @@ class Namespace {
   }
 
   get broadcast() {
-    return new BroadcastOperator((rooms, except, event, json, att) =>
-      this._server._native.broadcast(this.name, rooms, except, event, json, att),
-    )
+    return new BroadcastOperator(callNative(() => this._server._native.broadcast(this.name)))
   }
 
   emit(event, ...args) {

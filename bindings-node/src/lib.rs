@@ -193,20 +193,11 @@ impl Server {
         Ok(())
     }
 
-    /// Emits `event` to the sockets of `nsp` in `rooms` (all when empty)
-    /// but not in `except`. Returns how many sockets it was queued for.
+    /// A broadcast to every socket of `nsp`, to narrow with `to` and
+    /// `except`.
     #[napi]
-    pub fn broadcast(
-        &self,
-        nsp: String,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: String,
-        json: String,
-        attachments: Vec<Buffer>,
-    ) -> Result<u32> {
-        let payload = payload_from_js(&json, attachments).map_err(error)?;
-        Ok(embed::broadcast(self.namespace(&nsp)?.broadcast(), rooms, except, &event, payload) as u32)
+    pub fn broadcast(&self, nsp: String) -> Result<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: embed::Broadcast::new(self.namespace(&nsp)?.broadcast()) })
     }
 
     /// The number of sockets connected to `nsp`.
@@ -355,25 +346,46 @@ impl Socket {
         Ok(AckReply { json, attachments })
     }
 
-    /// Emits `event` to `rooms` (all of the namespace when empty) except
-    /// `except` and this socket. Returns how many sockets it reached.
+    /// A broadcast to the namespace without this socket, to narrow with
+    /// `to` and `except`.
     #[napi]
-    pub fn broadcast(
-        &self,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: String,
-        json: String,
-        attachments: Vec<Buffer>,
-    ) -> Result<u32> {
-        let payload = payload_from_js(&json, attachments).map_err(error)?;
-        Ok(embed::broadcast(self.inner.broadcast(), rooms, except, &event, payload) as u32)
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator { inner: embed::Broadcast::new(self.inner.broadcast()) }
     }
 
     /// Disconnects the socket (`close`: the whole connection).
     #[napi]
     pub fn disconnect(&self, close: Option<bool>) {
         self.inner.disconnect(close.unwrap_or(false));
+    }
+}
+
+/// Where a broadcast goes (socket.io's `BroadcastOperator`); each step
+/// returns a new one.
+#[napi]
+pub struct BroadcastOperator {
+    inner: embed::Broadcast,
+}
+
+#[napi]
+impl BroadcastOperator {
+    /// Also to the members of `rooms`.
+    #[napi]
+    pub fn to(&self, rooms: Vec<String>) -> Result<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: self.inner.to(rooms).map_err(error)? })
+    }
+
+    /// Not to the members of `rooms`.
+    #[napi]
+    pub fn except(&self, rooms: Vec<String>) -> Result<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: self.inner.except(rooms).map_err(error)? })
+    }
+
+    /// Emits `event`; returns how many sockets it was queued for.
+    #[napi]
+    pub fn emit(&self, event: String, json: String, attachments: Vec<Buffer>) -> Result<u32> {
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
+        Ok(self.inner.emit(&event, payload).map_err(error)? as u32)
     }
 }
 

@@ -172,19 +172,10 @@ impl Server {
         })
     }
 
-    /// Emits to the sockets of `nsp` in `rooms` (all when empty), except
-    /// those in `except_rooms`. Returns how many it reached.
-    fn broadcast(
-        &self,
-        nsp: &str,
-        rooms: Vec<String>,
-        except_rooms: Vec<String>,
-        event: &str,
-        json: &str,
-        attachments: Vec<Vec<u8>>,
-    ) -> PyResult<usize> {
-        let payload = payload(json, attachments)?;
-        Ok(embed::broadcast(self.namespace(nsp)?.broadcast(), rooms, except_rooms, event, payload))
+    /// A broadcast to every socket of `nsp`, to narrow with `to` and
+    /// `except_`.
+    fn broadcast(&self, nsp: &str) -> PyResult<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: embed::Broadcast::new(self.namespace(nsp)?.broadcast()) })
     }
 
     /// Sockets connected to `nsp`.
@@ -335,23 +326,40 @@ impl Socket {
         })
     }
 
-    /// Emits to `rooms` (the namespace when empty) except `except_rooms`
-    /// and this socket. Returns how many sockets it reached.
-    fn broadcast(
-        &self,
-        rooms: Vec<String>,
-        except_rooms: Vec<String>,
-        event: &str,
-        json: &str,
-        attachments: Vec<Vec<u8>>,
-    ) -> PyResult<usize> {
-        let payload = payload(json, attachments)?;
-        Ok(embed::broadcast(self.inner.broadcast(), rooms, except_rooms, event, payload))
+    /// A broadcast to the namespace without this socket, to narrow with
+    /// `to` and `except_`.
+    fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator { inner: embed::Broadcast::new(self.inner.broadcast()) }
     }
 
     #[pyo3(signature = (close=false))]
     fn disconnect(&self, close: bool) {
         self.inner.disconnect(close);
+    }
+}
+
+/// Where a broadcast goes (socket.io's `BroadcastOperator`); each step
+/// returns a new one.
+#[pyclass(frozen, module = "tidewire._native")]
+struct BroadcastOperator {
+    inner: embed::Broadcast,
+}
+
+#[pymethods]
+impl BroadcastOperator {
+    /// Also to the members of `rooms`.
+    fn to(&self, rooms: Vec<String>) -> PyResult<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: self.inner.to(rooms).map_err(error)? })
+    }
+
+    /// Not to the members of `rooms`.
+    fn except_(&self, rooms: Vec<String>) -> PyResult<BroadcastOperator> {
+        Ok(BroadcastOperator { inner: self.inner.except(rooms).map_err(error)? })
+    }
+
+    /// Emits `event`; returns how many sockets it was queued for.
+    fn emit(&self, event: &str, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<usize> {
+        self.inner.emit(event, payload(json, attachments)?).map_err(error)
     }
 }
 
@@ -377,6 +385,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Socket>()?;
     m.add_class::<Ack>()?;
     m.add_class::<Reply>()?;
+    m.add_class::<BroadcastOperator>()?;
     m.add("TidewireError", py.get_type::<TidewireError>())?;
     for code in ErrorCode::ALL {
         let class = class(py, code);

@@ -140,22 +140,21 @@ def _ack_args(result: Any) -> tuple[Any, ...]:
 class BroadcastOperator:
     """Emits to rooms, except other rooms."""
 
-    def __init__(self, send: Callable[..., int], rooms: Optional[list[str]] = None, except_rooms: Optional[list[str]] = None) -> None:
-        self._send = send
-        self._rooms = rooms or []
-        self._except = except_rooms or []
+    def __init__(self, native: Any) -> None:
+        self._native = native
 
     def to(self, rooms: Union[str, Iterable[str]]) -> "BroadcastOperator":
-        return BroadcastOperator(self._send, self._rooms + _rooms(rooms), self._except)
+        return BroadcastOperator(self._native.to(_rooms(rooms)))
 
     def except_(self, rooms: Union[str, Iterable[str]]) -> "BroadcastOperator":
-        return BroadcastOperator(self._send, self._rooms, self._except + _rooms(rooms))
+        return BroadcastOperator(self._native.except_(_rooms(rooms)))
 
     def emit(self, event: str, *args: Any) -> int:
         """Sends; returns how many sockets it reached."""
         _check_name("an event name", event)
         text, attachments = encode(args)
-        return self._send(self._rooms, self._except, event, text, attachments)
+        result: int = self._native.emit(event, text, attachments)
+        return result
 
 
 class Socket:
@@ -222,7 +221,7 @@ class Socket:
     @property
     def broadcast(self) -> BroadcastOperator:
         """To the whole namespace, without this socket."""
-        return BroadcastOperator(self._native.broadcast)
+        return BroadcastOperator(self._native.broadcast())
 
     def disconnect(self, close: bool = False) -> None:
         self._native.disconnect(close)
@@ -317,7 +316,7 @@ class Namespace:
 
     @property
     def broadcast(self) -> BroadcastOperator:
-        return BroadcastOperator(lambda r, x, e, t, a: self._server._native.broadcast(self.name, r, x, e, t, a))
+        return BroadcastOperator(self._server._native.broadcast(self.name))
 
     def emit(self, event: str, *args: Any) -> int:
         return self.broadcast.emit(event, *args)

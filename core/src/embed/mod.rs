@@ -15,7 +15,7 @@
 //! * [`error`]: [`EmbedError`] and the one table of [`ErrorCode`]s every
 //!   binding's errors carry.
 //! * Socket and acknowledgement operations with those errors: [`join`],
-//!   [`emit`], [`emit_with_ack`], [`AckSlot`], [`broadcast`], [`rooms`].
+//!   [`emit`], [`emit_with_ack`], [`AckSlot`], [`Broadcast`], [`rooms`].
 
 pub mod args;
 pub mod decision;
@@ -251,11 +251,63 @@ impl Embedded {
     }
 }
 
-/// Emits `event` from `op` (a namespace's or a socket's broadcast) to
-/// `rooms` (everyone `op` reaches when empty), except the members of
-/// `except`. Returns how many sockets it was queued for.
-pub fn broadcast(op: BroadcastOperator, rooms: Vec<String>, except: Vec<String>, event: &str, args: Payload) -> usize {
-    except.into_iter().fold(op.to_many(rooms), BroadcastOperator::except).emit(event, args)
+/// socket.io's `BroadcastOperator` for a binding: where a broadcast goes,
+/// built up with [`to`](Self::to) and [`except`](Self::except), then
+/// [`emit`](Self::emit)ted. Each step returns a new operator, so a host
+/// object can hold one and hand out others.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    op: BroadcastOperator,
+    rooms: Vec<String>,
+    except: Vec<String>,
+}
+
+impl Broadcast {
+    /// Everyone `op` (a namespace's or a socket's broadcast) reaches.
+    pub fn new(op: BroadcastOperator) -> Broadcast {
+        Broadcast { op, rooms: Vec::new(), except: Vec::new() }
+    }
+
+    fn checked(rooms: Vec<String>) -> Result<Vec<String>, EmbedError> {
+        match rooms.iter().any(String::is_empty) {
+            true => Err(invalid("a room must be a non-empty string")),
+            false => Ok(rooms),
+        }
+    }
+
+    /// Also the members of `rooms` (the first call narrows "everyone" to
+    /// them).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty room name.
+    pub fn to(&self, rooms: Vec<String>) -> Result<Broadcast, EmbedError> {
+        let mut next = self.clone();
+        next.rooms.extend(Broadcast::checked(rooms)?);
+        Ok(next)
+    }
+
+    /// Not the members of `rooms`.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty room name.
+    pub fn except(&self, rooms: Vec<String>) -> Result<Broadcast, EmbedError> {
+        let mut next = self.clone();
+        next.except.extend(Broadcast::checked(rooms)?);
+        Ok(next)
+    }
+
+    /// Emits `event`; returns how many sockets of this node it was queued
+    /// for.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty event name.
+    pub fn emit(&self, event: &str, args: Payload) -> Result<usize, EmbedError> {
+        if event.is_empty() {
+            return Err(invalid("an event name must be a non-empty string"));
+        }
+        let op = self.op.clone().to_many(self.rooms.clone());
+        Ok(self.except.iter().cloned().fold(op, BroadcastOperator::except).emit(event, args))
+    }
 }
 
 /// Joins `socket` to `room`.
@@ -372,6 +424,24 @@ mod tests {
         let e = Embedded::new(EmbedOptions::default()).unwrap();
         assert_eq!(e.namespace("x").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert!(e.namespace("/x").is_ok());
+    }
+
+    #[test]
+    fn a_broadcast_checks_rooms_and_names_and_keeps_each_step() {
+        let e = Embedded::new(EmbedOptions::default()).unwrap();
+        let everyone = Broadcast::new(e.namespace("/").unwrap().broadcast());
+        let to_a = everyone.to(vec!["a".to_owned()]).unwrap();
+        assert_eq!(to_a.rooms, ["a"]);
+        assert!(everyone.rooms.is_empty(), "each step is a new operator");
+        let both = to_a.to(vec!["b".to_owned()]).unwrap().except(vec!["c".to_owned()]).unwrap();
+        assert_eq!(
+            (both.rooms.clone(), both.except.clone()),
+            (vec!["a".to_owned(), "b".to_owned()], vec!["c".to_owned()])
+        );
+        assert_eq!(everyone.to(vec![String::new()]).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        assert_eq!(everyone.except(vec![String::new()]).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        assert_eq!(both.emit("", Payload::default()).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        assert_eq!(both.emit("news", Payload::default()).unwrap(), 0);
     }
 
     #[tokio::test]
