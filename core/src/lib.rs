@@ -14,7 +14,8 @@
 //! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
 //! * `client` (feature `client`) is a Socket.IO client over WebSocket.
 //! * [`embed`] (feature `server`) is what the language bindings share: a
-//!   hub with its listener, and arguments as JSON text plus attachments.
+//!   hub with its listener, option checks, arguments as JSON text plus
+//!   attachments, handler lists, middleware decisions and error codes.
 
 pub mod protocol;
 
