@@ -385,7 +385,6 @@ class Server {
   /** The namespace `name` (created on first use). */
   of(name) {
     checkName('a namespace', name)
-    if (!name.startsWith('/')) throw invalid('a namespace starts with "/"')
     let ns = this._namespaces.get(name)
     if (!ns) {
       ns = new Namespace(this, name)

@@ -454,8 +454,6 @@ class Server:
     # --- the API --------------------------------------------------------
     def of(self, name: str) -> Namespace:
         _check_name("a namespace", name)
-        if not name.startswith("/"):
-            raise InvalidArgument('a namespace starts with "/"')
         ns = self._namespaces.get(name)
         if ns is None:
             ns = self._namespaces[name] = Namespace(self, name)
