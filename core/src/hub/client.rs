@@ -47,16 +47,7 @@ impl EngineHandler for Acceptor {
             Err(refused) => {
                 HubStats::add(&self.hub.stats().connections_refused, 1);
                 tracing::debug!(%ip, reason = %refused, "handshake refused");
-                let status = match refused {
-                    ConnectionRefused::Global => http::StatusCode::SERVICE_UNAVAILABLE,
-                    _ => http::StatusCode::TOO_MANY_REQUESTS,
-                };
-                Err(HandshakeRefusal {
-                    status,
-                    code: refused.code(),
-                    message: refused.to_string(),
-                    retry_after: refused.retry_after(),
-                })
+                Err(HandshakeRefusal::from(refused))
             }
         }
     }

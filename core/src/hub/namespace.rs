@@ -514,9 +514,22 @@ impl Namespace {
 
     /// Runs the middlewares for a connecting client.
     pub(crate) async fn admit(&self, handshake: Arc<Handshake>) -> Result<Admission, ConnectError> {
+        use futures_util::FutureExt as _;
         let mut admission = Admission::default();
         for m in self.handlers().middlewares.iter() {
-            admission.merge(m.call(handshake.clone()).await?);
+            // A middleware that panics refuses the connection with a clear
+            // error instead of leaving the client without an answer.
+            match std::panic::AssertUnwindSafe(m.call(handshake.clone())).catch_unwind().await {
+                Ok(decision) => admission.merge(decision?),
+                Err(_) => {
+                    tracing::error!(
+                        namespace = self.name(),
+                        "a connect middleware panicked; the connection is refused"
+                    );
+                    return Err(ConnectError::new("internal server error")
+                        .with_data(serde_json::json!({ "code": "internal_error" })));
+                }
+            }
         }
         Ok(admission)
     }

@@ -359,6 +359,26 @@ async fn dynamic_namespaces_share_handlers_and_vanish_when_empty() {
 }
 
 #[tokio::test]
+async fn a_panicking_connect_middleware_refuses_with_an_error_and_the_hub_carries_on() {
+    let (hub, engine) = setup();
+    hub.of("/admin").use_middleware(|h: Arc<Handshake>| async move {
+        let token = h.auth["token"].as_str().expect("a token");
+        Ok::<_, ConnectError>(Admission::user(token.to_owned()))
+    });
+    let a = Client::open(&engine);
+    a.send("0/admin,{}");
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4/admin,{"message":"internal server error","data":{"code":"internal_error"}}"#]);
+    assert_eq!(hub.of("/admin").socket_count(), 0);
+    // The same connection joins another namespace, and the middleware serves
+    // the next client that sends what it expects.
+    a.connect("/", None).await;
+    let b = Client::open(&engine);
+    b.connect("/admin", Some(json!({ "token": "root" }))).await;
+    assert_eq!(hub.of("/admin").socket_count(), 1);
+}
+
+#[tokio::test]
 async fn connect_refusal_carries_message_and_data() {
     let (hub, engine) = setup();
     hub.of("/").use_middleware(|_h: Arc<Handshake>| async move {
