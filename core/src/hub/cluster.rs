@@ -843,10 +843,16 @@ impl Cluster {
                 () = &mut deadline => break,
                 raw = inflight.rx.recv() => {
                     let Some(raw) = raw else { break };
-                    replies.received += 1;
                     if let Some(uid) = raw.uid() {
+                        // One answer per node: a message the bus delivered
+                        // twice (a batch resent after a broken connection)
+                        // must not stand for a node that never answered.
+                        if replies.nodes.iter().any(|n| n == uid) {
+                            continue;
+                        }
                         replies.nodes.push(uid.to_owned());
                     }
+                    replies.received += 1;
                     match raw.interpret(asked) {
                         Ok(response) => on(response),
                         // The official adapter counts a malformed answer as received too.

@@ -368,6 +368,32 @@ async fn a_silent_node_gives_partial_results_naming_it() {
 }
 
 #[tokio::test]
+async fn an_answer_delivered_twice_counts_once() {
+    let (bus, n) = cluster(2).await;
+    let b = n[1].client();
+    let idb = b.connect("/", None).await;
+    flow().await;
+    // A silent node (counted, never answers) and a bus that delivers b's
+    // answer twice: the request must still wait for the silent node.
+    let (ghost, mut ghost_rx): (MemoryNode, _) = bus.node(16);
+    ghost.subscribe(&[classic::request_channel("socket.io", "/"), "socket.io-response#/#".to_owned()]).await.unwrap();
+    let echo = tokio::spawn(async move {
+        while let Some(m) = ghost_rx.recv().await {
+            if m.channel == "socket.io-response#/#" {
+                ghost.publish(&m.channel, m.payload.clone()).unwrap();
+                break;
+            }
+        }
+        ghost
+    });
+    flow().await;
+    let fetched = n[0].hub.of("/").broadcast().fetch_sockets().await;
+    assert_eq!(fetched.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![idb]);
+    assert_eq!((fetched.replies.expected, fetched.replies.received), (2, 1), "b's second copy is not another node");
+    drop(echo.await);
+}
+
+#[tokio::test]
 async fn malformed_cluster_messages_are_counted_and_ignored() {
     let (bus, n) = cluster(2).await;
     let b = n[1].client();
