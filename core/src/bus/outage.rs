@@ -5,7 +5,8 @@
 //! subscriber has not yet resubscribed after a restart reaches nobody
 //! there. So the publisher remembers, per channel it publishes to, how many
 //! subscribers Redis counted (`PUBSUB NUMSUB`, asked in the same round trip
-//! as each batch of publishes). After a reconnect, a batch goes out only
+//! as a batch of publishes, at most once per [`REFRESH_EVERY`] per channel:
+//! not on every batch of the publishing hot path). After a reconnect, a batch goes out only
 //! once each of its channels counts at least as many subscribers as before
 //! the outage, for at most a deadline; past it the messages go out anyway
 //! (delivering to whoever is back), and those that reached fewer
@@ -18,9 +19,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How often a channel's count of subscribers is asked again while it is
+/// published to: a count at most this old is what an outage is measured
+/// against.
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
 /// The memory of one publisher.
 #[derive(Debug)]
 pub(crate) struct Subscribers {
+    /// When each channel's count was last asked (bounded like `counts`).
+    asked: HashMap<String, Instant>,
     /// Subscribers counted on each channel at its last publish (channels
     /// counting none are not kept), with when (a sequence number).
     counts: HashMap<String, (usize, u64)>,
@@ -55,7 +63,7 @@ pub(crate) enum Check {
 
 impl Subscribers {
     pub(crate) fn new(cap: usize) -> Subscribers {
-        Subscribers { counts: HashMap::new(), cap: cap.max(1), stamp: 0, outage: None }
+        Subscribers { asked: HashMap::new(), counts: HashMap::new(), cap: cap.max(1), stamp: 0, outage: None }
     }
 
     /// The subscribers remembered on `channel` (0 when unknown).
@@ -124,6 +132,27 @@ impl Subscribers {
     pub(crate) fn to_refresh<'a>(&self, channels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         let mut seen = HashSet::new();
         channels.into_iter().filter(|c| self.confirmed(c) && seen.insert(*c)).map(str::to_owned).collect()
+    }
+
+    /// [`to_refresh`](Self::to_refresh), less the channels asked within
+    /// [`REFRESH_EVERY`] before `now`; those returned count as asked now.
+    pub(crate) fn to_refresh_at<'a>(
+        &mut self,
+        now: Instant,
+        channels: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let due = |asked: &HashMap<String, Instant>, c: &str| {
+            asked.get(c).is_none_or(|at| now.saturating_duration_since(*at) >= REFRESH_EVERY)
+        };
+        let refresh = self.to_refresh(channels.into_iter().filter(|c| due(&self.asked, c)));
+        if self.asked.len() + refresh.len() > self.cap {
+            let stale = now.checked_sub(REFRESH_EVERY);
+            self.asked.retain(|_, at| stale.is_some_and(|s| *at > s));
+        }
+        for c in &refresh {
+            self.asked.insert(c.clone(), now);
+        }
+        refresh
     }
 
     fn confirmed(&self, channel: &str) -> bool {
@@ -255,6 +284,18 @@ mod tests {
         assert_eq!(s.to_refresh(["room"]), vec!["room"]);
         assert_eq!(s.sent([("room", 1)], &counts(&[("room", 1)])), 0);
         assert_eq!(s.remembered("room"), 1);
+    }
+
+    #[test]
+    fn a_channel_is_counted_again_at_most_once_per_refresh_period() {
+        let mut s = Subscribers::new(100);
+        let now = Instant::now();
+        assert_eq!(s.to_refresh_at(now, ["a", "b", "a"]), vec!["a", "b"]);
+        s.sent([("a", 2)], &counts(&[("a", 2), ("b", 0)]));
+        // The next batches of the same second ask nothing.
+        assert!(s.to_refresh_at(now + Duration::from_millis(10), ["a", "b"]).is_empty());
+        assert_eq!(s.to_refresh_at(now + Duration::from_millis(10), ["c", "a"]), vec!["c"]);
+        assert_eq!(s.to_refresh_at(now + REFRESH_EVERY, ["a", "b", "c"]), vec!["a", "b"]);
     }
 
     #[test]

@@ -553,7 +553,8 @@ impl Shared {
                 () = self.closing.notified() => return Err(BusError::Closed),
             }
         }
-        let refresh = if remember { subscribers.to_refresh(channels()) } else { Vec::new() };
+        let refresh =
+            if remember { subscribers.to_refresh_at(tokio::time::Instant::now(), channels()) } else { Vec::new() };
         let mut pipe = redis::pipe();
         for (channel, payload) in batch {
             pipe.cmd(self.publish_command()).arg(channel).arg(payload.as_ref());
