@@ -145,7 +145,11 @@ impl ServerBuilder {
         let engines = self.mounts.iter().map(|(_, e)| e.clone()).collect();
         let state = Arc::new(self);
         let token = shutdown.clone();
-        let open = Arc::new(OpenConnections::default());
+        // The same counter as the hub's per-address caps, here for TCP
+        // connections (no cap: one that admits everything).
+        let cap = u32::try_from(state.max_connections_per_ip).unwrap_or(u32::MAX);
+        let limits = crate::limits::ConnectionLimits::none().per_ip((cap > 0).then_some(cap));
+        let open = crate::limits::ConnectionCounter::new(limits, crate::time::now());
         let task = tokio::spawn(async move {
             loop {
                 let (stream, remote) = tokio::select! {
@@ -160,7 +164,7 @@ impl ServerBuilder {
                         }
                     },
                 };
-                let Some(slot) = open.take(remote.ip(), state.max_connections_per_ip) else {
+                let Ok(slot) = open.acquire_ip(remote.ip(), crate::time::now()) else {
                     tracing::debug!(%remote, "connection refused: too many open from this address");
                     drop(stream);
                     continue;
@@ -211,46 +215,10 @@ impl ServerBuilder {
     }
 }
 
-/// The TCP connections open per address (see
-/// [`ServerBuilder::max_connections_per_ip`]).
-#[derive(Default)]
-struct OpenConnections(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-impl OpenConnections {
-    /// A slot for one more connection from `ip`, unless `max` are open.
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<OpenSlot> {
-        if max == 0 {
-            return Some(OpenSlot(None));
-        }
-        let mut open = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = open.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(OpenSlot(Some((self.clone(), ip))))
-    }
-}
-
-/// The slot of the connection a request came on, in its extensions.
+/// The slot of the connection a request came on, in its extensions: a
+/// WebSocket keeps it for as long as it is open.
 #[derive(Clone)]
-pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, not read")] Arc<OpenSlot>);
-
-/// One open connection's slot, given back when the connection ends.
-struct OpenSlot(Option<(Arc<OpenConnections>, std::net::IpAddr)>);
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        let Some((open, ip)) = self.0.take() else { return };
-        let mut map = open.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = map.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&ip);
-            }
-        }
-    }
-}
+pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, not read")] Arc<crate::limits::IpPermit>);
 
 /// A running listener. Dropping it does not stop it; call
 /// [`shutdown`](Server::shutdown).
