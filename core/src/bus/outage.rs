@@ -136,11 +136,7 @@ impl Subscribers {
 
     /// [`to_refresh`](Self::to_refresh), less the channels asked within
     /// [`REFRESH_EVERY`] before `now`; those returned count as asked now.
-    pub(crate) fn to_refresh_at<'a>(
-        &mut self,
-        now: Instant,
-        channels: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<String> {
+    pub(crate) fn refresh_due<'a>(&mut self, now: Instant, channels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         let due = |asked: &HashMap<String, Instant>, c: &str| {
             asked.get(c).is_none_or(|at| now.saturating_duration_since(*at) >= REFRESH_EVERY)
         };
@@ -290,12 +286,12 @@ mod tests {
     fn a_channel_is_counted_again_at_most_once_per_refresh_period() {
         let mut s = Subscribers::new(100);
         let now = Instant::now();
-        assert_eq!(s.to_refresh_at(now, ["a", "b", "a"]), vec!["a", "b"]);
+        assert_eq!(s.refresh_due(now, ["a", "b", "a"]), vec!["a", "b"]);
         s.sent([("a", 2)], &counts(&[("a", 2), ("b", 0)]));
         // The next batches of the same second ask nothing.
-        assert!(s.to_refresh_at(now + Duration::from_millis(10), ["a", "b"]).is_empty());
-        assert_eq!(s.to_refresh_at(now + Duration::from_millis(10), ["c", "a"]), vec!["c"]);
-        assert_eq!(s.to_refresh_at(now + REFRESH_EVERY, ["a", "b", "c"]), vec!["a", "b"]);
+        assert!(s.refresh_due(now + Duration::from_millis(10), ["a", "b"]).is_empty());
+        assert_eq!(s.refresh_due(now + Duration::from_millis(10), ["c", "a"]), vec!["c"]);
+        assert_eq!(s.refresh_due(now + REFRESH_EVERY, ["a", "b", "c"]), vec!["a", "b"]);
     }
 
     #[test]

@@ -554,7 +554,7 @@ impl Shared {
             }
         }
         let refresh =
-            if remember { subscribers.to_refresh_at(tokio::time::Instant::now(), channels()) } else { Vec::new() };
+            if remember { subscribers.refresh_due(tokio::time::Instant::now(), channels()) } else { Vec::new() };
         let mut pipe = redis::pipe();
         for (channel, payload) in batch {
             pipe.cmd(self.publish_command()).arg(channel).arg(payload.as_ref());
