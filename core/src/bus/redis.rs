@@ -20,6 +20,11 @@
 //!   out anyway, and those that reached fewer subscribers than before are
 //!   counted in [`RedisBus::unconfirmed_outbound`] (and logged). Not with a
 //!   Redis Cluster, where each node counts only its own subscribers.
+//!   One window stays, Redis's own: Redis answers a `PUBLISH` before it
+//!   writes the message to the subscribers' sockets (same event-loop turn),
+//!   so a Redis killed between the two loses a message its publisher saw
+//!   answered. It lasts microseconds and no pub/sub client can close it;
+//!   what Redis had not answered is always sent again.
 //! * **Subscriptions** are remembered: after a reconnect every channel is
 //!   subscribed again before messages flow. A subscription can also die
 //!   silently (a proxy or a NAT forgets the connection); every
