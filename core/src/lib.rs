@@ -25,6 +25,7 @@ pub mod ack;
 pub mod bus;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cluster;
 #[cfg(feature = "server")]
 pub mod embed;
 pub mod engine;

@@ -14,8 +14,9 @@ use common::RedisServer;
 use serde_json::{Value, json};
 use tidewire::bus::{Bus, RedisBus, RedisBusConfig};
 use tidewire::client::{Client, ClientConfig, ClientState};
+use tidewire::cluster::ClusterConfig;
 use tidewire::embed::{EmbedOptions, Embedded};
-use tidewire::hub::{ClusterConfig, Event, ServerAck, Socket};
+use tidewire::hub::{Event, ServerAck, Socket};
 use tidewire::protocol::socketio::Payload;
 
 const STEP: Duration = Duration::from_secs(10);
@@ -253,7 +254,9 @@ async fn a_room_member_gets_every_message_from_another_node_across_redis_restart
     };
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        redis.kill();
+        // Writers paused first: see `RedisServer::crash` (Redis's own window).
+        let mut crashing = redis;
+        tokio::task::spawn_blocking(move || crashing.crash()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         redis = tokio::task::spawn_blocking(move || RedisServer::start_on(port)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use tidewire::bus::{RedisBus, RedisBusConfig};
+use tidewire::cluster::ClusterConfig;
 use tidewire::engine::EngineConfig;
-use tidewire::hub::{ClusterConfig, Event, Hub, HubConfig, Socket};
+use tidewire::hub::{Event, Hub, HubConfig, Socket};
 use tidewire::limits::{Rate, RateLimits};
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::Server;

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use crate::bus::BusError;
+use crate::hub::ClusterError;
 use crate::hub::{AckError, EmitError, TooManyRooms};
 
 /// What kind of failure an [`EmbedError`] is, with a stable string code.
@@ -112,7 +112,7 @@ pub enum EmbedError {
     AckAlreadySent,
     /// The cluster bus cannot answer.
     #[error(transparent)]
-    Cluster(#[from] BusError),
+    Cluster(#[from] ClusterError),
 }
 
 impl EmbedError {

@@ -162,7 +162,7 @@ impl Embedded {
         if self.is_closed() {
             return Err(EmbedError::Closed);
         }
-        let mut config = crate::hub::ClusterConfig::default();
+        let mut config = crate::cluster::ClusterConfig::default();
         if let Some(prefix) = options.prefix {
             config = config.prefix(prefix);
         }

@@ -7,11 +7,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::cluster::{self, Answer, Cluster, Gathered, Inflight, Replies};
+use super::adapter::{Gathered, RemoteAck, RemoteAcks, RemoteOp, Replies};
 use super::socket::AckSink;
 use super::{EmitError, Handshake, Namespace, Socket};
 use crate::ack::{AckCollector, AckReport};
-use crate::bus::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response, RoomOpts};
 use crate::engine::SendError;
 use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::socketio::{Packet, Payload};
@@ -160,10 +159,8 @@ impl BroadcastOperator {
     }
 
     fn emit_payload(&self, event: &str, args: Payload) -> usize {
-        if !self.flags.local
-            && let Some(cluster) = self.ns.cluster()
-        {
-            cluster.publish_broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
+        if !self.flags.local {
+            self.ns.adapter().broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
         }
         let sent = self.emit_inner(event, args);
         if let Some(hub) = self.ns.hub() {
@@ -238,12 +235,15 @@ impl BroadcastOperator {
         let args = args.into_payload()?;
         let timeout =
             self.flags.timeout.unwrap_or(self.ns.hub().map_or(Duration::from_secs(30), |h| h.config().ack_timeout));
-        let cluster = if self.flags.local { None } else { self.ns.cluster() };
-        let remote_args = cluster.as_ref().map(|_| args.clone());
+        let adapter = self.ns.adapter();
+        let remote_args = (!self.flags.local && adapter.clustered()).then(|| args.clone());
         let mut round = self.start_ack_round(event, args)?;
-        let mut remote = match (cluster, remote_args) {
-            (Some(c), Some(args)) => self.ask_remote_acks(&c, event, &args, timeout).await,
-            _ => None,
+        let mut remote = match remote_args {
+            Some(args) => adapter
+                .broadcast_with_acks(&self.ns, &self.target, self.flags.volatile, timeout, event, &args)
+                .await
+                .map(|acks| Remote { acks, counted: 0 }),
+            None => None,
         };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
@@ -251,7 +251,7 @@ impl BroadcastOperator {
         loop {
             // Remote answers are counted by the collector too, so it is
             // complete only once every reported recipient answered.
-            let remote_done = remote.as_ref().is_none_or(|r| r.counted >= r.inflight.expected);
+            let remote_done = remote.as_ref().is_none_or(|r| r.counted >= r.acks.nodes);
             if remote_done && round.collector.is_complete() || !local_open && remote.is_none() {
                 break;
             }
@@ -260,54 +260,16 @@ impl BroadcastOperator {
                 answer = round.next(), if local_open => {
                     local_open = answer.is_some();
                 }
-                raw = recv_remote(&mut remote) => match (raw, remote.as_mut()) {
-                    (Some(raw), Some(r)) => r.take(raw, &mut round.collector),
+                answer = recv_remote(&mut remote) => match (answer, remote.as_mut()) {
+                    (Some(answer), Some(r)) => r.take(answer, &mut round.collector),
                     _ => remote = None,
                 },
             }
         }
-        let missing_nodes = remote.as_ref().map_or(0, |r| r.inflight.expected.saturating_sub(r.counted));
+        let missing_nodes = remote.as_ref().map_or(0, |r| r.acks.nodes.saturating_sub(r.counted));
         let mut report = round.finish();
         report.missing_nodes = missing_nodes;
         Ok(report)
-    }
-
-    /// Publishes this broadcast as a BROADCAST request; `None` when there
-    /// is nobody else to ask, or the bus cannot be asked.
-    async fn ask_remote_acks(
-        &self,
-        cluster: &Arc<Cluster>,
-        event: &str,
-        args: &Payload,
-        timeout: Duration,
-    ) -> Option<RemoteAcks> {
-        let data = cluster::event_data(event, args)?;
-        let (target, flags) = (&self.target, self.flags);
-        let nsp = self.ns.name().to_owned();
-        let asked = cluster
-            .ask(&nsp, |uid, request_id| Request::Broadcast {
-                uid,
-                request_id,
-                packet: classic::Packet::event(nsp.clone(), data),
-                opts: BroadcastOpts {
-                    rooms: target.rooms.iter().map(|r| r.to_string()).collect(),
-                    except: target.except.iter().map(|r| r.to_string()).collect(),
-                    flags: Flags {
-                        volatile: flags.volatile.then_some(true),
-                        timeout: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-                        ..Flags::default()
-                    },
-                },
-            })
-            .await;
-        match asked {
-            Ok(inflight) if inflight.expected > 0 => Some(RemoteAcks { inflight, counted: 0 }),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "broadcast with acks: other nodes not reachable");
-                None
-            }
-        }
     }
 
     /// Registers one ack id on every socket the target reaches on this node
@@ -343,22 +305,11 @@ impl BroadcastOperator {
     pub async fn fetch_sockets(&self) -> Gathered<Vec<RemoteSocket>> {
         let mut sockets: Vec<RemoteSocket> = self.local_sockets().iter().map(RemoteSocket::of).collect();
         let mut replies = Replies::default();
-        if !self.flags.local
-            && let Some(cluster) = self.ns.cluster()
-        {
-            let opts = cluster::room_opts(&self.target);
-            match cluster.ask(self.ns.name(), |uid, request_id| Request::RemoteFetch { uid, request_id, opts }).await {
-                Ok(inflight) => {
-                    replies = cluster
-                        .gather(inflight, RequestType::RemoteFetch, |response| {
-                            if let Response::Fetch { sockets: remote, .. } = response {
-                                sockets.extend(remote.into_iter().map(|s| cluster::remote_socket(&self.ns, s)));
-                            }
-                        })
-                        .await;
-                }
-                Err(e) => replies.error = Some(e.to_string()),
-            }
+        if !self.flags.local {
+            let adapter = self.ns.adapter();
+            let remote = adapter.fetch_sockets(&self.ns, &self.target).await;
+            sockets.extend(remote.value);
+            replies = remote.replies;
         }
         Gathered { value: sockets, replies }
     }
@@ -382,11 +333,7 @@ impl BroadcastOperator {
                 tracing::debug!(socket = s.id(), error = %e, "sockets_join skipped a socket");
             }
         }
-        self.publish_request(|uid, opts| Request::RemoteJoin {
-            uid,
-            opts,
-            rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        });
+        self.apply_remote(RemoteOp::Join(rooms));
     }
 
     /// Makes every socket the target reaches leave `room` (on every node,
@@ -395,7 +342,7 @@ impl BroadcastOperator {
         for s in self.local_sockets() {
             s.leave(room);
         }
-        self.publish_request(|uid, opts| Request::RemoteLeave { uid, opts, rooms: vec![room.to_owned()] });
+        self.apply_remote(RemoteOp::Leave(Room::from(room)));
     }
 
     /// Disconnects every socket the target reaches (on every node, unless
@@ -404,16 +351,13 @@ impl BroadcastOperator {
         for s in self.local_sockets() {
             s.disconnect(close);
         }
-        self.publish_request(|uid, opts| Request::RemoteDisconnect { uid, opts, close });
+        self.apply_remote(RemoteOp::Disconnect { close });
     }
 
-    fn publish_request(&self, make: impl FnOnce(String, RoomOpts) -> Request) {
-        if self.flags.local {
-            return;
-        }
-        if let Some(cluster) = self.ns.cluster() {
-            let request = make(cluster.uid().to_owned(), cluster::room_opts(&self.target));
-            cluster.publish_request(self.ns.name(), &request);
+    /// Applies `op` on the other nodes too, unless [`local`](Self::local).
+    fn apply_remote(&self, op: RemoteOp) {
+        if !self.flags.local {
+            self.ns.adapter().apply(&self.ns, &self.target, op);
         }
     }
 }
@@ -462,31 +406,29 @@ impl AckRound {
 }
 
 /// The other nodes' side of a broadcast with acks.
-struct RemoteAcks {
-    inflight: Inflight,
+struct Remote {
+    acks: RemoteAcks,
     /// Nodes that reported their client count.
     counted: usize,
 }
 
-impl RemoteAcks {
-    fn take(&mut self, raw: Answer, collector: &mut AckCollector<Payload>) {
-        match raw.interpret(RequestType::Broadcast) {
-            Ok(Response::BroadcastClientCount { client_count, .. }) => {
+impl Remote {
+    fn take(&mut self, answer: RemoteAck, collector: &mut AckCollector<Payload>) {
+        match answer {
+            RemoteAck::Count(n) => {
                 self.counted += 1;
-                collector.expect_remote(usize::try_from(client_count).unwrap_or(usize::MAX));
+                collector.expect_remote(n);
             }
-            Ok(Response::BroadcastAck { packet, .. }) => {
-                collector.respond_remote(String::new(), cluster::payload_of(packet));
+            RemoteAck::Answer(payload) => {
+                collector.respond_remote(String::new(), payload);
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "broadcast with acks: malformed answer"),
         }
     }
 }
 
-async fn recv_remote(remote: &mut Option<RemoteAcks>) -> Option<Answer> {
+async fn recv_remote(remote: &mut Option<Remote>) -> Option<RemoteAck> {
     match remote {
-        Some(r) => r.inflight.rx.recv().await,
+        Some(r) => r.acks.rx.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -569,7 +511,7 @@ impl RemoteSocket {
             Some(s) => s.emit(event, args),
             None => {
                 let args = args.into_payload()?;
-                if self.ns.cluster().is_none() {
+                if !self.ns.adapter().clustered() {
                     return Err(SendError::Closed.into());
                 }
                 self.only().emit_payload(event, args);

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::handler::{panic_logger, run_now_or_spawn};
 use super::socket::SocketParts;
 
-use super::cluster_recovery::Remote;
+use super::adapter::{Adapter, RemoteSession};
 use super::namespace::{self, Deferred};
 use super::socket::SocketRecovery;
 use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
@@ -189,7 +189,7 @@ impl ClientShared {
     /// user and one for its address, once each however many namespaces).
     async fn acquire_cluster_caps(
         &self,
-        cluster: &Arc<super::cluster::Cluster>,
+        adapter: &Arc<dyn Adapter>,
         user: Option<&str>,
         ip: std::net::IpAddr,
     ) -> Result<(), ConnectionRefused> {
@@ -201,7 +201,7 @@ impl ClientShared {
             .map(|h| h.cluster.clone())
             .unwrap_or_default();
         let mut taken = held.clone();
-        let verdict = cluster.acquire_caps(user, ip, &mut taken).await;
+        let verdict = adapter.acquire_caps(user, ip, &mut taken).await;
         let new: Vec<String> = taken.into_iter().filter(|k| !held.contains(k)).collect();
         let mut extra = Vec::new();
         if self.session.is_closed() {
@@ -215,7 +215,7 @@ impl ClientShared {
                 if h.cluster.contains(&key) { extra.push(key) } else { h.cluster.push(key) }
             }
         }
-        cluster.release_caps(extra);
+        adapter.release_caps(extra);
         verdict
     }
 
@@ -363,8 +363,8 @@ impl Connection for Client {
             }
         }
         let holdings = self.shared.holdings.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let (Some(holdings), Some(cluster)) = (holdings, self.shared.hub.cluster()) {
-            cluster.release_caps(holdings.cluster);
+        if let Some(holdings) = holdings {
+            self.shared.hub.adapter().release_caps(holdings.cluster);
         }
     }
 }
@@ -382,15 +382,16 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         }),
         None => Ok(a),
     });
-    let admitted = match (admitted, ns.cluster()) {
-        (Ok(a), Some(cluster)) if cluster.has_caps() => {
-            let taken = shared.acquire_cluster_caps(&cluster, a.user_id.as_deref(), handshake.address).await;
+    let adapter = shared.hub.adapter().clone();
+    let admitted = match admitted {
+        Ok(a) if adapter.has_caps() => {
+            let taken = shared.acquire_cluster_caps(&adapter, a.user_id.as_deref(), handshake.address).await;
             taken.map(|()| a).map_err(|refused| {
                 HubStats::add(&shared.hub.stats().connections_refused, 1);
                 ConnectError::new(refused.to_string()).with_data(serde_json::json!({ "code": refused.code() }))
             })
         }
-        (other, _) => other,
+        other => other,
     };
     let admission = match admitted {
         Ok(a) => a,
@@ -403,10 +404,12 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     };
     // A session this node does not hold may be with another node of the
     // cluster (see `cluster_recovery`).
-    let remote = match (ns.recovery(), ns.cluster(), handshake.auth.get("pid").and_then(Value::as_str)) {
-        (Some(rec), Some(cluster), Some(pid)) if !namespace::lock(&rec.store).contains(pid, crate::time::now()) => {
+    let remote = match (ns.recovery(), handshake.auth.get("pid").and_then(Value::as_str)) {
+        (Some(rec), Some(pid))
+            if adapter.clustered() && !namespace::lock(&rec.store).contains(pid, crate::time::now()) =>
+        {
             let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
-            Some(cluster.take_remote_session(ns.name(), pid, admission.user_id.as_deref(), offset).await)
+            Some(adapter.take_remote_session(ns.name(), pid, admission.user_id.as_deref(), offset).await)
         }
         _ => None,
     };
@@ -440,7 +443,7 @@ fn add_socket(
     nsp: &ByteString,
     handshake: Arc<Handshake>,
     mut admission: Admission,
-    remote: Option<Remote>,
+    remote: Option<RemoteSession>,
 ) -> Option<(Socket, Vec<Deferred>)> {
     let hub = &shared.hub;
     let config = hub.config();
@@ -452,12 +455,12 @@ fn add_socket(
     {
         let same_user = |s: &StoredSession| s.user_id.as_deref() == admission.user_id.as_deref();
         match remote {
-            Some(Remote::Found(session, missed)) if same_user(&session) => {
+            Some(RemoteSession::Found(session, missed)) if same_user(&session) => {
                 restored = Some((pid.to_owned(), session, missed.into_iter().map(Arc::from).collect()));
             }
-            Some(Remote::Found(..)) => tracing::debug!(pid, "recovery refused: another user"),
-            Some(Remote::Gone) => tracing::debug!(pid, "recovery failed on the node that held the session"),
-            Some(Remote::Unknown) | None => {
+            Some(RemoteSession::Found(..)) => tracing::debug!(pid, "recovery refused: another user"),
+            Some(RemoteSession::Gone) => tracing::debug!(pid, "recovery failed on the node that held the session"),
+            Some(RemoteSession::Unknown) | None => {
                 let offset = handshake.auth.get("offset").and_then(Value::as_str).filter(|o| !o.is_empty());
                 let mut store = namespace::lock(&rec.store);
                 let user = admission.user_id.as_deref();
@@ -470,9 +473,9 @@ fn add_socket(
                     }
                     Restore::Failed(why) => tracing::debug!(pid, ?why, "recovery failed"),
                 }
-                if taken && let Some(cluster) = ns.cluster() {
+                if taken {
                     // Taken here (or gone): its rooms need not be kept any more.
-                    cluster.release_session(hub, pid);
+                    hub.adapter().release_session(hub, pid);
                 }
             }
         }

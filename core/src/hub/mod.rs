@@ -46,15 +46,13 @@
 //! `{status: "error", code: "internal_error", message}`, and the
 //! connection and the server carry on.
 
+pub(crate) mod adapter;
 mod broadcast;
 mod client;
-pub mod cluster;
-mod cluster_presence;
-mod cluster_recovery;
 pub mod drain;
 pub mod handler;
 mod namespace;
-mod presence;
+pub(crate) mod presence;
 mod socket;
 
 use std::collections::HashMap;
@@ -72,10 +70,11 @@ use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Limits, Packet, Payload};
 use crate::recovery::RecoveryConfig;
 
+pub use adapter::{ClusterError, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use broadcast::{BroadcastError, BroadcastFlags, BroadcastOperator, RemoteSocket};
-pub use cluster::{ClusterConfig, ClusterError, ClusterStats, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use drain::{DRAIN_NOTICE, DrainOptions, DrainReport};
 pub use handler::{Admission, BoxFuture, ConnectError, EventRejection, RoomGuard};
+pub(crate) use namespace::lock;
 pub use namespace::{Namespace, TooManyRooms};
 pub use presence::{PresenceCount, PresenceListener, PresenceOptions};
 pub use socket::{AckError, AckResponder, CUT_ACK_DEADLINE, DISCONNECT_NOTICE, EmitError, Socket, SocketWithTimeout};
@@ -522,8 +521,8 @@ pub(crate) struct HubInner {
     pub(crate) stats: HubStats,
     /// Set by `drain`: new connections are refused.
     draining: std::sync::atomic::AtomicBool,
-    /// The cluster this hub joined, if any.
-    cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
+    /// The adapter of the cluster this hub joined, if any.
+    adapter: std::sync::OnceLock<Arc<dyn adapter::Adapter>>,
 }
 
 /// Counters of a hub, for metrics. Every field counts since the hub started.
@@ -594,7 +593,7 @@ impl Hub {
                 dynamic: RwLock::default(),
                 stats: HubStats::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
-                cluster: std::sync::OnceLock::new(),
+                adapter: std::sync::OnceLock::new(),
             }),
         };
         hub.of("/");
@@ -639,9 +638,7 @@ impl Hub {
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(name.clone())
             .or_insert_with(|| {
-                if let Some(c) = self.cluster() {
-                    c.watch(&name);
-                }
+                self.adapter().namespace_added(&name);
                 Namespace::new(name, self.inner.config.parser, Arc::downgrade(&self.inner))
             })
             .clone()
@@ -694,9 +691,7 @@ impl Hub {
         Some(
             map.entry(name.to_owned())
                 .or_insert_with(|| {
-                    if let Some(c) = self.cluster() {
-                        c.watch(name);
-                    }
+                    self.adapter().namespace_added(name);
                     parent.child(name.to_owned())
                 })
                 .clone(),
@@ -710,9 +705,7 @@ impl Hub {
         if same && ns.is_idle() {
             map.remove(ns.name());
             ns.mark_detached();
-            if let Some(c) = self.cluster() {
-                c.unwatch(ns.name());
-            }
+            self.adapter().namespace_removed(ns.name());
         }
     }
 
@@ -720,9 +713,7 @@ impl Hub {
     pub(crate) fn reattach(&self, ns: &Namespace) {
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(ns.name().to_owned()).or_insert_with(|| {
-            if let Some(c) = self.cluster() {
-                c.watch(ns.name());
-            }
+            self.adapter().namespace_added(ns.name());
             ns.clone()
         });
     }
@@ -766,6 +757,36 @@ impl Hub {
         Engine::new(config.connection_limits(None), self.engine_handler())
     }
 
+    /// The adapter: the cluster's once the hub joined one, else [`adapter::LOCAL`].
+    pub(crate) fn adapter(&self) -> &Arc<dyn adapter::Adapter> {
+        self.inner.adapter.get().unwrap_or(&adapter::LOCAL)
+    }
+
+    /// The adapter a cluster installed, if any.
+    pub(crate) fn installed_adapter(&self) -> Option<&Arc<dyn adapter::Adapter>> {
+        self.inner.adapter.get()
+    }
+
+    /// A handle that does not keep the hub alive (for background tasks).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<HubInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Installs the cluster's adapter, once.
+    pub(crate) fn install_adapter(&self, adapter: Arc<dyn adapter::Adapter>) -> Result<(), ClusterError> {
+        self.inner.adapter.set(adapter).map_err(|_| ClusterError::AlreadyJoined)
+    }
+
+    /// Whether this hub belongs to a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.inner.adapter.get().is_some()
+    }
+
+    /// The namespaces that exist now.
+    pub(crate) fn namespaces(&self) -> Vec<Namespace> {
+        self.read().values().cloned().collect()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Namespace>> {
         self.inner.namespaces.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -774,6 +795,4 @@ impl Hub {
 #[cfg(test)]
 mod api_tests;
 #[cfg(test)]
-mod cluster_tests;
-#[cfg(test)]
-mod tests;
+pub(crate) mod tests;

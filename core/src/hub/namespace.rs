@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use super::adapter::Adapter;
 use super::broadcast::BroadcastOperator;
-use super::cluster_presence::Delta;
 use super::handler::{
     Admission, ConnectError, ConnectHandler, ConnectMiddleware, DisconnectHandler, EventHandler, EventListener,
     EventMiddleware, RoomListener,
 };
-use super::presence::{self, PresenceCount, PresenceListener, PresenceOptions, Tracker};
+use super::presence::{self, Delta, PresenceCount, PresenceListener, PresenceOptions, Tracker};
 use super::{Handshake, HubInner, Parser, RoomChange, Socket};
 use crate::ack::next_ack_id;
 use crate::limits::EventRule;
@@ -158,7 +158,7 @@ pub(crate) struct Handlers {
     pub(crate) room_listeners: Vec<Arc<dyn RoomListener>>,
     pub(crate) event_rules: HashMap<String, EventRule>,
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
-    pub(crate) server_events: HashMap<String, Arc<dyn super::cluster::ServerEventHandler>>,
+    pub(crate) server_events: HashMap<String, Arc<dyn super::ServerEventHandler>>,
     pub(crate) room_guard: Option<Arc<dyn super::handler::RoomGuard>>,
 }
 
@@ -276,9 +276,9 @@ impl Namespace {
         self.inner.hub.upgrade().map(super::Hub::from_inner)
     }
 
-    /// The cluster the hub joined, if any.
-    pub(crate) fn cluster(&self) -> Option<Arc<super::cluster::Cluster>> {
-        self.inner.hub.upgrade()?.cluster.get().cloned()
+    /// The hub's adapter ([`LOCAL`](super::adapter::LOCAL) once the hub is gone).
+    pub(crate) fn adapter(&self) -> Arc<dyn Adapter> {
+        self.hub().map_or_else(|| super::adapter::LOCAL.clone(), |h| h.adapter().clone())
     }
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Handlers)) {
@@ -678,7 +678,7 @@ impl Namespace {
         let list_event = options.list_event.clone();
         {
             let mut st = write(&self.inner.state);
-            let clustered = self.cluster().is_some();
+            let clustered = self.adapter().clustered();
             let mut tracker = Box::new(Tracker { options, node, state: Presence::new(), clustered });
             // Count the sockets already in tracked rooms.
             let State { rooms, sockets, .. } = &*st;
@@ -696,11 +696,9 @@ impl Namespace {
         if let Some(event) = list_event {
             self.on(event, presence::serve_list);
         }
-        if let Some(cluster) = self.cluster() {
-            // Local entries that predate this call go out as a snapshot on
-            // request; ask the others for theirs.
-            cluster.request_presence_sync(None);
-        }
+        // Local entries that predate this call go out as a snapshot on
+        // request; ask the other nodes for theirs.
+        self.adapter().presence_enabled();
         self
     }
 
@@ -773,10 +771,8 @@ impl Namespace {
         if let Some((prefix, diffs)) = tracked.diffs {
             presence::publish(self, &prefix, &diffs);
         }
-        if !tracked.deltas.is_empty()
-            && let Some(cluster) = self.cluster()
-        {
-            cluster.publish_presence(self.name(), tracked.deltas);
+        if !tracked.deltas.is_empty() {
+            self.adapter().presence_changed(self.name(), tracked.deltas);
         }
     }
 
@@ -842,9 +838,7 @@ impl Namespace {
         if changes.is_empty() {
             return;
         }
-        if let Some(cluster) = self.cluster() {
-            cluster.rooms_changed(self.name(), changes);
-        }
+        self.adapter().rooms_changed(self.name(), changes);
         let handlers = self.handlers();
         for l in &handlers.room_listeners {
             for c in changes {

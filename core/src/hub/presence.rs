@@ -33,12 +33,27 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::handler::EventRejection;
 use super::{Event, Namespace, Socket};
-use crate::presence::{Presence, PresenceDiff, PresentUser};
+use crate::presence::{ConnId, Presence, PresenceDiff, PresentUser, UserId};
 use crate::protocol::socketio::Payload;
+use crate::rooms::Room;
+
+/// A change of one local connection's presence, as the other nodes of a
+/// cluster hear of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub(crate) enum Delta {
+    /// `conn` of `user` joined `room`.
+    Join { room: Room, conn: ConnId, user: UserId, meta: Value },
+    /// `conn` left `room`.
+    Leave { room: Room, conn: ConnId },
+    /// `conn`'s metadata changed (in every room it is in).
+    Update { conn: ConnId, meta: Value },
+}
 
 /// Which rooms of a namespace have presence, and the event names used.
 ///

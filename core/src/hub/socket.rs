@@ -121,7 +121,7 @@ enum Admitted {
     /// Through.
     Go,
     /// Through this node's limits; the user's cluster-wide rate is next.
-    CheckClusterRate(Arc<super::cluster::Cluster>),
+    CheckClusterRate(Arc<dyn super::adapter::Adapter>),
 }
 
 /// Where an awaited ack goes.
@@ -753,9 +753,11 @@ impl Socket {
         });
         let Some((rejection, disconnect)) = refusal else {
             // The user's cluster-wide rate, when on, is still to be checked.
-            return match hub.cluster().filter(|c| c.has_user_rate() && self.inner.user_id.is_some()) {
-                Some(cluster) => Admitted::CheckClusterRate(cluster.clone()),
-                None => Admitted::Go,
+            let adapter = hub.adapter();
+            return if adapter.has_user_rate() && self.inner.user_id.is_some() {
+                Admitted::CheckClusterRate(adapter.clone())
+            } else {
+                Admitted::Go
             };
         };
         if rejection.code == "rate_limited" {
@@ -832,13 +834,13 @@ impl Socket {
             Admitted::Refused => {}
             Admitted::Go => self.dispatch_admitted(handlers, name, payload, id),
             // The cluster-wide rate of the user: one round trip.
-            Admitted::CheckClusterRate(cluster) => {
+            Admitted::CheckClusterRate(adapter) => {
                 let socket = self.clone();
                 let on_panic = panic_logger("cluster rate check", self.namespace(), Some(self.id_arc()));
                 run_now_or_spawn(
                     Box::pin(async move {
                         let user = socket.inner.user_id.clone().unwrap_or_default();
-                        match cluster.check_user_rate(&user).await {
+                        match adapter.check_user_rate(&user).await {
                             Some(wait) => socket.refuse_cluster_rate(&name, id, wait),
                             None => socket.dispatch_admitted(handlers, name, payload, id),
                         }
@@ -989,10 +991,10 @@ impl Socket {
         super::namespace::lock(&rec.store).persist(&mine.pid, session, crate::time::now());
         // In a cluster, the client may come back to another node: this one
         // keeps hearing what the session's rooms get meanwhile.
-        if let (Some(cluster), Some(hub)) = (self.inner.namespace.cluster(), self.inner.namespace.hub())
+        if let Some(hub) = self.inner.namespace.hub()
             && let Some(config) = &hub.config().recovery
         {
-            cluster.retain_session(self.namespace(), &mine.pid, rooms, config.max_disconnection_duration);
+            hub.adapter().retain_session(self.namespace(), &mine.pid, rooms, config.max_disconnection_duration);
         }
     }
 

@@ -11,7 +11,7 @@ use super::*;
 use crate::engine::{Engine, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Frame, Packet as EnginePacket};
 
-pub(super) fn request() -> RequestInfo {
+pub(crate) fn request() -> RequestInfo {
     RequestInfo {
         headers: http::HeaderMap::new(),
         query: vec![("q".into(), "1".into())],
@@ -22,21 +22,21 @@ pub(super) fn request() -> RequestInfo {
     }
 }
 
-pub(super) struct Client {
-    pub(super) session: Session,
+pub(crate) struct Client {
+    pub(crate) session: Session,
 }
 
 impl Client {
-    pub(super) fn open(engine: &Engine) -> Client {
+    pub(crate) fn open(engine: &Engine) -> Client {
         Client { session: engine.open_session(&request(), TransportKind::WebSocket) }
     }
 
-    pub(super) fn send(&self, text: &str) {
+    pub(crate) fn send(&self, text: &str) {
         self.session.receive(EnginePacket::Message(Frame::Text(text.into())));
     }
 
     /// Everything queued for the client, as text packets without the `4`.
-    pub(super) fn recv(&self) -> Vec<String> {
+    pub(crate) fn recv(&self) -> Vec<String> {
         self.session
             .drain()
             .into_iter()
@@ -48,7 +48,7 @@ impl Client {
     }
 
     /// CONNECTs to `nsp` (with `auth`) and returns the socket id.
-    pub(super) async fn connect(&self, nsp: &str, auth: Option<Value>) -> String {
+    pub(crate) async fn connect(&self, nsp: &str, auth: Option<Value>) -> String {
         let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
         let auth = auth.map(|a| a.to_string()).unwrap_or_default();
         self.send(&format!("0{prefix}{auth}"));
@@ -64,19 +64,19 @@ impl Client {
 }
 
 /// Lets spawned handler tasks run.
-pub(super) async fn settle() {
+pub(crate) async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
 }
 
-fn setup() -> (Hub, Engine) {
+pub(crate) fn setup() -> (Hub, Engine) {
     let hub = Hub::default();
     let engine = hub.engine(crate::engine::EngineConfig::default());
     (hub, engine)
 }
 
-pub(super) fn args(v: Value) -> Payload {
+pub(crate) fn args(v: Value) -> Payload {
     let Value::Array(items) = v else { panic!("args must be an array") };
     Payload::json(items)
 }
@@ -436,7 +436,7 @@ fn fields_keep_pairs_in_order_and_serialize_as_an_object() {
 }
 
 /// A hub whose sockets are users named by `auth.user`.
-pub(super) fn users_hub(config: HubConfig) -> (Hub, Engine) {
+pub(crate) fn users_hub(config: HubConfig) -> (Hub, Engine) {
     let hub = Hub::new(config);
     hub.of("/").use_middleware(|h: Arc<Handshake>| async move {
         let user = h.auth["user"].as_str().unwrap_or("anon").to_owned();
@@ -749,7 +749,7 @@ async fn presence_counts_users_once_across_tabs() {
 }
 
 /// The last argument of an EVENT packet (`2[...]`): its recovery offset.
-pub(super) fn offset_of(packet: &str) -> String {
+pub(crate) fn offset_of(packet: &str) -> String {
     let args: Value = serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
     args.as_array().unwrap().last().unwrap().as_str().unwrap().to_owned()
 }
@@ -757,7 +757,7 @@ pub(super) fn offset_of(packet: &str) -> String {
 /// CONNECTs to `/` with `auth`; waits for the reply or the refusal (a
 /// restore or a cluster-wide cap may ask other nodes first); returns its
 /// body and what followed.
-pub(super) async fn connect_reply(c: &Client, auth: Value) -> (Value, Vec<String>) {
+pub(crate) async fn connect_reply(c: &Client, auth: Value) -> (Value, Vec<String>) {
     c.send(&format!("0{auth}"));
     let mut out = Vec::new();
     for _ in 0..250 {

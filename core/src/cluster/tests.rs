@@ -7,13 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::tests::{Client, args, connect_reply, offset_of, settle};
 use super::*;
 use crate::bus::sharded::SubscriptionMode;
 use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
 use crate::engine::Engine;
-use crate::hub::cluster::Protocol;
+use crate::hub::tests::{Client, args, connect_reply, offset_of, settle};
+use crate::hub::*;
 use crate::protocol::engine::Encoded;
+use crate::protocol::socketio::Payload;
 
 struct Node {
     hub: Hub,
@@ -455,7 +456,7 @@ async fn joining_twice_is_refused() {
     let (gone, rx) = bus.node(16);
     gone.leave();
     let refused = lone.join_cluster(Arc::new(gone), rx, ClusterConfig::default()).await;
-    assert_eq!(refused, Err(ClusterError::Bus(crate::bus::BusError::Closed)));
+    assert_eq!(refused, Err(ClusterError::Bus(crate::bus::BusError::Closed.to_string())));
     assert!(!lone.in_cluster());
     let (ok, rx) = bus.node(16);
     lone.join_cluster(Arc::new(ok), rx, ClusterConfig::default()).await.unwrap();
@@ -719,7 +720,7 @@ async fn recovery_node(bus: &MemoryBus, window: Duration) -> Node {
     let hub_config = HubConfig::default()
         .unlimited()
         .connection_state_recovery(crate::recovery::RecoveryConfig::default().max_disconnection_duration(window));
-    let (hub, engine) = super::tests::users_hub(hub_config);
+    let (hub, engine) = crate::hub::tests::users_hub(hub_config);
     let (node, inbound) = bus.node(4096);
     hub.join_cluster(Arc::new(node), inbound, config()).await.unwrap();
     Node { hub, engine }
@@ -820,7 +821,7 @@ async fn capped_node(
     per_user: Option<u32>,
     per_ip: Option<u32>,
 ) -> (Node, Arc<MemoryNode>) {
-    let (hub, engine) = super::tests::users_hub(HubConfig::default().unlimited());
+    let (hub, engine) = crate::hub::tests::users_hub(HubConfig::default().unlimited());
     let (node, inbound) = bus.node(4096);
     let node = Arc::new(node);
     let config = config().heartbeat_interval(heartbeat).connection_caps(per_user, per_ip);
@@ -898,7 +899,7 @@ async fn a_user_rate_holds_across_nodes() {
     let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let (hub, engine) = super::tests::users_hub(HubConfig::default().unlimited());
+        let (hub, engine) = crate::hub::tests::users_hub(HubConfig::default().unlimited());
         let count = handled.clone();
         hub.of("/").on("chat", move |_s: Socket, e: Event| {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -17,7 +17,7 @@
 //!   cluster's, every [`ClusterConfig::heartbeat_interval`](super::ClusterConfig::heartbeat_interval),
 //!   5 s by default); three missed ones (15 s) and the other nodes remove
 //!   them, sending the leaves; a clean shutdown
-//!   ([`Hub::announce_leaving`](super::Hub::announce_leaving)) removes them
+//!   ([`Hub::announce_leaving`](Hub::announce_leaving)) removes them
 //!   at once; a restarted node has a new id, so its old entries expire like
 //!   those of a dead node;
 //! * **anti-entropy**: a heartbeat carries a digest of the sender's own
@@ -31,22 +31,11 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Namespace;
-use super::cluster::Cluster;
+use super::Cluster;
+use crate::hub::presence::Delta;
+use crate::hub::{Hub, Namespace};
 use crate::presence::{ConnId, NodeId, UserId};
 use crate::rooms::Room;
-
-/// A change of one local connection's presence, as published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-pub(crate) enum Delta {
-    /// `conn` of `user` joined `room`.
-    Join { room: Room, conn: ConnId, user: UserId, meta: Value },
-    /// `conn` left `room`.
-    Leave { room: Room, conn: ConnId },
-    /// `conn`'s metadata changed (in every room it is in).
-    Update { conn: ConnId, meta: Value },
-}
 
 /// A presence message between Tidewire nodes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,7 +81,7 @@ impl Cluster {
     }
 
     /// A presence message from another node.
-    pub(crate) fn on_presence_message(&self, hub: &super::Hub, payload: &[u8]) {
+    pub(crate) fn on_presence_message(&self, hub: &Hub, payload: &[u8]) {
         let message: Message = match serde_json::from_slice(payload) {
             Ok(m) => m,
             Err(e) => return self.malformed("presence message", &e),
@@ -131,13 +120,13 @@ impl Cluster {
     }
 
     /// The digest of this node's own entries, for its heartbeat.
-    pub(crate) fn own_presence_digest(&self, hub: &super::Hub) -> u64 {
+    pub(crate) fn own_presence_digest(&self, hub: &Hub) -> u64 {
         hub.presence_namespaces().iter().fold(0, |acc, ns| acc ^ ns.presence_digest(self.uid()))
     }
 
     /// A heartbeat of `uid` said its entries digest to `theirs`: asks for
     /// a snapshot when this node's copy differs.
-    pub(crate) fn check_presence_digest(&self, hub: &super::Hub, uid: &str, theirs: u64) {
+    pub(crate) fn check_presence_digest(&self, hub: &Hub, uid: &str, theirs: u64) {
         let ours = hub.presence_namespaces().iter().fold(0, |acc, ns| acc ^ ns.presence_digest(uid));
         if ours != theirs {
             tracing::debug!(node = uid, "presence: copy out of date, asking for a snapshot");
@@ -146,17 +135,17 @@ impl Cluster {
     }
 
     /// `uid` is gone (its lease ran out, or it said goodbye): its entries go.
-    pub(crate) fn forget_presence_of(&self, hub: &super::Hub, uid: &str) {
+    pub(crate) fn forget_presence_of(&self, hub: &Hub, uid: &str) {
         for ns in hub.presence_namespaces() {
             ns.remove_remote_presence(uid);
         }
     }
 }
 
-impl super::Hub {
+impl Hub {
     /// The namespaces with presence on.
     pub(crate) fn presence_namespaces(&self) -> Vec<Namespace> {
-        self.read().values().filter(|ns| ns.presence_prefix().is_some()).cloned().collect()
+        self.namespaces().into_iter().filter(|ns| ns.presence_prefix().is_some()).collect()
     }
 }
 

@@ -30,23 +30,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Namespace;
-use super::cluster::Cluster;
-use super::namespace::lock;
+use super::Cluster;
+use crate::hub::adapter::RemoteSession;
+use crate::hub::{Hub, Namespace, RoomChange, lock};
 use crate::protocol::engine::Encoded;
 use crate::recovery::{self, Restore, RestoreFailure, StoredSession};
 use crate::rooms::Room;
-
-/// What a node answers about a session.
-#[derive(Debug)]
-pub(crate) enum Remote {
-    /// No node holds it.
-    Unknown,
-    /// Its holder had it but cannot restore it (packets gone, bad offset).
-    Gone,
-    /// Restored: the session and the packets it missed.
-    Found(StoredSession, Vec<Vec<Encoded>>),
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -85,14 +74,14 @@ pub(crate) enum Frame {
 }
 
 impl Frame {
-    fn of(e: &Encoded) -> Frame {
+    pub(super) fn of(e: &Encoded) -> Frame {
         match e {
             Encoded::Text(t) => Frame::Text(t.to_string()),
             Encoded::Binary(b) => Frame::Binary(base64::engine::general_purpose::STANDARD.encode(b)),
         }
     }
 
-    fn into_encoded(self) -> Option<Encoded> {
+    pub(super) fn into_encoded(self) -> Option<Encoded> {
         Some(match self {
             Frame::Text(t) => Encoded::Text(t.into()),
             Frame::Binary(b) => Encoded::Binary(base64::engine::general_purpose::STANDARD.decode(b).ok()?.into()),
@@ -113,7 +102,13 @@ impl Retained {
     /// Keeps `pid`'s `rooms` of `nsp` until `until` (replacing what `pid`
     /// kept before). Returns the rooms of the replaced session no kept
     /// session holds any more, with their namespace.
-    fn retain(&mut self, nsp: &str, pid: &str, rooms: Vec<Room>, until: Instant) -> Option<(String, Vec<Room>)> {
+    pub(super) fn retain(
+        &mut self,
+        nsp: &str,
+        pid: &str,
+        rooms: Vec<Room>,
+        until: Instant,
+    ) -> Option<(String, Vec<Room>)> {
         let replaced = self.release(pid);
         for room in &rooms {
             *self.rooms.entry((nsp.to_owned(), room.clone())).or_default() += 1;
@@ -123,13 +118,13 @@ impl Retained {
     }
 
     /// Whether a kept session holds `room` of `nsp`.
-    fn holds(&self, nsp: &str, room: &str) -> bool {
+    pub(super) fn holds(&self, nsp: &str, room: &str) -> bool {
         !self.rooms.is_empty() && self.rooms.contains_key(&(nsp.to_owned(), Room::from(room)))
     }
 
     /// Forgets `pid`; returns its namespace and the rooms no kept session
     /// holds any more.
-    fn release(&mut self, pid: &str) -> Option<(String, Vec<Room>)> {
+    pub(super) fn release(&mut self, pid: &str) -> Option<(String, Vec<Room>)> {
         let (nsp, rooms, _) = self.sessions.remove(pid)?;
         let mut freed = Vec::new();
         for room in rooms {
@@ -146,7 +141,7 @@ impl Retained {
     }
 
     /// The pids whose window has passed at `now`.
-    fn expired(&self, now: Instant) -> Vec<String> {
+    pub(super) fn expired(&self, now: Instant) -> Vec<String> {
         self.sessions.iter().filter(|(_, (_, _, until))| *until <= now).map(|(pid, _)| pid.clone()).collect()
     }
 }
@@ -165,13 +160,13 @@ impl Cluster {
     }
 
     /// The session `pid` was taken: its rooms go back to normal interest.
-    pub(crate) fn release_session(&self, hub: &super::Hub, pid: &str) {
+    pub(crate) fn release_session(&self, hub: &Hub, pid: &str) {
         let Some((nsp, freed)) = lock(&self.retained).release(pid) else { return };
         self.unsubscribe_freed(hub, &nsp, freed);
     }
 
     /// Releases the sessions whose window passed.
-    pub(crate) fn expire_retained(&self, hub: &super::Hub) {
+    pub(crate) fn expire_retained(&self, hub: &Hub) {
         let expired = lock(&self.retained).expired(crate::time::now());
         for pid in expired {
             self.release_session(hub, &pid);
@@ -180,10 +175,9 @@ impl Cluster {
 
     /// Rooms no kept session holds any more: unsubscribed unless a local
     /// socket is in them.
-    fn unsubscribe_freed(&self, hub: &super::Hub, nsp: &str, freed: Vec<Room>) {
+    pub(super) fn unsubscribe_freed(&self, hub: &Hub, nsp: &str, freed: Vec<Room>) {
         let Some(ns) = hub.namespace(nsp) else { return };
-        let gone: Vec<super::RoomChange> =
-            freed.into_iter().filter(|r| !ns.has_room(r)).map(super::RoomChange::Deleted).collect();
+        let gone: Vec<RoomChange> = freed.into_iter().filter(|r| !ns.has_room(r)).map(RoomChange::Deleted).collect();
         self.rooms_changed(nsp, &gone);
     }
 
@@ -194,16 +188,16 @@ impl Cluster {
         pid: &str,
         user: Option<&str>,
         offset: Option<&str>,
-    ) -> Remote {
+    ) -> RemoteSession {
         let nodes = match self.bus().subscriber_count(&self.recovery_channels[0]).await {
             Ok(n) => n.saturating_sub(1),
             Err(e) => {
                 tracing::debug!(error = %e, "recovery: the other nodes cannot be asked");
-                return Remote::Unknown;
+                return RemoteSession::Unknown;
             }
         };
         if nodes == 0 {
-            return Remote::Unknown;
+            return RemoteSession::Unknown;
         }
         let request_id = crate::engine::new_id();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -222,15 +216,15 @@ impl Cluster {
         tokio::pin!(deadline);
         let result = loop {
             tokio::select! {
-                () = &mut deadline => break Remote::Unknown,
+                () = &mut deadline => break RemoteSession::Unknown,
                 state = rx.recv() => match state {
                     Some(State::Unknown) => {
                         answered += 1;
                         if answered >= nodes {
-                            break Remote::Unknown;
+                            break RemoteSession::Unknown;
                         }
                     }
-                    Some(State::Gone) => break Remote::Gone,
+                    Some(State::Gone) => break RemoteSession::Gone,
                     Some(State::Found { id, rooms, data, user, missed }) => {
                         let session = StoredSession {
                             id: id.into(),
@@ -243,9 +237,9 @@ impl Cluster {
                             .into_iter()
                             .map(|frames| frames.into_iter().map(Frame::into_encoded).collect())
                             .collect();
-                        break missed.map_or(Remote::Gone, |missed| Remote::Found(session, missed));
+                        break missed.map_or(RemoteSession::Gone, |missed| RemoteSession::Found(session, missed));
                     }
-                    None => break Remote::Unknown,
+                    None => break RemoteSession::Unknown,
                 },
             }
         };
@@ -254,7 +248,7 @@ impl Cluster {
     }
 
     /// A recovery message of another node.
-    pub(crate) fn on_recovery_message(&self, hub: &super::Hub, payload: &[u8]) {
+    pub(crate) fn on_recovery_message(&self, hub: &Hub, payload: &[u8]) {
         let wire: Wire = match serde_json::from_slice(payload) {
             Ok(w) => w,
             Err(e) => return self.malformed("recovery message", &e),
@@ -296,7 +290,7 @@ pub(crate) fn recovery_channel(prefix: &str, uid: Option<&str>) -> String {
 impl Namespace {
     /// Takes session `pid` for another node: the session and its missed
     /// packets, as a local restore would give them.
-    fn take_for_remote(&self, pid: &str, user: Option<&str>, offset: Option<&str>) -> State {
+    pub(super) fn take_for_remote(&self, pid: &str, user: Option<&str>, offset: Option<&str>) -> State {
         let Some(rec) = self.recovery() else { return State::Unknown };
         let log = lock(&rec.log);
         let mut store = lock(&rec.store);

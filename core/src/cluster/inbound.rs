@@ -1,0 +1,273 @@
+//! What the other nodes send: broadcasts to deliver here, requests to
+//! apply or answer, answers to this node's requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::add;
+use super::convert::{classic_request, event_of, fetched, first_arg, response_id, target_of};
+use super::requests::Answer;
+use super::{Beat, Cluster};
+use crate::bus::BusMessage;
+use crate::bus::classic::{
+    self, BroadcastOpts, Channel, ClassicBroadcast, Data, RawResponse, Request, Response, RoomOpts,
+};
+use crate::bus::sharded::{Body, Message};
+use crate::hub::{BroadcastOperator, Hub, Namespace, ServerAck, lock};
+use crate::protocol::socketio::Payload;
+
+impl Cluster {
+    pub(super) fn on_message(self: &Arc<Self>, hub: &Hub, message: &BusMessage) {
+        add(&self.stats.received);
+        if message.channel == self.nodes_channel {
+            match serde_json::from_slice::<Beat>(&message.payload) {
+                Ok(beat) if beat.uid == *self.uid => {}
+                Ok(beat) if beat.bye => {
+                    lock(&self.peers).remove(&beat.uid);
+                    self.forget_presence_of(hub, &beat.uid);
+                }
+                Ok(beat) => {
+                    let newcomer = !lock(&self.peers).contains_key(&beat.uid);
+                    self.seen(&beat.uid);
+                    if newcomer {
+                        // So that a node that just joined knows this one at once.
+                        self.beat(self.own_presence_digest(hub), false);
+                    }
+                    self.check_presence_digest(hub, &beat.uid, beat.presence);
+                }
+                Err(_) => add(&self.stats.malformed),
+            }
+            return;
+        }
+        if message.channel == self.presence_channel {
+            return self.on_presence_message(hub, &message.payload);
+        }
+        if self.recovery_channels.contains(&message.channel) {
+            return self.on_recovery_message(hub, &message.payload);
+        }
+        if self.is_sharded() {
+            return self.on_sharded(hub, &message.payload);
+        }
+        match classic::parse_channel(&self.config.prefix, &message.channel) {
+            Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
+            Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
+            Some(Channel::Response { .. }) => self.on_response(&message.payload),
+            None => {}
+        }
+    }
+
+    /// A message of the sharded protocol, on any of its channels.
+    pub(super) fn on_sharded(self: &Arc<Self>, hub: &Hub, payload: &[u8]) {
+        let message = match Message::decode(payload) {
+            Ok(m) => m,
+            Err(e) => return self.malformed("message", &e),
+        };
+        if message.uid == *self.uid {
+            return;
+        }
+        let Message { uid, nsp, body } = message;
+        if body.is_response() {
+            // Answers name their node in this protocol, official ones too.
+            self.seen(&uid);
+            let Some(request_id) = response_id(&body) else { return };
+            let tx = lock(&self.pending).get(request_id).cloned();
+            if let Some(tx) = tx {
+                let _ = tx.send(Answer::Sharded { uid, body });
+            }
+            return;
+        }
+        let Some(ns) = hub.namespace(&nsp) else { return };
+        match body {
+            Body::Broadcast { packet, request_id: None, opts } => self.deliver(ns, &packet.data, &opts),
+            Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => {}
+            other => {
+                if let Some(request) = classic_request(uid, other) {
+                    self.handle_request(hub, &ns, request);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn malformed(&self, what: &str, error: &dyn std::fmt::Display) {
+        add(&self.stats.malformed);
+        tracing::debug!(%error, "cluster: malformed {what} ignored");
+    }
+
+    pub(super) fn on_broadcast(&self, hub: &Hub, payload: &[u8]) {
+        if ClassicBroadcast::peek_uid(payload) == Some(&*self.uid) {
+            return;
+        }
+        let message = match ClassicBroadcast::decode(payload) {
+            Ok(m) => m,
+            Err(e) => return self.malformed("broadcast", &e),
+        };
+        if message.uid == *self.uid {
+            return;
+        }
+        let Some(ns) = hub.namespace(&message.packet.nsp) else { return };
+        self.deliver(ns, &message.packet.data, &message.opts);
+    }
+
+    /// Delivers another node's broadcast to this node's sockets.
+    pub(super) fn deliver(&self, ns: Namespace, data: &[Data], opts: &BroadcastOpts) {
+        let Some((event, args)) = event_of(data) else {
+            return self.malformed("broadcast", &"no event name");
+        };
+        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).local();
+        if opts.flags.volatile == Some(true) {
+            op = op.volatile();
+        }
+        op.emit(&event, args);
+    }
+
+    pub(super) fn on_response(&self, payload: &[u8]) {
+        let raw = match RawResponse::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return self.malformed("response", &e),
+        };
+        if let Some(uid) = raw.uid() {
+            self.seen(uid);
+        }
+        let Some(id) = raw.request_id() else { return };
+        let tx = lock(&self.pending).get(id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(Answer::Classic(raw));
+        }
+    }
+
+    pub(super) fn on_request(self: &Arc<Self>, hub: &Hub, nsp: &str, payload: &[u8]) {
+        let request = match Request::decode(payload) {
+            Ok(r) => r,
+            Err(e) => return self.malformed("request", &e),
+        };
+        // Own requests: this node applied them already and counts itself.
+        if request.uid() == Some(&*self.uid) {
+            return;
+        }
+        let Some(ns) = hub.namespace(nsp) else { return };
+        self.handle_request(hub, &ns, request);
+    }
+
+    /// Applies or answers another node's request.
+    pub(super) fn handle_request(self: &Arc<Self>, hub: &Hub, ns: &Namespace, request: Request) {
+        let nsp = ns.name();
+        let local = |opts: &RoomOpts| BroadcastOperator::new(ns.clone(), target_of(&opts.rooms, &opts.except)).local();
+        match request {
+            Request::Sockets { uid, request_id, rooms } => {
+                let sockets = local(&RoomOpts { rooms, except: Vec::new() }).local_sockets();
+                let sockets = sockets.iter().map(|s| s.id().to_owned()).collect();
+                self.answer(nsp, uid.as_deref(), &Response::Sockets { request_id, sockets });
+            }
+            Request::AllRooms { uid, request_id } => {
+                let rooms = ns.rooms().iter().map(|r| r.to_string()).collect();
+                self.answer(nsp, Some(&uid), &Response::AllRooms { request_id, rooms });
+            }
+            Request::RemoteJoin { opts, rooms, .. } => local(&opts).sockets_join(rooms),
+            Request::RemoteLeave { opts, rooms, .. } => {
+                let op = local(&opts);
+                for room in rooms {
+                    op.sockets_leave(&room);
+                }
+            }
+            Request::RemoteDisconnect { opts, close, .. } => local(&opts).disconnect_sockets(close),
+            Request::LegacyRemoteJoin { uid, request_id, sid, room } => {
+                if let Some(s) = ns.socket(&sid) {
+                    let _ = s.join(room);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::LegacyRemoteLeave { uid, request_id, sid, room } => {
+                if let Some(s) = ns.socket(&sid) {
+                    s.leave(&room);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::LegacyRemoteDisconnect { uid, request_id, sid, close } => {
+                if let Some(s) = ns.socket(&sid) {
+                    s.disconnect(close);
+                    self.answer(nsp, uid.as_deref(), &Response::Done { request_id });
+                }
+            }
+            Request::RemoteFetch { uid, request_id, opts } => {
+                let sockets = local(&opts).local_sockets().iter().map(fetched).collect();
+                self.answer(nsp, Some(&uid), &Response::Fetch { request_id, sockets });
+            }
+            Request::ServerSideEmit { uid, request_id, data } => self.on_server_event(ns, uid, request_id, &data),
+            Request::Broadcast { uid, request_id, packet, opts } => {
+                let Some((event, args)) = event_of(&packet.data) else {
+                    return self.malformed("request", &"no event name");
+                };
+                let mut op = local(&RoomOpts { rooms: opts.rooms, except: opts.except });
+                if opts.flags.volatile == Some(true) {
+                    op = op.volatile();
+                }
+                let timeout = opts.flags.timeout.map_or_else(|| hub.config().ack_timeout, Duration::from_millis);
+                tokio::spawn(answer_acks(self.clone(), op.timeout(timeout), uid, request_id, event, args));
+            }
+        }
+    }
+
+    pub(super) fn on_server_event(
+        self: &Arc<Self>,
+        ns: &Namespace,
+        uid: String,
+        request_id: Option<String>,
+        data: &[Data],
+    ) {
+        let Some((event, args)) = event_of(data) else {
+            return self.malformed("server-side event", &"no event name");
+        };
+        let Some(handler) = ns.handlers().server_events.get(&event).cloned() else {
+            tracing::debug!(event, "cluster: no handler for a server-side event");
+            return;
+        };
+        let ack = request_id.map(|request_id| {
+            let (cluster, nsp) = (self.clone(), ns.name().to_owned());
+            ServerAck::new(move |value| {
+                let response = Response::ServerSideEmit { request_id, data: Some(Data::from_json(value)) };
+                cluster.answer(&nsp, Some(&uid), &response);
+            })
+        });
+        tokio::spawn(handler.call(args, ack));
+    }
+}
+
+/// Answers a BROADCAST of another node: delivers it here, publishes how
+/// many sockets got it, then each of their acks as it comes.
+pub(super) async fn answer_acks(
+    cluster: Arc<Cluster>,
+    op: BroadcastOperator,
+    requester: String,
+    request_id: String,
+    event: String,
+    args: Payload,
+) {
+    let nsp = op.namespace().name().to_owned();
+    let mut round = match op.start_ack_round(&event, args) {
+        Ok(round) => round,
+        Err(e) => {
+            tracing::debug!(error = %e, "cluster: a broadcast with acks reached nobody here");
+            let count = Response::BroadcastClientCount { request_id, client_count: 0 };
+            return cluster.answer(&nsp, Some(&requester), &count);
+        }
+    };
+    let count =
+        Response::BroadcastClientCount { request_id: request_id.clone(), client_count: round.expected() as u64 };
+    cluster.answer(&nsp, Some(&requester), &count);
+    let deadline = tokio::time::sleep(op.flags().timeout.unwrap_or(cluster.config.request_timeout));
+    tokio::pin!(deadline);
+    while !round.is_complete() {
+        tokio::select! {
+            () = &mut deadline => break,
+            answer = round.next() => match answer {
+                Some(Some(payload)) => {
+                    let packet = first_arg(&payload);
+                    cluster.answer(&nsp, Some(&requester), &Response::BroadcastAck { request_id: request_id.clone(), packet });
+                }
+                Some(None) => {}
+                None => break,
+            },
+        }
+    }
+    round.finish();
+}
