@@ -11,7 +11,7 @@ use super::cluster::{self, Answer, Cluster, Gathered, Inflight, Replies};
 use super::socket::AckSink;
 use super::{EmitError, Handshake, Namespace, Socket};
 use crate::ack::{AckCollector, AckReport};
-use crate::bus::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response, RoomOpts};
+use crate::cluster::wire::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response, RoomOpts};
 use crate::engine::SendError;
 use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::socketio::{Packet, Payload};

@@ -55,12 +55,12 @@ use tokio::sync::mpsc;
 use super::broadcast::{BroadcastOperator, RemoteSocket};
 use super::namespace::lock;
 use super::{Fields, Handshake, Hub, HubInner, Namespace, Socket};
-use crate::bus::classic::{
+use crate::bus::{Bus, BusError, BusMessage};
+use crate::cluster::wire::classic::{
     self, BroadcastOpts, Channel, ClassicBroadcast, Data, FetchedSocket, Flags, RawResponse, Request, RequestType,
     Response, RoomOpts,
 };
-use crate::bus::sharded::{self, Body, Message};
-use crate::bus::{Bus, BusError, BusMessage};
+use crate::cluster::wire::sharded::{self, Body, Message};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, Target};
 

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use super::tests::{Client, args, connect_reply, offset_of, settle};
 use super::*;
-use crate::bus::sharded::SubscriptionMode;
-use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
+use crate::bus::{Bus, MemoryBus, MemoryNode};
+use crate::cluster::wire::classic;
+use crate::cluster::wire::sharded::SubscriptionMode;
 use crate::engine::Engine;
 use crate::hub::cluster::Protocol;
 use crate::protocol::engine::Encoded;
@@ -341,7 +342,7 @@ async fn a_silent_node_gives_partial_results_naming_it() {
     // then never answers (a frozen process).
     let (ghost, _ghost_rx): (MemoryNode, _) = bus.node(16);
     let counted = match PROTOCOL.get() {
-        Protocol::Sharded(_) => crate::bus::sharded::channel("socket.io", "/"),
+        Protocol::Sharded(_) => crate::cluster::wire::sharded::channel("socket.io", "/"),
         _ => classic::request_channel("socket.io", "/"),
     };
     ghost.subscribe(&[counted]).await.unwrap();

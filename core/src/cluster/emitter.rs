@@ -8,7 +8,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use std::sync::Arc;
-//! use tidewire::bus::{Emitter, MemoryBus};
+//! use tidewire::bus::MemoryBus;
+//! use tidewire::cluster::Emitter;
 //! use tidewire::protocol::socketio::Payload;
 //! let bus = MemoryBus::new();
 //! let (node, _inbound) = bus.node(16);
@@ -22,8 +23,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::classic::{self, BroadcastOpts, ClassicBroadcast, Data, Flags, Request, RoomOpts};
-use super::{Bus, BusError};
+use super::wire::classic::{self, BroadcastOpts, ClassicBroadcast, Data, Flags, Request, RoomOpts};
+use crate::bus::{Bus, BusError};
 use crate::protocol::socketio::Payload;
 
 /// The uid the official emitter publishes with (nodes never answer it).

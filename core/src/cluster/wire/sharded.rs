@@ -443,7 +443,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::bus::classic::Flags;
+    use crate::cluster::wire::classic::Flags;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
