@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::wire::classic::{self, BroadcastOpts, ClassicBroadcast, Data, Flags, Request, RoomOpts};
+use super::wire::classic::{self, BroadcastOpts, ClassicBroadcast, Flags, Request, RoomOpts};
+use super::wire::notepack::{self, Data};
 use crate::bus::{Bus, BusError};
 use crate::protocol::socketio::Payload;
 
@@ -213,7 +214,7 @@ impl Emitter {
 }
 
 fn event_data(event: &str, args: &Payload) -> Result<Vec<Data>, EmitError> {
-    classic::event_data(event, &args.data, &args.attachments).map_err(|_| EmitError::BadArguments)
+    notepack::event_data(event, &args.data, &args.attachments).map_err(|_| EmitError::BadArguments)
 }
 
 #[cfg(test)]

@@ -57,9 +57,10 @@ use super::namespace::lock;
 use super::{Fields, Handshake, Hub, HubInner, Namespace, Socket};
 use crate::bus::{Bus, BusError, BusMessage};
 use crate::cluster::wire::classic::{
-    self, BroadcastOpts, Channel, ClassicBroadcast, Data, FetchedSocket, Flags, RawResponse, Request, RequestType,
-    Response, RoomOpts,
+    self, BroadcastOpts, Channel, ClassicBroadcast, FetchedSocket, Flags, RawResponse, Request, RequestType, Response,
+    RoomOpts,
 };
+use crate::cluster::wire::notepack::{self, Data};
 use crate::cluster::wire::sharded::{self, Body, Message};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, Target};
@@ -1256,7 +1257,7 @@ fn sharded_response(response: &Response) -> Option<Body> {
 /// `[event, ...args]` as the cluster protocols carry it; `None` (logged)
 /// when the arguments point at attachments they do not have.
 pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
-    classic::event_data(event, &args.data, &args.attachments)
+    notepack::event_data(event, &args.data, &args.attachments)
         .map_err(|e| tracing::debug!(error = %e, "cluster: arguments not publishable"))
         .ok()
 }
@@ -1264,7 +1265,7 @@ pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
 /// The event name and arguments of `[event, ...args]`.
 fn event_of(data: &[Data]) -> Option<(String, Payload)> {
     let (Data::Str(event), rest) = data.split_first()? else { return None };
-    let (values, attachments) = classic::args_to_json(rest);
+    let (values, attachments) = notepack::args_to_json(rest);
     Some((event.clone(), Payload { data: values, attachments }))
 }
 
@@ -1278,7 +1279,7 @@ pub(crate) fn first_arg(payload: &Payload) -> Option<Data> {
 pub(crate) fn payload_of(data: Option<Data>) -> Payload {
     match data {
         Some(d) => {
-            let (values, attachments) = classic::args_to_json(std::slice::from_ref(&d));
+            let (values, attachments) = notepack::args_to_json(std::slice::from_ref(&d));
             Payload { data: values, attachments }
         }
         None => Payload::default(),

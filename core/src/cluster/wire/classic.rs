@@ -20,52 +20,26 @@
 //!   [`RawResponse::interpret`] it as the request that was sent. See [`Response`].
 //!
 //! # Values
-//! Arguments are [`Data`], the value tree notepack.io produces: JSON's values plus binary ([`Data::Bin`], a Node
-//! Buffer) and dates ([`Data::Date`], msgpack timestamp extension -1). msgpack is written with `rmp`, read with
-//! `rmpv`; the notepack.io 3.x decisions are made here, so the bytes are notepack's: integral numbers as the smallest
-//! msgpack integer (unsigned forms for non-negative values, `-0` as `0`), every other number as float64, maps with
-//! string keys in order, keys of undefined values left out, dates as timestamp 32/64/96. JSON text is
-//! `serde_json`'s: keys in the adapter's order, integers as `JSON.stringify` prints them, a Buffer as
-//! `{"type":"Buffer","data":[...]}`, a non-finite number `null`. Other numbers may be spelled differently from
-//! `JSON.stringify` (`1e21` for `1e+21`) but parse to the same value.
-//!
-//! Decoding is tolerant like the Node side: key order does not matter, unknown keys are ignored, integers of any
-//! msgpack width and float32 are accepted, duplicate map keys keep the last value (at the first key's place, as a JS
-//! object does), notepack's legacy `undefined` (`d4 00 00`) drops a map key and reads as `null` in an array, other
-//! extension types read as `[type, bin]` as notepack returns them, invalid UTF-8 is replaced (Node's
-//! `buffer.toString`). It never panics, never allocates more than the input can fill (`rmpv`'s borrowing decoder),
-//! rejects nesting deeper than [`MAX_DEPTH`] and trailing bytes after the message (notepack throws on those too).
+//! Arguments are [`Data`], [`notepack`]'s value tree (JSON's values plus binary and dates); msgpack is notepack.io's
+//! and JSON `JSON.stringify`'s, with the divergences listed there. Decoding is tolerant like the Node side: key order
+//! does not matter, unknown keys are ignored; a body that is not well-formed msgpack or JSON fails with
+//! [`DecodeError`] (notepack's errors wrapped in [`DecodeError::Notepack`]).
 //!
 //! # Known divergences from the Node side
-//! - notepack.io writes integral numbers of magnitude 2^64 and above as a wrapped (wrong) uint64; [`Data::Float`]
-//!   keeps them float64, which Node decodes correctly.
 //! - Rooms that Node holds as numbers (`io.to(42)`) arrive as msgpack/JSON numbers; they decode to their string form
 //!   (`"42"`), so Tidewire does not tell room `42` from room `"42"`. Non-integral numbers use serde_json's spelling,
 //!   which differs from JavaScript's `String(x)` for some exponents (`1e21`, `1e-6` for `1e+21`, `0.000001`).
-//! - msgpack uint64/int64 beyond 2^53 stay exact here, where Node rounds them to a double.
-//! - A date inside a JSON message (only possible in user arguments: server-side-emit data, acks, `socket.data`,
-//!   handshake extras) is written as its number of milliseconds, where `JSON.stringify` writes its ISO string
-//!   (both are `null` for an invalid date).
-//! - `rmpv` reports neither the marker form of an extension nor offsets, so extensions are told apart by type and
-//!   length: type 0 of 1 byte is `undefined`, of 8 bytes a legacy date, otherwise an ArrayBuffer; type -1 of 4, 8
-//!   or 12 bytes is a timestamp, of 1, 2 or 16 bytes `[-1, bin]`, of another length an error. notepack decides by
-//!   marker, which differs only for forms it never writes (an ext 8/16/32 of those lengths). The reserved byte
-//!   `0xc1`, which notepack rejects, reads as `null` (as in `rmpv`).
+//! - The values' own: see [`notepack`].
 
-use std::collections::HashMap;
 use std::io;
 
-use bytes::Bytes;
 use rmp::encode;
-use rmpv::ValueRef;
 use serde_json::{Map, Value};
+
+use super::notepack::{self, Data, msgpack, number_string, write_data};
 
 /// The key prefix of the official adapter when its `key` option is not set.
 pub const DEFAULT_PREFIX: &str = "socket.io";
-
-/// The deepest nesting of arrays and maps accepted when decoding msgpack (JSON has serde_json's own limit, also
-/// 128). The message envelope takes up to 4 levels of it (broadcast array, packet map, `data` array).
-pub const MAX_DEPTH: usize = 128;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Channels
@@ -169,482 +143,6 @@ fn room_of_tail(tail: &str) -> Option<&str> {
     chars.next_back();
     let room = chars.as_str();
     (!room.is_empty()).then_some(room)
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Values
-// ---------------------------------------------------------------------------------------------------------------
-
-/// A value as notepack.io decodes it: JSON's values plus binary and dates.
-///
-/// Decoding normalizes integers: non-negative ones are always [`Data::UInt`], so [`Data::Int`] holds only negative
-/// values (build values with `Data::from(i64)` to get the same normal form). Both encode alike.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum Data {
-    /// `null` (and an `undefined` array element).
-    #[default]
-    Null,
-    /// A boolean.
-    Bool(bool),
-    /// A negative integer (see the type's notes on normalization).
-    Int(i64),
-    /// A non-negative integer.
-    UInt(u64),
-    /// Any other number (msgpack float32 or float64). An integral value encodes as an integer, as in notepack.io.
-    Float(f64),
-    /// A string.
-    Str(String),
-    /// Binary: a Node Buffer (or typed array / ArrayBuffer), msgpack `bin`.
-    Bin(Bytes),
-    /// A JavaScript Date, in milliseconds since the Unix epoch (msgpack timestamp extension -1). Beyond
-    /// ±8.64e15 ms JavaScript holds it invalid: JSON `null`, and decoding yields [`Data::Null`].
-    Date(i64),
-    /// An array.
-    Array(Vec<Data>),
-    /// An object: string keys in wire order (decoding keeps the last of duplicate keys; encoding writes the
-    /// entries as they are).
-    Map(Vec<(String, Data)>),
-}
-
-impl From<bool> for Data {
-    fn from(value: bool) -> Self {
-        Data::Bool(value)
-    }
-}
-
-impl From<i64> for Data {
-    fn from(value: i64) -> Self {
-        match u64::try_from(value) {
-            Ok(u) => Data::UInt(u),
-            Err(_) => Data::Int(value),
-        }
-    }
-}
-
-impl From<u64> for Data {
-    fn from(value: u64) -> Self {
-        Data::UInt(value)
-    }
-}
-
-impl From<f64> for Data {
-    fn from(value: f64) -> Self {
-        Data::Float(value)
-    }
-}
-
-impl From<&str> for Data {
-    fn from(value: &str) -> Self {
-        Data::Str(value.to_owned())
-    }
-}
-
-impl From<String> for Data {
-    fn from(value: String) -> Self {
-        Data::Str(value)
-    }
-}
-
-impl From<Bytes> for Data {
-    fn from(value: Bytes) -> Self {
-        Data::Bin(value)
-    }
-}
-
-impl From<Vec<Data>> for Data {
-    fn from(value: Vec<Data>) -> Self {
-        Data::Array(value)
-    }
-}
-
-impl Data {
-    /// The string, if this is one.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Data::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The value of `key`, if this is a map that has it.
-    pub fn get(&self, key: &str) -> Option<&Data> {
-        match self {
-            Data::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The value as a non-negative integer, if it is one (an integral float counts, as in JavaScript).
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            Data::UInt(u) => Some(u),
-            Data::Int(i) => u64::try_from(i).ok(),
-            Data::Float(f) if f.is_finite() && f.fract() == 0.0 && (0.0..TWO_POW_64).contains(&f) => Some(f as u64),
-            _ => None,
-        }
-    }
-
-    /// The value as a JavaScript number, if it is a number.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Data::UInt(u) => Some(u as f64),
-            Data::Int(i) => Some(i as f64),
-            Data::Float(f) => Some(f),
-            _ => None,
-        }
-    }
-
-    /// Converts a JSON value (no binary in it).
-    pub fn from_json(value: &Value) -> Data {
-        match value {
-            Value::Null => Data::Null,
-            Value::Bool(b) => Data::Bool(*b),
-            Value::Number(n) => number_from_json(n),
-            Value::String(s) => Data::Str(s.clone()),
-            Value::Array(items) => Data::Array(items.iter().map(Data::from_json).collect()),
-            Value::Object(map) => Data::Map(map.iter().map(|(k, v)| (k.clone(), Data::from_json(v))).collect()),
-        }
-    }
-
-    /// Converts a socket.io-parser payload: JSON whose placeholders `{"_placeholder":true,"num":i}` stand for
-    /// `attachments[i]`. Fails on a placeholder whose `num` is not an integer index into `attachments` (where
-    /// socket.io-parser throws "illegal attachments").
-    pub fn from_json_with_attachments(value: &Value, attachments: &[Bytes]) -> Result<Data, DecodeError> {
-        Ok(match value {
-            Value::Array(items) => Data::Array(
-                items.iter().map(|v| Data::from_json_with_attachments(v, attachments)).collect::<Result<_, _>>()?,
-            ),
-            Value::Object(map) => {
-                // socket.io-parser tests only `_placeholder === true`; the other keys do not matter.
-                if map.get("_placeholder") == Some(&Value::Bool(true)) {
-                    let num = map.get("num").and_then(Value::as_u64).ok_or(DecodeError::BadPlaceholder)?;
-                    let bin = usize::try_from(num).ok().and_then(|i| attachments.get(i));
-                    return bin.map(|b| Data::Bin(b.clone())).ok_or(DecodeError::BadPlaceholder);
-                }
-                Data::Map(
-                    map.iter()
-                        .map(|(k, v)| Ok((k.clone(), Data::from_json_with_attachments(v, attachments)?)))
-                        .collect::<Result<_, DecodeError>>()?,
-                )
-            }
-            other => Data::from_json(other),
-        })
-    }
-
-    /// Converts to JSON as `JSON.parse(JSON.stringify(value))` would in Node: a Buffer becomes
-    /// `{"type":"Buffer","data":[...]}`, a non-finite number `null`, an integral float an integer; a date becomes its
-    /// number of milliseconds (see the module notes).
-    pub fn to_json(&self) -> Value {
-        self.to_json_inner(None)
-    }
-
-    /// Converts to a socket.io-parser payload: JSON with each binary part replaced by a placeholder
-    /// `{"_placeholder":true,"num":i}` and returned in `attachments` order (depth first, as socket.io-parser's
-    /// `deconstructPacket` numbers them). Dates become numbers of milliseconds.
-    pub fn to_json_with_attachments(&self) -> (Value, Vec<Bytes>) {
-        let mut attachments = Vec::new();
-        let value = self.to_json_inner(Some(&mut attachments));
-        (value, attachments)
-    }
-
-    fn to_json_inner(&self, mut attachments: Option<&mut Vec<Bytes>>) -> Value {
-        match self {
-            Data::Null => Value::Null,
-            Data::Bool(b) => Value::Bool(*b),
-            Data::Int(i) => Value::from(*i),
-            Data::UInt(u) => Value::from(*u),
-            Data::Float(f) => float_to_json(*f),
-            Data::Str(s) => Value::String(s.clone()),
-            Data::Bin(b) => match attachments {
-                Some(list) => {
-                    let num = list.len();
-                    list.push(b.clone());
-                    serde_json::json!({ "_placeholder": true, "num": num })
-                }
-                None => serde_json::json!({ "type": "Buffer", "data": b.as_ref() }),
-            },
-            Data::Date(ms) if (-MAX_TIME_MS..=MAX_TIME_MS).contains(ms) => Value::from(*ms),
-            Data::Date(_) => Value::Null,
-            Data::Array(items) => {
-                Value::Array(items.iter().map(|d| d.to_json_inner(attachments.as_deref_mut())).collect())
-            }
-            Data::Map(entries) => Value::Object(
-                entries.iter().map(|(k, v)| (k.clone(), v.to_json_inner(attachments.as_deref_mut()))).collect(),
-            ),
-        }
-    }
-
-    /// Encodes as notepack.io 3.x would (see the module notes).
-    pub fn to_msgpack(&self) -> Vec<u8> {
-        msgpack(|out| write_data(out, self))
-    }
-
-    /// Decodes one msgpack value, as notepack.io 3.x would (see the module notes), rejecting trailing bytes.
-    pub fn from_msgpack(bytes: &[u8]) -> Result<Data, DecodeError> {
-        let mut rest = bytes;
-        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, RMPV_DEPTH).map_err(|e| match e {
-            rmpv::decode::Error::DepthLimitExceeded => DecodeError::TooDeep { limit: MAX_DEPTH },
-            // Reading from a slice fails only at its end.
-            _ => DecodeError::Truncated,
-        })?;
-        let value = from_value(value, 0)?.unwrap_or(Data::Null);
-        match rest.len() {
-            0 => Ok(value),
-            n => Err(DecodeError::TrailingBytes(n)),
-        }
-    }
-
-    /// Encodes as JSON text, as `JSON.stringify` would in Node up to number spelling and dates (see the module
-    /// notes).
-    pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
-    }
-}
-
-/// Converts event or ack arguments kept as socket.io-parser JSON plus attachments (the hub's form) into values.
-pub fn args_from_json(data: &[Value], attachments: &[Bytes]) -> Result<Vec<Data>, DecodeError> {
-    data.iter().map(|v| Data::from_json_with_attachments(v, attachments)).collect()
-}
-
-/// `[event, ...args]` as the cluster protocols carry an event: the arguments (JSON with placeholders into
-/// `attachments`) with their binary parts in place.
-///
-/// # Errors
-/// [`DecodeError::BadPlaceholder`] when the arguments point at attachments they do not have.
-pub fn event_data(event: &str, args: &[Value], attachments: &[Bytes]) -> Result<Vec<Data>, DecodeError> {
-    let mut data = Vec::with_capacity(args.len() + 1);
-    data.push(Data::Str(event.to_owned()));
-    for arg in args {
-        data.push(Data::from_json_with_attachments(arg, attachments)?);
-    }
-    Ok(data)
-}
-
-/// Converts values into socket.io-parser JSON plus attachments (the hub's form), numbering the placeholders across
-/// all arguments.
-pub fn args_to_json(args: &[Data]) -> (Vec<Value>, Vec<Bytes>) {
-    let mut attachments = Vec::new();
-    let values = args.iter().map(|d| d.to_json_inner(Some(&mut attachments))).collect();
-    (values, attachments)
-}
-
-const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
-const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-/// The largest magnitude of a valid JavaScript time value (ECMAScript TimeClip), in milliseconds.
-const MAX_TIME_MS: i64 = 8_640_000_000_000_000;
-
-fn number_from_json(n: &serde_json::Number) -> Data {
-    if let Some(u) = n.as_u64() {
-        Data::UInt(u)
-    } else if let Some(i) = n.as_i64() {
-        Data::Int(i)
-    } else {
-        Data::Float(n.as_f64().unwrap_or(f64::NAN))
-    }
-}
-
-/// An integral, finite number within the 64-bit ranges as an integer (`-0` as `0`): how notepack.io and
-/// `JSON.stringify` write it.
-fn as_integer(f: f64) -> Option<Data> {
-    if !f.is_finite() || f.fract() != 0.0 {
-        None
-    } else if (0.0..TWO_POW_64).contains(&f) {
-        Some(Data::UInt(f as u64))
-    } else if (-TWO_POW_63..0.0).contains(&f) {
-        Some(Data::Int(f as i64))
-    } else {
-        None
-    }
-}
-
-/// A JavaScript number as JSON: integral values as integers (JSON.stringify prints no `.0`), non-finite as null.
-fn float_to_json(f: f64) -> Value {
-    match as_integer(f) {
-        Some(int) => int.to_json(),
-        None => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
-    }
-}
-
-/// The string JavaScript makes of a number (`String(x)`), up to exponent spelling (see the module notes).
-fn number_string(f: f64) -> String {
-    match float_to_json(f) {
-        Value::Null if f.is_nan() => "NaN".to_owned(),
-        Value::Null => (if f > 0.0 { "Infinity" } else { "-Infinity" }).to_owned(),
-        json => json.to_string(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// msgpack, notepack.io flavour
-// ---------------------------------------------------------------------------------------------------------------
-
-/// Runs an encoder into a new buffer. rmp's writers return `io::Result` because they take any writer; writing into
-/// a `Vec<u8>` cannot fail, so the result carries nothing.
-fn msgpack(encode: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    let _infallible = encode(&mut out);
-    out
-}
-
-// Lengths above u32::MAX cannot occur in a Redis message (512 MB cap), so the length casts below do not truncate.
-fn write_data(out: &mut Vec<u8>, value: &Data) -> io::Result<()> {
-    match value {
-        Data::Null => encode::write_nil(out)?,
-        Data::Bool(b) => encode::write_bool(out, *b)?,
-        // rmp picks the smallest form, unsigned ones for non-negative values, as notepack does.
-        Data::Int(i) => {
-            encode::write_sint(out, *i)?;
-        }
-        Data::UInt(u) => {
-            encode::write_uint(out, *u)?;
-        }
-        // notepack: `Math.floor(v) !== v || !isFinite(v)` is float64, every other number an integer (-0 is 0).
-        // Beyond the 64-bit ranges notepack's integer bytes are wrong, so those stay float64 here.
-        Data::Float(f) => match as_integer(*f) {
-            Some(int) => write_data(out, &int)?,
-            None => encode::write_f64(out, *f)?,
-        },
-        Data::Str(s) => encode::write_str(out, s)?,
-        Data::Bin(b) => encode::write_bin(out, b)?,
-        Data::Date(ms) => write_date(out, *ms)?,
-        Data::Array(items) => {
-            encode::write_array_len(out, items.len() as u32)?;
-            for item in items {
-                write_data(out, item)?;
-            }
-        }
-        Data::Map(entries) => {
-            encode::write_map_len(out, entries.len() as u32)?;
-            for (k, v) in entries {
-                encode::write_str(out, k)?;
-                write_data(out, v)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// notepack's Date encoding: timestamp 32 when whole seconds fit 32 bits, timestamp 64 up to 34-bit seconds,
-/// timestamp 96 otherwise (negative times included).
-fn write_date(out: &mut Vec<u8>, ms: i64) -> io::Result<()> {
-    let secs = ms.div_euclid(1000);
-    let nanos = ms.rem_euclid(1000) * 1_000_000;
-    if nanos == 0 && (0..=0xffff_ffff).contains(&secs) {
-        encode::write_ext_meta(out, 4, -1)?;
-        out.extend_from_slice(&(secs as u32).to_be_bytes());
-    } else if (0..=0x3_ffff_ffff).contains(&secs) {
-        encode::write_ext_meta(out, 8, -1)?;
-        out.extend_from_slice(&(((nanos as u64) << 34) | secs as u64).to_be_bytes());
-    } else {
-        encode::write_ext_meta(out, 12, -1)?;
-        out.extend_from_slice(&(nanos as u32).to_be_bytes());
-        out.extend_from_slice(&secs.to_be_bytes());
-    }
-    Ok(())
-}
-
-/// `rmpv`'s depth budget: it spends 2 per array or map and up to 3 per string, binary or extension, so this admits
-/// every value whose containers nest at most [`MAX_DEPTH`] deep (and bounds the recursion); [`from_value`] then
-/// applies the exact limit.
-const RMPV_DEPTH: usize = 2 * MAX_DEPTH + 3;
-
-/// Converts a decoded value, `depth` being the number of containers around it; `None` is JavaScript's `undefined`.
-fn from_value(value: ValueRef<'_>, depth: usize) -> Result<Option<Data>, DecodeError> {
-    if matches!(value, ValueRef::Array(_) | ValueRef::Map(_)) && depth >= MAX_DEPTH {
-        return Err(DecodeError::TooDeep { limit: MAX_DEPTH });
-    }
-    Ok(Some(match value {
-        ValueRef::Nil => Data::Null,
-        ValueRef::Boolean(b) => Data::Bool(b),
-        ValueRef::Integer(n) => match n.as_u64() {
-            Some(u) => Data::UInt(u),
-            None => Data::from(n.as_i64().unwrap_or(i64::MIN)),
-        },
-        ValueRef::F32(f) => Data::Float(f64::from(f)),
-        ValueRef::F64(f) => Data::Float(f),
-        ValueRef::String(s) => Data::Str(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        ValueRef::Binary(b) => Data::Bin(Bytes::copy_from_slice(b)),
-        ValueRef::Ext(ty, body) => return from_ext(ty, body),
-        ValueRef::Array(items) => Data::Array(
-            items
-                .into_iter()
-                .map(|v| Ok(from_value(v, depth + 1)?.unwrap_or(Data::Null)))
-                .collect::<Result<_, DecodeError>>()?,
-        ),
-        ValueRef::Map(pairs) => {
-            let n = pairs.len();
-            let mut entries: Vec<(String, Option<Data>)> = Vec::new();
-            // Duplicate keys keep the last value at the first key's place, like assignments to a JS object; large
-            // maps get an index so that a hostile message of repeated keys stays linear.
-            let mut index: Option<HashMap<String, usize>> = (n > 16).then(HashMap::new);
-            for (key, value) in pairs {
-                let key = key_string(from_value(key, depth + 1)?).ok_or(DecodeError::UnsupportedKey)?;
-                let value = from_value(value, depth + 1)?;
-                let existing = match &index {
-                    Some(ix) => ix.get(&key).copied(),
-                    None => entries.iter().position(|(k, _)| *k == key),
-                };
-                match existing.and_then(|i| entries.get_mut(i)) {
-                    Some(entry) => entry.1 = value,
-                    None => {
-                        if let Some(ix) = &mut index {
-                            ix.insert(key.clone(), entries.len());
-                        }
-                        entries.push((key, value));
-                    }
-                }
-            }
-            // A key whose value is undefined is absent, as for notepack's encoder and JSON.stringify.
-            Data::Map(entries.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
-        }
-    }))
-}
-
-/// An extension value: notepack's meanings for types 0 and -1 (told apart by length, see the module notes),
-/// `[type, bin]` for the others.
-fn from_ext(ty: i8, body: &[u8]) -> Result<Option<Data>, DecodeError> {
-    let be = |b: &[u8]| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
-    Ok(Some(match (ty, body.len()) {
-        // fixext 1 of type 0: notepack's legacy `undefined`.
-        (0, 1) => return Ok(None),
-        // fixext 8 of type 0: notepack's legacy Date, signed milliseconds.
-        (0, 8) => clip_time(be(body) as i64 as f64),
-        // ext 8/16/32 of type 0: notepack's legacy ArrayBuffer.
-        (0, _) => Data::Bin(Bytes::copy_from_slice(body)),
-        // timestamp 32
-        (-1, 4) => clip_time(be(body) as f64 * 1e3),
-        // timestamp 64: 30 bits of nanoseconds, 34 bits of seconds
-        (-1, 8) => {
-            let v = be(body);
-            clip_time((v & 0x3_ffff_ffff) as f64 * 1e3 + (v >> 34) as f64 / 1e6)
-        }
-        // timestamp 96: 32-bit nanoseconds, signed 64-bit seconds
-        (-1, 12) => {
-            let (nanos, secs) = body.split_at(4);
-            clip_time(be(secs) as i64 as f64 * 1e3 + be(nanos) as f64 / 1e6)
-        }
-        (-1, n) if ![1, 2, 16].contains(&n) => return Err(DecodeError::BadTimestamp),
-        _ => Data::Array(vec![Data::from(i64::from(ty)), Data::Bin(Bytes::copy_from_slice(body))]),
-    }))
-}
-
-/// `new Date(t)`: a valid time value truncated to whole milliseconds, or an invalid date, which JSON turns into
-/// `null`.
-fn clip_time(t: f64) -> Data {
-    if t.is_finite() && t.abs() <= MAX_TIME_MS as f64 { Data::Date(t.trunc() as i64) } else { Data::Null }
-}
-
-/// The property name JavaScript makes of a decoded map key, for the key types it can be given.
-fn key_string(key: Option<Data>) -> Option<String> {
-    Some(match key? {
-        Data::Str(s) => s,
-        Data::UInt(u) => u.to_string(),
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) => number_string(f),
-        Data::Bool(b) => b.to_string(),
-        Data::Null => "null".to_owned(),
-        _ => return None,
-    })
 }
 
 /// A JSON object of `(key, value)` pairs in order, without the `None` ones (undefined properties).
@@ -1643,7 +1141,7 @@ pub(super) fn decode_json_or_msgpack(bytes: &[u8]) -> Result<Data, DecodeError> 
             let value: Value = serde_json::from_slice(bytes)?;
             Ok(Data::from_json(&value))
         }
-        Some(_) => Data::from_msgpack(bytes),
+        Some(_) => Ok(Data::from_msgpack(bytes)?),
     }
 }
 
@@ -1729,25 +1227,9 @@ pub enum DecodeError {
     /// The message is empty.
     #[error("empty message")]
     Empty,
-    /// The message ends in the middle of a value.
-    #[error("truncated msgpack")]
-    Truncated,
-    /// Bytes after the message's value.
-    #[error("{0} trailing bytes after the msgpack value")]
-    TrailingBytes(usize),
-    /// Arrays and maps nested deeper than [`MAX_DEPTH`].
-    #[error("msgpack nested deeper than {limit} levels")]
-    TooDeep {
-        /// The limit.
-        limit: usize,
-    },
-    /// A map key that JavaScript would not turn into a property name (binary, array, map, date, extension,
-    /// `undefined`).
-    #[error("unsupported msgpack map key")]
-    UnsupportedKey,
-    /// A timestamp extension of the wrong size.
-    #[error("malformed msgpack timestamp")]
-    BadTimestamp,
+    /// Malformed msgpack, or JSON values that do not fit (see [`notepack::DecodeError`]).
+    #[error(transparent)]
+    Notepack(#[from] notepack::DecodeError),
     /// Invalid JSON (including nesting deeper than 128).
     #[error("invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -1771,27 +1253,14 @@ pub enum DecodeError {
         /// The type of the request it was matched with.
         asked: RequestType,
     },
-    /// A binary placeholder whose `num` is not an index into the attachments.
-    #[error("binary placeholder without a matching attachment")]
-    BadPlaceholder,
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
-
-    fn to_hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
-
-    fn map(entries: Vec<(&str, Data)>) -> Data {
-        Data::Map(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-    }
+    use crate::cluster::wire::tests::{GOLDEN_SPECIAL, hex, map, to_hex};
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
@@ -1826,12 +1295,6 @@ mod tests {
 
     /// Same with `packet: undefined` (key omitted).
     const GOLDEN_BROADCAST_ACK_UNDEFINED: &str = "82a47479706509a9726571756573744964a6727130303033";
-
-    /// `notepack.encode([new Date(1735787045678), new Date(0), new Date(-1), new Date(Date.UTC(2500, 0, 1)),
-    /// 2 ** 53 + 2, -(2 ** 40), 1e21, 0.5, -0, NaN, undefined, new Uint8Array([4, 5])])`. Note 1e21: notepack writes
-    /// a wrapped uint64.
-    const GOLDEN_SPECIAL: &str = "9cd7ffa1a5d60067760225d6ff00000000c70cff3b8b87c0ffffffffffffffffd7ff00000003e4e6b080\
-        cf0020000000000002d3ffffff0000000000cf35c9adc5dea00000cb3fe000000000000000cb7ff8000000000000c0c4020405";
 
     #[test]
     fn the_uid_is_read_without_decoding_the_rest() {
@@ -2246,94 +1709,6 @@ mod tests {
     }
 
     #[test]
-    fn notepack_special_values() {
-        let golden = hex(GOLDEN_SPECIAL);
-        let decoded = Data::from_msgpack(&golden).expect("decode");
-        let expected = Data::Array(vec![
-            Data::Date(1_735_787_045_678),
-            Data::Date(0),
-            Data::Date(-1),
-            Data::Date(16_725_225_600_000),
-            Data::UInt((1 << 53) + 2),
-            Data::Int(-(1 << 40)),
-            Data::UInt(0x35c9_adc5_dea0_0000), // notepack's wrapped 1e21
-            Data::Float(0.5),
-            Data::UInt(0),
-            Data::Float(f64::NAN),
-            Data::Null,
-            Data::Bin(Bytes::from_static(&[4, 5])),
-        ]);
-        // NaN != NaN: compare the encodings, which are exactly notepack's.
-        assert_eq!(to_hex(&decoded.to_msgpack()), to_hex(&golden));
-        assert_eq!(to_hex(&expected.to_msgpack()), to_hex(&golden));
-        let (Data::Array(items), Data::Array(expected)) = (&decoded, &expected) else { panic!("arrays") };
-        assert!(matches!(items[9], Data::Float(f) if f.is_nan()));
-        assert_eq!(items[..9], expected[..9]);
-        assert_eq!(items[10..], expected[10..]);
-        // Where Tidewire differs on purpose: 1e21 stays a float64.
-        assert_eq!(to_hex(&Data::Float(1e21).to_msgpack()), "cb444b1ae4d6e2ef50");
-        assert_eq!(to_hex(&Data::Float(-0.0).to_msgpack()), "00");
-        assert_eq!(to_hex(&Data::Float(-(2f64.powi(63))).to_msgpack()), "d38000000000000000");
-        assert_eq!(to_hex(&Data::Float(300.0).to_msgpack()), "cd012c");
-        assert_eq!(
-            Data::Date(1_735_787_045_678).to_json_string(),
-            "1735787045678",
-            "a Date goes into JSON as its milliseconds (JSON.stringify writes its ISO string)"
-        );
-    }
-
-    #[test]
-    fn decodes_other_msgpack_forms() {
-        let cases: Vec<(&str, Data)> = vec![
-            ("ca3fc00000", Data::Float(1.5)),               // float32
-            ("ca3dcccccd", Data::Float(f64::from(0.1f32))), // float32, not exactly 0.1
-            ("cfffffffffffffffff", Data::UInt(u64::MAX)),   // uint64 max
-            ("d38000000000000000", Data::Int(i64::MIN)),    // int64 min
-            ("d005", Data::UInt(5)),                        // signed form, positive: normalized
-            ("d1ff38", Data::Int(-200)),
-            ("d2ffffffff", Data::Int(-1)),
-            ("cd0100", Data::UInt(256)),
-            ("ce00010000", Data::UInt(65536)),
-            ("d6ff00000001", Data::Date(1000)),                // timestamp 32
-            ("d7000000000000000002", Data::Date(2)),           // notepack 2.x Date
-            ("d7fffffffffc00000000", Data::Date(1073)),        // timestamp 64, ns = 2^30 - 1
-            ("c70cff000000000000000000000000", Data::Date(0)), // timestamp 96
-            ("c70cff00000000ffffffffffffffff", Data::Date(-1000)),
-            ("c70cff000000007fffffffffffffff", Data::Null), // out of Date range: invalid
-            ("c70200abcd", Data::Bin(Bytes::from_static(&[0xab, 0xcd]))), // ext type 0: ArrayBuffer
-            ("d40501", Data::Array(vec![Data::UInt(5), Data::Bin(Bytes::from_static(&[1]))])),
-            ("d5ff0102", Data::Array(vec![Data::Int(-1), Data::Bin(Bytes::from_static(&[1, 2]))])),
-            ("c8000103aa", Data::Array(vec![Data::UInt(3), Data::Bin(Bytes::from_static(&[0xaa]))])),
-            ("92d40000c0", Data::Array(vec![Data::Null, Data::Null])), // undefined in an array
-            ("82a161d40000a16201", map(vec![("b", Data::UInt(1))])),   // undefined value: key dropped
-            ("83a16101a16202a16103", map(vec![("a", Data::UInt(3)), ("b", Data::UInt(2))])), // last wins
-            ("82a16101a161d40000", map(vec![])),                       // undefined overrides
-            // Wire order is kept (a JS object would list the integer-like keys "1", "123" first).
-            ("8301a178c3a1797ba17a", map(vec![("1", "x".into()), ("true", "y".into()), ("123", "z".into())])),
-            ("81cb3ff8000000000000c0", map(vec![("1.5", Data::Null)])),
-            ("a2ff61", Data::Str("\u{fffd}a".into())), // invalid UTF-8 replaced
-            ("a3c3a961", Data::Str("éa".into())),
-            ("d90161", Data::Str("a".into())),
-            ("da000161", Data::Str("a".into())),
-            ("db0000000161", Data::Str("a".into())),
-            ("c5000161", Data::Bin(Bytes::from_static(b"a"))),
-            ("dc000101", Data::Array(vec![Data::UInt(1)])),
-            ("de0001a16101", map(vec![("a", Data::UInt(1))])),
-            ("d40000", Data::Null),
-        ];
-        for (h, expected) in cases {
-            assert_eq!(Data::from_msgpack(&hex(h)).expect(h), expected, "{h}");
-        }
-        // A large map of repeated keys goes through the index.
-        let mut big = vec![0xde, 0x01, 0x00];
-        for i in 0..256u32 {
-            big.extend_from_slice(&[0xa1, b'k', 0xcd]);
-            big.extend_from_slice(&(i as u16).to_be_bytes());
-        }
-        assert_eq!(Data::from_msgpack(&big).expect("big"), map(vec![("k", Data::UInt(255))]));
-    }
-
-    #[test]
     fn decoding_is_tolerant_of_node_variations() {
         // Reordered keys, extra keys and elements, no nsp, no rooms / except / flags, ints of other widths.
         let msg = Data::Array(vec![
@@ -2376,43 +1751,17 @@ mod tests {
         assert!(matches!(Request::decode(br#"{"uid":"x"}"#), Err(DecodeError::MissingField("type"))));
         assert!(matches!(Request::decode(b""), Err(DecodeError::Empty)));
         assert!(matches!(Request::decode(b"{"), Err(DecodeError::Json(_))));
-        // The reserved byte reads as null, as rmpv reads it (notepack throws; see the module notes).
-        assert_eq!(Data::from_msgpack(&[0xc1]).expect("c1"), Data::Null);
-        assert!(matches!(Data::from_msgpack(&[0x01, 0x02]), Err(DecodeError::TrailingBytes(1))));
-        assert!(matches!(Data::from_msgpack(&hex("c70aff00")), Err(DecodeError::Truncated)));
-        assert!(matches!(Data::from_msgpack(&hex("c70aff00000000000000000000")), Err(DecodeError::BadTimestamp)));
-        assert!(matches!(Data::from_msgpack(&hex("81c40161c0")), Err(DecodeError::UnsupportedKey)));
+        // Malformed msgpack fails with notepack's error.
+        assert!(matches!(
+            ClassicBroadcast::decode(&[0x93, 0xa1]),
+            Err(DecodeError::Notepack(notepack::DecodeError::Truncated))
+        ));
     }
 
     #[test]
-    fn nesting_is_capped() {
-        let nested = |levels: usize| {
-            let mut v = vec![0x91; levels - 1];
-            v.push(0x90);
-            v
-        };
-        assert!(Data::from_msgpack(&nested(MAX_DEPTH)).is_ok());
-        assert!(matches!(Data::from_msgpack(&nested(MAX_DEPTH + 1)), Err(DecodeError::TooDeep { .. })));
-        assert!(matches!(Data::from_msgpack(&nested(200_000)), Err(DecodeError::TooDeep { .. })));
-        // The innermost allowed container may hold leaves of any kind (rmpv's own budget counts those too).
-        let mut leafy = vec![0x91; MAX_DEPTH - 1];
-        leafy.extend_from_slice(&[0x81, 0xa1, b'k', 0xd6, 0xff, 0, 0, 0, 1]);
-        assert!(Data::from_msgpack(&leafy).is_ok());
-        let mut maps = Vec::new();
-        for _ in 0..100_000 {
-            maps.extend_from_slice(&[0x81, 0xa1, b'k']);
-        }
-        maps.push(0xc0);
-        assert!(matches!(Data::from_msgpack(&maps), Err(DecodeError::TooDeep { .. })));
+    fn json_nesting_is_capped() {
         let deep_json = format!("{{\"type\":6,\"uid\":\"u\",\"data\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(Request::decode(deep_json.as_bytes()), Err(DecodeError::Json(_))));
-    }
-
-    #[test]
-    fn huge_declared_lengths_fail_without_allocating() {
-        for h in ["ddffffffff", "dfffffffff", "dbffffffff61", "c6ffffffff", "c9ffffffff05", "dcffff", "deffff"] {
-            assert!(matches!(Data::from_msgpack(&hex(h)), Err(DecodeError::Truncated)), "{h}");
-        }
     }
 
     /// A small deterministic generator (xorshift), so the fuzz-style tests need no extra dependency.
@@ -2475,138 +1824,5 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             exercise(&bytes);
         }
-    }
-
-    #[test]
-    fn json_conversions_with_attachments() {
-        let value = Data::Array(vec![
-            "ev".into(),
-            Data::Bin(Bytes::from_static(b"a")),
-            map(vec![("nested", vec![Data::Bin(Bytes::from_static(b"b")), Data::Float(2.0)].into())]),
-            Data::Date(0),
-            Data::Float(f64::INFINITY),
-        ]);
-        let (json, attachments) = value.to_json_with_attachments();
-        assert_eq!(
-            json,
-            serde_json::json!([
-                "ev",
-                {"_placeholder": true, "num": 0},
-                {"nested": [{"_placeholder": true, "num": 1}, 2]},
-                0,
-                null
-            ])
-        );
-        assert_eq!(attachments, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
-        let back = Data::from_json_with_attachments(&json, &attachments).expect("back");
-        let Data::Array(items) = back else { panic!("array") };
-        assert_eq!(items[1], Data::Bin(Bytes::from_static(b"a")));
-        assert_eq!(items[2], map(vec![("nested", vec![Data::Bin(Bytes::from_static(b"b")), Data::UInt(2)].into())]));
-
-        let (args, atts) = args_to_json(&[Data::Bin(Bytes::from_static(b"x")), Data::Bin(Bytes::from_static(b"y"))]);
-        assert_eq!(args[1], serde_json::json!({"_placeholder": true, "num": 1}));
-        assert_eq!(args_from_json(&args, &atts).expect("args")[1], Data::Bin(Bytes::from_static(b"y")));
-
-        for bad in [
-            serde_json::json!({"_placeholder": true, "num": 2}),
-            serde_json::json!({"_placeholder": true, "num": 0.5}),
-            serde_json::json!({"_placeholder": true, "num": -1}),
-            serde_json::json!({"_placeholder": true}),
-            serde_json::json!([{"_placeholder": true, "num": "0"}]),
-        ] {
-            assert!(matches!(Data::from_json_with_attachments(&bad, &attachments), Err(DecodeError::BadPlaceholder)));
-        }
-        // `_placeholder` other than true is an ordinary object.
-        let plain = serde_json::json!({"_placeholder": 1, "num": 0});
-        assert_eq!(Data::from_json_with_attachments(&plain, &[]).expect("plain").to_json(), plain);
-        // Without attachments, binary becomes Node's Buffer JSON.
-        assert_eq!(
-            Data::Bin(Bytes::from_static(&[1, 2])).to_json(),
-            serde_json::json!({"type": "Buffer", "data": [1, 2]})
-        );
-        assert_eq!(Data::Float(3.0).to_json(), serde_json::json!(3));
-        assert_eq!(Data::Float(-0.0).to_json(), serde_json::json!(0));
-        assert_eq!(Data::Float(-2.5).to_json(), serde_json::json!(-2.5));
-        assert_eq!(Data::Float(1e19).to_json().to_string(), "10000000000000000000");
-        assert_eq!(
-            Data::from_json(&serde_json::json!([1, -1, 1.5, "s", null, {"a": true}])).to_json(),
-            serde_json::json!([1, -1, 1.5, "s", null, {"a": true}])
-        );
-    }
-
-    /// Expectations printed by Node 20 (`JSON.stringify`): serde_json may spell a number differently, but it must
-    /// parse to the same value, and integers and strings are printed alike.
-    #[test]
-    fn javascript_number_and_date_formatting() {
-        for (f, js) in [
-            (1e21, "1e+21"),
-            (1e-7, "1e-7"),
-            (0.000001, "0.000001"),
-            (123.456, "123.456"),
-            (-0.0, "0"),
-            (2f64.powi(60), "1152921504606847000"),
-            (5e-324, "5e-324"),
-            (f64::MAX, "1.7976931348623157e+308"),
-            (0.1 + 0.2, "0.30000000000000004"),
-            (-1.5e-10, "-1.5e-10"),
-            (1e20, "100000000000000000000"),
-            (123_456_789_012_345_680_000.0, "123456789012345680000"),
-            (4.35, "4.35"),
-            (1.0 / 3.0, "0.3333333333333333"),
-        ] {
-            let ours = Data::Float(f).to_json_string();
-            let parse = |s: &str| serde_json::from_str::<Value>(s).expect(s).as_f64();
-            assert_eq!(parse(&ours), parse(js), "{f:e}: {ours} vs {js}");
-        }
-        assert_eq!(Data::Float(2f64.powi(60)).to_json_string(), "1152921504606846976", "an integer, exactly");
-        assert_eq!(Data::Float(f64::NAN).to_json_string(), "null");
-        // Dates go into JSON as milliseconds (see the module notes); an invalid one is null, as in JSON.stringify.
-        for ms in [0, -1, 8_640_000_000_000_000, -8_640_000_000_000_000, 1_735_787_045_678] {
-            assert_eq!(Data::Date(ms).to_json_string(), ms.to_string());
-        }
-        assert_eq!(Data::Date(8_640_000_000_000_001).to_json_string(), "null");
-        assert_eq!(Data::Date(i64::MIN).to_json_string(), "null");
-        // String escapes as JSON.stringify prints them.
-        let s = Data::Str("a\"b\\c\n\t\u{1}\u{1f}\u{7f}\u{2028}é😀/\u{8}\u{c}\r".into());
-        assert_eq!(s.to_json_string(), "\"a\\\"b\\\\c\\n\\t\\u0001\\u001f\u{7f}\u{2028}é😀/\\b\\f\\r\"");
-        // Numbers as room names: JavaScript's String(x) up to exponent spelling.
-        assert_eq!(
-            [1.5, 42.0, -0.0, f64::NAN, f64::NEG_INFINITY].map(number_string),
-            ["1.5", "42", "0", "NaN", "-Infinity"]
-        );
-    }
-
-    #[test]
-    fn msgpack_length_forms_follow_notepack() {
-        let s31 = "x".repeat(31);
-        let s32 = "x".repeat(32);
-        assert_eq!(Data::Str(s31.clone()).to_msgpack()[0], 0xbf);
-        assert_eq!(Data::Str(s32).to_msgpack()[..2], [0xd9, 32]);
-        assert_eq!(Data::Str("x".repeat(256)).to_msgpack()[..3], [0xda, 1, 0]);
-        assert_eq!(Data::Str("x".repeat(65536)).to_msgpack()[..5], [0xdb, 0, 1, 0, 0]);
-        assert_eq!(Data::Bin(Bytes::from(vec![0; 256])).to_msgpack()[..3], [0xc5, 1, 0]);
-        assert_eq!(Data::Bin(Bytes::from(vec![0; 65536])).to_msgpack()[..5], [0xc6, 0, 1, 0, 0]);
-        assert_eq!(Data::Array(vec![Data::Null; 16]).to_msgpack()[..3], [0xdc, 0, 16]);
-        let m: Vec<(String, Data)> = (0..16).map(|i| (i.to_string(), Data::Null)).collect();
-        assert_eq!(Data::Map(m).to_msgpack()[..3], [0xde, 0, 16]);
-        for (v, h) in [
-            (-32i64, "e0"),
-            (-33, "d0df"),
-            (-128, "d080"),
-            (-129, "d1ff7f"),
-            (-32768, "d18000"),
-            (-32769, "d2ffff7fff"),
-            (-2_147_483_648, "d280000000"),
-            (-2_147_483_649, "d3ffffffff7fffffff"),
-            (127, "7f"),
-            (128, "cc80"),
-            (65535, "cdffff"),
-            (4_294_967_296, "cf0000000100000000"),
-        ] {
-            assert_eq!(to_hex(&Data::from(v).to_msgpack()), h, "{v}");
-            assert_eq!(to_hex(&Data::Float(v as f64).to_msgpack()), h, "{v} as float");
-            assert_eq!(Data::from_msgpack(&hex(h)).expect(h), Data::from(v));
-        }
-        assert_eq!(Data::from_msgpack(&Data::Str(s31.clone()).to_msgpack()).expect("s"), Data::Str(s31));
     }
 }

@@ -20,6 +20,12 @@
 //!   JSON unless they carry binary.
 //!
 //! Receivers of both tell JSON from msgpack by the first byte (`{` is JSON).
+//! Both carry event arguments and acks as [`notepack`] values: JSON's values
+//! plus binary and dates, written and read as notepack.io does.
 
 pub mod classic;
+pub mod notepack;
 pub mod sharded;
+
+#[cfg(test)]
+mod tests;

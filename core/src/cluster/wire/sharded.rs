@@ -16,7 +16,8 @@
 //! Pure codecs; golden vectors from the real adapter
 //! (`core/tests/fixtures/sharded/generate-goldens.js`).
 
-use super::classic::{self, BroadcastOpts, Data, DecodeError, FetchedSocket, Fields, Packet};
+use super::classic::{self, BroadcastOpts, DecodeError, FetchedSocket, Fields, Packet};
+use super::notepack::Data;
 
 /// The `type` of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -444,10 +445,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::wire::classic::Flags;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::cluster::wire::tests::hex;
 
     const UID: &str = "0101010101010101";
 
