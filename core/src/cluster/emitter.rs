@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::wire::channels;
 use super::wire::classic::{self, BroadcastOpts, ClassicBroadcast, Flags, Request, RoomOpts};
 use super::wire::notepack::{self, Data};
 use crate::bus::{Bus, BusError};
@@ -83,7 +84,7 @@ impl Emitter {
     pub fn new(bus: Arc<dyn Bus>) -> Emitter {
         Emitter {
             bus,
-            prefix: classic::DEFAULT_PREFIX.into(),
+            prefix: channels::DEFAULT_PREFIX.into(),
             nsp: "/".into(),
             rooms: Vec::new(),
             except: Vec::new(),
@@ -146,7 +147,7 @@ impl Emitter {
     }
 
     fn publish_request(&self, request: &Request) -> Result<(), EmitError> {
-        let channel = classic::request_channel(&self.prefix, &self.nsp);
+        let channel = channels::request_channel(&self.prefix, &self.nsp);
         Ok(self.bus.publish(&channel, Bytes::from(request.encode()))?)
     }
 

@@ -56,9 +56,9 @@ use super::broadcast::{BroadcastOperator, RemoteSocket};
 use super::namespace::lock;
 use super::{Fields, Handshake, Hub, HubInner, Namespace, Socket};
 use crate::bus::{Bus, BusError, BusMessage};
+use crate::cluster::wire::channels::{self, Channel};
 use crate::cluster::wire::classic::{
-    self, BroadcastOpts, Channel, ClassicBroadcast, FetchedSocket, Flags, RawResponse, Request, RequestType, Response,
-    RoomOpts,
+    self, BroadcastOpts, ClassicBroadcast, FetchedSocket, Flags, RawResponse, Request, RequestType, Response, RoomOpts,
 };
 use crate::cluster::wire::notepack::{self, Data};
 use crate::cluster::wire::sharded::{self, Body, Message};
@@ -114,7 +114,7 @@ pub enum Protocol {
 impl Default for ClusterConfig {
     fn default() -> ClusterConfig {
         ClusterConfig {
-            prefix: classic::DEFAULT_PREFIX.to_owned(),
+            prefix: channels::DEFAULT_PREFIX.to_owned(),
             request_timeout: Duration::from_secs(5),
             specific_response_channel: false,
             heartbeat_interval: Duration::from_secs(5),
@@ -478,10 +478,10 @@ impl Cluster {
         let p = &self.config.prefix;
         match self.config.protocol {
             Protocol::Classic => vec![
-                classic::broadcast_channel(p, nsp),
-                classic::request_channel(p, nsp),
-                classic::response_channel(p, nsp, None),
-                classic::response_channel(p, nsp, Some(&self.uid)),
+                channels::broadcast_channel(p, nsp),
+                channels::request_channel(p, nsp),
+                channels::response_channel(p, nsp, None),
+                channels::response_channel(p, nsp, Some(&self.uid)),
             ],
             Protocol::Sharded(_) => vec![sharded::channel(p, nsp), sharded::room_channel(p, nsp, &self.uid)],
         }
@@ -491,7 +491,7 @@ impl Cluster {
     fn room_channel(&self, nsp: &str, room: &str) -> Option<String> {
         let p = &self.config.prefix;
         match self.config.protocol {
-            Protocol::Classic => Some(classic::room_channel(p, nsp, room)),
+            Protocol::Classic => Some(channels::room_channel(p, nsp, room)),
             Protocol::Sharded(sharded::SubscriptionMode::Static) => None,
             Protocol::Sharded(sharded::SubscriptionMode::Dynamic) => {
                 (!sharded::looks_like_socket_id(room)).then(|| sharded::room_channel(p, nsp, room))
@@ -504,7 +504,7 @@ impl Cluster {
     /// requests go).
     fn request_channel(&self, nsp: &str) -> String {
         match self.config.protocol {
-            Protocol::Classic => classic::request_channel(&self.config.prefix, nsp),
+            Protocol::Classic => channels::request_channel(&self.config.prefix, nsp),
             Protocol::Sharded(_) => sharded::channel(&self.config.prefix, nsp),
         }
     }
@@ -760,7 +760,7 @@ impl Cluster {
             Protocol::Classic => {
                 let channel = match requester {
                     Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
-                    None => classic::response_channel(&self.config.prefix, nsp, None),
+                    None => channels::response_channel(&self.config.prefix, nsp, None),
                 };
                 (channel, response.encode_from(Some(&self.uid)))
             }
@@ -911,7 +911,7 @@ impl Cluster {
         if self.is_sharded() {
             return self.on_sharded(hub, &message.payload);
         }
-        match classic::parse_channel(&self.config.prefix, &message.channel) {
+        match channels::parse_channel(&self.config.prefix, &message.channel) {
             Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
             Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
             Some(Channel::Response { .. }) => self.on_response(&message.payload),
@@ -1392,7 +1392,7 @@ async fn interest_task(cluster: Weak<Cluster>, mut rx: mpsc::UnboundedReceiver<I
         // Namespaces whose request channel was just subscribed are ready.
         let mut ready = lock(&cluster.ready);
         for c in &subscribe {
-            match (cluster.config.protocol, classic::parse_channel(&cluster.config.prefix, c)) {
+            match (cluster.config.protocol, channels::parse_channel(&cluster.config.prefix, c)) {
                 (Protocol::Classic, Some(Channel::Request { nsp }))
                 | (Protocol::Sharded(_), Some(Channel::Broadcast { nsp, room: None })) => {
                     ready.insert(nsp.to_owned());

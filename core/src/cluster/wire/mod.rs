@@ -23,6 +23,7 @@
 //! Both carry event arguments and acks as [`notepack`] values: JSON's values
 //! plus binary and dates, written and read as notepack.io does.
 
+pub mod channels;
 pub mod classic;
 pub mod notepack;
 pub mod sharded;

@@ -16,6 +16,7 @@
 //! Pure codecs; golden vectors from the real adapter
 //! (`core/tests/fixtures/sharded/generate-goldens.js`).
 
+use super::channels;
 use super::classic::{self, BroadcastOpts, DecodeError, FetchedSocket, Fields, Packet};
 use super::notepack::Data;
 
@@ -182,15 +183,15 @@ pub enum SubscriptionMode {
     DynamicPrivate,
 }
 
-/// The channel of namespace `nsp`.
+/// The channel of namespace `nsp` (named as the classic broadcast channel).
 pub fn channel(prefix: &str, nsp: &str) -> String {
-    format!("{prefix}#{nsp}#")
+    channels::broadcast_channel(prefix, nsp)
 }
 
 /// The channel of `room` of `nsp` (dynamic modes), or the answers to node
 /// `uid` (same form).
 pub fn room_channel(prefix: &str, nsp: &str, room: &str) -> String {
-    format!("{prefix}#{nsp}#{room}#")
+    channels::room_channel(prefix, nsp, room)
 }
 
 /// The official adapter's test for a socket id: 20 characters.
