@@ -113,7 +113,7 @@ pub enum Request {
         close: bool,
     },
     /// Legacy REMOTE_JOIN of one socket (pre-8 `remoteJoin`): `{requestId, type: 2, sid, room}`, answered with
-    /// [`Response::Done`] by the node that has the socket.
+    /// [`Response::Done`](super::Response::Done) by the node that has the socket.
     LegacyRemoteJoin {
         /// The requester's uid, if it sent one.
         uid: Option<String>,
@@ -167,8 +167,9 @@ pub enum Request {
         data: Vec<Data>,
     },
     /// BROADCAST (msgpack): `{uid, requestId, type: 7, packet, opts: {rooms, except, flags}}`. Each other node
-    /// delivers the packet with its own ack id, answers [`Response::BroadcastClientCount`], then one
-    /// [`Response::BroadcastAck`] per socket ack.
+    /// delivers the packet with its own ack id, answers
+    /// [`Response::BroadcastClientCount`](super::Response::BroadcastClientCount), then one
+    /// [`Response::BroadcastAck`](super::Response::BroadcastAck) per socket ack.
     Broadcast {
         /// The sender's uid.
         uid: String,
