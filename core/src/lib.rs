@@ -12,6 +12,9 @@
 //!   `engine.io`; on its own listener, or through [`transport::host`] on
 //!   somebody else's HTTP server.
 //! * [`hub`] is the Socket.IO layer: namespaces, sockets, handlers, acks.
+//! * [`bus`] carries bytes between nodes; [`cluster`] holds what they say
+//!   to each other (the wire formats of `@socket.io/redis-adapter`) and the
+//!   emitter.
 //! * `client` (feature `client`) is a Socket.IO client over WebSocket.
 //! * [`embed`] (feature `server`) is what the language bindings share: a
 //!   hub with its listener, option checks, arguments as JSON text plus

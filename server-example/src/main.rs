@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use http::StatusCode;
-use tidewire::bus::sharded::SubscriptionMode;
 use tidewire::bus::{RedisBus, RedisBusConfig};
+use tidewire::cluster::wire::sharded::SubscriptionMode;
 use tidewire::cluster::{ClusterConfig, Protocol};
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
 use tidewire::hub::{DrainOptions, Hub, HubConfig, Parser};

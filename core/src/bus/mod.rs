@@ -9,9 +9,9 @@
 //! `PUBSUB NUMSUB`), which is how a requester knows how many answers to
 //! wait for.
 //!
-//! What travels on the channels is the cluster protocol ([`classic`]: the
-//! one wire-compatible with `@socket.io/redis-adapter`); the bus only moves
-//! bytes.
+//! What travels on the channels is the cluster protocol
+//! ([`cluster::wire`](crate::cluster::wire): wire-compatible with
+//! `@socket.io/redis-adapter`); the bus only moves bytes.
 //!
 //! # Backpressure
 //! [`Bus::publish`] never waits: it hands the message to the bus's ordered
@@ -29,20 +29,16 @@
 //!   tests, and the default of a single node).
 //! * `RedisBus` (feature `redis`): a Redis server or cluster.
 
-pub mod classic;
-mod emitter;
 mod memory;
 #[cfg(feature = "redis")]
 mod outage;
 #[cfg(feature = "redis")]
 mod redis;
-pub mod sharded;
 
 use std::pin::Pin;
 
 use bytes::Bytes;
 
-pub use emitter::{EMITTER_UID, EmitError, Emitter};
 pub use memory::{MemoryBus, MemoryNode};
 #[cfg(feature = "redis")]
 pub use redis::{RedisBus, RedisBusConfig};

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use super::Cluster;
 use super::convert::{event_data, payload_of, remote_socket, room_opts};
-use crate::bus::classic::{self, BroadcastOpts, Data, Flags, Request, RequestType, Response};
+use crate::cluster::wire::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response};
+use crate::cluster::wire::notepack::Data;
 use crate::hub::adapter::{Adapter, AdapterFuture, RemoteAck, RemoteAcks, RemoteOp, RemoteSession};
 use crate::hub::presence::Delta;
 use crate::hub::{ClusterError, Gathered, Hub, Namespace, RemoteSocket, Replies, RoomChange};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::bus::classic;
-use crate::bus::sharded;
+use crate::cluster::wire::channels;
+use crate::cluster::wire::sharded;
 
 /// Settings of a hub's membership in a cluster.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub enum Protocol {
 impl Default for ClusterConfig {
     fn default() -> ClusterConfig {
         ClusterConfig {
-            prefix: classic::DEFAULT_PREFIX.to_owned(),
+            prefix: channels::DEFAULT_PREFIX.to_owned(),
             request_timeout: Duration::from_secs(5),
             specific_response_channel: false,
             heartbeat_interval: Duration::from_secs(5),

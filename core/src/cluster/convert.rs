@@ -7,8 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::bus::classic::{self, BroadcastOpts, Data, FetchedSocket, Flags, Request, Response, RoomOpts};
-use crate::bus::sharded::Body;
+use crate::cluster::wire::classic::{self, BroadcastOpts, FetchedSocket, Flags, Request, Response, RoomOpts};
+use crate::cluster::wire::notepack::{self, Data};
+use crate::cluster::wire::sharded::Body;
 use crate::hub::{Fields, Handshake, Namespace, RemoteSocket, Socket};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, Target};
@@ -89,7 +90,7 @@ pub(super) fn sharded_response(response: &Response) -> Option<Body> {
 /// `[event, ...args]` as the cluster protocols carry it; `None` (logged)
 /// when the arguments point at attachments they do not have.
 pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
-    classic::event_data(event, &args.data, &args.attachments)
+    notepack::event_data(event, &args.data, &args.attachments)
         .map_err(|e| tracing::debug!(error = %e, "cluster: arguments not publishable"))
         .ok()
 }
@@ -97,7 +98,7 @@ pub(crate) fn event_data(event: &str, args: &Payload) -> Option<Vec<Data>> {
 /// The event name and arguments of `[event, ...args]`.
 pub(super) fn event_of(data: &[Data]) -> Option<(String, Payload)> {
     let (Data::Str(event), rest) = data.split_first()? else { return None };
-    let (values, attachments) = classic::args_to_json(rest);
+    let (values, attachments) = notepack::args_to_json(rest);
     Some((event.clone(), Payload { data: values, attachments }))
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn first_arg(payload: &Payload) -> Option<Data> {
 pub(crate) fn payload_of(data: Option<Data>) -> Payload {
     match data {
         Some(d) => {
-            let (values, attachments) = classic::args_to_json(std::slice::from_ref(&d));
+            let (values, attachments) = notepack::args_to_json(std::slice::from_ref(&d));
             Payload { data: values, attachments }
         }
         None => Payload::default(),

@@ -9,10 +9,10 @@ use super::convert::{classic_request, event_of, fetched, first_arg, response_id,
 use super::requests::Answer;
 use super::{Beat, Cluster};
 use crate::bus::BusMessage;
-use crate::bus::classic::{
-    self, BroadcastOpts, Channel, ClassicBroadcast, Data, RawResponse, Request, Response, RoomOpts,
-};
-use crate::bus::sharded::{Body, Message};
+use crate::cluster::wire::channels::{self, Channel};
+use crate::cluster::wire::classic::{BroadcastOpts, ClassicBroadcast, RawResponse, Request, Response, RoomOpts};
+use crate::cluster::wire::notepack::Data;
+use crate::cluster::wire::sharded::{Body, Message};
 use crate::hub::{BroadcastOperator, Hub, Namespace, ServerAck, lock};
 use crate::protocol::socketio::Payload;
 
@@ -48,7 +48,7 @@ impl Cluster {
         if self.is_sharded() {
             return self.on_sharded(hub, &message.payload);
         }
-        match classic::parse_channel(&self.config.prefix, &message.channel) {
+        match channels::parse_channel(&self.config.prefix, &message.channel) {
             Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
             Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
             Some(Channel::Response { .. }) => self.on_response(&message.payload),

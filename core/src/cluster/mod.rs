@@ -10,7 +10,9 @@
 //! subscriptions (`interest.rs`), membership and heartbeats
 //! (`membership.rs`), cluster-wide limits (`limits.rs`), presence
 //! (`presence.rs`) and recovery (`recovery.rs`), and the conversions
-//! between hub values and the wire's (`convert.rs`).
+//! between hub values and the wire's (`convert.rs`). The wire formats
+//! themselves are in [`wire`]; the [`Emitter`] publishes to a cluster's
+//! sockets from a process that holds none.
 //!
 //! Join with [`Hub::join_cluster`]; from then on the usual calls reach the
 //! whole cluster:
@@ -53,6 +55,7 @@
 mod adapter;
 mod config;
 mod convert;
+mod emitter;
 mod inbound;
 mod interest;
 mod limits;
@@ -62,6 +65,7 @@ pub(crate) mod recovery;
 mod requests;
 #[cfg(test)]
 mod tests;
+pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -73,14 +77,15 @@ use tokio::sync::mpsc;
 
 pub use crate::hub::{ClusterError, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use config::{ClusterConfig, ClusterStats, Protocol};
+pub use emitter::{EMITTER_UID, EmitError, Emitter};
 
 use self::adapter::Handle;
 use self::config::add;
 use self::interest::Interest;
 use self::requests::Answer;
-use crate::bus::classic;
-use crate::bus::sharded;
 use crate::bus::{Bus, BusError, BusMessage};
+use crate::cluster::wire::channels;
+use crate::cluster::wire::sharded;
 use crate::hub::{Hub, Namespace, RoomChange, lock};
 
 impl From<BusError> for ClusterError {
@@ -272,10 +277,10 @@ impl Cluster {
         let p = &self.config.prefix;
         match self.config.protocol {
             Protocol::Classic => vec![
-                classic::broadcast_channel(p, nsp),
-                classic::request_channel(p, nsp),
-                classic::response_channel(p, nsp, None),
-                classic::response_channel(p, nsp, Some(&self.uid)),
+                channels::broadcast_channel(p, nsp),
+                channels::request_channel(p, nsp),
+                channels::response_channel(p, nsp, None),
+                channels::response_channel(p, nsp, Some(&self.uid)),
             ],
             Protocol::Sharded(_) => vec![sharded::channel(p, nsp), sharded::room_channel(p, nsp, &self.uid)],
         }
@@ -285,7 +290,7 @@ impl Cluster {
     fn room_channel(&self, nsp: &str, room: &str) -> Option<String> {
         let p = &self.config.prefix;
         match self.config.protocol {
-            Protocol::Classic => Some(classic::room_channel(p, nsp, room)),
+            Protocol::Classic => Some(channels::room_channel(p, nsp, room)),
             Protocol::Sharded(sharded::SubscriptionMode::Static) => None,
             Protocol::Sharded(sharded::SubscriptionMode::Dynamic) => {
                 (!sharded::looks_like_socket_id(room)).then(|| sharded::room_channel(p, nsp, room))
@@ -298,7 +303,7 @@ impl Cluster {
     /// requests go).
     fn request_channel(&self, nsp: &str) -> String {
         match self.config.protocol {
-            Protocol::Classic => classic::request_channel(&self.config.prefix, nsp),
+            Protocol::Classic => channels::request_channel(&self.config.prefix, nsp),
             Protocol::Sharded(_) => sharded::channel(&self.config.prefix, nsp),
         }
     }

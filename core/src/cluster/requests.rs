@@ -10,8 +10,11 @@ use super::config::add;
 use super::convert::{event_data, sharded_request, sharded_response};
 use super::{Cluster, Protocol};
 use crate::bus::BusError;
-use crate::bus::classic::{self, BroadcastOpts, ClassicBroadcast, Flags, RawResponse, Request, RequestType, Response};
-use crate::bus::sharded::{self, Body, Message};
+use crate::cluster::wire::channels;
+use crate::cluster::wire::classic::{
+    self, BroadcastOpts, ClassicBroadcast, Flags, RawResponse, Request, RequestType, Response,
+};
+use crate::cluster::wire::sharded::{self, Body, Message};
 use crate::hub::{Namespace, Replies, lock};
 use crate::protocol::socketio::Payload;
 use crate::rooms::Target;
@@ -65,7 +68,7 @@ impl Cluster {
             Protocol::Classic => {
                 let channel = match requester {
                     Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
-                    None => classic::response_channel(&self.config.prefix, nsp, None),
+                    None => channels::response_channel(&self.config.prefix, nsp, None),
                 };
                 (channel, response.encode_from(Some(&self.uid)))
             }

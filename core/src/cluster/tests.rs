@@ -8,8 +8,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::bus::sharded::SubscriptionMode;
-use crate::bus::{Bus, MemoryBus, MemoryNode, classic};
+use crate::bus::{Bus, MemoryBus, MemoryNode};
+use crate::cluster::wire::sharded::SubscriptionMode;
+use crate::cluster::wire::{channels, classic};
 use crate::engine::Engine;
 use crate::hub::tests::{Client, args, connect_reply, offset_of, settle};
 use crate::hub::*;
@@ -342,8 +343,8 @@ async fn a_silent_node_gives_partial_results_naming_it() {
     // then never answers (a frozen process).
     let (ghost, _ghost_rx): (MemoryNode, _) = bus.node(16);
     let counted = match PROTOCOL.get() {
-        Protocol::Sharded(_) => crate::bus::sharded::channel("socket.io", "/"),
-        _ => classic::request_channel("socket.io", "/"),
+        Protocol::Sharded(_) => crate::cluster::wire::sharded::channel("socket.io", "/"),
+        _ => channels::request_channel("socket.io", "/"),
     };
     ghost.subscribe(&[counted]).await.unwrap();
     ghost.publish("socket.io-tidewire#nodes#", Bytes::from_static(br#"{"uid":"ghost"}"#)).unwrap();
@@ -377,7 +378,7 @@ async fn an_answer_delivered_twice_counts_once() {
     // A silent node (counted, never answers) and a bus that delivers b's
     // answer twice: the request must still wait for the silent node.
     let (ghost, mut ghost_rx): (MemoryNode, _) = bus.node(16);
-    ghost.subscribe(&[classic::request_channel("socket.io", "/"), "socket.io-response#/#".to_owned()]).await.unwrap();
+    ghost.subscribe(&[channels::request_channel("socket.io", "/"), "socket.io-response#/#".to_owned()]).await.unwrap();
     let echo = tokio::spawn(async move {
         while let Some(m) = ghost_rx.recv().await {
             if m.channel == "socket.io-response#/#" {

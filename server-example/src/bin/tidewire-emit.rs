@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use serde_json::Value;
-use tidewire::bus::{Emitter, RedisBus, RedisBusConfig};
+use tidewire::bus::{RedisBus, RedisBusConfig};
+use tidewire::cluster::Emitter;
 use tidewire::protocol::socketio::Payload;
 
 /// Publishes to a Socket.IO cluster's sockets over Redis.

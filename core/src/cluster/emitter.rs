@@ -8,7 +8,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! use std::sync::Arc;
-//! use tidewire::bus::{Emitter, MemoryBus};
+//! use tidewire::bus::MemoryBus;
+//! use tidewire::cluster::Emitter;
 //! use tidewire::protocol::socketio::Payload;
 //! let bus = MemoryBus::new();
 //! let (node, _inbound) = bus.node(16);
@@ -22,8 +23,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::classic::{self, BroadcastOpts, ClassicBroadcast, Data, Flags, Request, RoomOpts};
-use super::{Bus, BusError};
+use super::wire::channels;
+use super::wire::classic::{self, BroadcastOpts, ClassicBroadcast, Flags, Request, RoomOpts};
+use super::wire::notepack::{self, Data};
+use crate::bus::{Bus, BusError};
 use crate::protocol::socketio::Payload;
 
 /// The uid the official emitter publishes with (nodes never answer it).
@@ -81,7 +84,7 @@ impl Emitter {
     pub fn new(bus: Arc<dyn Bus>) -> Emitter {
         Emitter {
             bus,
-            prefix: classic::DEFAULT_PREFIX.into(),
+            prefix: channels::DEFAULT_PREFIX.into(),
             nsp: "/".into(),
             rooms: Vec::new(),
             except: Vec::new(),
@@ -144,7 +147,7 @@ impl Emitter {
     }
 
     fn publish_request(&self, request: &Request) -> Result<(), EmitError> {
-        let channel = classic::request_channel(&self.prefix, &self.nsp);
+        let channel = channels::request_channel(&self.prefix, &self.nsp);
         Ok(self.bus.publish(&channel, Bytes::from(request.encode()))?)
     }
 
@@ -212,7 +215,7 @@ impl Emitter {
 }
 
 fn event_data(event: &str, args: &Payload) -> Result<Vec<Data>, EmitError> {
-    classic::event_data(event, &args.data, &args.attachments).map_err(|_| EmitError::BadArguments)
+    notepack::event_data(event, &args.data, &args.attachments).map_err(|_| EmitError::BadArguments)
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 //! Pure codecs; golden vectors from the real adapter
 //! (`core/tests/fixtures/sharded/generate-goldens.js`).
 
-use super::classic::{self, BroadcastOpts, Data, DecodeError, FetchedSocket, Fields, Packet};
+use super::channels;
+use super::classic::{self, BroadcastOpts, DecodeError, FetchedSocket, Fields, Packet};
+use super::notepack::Data;
 
 /// The `type` of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,15 +183,15 @@ pub enum SubscriptionMode {
     DynamicPrivate,
 }
 
-/// The channel of namespace `nsp`.
+/// The channel of namespace `nsp` (named as the classic broadcast channel).
 pub fn channel(prefix: &str, nsp: &str) -> String {
-    format!("{prefix}#{nsp}#")
+    channels::broadcast_channel(prefix, nsp)
 }
 
 /// The channel of `room` of `nsp` (dynamic modes), or the answers to node
 /// `uid` (same form).
 pub fn room_channel(prefix: &str, nsp: &str, room: &str) -> String {
-    format!("{prefix}#{nsp}#{room}#")
+    channels::room_channel(prefix, nsp, room)
 }
 
 /// The official adapter's test for a socket id: 20 characters.
@@ -443,11 +445,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::bus::classic::Flags;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::cluster::wire::classic::Flags;
+    use crate::cluster::wire::tests::hex;
 
     const UID: &str = "0101010101010101";
 

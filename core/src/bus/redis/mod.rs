@@ -40,17 +40,19 @@
 //! holds at most [`RedisBusConfig::inbound_capacity`] of them; a node that
 //! does not read loses the excess, counted in [`RedisBus::dropped_inbound`].
 
+mod cluster;
+mod subscriber;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink};
-use redis::{PushInfo, PushKind};
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
+use self::subscriber::{Sink, subscriber};
 use super::outage::{Check, Subscribers};
 use super::{Bus, BusError, BusFuture, BusMessage};
 
@@ -386,64 +388,6 @@ impl Shared {
         Ok(n)
     }
 
-    /// Connects a subscriber: a RESP2 pub/sub connection, or, sharded, a
-    /// RESP3 connection whose pushes carry the shard messages.
-    async fn connect_subscriber(&self) -> Result<(Sink, Source), redis::RedisError> {
-        if !self.config.sharded {
-            let (sink, stream) = self.client().get_async_pubsub().await?.split();
-            return Ok((Sink::Classic(sink), Source::Classic(Box::pin(stream))));
-        }
-        let info = self.client().get_connection_info().clone();
-        let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
-        let connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-        Ok((Sink::Sharded(connection), Source::Sharded(rx)))
-    }
-
-    /// The subscribers of `channel` over every node of the cluster.
-    async fn cluster_numsub(&self, channel: &str) -> Result<usize, BusError> {
-        let mut c = self.commands().await?;
-        let nodes: String = match redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await {
-            Ok(text) => text,
-            Err(e) => {
-                self.forget_commands().await;
-                return Err(backend(&e));
-            }
-        };
-        let mut total = 0;
-        let mut connections = self.node_connections.lock().await;
-        let live = cluster_nodes(&nodes);
-        connections.retain(|addr, _| live.iter().any(|(host, port)| format!("{host}:{port}") == *addr));
-        for (host, port) in live {
-            let key = format!("{host}:{port}");
-            let conn = match connections.get(&key) {
-                Some(conn) => conn.clone(),
-                None => {
-                    let info =
-                        self.client().get_connection_info().clone().set_addr(node_addr(self.client(), host, port));
-                    let conn = redis::Client::open(info)
-                        .map_err(|e| backend(&e))?
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(|e| backend(&e))?;
-                    connections.insert(key.clone(), conn.clone());
-                    conn
-                }
-            };
-            let mut conn = conn;
-            match self.numsub(&mut conn, channel).await {
-                Ok(n) => total += n,
-                Err(e) => {
-                    connections.remove(&key);
-                    return Err(backend(&e));
-                }
-            }
-        }
-        Ok(total)
-    }
-
     /// Publishes a probe. A command connection that broke (Redis
     /// restarted, and this node published nothing since) is replaced and
     /// the probe sent again: the probe tests the subscription, not the
@@ -624,86 +568,6 @@ const REMEMBERED_CHANNELS: usize = 16_384;
 /// pipeline in flight: a batch this large keeps a node's publishing well
 /// above a million messages per second at loopback round trips).
 const PUBLISH_BATCH: usize = 1024;
-
-/// Keeps a subscriber connection with every wanted channel, forwards its
-/// messages, and replaces it when it dies or stops answering probes.
-async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMessage>) {
-    let mut backoff = shared.config.min_backoff;
-    while !shared.is_closed() {
-        let (mut sink, mut stream) = match shared.connect_subscriber().await {
-            Ok(p) => p,
-            Err(e) => {
-                shared.next_seed();
-                tracing::warn!(error = %e, "redis bus: cannot connect the subscriber, retrying");
-                shared.back_off(&mut backoff).await;
-                continue;
-            }
-        };
-        let mut wanted: Vec<String> =
-            shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
-        wanted.push(shared.probe_channel.clone());
-        if let Err(e) = sink.subscribe(&wanted).await {
-            tracing::warn!(error = %e, "redis bus: resubscribe failed, reconnecting");
-            shared.back_off(&mut backoff).await;
-            continue;
-        }
-        *shared.sink.lock().await = Some(sink);
-        // Channels wanted while the connection was being made.
-        let now: Vec<String> =
-            shared.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
-        let missed: Vec<&String> = now.iter().filter(|c| !wanted.contains(c)).collect();
-        if !missed.is_empty()
-            && let Some(sink) = shared.sink.lock().await.as_mut()
-        {
-            let _ = sink.subscribe(&missed).await;
-        }
-        shared.reconnects.fetch_add(1, Ordering::Relaxed);
-        shared.subscribed.send_replace(true);
-        backoff = shared.config.min_backoff;
-        let mut probe = tokio::time::interval(shared.config.probe_interval);
-        probe.tick().await;
-        let mut probe_deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let deadline = async {
-                match probe_deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                message = stream.next() => {
-                    let Some(message) = message else {
-                        tracing::warn!("redis bus: subscriber connection lost, reconnecting");
-                        break;
-                    };
-                    let Some(message) = message else { continue };
-                    if message.channel == shared.probe_channel {
-                        probe_deadline = None;
-                        shared.probe_seen.notify_waiters();
-                        continue;
-                    }
-                    if inbound.try_send(message).is_err() {
-                        shared.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                _ = probe.tick() => {
-                    if probe_deadline.is_none() {
-                        probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
-                        let shared = shared.clone();
-                        tokio::spawn(async move { shared.send_probe().await });
-                    }
-                }
-                () = deadline => {
-                    tracing::warn!("redis bus: the subscription stopped answering probes, replacing it");
-                    break;
-                }
-                () = shared.closing.notified() => break,
-            }
-        }
-        shared.subscribed.send_replace(false);
-        *shared.sink.lock().await = None;
-    }
-}
 
 /// Takes a unit of KEYS[1] (a hash holder -> units) for ARGV[1] unless the
 /// units of live holders (whose key ARGV[3]..holder exists) reach ARGV[2];
@@ -894,139 +758,5 @@ impl Bus for RedisBus {
                 }
             }
         })
-    }
-}
-
-/// The address of every live node in a `CLUSTER NODES` answer (lines of
-/// `id host:port@cport[,hostname] flags master ping pong epoch link slots...`):
-/// masters and replicas alike, since a subscriber may be connected to
-/// either; nodes flagged `fail`, `noaddr` or `handshake`, or whose link is
-/// down, are skipped.
-fn cluster_nodes(text: &str) -> Vec<(&str, u16)> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (addr, flags, link) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
-            let down = flags.split(',').any(|f| matches!(f, "fail" | "fail?" | "noaddr" | "handshake"));
-            if down || *link != "connected" {
-                return None;
-            }
-            let host_port = addr.split(['@', ',']).next()?;
-            let (host, port) = host_port.rsplit_once(':')?;
-            Some((host, port.parse().ok()?))
-        })
-        .collect()
-}
-
-/// `host:port` with the seed's kind of connection (plain or TLS).
-fn node_addr(seed: &redis::Client, host: &str, port: u16) -> redis::ConnectionAddr {
-    match seed.get_connection_info().addr() {
-        redis::ConnectionAddr::TcpTls { insecure, tls_params, .. } => redis::ConnectionAddr::TcpTls {
-            host: host.to_owned(),
-            port,
-            insecure: *insecure,
-            tls_params: tls_params.clone(),
-        },
-        _ => redis::ConnectionAddr::Tcp(host.to_owned(), port),
-    }
-}
-
-/// The subscribing half of the subscriber connection.
-enum Sink {
-    Classic(PubSubSink),
-    /// A RESP3 connection: one `SSUBSCRIBE` per channel, so that each
-    /// command gets exactly one confirmation as its answer.
-    Sharded(MultiplexedConnection),
-}
-
-impl Sink {
-    async fn subscribe<C: AsRef<str>>(&mut self, channels: &[C]) -> Result<(), redis::RedisError> {
-        match self {
-            Sink::Classic(sink) => {
-                let channels: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
-                sink.subscribe(channels).await
-            }
-            Sink::Sharded(c) => Sink::each(c, "SSUBSCRIBE", channels).await,
-        }
-    }
-
-    async fn unsubscribe<C: AsRef<str>>(&mut self, channels: &[C]) -> Result<(), redis::RedisError> {
-        match self {
-            Sink::Classic(sink) => {
-                let channels: Vec<&str> = channels.iter().map(AsRef::as_ref).collect();
-                sink.unsubscribe(channels).await
-            }
-            Sink::Sharded(c) => Sink::each(c, "SUNSUBSCRIBE", channels).await,
-        }
-    }
-
-    async fn each<C: AsRef<str>>(
-        c: &mut MultiplexedConnection,
-        command: &str,
-        channels: &[C],
-    ) -> Result<(), redis::RedisError> {
-        if channels.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for channel in channels {
-            pipe.cmd(command).arg(channel.as_ref()).ignore();
-        }
-        pipe.query_async::<()>(c).await
-    }
-}
-
-/// The messages of the subscriber connection.
-enum Source {
-    Classic(std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>),
-    Sharded(mpsc::UnboundedReceiver<PushInfo>),
-}
-
-impl Source {
-    /// The next message; `Some(None)` for something that is not one (a
-    /// confirmation); `None` once the connection is gone.
-    async fn next(&mut self) -> Option<Option<BusMessage>> {
-        match self {
-            Source::Classic(stream) => {
-                let m = stream.next().await?;
-                let channel = m.get_channel_name().to_owned();
-                Some(Some(BusMessage { channel, payload: Bytes::copy_from_slice(m.get_payload_bytes()) }))
-            }
-            Source::Sharded(rx) => {
-                let push = rx.recv().await?;
-                match push.kind {
-                    PushKind::Disconnection => None,
-                    PushKind::SMessage => {
-                        let mut data = push.data.into_iter();
-                        let (Some(channel), Some(payload)) = (data.next(), data.next()) else { return Some(None) };
-                        match (redis::from_redis_value::<String>(channel), redis::from_redis_value::<Vec<u8>>(payload))
-                        {
-                            (Ok(channel), Ok(payload)) => {
-                                Some(Some(BusMessage { channel, payload: Bytes::from(payload) }))
-                            }
-                            _ => Some(None),
-                        }
-                    }
-                    _ => Some(None),
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cluster_nodes;
-
-    #[test]
-    fn cluster_nodes_lists_live_masters_and_replicas() {
-        let text = "\
-07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,node-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
-6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
-";
-        assert_eq!(cluster_nodes(text), vec![("127.0.0.1", 30004), ("127.0.0.1", 30002), ("127.0.0.1", 30001)]);
     }
 }
