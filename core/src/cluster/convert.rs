@@ -1,5 +1,4 @@
-//! Conversions between the hub's values and the wire's, and between the
-//! two protocols' requests.
+//! Conversions between the hub's values and the wire's.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -7,85 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::cluster::wire::classic::{self, BroadcastOpts, FetchedSocket, Flags, Request, Response, RoomOpts};
+use crate::cluster::wire::classic::{self, FetchedSocket, RoomOpts};
 use crate::cluster::wire::notepack::{self, Data};
-use crate::cluster::wire::sharded::Body;
 use crate::hub::{Fields, Handshake, Namespace, RemoteSocket, Socket};
 use crate::protocol::socketio::Payload;
 use crate::rooms::{Room, Target};
-
-/// The request id a sharded response answers.
-pub(super) fn response_id(body: &Body) -> Option<&str> {
-    match body {
-        Body::FetchSocketsResponse { request_id, .. }
-        | Body::ServerSideEmitResponse { request_id, .. }
-        | Body::BroadcastClientCount { request_id, .. }
-        | Body::BroadcastAck { request_id, .. } => Some(request_id),
-        _ => None,
-    }
-}
-
-pub(super) fn broadcast_opts(opts: &RoomOpts) -> BroadcastOpts {
-    BroadcastOpts { rooms: opts.rooms.clone(), except: opts.except.clone(), flags: Flags::default() }
-}
-
-pub(super) fn room_opts_of(opts: BroadcastOpts) -> RoomOpts {
-    RoomOpts { rooms: opts.rooms, except: opts.except }
-}
-
-/// A classic request's sharded equivalent (none for ALL_ROOMS, SOCKETS and
-/// the legacy single-socket forms).
-pub(super) fn sharded_request(request: &Request) -> Option<Body> {
-    Some(match request {
-        Request::RemoteJoin { opts, rooms, .. } => {
-            Body::SocketsJoin { opts: broadcast_opts(opts), rooms: rooms.clone() }
-        }
-        Request::RemoteLeave { opts, rooms, .. } => {
-            Body::SocketsLeave { opts: broadcast_opts(opts), rooms: rooms.clone() }
-        }
-        Request::RemoteDisconnect { opts, close, .. } => {
-            Body::DisconnectSockets { opts: broadcast_opts(opts), close: *close }
-        }
-        Request::RemoteFetch { request_id, opts, .. } => {
-            Body::FetchSockets { opts: broadcast_opts(opts), request_id: request_id.clone() }
-        }
-        Request::ServerSideEmit { request_id, data, .. } => {
-            Body::ServerSideEmit { request_id: request_id.clone(), packet: data.clone() }
-        }
-        Request::Broadcast { request_id, packet, opts, .. } => {
-            Body::Broadcast { packet: packet.clone(), request_id: Some(request_id.clone()), opts: opts.clone() }
-        }
-        _ => return None,
-    })
-}
-
-/// A sharded request as the classic request the node answers the same way.
-pub(super) fn classic_request(uid: String, body: Body) -> Option<Request> {
-    Some(match body {
-        Body::Broadcast { packet, request_id: Some(request_id), opts } => {
-            Request::Broadcast { uid, request_id, packet, opts }
-        }
-        Body::SocketsJoin { opts, rooms } => Request::RemoteJoin { uid, opts: room_opts_of(opts), rooms },
-        Body::SocketsLeave { opts, rooms } => Request::RemoteLeave { uid, opts: room_opts_of(opts), rooms },
-        Body::DisconnectSockets { opts, close } => Request::RemoteDisconnect { uid, opts: room_opts_of(opts), close },
-        Body::FetchSockets { opts, request_id } => Request::RemoteFetch { uid, request_id, opts: room_opts_of(opts) },
-        Body::ServerSideEmit { request_id, packet } => Request::ServerSideEmit { uid, request_id, data: packet },
-        _ => return None,
-    })
-}
-
-/// A classic response's sharded equivalent.
-pub(super) fn sharded_response(response: &Response) -> Option<Body> {
-    Some(match response.clone() {
-        Response::Fetch { request_id, sockets } => Body::FetchSocketsResponse { request_id, sockets },
-        Response::ServerSideEmit { request_id, data } => Body::ServerSideEmitResponse { request_id, packet: data },
-        Response::BroadcastClientCount { request_id, client_count } => {
-            Body::BroadcastClientCount { request_id, client_count }
-        }
-        Response::BroadcastAck { request_id, packet } => Body::BroadcastAck { request_id, packet },
-        _ => return None,
-    })
-}
 
 /// `[event, ...args]` as the cluster protocols carry it; `None` (logged)
 /// when the arguments point at attachments they do not have.

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::codec::Inbound;
 use super::config::add;
-use super::convert::{classic_request, event_of, fetched, first_arg, response_id, target_of};
-use super::requests::Answer;
+use super::convert::{event_of, fetched, first_arg, target_of};
 use super::{Beat, Cluster};
 use crate::bus::BusMessage;
-use crate::cluster::wire::channels::{self, Channel};
-use crate::cluster::wire::classic::{BroadcastOpts, ClassicBroadcast, RawResponse, Request, Response, RoomOpts};
+use crate::cluster::wire::classic::{BroadcastOpts, Request, Response, RoomOpts};
 use crate::cluster::wire::notepack::Data;
-use crate::cluster::wire::sharded::{Body, Message};
 use crate::hub::{BroadcastOperator, Hub, Namespace, ServerAck, lock};
 use crate::protocol::socketio::Payload;
 
@@ -45,67 +43,34 @@ impl Cluster {
         if self.recovery_channels.contains(&message.channel) {
             return self.on_recovery_message(hub, &message.payload);
         }
-        if self.is_sharded() {
-            return self.on_sharded(hub, &message.payload);
-        }
-        match channels::parse_channel(&self.config.prefix, &message.channel) {
-            Some(Channel::Broadcast { .. }) => self.on_broadcast(hub, &message.payload),
-            Some(Channel::Request { nsp }) => self.on_request(hub, nsp, &message.payload),
-            Some(Channel::Response { .. }) => self.on_response(&message.payload),
-            None => {}
-        }
-    }
-
-    /// A message of the sharded protocol, on any of its channels.
-    pub(super) fn on_sharded(self: &Arc<Self>, hub: &Hub, payload: &[u8]) {
-        let message = match Message::decode(payload) {
-            Ok(m) => m,
-            Err(e) => return self.malformed("message", &e),
-        };
-        if message.uid == *self.uid {
-            return;
-        }
-        let Message { uid, nsp, body } = message;
-        if body.is_response() {
-            // Answers name their node in this protocol, official ones too.
-            self.seen(&uid);
-            let Some(request_id) = response_id(&body) else { return };
-            let tx = lock(&self.pending).get(request_id).cloned();
-            if let Some(tx) = tx {
-                let _ = tx.send(Answer::Sharded { uid, body });
+        match self.codec.decode(&self.uid, &message.channel, &message.payload) {
+            Ok(Inbound::Broadcast { nsp, data, opts }) => {
+                if let Some(ns) = hub.namespace(&nsp) {
+                    self.deliver(ns, &data, &opts);
+                }
             }
-            return;
-        }
-        let Some(ns) = hub.namespace(&nsp) else { return };
-        match body {
-            Body::Broadcast { packet, request_id: None, opts } => self.deliver(ns, &packet.data, &opts),
-            Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => {}
-            other => {
-                if let Some(request) = classic_request(uid, other) {
+            Ok(Inbound::Request { nsp, request }) => {
+                if let Some(ns) = hub.namespace(&nsp) {
                     self.handle_request(hub, &ns, request);
                 }
             }
+            Ok(Inbound::Answer { uid, request_id, answer }) => {
+                if let Some(uid) = &uid {
+                    self.seen(uid);
+                }
+                let tx = lock(&self.pending).get(&request_id).cloned();
+                if let Some(tx) = tx {
+                    let _ = tx.send(answer);
+                }
+            }
+            Ok(Inbound::Ignored) => {}
+            Err(e) => self.malformed(e.0, &e.1),
         }
     }
 
     pub(crate) fn malformed(&self, what: &str, error: &dyn std::fmt::Display) {
         add(&self.stats.malformed);
         tracing::debug!(%error, "cluster: malformed {what} ignored");
-    }
-
-    pub(super) fn on_broadcast(&self, hub: &Hub, payload: &[u8]) {
-        if ClassicBroadcast::peek_uid(payload) == Some(&*self.uid) {
-            return;
-        }
-        let message = match ClassicBroadcast::decode(payload) {
-            Ok(m) => m,
-            Err(e) => return self.malformed("broadcast", &e),
-        };
-        if message.uid == *self.uid {
-            return;
-        }
-        let Some(ns) = hub.namespace(&message.packet.nsp) else { return };
-        self.deliver(ns, &message.packet.data, &message.opts);
     }
 
     /// Delivers another node's broadcast to this node's sockets.
@@ -118,34 +83,6 @@ impl Cluster {
             op = op.volatile();
         }
         op.emit(&event, args);
-    }
-
-    pub(super) fn on_response(&self, payload: &[u8]) {
-        let raw = match RawResponse::decode(payload) {
-            Ok(r) => r,
-            Err(e) => return self.malformed("response", &e),
-        };
-        if let Some(uid) = raw.uid() {
-            self.seen(uid);
-        }
-        let Some(id) = raw.request_id() else { return };
-        let tx = lock(&self.pending).get(id).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.send(Answer::Classic(raw));
-        }
-    }
-
-    pub(super) fn on_request(self: &Arc<Self>, hub: &Hub, nsp: &str, payload: &[u8]) {
-        let request = match Request::decode(payload) {
-            Ok(r) => r,
-            Err(e) => return self.malformed("request", &e),
-        };
-        // Own requests: this node applied them already and counts itself.
-        if request.uid() == Some(&*self.uid) {
-            return;
-        }
-        let Some(ns) = hub.namespace(nsp) else { return };
-        self.handle_request(hub, &ns, request);
     }
 
     /// Applies or answers another node's request.

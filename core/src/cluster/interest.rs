@@ -6,8 +6,7 @@ use std::sync::Weak;
 
 use tokio::sync::mpsc;
 
-use super::{Cluster, Protocol};
-use crate::cluster::wire::channels::{self, Channel};
+use super::Cluster;
 use crate::hub::lock;
 
 /// A change of what this node listens to.
@@ -47,12 +46,8 @@ pub(super) async fn interest_task(cluster: Weak<Cluster>, mut rx: mpsc::Unbounde
         // Namespaces whose request channel was just subscribed are ready.
         let mut ready = lock(&cluster.ready);
         for c in &subscribe {
-            match (cluster.config.protocol, channels::parse_channel(&cluster.config.prefix, c)) {
-                (Protocol::Classic, Some(Channel::Request { nsp }))
-                | (Protocol::Sharded(_), Some(Channel::Broadcast { nsp, room: None })) => {
-                    ready.insert(nsp.to_owned());
-                }
-                _ => {}
+            if let Some(nsp) = cluster.codec.request_channel_of(c) {
+                ready.insert(nsp.to_owned());
             }
         }
     }

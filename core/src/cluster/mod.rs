@@ -53,6 +53,7 @@
 //! (official nodes never see it).
 
 mod adapter;
+mod codec;
 mod config;
 mod convert;
 mod emitter;
@@ -80,12 +81,10 @@ pub use config::{ClusterConfig, ClusterStats, Protocol};
 pub use emitter::{EMITTER_UID, EmitError, Emitter};
 
 use self::adapter::Handle;
+use self::codec::Answer;
 use self::config::add;
 use self::interest::Interest;
-use self::requests::Answer;
 use crate::bus::{Bus, BusError, BusMessage};
-use crate::cluster::wire::channels;
-use crate::cluster::wire::sharded;
 use crate::hub::{Hub, Namespace, RoomChange, lock};
 
 impl From<BusError> for ClusterError {
@@ -97,6 +96,8 @@ impl From<BusError> for ClusterError {
 /// A hub's membership in a cluster.
 pub(crate) struct Cluster {
     bus: Arc<dyn Bus>,
+    /// The wire protocol, chosen once.
+    codec: Box<dyn codec::Codec>,
     config: ClusterConfig,
     uid: Arc<str>,
     /// Requests of this node waiting for answers, by request id.
@@ -178,6 +179,7 @@ impl Hub {
         ];
         let cluster = Arc::new(Cluster {
             bus,
+            codec: codec::codec(config.protocol, &config.prefix, config.specific_response_channel),
             uid: self.node_id().clone(),
             pending: Mutex::default(),
             interest: interest_tx,
@@ -274,42 +276,18 @@ impl Hub {
 
 impl Cluster {
     fn namespace_channels(&self, nsp: &str) -> Vec<String> {
-        let p = &self.config.prefix;
-        match self.config.protocol {
-            Protocol::Classic => vec![
-                channels::broadcast_channel(p, nsp),
-                channels::request_channel(p, nsp),
-                channels::response_channel(p, nsp, None),
-                channels::response_channel(p, nsp, Some(&self.uid)),
-            ],
-            Protocol::Sharded(_) => vec![sharded::channel(p, nsp), sharded::room_channel(p, nsp, &self.uid)],
-        }
+        self.codec.namespace_channels(nsp, &self.uid)
     }
 
     /// The channel of `room`'s broadcasts, when it has one of its own.
     fn room_channel(&self, nsp: &str, room: &str) -> Option<String> {
-        let p = &self.config.prefix;
-        match self.config.protocol {
-            Protocol::Classic => Some(channels::room_channel(p, nsp, room)),
-            Protocol::Sharded(sharded::SubscriptionMode::Static) => None,
-            Protocol::Sharded(sharded::SubscriptionMode::Dynamic) => {
-                (!sharded::looks_like_socket_id(room)).then(|| sharded::room_channel(p, nsp, room))
-            }
-            Protocol::Sharded(sharded::SubscriptionMode::DynamicPrivate) => Some(sharded::room_channel(p, nsp, room)),
-        }
+        self.codec.room_channel(nsp, room)
     }
 
     /// The channel whose subscribers are the namespace's nodes (and where
     /// requests go).
     fn request_channel(&self, nsp: &str) -> String {
-        match self.config.protocol {
-            Protocol::Classic => channels::request_channel(&self.config.prefix, nsp),
-            Protocol::Sharded(_) => sharded::channel(&self.config.prefix, nsp),
-        }
-    }
-
-    fn is_sharded(&self) -> bool {
-        matches!(self.config.protocol, Protocol::Sharded(_))
+        self.codec.request_channel(nsp)
     }
 
     /// A namespace appeared on this node.

@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::Cluster;
+use super::codec::Answer;
 use super::config::add;
-use super::convert::{event_data, sharded_request, sharded_response};
-use super::{Cluster, Protocol};
+use super::convert::event_data;
 use crate::bus::BusError;
-use crate::cluster::wire::channels;
-use crate::cluster::wire::classic::{
-    self, BroadcastOpts, ClassicBroadcast, Flags, RawResponse, Request, RequestType, Response,
-};
-use crate::cluster::wire::sharded::{self, Body, Message};
+use crate::cluster::wire::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response};
 use crate::hub::{Namespace, Replies, lock};
 use crate::protocol::socketio::Payload;
 use crate::rooms::Target;
@@ -36,48 +33,20 @@ impl Cluster {
             except: target.except.iter().map(|r| r.to_string()).collect(),
             flags: Flags { volatile: volatile.then_some(true), ..Flags::default() },
         };
-        match self.config.protocol {
-            Protocol::Classic => {
-                let message = ClassicBroadcast { uid: self.uid.to_string(), packet, opts };
-                let _ = self.publish(&message.channel(&self.config.prefix), message.encode());
-            }
-            Protocol::Sharded(mode) => {
-                let body = Body::Broadcast { packet, request_id: None, opts };
-                let message = Message { uid: self.uid.to_string(), nsp: ns.name().to_owned(), body };
-                let _ = self.publish(&message.channel(&self.config.prefix, mode, None), message.encode());
-            }
-        }
+        let (channel, payload) = self.codec.broadcast(&self.uid, packet, opts);
+        let _ = self.publish(&channel, payload);
     }
 
-    /// Publishes a request: as it is, or as its sharded equivalent (none
-    /// for ALL_ROOMS and the legacy forms). Returns whether it went out.
+    /// Publishes a request, when the protocol has it. Returns whether it
+    /// went out.
     pub(crate) fn publish_request(&self, nsp: &str, request: &Request) -> bool {
-        let payload = match self.config.protocol {
-            Protocol::Classic => request.encode(),
-            Protocol::Sharded(_) => match sharded_request(request) {
-                Some(body) => Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body }.encode(),
-                None => return false,
-            },
-        };
+        let Some(payload) = self.codec.request(&self.uid, nsp, request) else { return false };
         self.publish(&self.request_channel(nsp), payload).is_ok()
     }
 
     /// Publishes `response` to the requester `requester`.
     pub(super) fn answer(&self, nsp: &str, requester: Option<&str>, response: &Response) {
-        let (channel, payload) = match self.config.protocol {
-            Protocol::Classic => {
-                let channel = match requester {
-                    Some(uid) => response.channel(&self.config.prefix, nsp, uid, self.config.specific_response_channel),
-                    None => channels::response_channel(&self.config.prefix, nsp, None),
-                };
-                (channel, response.encode_from(Some(&self.uid)))
-            }
-            Protocol::Sharded(_) => {
-                let (Some(requester), Some(body)) = (requester, sharded_response(response)) else { return };
-                let message = Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body };
-                (sharded::room_channel(&self.config.prefix, nsp, requester), message.encode())
-            }
-        };
+        let Some((channel, payload)) = self.codec.response(&self.uid, nsp, requester, response) else { return };
         add(&self.stats.answered);
         let _ = self.publish(&channel, payload);
     }
@@ -103,16 +72,10 @@ impl Cluster {
             Inflight { cluster: self.clone(), request_id: request_id.clone(), rx, expected: count.saturating_sub(1) };
         if inflight.expected > 0 {
             let request = make(self.uid.to_string(), request_id);
-            let payload = match self.config.protocol {
-                Protocol::Classic => request.encode(),
-                Protocol::Sharded(_) => match sharded_request(&request) {
-                    Some(body) => Message { uid: self.uid.to_string(), nsp: nsp.to_owned(), body }.encode(),
-                    // Not in this protocol: nobody to wait for.
-                    None => {
-                        inflight.expected = 0;
-                        return Ok(inflight);
-                    }
-                },
+            let Some(payload) = self.codec.request(&self.uid, nsp, &request) else {
+                // Not in this protocol: nobody to wait for.
+                inflight.expected = 0;
+                return Ok(inflight);
             };
             self.publish(&self.request_channel(nsp), payload)?;
         }
@@ -200,42 +163,5 @@ pub(crate) struct Inflight {
 impl Drop for Inflight {
     fn drop(&mut self) {
         lock(&self.cluster.pending).remove(&self.request_id);
-    }
-}
-
-/// An answer to one of this node's requests, in either protocol.
-pub(crate) enum Answer {
-    /// A classic response, read by the type of the request it answers.
-    Classic(RawResponse),
-    /// A sharded response, from node `uid`.
-    Sharded { uid: String, body: Body },
-}
-
-impl Answer {
-    /// The answering node, when known.
-    pub(crate) fn uid(&self) -> Option<&str> {
-        match self {
-            Answer::Classic(raw) => raw.uid(),
-            Answer::Sharded { uid, .. } => Some(uid),
-        }
-    }
-
-    /// The answer as a classic [`Response`] to a request of type `asked`.
-    pub(crate) fn interpret(self, asked: RequestType) -> Result<Response, classic::DecodeError> {
-        let body = match self {
-            Answer::Classic(raw) => return raw.interpret(asked),
-            Answer::Sharded { body, .. } => body,
-        };
-        Ok(match body {
-            Body::FetchSocketsResponse { request_id, sockets } => Response::Fetch { request_id, sockets },
-            Body::ServerSideEmitResponse { request_id, packet } => {
-                Response::ServerSideEmit { request_id, data: packet }
-            }
-            Body::BroadcastClientCount { request_id, client_count } => {
-                Response::BroadcastClientCount { request_id, client_count }
-            }
-            Body::BroadcastAck { request_id, packet } => Response::BroadcastAck { request_id, packet },
-            _ => return Err(classic::DecodeError::UnexpectedResponse { asked }),
-        })
     }
 }
