@@ -1,7 +1,9 @@
 //! The cluster: hubs on several nodes act as one server over a [`Bus`],
-//! speaking the `@socket.io/redis-adapter` 8.x protocols (classic,
-//! [`classic`], or sharded), so Tidewire nodes and official socket.io nodes
-//! form one cluster and a team can migrate one node at a time.
+//! speaking the `@socket.io/redis-adapter` 8.x protocols
+//! ([`classic`](wire::classic) or [`sharded`](wire::sharded)), so Tidewire
+//! nodes and official socket.io nodes form one cluster and a team can
+//! migrate one node at a time. The protocol is chosen once, when a hub
+//! joins (`codec.rs`).
 //!
 //! The hub knows the cluster only through its adapter seam
 //! ([`crate::hub`]'s crate-private `Adapter`): this module implements it
@@ -21,13 +23,13 @@
 //! |---|---|
 //! | [`BroadcastOperator::emit`](crate::hub::BroadcastOperator::emit) | `[uid, packet, opts]` on the namespace channel, or on the room's channel when the broadcast names exactly one room |
 //! | [`BroadcastOperator::fetch_sockets`] | REMOTE_FETCH, answers merged |
-//! | [`sockets_join`](BroadcastOperator::sockets_join), [`sockets_leave`](BroadcastOperator::sockets_leave), [`disconnect_sockets`](BroadcastOperator::disconnect_sockets) | REMOTE_JOIN / LEAVE / DISCONNECT |
+//! | [`sockets_join`](crate::hub::BroadcastOperator::sockets_join), [`sockets_leave`](crate::hub::BroadcastOperator::sockets_leave), [`disconnect_sockets`](crate::hub::BroadcastOperator::disconnect_sockets) | REMOTE_JOIN / LEAVE / DISCONNECT |
 //! | [`BroadcastOperator::emit_with_ack`] | BROADCAST; every node answers its client count, then each ack |
 //! | [`Namespace::server_side_emit`], [`Namespace::server_side_emit_with_ack`] | SERVER_SIDE_EMIT; handlers registered with [`Namespace::on_server_event`] |
 //! | [`Namespace::server_count`] | `PUBSUB NUMSUB` of the request channel |
 //! | [`Namespace::all_rooms`] | ALL_ROOMS |
 //!
-//! The [`local`](BroadcastOperator::local) flag keeps any of them on this
+//! The [`local`](crate::hub::BroadcastOperator::local) flag keeps any of them on this
 //! node. Every request of another node is answered (SOCKETS, ALL_ROOMS,
 //! REMOTE_FETCH, BROADCAST, the legacy single-socket forms; SERVER_SIDE_EMIT
 //! when a handler acks), or JavaScript nodes would wait for their timeout.
@@ -51,6 +53,14 @@
 //! nodes do not), and which known Tidewire nodes stayed silent. Tidewire
 //! nodes know each other from a heartbeat on a channel of their own
 //! (official nodes never see it).
+//!
+//! [`BroadcastOperator::fetch_sockets`]: crate::hub::BroadcastOperator::fetch_sockets
+//! [`BroadcastOperator::emit_with_ack`]: crate::hub::BroadcastOperator::emit_with_ack
+//! [`Namespace::server_side_emit`]: crate::hub::Namespace::server_side_emit
+//! [`Namespace::server_side_emit_with_ack`]: crate::hub::Namespace::server_side_emit_with_ack
+//! [`Namespace::on_server_event`]: crate::hub::Namespace::on_server_event
+//! [`Namespace::server_count`]: crate::hub::Namespace::server_count
+//! [`Namespace::all_rooms`]: crate::hub::Namespace::all_rooms
 
 mod adapter;
 mod codec;

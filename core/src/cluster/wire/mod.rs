@@ -2,7 +2,7 @@
 //! [`Bus`](crate::bus::Bus), byte for byte what `@socket.io/redis-adapter`
 //! 8.x publishes, so that Tidewire nodes and Node socket.io nodes form one
 //! cluster. Pure encoding and decoding; the bus moves the bytes and
-//! [`hub::cluster`](crate::hub::cluster) decides what to send.
+//! [`cluster`](crate::cluster) decides what to send.
 //!
 //! # Two protocols
 //! A cluster speaks one of them, as the official adapter has two flavours:
