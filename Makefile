@@ -68,8 +68,10 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	touch $@
 
 ## socket.io-client / engine.io-client against the server (node --test).
+## --test-force-exit: a file whose tests are done exits even if a client it
+## leaked keeps a timer (a reconnecting client held a CI run for 25 min).
 e2e-node: build-server node-deps
-	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test test/*.test.mjs
+	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test --test-force-exit test/*.test.mjs
 
 python-deps: $(VENV_STAMP)
 
@@ -131,7 +133,7 @@ binding-node: binding-node-deps
 	  { echo "binding-node: generated index.js / index.d.ts drifted: commit them" >&2; exit 1; }
 	test -z "$$(git status --porcelain -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts)" || \
 	  { echo "binding-node: generated index.js / index.d.ts are not committed" >&2; exit 1; }
-	cd $(BINDING_NODE_DIR) && $(NODE) --test test/*.test.mjs
+	cd $(BINDING_NODE_DIR) && $(NODE) --test --test-force-exit test/*.test.mjs
 
 BINDING_PY_DIR := bindings-python
 BINDING_PY_STAMP := $(VENV)/.tidewire-binding-python-installed
