@@ -64,7 +64,7 @@ impl From<EmitError> for AckError {
 /// Why an emit to one socket, or an ack answer, did not go out.
 ///
 /// Sending to one socket returns `Result<(), EmitError>` ([`Socket::emit`],
-/// [`AckResponder::send`], [`Event::reply`]); a broadcast returns how many
+/// [`AckResponder::send`], [`Event::reply`](super::Event::reply)); a broadcast returns how many
 /// sockets of this node it was queued for ([`BroadcastOperator::emit`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
