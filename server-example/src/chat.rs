@@ -381,7 +381,7 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
     ns.on("chat:join", move |socket: Socket, mut event: Event| {
         let policy = policy.clone();
         async move {
-            match join(&socket, &event, &*policy) {
+            match join(&socket, &event, &*policy).await {
                 Ok(joined) => {
                     let _ = event.reply(json!({ "status": "ok" }));
                     if let Some((room, notice)) = joined {
@@ -422,7 +422,7 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
 /// Joins the room a `chat:join` names. `Ok` with the room and the notice
 /// for its other members when the socket was not in it yet; `Err` with
 /// the refusal.
-fn join(socket: &Socket, event: &Event, policy: &dyn RoomPolicy) -> Result<Option<(String, Value)>, Value> {
+async fn join(socket: &Socket, event: &Event, policy: &dyn RoomPolicy) -> Result<Option<(String, Value)>, Value> {
     let Some(room_id) = room_id_arg(event) else {
         return Err(status_error("roomId must be 1-64 characters of A-Z, a-z, 0-9, - and _"));
     };
@@ -433,7 +433,8 @@ fn join(socket: &Socket, event: &Event, policy: &dyn RoomPolicy) -> Result<Optio
     }
     let room = format!("room:{room_id}");
     let already = socket.in_room(&room);
-    socket.join(room.clone()).map_err(|e| status_error(e.to_string()))?;
+    // Acked once other nodes' messages to the room reach this socket.
+    socket.join_async(room.clone()).await.map_err(|e| status_error(e.to_string()))?;
     if already {
         return Ok(None);
     }

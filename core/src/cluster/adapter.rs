@@ -219,6 +219,10 @@ impl Adapter for Handle {
         self.0.rooms_changed(nsp, changes);
     }
 
+    fn listen<'a>(&'a self, nsp: &'a str, rooms: &'a [Room]) -> AdapterFuture<'a, ()> {
+        Box::pin(self.0.listen(nsp, rooms))
+    }
+
     fn presence_changed(&self, nsp: &str, deltas: Vec<Delta>) {
         self.0.publish_presence(nsp, deltas);
     }

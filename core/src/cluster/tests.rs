@@ -147,6 +147,85 @@ async fn binary_arguments_cross_nodes_as_attachments() {
     assert_eq!(&bin[..], &[1, 2, 3]);
 }
 
+/// A Redis-like bus: a subscription takes a round trip before it counts.
+/// (The in-process bus subscribes at once, which hides what a late
+/// subscription loses.)
+struct SlowSubscribe(MemoryNode);
+
+impl Bus for SlowSubscribe {
+    fn publish(&self, channel: &str, payload: Bytes) -> Result<(), crate::bus::BusError> {
+        self.0.publish(channel, payload)
+    }
+    fn subscribe<'a>(&'a self, channels: &'a [String]) -> crate::bus::BusFuture<'a, ()> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.subscribe(channels).await
+        })
+    }
+    fn unsubscribe<'a>(&'a self, channels: &'a [String]) -> crate::bus::BusFuture<'a, ()> {
+        self.0.unsubscribe(channels)
+    }
+    fn subscriber_count<'a>(&'a self, channel: &'a str) -> crate::bus::BusFuture<'a, usize> {
+        self.0.subscriber_count(channel)
+    }
+}
+
+/// What another node sends to a socket's first rooms (its id, its user's)
+/// right after the client got its CONNECT, or to a room right after
+/// `join_async` resolved, reaches it: those rooms are listened to, and the
+/// bus confirmed it, before. (Before, the interest task subscribed them
+/// after the CONNECT had gone out: a broadcast in between reached nobody.)
+async fn rooms_are_listened_to_before_the_client_learns_of_them() {
+    let bus = MemoryBus::new();
+    let mut n = Vec::new();
+    for _ in 0..2 {
+        let hub = Hub::new(HubConfig::default().unlimited());
+        let (node, inbound) = bus.node(4096);
+        hub.join_cluster(Arc::new(SlowSubscribe(node)), inbound, config()).await.unwrap();
+        let engine = hub.engine(crate::engine::EngineConfig::default());
+        n.push(Node { hub, engine });
+    }
+    n[0].hub.of("/").use_middleware(|_h: Arc<Handshake>| async move { Ok(Admission::user("ada")) });
+    let a = n[0].client();
+    a.send("0");
+    // The CONNECT as soon as it is out.
+    let mut out = Vec::new();
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        out.extend(a.recv());
+        if !out.is_empty() {
+            break;
+        }
+    }
+    let reply = out.remove(0);
+    assert!(reply.starts_with("0{"), "{reply}");
+    let id = serde_json::from_str::<Value>(&reply[1..]).unwrap()["sid"].as_str().unwrap().to_owned();
+    n[1].hub.to(id.as_str()).emit("direct", args(json!([1])));
+    n[1].hub.to("user:ada").emit("dm", args(json!([2])));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    out.extend(a.recv());
+    assert_eq!(count(&out, r#"2["direct",1]"#), 1, "{out:?}");
+    assert_eq!(count(&out, r#"2["dm",2]"#), 1, "{out:?}");
+
+    let socket = n[0].hub.of("/").socket(&id).unwrap();
+    socket.join_async("late").await.unwrap();
+    n[1].hub.to("late").emit("late", args(json!([3])));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(a.recv(), vec![r#"2["late",3]"#.to_owned()]);
+}
+
+#[tokio::test]
+async fn rooms_are_listened_to_before_the_client_learns_of_them_classic() {
+    PROTOCOL.set(Protocol::Classic);
+    rooms_are_listened_to_before_the_client_learns_of_them().await;
+}
+
+#[tokio::test]
+async fn rooms_are_listened_to_before_the_client_learns_of_them_sharded() {
+    PROTOCOL.set(Protocol::Sharded(SubscriptionMode::DynamicPrivate));
+    rooms_are_listened_to_before_the_client_learns_of_them().await;
+}
+
 #[tokio::test]
 async fn only_nodes_holding_a_room_receive_its_broadcasts() {
     let (_bus, n) = cluster(3).await;

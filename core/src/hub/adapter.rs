@@ -250,6 +250,14 @@ pub(crate) trait Adapter: Send + Sync + 'static {
     /// Rooms of a namespace were created or deleted on this node.
     fn rooms_changed(&self, _nsp: &str, _changes: &[RoomChange]) {}
 
+    /// Resolves once what other nodes send to `rooms` of `nsp` reaches
+    /// this node (listened to and confirmed, for at most the cluster's
+    /// request timeout): awaited before a client learns it is in them, so
+    /// a broadcast another node sends after that is not lost.
+    fn listen<'a>(&'a self, _nsp: &'a str, _rooms: &'a [Room]) -> AdapterFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Presence in `nsp` changed on this node.
     fn presence_changed(&self, _nsp: &str, _deltas: Vec<Delta>) {}
 

@@ -20,6 +20,7 @@ use crate::protocol::engine::Encoded;
 use crate::protocol::engine::Frame;
 use crate::protocol::socketio::{Decoder, Packet, PacketKind, ParseError};
 use crate::recovery::{self, Restore, RestoreFailure, SessionStore, StoredSession};
+use crate::rooms::Room;
 
 pub(super) struct Acceptor {
     pub(super) hub: Hub,
@@ -418,7 +419,25 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         ns.abort_connect();
         return;
     }
-    let Some((socket, deferred)) = add_socket(&shared, &ns, &nsp, handshake, admission, remote) else { return };
+    // In a cluster, what other nodes send to the socket's first rooms (its
+    // id, its user's room, a restored session's rooms) must reach it from
+    // the moment the client is told it is connected.
+    let fresh_id = crate::engine::new_id();
+    let mut listened: Vec<Room> = Vec::new();
+    if adapter.clustered() {
+        listened.push(Room::from(fresh_id.as_str()));
+        listened.extend(admission.user_id.as_ref().map(|u| Room::from(format!("user:{u}"))));
+        if let Some(RemoteSession::Found(session, _)) = &remote {
+            listened.push(session.id.clone());
+            listened.extend(session.rooms.iter().cloned());
+        }
+        adapter.listen(ns.name(), &listened).await;
+    }
+    let added = add_socket(&shared, &ns, &nsp, handshake, admission, remote, fresh_id);
+    // Listened to for nothing: the connection closed meanwhile, or a local
+    // session came back under its own id.
+    ns.forget_unused(listened);
+    let Some((socket, deferred)) = added else { return };
     for d in deferred {
         d.run(&ns);
     }
@@ -444,6 +463,7 @@ fn add_socket(
     handshake: Arc<Handshake>,
     mut admission: Admission,
     remote: Option<RemoteSession>,
+    fresh_id: String,
 ) -> Option<(Socket, Vec<Deferred>)> {
     let hub = &shared.hub;
     let config = hub.config();
@@ -500,7 +520,7 @@ fn add_socket(
             }
             session.id.to_string()
         }
-        None => crate::engine::new_id(),
+        None => fresh_id,
     };
     let (socket, added) = ns.add_deferred(|key| {
         Socket::new(SocketParts {

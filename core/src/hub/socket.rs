@@ -332,6 +332,22 @@ impl Socket {
         self.inner.namespace.join(self.inner.key, vec![room.into()])
     }
 
+    /// Joins `room` and resolves once what the other nodes of a cluster
+    /// send to it reaches this socket (socket.io's `await socket.join(room)`
+    /// with an adapter whose join completes later): acknowledge a join
+    /// after this, and a broadcast another node sends once the client
+    /// knows is not lost. Without a cluster it resolves at once.
+    ///
+    /// # Errors
+    /// [`TooManyRooms`] when the socket is at its limit.
+    pub async fn join_async(&self, room: impl Into<Room>) -> Result<(), TooManyRooms> {
+        let room = room.into();
+        self.join(room.clone())?;
+        let adapter = self.inner.namespace.adapter();
+        adapter.listen(self.namespace(), std::slice::from_ref(&room)).await;
+        Ok(())
+    }
+
     /// Joins each of `rooms`, or none of them.
     ///
     /// # Errors

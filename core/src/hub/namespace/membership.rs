@@ -53,6 +53,23 @@ impl Namespace {
         read(&self.inner.state).rooms.rooms_of(key).cloned().collect()
     }
 
+    /// Of `rooms`, listened to for a socket that did not end up in them,
+    /// those without a member here are no longer listened to. Decided and
+    /// told under the namespace's lock: a socket that joins one of them
+    /// meanwhile tells the adapter after, and wins.
+    pub(crate) fn forget_unused(&self, rooms: Vec<Room>) {
+        if rooms.is_empty() {
+            return;
+        }
+        let adapter = self.adapter();
+        let st = read(&self.inner.state);
+        let unused: Vec<RoomChange> =
+            rooms.into_iter().filter(|r| st.rooms.members_of(r).next().is_none()).map(RoomChange::Deleted).collect();
+        if !unused.is_empty() {
+            adapter.rooms_changed(self.name(), &unused);
+        }
+    }
+
     /// Whether `room` has a member on this node.
     pub(crate) fn has_room(&self, room: &str) -> bool {
         read(&self.inner.state).rooms.members_of(room).next().is_some()
