@@ -5,6 +5,8 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import https from 'node:https'
+import { readFileSync } from 'node:fs'
 import { once } from 'node:events'
 import express from 'express'
 import { Server } from 'socket.io'
@@ -18,10 +20,10 @@ const T = { timeout: 20_000 }
  * A socket.io Server bound to Tidewire's Engine on an http.Server that
  * also serves Express routes; `setup(io, engine)` adds the app's handlers.
  */
-async function start({ engine: engineOpts = {}, io: ioOpts = {}, setup = () => {} } = {}) {
+async function start({ engine: engineOpts = {}, io: ioOpts = {}, setup = () => {}, tls = null } = {}) {
   const app = express()
   app.get('/health', (req, res) => res.send('ok'))
-  const httpServer = http.createServer(app)
+  const httpServer = tls ? https.createServer(tls, app) : http.createServer(app)
   const io = new Server(ioOpts)
   const engine = new Engine({ pingInterval: 2000, pingTimeout: 2000, ...engineOpts })
   engine.attach(httpServer, { path: '/socket.io/' })
@@ -29,7 +31,7 @@ async function start({ engine: engineOpts = {}, io: ioOpts = {}, setup = () => {
   setup(io, engine)
   httpServer.listen(0, '127.0.0.1')
   await once(httpServer, 'listening')
-  const url = `http://127.0.0.1:${httpServer.address().port}`
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${httpServer.address().port}`
   const clients = []
   return {
     url,
@@ -382,6 +384,23 @@ describe('Engine under socket.io', () => {
       assert.deepEqual(JSON.parse((await open.text()).slice(1)).upgrades, [])
     } finally {
       await noUpgrade.close()
+    }
+  })
+
+  test('over https.Server: TLS ends in Node, the frames pass through ws', T, async () => {
+    const fixture = (name) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url))
+    const s = await start({ setup: chatApp, tls: { key: fixture('localhost-key.pem'), cert: fixture('localhost-cert.pem') } })
+    try {
+      for (const opts of Object.values(TRANSPORTS)) {
+        const client = await s.connect({ ...opts, rejectUnauthorized: false })
+        const blob = Buffer.from('binary over tls')
+        assert.deepEqual([...(await client.timeout(3000).emitWithAck('echo', blob))], [...blob])
+        const secure = [...s.io.of('/').sockets.values()].at(-1).handshake.secure
+        assert.equal(secure, true, 'socket.io sees the TLS connection')
+        client.close()
+      }
+    } finally {
+      await s.close()
     }
   })
 
