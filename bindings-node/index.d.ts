@@ -31,14 +31,13 @@ export declare class BroadcastOperator {
 /** An Engine.IO server without a listener of its own. */
 export declare class EngineHost {
   /**
-   * An engine with `options`; every session's `open`, messages and
-   * `close` go to `dispatch(kind, sid, request, socket, text, binary)`,
-   * in order: kind 0 is `open` (with the `request` number of the call
-   * that opened it, its `EngineSocket`, and its transport's name as
-   * `text`), 1 a text message, 2 a binary message, 3 `close` (the
-   * reason as `text`).
+   * An engine with `options`. Every session's `open`, messages and
+   * `close` are queued in order for `takeEvents`; `wake()` is called
+   * when the queue stops being empty.
    */
-  constructor(options: EngineOptions, dispatch: ((arg0: number, arg1: string, arg2: number, arg3?: EngineSocket | undefined | null, arg4?: string | undefined | null, arg5?: Buffer | undefined | null) => unknown))
+  constructor(options: EngineOptions, wake: (() => unknown))
+  /** Takes the queued session events, oldest first. */
+  takeEvents(): Array<EngineEvent>
   /**
    * Answers one plain HTTP request at the engine's path (a long-polling
    * handshake, `GET` or `POST`): resolves to the complete answer. A
@@ -226,6 +225,23 @@ export interface AckReply {
   json: string
   /** Their binary parts. */
   attachments: Array<Buffer>
+}
+
+/** One session event for JavaScript (see [`EngineHost::take_events`]). */
+export interface EngineEvent {
+  /** 0 `open`, 1 a text message, 2 a binary message, 3 `close`. */
+  kind: number
+  /** The session id. */
+  sid: string
+  /** For `open`: the `request` number of the call that opened it. */
+  request: number
+  /** For `open`: the session's handle. */
+  socket?: EngineSocket
+  /**
+   * For `open`: the transport's name; for a message: the message; for
+   * `close`: the reason.
+   */
+  data?: string | Buffer
 }
 
 /** engine.io's options, checked by `socket.io.js` (times in ms). */

@@ -37,7 +37,7 @@ const errorMessages = Object.freeze({
   5: 'Unsupported protocol version',
 })
 
-// What the native dispatcher is told (see `EngineHost` in src/host.rs).
+// What an event taken from the native queue reports (see `EngineEvent` in src/host.rs).
 const OPEN = 0
 const TEXT = 1
 const BINARY = 2
@@ -47,6 +47,8 @@ const UPGRADE_STARTED = 1
 const UPGRADE_DONE = 2
 
 const kResponseHeaders = Symbol('responseHeaders')
+// What ws may hold unsent for one connection before its writer waits.
+const WS_HIGH_WATER = 1 << 20
 // A request body that broke off (the client went away).
 const ABORTED = Symbol('aborted')
 
@@ -484,8 +486,9 @@ class Engine extends EventEmitter {
         websocket: o.transports.includes('websocket'),
         allowUpgrades: o.allowUpgrades,
       },
-      (kind, sid, request, handle, text, binary) => this._dispatch(kind, sid, request, handle, text, binary),
+      () => this._takeEvents(),
     )
+    this._taking = false
     this._ws = o.transports.includes('websocket')
       ? new WebSocketServer({
           noServer: true,
@@ -719,11 +722,14 @@ class Engine extends EventEmitter {
     const upgradeOf = handle.sid
     ws.on('message', (data, isBinary) => {
       const step = handle.receive(Array.isArray(data) ? Buffer.concat(data) : toBuffer(data), isBinary)
-      if (step === 0 || !upgradeOf) return
-      const client = this.clients[upgradeOf]
-      if (!client) return
-      if (step === UPGRADE_STARTED) client._onUpgrading()
-      else if (step === UPGRADE_DONE) client._onUpgrade()
+      if (step !== 0 && upgradeOf) {
+        const client = this.clients[upgradeOf]
+        if (client && step === UPGRADE_STARTED) client._onUpgrading()
+        else if (client && step === UPGRADE_DONE) client._onUpgrade()
+      }
+      // What the message caused is delivered now, on this thread, rather
+      // than after another trip through the event loop.
+      this._takeEvents()
     })
     ws.on('error', () => handle.receiveClose(true))
     ws.on('close', () => handle.receiveClose(false))
@@ -737,11 +743,13 @@ class Engine extends EventEmitter {
         const out = await handle.nextOutgoing()
         const frames = out.frames
         if (ws.readyState === ws.OPEN && frames.length > 0) {
-          for (let i = 0; i < frames.length - 1; i++) ws.send(frames[i])
-          // Waiting for the last frame's write bounds what ws buffers: a
-          // client that does not read fills the session's queue instead,
-          // which closes it as a slow consumer.
-          await new Promise((resolve) => ws.send(frames[frames.length - 1], () => resolve()))
+          const last = frames.length - 1
+          for (let i = 0; i < last; i++) ws.send(frames[i])
+          // Past a high-water mark, wait until the last frame is written: a
+          // client that does not read then fills the session's bounded
+          // queue instead, which closes it as a slow consumer.
+          if (ws.bufferedAmount > WS_HIGH_WATER) await new Promise((resolve) => ws.send(frames[last], () => resolve()))
+          else ws.send(frames[last])
         }
         if (out.close) {
           if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
@@ -757,12 +765,37 @@ class Engine extends EventEmitter {
     }
   }
 
-  _dispatch(kind, sid, request, handle, text, binary) {
+  /** Delivers every queued session event, in order (not reentrant). */
+  _takeEvents() {
+    if (this._taking) return
+    this._taking = true
+    try {
+      for (;;) {
+        const events = this._native.takeEvents()
+        if (events.length === 0) break
+        for (const event of events) {
+          try {
+            this._dispatch(event)
+          } catch (e) {
+            // An app handler threw: as from any event emitter, it is
+            // uncaught, but the events after it are still delivered.
+            process.nextTick(() => {
+              throw e
+            })
+          }
+        }
+      }
+    } finally {
+      this._taking = false
+    }
+  }
+
+  _dispatch({ kind, sid, request, socket: handle, data }) {
     switch (kind) {
       case OPEN: {
         const req = this._requests.get(request)
         this._requests.delete(request)
-        const socket = new Socket(this, handle, req, text)
+        const socket = new Socket(this, handle, req, data)
         this.clients[sid] = socket
         this.clientsCount++
         socket.once('close', () => {
@@ -772,19 +805,15 @@ class Engine extends EventEmitter {
         this.emit('connection', socket)
         break
       }
-      case TEXT: {
-        const socket = this.clients[sid]
-        if (socket) socket._onMessage(text)
-        break
-      }
+      case TEXT:
       case BINARY: {
         const socket = this.clients[sid]
-        if (socket) socket._onMessage(binary)
+        if (socket) socket._onMessage(data)
         break
       }
       case CLOSE: {
         const socket = this.clients[sid]
-        if (socket) socket._onClose(text)
+        if (socket) socket._onClose(data)
         break
       }
     }

@@ -11,8 +11,9 @@
 //!   npm `ws` completes the handshake and carries the frames: JavaScript
 //!   pushes what it reads into [`HostWebSocket::receive`] and writes what
 //!   [`HostWebSocket::next_outgoing`] resolves to.
-//! - Sessions: every open, message and close goes to JavaScript through
-//!   one weak callback, in order (see [`EngineHost::new`]); JavaScript
+//! - Sessions: every open, message and close is queued in order; one weak
+//!   callback tells JavaScript when the queue stops being empty, and it
+//!   takes the whole batch (see [`EngineHost::take_events`]); JavaScript
 //!   sends and closes through the [`EngineSocket`] handed over at open.
 //!
 //! Which JavaScript request opened a session: each call carries a
@@ -20,10 +21,6 @@
 //! local for long-polling, whose handshake opens the session inside
 //! `handle`; a thread local for WebSocket, whose session opens inside
 //! `start` on the JavaScript thread).
-
-// Callback types are spelled out in full so that napi types them in
-// index.d.ts, which clippy finds complex.
-#![allow(clippy::type_complexity)]
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -35,7 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use napi::Either;
 use napi::Status;
-use napi::bindgen_prelude::{Buffer, FnArgs, within_runtime_if_available};
+use napi::bindgen_prelude::{Buffer, within_runtime_if_available};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
 use tidewire::engine::{
@@ -60,35 +57,66 @@ fn current_request() -> u32 {
     REQUEST.try_with(|r| *r).unwrap_or_else(|_| WS_REQUEST.with(Cell::get))
 }
 
-/// What the dispatcher is told (its first argument).
+/// What an [`EngineEvent`] reports.
 const OPEN: u32 = 0;
 const TEXT: u32 = 1;
 const BINARY: u32 = 2;
 const CLOSE: u32 = 3;
 
-/// The one callback into JavaScript: `dispatch(kind, sid, request,
-/// socket, text, binary)`. Weak: it never keeps Node alive.
-type Dispatcher = ThreadsafeFunction<
-    FnArgs<(u32, String, u32, Option<EngineSocket>, Option<String>, Option<Buffer>)>,
-    UnknownReturnValue,
-    FnArgs<(u32, String, u32, Option<EngineSocket>, Option<String>, Option<Buffer>)>,
-    Status,
-    false,
-    true,
->;
+/// One session event for JavaScript (see [`EngineHost::take_events`]).
+#[napi(object, object_from_js = false)]
+pub struct EngineEvent {
+    /// 0 `open`, 1 a text message, 2 a binary message, 3 `close`.
+    pub kind: u32,
+    /// The session id.
+    pub sid: String,
+    /// For `open`: the `request` number of the call that opened it.
+    pub request: u32,
+    /// For `open`: the session's handle.
+    pub socket: Option<EngineSocket>,
+    /// For `open`: the transport's name; for a message: the message; for
+    /// `close`: the reason.
+    pub data: Option<Either<String, Buffer>>,
+}
+
+/// The weak callback that tells JavaScript events are waiting: it never
+/// keeps Node alive.
+type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
+
+/// Every session's events, in order, for JavaScript to take in batches:
+/// the callback is called when the queue stops being empty, so a burst
+/// of events costs one crossing, and JavaScript may also take them at
+/// once (after handing a WebSocket message in, on its own thread).
+struct Events {
+    queue: Mutex<Vec<EngineEvent>>,
+    wake: Wake,
+}
+
+impl Events {
+    fn push(&self, event: EngineEvent) {
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push(event);
+            queue.len() == 1
+        };
+        if first {
+            // An error here means Node is shutting down: nobody is listening.
+            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn take(&self) -> Vec<EngineEvent> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// Opens sessions for JavaScript and forwards their traffic.
-struct JsHandler(Arc<Dispatcher>);
+struct JsHandler(Arc<Events>);
 
 /// One session's messages and close, forwarded in order.
 struct JsConnection {
     sid: String,
-    dispatch: Arc<Dispatcher>,
-}
-
-fn call(dispatch: &Dispatcher, args: (u32, String, u32, Option<EngineSocket>, Option<String>, Option<Buffer>)) {
-    // An error here means Node is shutting down: nobody is listening.
-    let _ = dispatch.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
+    events: Arc<Events>,
 }
 
 fn transport_name(kind: TransportKind) -> &'static str {
@@ -101,25 +129,34 @@ fn transport_name(kind: TransportKind) -> &'static str {
 impl EngineHandler for JsHandler {
     fn on_open(&self, session: &Session, _: &RequestInfo) -> Box<dyn Connection> {
         let sid = session.sid().to_owned();
-        let socket = EngineSocket { session: session.clone() };
-        let transport = transport_name(session.transport()).to_owned();
-        call(&self.0, (OPEN, sid.clone(), current_request(), Some(socket), Some(transport), None));
-        Box::new(JsConnection { sid, dispatch: self.0.clone() })
+        self.0.push(EngineEvent {
+            kind: OPEN,
+            sid: sid.clone(),
+            request: current_request(),
+            socket: Some(EngineSocket { session: session.clone() }),
+            data: Some(Either::A(transport_name(session.transport()).to_owned())),
+        });
+        Box::new(JsConnection { sid, events: self.0.clone() })
+    }
+}
+
+impl JsConnection {
+    fn push(&self, kind: u32, data: Either<String, Buffer>) {
+        self.events.push(EngineEvent { kind, sid: self.sid.clone(), request: 0, socket: None, data: Some(data) });
     }
 }
 
 impl Connection for JsConnection {
     fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
-        let args = match frame {
-            Frame::Text(text) => (TEXT, self.sid.clone(), 0, None, Some(String::from(text)), None),
-            Frame::Binary(data) => (BINARY, self.sid.clone(), 0, None, None, Some(Buffer::from(data.to_vec()))),
-        };
-        call(&self.dispatch, args);
+        match frame {
+            Frame::Text(text) => self.push(TEXT, Either::A(String::from(text))),
+            Frame::Binary(data) => self.push(BINARY, Either::B(Buffer::from(data.to_vec()))),
+        }
         Ok(())
     }
 
     fn on_close(&mut self, reason: CloseReason) {
-        call(&self.dispatch, (CLOSE, self.sid.clone(), 0, None, Some(reason.to_string()), None));
+        self.push(CLOSE, Either::A(reason.to_string()));
     }
 }
 
@@ -224,29 +261,20 @@ fn bad_request() -> HttpAnswer {
 #[napi]
 pub struct EngineHost {
     inner: Engine,
+    events: Arc<Events>,
     /// Pending `handle` calls JavaScript may cancel (the client went away).
     pending: Arc<Mutex<HashMap<u32, oneshot::Sender<()>>>>,
 }
 
 #[napi]
 impl EngineHost {
-    /// An engine with `options`; every session's `open`, messages and
-    /// `close` go to `dispatch(kind, sid, request, socket, text, binary)`,
-    /// in order: kind 0 is `open` (with the `request` number of the call
-    /// that opened it, its `EngineSocket`, and its transport's name as
-    /// `text`), 1 a text message, 2 a binary message, 3 `close` (the
-    /// reason as `text`).
+    /// An engine with `options`. Every session's `open`, messages and
+    /// `close` are queued in order for `takeEvents`; `wake()` is called
+    /// when the queue stops being empty.
     #[napi(constructor)]
     pub fn new(
         options: EngineOptions,
-        dispatch: ThreadsafeFunction<
-            FnArgs<(u32, String, u32, Option<EngineSocket>, Option<String>, Option<Buffer>)>,
-            UnknownReturnValue,
-            FnArgs<(u32, String, u32, Option<EngineSocket>, Option<String>, Option<Buffer>)>,
-            Status,
-            false,
-            true,
-        >,
+        wake: ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>,
     ) -> EngineHost {
         let ms = |n: u32| Duration::from_millis(u64::from(n));
         let config = EngineConfig::default()
@@ -256,7 +284,14 @@ impl EngineHost {
             .max_payload(options.max_payload as usize)
             .transports(options.polling, options.websocket)
             .allow_upgrades(options.allow_upgrades);
-        EngineHost { inner: Engine::new(config, Arc::new(JsHandler(Arc::new(dispatch)))), pending: Arc::default() }
+        let events = Arc::new(Events { queue: Mutex::default(), wake });
+        EngineHost { inner: Engine::new(config, Arc::new(JsHandler(events.clone()))), events, pending: Arc::default() }
+    }
+
+    /// Takes the queued session events, oldest first.
+    #[napi]
+    pub fn take_events(&self) -> Vec<EngineEvent> {
+        self.events.take()
     }
 
     /// Answers one plain HTTP request at the engine's path (a long-polling
