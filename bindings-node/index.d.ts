@@ -63,13 +63,13 @@ export declare class EngineSocket {
   /** The transport in use: `polling` or `websocket`. */
   get transport(): string
   /**
-   * Queues a text message; false when it was not (the session closed,
-   * a volatile message dropped, or the queue overflowed, which closes
-   * the session as a slow consumer).
+   * Queues messages as one unit (a Socket.IO packet and its binary
+   * attachments stay together): strings as text, Buffers as binary.
+   * False when they were not queued: the session closed, a volatile
+   * unit dropped (the client lags), or the queue overflowed, which
+   * closes the session as a slow consumer.
    */
-  sendText(text: string, volatile: boolean): boolean
-  /** Queues a binary message (see `sendText`). */
-  sendBinary(data: Buffer, volatile: boolean): boolean
+  send(messages: Array<string | Buffer>, volatile: boolean): boolean
   /**
    * Closes the session once what is queued is written (engine.io's
    * `close()`): its `close` follows with `forced close`.

@@ -380,6 +380,11 @@ class Socket extends EventEmitter {
     this.transport = Object.freeze({ name: transport, writable: true, sid: handle.id })
     this._handle = handle
     this._readyState = 'open'
+    // Messages written in this run, sent together at its end.
+    this._out = []
+    this._outCallbacks = []
+    this._outVolatile = false
+    this._flushQueued = false
   }
 
   get readyState() {
@@ -389,7 +394,9 @@ class Socket extends EventEmitter {
   /**
    * Queues a message: a string, or binary (Buffer, ArrayBuffer, typed
    * array). `opts.volatile` drops it when the client lags. `callback`
-   * runs once it is queued (the core writes it).
+   * runs once it is queued (the core writes it). The messages written in
+   * one synchronous run (a Socket.IO packet and its attachments) cross
+   * into the core together, at the end of the run, as one unit.
    */
   write(data, opts, callback) {
     if (typeof opts === 'function') {
@@ -398,12 +405,14 @@ class Socket extends EventEmitter {
     }
     if (this._readyState !== 'open') return this
     const volatile = !!(opts && opts.volatile)
-    if (typeof data === 'string') {
-      this._handle.sendText(data, volatile)
-    } else {
-      this._handle.sendBinary(toBuffer(data), volatile)
+    if (this._out.length > 0 && this._outVolatile !== volatile) this._flush()
+    this._outVolatile = volatile
+    this._out.push(typeof data === 'string' ? data : toBuffer(data))
+    if (typeof callback === 'function') this._outCallbacks.push(callback)
+    if (!this._flushQueued) {
+      this._flushQueued = true
+      queueMicrotask(() => this._flush())
     }
-    if (typeof callback === 'function') process.nextTick(callback)
     return this
   }
 
@@ -414,8 +423,19 @@ class Socket extends EventEmitter {
   /** Closes the session once what is queued is written. */
   close() {
     if (this._readyState !== 'open') return
+    this._flush()
     this._readyState = 'closing'
     this._handle.close()
+  }
+
+  _flush() {
+    this._flushQueued = false
+    if (this._out.length === 0) return
+    const [out, callbacks] = [this._out, this._outCallbacks]
+    this._out = []
+    this._outCallbacks = []
+    this._handle.send(out, this._outVolatile)
+    for (const callback of callbacks) process.nextTick(callback)
   }
 
   _onMessage(data) {

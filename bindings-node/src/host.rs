@@ -38,7 +38,7 @@ use napi_derive::napi;
 use tidewire::engine::{
     CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session, TransportKind,
 };
-use tidewire::protocol::engine::{Encoded, Frame};
+use tidewire::protocol::engine::{Encoded, Frame, Packet};
 use tidewire::transport::host::{self, Inbound, Outbound, RequestBody, WebSocket, WebSocketAccept};
 use tokio::sync::oneshot;
 
@@ -482,24 +482,25 @@ impl EngineSocket {
         transport_name(self.session.transport()).to_owned()
     }
 
-    /// Queues a text message; false when it was not (the session closed,
-    /// a volatile message dropped, or the queue overflowed, which closes
-    /// the session as a slow consumer).
+    /// Queues messages as one unit (a Socket.IO packet and its binary
+    /// attachments stay together): strings as text, Buffers as binary.
+    /// False when they were not queued: the session closed, a volatile
+    /// unit dropped (the client lags), or the queue overflowed, which
+    /// closes the session as a slow consumer.
     #[napi]
-    pub fn send_text(&self, text: String, volatile: bool) -> bool {
-        self.send(Frame::Text(text.into()), volatile)
-    }
-
-    /// Queues a binary message (see `sendText`).
-    #[napi]
-    pub fn send_binary(&self, data: Buffer, volatile: bool) -> bool {
-        self.send(Frame::Binary(Bytes::copy_from_slice(&data)), volatile)
-    }
-
-    fn send(&self, frame: Frame, volatile: bool) -> bool {
-        let packet = tidewire::protocol::engine::Packet::Message(frame).encode();
+    pub fn send(&self, messages: Vec<Either<String, Buffer>>, volatile: bool) -> bool {
+        let packets: Vec<Encoded> = messages
+            .into_iter()
+            .map(|m| {
+                let frame = match m {
+                    Either::A(text) => Frame::Text(text.into()),
+                    Either::B(data) => Frame::Binary(Bytes::copy_from_slice(&data)),
+                };
+                Packet::Message(frame).encode()
+            })
+            .collect();
         within_runtime_if_available(|| {
-            if volatile { self.session.send_volatile([packet]).is_ok() } else { self.session.send([packet]).is_ok() }
+            if volatile { self.session.send_volatile(packets).is_ok() } else { self.session.send(packets).is_ok() }
         })
     }
 
