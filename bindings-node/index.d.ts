@@ -28,6 +28,86 @@ export declare class BroadcastOperator {
   emit(event: string, json: string, attachments: Array<Buffer>): number
 }
 
+/** An Engine.IO server without a listener of its own. */
+export declare class EngineHost {
+  /**
+   * An engine with `options`. Every session's `open`, messages and
+   * `close` are queued in order for `takeEvents`; `wake()` is called
+   * when the queue stops being empty.
+   */
+  constructor(options: EngineOptions, wake: (() => unknown))
+  /** Takes the queued session events, oldest first. */
+  takeEvents(): Array<EngineEvent>
+  /**
+   * Answers one plain HTTP request at the engine's path (a long-polling
+   * handshake, `GET` or `POST`): resolves to the complete answer. A
+   * `GET` waits for packets (a long poll) unless `cancel(request)` is
+   * called (the client went away), which resolves it with status 0.
+   */
+  handle(req: HttpRequest, body?: Buffer | undefined | null): Promise<HttpAnswer>
+  /** Releases the pending `handle` call for `request`, if any. */
+  cancel(request: number): void
+  /**
+   * Decides on a WebSocket request before the `101`: a `HostWebSocket`
+   * to complete, or the answer to send instead.
+   */
+  acceptWebsocket(req: HttpRequest): HostWebSocket | HttpAnswer
+  /** The number of open sessions. */
+  get sessionCount(): number
+}
+
+/** One Engine.IO session, for JavaScript to send on and close. */
+export declare class EngineSocket {
+  /** The session id. */
+  get id(): string
+  /** The transport in use: `polling` or `websocket`. */
+  get transport(): string
+  /**
+   * Queues messages as one unit (a Socket.IO packet and its binary
+   * attachments stay together): strings as text, Buffers as binary.
+   * False when they were not queued: the session closed, a volatile
+   * unit dropped (the client lags), or the queue overflowed, which
+   * closes the session as a slow consumer.
+   */
+  send(messages: Array<string | Buffer>, volatile: boolean): boolean
+  /**
+   * Closes the session once what is queued is written (engine.io's
+   * `close()`): its `close` follows with `forced close`.
+   */
+  close(): void
+}
+
+/**
+ * A WebSocket request the engine accepted: complete the handshake, then
+ * `start`, push what is read with `receive`, write what `nextOutgoing`
+ * resolves to until it says `close`.
+ */
+export declare class HostWebSocket {
+  /** The polling session it upgrades, if any. */
+  get sid(): string | null
+  /**
+   * Starts the session's traffic once the `101` is sent: a new session
+   * opens now (its `open` carries `request`); an upgrade waits for the
+   * probe. Calling it again does nothing.
+   */
+  start(request: number): void
+  /** Gives the admission back when the WebSocket handshake failed. */
+  abandon(): void
+  /**
+   * Hands a message read from the WebSocket to the session. Returns 1
+   * when it started the upgrade of a polling session, 2 when it
+   * completed it (each once), 0 otherwise.
+   */
+  receive(data: Buffer, binary: boolean): number
+  /** The WebSocket closed (`error`: it failed). */
+  receiveClose(error: boolean): void
+  /**
+   * The next frames to write, waiting for them, or the close that ends
+   * the WebSocket. One call at a time.
+   */
+  nextOutgoing(): Promise<Outgoing>
+}
+
 /** A Socket.IO server. */
 export declare class Server {
   /**
@@ -147,10 +227,83 @@ export interface AckReply {
   attachments: Array<Buffer>
 }
 
+/** One session event for JavaScript (see [`EngineHost::take_events`]). */
+export interface EngineEvent {
+  /** 0 `open`, 1 a text message, 2 a binary message, 3 `close`. */
+  kind: number
+  /** The session id. */
+  sid: string
+  /** For `open`: the `request` number of the call that opened it. */
+  request: number
+  /** For `open`: the session's handle. */
+  socket?: EngineSocket
+  /**
+   * For `open`: the transport's name; for a message: the message; for
+   * `close`: the reason.
+   */
+  data?: string | Buffer
+}
+
+/** engine.io's options, checked by `socket.io.js` (times in ms). */
+export interface EngineOptions {
+  /** `pingInterval`. */
+  pingInterval: number
+  /** `pingTimeout`. */
+  pingTimeout: number
+  /** `upgradeTimeout`. */
+  upgradeTimeout: number
+  /** `maxHttpBufferSize`: the largest polling body or WebSocket message. */
+  maxPayload: number
+  /** Whether long-polling is offered (`transports`). */
+  polling: boolean
+  /** Whether WebSocket is offered (`transports`). */
+  websocket: boolean
+  /** `allowUpgrades`. */
+  allowUpgrades: boolean
+}
+
 /** The handshake a connect middleware sees. */
 export interface HandshakeInfo {
   /** The namespace being joined. */
   nsp: string
   /** The handshake as JSON (socket.io's `socket.handshake` shape). */
   json: string
+}
+
+/** The complete answer to write. */
+export interface HttpAnswer {
+  /** The status code. */
+  status: number
+  /** Names and values, alternating. */
+  headers: Array<string>
+  /** The body. */
+  body: Buffer
+}
+
+/** An HTTP request as Node parsed it. */
+export interface HttpRequest {
+  /** `req.method`. */
+  method: string
+  /** `req.url` (path and query). */
+  url: string
+  /** `req.rawHeaders`: names and values, alternating. */
+  headers: Array<string>
+  /** `req.socket.remoteAddress` (empty when unknown). */
+  remoteAddress: string
+  /** `req.socket.remotePort` (0 when unknown). */
+  remotePort: number
+  /** The number the session's `open` carries back (and `cancel` takes). */
+  request: number
+}
+
+/** What to write next on a WebSocket. */
+export interface Outgoing {
+  /** Frames to write in order: strings as text, Buffers as binary. */
+  frames: Array<string | Buffer>
+  /** Whether to close the WebSocket now (after `frames`); the last one. */
+  close: boolean
+  /** The close code, when the close has one (e.g. 1009). */
+  code?: number
+  /** The close reason. */
+  reason?: string
 }

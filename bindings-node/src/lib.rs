@@ -13,6 +13,8 @@
 // complex.
 #![allow(clippy::type_complexity)]
 
+pub mod host;
+
 use std::sync::Arc;
 use std::time::Duration;
 

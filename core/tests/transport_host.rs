@@ -592,3 +592,13 @@ async fn websocket_requests_are_checked_as_on_the_listener() {
     let no_websocket = echo(EngineConfig::default().transports(true, false));
     assert_eq!(error_code(&refuse(&no_websocket, "EIO=4&transport=websocket")), 0);
 }
+
+#[tokio::test]
+async fn without_upgrades_polling_stays_polling_and_websocket_sessions_still_open() {
+    let engine = echo(EngineConfig::default().allow_upgrades(false));
+    let (handshake, _) = open_polling(&engine).await;
+    assert_eq!(handshake["upgrades"], json!([]), "no upgrade offered");
+    let sid = handshake["sid"].as_str().unwrap();
+    assert_eq!(error_code(&refuse(&engine, &format!("EIO=4&transport=websocket&sid={sid}"))), 3);
+    assert!(accept(&engine, "EIO=4&transport=websocket").sid().is_none(), "a new WebSocket session is fine");
+}

@@ -91,6 +91,11 @@ pub struct EngineConfig {
     pub allow_polling: bool,
     /// Whether the WebSocket transport (and upgrades to it) is offered.
     pub allow_websocket: bool,
+    /// Whether a long-polling session may upgrade to WebSocket (default
+    /// true; engine.io's `allowUpgrades`). When false the polling
+    /// handshake offers no upgrade and an upgrade request is refused
+    /// (`400`); new WebSocket sessions are unaffected.
+    pub allow_upgrades: bool,
     /// The size of a WebSocket connection's own read buffer, held for the
     /// connection's life (it grows for larger frames). The socket is read
     /// in 64 KiB chunks into a buffer shared per thread, so this only
@@ -121,6 +126,7 @@ impl Default for EngineConfig {
             cors_credentials: false,
             allow_polling: true,
             allow_websocket: true,
+            allow_upgrades: true,
             websocket_read_buffer: 256,
             connection_limits: Some(ConnectionLimits::default()),
         }
@@ -178,6 +184,11 @@ impl EngineConfig {
     pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
         self.allow_polling = polling;
         self.allow_websocket = websocket;
+        self
+    }
+    /// Sets [`allow_upgrades`](Self::allow_upgrades).
+    pub fn allow_upgrades(mut self, yes: bool) -> Self {
+        self.allow_upgrades = yes;
         self
     }
     /// Sets [`connection_limits`](Self::connection_limits) (`None`: the

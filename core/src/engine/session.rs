@@ -587,8 +587,9 @@ impl Session {
         lock(&self.inner.state).post_active = false;
     }
 
-    /// Whether a WebSocket probe has started an upgrade.
-    pub(crate) fn is_upgrading(&self) -> bool {
+    /// Whether a WebSocket probe has started an upgrade that has not
+    /// completed yet (engine.io's `upgrading`).
+    pub fn is_upgrading(&self) -> bool {
         lock(&self.inner.state).upgrading
     }
 

@@ -138,7 +138,9 @@ pub(crate) fn route(engine: &Engine, head: Head<'_>, upgrade: bool) -> Routed {
         }
         return match transport {
             TransportKind::Polling => Routed::Polling(session),
-            TransportKind::WebSocket if !eio_ok => Routed::Answer(HttpError::BadRequest.answer()),
+            TransportKind::WebSocket if !eio_ok || !config.allow_upgrades => {
+                Routed::Answer(HttpError::BadRequest.answer())
+            }
             TransportKind::WebSocket => Routed::Upgrade(session),
         };
     }
@@ -201,7 +203,7 @@ pub(crate) async fn answer<B: Chunks>(
 /// upgrade when the engine allows it.
 pub(crate) fn open_packet(engine: &Engine, session: &Session, transport: TransportKind) -> Encoded {
     let config = engine.config();
-    let offers_upgrade = transport == TransportKind::Polling && config.allow_websocket;
+    let offers_upgrade = transport == TransportKind::Polling && config.allow_websocket && config.allow_upgrades;
     let open = Handshake {
         sid: session.sid().to_owned(),
         upgrades: if offers_upgrade { vec!["websocket".to_owned()] } else { vec![] },

@@ -1,0 +1,140 @@
+// Types of `tidewire/socket.io`: Tidewire's internals for an unchanged
+// socket.io app (socket.io.js, js/engine.js).
+
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, ServerResponse, Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+
+/** engine.io's error codes, as `connection_error` reports them. */
+export interface EngineErrors {
+  UNKNOWN_TRANSPORT: 0
+  UNKNOWN_SID: 1
+  BAD_HANDSHAKE_METHOD: 2
+  BAD_REQUEST: 3
+  FORBIDDEN: 4
+  UNSUPPORTED_PROTOCOL_VERSION: 5
+}
+
+/**
+ * engine.io's server options that the core honours. Any other option, or
+ * a value the core cannot honour, throws at construction (code
+ * `ERR_INVALID_ARG`) with a message naming it.
+ */
+export interface EngineOptions {
+  /** ms between the server's pings (default 25000). */
+  pingInterval?: number
+  /** ms the server waits for a pong (default 20000). */
+  pingTimeout?: number
+  /** ms a WebSocket upgrade may take (default 10000). */
+  upgradeTimeout?: number
+  /** The largest polling body or WebSocket message, in bytes (default 1e6). */
+  maxHttpBufferSize?: number
+  /** The transports offered (default both). `webtransport` is not supported. */
+  transports?: Array<'polling' | 'websocket'>
+  /** Whether polling sessions may upgrade to WebSocket (default true). */
+  allowUpgrades?: boolean
+  /** Decides on each handshake, as engine.io's: `callback(errorMessage, success)`. */
+  allowRequest?: (req: IncomingMessage, callback: (err: string | null | undefined, success: boolean) => void) => void
+  /** The options of npm `cors`, applied to every polling request (as engine.io does). */
+  cors?: object | boolean
+  /** The `io` cookie on the polling handshake: `true` or npm `cookie`'s serialize options plus `name`. */
+  cookie?: boolean | ({ name?: string } & Record<string, unknown>)
+  /** The default path for `attach` (default `/engine.io`). */
+  path?: string
+  /** Whether `path` gets a trailing slash (default true). */
+  addTrailingSlash?: boolean
+  /** Only `false`: WebSocket compression is off. */
+  perMessageDeflate?: false
+  /** Only `false`: polling answers are not compressed. */
+  httpCompression?: false
+  /** Only `false`: Engine.IO v4 clients only. */
+  allowEIO3?: false
+}
+
+/** Options of `attach`. */
+export interface AttachOptions {
+  /** Where the engine answers (default the `path` option, else `/engine.io`). */
+  path?: string
+  addTrailingSlash?: boolean
+  /** Closes upgrades at other paths that nobody answered (default true, as engine.io). */
+  destroyUpgrade?: boolean
+  /** ms before such an upgrade is closed (default 1000). */
+  destroyUpgradeTimeout?: number
+}
+
+/** A request the engine refused, as engine.io reports it. */
+export interface ConnectionError {
+  req: IncomingMessage
+  /** engine.io's numeric code, or the core's refusal code (e.g. `too_many_connections`). */
+  code: number | string
+  message: string
+  context: Record<string, unknown>
+}
+
+/** The current transport of a session. */
+export interface EngineTransport {
+  readonly name: 'polling' | 'websocket'
+  readonly writable: boolean
+  readonly sid: string
+}
+
+/** One Engine.IO session: what socket.io's `Client` and apps use of engine.io's `Socket`. */
+export declare class EngineSocket extends EventEmitter {
+  readonly id: string
+  readonly server: Engine
+  /** The request that opened the session (its `_query` set as engine.io sets it). */
+  readonly request: IncomingMessage
+  readonly protocol: 4
+  readonly remoteAddress: string | undefined
+  readonly upgrading: boolean
+  readonly upgraded: boolean
+  readonly transport: EngineTransport
+  readonly readyState: 'open' | 'closing' | 'closed'
+  /** Queues a message; `opts.volatile` drops it when the client lags; `callback` runs once it is queued. */
+  write(data: string | Buffer | ArrayBuffer | ArrayBufferView, opts?: { volatile?: boolean; compress?: boolean }, callback?: () => void): this
+  send(data: string | Buffer | ArrayBuffer | ArrayBufferView, opts?: { volatile?: boolean; compress?: boolean }, callback?: () => void): this
+  /** Closes the session once what is queued is written (`close` follows with `forced close`). */
+  close(): void
+  on(event: 'data' | 'message', listener: (data: string | Buffer) => void): this
+  on(event: 'packet', listener: (packet: { type: 'message'; data: string | Buffer }) => void): this
+  on(event: 'close', listener: (reason: string, description?: unknown) => void): this
+  on(event: 'upgrading' | 'upgrade', listener: (transport: EngineTransport) => void): this
+  on(event: 'error', listener: (err: Error) => void): this
+  /** `heartbeat`, `packetCreate`, `flush` and `drain` throw: the core does that work. */
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
+ * An engine.io-compatible server on Tidewire's core, for socket.io's
+ * `io.bind(engine)`:
+ *
+ * ```js
+ * const engine = new Engine({ pingInterval: 10000 })
+ * engine.attach(httpServer, { path: '/socket.io/' })
+ * io.bind(engine)
+ * ```
+ *
+ * The core generates session ids: `generateId` cannot be replaced.
+ */
+export declare class Engine extends EventEmitter {
+  constructor(opts?: EngineOptions)
+  static readonly errors: EngineErrors
+  static readonly errorMessages: Readonly<Record<number, string>>
+  readonly opts: Readonly<EngineOptions>
+  readonly clients: Record<string, EngineSocket>
+  readonly clientsCount: number
+  /** Adds an Express-style middleware run on every request at the path (and on upgrades). */
+  use(middleware: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void): void
+  /** Takes the requests and upgrades at the path; every other request stays the app's. */
+  attach(server: HttpServer | HttpsServer, options?: AttachOptions): void
+  handleRequest(req: IncomingMessage, res: ServerResponse): void
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
+  /** Closes every session. */
+  close(): this
+  on(event: 'connection', listener: (socket: EngineSocket) => void): this
+  on(event: 'initial_headers' | 'headers', listener: (headers: Record<string, string | string[]>, req: IncomingMessage) => void): this
+  on(event: 'connection_error', listener: (err: ConnectionError) => void): this
+  /** `flush` and `drain` throw: the core writes the queues. */
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+}

@@ -1,0 +1,5 @@
+// `tidewire/socket.io` as an ES module (the CommonJS entry re-exported).
+import cjs from './socket.io.js'
+
+export const { Engine, EngineSocket } = cjs
+export default cjs

@@ -1,0 +1,513 @@
+//! The native side of `tidewire/socket.io`'s `Engine`: Engine.IO sessions
+//! carried by the app's own `http.Server` through core's host transport
+//! (`tidewire::transport::host`), at the Engine.IO level. socket.io's
+//! JavaScript `Server` speaks Socket.IO on top, exactly as it does over
+//! npm `engine.io`.
+//!
+//! - Long-polling: JavaScript hands each request at the engine's path to
+//!   [`EngineHost::handle`] (method, URL, raw headers, peer address, body)
+//!   and writes the answer it resolves to.
+//! - WebSocket: [`EngineHost::accept_websocket`] decides before the `101`;
+//!   npm `ws` completes the handshake and carries the frames: JavaScript
+//!   pushes what it reads into [`HostWebSocket::receive`] and writes what
+//!   [`HostWebSocket::next_outgoing`] resolves to.
+//! - Sessions: every open, message and close is queued in order; one weak
+//!   callback tells JavaScript when the queue stops being empty, and it
+//!   takes the whole batch (see [`EngineHost::take_events`]); JavaScript
+//!   sends and closes through the [`EngineSocket`] handed over at open.
+//!
+//! Which JavaScript request opened a session: each call carries a
+//! `request` number, and the session's `open` carries it back (a task
+//! local for long-polling, whose handshake opens the session inside
+//! `handle`; a thread local for WebSocket, whose session opens inside
+//! `start` on the JavaScript thread).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::Either;
+use napi::Status;
+use napi::bindgen_prelude::{Buffer, within_runtime_if_available};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi_derive::napi;
+use tidewire::engine::{
+    CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session, TransportKind,
+};
+use tidewire::protocol::engine::{Encoded, Frame, Packet};
+use tidewire::transport::host::{self, Inbound, Outbound, RequestBody, WebSocket, WebSocketAccept};
+use tokio::sync::oneshot;
+
+tokio::task_local! {
+    /// The JavaScript request a long-polling `handle` call serves.
+    static REQUEST: u32;
+}
+
+thread_local! {
+    /// The JavaScript request a WebSocket `start` serves.
+    static WS_REQUEST: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The JavaScript request being served on this task or thread (0: none).
+fn current_request() -> u32 {
+    REQUEST.try_with(|r| *r).unwrap_or_else(|_| WS_REQUEST.with(Cell::get))
+}
+
+/// What an [`EngineEvent`] reports.
+const OPEN: u32 = 0;
+const TEXT: u32 = 1;
+const BINARY: u32 = 2;
+const CLOSE: u32 = 3;
+
+/// One session event for JavaScript (see [`EngineHost::take_events`]).
+#[napi(object, object_from_js = false)]
+pub struct EngineEvent {
+    /// 0 `open`, 1 a text message, 2 a binary message, 3 `close`.
+    pub kind: u32,
+    /// The session id.
+    pub sid: String,
+    /// For `open`: the `request` number of the call that opened it.
+    pub request: u32,
+    /// For `open`: the session's handle.
+    pub socket: Option<EngineSocket>,
+    /// For `open`: the transport's name; for a message: the message; for
+    /// `close`: the reason.
+    pub data: Option<Either<String, Buffer>>,
+}
+
+/// The weak callback that tells JavaScript events are waiting: it never
+/// keeps Node alive.
+type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
+
+/// Every session's events, in order, for JavaScript to take in batches:
+/// the callback is called when the queue stops being empty, so a burst
+/// of events costs one crossing, and JavaScript may also take them at
+/// once (after handing a WebSocket message in, on its own thread).
+struct Events {
+    queue: Mutex<Vec<EngineEvent>>,
+    wake: Wake,
+}
+
+impl Events {
+    fn push(&self, event: EngineEvent) {
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push(event);
+            queue.len() == 1
+        };
+        if first {
+            // An error here means Node is shutting down: nobody is listening.
+            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn take(&self) -> Vec<EngineEvent> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Opens sessions for JavaScript and forwards their traffic.
+struct JsHandler(Arc<Events>);
+
+/// One session's messages and close, forwarded in order.
+struct JsConnection {
+    sid: String,
+    events: Arc<Events>,
+}
+
+fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::Polling => "polling",
+        TransportKind::WebSocket => "websocket",
+    }
+}
+
+impl EngineHandler for JsHandler {
+    fn on_open(&self, session: &Session, _: &RequestInfo) -> Box<dyn Connection> {
+        let sid = session.sid().to_owned();
+        self.0.push(EngineEvent {
+            kind: OPEN,
+            sid: sid.clone(),
+            request: current_request(),
+            socket: Some(EngineSocket { session: session.clone() }),
+            data: Some(Either::A(transport_name(session.transport()).to_owned())),
+        });
+        Box::new(JsConnection { sid, events: self.0.clone() })
+    }
+}
+
+impl JsConnection {
+    fn push(&self, kind: u32, data: Either<String, Buffer>) {
+        self.events.push(EngineEvent { kind, sid: self.sid.clone(), request: 0, socket: None, data: Some(data) });
+    }
+}
+
+impl Connection for JsConnection {
+    fn on_message(&mut self, frame: Frame) -> Result<(), CloseReason> {
+        match frame {
+            Frame::Text(text) => self.push(TEXT, Either::A(String::from(text))),
+            Frame::Binary(data) => self.push(BINARY, Either::B(Buffer::from(data.to_vec()))),
+        }
+        Ok(())
+    }
+
+    fn on_close(&mut self, reason: CloseReason) {
+        self.push(CLOSE, Either::A(reason.to_string()));
+    }
+}
+
+/// engine.io's options, checked by `socket.io.js` (times in ms).
+#[napi(object)]
+pub struct EngineOptions {
+    /// `pingInterval`.
+    pub ping_interval: u32,
+    /// `pingTimeout`.
+    pub ping_timeout: u32,
+    /// `upgradeTimeout`.
+    pub upgrade_timeout: u32,
+    /// `maxHttpBufferSize`: the largest polling body or WebSocket message.
+    pub max_payload: u32,
+    /// Whether long-polling is offered (`transports`).
+    pub polling: bool,
+    /// Whether WebSocket is offered (`transports`).
+    pub websocket: bool,
+    /// `allowUpgrades`.
+    pub allow_upgrades: bool,
+}
+
+/// An HTTP request as Node parsed it.
+#[napi(object)]
+pub struct HttpRequest {
+    /// `req.method`.
+    pub method: String,
+    /// `req.url` (path and query).
+    pub url: String,
+    /// `req.rawHeaders`: names and values, alternating.
+    pub headers: Vec<String>,
+    /// `req.socket.remoteAddress` (empty when unknown).
+    pub remote_address: String,
+    /// `req.socket.remotePort` (0 when unknown).
+    pub remote_port: u32,
+    /// The number the session's `open` carries back (and `cancel` takes).
+    pub request: u32,
+}
+
+/// The complete answer to write.
+#[napi(object)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u32,
+    /// Names and values, alternating.
+    pub headers: Vec<String>,
+    /// The body.
+    pub body: Buffer,
+}
+
+/// What to write next on a WebSocket.
+#[napi(object)]
+pub struct Outgoing {
+    /// Frames to write in order: strings as text, Buffers as binary.
+    pub frames: Vec<Either<String, Buffer>>,
+    /// Whether to close the WebSocket now (after `frames`); the last one.
+    pub close: bool,
+    /// The close code, when the close has one (e.g. 1009).
+    pub code: Option<u32>,
+    /// The close reason.
+    pub reason: Option<String>,
+}
+
+fn peer(address: &str, port: u32) -> SocketAddr {
+    let ip = address.parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    // An IPv4 client on a dual-stack socket is `::ffff:a.b.c.d`: the
+    // connection caps count it as the IPv4 address it is.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    SocketAddr::new(ip, u16::try_from(port).unwrap_or(0))
+}
+
+fn request<B>(req: &HttpRequest, body: B) -> Result<http::Request<B>, http::Error> {
+    let mut builder = http::Request::builder().method(req.method.as_str()).uri(req.url.as_str());
+    for pair in req.headers.chunks_exact(2) {
+        builder = builder.header(pair[0].as_str(), pair[1].as_str());
+    }
+    builder.body(body)
+}
+
+fn answer(res: http::Response<Bytes>) -> HttpAnswer {
+    let headers = res
+        .headers()
+        .iter()
+        .flat_map(|(name, value)| [name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()])
+        .collect();
+    HttpAnswer { status: u32::from(res.status().as_u16()), headers, body: Buffer::from(res.body().to_vec()) }
+}
+
+fn bad_request() -> HttpAnswer {
+    let body = br#"{"code":3,"message":"Bad request"}"#.to_vec();
+    HttpAnswer {
+        status: 400,
+        headers: vec!["content-type".to_owned(), "application/json".to_owned()],
+        body: Buffer::from(body),
+    }
+}
+
+/// An Engine.IO server without a listener of its own.
+#[napi]
+pub struct EngineHost {
+    inner: Engine,
+    events: Arc<Events>,
+    /// Pending `handle` calls JavaScript may cancel (the client went away).
+    pending: Arc<Mutex<HashMap<u32, oneshot::Sender<()>>>>,
+}
+
+#[napi]
+impl EngineHost {
+    /// An engine with `options`. Every session's `open`, messages and
+    /// `close` are queued in order for `takeEvents`; `wake()` is called
+    /// when the queue stops being empty.
+    #[napi(constructor)]
+    pub fn new(
+        options: EngineOptions,
+        wake: ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>,
+    ) -> EngineHost {
+        let ms = |n: u32| Duration::from_millis(u64::from(n));
+        let config = EngineConfig::default()
+            .ping_interval(ms(options.ping_interval))
+            .ping_timeout(ms(options.ping_timeout))
+            .upgrade_timeout(ms(options.upgrade_timeout))
+            .max_payload(options.max_payload as usize)
+            .transports(options.polling, options.websocket)
+            .allow_upgrades(options.allow_upgrades);
+        let events = Arc::new(Events { queue: Mutex::default(), wake });
+        EngineHost { inner: Engine::new(config, Arc::new(JsHandler(events.clone()))), events, pending: Arc::default() }
+    }
+
+    /// Takes the queued session events, oldest first.
+    #[napi]
+    pub fn take_events(&self) -> Vec<EngineEvent> {
+        self.events.take()
+    }
+
+    /// Answers one plain HTTP request at the engine's path (a long-polling
+    /// handshake, `GET` or `POST`): resolves to the complete answer. A
+    /// `GET` waits for packets (a long poll) unless `cancel(request)` is
+    /// called (the client went away), which resolves it with status 0.
+    #[napi]
+    pub async fn handle(&self, req: HttpRequest, body: Option<Buffer>) -> napi::Result<HttpAnswer> {
+        let token = req.request;
+        let body = body.map_or_else(RequestBody::empty, |b| RequestBody::from(Bytes::copy_from_slice(&b)));
+        let Ok(http_req) = request(&req, body) else { return Ok(bad_request()) };
+        let addr = peer(&req.remote_address, req.remote_port);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(token, tx);
+        let served = REQUEST.scope(token, host::handle(&self.inner, http_req, addr));
+        let result = tokio::select! {
+            res = served => answer(res),
+            _ = rx => HttpAnswer { status: 0, headers: Vec::new(), body: Buffer::from(Vec::new()) },
+        };
+        self.lock_pending().remove(&token);
+        Ok(result)
+    }
+
+    /// Releases the pending `handle` call for `request`, if any.
+    #[napi]
+    pub fn cancel(&self, request: u32) {
+        if let Some(tx) = self.lock_pending().remove(&request) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Decides on a WebSocket request before the `101`: a `HostWebSocket`
+    /// to complete, or the answer to send instead.
+    #[napi]
+    pub fn accept_websocket(&self, req: HttpRequest) -> Either<HostWebSocket, HttpAnswer> {
+        let Ok(http_req) = request(&req, ()) else { return Either::B(bad_request()) };
+        let addr = peer(&req.remote_address, req.remote_port);
+        match host::accept_websocket(&self.inner, &http_req, addr) {
+            Err(res) => Either::B(answer(res)),
+            Ok(accept) => {
+                let upgrading = accept.sid().and_then(|sid| self.inner.session(sid));
+                Either::A(HostWebSocket {
+                    accept: Mutex::new(Some(accept)),
+                    ws: OnceLock::new(),
+                    upgrading,
+                    reported: AtomicU8::new(0),
+                })
+            }
+        }
+    }
+
+    /// The number of open sessions.
+    #[napi(getter)]
+    pub fn session_count(&self) -> u32 {
+        u32::try_from(self.inner.session_count()).unwrap_or(u32::MAX)
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<()>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A WebSocket request the engine accepted: complete the handshake, then
+/// `start`, push what is read with `receive`, write what `nextOutgoing`
+/// resolves to until it says `close`.
+#[napi]
+pub struct HostWebSocket {
+    accept: Mutex<Option<WebSocketAccept>>,
+    ws: OnceLock<Arc<WebSocket>>,
+    /// The polling session this WebSocket upgrades.
+    upgrading: Option<Session>,
+    /// What `receive` has reported of the upgrade: 0 nothing, 1 started,
+    /// 2 done.
+    reported: AtomicU8,
+}
+
+/// What `receive` reports of an upgrade.
+const UPGRADE_STARTED: u32 = 1;
+const UPGRADE_DONE: u32 = 2;
+
+#[napi]
+impl HostWebSocket {
+    /// The polling session it upgrades, if any.
+    #[napi(getter)]
+    pub fn sid(&self) -> Option<String> {
+        self.upgrading.as_ref().map(|s| s.sid().to_owned())
+    }
+
+    /// Starts the session's traffic once the `101` is sent: a new session
+    /// opens now (its `open` carries `request`); an upgrade waits for the
+    /// probe. Calling it again does nothing.
+    #[napi]
+    pub fn start(&self, request: u32) {
+        let Some(accept) = self.accept.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let previous = WS_REQUEST.with(|r| r.replace(request));
+        let ws = within_runtime_if_available(|| accept.start());
+        WS_REQUEST.with(|r| r.set(previous));
+        let _ = self.ws.set(Arc::new(ws));
+    }
+
+    /// Gives the admission back when the WebSocket handshake failed.
+    #[napi]
+    pub fn abandon(&self) {
+        drop(self.accept.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+
+    /// Hands a message read from the WebSocket to the session. Returns 1
+    /// when it started the upgrade of a polling session, 2 when it
+    /// completed it (each once), 0 otherwise.
+    #[napi]
+    pub fn receive(&self, data: Buffer, binary: bool) -> u32 {
+        let Some(ws) = self.ws.get() else { return 0 };
+        let data = Bytes::copy_from_slice(&data);
+        within_runtime_if_available(|| ws.receive(if binary { Inbound::Binary(data) } else { Inbound::Text(data) }));
+        self.upgrade_progress()
+    }
+
+    /// The WebSocket closed (`error`: it failed).
+    #[napi]
+    pub fn receive_close(&self, error: bool) {
+        if let Some(ws) = self.ws.get() {
+            within_runtime_if_available(|| ws.receive(if error { Inbound::Error } else { Inbound::Close }));
+        }
+    }
+
+    fn upgrade_progress(&self) -> u32 {
+        let Some(session) = &self.upgrading else { return 0 };
+        let reported = self.reported.load(Ordering::Acquire);
+        if reported < 2 && session.transport() == TransportKind::WebSocket {
+            self.reported.store(2, Ordering::Release);
+            UPGRADE_DONE
+        } else if reported < 1 && session.is_upgrading() {
+            self.reported.store(1, Ordering::Release);
+            UPGRADE_STARTED
+        } else {
+            0
+        }
+    }
+
+    /// The next frames to write, waiting for them, or the close that ends
+    /// the WebSocket. One call at a time.
+    #[napi]
+    pub async fn next_outgoing(&self) -> napi::Result<Outgoing> {
+        let Some(ws) = self.ws.get().cloned() else {
+            return Ok(Outgoing { frames: Vec::new(), close: true, code: None, reason: None });
+        };
+        Ok(match ws.next_outgoing().await {
+            Outbound::Frames(frames) => Outgoing {
+                frames: frames
+                    .into_iter()
+                    .map(|f| match f {
+                        Encoded::Text(text) => Either::A(String::from(text)),
+                        Encoded::Binary(data) => Either::B(Buffer::from(data.to_vec())),
+                    })
+                    .collect(),
+                close: false,
+                code: None,
+                reason: None,
+            },
+            Outbound::Close(frame) => Outgoing {
+                frames: Vec::new(),
+                close: true,
+                code: frame.as_ref().map(|f| u32::from(f.code)),
+                reason: frame.map(|f| f.reason),
+            },
+            _ => Outgoing { frames: Vec::new(), close: true, code: None, reason: None },
+        })
+    }
+}
+
+/// One Engine.IO session, for JavaScript to send on and close.
+#[napi]
+pub struct EngineSocket {
+    session: Session,
+}
+
+#[napi]
+impl EngineSocket {
+    /// The session id.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.session.sid().to_owned()
+    }
+
+    /// The transport in use: `polling` or `websocket`.
+    #[napi(getter)]
+    pub fn transport(&self) -> String {
+        transport_name(self.session.transport()).to_owned()
+    }
+
+    /// Queues messages as one unit (a Socket.IO packet and its binary
+    /// attachments stay together): strings as text, Buffers as binary.
+    /// False when they were not queued: the session closed, a volatile
+    /// unit dropped (the client lags), or the queue overflowed, which
+    /// closes the session as a slow consumer.
+    #[napi]
+    pub fn send(&self, messages: Vec<Either<String, Buffer>>, volatile: bool) -> bool {
+        let packets: Vec<Encoded> = messages
+            .into_iter()
+            .map(|m| {
+                let frame = match m {
+                    Either::A(text) => Frame::Text(text.into()),
+                    Either::B(data) => Frame::Binary(Bytes::copy_from_slice(&data)),
+                };
+                Packet::Message(frame).encode()
+            })
+            .collect();
+        within_runtime_if_available(|| {
+            if volatile { self.session.send_volatile(packets).is_ok() } else { self.session.send(packets).is_ok() }
+        })
+    }
+
+    /// Closes the session once what is queued is written (engine.io's
+    /// `close()`): its `close` follows with `forced close`.
+    #[napi]
+    pub fn close(&self) {
+        within_runtime_if_available(|| self.session.close_after_flush(CloseReason::ForcedClose));
+    }
+}
