@@ -215,6 +215,19 @@ async fn a_failed_save_is_an_error_and_reaches_no_one(store: Store) {
     assert_eq!(messages, [json!("saved")]);
 }
 
+/// A store that cannot be opened stops the server at startup, saying why.
+#[test]
+fn a_store_that_cannot_open_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let under_file = file.join("data").display().to_string();
+    let (ok, stderr) = run_to_exit(chat_command(&[], &[("TIDEWIRE_DATA_DIR", &under_file)]), STEP * 4);
+    assert!(!ok && stderr.contains("cannot open the message store in"), "{stderr}");
+    let (ok, stderr) = run_to_exit(chat_command(&[], &[("DATABASE_URL", "mysql://127.0.0.1/chat")]), STEP * 4);
+    assert!(!ok && stderr.contains("DATABASE_URL must be a postgres:// URL"), "{stderr}");
+}
+
 macro_rules! on_store {
     ($store:ident: $($test:ident),* $(,)?) => {
         mod $store {
