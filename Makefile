@@ -1,6 +1,9 @@
 # Tidewire: `make test` runs everything (Rust tests, clippy, end-to-end tests
-# with the official Node and Python clients). Needs only Rust, Node 20 (npm)
-# and Python 3.11 (venv + pip); dependencies are installed locally:
+# with the official Node and Python clients). Needs Rust, Node 20 (npm),
+# Python 3.11 (venv + pip), redis-server, and PostgreSQL for the message
+# store tests (TIDEWIRE_TEST_POSTGRES_URL, default
+# postgres://postgres@127.0.0.1:5432/postgres; .ci/run starts it); the
+# other dependencies are installed locally:
 #   server-example/e2e/node/node_modules  (npm ci, from package-lock.json)
 #   .venv                                 (pip, from requirements.txt)
 # CARGO_TARGET_DIR may point at a persistent directory (CI does).

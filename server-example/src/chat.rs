@@ -23,20 +23,31 @@
 //!   `{status: "error", code: "too_many_rooms", message}`); acked
 //!   `{status: "ok", data: message}`; the room's other members get
 //!   `chat:new_message` with the message `{id, roomId, senderId, content,
-//!   createdAt}`.
+//!   createdAt}`. When the store fails, nothing is sent to the room and the
+//!   ack is `{status: "error", code: "store_unavailable", message}`.
+//! * `chat:history` `({roomId, before?, limit?})`: checked against a JSON
+//!   schema like `chat:message`; members of the room only (`code:
+//!   "forbidden"` otherwise); acked `{status: "ok", data: [message, ...]}`
+//!   with the newest `limit` messages (default 50, at most 100) whose id is
+//!   below `before` (a message id; all when absent), oldest first. The
+//!   first id of a page is the `before` of the page preceding it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tidewire::hub::{Admission, BoxFuture, ConnectError, Event, Handshake, Hub, PresenceOptions, Socket};
+use tidewire::hub::{Admission, ConnectError, Event, EventRejection, Handshake, Hub, PresenceOptions, Socket};
 use tidewire::limits::{EventRule, JsonSchema};
+use tidewire_server::store::{MessageStore, NewMessage, SaveError};
 
 /// The longest message accepted, in characters.
 pub(crate) const MAX_CONTENT_CHARS: usize = 2000;
+/// Messages in a `chat:history` page when the request names no `limit`.
+pub(crate) const HISTORY_DEFAULT_LIMIT: u64 = 50;
+/// The most messages a `chat:history` page may ask for.
+pub(crate) const HISTORY_MAX_LIMIT: u64 = 100;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,183 +63,6 @@ pub(crate) struct Claims {
     /// Expiry, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) exp: Option<u64>,
-}
-
-/// A saved chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ChatMessage {
-    pub(crate) id: String,
-    pub(crate) room_id: String,
-    pub(crate) sender_id: String,
-    pub(crate) content: String,
-    pub(crate) created_at: String,
-}
-
-/// Why a message was not saved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SaveError {
-    /// The message would start a room (one without history) and its sender
-    /// has started as many as they may: acked with code `too_many_rooms`.
-    TooManyRooms {
-        /// Rooms a user may have started at a time.
-        limit: usize,
-    },
-    /// The store failed.
-    #[expect(dead_code, reason = "a store over a database can fail; the memory store never does")]
-    Failed(String),
-}
-
-/// Where messages are saved. Async so that a database can sit behind it.
-pub(crate) trait MessageStore: Send + Sync + 'static {
-    /// Saves `message` and returns it as stored.
-    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, SaveError>>;
-}
-
-/// The bounds of a [`MemoryStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StoreLimits {
-    /// Messages kept per room, the oldest dropped first.
-    pub(crate) messages_per_room: usize,
-    /// Bytes of messages kept in total (an estimate: the strings plus the
-    /// message's own size); past it, the least recently used rooms go.
-    pub(crate) max_bytes: usize,
-    /// Rooms kept; past it, the least recently used room goes.
-    pub(crate) max_rooms: usize,
-    /// Rooms one user may have started (sent the first kept message of) at
-    /// a time. A room that is dropped no longer counts.
-    pub(crate) rooms_per_user: usize,
-}
-
-impl Default for StoreLimits {
-    fn default() -> StoreLimits {
-        StoreLimits { messages_per_room: 1000, max_bytes: 32 << 20, max_rooms: 10_000, rooms_per_user: 20 }
-    }
-}
-
-/// The default store: recent messages of the recently used rooms, in
-/// memory, within [`StoreLimits`]. A room whose history is dropped is
-/// forgotten entirely (no empty rooms are kept), and so is the start it
-/// counted for its user.
-#[derive(Debug, Default)]
-pub(crate) struct MemoryStore {
-    limits: StoreLimits,
-    state: Mutex<Rooms>,
-}
-
-#[derive(Debug, Default)]
-struct Rooms {
-    rooms: HashMap<String, Room>,
-    /// Room ids by last use, least recent first.
-    by_use: BTreeMap<u64, String>,
-    /// Rooms started per user (users with none are not kept).
-    started: HashMap<String, usize>,
-    /// Bytes of all the messages kept.
-    bytes: usize,
-    /// Counts saves: the use order of rooms.
-    clock: u64,
-}
-
-#[derive(Debug)]
-struct Room {
-    messages: VecDeque<ChatMessage>,
-    bytes: usize,
-    last_used: u64,
-    starter: String,
-}
-
-/// What a message is counted as in [`StoreLimits::max_bytes`].
-fn cost(m: &ChatMessage) -> usize {
-    std::mem::size_of::<ChatMessage>()
-        + m.id.len()
-        + m.room_id.len()
-        + m.sender_id.len()
-        + m.content.len()
-        + m.created_at.len()
-}
-
-impl Rooms {
-    /// Forgets the least recently used room, other than `keep`; whether one was.
-    fn evict_one(&mut self, keep: &str) -> bool {
-        let Some((&used, id)) = self.by_use.iter().find(|(_, id)| id.as_str() != keep) else { return false };
-        let id = id.clone();
-        self.by_use.remove(&used);
-        if let Some(room) = self.rooms.remove(&id) {
-            self.bytes -= room.bytes;
-            if let Some(n) = self.started.get_mut(&room.starter) {
-                *n -= 1;
-                if *n == 0 {
-                    self.started.remove(&room.starter);
-                }
-            }
-        }
-        true
-    }
-
-    fn save(&mut self, limits: &StoreLimits, message: ChatMessage) -> Result<(), SaveError> {
-        self.clock += 1;
-        let now = self.clock;
-        let id = message.room_id.clone();
-        match self.rooms.get_mut(&id) {
-            Some(room) => {
-                self.by_use.remove(&room.last_used);
-                room.last_used = now;
-            }
-            None => {
-                let starter = message.sender_id.clone();
-                if self.started.get(&starter).copied().unwrap_or(0) >= limits.rooms_per_user {
-                    return Err(SaveError::TooManyRooms { limit: limits.rooms_per_user });
-                }
-                while self.rooms.len() >= limits.max_rooms.max(1) && self.evict_one(&id) {}
-                *self.started.entry(starter.clone()).or_default() += 1;
-                let room = Room { messages: VecDeque::new(), bytes: 0, last_used: now, starter };
-                self.rooms.insert(id.clone(), room);
-            }
-        }
-        self.by_use.insert(now, id.clone());
-        let room = self.rooms.get_mut(&id).unwrap_or_else(|| unreachable!("the room was just found or made"));
-        let added = cost(&message);
-        room.messages.push_back(message);
-        room.bytes += added;
-        self.bytes += added;
-        // The room's own bound, then the store's: other rooms go first,
-        // least recently used first; the room written to keeps its newest
-        // message whatever its size.
-        let over_room = room.messages.len().saturating_sub(limits.messages_per_room.max(1));
-        self.trim(&id, over_room);
-        while self.bytes > limits.max_bytes && self.evict_one(&id) {}
-        while self.bytes > limits.max_bytes && self.rooms.get(&id).is_some_and(|r| r.messages.len() > 1) {
-            self.trim(&id, 1);
-        }
-        Ok(())
-    }
-
-    /// Drops the `n` oldest messages of room `id`.
-    fn trim(&mut self, id: &str, n: usize) {
-        let Some(room) = self.rooms.get_mut(id) else { return };
-        for old in room.messages.drain(..n.min(room.messages.len())) {
-            let c = cost(&old);
-            room.bytes -= c;
-            self.bytes -= c;
-        }
-    }
-}
-
-impl MemoryStore {
-    pub(crate) fn new(limits: StoreLimits) -> MemoryStore {
-        MemoryStore { limits, state: Mutex::default() }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Rooms> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl MessageStore for MemoryStore {
-    fn save(&self, message: ChatMessage) -> BoxFuture<Result<ChatMessage, SaveError>> {
-        let saved = self.lock().save(&self.limits, message.clone()).map(|()| message);
-        Box::pin(async move { saved })
-    }
 }
 
 /// Who may enter which room.
@@ -329,7 +163,6 @@ fn claims_of(socket: &Socket) -> Option<Claims> {
     serde_json::from_value(socket.data()["claims"].clone()).ok()
 }
 
-/// Installs the chat application on the main namespace of `hub`.
 /// The shape of a `chat:message`, checked by the core before the handler
 /// runs (the handler still checks what a schema cannot: membership, and
 /// content that is only whitespace).
@@ -345,12 +178,29 @@ fn message_schema() -> JsonSchema {
     JsonSchema::first_arg(&schema).unwrap_or_else(|e| unreachable!("the message schema is valid: {e}"))
 }
 
+/// The shape of a `chat:history` request. `before` is a message id as
+/// given (a decimal string; 18 digits at most, so it fits in an i64).
+fn history_schema() -> JsonSchema {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "roomId": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+            "before": { "type": "string", "pattern": "^[0-9]{1,18}$" },
+            "limit": { "type": "integer", "minimum": 1, "maximum": HISTORY_MAX_LIMIT },
+        },
+        "required": ["roomId"],
+    });
+    JsonSchema::first_arg(&schema).unwrap_or_else(|e| unreachable!("the history schema is valid: {e}"))
+}
+
+/// Installs the chat application on the main namespace of `hub`.
 pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, policy: Arc<dyn RoomPolicy>) {
     let ns = hub.of("/");
     // Who is in each chat room, once per user however many tabs they have.
     ns.enable_presence(PresenceOptions::rooms_with_prefix("room:"));
     // A message is at most 2,000 characters of up to 4 bytes, plus framing.
     ns.limit_event("chat:message", EventRule::new().max_bytes(4 * MAX_CONTENT_CHARS + 512).validator(message_schema()));
+    ns.limit_event("chat:history", EventRule::new().max_bytes(512).validator(history_schema()));
     ns.use_middleware(move |handshake: Arc<Handshake>| {
         let tokens = tokens.clone();
         async move {
@@ -408,6 +258,7 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
         let _ = event.reply(json!({ "status": "ok" }));
     });
 
+    let history_store = store.clone();
     ns.on("chat:message", move |socket: Socket, mut event: Event| {
         let store = store.clone();
         async move {
@@ -417,6 +268,52 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
             let _ = event.reply(answer);
         }
     });
+
+    ns.on("chat:history", move |socket: Socket, mut event: Event| {
+        let store = history_store.clone();
+        async move {
+            let answer = match history(&socket, &event, &*store).await {
+                Ok(answer) | Err(answer) => answer,
+            };
+            let _ = event.reply(answer);
+        }
+    });
+}
+
+/// The answer to a `chat:history` (its shape was checked by the schema).
+async fn history(socket: &Socket, event: &Event, store: &dyn MessageStore) -> Result<Value, Value> {
+    let body: Value = event.arg(0).unwrap_or(Value::Null);
+    let invalid = |message: &str| EventRejection::new("invalid_payload", message).to_ack();
+    let room_id = valid_room_id(&body["roomId"]).ok_or_else(|| invalid("roomId is required"))?;
+    let before = match &body["before"] {
+        Value::Null => None,
+        v => {
+            Some(v.as_str().and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| invalid("before must be a message id"))?)
+        }
+    };
+    // The schema allows 50.0 as an integer: read it as a number.
+    let limit = match &body["limit"] {
+        Value::Null => HISTORY_DEFAULT_LIMIT,
+        v => v.as_f64().map_or(0, |f| f as u64),
+    };
+    if !(1..=HISTORY_MAX_LIMIT).contains(&limit) {
+        return Err(invalid(&format!("limit must be 1 to {HISTORY_MAX_LIMIT}")));
+    }
+    if !socket.in_room(&format!("room:{room_id}")) {
+        return Err(EventRejection::new("forbidden", format!("join {room_id} before reading its history")).to_ack());
+    }
+    match store.history(room_id, before, limit as usize).await {
+        Ok(page) => Ok(json!({ "status": "ok", "data": page })),
+        Err(e) => {
+            tracing::warn!(error = %e, room = room_id, "history not read");
+            Err(store_unavailable("the history could not be read: try again later"))
+        }
+    }
+}
+
+/// The ack of a request the store failed.
+fn store_unavailable(message: &str) -> Value {
+    EventRejection::new("store_unavailable", message).to_ack()
 }
 
 /// Joins the room a `chat:join` names. `Ok` with the room and the notice
@@ -458,8 +355,7 @@ async fn send_message(socket: &Socket, event: &Event, store: &dyn MessageStore) 
     if !socket.in_room(&room) {
         return Err(status_error(format!("join {room_id} before sending to it")));
     }
-    let message = ChatMessage {
-        id: tidewire::engine::new_id(),
+    let message = NewMessage {
         room_id,
         sender_id: socket.user_id().unwrap_or_default().to_owned(),
         content: content.to_owned(),
@@ -477,9 +373,10 @@ async fn send_message(socket: &Socket, event: &Event, store: &dyn MessageStore) 
             );
             Err(json!({ "status": "error", "code": "too_many_rooms", "message": message }))
         }
-        Err(SaveError::Failed(e)) => {
+        Err(SaveError::Unavailable(e)) => {
+            // Nothing was saved, so nothing is sent to the room.
             tracing::warn!(error = %e, "message not saved");
-            Err(status_error("the message could not be saved"))
+            Err(store_unavailable("the message could not be saved: try again later"))
         }
     }
 }
@@ -522,126 +419,5 @@ mod tests {
         assert!(StaffRooms.may_join(&claims("u", None), "general"));
         assert!(!StaffRooms.may_join(&claims("u", None), "staff-ops"));
         assert!(StaffRooms.may_join(&staff, "staff-ops"));
-    }
-
-    fn message(id: usize, room: &str, sender: &str, content_bytes: usize) -> ChatMessage {
-        ChatMessage {
-            id: id.to_string(),
-            room_id: room.into(),
-            sender_id: sender.into(),
-            content: "x".repeat(content_bytes),
-            created_at: String::new(),
-        }
-    }
-
-    fn save(store: &MemoryStore, m: ChatMessage) -> Result<(), SaveError> {
-        store.lock().save(&store.limits, m)
-    }
-
-    /// Room ids kept, with their message ids.
-    fn kept(store: &MemoryStore) -> Vec<(String, Vec<String>)> {
-        let state = store.lock();
-        let mut rooms: Vec<_> =
-            state.rooms.iter().map(|(id, r)| (id.clone(), r.messages.iter().map(|m| m.id.clone()).collect())).collect();
-        rooms.sort();
-        rooms
-    }
-
-    /// The store's accounting matches what it holds.
-    fn check(store: &MemoryStore) {
-        let state = store.lock();
-        let bytes: usize = state.rooms.values().flat_map(|r| r.messages.iter()).map(cost).sum();
-        assert_eq!(state.bytes, bytes);
-        assert_eq!(state.by_use.len(), state.rooms.len());
-        assert!(state.rooms.values().all(|r| !r.messages.is_empty()), "no empty rooms");
-        let mut started: HashMap<String, usize> = HashMap::new();
-        for r in state.rooms.values() {
-            *started.entry(r.starter.clone()).or_default() += 1;
-        }
-        assert_eq!(state.started, started);
-    }
-
-    fn limits(messages_per_room: usize, max_bytes: usize, max_rooms: usize, rooms_per_user: usize) -> StoreLimits {
-        StoreLimits { messages_per_room, max_bytes, max_rooms, rooms_per_user }
-    }
-
-    #[test]
-    fn memory_store_keeps_the_last_messages_per_room() {
-        let store = MemoryStore::new(limits(2, usize::MAX, 100, 100));
-        for i in 0..3 {
-            save(&store, message(i, "r", "u", 1)).unwrap();
-        }
-        assert_eq!(kept(&store), [("r".into(), vec!["1".into(), "2".into()])]);
-        check(&store);
-    }
-
-    #[test]
-    fn past_max_rooms_the_least_recently_used_room_goes() {
-        let store = MemoryStore::new(limits(10, usize::MAX, 2, 100));
-        save(&store, message(0, "a", "u", 1)).unwrap();
-        save(&store, message(1, "b", "v", 1)).unwrap();
-        save(&store, message(2, "a", "u", 1)).unwrap(); // a is now the more recent
-        save(&store, message(3, "c", "w", 1)).unwrap();
-        assert_eq!(kept(&store), [("a".into(), vec!["0".into(), "2".into()]), ("c".into(), vec!["3".into()])]);
-        check(&store);
-        assert!(!store.lock().started.contains_key("v"), "b's starter no longer counts it");
-    }
-
-    #[test]
-    fn past_max_bytes_least_recently_used_rooms_go_then_the_oldest_messages() {
-        let one = cost(&message(0, "a", "u", 1000));
-        let store = MemoryStore::new(limits(100, 3 * one, 100, 100));
-        save(&store, message(0, "a", "u", 1000)).unwrap();
-        save(&store, message(1, "b", "u", 1000)).unwrap();
-        save(&store, message(2, "c", "u", 1000)).unwrap();
-        save(&store, message(3, "b", "u", 1000)).unwrap(); // over: a, the least recent, goes
-        assert_eq!(kept(&store), [("b".into(), vec!["1".into(), "3".into()]), ("c".into(), vec!["2".into()])]);
-        check(&store);
-        // One room alone over the bound keeps its newest messages.
-        for i in 4..10 {
-            save(&store, message(i, "b", "u", 1000)).unwrap();
-        }
-        assert_eq!(kept(&store), [("b".into(), vec!["7".into(), "8".into(), "9".into()])]);
-        assert!(store.lock().bytes <= 3 * one);
-        // A single message larger than the bound is kept alone.
-        save(&store, message(10, "d", "u", 5000)).unwrap();
-        assert_eq!(kept(&store), [("d".into(), vec!["10".into()])]);
-        check(&store);
-    }
-
-    #[test]
-    fn a_user_may_start_only_so_many_rooms() {
-        let store = MemoryStore::new(limits(10, usize::MAX, 100, 2));
-        save(&store, message(0, "a", "mallory", 1)).unwrap();
-        save(&store, message(1, "b", "mallory", 1)).unwrap();
-        assert_eq!(save(&store, message(2, "c", "mallory", 1)), Err(SaveError::TooManyRooms { limit: 2 }));
-        save(&store, message(3, "a", "mallory", 1)).unwrap(); // rooms with history are open to everyone
-        save(&store, message(4, "c", "alice", 1)).unwrap(); // others start their own
-        save(&store, message(5, "c", "mallory", 1)).unwrap();
-        assert_eq!(kept(&store).len(), 3);
-        check(&store);
-    }
-
-    #[test]
-    fn a_dropped_room_gives_its_starter_a_start_back() {
-        let store = MemoryStore::new(limits(10, usize::MAX, 2, 2));
-        save(&store, message(0, "a", "mallory", 1)).unwrap();
-        save(&store, message(1, "b", "mallory", 1)).unwrap();
-        save(&store, message(2, "c", "alice", 1)).unwrap(); // a goes (max_rooms)
-        save(&store, message(3, "d", "mallory", 1)).unwrap(); // so mallory may start d
-        assert_eq!(kept(&store).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
-        check(&store);
-    }
-
-    #[test]
-    fn the_store_stays_bounded_under_a_flood_of_rooms() {
-        let l = limits(1000, 1 << 20, 50, usize::MAX);
-        let store = MemoryStore::new(l);
-        for i in 0..20_000 {
-            save(&store, message(i, &format!("room-{}", i % 500), &format!("user-{}", i % 7), 8000)).unwrap();
-            let state = store.lock();
-            assert!(state.bytes <= l.max_bytes && state.rooms.len() <= l.max_rooms);
-        }
-        check(&store);
     }
 }

@@ -28,6 +28,7 @@ use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::Frame;
 use tidewire::recovery::RecoveryConfig;
 use tidewire::transport::{Server, text_response};
+use tidewire_server::store::{SQLITE_FILE, SqlStore, StoreLimits};
 
 /// Command-line options (each also readable from the environment).
 #[derive(Debug, clap::Parser)]
@@ -109,7 +110,19 @@ struct Options {
     /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
-    /// Chat history kept in memory: messages per room.
+    /// Where the chat's messages are kept: a SQLite file (`chat.db`) in this
+    /// directory, made on first start. Unused when `DATABASE_URL` is set.
+    #[arg(long, env = "TIDEWIRE_DATA_DIR", default_value = "./data")]
+    data_dir: std::path::PathBuf,
+    /// Keep the chat's messages in this PostgreSQL database
+    /// (`postgres://user:password@host:port/db`) instead of the SQLite file:
+    /// nodes sharing it share their history.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// `chat:history` requests per socket, as COUNT/UNIT[:BURST], or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_CHAT_HISTORY", default_value = "5/s:20")]
+    rate_chat_history: String,
+    /// Chat history: messages kept per room.
     #[arg(long, env = "TIDEWIRE_STORE_MESSAGES_PER_ROOM", default_value_t = 1000)]
     store_messages_per_room: usize,
     /// Chat history: most bytes kept in all (least recently used rooms are
@@ -206,6 +219,7 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     spec.rate_ip.clone_from(&options.rate_ip);
     if !options.conformance {
         spec.events.insert("chat:message".to_owned(), options.rate_chat_message.clone());
+        spec.events.insert("chat:history".to_owned(), options.rate_chat_history.clone());
     }
     spec.max_violations = options.max_violations;
     spec.max_conn_per_ip = options.max_conn_per_ip;
@@ -271,6 +285,8 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     // Engines served beside the hub's, for /metrics.
     let mut other_engines = Vec::new();
+    // The chat's store, closed last (SQLite then checkpoints its WAL).
+    let mut chat_store = None;
     if options.conformance {
         conformance::install(&hub, &options.node_name, options.redis_url.is_some());
         // The raw Engine.IO echo is a protocol test endpoint: never on the
@@ -293,17 +309,14 @@ async fn run(options: Options) -> std::io::Result<()> {
                 tokens
             }
         };
+        let store = open_store(&options).await?;
         chat::install(
             &hub,
             tokens.allow_without_exp(options.allow_tokens_without_exp),
-            Arc::new(chat::MemoryStore::new(chat::StoreLimits {
-                messages_per_room: options.store_messages_per_room,
-                max_bytes: options.store_max_bytes,
-                max_rooms: options.store_max_rooms,
-                rooms_per_user: options.store_rooms_per_user,
-            })),
+            Arc::new(store.clone()),
             Arc::new(chat::StaffRooms),
         );
+        chat_store = Some(store);
     }
     let bus = match &options.redis_url {
         Some(url) => Some(join_cluster(&hub, url, &options).await?),
@@ -352,7 +365,31 @@ async fn run(options: Options) -> std::io::Result<()> {
         bus.flush(Duration::from_secs(1)).await;
         bus.close();
     }
+    if let Some(store) = chat_store {
+        store.close().await;
+    }
     Ok(())
+}
+
+/// The chat's message store: PostgreSQL at `DATABASE_URL` when set, else
+/// the SQLite file in the data directory (made when missing).
+async fn open_store(options: &Options) -> std::io::Result<SqlStore> {
+    let limits = StoreLimits {
+        messages_per_room: options.store_messages_per_room,
+        max_bytes: options.store_max_bytes,
+        max_rooms: options.store_max_rooms,
+        rooms_per_user: options.store_rooms_per_user,
+    };
+    let (store, place) = match options.database_url.as_deref().filter(|url| !url.is_empty()) {
+        Some(url) => (SqlStore::open_postgres(url, limits).await, "the PostgreSQL database at DATABASE_URL".to_owned()),
+        None => {
+            let place = options.data_dir.join(SQLITE_FILE).display().to_string();
+            (SqlStore::open_sqlite(&options.data_dir, limits).await, place)
+        }
+    };
+    let store = store.map_err(|e| std::io::Error::other(format!("cannot open the message store in {place}: {e}")))?;
+    tracing::info!(backend = store.backend(), %place, "message store open");
+    Ok(store)
 }
 
 /// `GET /healthz`: `ok`, or 503 `draining` while draining, so load

@@ -5,7 +5,9 @@ import functools
 import os
 import re
 import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -16,19 +18,27 @@ READY = re.compile(r"^tidewire-server listening on (http://127\.0\.0\.1:(\d+))$"
 class ServerProcess:
     """The server in --conformance mode, or with chat=True the chat app (the
     default mode). `env` is merged over this process's environment; in chat
-    mode JWT_SECRET and TIDEWIRE_CONFORMANCE are not inherited, so only `env`
-    decides whether a secret is set (none: a random development secret and
-    /dev/token, as on loopback)."""
+    mode JWT_SECRET, TIDEWIRE_CONFORMANCE, TIDEWIRE_DATA_DIR and DATABASE_URL
+    are not inherited, so only `env` decides whether a secret is set (none: a
+    random development secret and /dev/token, as on loopback) and where
+    messages are kept (unset: a data directory of the server's own)."""
 
     def __init__(self, args=(), chat=False, env=None):
         binary = os.environ.get("TIDEWIRE_SERVER_BIN")
         if not binary:
             raise RuntimeError("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)")
         child_env = dict(os.environ)
+        env = env or {}
+        # A data directory of the server's own unless `env` names where
+        # messages go; removed in stop().
+        self._scratch = None
         if chat:
-            child_env.pop("JWT_SECRET", None)
-            child_env.pop("TIDEWIRE_CONFORMANCE", None)
-        child_env.update(env or {})
+            for name in ("JWT_SECRET", "TIDEWIRE_CONFORMANCE", "TIDEWIRE_DATA_DIR", "DATABASE_URL"):
+                child_env.pop(name, None)
+            if "TIDEWIRE_DATA_DIR" not in env and "DATABASE_URL" not in env:
+                self._scratch = tempfile.mkdtemp(prefix="tidewire-e2e-data-")
+                child_env["TIDEWIRE_DATA_DIR"] = self._scratch
+        child_env.update(env)
         mode = [] if chat else ["--conformance"]
         self.proc = subprocess.Popen(
             [binary, "--port", "0", "--host", "127.0.0.1", *mode, *args],
@@ -81,6 +91,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

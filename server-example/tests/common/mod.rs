@@ -22,6 +22,8 @@ use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod postgres;
+
 /// Default wait for one expected reply.
 pub const STEP: Duration = Duration::from_secs(5);
 /// Default bound for a whole test.
@@ -51,30 +53,72 @@ pub struct Server {
     log: Arc<Mutex<Vec<u8>>>,
     /// Whatever the server printed to stdout after the ready line.
     extra_stdout: Arc<Mutex<Vec<u8>>>,
+    /// The data directory [`chat_command`] made up for it, removed on drop.
+    _scratch: Scratch,
 }
 
 pub const READY_PREFIX: &str = "tidewire-server listening on http://127.0.0.1:";
 pub const READY_ANY_HOST: &str = "tidewire-server listening on http://";
 
 /// The variables a chat-mode test must not inherit: they choose the mode,
-/// the address, the token secret and development mode.
-const CHAT_MODE_ENV: [&str; 6] =
-    ["JWT_SECRET", "TIDEWIRE_CONFORMANCE", "TIDEWIRE_DEV", "HOST", "TIDEWIRE_ADMIN_ADDR", "CLIENT_URL"];
+/// the address, the token secret, development mode and the message store.
+const CHAT_MODE_ENV: [&str; 8] = [
+    "JWT_SECRET",
+    "TIDEWIRE_CONFORMANCE",
+    "TIDEWIRE_DEV",
+    "HOST",
+    "TIDEWIRE_ADMIN_ADDR",
+    "CLIENT_URL",
+    "TIDEWIRE_DATA_DIR",
+    "DATABASE_URL",
+];
+
+/// The name of the data directories [`chat_command`] makes up; a [`Server`]
+/// (or [`run_to_exit`]) removes its own when done.
+const SCRATCH_DATA_DIR: &str = "tidewire-test-chat-data-";
 
 /// A `tidewire-server` command for the chat app: `--port 0`, `args`, and
-/// `env` over this process's environment minus [`CHAT_MODE_ENV`].
+/// `env` over this process's environment minus [`CHAT_MODE_ENV`]. Its
+/// message store is a SQLite file in a data directory of its own, removed
+/// with the server, unless `env` names one (`TIDEWIRE_DATA_DIR`) or a
+/// database (`DATABASE_URL`).
 pub fn chat_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidewire-server"));
     for name in CHAT_MODE_ENV {
         command.env_remove(name);
     }
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("{SCRATCH_DATA_DIR}{}-{n}", std::process::id()));
+    command.env("TIDEWIRE_DATA_DIR", scratch);
     command.args(["--port", "0"]).args(args).envs(env.iter().copied());
     command
+}
+
+/// The data directory [`chat_command`] made up for `command`, if it still
+/// uses it.
+fn scratch_data_dir(command: &Command) -> Option<std::path::PathBuf> {
+    let (_, dir) = command.get_envs().find(|(name, _)| *name == "TIDEWIRE_DATA_DIR")?;
+    let dir = std::path::PathBuf::from(dir?);
+    dir.file_name()?.to_str()?.starts_with(SCRATCH_DATA_DIR).then_some(dir)
+}
+
+/// A data directory [`chat_command`] made up, removed on drop (after the
+/// server that used it was killed: fields drop after `Drop::drop`).
+struct Scratch(Option<std::path::PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Run `command` to its exit (within `limit`, else it is killed and this
 /// panics); returns whether it succeeded and what it printed on stderr.
 pub fn run_to_exit(mut command: Command, limit: Duration) -> (bool, String) {
+    let _scratch = Scratch(scratch_data_dir(&command));
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -127,6 +171,7 @@ impl Server {
     /// Spawn `command` (a `tidewire-server` invocation) and wait for its
     /// ready line.
     pub fn spawn(mut command: Command) -> Server {
+        let scratch = Scratch(scratch_data_dir(&command));
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -208,7 +253,7 @@ impl Server {
                 );
             }
         };
-        Server { child, port, log, extra_stdout }
+        Server { child, port, log, extra_stdout, _scratch: scratch }
     }
 
     /// Everything printed on stdout after the ready line (should stay empty:

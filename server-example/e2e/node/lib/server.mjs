@@ -3,7 +3,10 @@
 import { io } from "socket.io-client";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
@@ -11,9 +14,11 @@ const READY = /^tidewire-server listening on (http:\/\/127\.0\.0\.1:(\d+))$/;
 /**
  * Start the server. By default in `--conformance` mode; with `{chat: true}`
  * the chat app (the default mode) instead. `env` is merged over the test
- * process's environment; in chat mode `JWT_SECRET` and `TIDEWIRE_CONFORMANCE`
- * are not inherited, so only `env` decides whether a secret is set (none:
- * a random development secret and `GET /dev/token`, as on loopback).
+ * process's environment; in chat mode `JWT_SECRET`, `TIDEWIRE_CONFORMANCE`,
+ * `TIDEWIRE_DATA_DIR` and `DATABASE_URL` are not inherited, so only `env`
+ * decides whether a secret is set (none: a random development secret and
+ * `GET /dev/token`, as on loopback) and where messages are kept (unset: a
+ * data directory of the server's own, removed when it exits).
  */
 export async function startServer(args = [], { chat = false, env = {} } = {}) {
   const bin = process.env.TIDEWIRE_SERVER_BIN;
@@ -21,17 +26,32 @@ export async function startServer(args = [], { chat = false, env = {} } = {}) {
     throw new Error("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)");
   }
   const childEnv = { ...process.env };
+  let scratch = null;
   if (chat) {
-    delete childEnv.JWT_SECRET;
-    delete childEnv.TIDEWIRE_CONFORMANCE;
+    for (const name of ["JWT_SECRET", "TIDEWIRE_CONFORMANCE", "TIDEWIRE_DATA_DIR", "DATABASE_URL"]) {
+      delete childEnv[name];
+    }
+    if (env.TIDEWIRE_DATA_DIR === undefined && env.DATABASE_URL === undefined) {
+      scratch = mkdtempSync(join(tmpdir(), "tidewire-e2e-data-"));
+      childEnv.TIDEWIRE_DATA_DIR = scratch;
+    }
   }
   Object.assign(childEnv, env);
   const mode = chat ? [] : ["--conformance"];
-  return spawnReady(bin, ["--port", "0", "--host", "127.0.0.1", ...mode, ...args], {
-    env: childEnv,
-    ready: READY,
-    label: "tidewire-server",
-  });
+  const removeScratch = () => scratch && rmSync(scratch, { recursive: true, force: true });
+  let server;
+  try {
+    server = await spawnReady(bin, ["--port", "0", "--host", "127.0.0.1", ...mode, ...args], {
+      env: childEnv,
+      ready: READY,
+      label: "tidewire-server",
+    });
+  } catch (err) {
+    removeScratch();
+    throw err;
+  }
+  server.proc.once("exit", removeScratch);
+  return server;
 }
 
 /**
