@@ -466,6 +466,8 @@ class AsyncServer:
         self._auths.pop((nsp, sid), None)
 
     async def _event(self, nsp: str, sid: str, event: str, args: list[Any], ack: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info('received event "%s" from %s [%s]', event, sid, nsp)
         try:
             result = await self._trigger_event(event, nsp, sid, *args)
         except Exception:  # noqa: BLE001 - logged, the server goes on
@@ -533,6 +535,8 @@ class AsyncServer:
         nsp = namespace or "/"
         space = self._space(nsp)
         target = to if to is not None else room
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info('emitting event "%s" to %s [%s]', event, target or "all", nsp)
         text, attachments = encode(_data_args(data))
         if isinstance(target, str) and target in space.connecting and target not in space.sockets:
             if callback is not None:
