@@ -1,6 +1,7 @@
 """python-socketio's API on Tidewire (`tidewire.AsyncServer`), mounted in a
-FastAPI application with `tidewire.ASGIApp` and served by uvicorn on one
-port; python-socketio's AsyncClient and httpx are the peers."""
+FastAPI application with `tidewire.ASGIApp` and served by uvicorn (and
+hypercorn) on one port; python-socketio's AsyncClient, npm socket.io-client
+and httpx are the peers."""
 
 from __future__ import annotations
 
@@ -374,3 +375,58 @@ async def test_engine_options_are_honoured(caplog: pytest.LogCaptureFixture) -> 
                 await client.eio.http.close()
         assert "websocket refused: 400" in caplog.text
         await sio.shutdown()
+        async with httpx.AsyncClient(base_url=url, timeout=STEP) as http:
+            assert (await http.get("/rt/?EIO=4&transport=polling")).status_code == 503
+
+
+@contextlib.asynccontextmanager
+async def serve_hypercorn(asgi: Any) -> AsyncIterator[str]:
+    """Runs `asgi` under hypercorn on a free loopback port; yields its URL."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) it
+    config.graceful_timeout = 1
+    config.loglevel = "WARNING"
+    stop = asyncio.Event()
+    serving = asyncio.ensure_future(hypercorn_serve(asgi, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=STEP) as http:
+            for _ in range(250):
+                try:
+                    if (await http.get("/hello")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.02)
+        yield url
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 10)
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]], ids=["websocket", "polling", "upgrade"])
+async def test_under_hypercorn(transports: list[str]) -> None:
+    sio, asgi, seen = create_app()
+    async with serve_hypercorn(asgi) as url:
+        running = Running(sio, seen, url)
+        client = await running.client("hyper", transports=transports)
+        try:
+            assert await next_message(client, "welcome") == ({"user": "hyper"},)
+            assert await within(client.call("echo", (b"\x01", "two"), timeout=STEP), "echo") == (b"\x01", "two")
+            async with httpx.AsyncClient(base_url=url, timeout=STEP) as http:
+                await http.post("/notify/lobby", json={"via": "hypercorn"})
+            assert await next_message(client, "notice") == ({"via": "hypercorn"},)
+            if transports == ["polling", "websocket"]:
+                for _ in range(100):
+                    if client.transport() == "websocket":
+                        break
+                    await asyncio.sleep(0.02)
+            assert client.transport() == transports[-1]
+        finally:
+            await client.disconnect()
+            await sio.shutdown()

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Optional
 
+from ._native import ServerClosed
 from ._server import AsyncServer
 
 Scope = dict[str, Any]
@@ -124,7 +125,13 @@ class ASGIApp:
                 body += message.get("body", b"")[: limit - len(body)]
             if not message.get("more_body"):
                 break
-        answer = asyncio.ensure_future(self.sio._native.host_http(_request(scope), bytes(body)))
+        try:
+            pending = self.sio._native.host_http(_request(scope), bytes(body))
+        except ServerClosed:
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"Service Unavailable"})
+            return
+        answer = asyncio.ensure_future(pending)
         # A long poll waits for packets; the client may leave meanwhile.
         gone = asyncio.ensure_future(receive())
         try:
@@ -144,7 +151,11 @@ class ASGIApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        ws, refusal = self.sio._native.host_websocket(_request(scope))
+        try:
+            ws, refusal = self.sio._native.host_websocket(_request(scope))
+        except ServerClosed:
+            await send({"type": "websocket.close", "code": 1001})
+            return
         if ws is None:
             assert refusal is not None
             status, headers, body = refusal
