@@ -3,7 +3,8 @@ differs (`import tidewire as socketio` instead of `import socketio`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
@@ -12,8 +13,15 @@ import tidewire as socketio
 
 def create_app() -> tuple[Any, Any, dict[str, list[Any]]]:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", ping_interval=5, ping_timeout=5)
-    api = FastAPI()
-    seen: dict[str, list[Any]] = {"disconnects": [], "chat": []}
+    seen: dict[str, list[Any]] = {"disconnects": [], "chat": [], "lifespan": []}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        seen["lifespan"].append("api up")
+        yield
+        seen["lifespan"].append("api down")
+
+    api = FastAPI(lifespan=lifespan)
 
     @api.get("/hello")
     async def hello() -> dict[str, str]:
@@ -110,5 +118,10 @@ def create_app() -> tuple[Any, Any, dict[str, list[Any]]]:
             seen["disconnects"].append(("/chat", reason))
 
     sio.register_namespace(Chat("/chat"))
-    app = socketio.ASGIApp(sio, api)
+    app = socketio.ASGIApp(
+        sio,
+        api,
+        on_startup=lambda: seen["lifespan"].append("startup"),
+        on_shutdown=lambda: seen["lifespan"].append("shutdown"),
+    )
     return sio, app, seen

@@ -100,6 +100,14 @@ async def next_message(client: socketio.AsyncClient, event: str) -> Any:
             return message[1:]
 
 
+async def test_lifespan_reaches_the_other_app_and_the_hooks() -> None:
+    sio, asgi, seen = create_app()
+    async with serve(asgi):
+        assert seen["lifespan"] == ["startup", "api up"]
+    assert seen["lifespan"] == ["startup", "api up", "api down", "shutdown"]
+    await sio.shutdown()
+
+
 async def test_a_plain_route_answers_on_the_same_port(app: Running) -> None:
     async with httpx.AsyncClient(base_url=app.url, timeout=STEP) as http:
         r = await http.get("/hello")
@@ -253,8 +261,16 @@ def test_options_it_cannot_honour_raise(options: dict[str, Any], error: type[Exc
     assert str(raised.value)
 
 
-def test_static_files_and_other_entry_points_raise() -> None:
+async def test_static_files_and_other_entry_points_raise() -> None:
     sio = tidewire.AsyncServer(async_mode="asgi")
+    with pytest.raises(NotImplementedError):
+        await sio.emit("x", 1, room="lobby", callback=print)
+    with pytest.raises(ValueError):
+        await sio.call("x", 1)
+    with pytest.raises(KeyError):
+        await sio.get_session("nobody")
+    with pytest.raises(NotImplementedError):
+        sio.transport("nobody")
     with pytest.raises(NotImplementedError):
         tidewire.ASGIApp(sio, static_files={"/": "index.html"})
     with pytest.raises(NotImplementedError):

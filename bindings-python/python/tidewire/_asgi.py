@@ -48,8 +48,9 @@ def _request(scope: Scope) -> tuple[str, str, list[tuple[bytes, bytes]], Optiona
 class ASGIApp:
     """Serves `socketio_server` at `/socketio_path/` and everything else with
     `other_asgi_app` (404 without one). Lifespan events go to
-    `other_asgi_app`, or run `on_startup` / `on_shutdown` (plain functions or
-    coroutine functions) when given."""
+    `other_asgi_app`; `on_startup` / `on_shutdown` (plain functions or
+    coroutine functions) run before it starts and after it has shut down
+    (python-socketio runs them instead of the other app's lifespan)."""
 
     def __init__(
         self,
@@ -92,8 +93,21 @@ class ASGIApp:
             await send({"type": "websocket.close", "code": 1000})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.other_asgi_app is not None and self.on_startup is None and self.on_shutdown is None:
-            await self.other_asgi_app(scope, receive, send)
+        if self.other_asgi_app is not None:
+            # The other app runs its own lifespan; on_startup runs before it
+            # starts, on_shutdown once it has shut down.
+            async def receive_hooked() -> dict[str, Any]:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await _call(self.on_startup)
+                return message
+
+            async def send_hooked(message: dict[str, Any]) -> None:
+                if message["type"] == "lifespan.shutdown.complete":
+                    await _call(self.on_shutdown)
+                await send(message)
+
+            await self.other_asgi_app(scope, receive_hooked, send_hooked)
             return
         while True:
             message = await receive()
