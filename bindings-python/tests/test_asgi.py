@@ -252,6 +252,8 @@ async def test_disconnect_reasons(app: Running) -> None:
         ({"allow_upgrades": False}, NotImplementedError),
         ({"cookie": "io"}, NotImplementedError),
         ({"monitor_clients": False}, NotImplementedError),
+        ({"http_compression": True}, NotImplementedError),
+        ({"compression_threshold": 1024}, ValueError),
         ({"no_such_option": 1}, ValueError),
     ],
 )

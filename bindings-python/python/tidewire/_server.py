@@ -45,18 +45,17 @@ _REASONS = {
 }
 
 # Options python-socketio / python-engineio accept whose only honoured value
-# is the one this server always has.
-_FIXED = {
-    "async_handlers": True,
-    "serializer": "default",
-    "allow_upgrades": True,
-    "cors_credentials": True,
-    "monitor_clients": True,
-    "http_compression": True,
-    "compression_threshold": 1024,
-    "cookie": None,
-    "json": None,
-    "client_manager": None,
+# is the one this server has, and why.
+_FIXED: dict[str, tuple[Any, str]] = {
+    "client_manager": (None, "managers (AsyncRedisManager) are not supported yet"),
+    "json": (None, "a custom json module is not supported"),
+    "async_handlers": (True, "handlers always run as tasks"),
+    "serializer": ("default", "only the default JSON serializer is supported"),
+    "allow_upgrades": (True, "upgrades to WebSocket are always offered; use transports= to restrict"),
+    "cors_credentials": (True, "credentials are always allowed for listed origins"),
+    "monitor_clients": (True, "heartbeats always run"),
+    "http_compression": (False, "long-polling answers are not compressed"),
+    "cookie": (None, "the session cookie is not supported"),
 }
 
 
@@ -159,9 +158,9 @@ class AsyncServer:
         always_connect: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._check_fixed("client_manager", client_manager, "managers (AsyncRedisManager) are not supported yet")
-        self._check_fixed("json", json, "a custom json module is not supported")
-        self._check_fixed("async_handlers", async_handlers, "handlers always run as tasks")
+        self._check_fixed("client_manager", client_manager)
+        self._check_fixed("json", json)
+        self._check_fixed("async_handlers", async_handlers)
         async_mode = kwargs.pop("async_mode", None)
         if async_mode not in (None, "asgi"):
             raise ValueError(f"async_mode={async_mode!r} is not supported: tidewire serves through ASGI (async_mode='asgi')")
@@ -193,7 +192,7 @@ class AsyncServer:
         engineio_logger = kwargs.pop("engineio_logger", False)
         for name, value in list(kwargs.items()):
             if name in _FIXED:
-                self._check_fixed(name, value, "only the default is supported")
+                self._check_fixed(name, value)
                 del kwargs[name]
         if kwargs:
             names = ", ".join(sorted(kwargs))
@@ -241,8 +240,9 @@ class AsyncServer:
             self._space(name)
 
     @staticmethod
-    def _check_fixed(name: str, value: Any, why: str) -> None:
-        if value != _FIXED[name]:
+    def _check_fixed(name: str, value: Any) -> None:
+        honoured, why = _FIXED[name]
+        if value is not honoured and value != honoured:
             raise NotImplementedError(f"AsyncServer: {name}={value!r} is not supported ({why})")
 
     def is_asyncio_based(self) -> bool:
