@@ -9,6 +9,11 @@
 //! Callbacks registered here are plain callables, invoked from the engine's
 //! threads with the GIL held; the package's callables only hand work to the
 //! loop (`call_soon_threadsafe`).
+//!
+//! Sessions carried by the application's own ASGI server (`tidewire.ASGIApp`)
+//! go through `Server.host_http` (long-polling requests) and
+//! `Server.host_websocket` / `HostWebSocket` (WebSocket frames): core's
+//! `embed::host` over `transport::host`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -18,9 +23,12 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+use tidewire::embed::host::{HttpAnswer, HttpRequest};
 use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ErrorCode, ListenerSlot};
 use tidewire::hub::{self, ConnectError};
+use tidewire::protocol::engine::Encoded;
 use tidewire::protocol::socketio::Payload;
+use tidewire::transport::host::{Inbound, Outbound, WebSocket};
 
 create_exception!(_native, TidewireError, PyException, "Base class of Tidewire's errors.");
 create_exception!(_native, InvalidArgument, TidewireError, "A bad argument (code ERR_INVALID_ARG).");
@@ -226,11 +234,137 @@ impl Server {
             Ok((r.connections, r.batches, r.acks_abandoned))
         })
     }
+
+    /// Answers a long-polling request carried by the host's HTTP server
+    /// (`request`: `(method, target, headers, remote, secure)`, `body`
+    /// complete); an awaitable of `(status, headers, body)`. A pending
+    /// `GET` waits for packets: cancel it when the client goes away.
+    fn host_http<'py>(&self, py: Python<'py>, request: HostRequest, body: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.host_engine()?;
+        let request = host_request(request);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            embed::host::http(&engine, &request, Bytes::from(body)).await.map(host_answer).map_err(error)
+        })
+    }
+
+    /// Decides a WebSocket request carried by the host's server: a
+    /// started `HostWebSocket` to accept, or the HTTP answer `(status,
+    /// headers, body)` to refuse with.
+    fn host_websocket(
+        &self,
+        py: Python<'_>,
+        request: HostRequest,
+    ) -> PyResult<(Option<HostWebSocket>, Option<HostAnswer>)> {
+        let engine = self.host_engine()?;
+        let request = host_request(request);
+        py.detach(|| {
+            let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+            match embed::host::websocket(&engine, &request).map_err(error)? {
+                Ok(accept) => Ok((Some(HostWebSocket { inner: Arc::new(accept.start()) }), None)),
+                Err(answer) => Ok((None, Some(host_answer(answer)))),
+            }
+        })
+    }
 }
 
 impl Server {
     fn namespace(&self, nsp: &str) -> PyResult<hub::Namespace> {
         self.inner.namespace(nsp).map_err(error)
+    }
+
+    fn host_engine(&self) -> PyResult<tidewire::engine::Engine> {
+        // Made on first use: its heartbeats run on the binding's runtime.
+        let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+        self.inner.host_engine().map_err(error)
+    }
+}
+
+/// An HTTP request carried by the host's server: `(method, target,
+/// headers, remote, secure)`, as the ASGI scope has them.
+type HostRequest = (String, String, Vec<(Vec<u8>, Vec<u8>)>, Option<String>, bool);
+
+/// An HTTP answer for the host's server: `(status, headers, body)`.
+type HostAnswer = (u16, Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>);
+
+fn host_request((method, target, headers, remote, secure): HostRequest) -> HttpRequest {
+    HttpRequest { method, target, headers, remote, secure }
+}
+
+fn host_answer(answer: HttpAnswer) -> HostAnswer {
+    let headers = answer.headers.into_iter().map(|(n, v)| (n.into_bytes(), v)).collect();
+    (answer.status, headers, answer.body.to_vec())
+}
+
+/// A session's WebSocket carried by the host's server: feed it what the
+/// client sends, write what `next_outgoing` gives.
+#[pyclass(frozen, module = "tidewire._native")]
+struct HostWebSocket {
+    inner: Arc<WebSocket>,
+}
+
+impl HostWebSocket {
+    fn receive(&self, py: Python<'_>, message: Inbound) {
+        let ws = &self.inner;
+        // The session's handlers may wait for locks a delivery holds while
+        // it waits for the interpreter.
+        py.detach(|| {
+            let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+            ws.receive(message);
+        });
+    }
+}
+
+#[pymethods]
+impl HostWebSocket {
+    /// The Engine.IO session id (None for a refused second WebSocket).
+    #[getter]
+    fn sid(&self) -> Option<String> {
+        self.inner.sid().map(str::to_owned)
+    }
+
+    /// A text message from the client.
+    fn receive_text(&self, py: Python<'_>, text: String) {
+        self.receive(py, Inbound::Text(Bytes::from(text)));
+    }
+
+    /// A binary message from the client.
+    fn receive_bytes(&self, py: Python<'_>, data: Vec<u8>) {
+        self.receive(py, Inbound::Binary(Bytes::from(data)));
+    }
+
+    /// The client closed the WebSocket or went away.
+    fn receive_close(&self, py: Python<'_>) {
+        self.receive(py, Inbound::Close);
+    }
+
+    /// An awaitable of the next frames to send (`str` for text frames,
+    /// `bytes` for binary ones), or of `(code, reason)` (code 1000 for a
+    /// plain close) when the WebSocket is to be closed; after that, every
+    /// call gives `(1000, "")` at once.
+    fn next_outgoing<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let ws = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let outbound = ws.next_outgoing().await;
+            Python::attach(|py| -> PyResult<Py<PyAny>> {
+                Ok(match outbound {
+                    Outbound::Frames(frames) => {
+                        let list = pyo3::types::PyList::empty(py);
+                        for frame in frames {
+                            match frame {
+                                Encoded::Text(text) => list.append(&*text)?,
+                                Encoded::Binary(data) => list.append(pyo3::types::PyBytes::new(py, &data))?,
+                            }
+                        }
+                        list.into_any().unbind()
+                    }
+                    Outbound::Close(frame) => {
+                        let (code, reason) = frame.map_or((1000, String::new()), |f| (f.code, f.reason));
+                        (code, reason).into_pyobject(py)?.into_any().unbind()
+                    }
+                    _ => (1000, String::new()).into_pyobject(py)?.into_any().unbind(),
+                })
+            })
+        })
     }
 }
 
@@ -276,6 +410,12 @@ impl Socket {
     #[getter]
     fn user(&self) -> Option<String> {
         self.inner.user_id().map(str::to_owned)
+    }
+
+    /// The data its connect middlewares gave it, as JSON.
+    #[getter]
+    fn data(&self) -> String {
+        self.inner.data().to_string()
     }
 
     /// The handshake as JSON.
@@ -357,6 +497,11 @@ impl BroadcastOperator {
         Ok(BroadcastOperator { inner: self.inner.except(rooms).map_err(error)? })
     }
 
+    /// Makes the sockets it reaches leave `room`.
+    fn leave(&self, room: &str) -> PyResult<()> {
+        self.inner.leave(room).map_err(error)
+    }
+
     /// Emits `event`; returns how many sockets it was queued for.
     fn emit(&self, event: &str, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<usize> {
         self.inner.emit(event, payload(json, attachments)?).map_err(error)
@@ -386,6 +531,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ack>()?;
     m.add_class::<Reply>()?;
     m.add_class::<BroadcastOperator>()?;
+    m.add_class::<HostWebSocket>()?;
     m.add("TidewireError", py.get_type::<TidewireError>())?;
     for code in ErrorCode::ALL {
         let class = class(py, code);

@@ -99,6 +99,11 @@ async def server() -> AsyncIterator[tidewire.Server]:
         except tidewire.InvalidArgument as e:
             return [type(e).__name__, e.code, isinstance(e, tidewire.TooManyRooms)]
 
+    # Events without a handler of their own, with their name.
+    @srv.on("*")
+    def anything(socket: tidewire.Socket, event: str, *args: Any) -> Any:
+        return ["caught", event, list(args)]
+
     @srv.on("throw")
     def throw(socket: tidewire.Socket) -> None:
         raise ValueError("handler failed")
@@ -141,6 +146,15 @@ async def test_acks_are_return_values_binary_included(server: tidewire.Server) -
         got = await within(c.call("echo", (b"\x00\x01\xff", {"nested": [b"x" * 100_000]}, "text")), "binary echo")
         assert got == (b"\x00\x01\xff", {"nested": [b"x" * 100_000]}, "text")
         assert await within(c.call("echo", "one"), "one arg") == "one"
+    finally:
+        await c.disconnect()
+
+
+async def test_a_catch_all_gets_events_without_a_handler(server: tidewire.Server) -> None:
+    c = await client(server.url)
+    try:
+        assert await within(c.call("nobody-handles", (1, "x")), "catch-all") == ["caught", "nobody-handles", [1, "x"]]
+        assert await within(c.call("echo", "own handler"), "echo") == "own handler"
     finally:
         await c.disconnect()
 

@@ -35,11 +35,18 @@ from ._native import (
     TidewireError,
     TooManyRooms,
 )
+from ._args import decode, encode
+from . import exceptions
+from ._server import AsyncNamespace, AsyncServer
+from ._asgi import ASGIApp
 
 __version__ = _native.__version__
 
 __all__ = [
+    "ASGIApp",
     "AckAlreadySent",
+    "AsyncNamespace",
+    "AsyncServer",
     "AckTimeout",
     "BroadcastOperator",
     "ClusterError",
@@ -56,10 +63,8 @@ __all__ = [
     "TooManyRooms",
     "decode",
     "encode",
+    "exceptions",
 ]
-
-_BINARY = (bytes, bytearray, memoryview)
-
 
 class ConnectionRefused(TidewireError):
     """Raise in a connect middleware to refuse: the client gets a
@@ -69,38 +74,6 @@ class ConnectionRefused(TidewireError):
         super().__init__(message)
         self.message = message
         self.data = data
-
-
-# Core's `embed::args` documents the format; these are its two JSON hooks.
-def encode(args: Iterable[Any]) -> tuple[str, list[bytes]]:
-    """Arguments to JSON text plus attachments (binary parts become
-    socket.io placeholders)."""
-    attachments: list[bytes] = []
-
-    def placeholder(value: Any) -> Any:
-        if isinstance(value, _BINARY):
-            attachments.append(bytes(value))
-            return {"_placeholder": True, "num": len(attachments) - 1}
-        raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-    try:
-        text = json.dumps(list(args), default=placeholder, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as e:
-        raise InvalidArgument(f"arguments must be JSON values or bytes: {e}") from None
-    return text, attachments
-
-
-def decode(text: str, attachments: list[bytes]) -> list[Any]:
-    """JSON text plus attachments back to arguments."""
-
-    def revive(value: dict[str, Any]) -> Any:
-        num = value.get("num")
-        if value.get("_placeholder") is True and type(num) is int and 0 <= num < len(attachments):
-            return attachments[num]
-        return value
-
-    result: list[Any] = json.loads(text, object_hook=revive)
-    return result
 
 
 def _options(**options: Any) -> str:
@@ -230,6 +203,13 @@ class Socket:
 Handler = Callable[..., Any]
 
 
+class _CatchAll:
+    """A `"*"` handler: it gets the event's name before its arguments."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+
 class Namespace:
     """One namespace of a server."""
 
@@ -264,7 +244,10 @@ class Namespace:
                     server._report(e)
                     return
             for handler in handlers:
-                server._run(handler, args, ack)
+                if isinstance(handler, _CatchAll):
+                    server._run(handler.handler, (args[0], name, *args[1:]), ack)
+                else:
+                    server._run(handler, args, ack)
 
         server._soon(run)
 
@@ -297,15 +280,16 @@ class Namespace:
     def on(self, event: str, handler: Optional[Handler] = None) -> Any:
         """`on("connection", fn(socket))`, `on("disconnect", fn(socket,
         reason))`, or an event: `fn(socket, *args)`, whose return value is
-        the ack (a tuple for several arguments). Every handler added for a
-        name runs, in order (the first answer is the ack). Usable as a
-        decorator."""
+        the ack (a tuple for several arguments); `"*"`: `fn(socket, event,
+        *args)` for every event without a handler of its own. Every handler
+        added for a name runs, in order (the first answer is the ack).
+        Usable as a decorator."""
         _check_name("an event name", event)
         if handler is None:
             return lambda h: self.on(event, h)
         if not callable(handler):
             raise InvalidArgument("a handler must be callable")
-        self._server._native.on(self.name, event, handler)
+        self._server._native.on(self.name, event, _CatchAll(handler) if event == "*" else handler)
         return handler
 
     def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:

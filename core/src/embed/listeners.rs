@@ -26,6 +26,9 @@ pub enum Listen {
     Disconnect,
     /// Any other name: an event from the client.
     Event(String),
+    /// `*`: events that have no handler of their own (python-socketio's
+    /// catch-all); delivered with their own name.
+    Any,
 }
 
 impl Listen {
@@ -38,6 +41,7 @@ impl Listen {
             "" => Err(invalid("an event name must be a non-empty string")),
             "connection" | "connect" => Ok(Listen::Connection),
             "disconnect" => Ok(Listen::Disconnect),
+            "*" => Ok(Listen::Any),
             event => Ok(Listen::Event(event.to_owned())),
         }
     }
@@ -134,16 +138,26 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
             list.push(handler);
             list.len() == 1
         };
-        if let (true, Listen::Event(event)) = (first, listen) {
-            let me = self.clone();
-            let nsp = ns.name().to_owned();
-            ns.on(event.clone(), move |socket: Socket, e: hub::Event| {
-                let listen = Listen::Event(event.clone());
-                let handlers = me.handlers(&nsp, &listen);
-                let delivery = Delivery::Event { name: event.clone(), args: e.args, ack: e.ack };
-                me.host.deliver(&nsp, socket, delivery, handlers);
-                async {}
-            });
+        if !first {
+            return Ok(());
+        }
+        let subscribe = listen.clone();
+        let me = self.clone();
+        let nsp = ns.name().to_owned();
+        let deliver = move |socket: Socket, e: hub::Event| {
+            let handlers = me.handlers(&nsp, &listen);
+            let delivery = Delivery::Event { name: e.name, args: e.args, ack: e.ack };
+            me.host.deliver(&nsp, socket, delivery, handlers);
+            async {}
+        };
+        match subscribe {
+            Listen::Event(event) => {
+                ns.on(event, deliver);
+            }
+            Listen::Any => {
+                ns.on_fallback(deliver);
+            }
+            Listen::Connection | Listen::Disconnect => {}
         }
         Ok(())
     }
@@ -208,6 +222,7 @@ mod tests {
         assert_eq!(Listen::from_name("connection").unwrap(), Listen::Connection);
         assert_eq!(Listen::from_name("disconnect").unwrap(), Listen::Disconnect);
         assert_eq!(Listen::from_name("chat").unwrap(), Listen::Event("chat".to_owned()));
+        assert_eq!(Listen::from_name("*").unwrap(), Listen::Any);
         assert_eq!(Listen::from_name("").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
     }
 

@@ -12,6 +12,8 @@
 //!   answers with a JSON decision.
 //! * [`listeners`]: handler lists per event (several handlers each, as in
 //!   socket.io) and the one place deliveries go to the host.
+//! * [`host`]: Engine.IO sessions carried by the host language's own HTTP
+//!   server (ASGI, Node's `http.Server`), on [`Embedded::host_engine`].
 //! * [`error`]: [`EmbedError`] and the one table of [`ErrorCode`]s every
 //!   binding's errors carry.
 //! * Socket and acknowledgement operations with those errors: [`join`],
@@ -20,6 +22,7 @@
 pub mod args;
 pub mod decision;
 pub mod error;
+pub mod host;
 pub mod listeners;
 pub mod options;
 
@@ -27,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::engine::EngineConfig;
+use crate::engine::{Engine, EngineConfig};
 pub use args::{payload_from_parts, payload_to_parts};
 pub use decision::admission_from_decision;
 use error::invalid;
@@ -66,6 +69,8 @@ pub struct EmbedOptions {
     /// Connection-state recovery window in milliseconds (off when `None`
     /// or 0).
     pub recovery_ms: Option<u64>,
+    /// The transports offered, `(polling, websocket)` (default both).
+    pub transports: Option<(bool, bool)>,
 }
 
 /// A hub and its listener.
@@ -76,6 +81,8 @@ pub struct Embedded {
     host: String,
     port: u16,
     running: tokio::sync::Mutex<Option<Server>>,
+    /// The engine of sessions carried by the host's HTTP server.
+    host_engine: std::sync::OnceLock<Engine>,
     closed: AtomicBool,
     /// The Redis bus of the cluster this server joined, if any.
     #[cfg(feature = "redis")]
@@ -119,6 +126,9 @@ impl Embedded {
             }
             engine = engine.max_payload(usize::try_from(n).unwrap_or(usize::MAX));
         }
+        if let Some((polling, websocket)) = options.transports {
+            engine = engine.transports(polling, websocket);
+        }
         for origin in options.cors_origins {
             engine = engine.cors_origin(origin).cors_credentials(true);
         }
@@ -143,6 +153,7 @@ impl Embedded {
             host: options.host.unwrap_or_else(|| "127.0.0.1".to_owned()),
             port,
             running: tokio::sync::Mutex::new(None),
+            host_engine: std::sync::OnceLock::new(),
             closed: AtomicBool::new(false),
             #[cfg(feature = "redis")]
             bus: std::sync::OnceLock::new(),
@@ -204,6 +215,19 @@ impl Embedded {
         Ok(self.hub.of(name))
     }
 
+    /// The engine for sessions carried by the host's own HTTP server (see
+    /// [`host`]): the same hub and options as the built-in listener, made
+    /// on first use.
+    ///
+    /// # Errors
+    /// [`EmbedError::Closed`] once closed.
+    pub fn host_engine(&self) -> Result<Engine, EmbedError> {
+        if self.is_closed() {
+            return Err(EmbedError::Closed);
+        }
+        Ok(self.host_engine.get_or_init(|| self.hub.engine(self.engine.clone())).clone())
+    }
+
     /// Starts listening (once; later calls return the same address). Must
     /// run inside a tokio runtime, which then serves the connections.
     ///
@@ -239,6 +263,9 @@ impl Embedded {
     /// used again. Calling it twice does nothing.
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        if let Some(engine) = self.host_engine.get() {
+            engine.close_all();
+        }
         if let Some(server) = self.running.lock().await.take() {
             server.shutdown().await;
         }
@@ -296,6 +323,24 @@ impl Broadcast {
         Ok(next)
     }
 
+    /// Makes the sockets it reaches leave `room` (every node's, in a
+    /// cluster): `close_room` when it reaches the room's members.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty room name.
+    pub fn leave(&self, room: &str) -> Result<(), EmbedError> {
+        if room.is_empty() {
+            return Err(invalid("a room must be a non-empty string"));
+        }
+        self.operator().sockets_leave(room);
+        Ok(())
+    }
+
+    fn operator(&self) -> BroadcastOperator {
+        let op = self.op.clone().to_many(self.rooms.clone());
+        self.except.iter().cloned().fold(op, BroadcastOperator::except)
+    }
+
     /// Emits `event`; returns how many sockets of this node it was queued
     /// for.
     ///
@@ -305,8 +350,7 @@ impl Broadcast {
         if event.is_empty() {
             return Err(invalid("an event name must be a non-empty string"));
         }
-        let op = self.op.clone().to_many(self.rooms.clone());
-        Ok(self.except.iter().cloned().fold(op, BroadcastOperator::except).emit(event, args))
+        Ok(self.operator().emit(event, args))
     }
 }
 

@@ -17,6 +17,7 @@
 //! | CORS origins | `cors: {origin: [...]}` | `cors_origins` |
 //! | limits ([`LimitsSpec`](crate::limits::LimitsSpec) JSON) | `limits` | `limits` |
 //! | recovery window | `connectionStateRecovery: {maxDisconnectionDuration}` (120000 when omitted) | `recovery` |
+//! | transports offered (`polling`, `websocket`) | `transports` | `transports` |
 //!
 //! Node's `null` is a wrong value (JSON turns `NaN` into it); Python's
 //! `None` is "the default". Unknown keys are ignored (Node's options carry
@@ -153,6 +154,22 @@ impl EmbedOptions {
             },
             Dialect::Python => r.duration_ms("", "recovery", false)?,
         };
+        let transports = match r.get("transports") {
+            None => None,
+            Some(v) => {
+                let names = r.strings(Some(v), "transports")?;
+                let bad = names.iter().find(|n| !matches!(n.as_str(), "polling" | "websocket"));
+                if let Some(bad) = bad {
+                    return Err(invalid(format!("transports: unknown transport {bad:?} (polling, websocket)")));
+                }
+                let (polling, websocket) =
+                    (names.iter().any(|n| n == "polling"), names.iter().any(|n| n == "websocket"));
+                if !(polling || websocket) {
+                    return Err(invalid("transports must name at least one transport"));
+                }
+                Some((polling, websocket))
+            }
+        };
         Ok(EmbedOptions {
             host: r.string("host")?,
             port: port.map(|p| p as u32),
@@ -163,6 +180,7 @@ impl EmbedOptions {
             cors_origins,
             limits,
             recovery_ms,
+            transports,
         })
     }
 }
@@ -295,6 +313,13 @@ mod tests {
         assert_eq!(message(r#"{"port":70000}"#, Dialect::Python), "port must be an integer 0-65535");
         assert_eq!(message(r#"{"max_payload":-3}"#, Dialect::Python), "max_payload must be a positive integer");
         assert_eq!(message(r#"{"cors_origins":[1]}"#, Dialect::Python), "cors_origins must be an array of strings");
+        let o = EmbedOptions::from_json(r#"{"transports":["websocket"]}"#, Dialect::Python).unwrap();
+        assert_eq!(o.transports, Some((false, true)));
+        assert_eq!(
+            message(r#"{"transports":["polling","carrier pigeon"]}"#, Dialect::Python),
+            r#"transports: unknown transport "carrier pigeon" (polling, websocket)"#
+        );
+        assert_eq!(message(r#"{"transports":[]}"#, Dialect::Python), "transports must name at least one transport");
     }
 
     #[test]
