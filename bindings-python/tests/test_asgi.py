@@ -123,6 +123,8 @@ async def test_connect_sessions_acks_and_binary(app: Running, transports: list[s
     assert await next_message(client, "welcome") == ({"user": "alice"},)
     user, rooms, sid = await within(client.call("whoami", timeout=STEP), "whoami")
     assert (user, rooms) == ("alice", sorted(["lobby", sid]))
+    # The sid the connect handler and the others see is the client's.
+    assert sid == client.get_sid("/")
     assert await within(client.call("rename", "bob", timeout=STEP), "rename") == "bob"
     assert (await within(client.call("whoami", timeout=STEP), "whoami"))[0] == "bob"
     # A tuple is several arguments; bytes travel as binary attachments.

@@ -388,15 +388,19 @@ class AsyncServer:
         """The namespace's connect middleware (on an engine thread). Without
         a `connect` handler to run first, or with `always_connect`, the
         socket is admitted at once and its sid is the core's id. Otherwise
-        the handler runs now, before the socket exists, with a new sid that
-        core's admission data carries to the socket."""
+        the handler runs now, before the socket exists, with the sid core
+        will give the socket (the handshake's `sid`); core's admission data
+        carries it to the socket, so a recovered session, which keeps its
+        old id, is mapped too."""
         if self.always_connect or not self._has_connect(nsp):
             reply.resolve('{"admit":null}')
             return
 
         async def run() -> None:
             handshake = json.loads(handshake_json)
-            sid = secrets.token_urlsafe(15)
+            # The id core gives the socket (a recovered session keeps its
+            # old one: then the admission data below maps it).
+            sid = handshake.get("sid") or secrets.token_urlsafe(15)
             key = (nsp, sid)
             self._environs[key] = _environ(handshake)
             auth = handshake.get("auth")

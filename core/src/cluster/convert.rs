@@ -112,6 +112,7 @@ pub(crate) fn remote_socket(ns: &Namespace, s: FetchedSocket) -> RemoteSocket {
         query: data_fields(&h.query),
         auth: h.auth.to_json(),
         remote_addr: SocketAddr::new(address, 0),
+        socket_id: Some(s.id.as_str().into()),
     };
     let data = s.data.as_ref().map_or(Value::Null, Data::to_json);
     RemoteSocket::remote(ns.clone(), s.id, Arc::new(handshake), s.rooms, data)

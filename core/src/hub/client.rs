@@ -372,9 +372,15 @@ impl Connection for Client {
 
 async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth: Option<Value>) {
     let parser = shared.hub.config().parser;
+    // The socket's id, known to the middlewares as socket.io's are (a copy
+    // of the connection's handshake only when someone reads it).
+    let fresh_id: Arc<str> = crate::engine::new_id().into();
     let handshake = match auth {
-        None => shared.handshake.clone(),
-        Some(auth) => Arc::new(Handshake { auth, ..Handshake::clone(&shared.handshake) }),
+        None if ns.handlers().middlewares.is_empty() => shared.handshake.clone(),
+        None => Arc::new(Handshake { socket_id: Some(fresh_id.clone()), ..Handshake::clone(&shared.handshake) }),
+        Some(auth) => {
+            Arc::new(Handshake { auth, socket_id: Some(fresh_id.clone()), ..Handshake::clone(&shared.handshake) })
+        }
     };
     let admitted = ns.admit(handshake.clone()).await.and_then(|a| match &a.user_id {
         Some(user) => shared.acquire_user(user).map(|()| a).map_err(|refused| {
@@ -422,10 +428,9 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     // In a cluster, what other nodes send to the socket's first rooms (its
     // id, its user's room, a restored session's rooms) must reach it from
     // the moment the client is told it is connected.
-    let fresh_id = crate::engine::new_id();
     let mut listened: Vec<Room> = Vec::new();
     if adapter.clustered() {
-        listened.push(Room::from(fresh_id.as_str()));
+        listened.push(fresh_id.clone());
         listened.extend(admission.user_id.as_ref().map(|u| Room::from(format!("user:{u}"))));
         if let Some(RemoteSession::Found(session, _)) = &remote {
             listened.push(session.id.clone());
@@ -433,7 +438,7 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
         }
         adapter.listen(ns.name(), &listened).await;
     }
-    let added = add_socket(&shared, &ns, &nsp, handshake, admission, remote, fresh_id);
+    let added = add_socket(&shared, &ns, &nsp, handshake, admission, remote, &fresh_id);
     // Listened to for nothing: the connection closed meanwhile, or a local
     // session came back under its own id.
     ns.forget_unused(listened);
@@ -463,7 +468,7 @@ fn add_socket(
     handshake: Arc<Handshake>,
     mut admission: Admission,
     remote: Option<RemoteSession>,
-    fresh_id: String,
+    fresh_id: &str,
 ) -> Option<(Socket, Vec<Deferred>)> {
     let hub = &shared.hub;
     let config = hub.config();
@@ -520,7 +525,7 @@ fn add_socket(
             }
             session.id.to_string()
         }
-        None => fresh_id,
+        None => fresh_id.to_string(),
     };
     let (socket, added) = ns.add_deferred(|key| {
         Socket::new(SocketParts {

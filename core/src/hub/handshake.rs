@@ -111,6 +111,12 @@ pub struct Handshake {
     /// The peer's socket address.
     #[serde(skip)]
     pub remote_addr: SocketAddr,
+    /// The id the socket gets on its namespace, as connect middlewares see
+    /// it (socket.io's middlewares see `socket.id`); serialized as `sid`.
+    /// A socket whose session is recovered keeps its old id instead. `None`
+    /// outside a namespace's connect.
+    #[serde(rename = "sid", skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<std::sync::Arc<str>>,
 }
 
 impl Handshake {
@@ -139,6 +145,7 @@ impl Handshake {
             query: Fields::from_pairs(request.query.iter().map(|(k, v)| (k, v))),
             auth: auth.unwrap_or_else(|| Value::Object(Default::default())),
             remote_addr: request.remote_addr,
+            socket_id: None,
         }
     }
 }
