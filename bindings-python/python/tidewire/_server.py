@@ -64,6 +64,23 @@ _FIXED: dict[str, tuple[Any, str]] = {
 _CONNECTING_FOR = 30.0
 
 
+
+async def _invoke(handler: Any, event: str, args: tuple[Any, ...]) -> Any:
+    """Calls a handler (sync or async) as python-socketio does: a
+    `disconnect` handler written before the reason argument existed gets
+    the arguments without it."""
+    try:
+        result = handler(*args)
+        if inspect.isawaitable(result):
+            result = await result
+    except TypeError:
+        if event != "disconnect":
+            raise
+        result = handler(*args[:-1])
+        if inspect.isawaitable(result):
+            result = await result
+    return result
+
 class _Reason:
     """python-socketio's `AsyncServer.reason` constants."""
 
@@ -497,18 +514,7 @@ class AsyncServer:
             handler = handlers["*"]
             args = (event, *args)
         if handler is not None:
-            try:
-                result = handler(*args)
-                if inspect.isawaitable(result):
-                    result = await result
-            except TypeError:
-                if event != "disconnect":
-                    raise
-                # legacy disconnect handlers take no reason
-                result = handler(*args[:-1])
-                if inspect.isawaitable(result):
-                    result = await result
-            return result
+            return await _invoke(handler, event, args)
         ns_handler = self.namespace_handlers.get(namespace)
         if ns_handler is not None:
             return await ns_handler.trigger_event(event, *args)
@@ -745,18 +751,7 @@ class AsyncNamespace:
     async def trigger_event(self, event: str, *args: Any) -> Any:
         handler_name = "on_" + (event or "")
         if hasattr(self, handler_name):
-            handler = getattr(self, handler_name)
-            try:
-                result = handler(*args)
-                if inspect.isawaitable(result):
-                    result = await result
-            except TypeError:
-                if event != "disconnect":
-                    raise
-                result = handler(*args[:-1])
-                if inspect.isawaitable(result):
-                    result = await result
-            return result
+            return await _invoke(getattr(self, handler_name), event, args)
         return None
 
     def _sio(self) -> AsyncServer:
