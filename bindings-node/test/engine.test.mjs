@@ -6,7 +6,10 @@ import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import https from 'node:https'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { once } from 'node:events'
 import express from 'express'
 import { Server } from 'socket.io'
@@ -388,8 +391,18 @@ describe('Engine under socket.io', () => {
   })
 
   test('over https.Server: TLS ends in Node, the frames pass through ws', T, async () => {
-    const fixture = (name) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url))
-    const s = await start({ setup: chatApp, tls: { key: fixture('localhost-key.pem'), cert: fixture('localhost-cert.pem') } })
+    // A throwaway self-signed certificate for localhost (Debian's openssl).
+    const dir = mkdtempSync(join(tmpdir(), 'tidewire-tls-'))
+    let tls
+    try {
+      const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')]
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
+        '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+      tls = { key: readFileSync(key), cert: readFileSync(cert) }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    const s = await start({ setup: chatApp, tls })
     try {
       for (const opts of Object.values(TRANSPORTS)) {
         const client = await s.connect({ ...opts, rejectUnauthorized: false })
