@@ -259,9 +259,16 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
     });
 
     let history_store = store.clone();
+    // Messages are saved, relayed and answered in the order they arrived:
+    // a store that saves asynchronously would otherwise finish a burst's
+    // saves in any order and give a sender's messages ids out of order.
+    // The turn is taken first thing (handlers run inline up to their first
+    // await, and the lock is first come, first served).
+    let turns = Arc::new(tokio::sync::Mutex::new(()));
     ns.on("chat:message", move |socket: Socket, mut event: Event| {
-        let store = store.clone();
+        let (store, turns) = (store.clone(), turns.clone());
         async move {
+            let _turn = turns.lock().await;
             let answer = match send_message(&socket, &event, &*store).await {
                 Ok(answer) | Err(answer) => answer,
             };
