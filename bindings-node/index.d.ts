@@ -260,6 +260,11 @@ export interface EngineOptions {
   websocket: boolean
   /** `allowUpgrades`. */
   allowUpgrades: boolean
+  /**
+   * Connection limits, as the core's limits spec (JSON) with only its
+   * connection fields; the core's defaults when absent.
+   */
+  limits?: string
 }
 
 /** The handshake a connect middleware sees. */

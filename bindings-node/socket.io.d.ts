@@ -44,6 +44,13 @@ export interface EngineOptions {
   path?: string
   /** Whether `path` gets a trailing slash (default true). */
   addTrailingSlash?: boolean
+  /**
+   * Tidewire's connection caps (engine.io has none): concurrent connections
+   * per IP address (default 1000) and in total (100,000), new connections per
+   * address (`"50/s:100"`, or `"off"`), and how many reverse proxies append to
+   * `X-Forwarded-For` (0: the peer's address counts). A cap of 0 is no cap.
+   */
+  limits?: { maxConnPerIp?: number; maxConnections?: number; handshakesPerIp?: string; trustedProxies?: number }
   /** Only `false`: WebSocket compression is off. */
   perMessageDeflate?: false
   /** Only `false`: polling answers are not compressed. */

@@ -72,7 +72,13 @@ const DEFAULTS = Object.freeze({
   cookie: false,
   path: '/engine.io',
   addTrailingSlash: true,
+  limits: undefined,
 })
+
+// The connection limits an Engine applies (Tidewire's; engine.io has none):
+// the fields of the core's limits spec that concern connections. Event
+// limits belong to the app (socket.io runs the handlers).
+const ENGINE_LIMITS = new Set(['maxConnPerIp', 'maxConnections', 'handshakesPerIp', 'trustedProxies'])
 
 // Options of socket.io's `Server`, not of the engine.
 const SOCKET_IO_OPTIONS = new Set([
@@ -160,6 +166,16 @@ function engineOptions(opts) {
       case 'path':
         o.path = checkPath(name, v)
         break
+      case 'limits': {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalid('option "limits" must be an object')
+        for (const key of Object.keys(v)) {
+          if (!ENGINE_LIMITS.has(key)) {
+            throw invalid(`option "limits.${key}" is not an Engine limit (those are ${[...ENGINE_LIMITS].join(', ')})`)
+          }
+        }
+        o.limits = JSON.stringify(v)
+        break
+      }
       case 'perMessageDeflate':
         if (v !== false) throw invalid('option "perMessageDeflate" is not supported: WebSocket compression is off')
         break
@@ -496,18 +512,24 @@ class Engine extends EventEmitter {
     this._token = 0
     this._closed = false
     const o = this.opts
-    this._native = new native.EngineHost(
-      {
-        pingInterval: o.pingInterval,
-        pingTimeout: o.pingTimeout,
-        upgradeTimeout: o.upgradeTimeout,
-        maxPayload: o.maxHttpBufferSize,
-        polling: o.transports.includes('polling'),
-        websocket: o.transports.includes('websocket'),
-        allowUpgrades: o.allowUpgrades,
-      },
-      () => this._takeEvents(),
-    )
+    try {
+      this._native = new native.EngineHost(
+        {
+          pingInterval: o.pingInterval,
+          pingTimeout: o.pingTimeout,
+          upgradeTimeout: o.upgradeTimeout,
+          maxPayload: o.maxHttpBufferSize,
+          polling: o.transports.includes('polling'),
+          websocket: o.transports.includes('websocket'),
+          allowUpgrades: o.allowUpgrades,
+          limits: o.limits,
+        },
+        () => this._takeEvents(),
+      )
+    } catch (e) {
+      // The core refused a value (a limit that does not parse).
+      throw invalid(String(e.message).replace(/^tidewire Engine: /, ''))
+    }
     this._taking = false
     this._ws = o.transports.includes('websocket')
       ? new WebSocketServer({

@@ -38,6 +38,7 @@ use napi_derive::napi;
 use tidewire::engine::{
     CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session, TransportKind,
 };
+use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::{Encoded, Frame, Packet};
 use tidewire::transport::host::{self, Inbound, Outbound, RequestBody, WebSocket, WebSocketAccept};
 use tokio::sync::oneshot;
@@ -177,6 +178,9 @@ pub struct EngineOptions {
     pub websocket: bool,
     /// `allowUpgrades`.
     pub allow_upgrades: bool,
+    /// Connection limits, as the core's limits spec (JSON) with only its
+    /// connection fields; the core's defaults when absent.
+    pub limits: Option<String>,
 }
 
 /// An HTTP request as Node parsed it.
@@ -275,17 +279,28 @@ impl EngineHost {
     pub fn new(
         options: EngineOptions,
         wake: ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>,
-    ) -> EngineHost {
+    ) -> napi::Result<EngineHost> {
         let ms = |n: u32| Duration::from_millis(u64::from(n));
-        let config = EngineConfig::default()
+        let mut config = EngineConfig::default()
             .ping_interval(ms(options.ping_interval))
             .ping_timeout(ms(options.ping_timeout))
             .upgrade_timeout(ms(options.upgrade_timeout))
             .max_payload(options.max_payload as usize)
             .transports(options.polling, options.websocket)
             .allow_upgrades(options.allow_upgrades);
+        if let Some(json) = &options.limits {
+            let invalid =
+                |m: String| napi::Error::new(Status::InvalidArg, format!("tidewire Engine: option \"limits\": {m}"));
+            let spec: LimitsSpec = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+            let (_, conns) = spec.apply(RateLimits::default(), ConnectionLimits::default()).map_err(invalid)?;
+            config = config.connection_limits(Some(conns));
+        }
         let events = Arc::new(Events { queue: Mutex::default(), wake });
-        EngineHost { inner: Engine::new(config, Arc::new(JsHandler(events.clone()))), events, pending: Arc::default() }
+        Ok(EngineHost {
+            inner: Engine::new(config, Arc::new(JsHandler(events.clone()))),
+            events,
+            pending: Arc::default(),
+        })
     }
 
     /// Takes the queued session events, oldest first.

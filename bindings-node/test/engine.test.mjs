@@ -444,6 +444,22 @@ describe('Engine options', () => {
     assert.throws(() => new Engine({ pingIntervall: 1000 }), { ...code, message: /unknown option "pingIntervall"/ })
   })
 
+  test('limits: the connection caps are the app\'s to set; event limits are refused', T, async () => {
+    assert.throws(() => new Engine({ limits: { rateSocket: '10/s' } }), { ...code, message: /"limits.rateSocket" is not an Engine limit/ })
+    assert.throws(() => new Engine({ limits: { handshakesPerIp: 'often' } }), { ...code, message: /handshakesPerIp/ })
+    const s = await start({ setup: chatApp, engine: { limits: { maxConnPerIp: 1, handshakesPerIp: 'off' } } })
+    try {
+      const first = await s.connect(TRANSPORTS.websocket)
+      await assert.rejects(s.connect(TRANSPORTS.websocket), 'a second connection from the address is refused')
+      first.close()
+      await new Promise((r) => setTimeout(r, 100))
+      const again = await s.connect(TRANSPORTS.websocket)
+      again.close()
+    } finally {
+      await s.close()
+    }
+  })
+
   test('a value it cannot honour throws, naming the option', () => {
     assert.throws(() => new Engine({ pingInterval: -1 }), { ...code, message: /"pingInterval"/ })
     assert.throws(() => new Engine({ pingTimeout: 1.5 }), { ...code, message: /"pingTimeout"/ })
