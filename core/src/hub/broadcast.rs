@@ -159,11 +159,16 @@ impl BroadcastOperator {
     }
 
     fn emit_payload(&self, event: &str, args: Payload) -> usize {
-        if !self.flags.local {
-            self.ns.adapter().broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
+        // One look at the hub per broadcast: its adapter (borrowed, not
+        // cloned) and its counters.
+        let hub = self.ns.hub();
+        if !self.flags.local
+            && let Some(hub) = &hub
+        {
+            hub.adapter().broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
         }
         let sent = self.emit_inner(event, args);
-        if let Some(hub) = self.ns.hub() {
+        if let Some(hub) = hub {
             super::HubStats::add(&hub.stats().events_out, sent as u64);
         }
         sent
