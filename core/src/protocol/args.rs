@@ -502,40 +502,30 @@ struct Push<'a, S> {
     data: &'a mut Vec<Value>,
 }
 
-impl<S: ser::SerializeSeq<Ok = Value, Error = Error>> ser::SerializeSeq for Push<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        self.inner.serialize_element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.data.push(self.inner.end()?);
-        Ok(())
-    }
+/// `Push` forwards each compound serializer of its inner one and pushes the
+/// finished value: one impl per serde trait, the same body.
+macro_rules! push_compound {
+    ($($trait:ident :: $method:ident($($key:ident: $key_ty:ty),*);)*) => {$(
+        impl<S: ser::$trait<Ok = Value, Error = Error>> ser::$trait for Push<'_, S> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: ?Sized + Serialize>(&mut self, $($key: $key_ty,)* value: &T) -> Result<(), Error> {
+                self.inner.$method($($key,)* value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.data.push(self.inner.end()?);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl<S: ser::SerializeTupleStruct<Ok = Value, Error = Error>> ser::SerializeTupleStruct for Push<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        self.inner.serialize_field(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.data.push(self.inner.end()?);
-        Ok(())
-    }
-}
-
-impl<S: ser::SerializeTupleVariant<Ok = Value, Error = Error>> ser::SerializeTupleVariant for Push<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        self.inner.serialize_field(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.data.push(self.inner.end()?);
-        Ok(())
-    }
+push_compound! {
+    SerializeSeq::serialize_element();
+    SerializeTupleStruct::serialize_field();
+    SerializeTupleVariant::serialize_field();
+    SerializeStruct::serialize_field(key: &'static str);
+    SerializeStructVariant::serialize_field(key: &'static str);
 }
 
 impl<S: ser::SerializeMap<Ok = Value, Error = Error>> ser::SerializeMap for Push<'_, S> {
@@ -546,30 +536,6 @@ impl<S: ser::SerializeMap<Ok = Value, Error = Error>> ser::SerializeMap for Push
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
         self.inner.serialize_value(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.data.push(self.inner.end()?);
-        Ok(())
-    }
-}
-
-impl<S: ser::SerializeStruct<Ok = Value, Error = Error>> ser::SerializeStruct for Push<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.inner.serialize_field(key, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.data.push(self.inner.end()?);
-        Ok(())
-    }
-}
-
-impl<S: ser::SerializeStructVariant<Ok = Value, Error = Error>> ser::SerializeStructVariant for Push<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.inner.serialize_field(key, value)
     }
     fn end(self) -> Result<(), Error> {
         self.data.push(self.inner.end()?);
