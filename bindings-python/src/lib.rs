@@ -14,6 +14,9 @@
 //! go through `Server.host_http` (long-polling requests) and
 //! `Server.host_websocket` / `HostWebSocket` (WebSocket frames): core's
 //! `embed::host` over `transport::host`.
+//!
+//! `RedisChannel` (module `pubsub`) carries python-socketio's manager
+//! protocol over core's `RedisBus`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +32,8 @@ use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::engine::Encoded;
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::host::{Inbound, Outbound, WebSocket};
+
+mod pubsub;
 
 create_exception!(_native, TidewireError, PyException, "Base class of Tidewire's errors.");
 create_exception!(_native, InvalidArgument, TidewireError, "A bad argument (code ERR_INVALID_ARG).");
@@ -532,6 +537,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Reply>()?;
     m.add_class::<BroadcastOperator>()?;
     m.add_class::<HostWebSocket>()?;
+    m.add_class::<pubsub::RedisChannel>()?;
     m.add("TidewireError", py.get_type::<TidewireError>())?;
     for code in ErrorCode::ALL {
         let class = class(py, code);

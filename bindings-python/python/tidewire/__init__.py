@@ -39,6 +39,7 @@ from ._args import decode, encode
 from . import exceptions
 from ._server import AsyncNamespace, AsyncServer
 from ._asgi import ASGIApp
+from ._managers import AsyncRedisManager, RedisManager
 
 __version__ = _native.__version__
 
@@ -46,6 +47,7 @@ __all__ = [
     "ASGIApp",
     "AckAlreadySent",
     "AsyncNamespace",
+    "AsyncRedisManager",
     "AsyncServer",
     "AckTimeout",
     "BroadcastOperator",
@@ -54,6 +56,7 @@ __all__ = [
     "Disconnected",
     "InvalidArgument",
     "ListenError",
+    "RedisManager",
     "Namespace",
     "SendError",
     "Server",
