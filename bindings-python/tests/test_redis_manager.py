@@ -231,6 +231,15 @@ async def test_call_and_callbacks_cross_both_ways(mixed: Mixed) -> None:
     got = {await within(answers.get(), "callback") for _ in range(2)}
     assert got == {("tw", ("pong",)), ("psio", ("pong", 2))}
 
+    # A callback with a room: each local member's answer calls it, and the
+    # other node's first one (python-socketio forgets a callback once called).
+    a2 = await mixed.client(mixed.tw_url)
+    for client in (a, a2, b):
+        assert await within(client.call("join", "quiz"), "join") == "joined"
+    await tw.emit("question", "ping?", room="quiz", callback=lambda *args: answers.put_nowait(("room", args)))
+    got_room = [await within(answers.get(), "room callbacks") for _ in range(3)]
+    assert got_room == [("room", ("pong",))] * 3
+
     # Nobody answers for an unknown sid: both time out.
     with pytest.raises(tidewire.exceptions.TimeoutError):
         await tw.call("question", "ping?", to="nobody", timeout=0.3)

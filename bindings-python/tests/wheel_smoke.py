@@ -29,8 +29,13 @@ async def main() -> None:
     app = tidewire.ASGIApp(sio)
     sent: list[dict[str, Any]] = []
 
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        if requests:
+            return requests.pop()
+        await asyncio.sleep(3600)  # the client stays until the answer
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
