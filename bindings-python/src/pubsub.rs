@@ -40,6 +40,21 @@ pub struct RedisChannel {
     inbox: Arc<Mutex<mpsc::Receiver<BusMessage>>>,
 }
 
+/// What a dropped channel still had to publish goes out first (at most
+/// this long), so that an emitter dropped right after its last emit loses
+/// nothing.
+const DROP_FLUSH: Duration = Duration::from_secs(5);
+
+impl Drop for RedisChannel {
+    fn drop(&mut self) {
+        let bus = self.bus.clone();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            bus.flush(DROP_FLUSH).await;
+            bus.close();
+        });
+    }
+}
+
 #[pymethods]
 impl RedisChannel {
     /// Connects (in the background) to the Redis server at `url`

@@ -268,6 +268,11 @@ async def test_write_only_emitters_reach_clients_on_both(mixed: Mixed) -> None:
     await emitter.enter_room(a.get_sid(), "/", "from-emitter")
     await until("a in the emitter's room", lambda: "from-emitter" in mixed.tw.rooms(a.get_sid()))
     await emitter.close()
+    # What an emitter dropped right after its emit had queued still goes out.
+    dropped = tidewire.AsyncRedisManager(mixed.redis_url, write_only=True)
+    await dropped.emit("notice", "from a dropped emitter", to=a.get_sid())
+    del dropped
+    assert await next_event(a, "notice") == ("from a dropped emitter",)
 
     # A synchronous worker process (Celery, a Django view) with RedisManager.
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SYNC_EMITTER, mixed.redis_url, "r", stderr=subprocess.PIPE)

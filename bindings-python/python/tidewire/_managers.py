@@ -25,6 +25,7 @@ Tidewire nodes on one Redis): `channel` is then the adapter's key.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import inspect
 import io
@@ -33,6 +34,7 @@ import json
 import logging
 import pickle
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from urllib.parse import urlparse
 
@@ -46,7 +48,8 @@ default_logger = logging.getLogger("socketio")
 
 Rooms = Union[str, list[str], None]
 
-# How long a write-only emit waits for Redis to take the message.
+# How long a full outbound queue is waited for, and how long what is still
+# queued may take to go out when the process exits.
 _PUBLISH_TIMEOUT = 5.0
 # How long a server's start waits for its subscription.
 _SUBSCRIBE_TIMEOUT = 5.0
@@ -55,6 +58,18 @@ _SUBSCRIBE_TIMEOUT = 5.0
 _MAX_PENDING_CALLBACKS = 100_000
 
 _PROTOCOLS = ("python-socketio", "socket.io")
+
+
+# Managers whose queued messages go out before the interpreter exits (a
+# worker that emits and returns at once loses nothing).
+_LIVE: "weakref.WeakSet[_Manager]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for manager in list(_LIVE):
+        if manager._redis is not None:
+            manager._redis.flush_blocking(_PUBLISH_TIMEOUT)
 
 
 class Refused(ValueError):
@@ -173,13 +188,23 @@ class _Manager:
         self._redis: Optional[_native.RedisChannel] = None
         if protocol == "python-socketio":
             self._redis = _native.RedisChannel(self.redis_url, self.channel)
+            _LIVE.add(self)
 
     def _get_logger(self) -> logging.Logger:
         return self.logger or default_logger
 
+    def _encode(self, message: dict[str, Any]) -> bytes:
+        return json.dumps(message, separators=(",", ":")).encode()
+
     def _publish_now(self, message: dict[str, Any]) -> None:
+        """Queues `message` (in order, without waiting). A full queue (Redis
+        away longer than the outage buffer lasts) is logged and the message
+        dropped, as python-socketio gives up after its retry."""
         assert self._redis is not None
-        self._redis.publish(json.dumps(message, separators=(",", ":")).encode())
+        try:
+            self._redis.publish(self._encode(message))
+        except _native.ClusterError as e:
+            self._get_logger().error("Cannot publish to redis... giving up (%s)", e)
 
     def _external(self, what: str) -> None:
         """Only the python-socketio protocol has an emitter here."""
@@ -285,7 +310,14 @@ class AsyncRedisManager(_Manager):
     async def _listen(self) -> None:
         assert self._redis is not None
         while True:
-            batch = await self._redis.receive()
+            try:
+                batch = await self._redis.receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged, the node keeps listening
+                self._get_logger().exception("Unexpected Error in pubsub listening thread")
+                await asyncio.sleep(1)
+                continue
             if batch is None:
                 return
             for raw in batch:
@@ -389,15 +421,16 @@ class AsyncRedisManager(_Manager):
         await self._send(self._message("disconnect", sid=sid, namespace=namespace or "/"))
 
     async def _send(self, message: dict[str, Any]) -> None:
-        """Publishes and, as python-socketio's emitter does, returns once
-        Redis took the message (or logs that it could not in time)."""
-        if self.server is not None:
-            self.publish(message)
-            return
-        self._publish_now(message)
+        """Queues the message for Redis: written in order in the background
+        (pipelined), kept through a short outage, flushed by `close()`, when
+        the manager is dropped and when the interpreter exits. A full queue
+        is waited for once (backpressure) before giving up."""
         assert self._redis is not None
-        if not await self._redis.flush(_PUBLISH_TIMEOUT):
-            self._get_logger().error("Cannot publish to redis... giving up")
+        try:
+            self._redis.publish(self._encode(message))
+        except _native.ClusterError:
+            await self._redis.flush(_PUBLISH_TIMEOUT)
+            self._publish_now(message)
 
 
 class RedisManager(_Manager):
@@ -440,7 +473,17 @@ class RedisManager(_Manager):
         self._send(self._message("disconnect", sid=sid, namespace=namespace or "/"))
 
     def _send(self, message: dict[str, Any]) -> None:
-        self._publish_now(message)
+        """As `AsyncRedisManager`'s: queued, written in the background,
+        flushed by `close()`, when dropped and at exit."""
         assert self._redis is not None
-        if not self._redis.flush_blocking(_PUBLISH_TIMEOUT):
-            self._get_logger().error("Cannot publish to redis... giving up")
+        try:
+            self._redis.publish(self._encode(message))
+        except _native.ClusterError:
+            self._redis.flush_blocking(_PUBLISH_TIMEOUT)
+            self._publish_now(message)
+
+    def close(self) -> None:
+        """Writes what is queued (at most 5 s) and closes the connections."""
+        if self._redis is not None:
+            self._redis.flush_blocking(_PUBLISH_TIMEOUT)
+            self._redis.close()

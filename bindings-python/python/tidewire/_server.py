@@ -739,9 +739,9 @@ class AsyncServer:
 
     async def shutdown(self) -> None:
         """Disconnects every client and stops serving (and the manager)."""
-        await self._native.close()
         if self.manager is not None:
             await self.manager.close()
+        await self._native.close()
 
     def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         task: asyncio.Future[Any] = asyncio.ensure_future(target(*args, **kwargs))
