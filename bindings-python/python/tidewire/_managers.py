@@ -97,7 +97,7 @@ def decode_message(raw: bytes) -> dict[str, Any]:
             raise Refused(f"pickle refused ({e})") from None
     else:
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode())  # UnicodeDecodeError is a ValueError
         except (ValueError, RecursionError) as e:
             raise Refused(f"not JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("method"), str):
