@@ -430,3 +430,42 @@ async def test_socket_io_protocol_joins_the_adapter_cluster(redis_url: str) -> N
 
 async def _server_count(sio: tidewire.AsyncServer, n: int) -> bool:
     return int(await sio._native.server_count("/")) >= n
+
+
+OFFICIAL_NODE = os.path.join(os.path.dirname(__file__), "..", "..", "server-example", "e2e", "node", "lib", "official-node.mjs")
+
+
+async def test_socket_io_protocol_mixes_with_an_official_node(redis_url: str) -> None:  # noqa: F811
+    """protocol='socket.io' next to an official Node socket.io 4.8 node with
+    @socket.io/redis-adapter (createAdapter): broadcasts cross both ways."""
+    if shutil.which("node") is None or not os.environ.get("SIO_CLIENT_DIR"):
+        pytest.fail("node and SIO_CLIENT_DIR (the e2e node_modules) are required")
+    proc = await asyncio.create_subprocess_exec(
+        "node", OFFICIAL_NODE, "--port", "0", "--redis-url", redis_url, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    tw = tidewire.AsyncServer(client_manager=tidewire.AsyncRedisManager(redis_url, protocol="socket.io"))
+    try:
+        assert proc.stdout is not None
+        line = (await within(proc.stdout.readline(), "the official node")).decode()
+        assert "listening on" in line, line
+        node_url = line.rsplit(" ", 1)[1].strip()
+        async with serve(tidewire.ASGIApp(tw)) as tw_url:
+            on_tw, on_node = socketio.AsyncClient(reconnection=False), socketio.AsyncClient(reconnection=False)
+            got_tw: asyncio.Queue[Any] = asyncio.Queue()
+            got_node: asyncio.Queue[Any] = asyncio.Queue()
+            on_tw.on("news", got_tw.put_nowait)
+            on_node.on("news", got_node.put_nowait)
+            await within(on_tw.connect(tw_url, transports=["websocket"], wait_timeout=STEP), "connect to tidewire")
+            await within(on_node.connect(node_url, transports=["websocket"], wait_timeout=STEP), "connect to node")
+            await until("two nodes counted", lambda: _server_count(tw, 2))
+            await tw.emit("news", "from tidewire")
+            assert await within(got_node.get(), "tidewire's broadcast on node") == "from tidewire"
+            assert await within(got_tw.get(), "tidewire's broadcast locally") == "from tidewire"
+            await within(on_node.call("hub-to", {"event": "news", "args": ["from node"]}), "node's broadcast")
+            assert await within(got_tw.get(), "node's broadcast on tidewire") == "from node"
+            await on_tw.disconnect()
+            await on_node.disconnect()
+    finally:
+        await tw.shutdown()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), STEP)
