@@ -149,14 +149,14 @@ $(BINDING_PY_STAMP): $(BINDING_PY_DIR)/tests/requirements.txt $(VENV_STAMP)
 
 ## The Python binding: builds and installs it into .venv with maturin
 ## (debug), checks the native module against its .pyi stub (mypy.stubtest)
-## and the examples with mypy --strict, builds the abi3 wheel and runs a
+## the package and its examples with mypy --strict, builds the abi3 wheel and runs a
 ## tiny server from it in a fresh venv, then runs its pytest suite
 ## (python-socketio, redis-server and npm socket.io-client as peers). Exit
 ## code 5 (no tests collected) counts as a failure.
 binding-python: binding-python-deps node-deps
 	cd $(BINDING_PY_DIR) && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --quiet
 	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy.stubtest tidewire._native
-	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy --strict examples
+	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy --strict python/tidewire examples
 	$(MAKE) --no-print-directory binding-python-wheel
 	cd $(BINDING_PY_DIR)/tests && rc=0 && SIO_CLIENT_DIR=$(abspath $(NODE_DIR))/node_modules $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-python: pytest collected no tests" >&2; exit 1; fi; \

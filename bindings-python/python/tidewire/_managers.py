@@ -364,7 +364,7 @@ class AsyncRedisManager(_Manager):
                 raise Refused(f"{method}: sid (and room) must be strings")
             if method == "disconnect":
                 await server.disconnect(sid, namespace=namespace, ignore_queue=True)
-            elif server._is_local(sid, namespace):
+            elif isinstance(room, str) and server._is_local(sid, namespace):
                 if method == "enter_room":
                     await server.enter_room(sid, room, namespace=namespace)
                 else:
@@ -381,11 +381,12 @@ class AsyncRedisManager(_Manager):
         ack_id, args, sid = message.get("id"), message.get("args"), message.get("sid")
         if not isinstance(args, list):
             raise Refused("callback: args must be a list")
-        entry = self._callbacks.get(ack_id) if isinstance(ack_id, int) else None
+        entry = self._callbacks.pop(ack_id, None) if isinstance(ack_id, int) else None
         if entry is None or entry[0] != sid:
+            if entry is not None and isinstance(ack_id, int):
+                self._callbacks[ack_id] = entry  # not this sid's: kept for it
             self._get_logger().warning("Unknown callback received, ignoring.")
             return
-        del self._callbacks[ack_id]
         result = entry[1](*args)
         if inspect.isawaitable(result):
             await result

@@ -64,6 +64,11 @@ def _data_args(data: Any) -> tuple[Any, ...]:
     return (data,)
 
 
+def _wire_rooms(rooms: Optional[Rooms]) -> Union[str, list[str], None]:
+    """Rooms as python-socketio's messages carry them."""
+    return rooms if rooms is None or isinstance(rooms, str) else list(rooms)
+
+
 def _room_list(rooms: Rooms) -> list[str]:
     if isinstance(rooms, str):
         return [rooms]
@@ -533,7 +538,7 @@ class AsyncServer:
                 remote = [target, nsp, manager.track(target, callback)] if isinstance(target, str) else None
                 if remote is None:
                     raise NotImplementedError("emit with a callback to several rooms across nodes: give one sid or room")
-            manager.publish(_emit_message(manager.host_id, event, data, nsp, target, skip_sid, remote))
+            manager.publish(_emit_message(manager.host_id, event, data, nsp, _wire_rooms(target), _wire_rooms(skip_sid), remote))
         await self._emit_local(nsp, event, text, attachments, target, skip_sid, callback)
 
     def _is_local(self, sid: str, namespace: Optional[str] = None) -> bool:
