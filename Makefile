@@ -148,7 +148,7 @@ $(BINDING_PY_STAMP): $(BINDING_PY_DIR)/tests/requirements.txt $(VENV_STAMP)
 	touch $@
 
 ## The Python binding: builds and installs it into .venv with maturin
-## (debug), checks the native module against its .pyi stub (mypy.stubtest)
+## (debug), checks the native module against its .pyi stub (mypy.stubtest),
 ## the package and its examples with mypy --strict, builds the abi3 wheel and runs a
 ## tiny server from it in a fresh venv, then runs its pytest suite
 ## (python-socketio, redis-server and npm socket.io-client as peers). Exit

@@ -74,7 +74,7 @@ async def admin_ping(sid: str) -> str:
 
 
 class Stats(socketio.AsyncNamespace):
-    async def on_connect(self, sid: str, environ: dict[str, Any]) -> None:
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         await self.emit("stats", {"rooms": self.rooms(sid)}, to=sid)
 
     async def on_count(self, sid: str) -> int:
