@@ -469,3 +469,43 @@ async def test_socket_io_protocol_mixes_with_an_official_node(redis_url: str) ->
         await tw.shutdown()
         proc.terminate()
         await asyncio.wait_for(proc.wait(), STEP)
+
+
+async def test_a_node_started_while_redis_is_down_joins_when_it_comes_back(tmp_path: Any) -> None:
+    """Redis down at startup does not stop the server (local emits work);
+    once Redis is up the manager subscribes and remote emits arrive."""
+    from test_cluster import free_port
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    tw = tidewire.AsyncServer(client_manager=tidewire.AsyncRedisManager(url))
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    proc = None
+    async with serve(tidewire.ASGIApp(tw)) as tw_url:
+        client = socketio.AsyncClient(reconnection=False)
+        client.on("news", got.put_nowait)
+        try:
+            await within(client.connect(tw_url, transports=["websocket"], wait_timeout=STEP), "connect")
+            await tw.emit("news", "local, Redis down")
+            assert await within(got.get(), "local emit") == "local, Redis down"
+            proc = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+            )
+            await until("the node subscribed", lambda: _reachable_count(url))
+            emitter = tidewire.AsyncRedisManager(url, write_only=True)
+            await emitter.emit("news", "remote, Redis back")
+            await emitter.close()
+            assert await within(got.get(), "remote emit") == "remote, Redis back"
+        finally:
+            await client.disconnect()
+            await tw.shutdown()
+            if proc is not None:
+                proc.kill()
+
+
+async def _reachable_count(url: str) -> bool:
+    try:
+        return await subscribers(url) >= 1
+    except (OSError, aioredis.ConnectionError):
+        return False

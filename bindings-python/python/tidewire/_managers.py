@@ -51,8 +51,9 @@ Rooms = Union[str, list[str], None]
 # How long a full outbound queue is waited for, and how long what is still
 # queued may take to go out when the process exits.
 _PUBLISH_TIMEOUT = 5.0
-# How long a server's start waits for its subscription.
-_SUBSCRIBE_TIMEOUT = 5.0
+# How long a server's start waits for its subscription (Redis being down
+# does not stop the start: the bus subscribes once it is back).
+_SUBSCRIBE_TIMEOUT = 2.0
 # Callbacks waiting for a remote client's answer (python-socketio keeps them
 # without bound; the oldest go first past this).
 _MAX_PENDING_CALLBACKS = 100_000
@@ -267,7 +268,12 @@ class AsyncRedisManager(_Manager):
             await self.server._native.join_cluster(json.dumps({"redis_url": self.redis_url, "prefix": self.channel}))
             return
         assert self._redis is not None
-        if not await self._redis.subscribe(_SUBSCRIBE_TIMEOUT):
+        try:
+            subscribed = await self._redis.subscribe(_SUBSCRIBE_TIMEOUT)
+        except _native.ClusterError as e:
+            self._get_logger().error("redis: cannot subscribe to %r yet (%s); the bus keeps trying", self.channel, e)
+            subscribed = False
+        if not subscribed:
             self._get_logger().warning("redis: not subscribed to %r yet; the bus keeps trying", self.channel)
         self._listening = asyncio.ensure_future(self._listen())
         self._get_logger().info("%s backend initialized.", self.name)

@@ -530,7 +530,7 @@ class AsyncServer:
         text, attachments = encode(_data_args(data))
         manager = self._pubsub
         # A client of this node is nobody else's: no other node to tell.
-        if manager is not None and not ignore_queue and not (isinstance(target, str) and target in space.sockets):
+        if manager is not None and not ignore_queue and not (isinstance(target, str) and self._is_local(target, nsp)):
             remote = None
             if callback is not None:
                 if target is None:
