@@ -5,7 +5,9 @@ loopback port). Not a test: prints rates.
     .venv/bin/python bindings-python/benches/redis_manager.py [N]
 
 - emitter: `await mgr.emit(...)` of a write-only manager, one after the
-  other (each returns once Redis has the message);
+  other (python-socketio's returns once Redis answered; tidewire's once
+  queued on the bus, written in order in the background), and the same
+  with the synchronous `RedisManager`;
 - server emit: `await sio.emit(..., room=r)` on a server with the manager
   (nobody in r on this node: the cost is the publish);
 - receive: N emit messages published at once; how fast a node's manager
@@ -72,6 +74,14 @@ async def main(n: int) -> None:
         print(f"emitter, python-socketio: {await rate(n, lambda i: theirs.emit('e', data, room='r')):,.0f} emits/s")
         print(f"emitter, tidewire:        {await rate(n, lambda i: ours.emit('e', data, room='r')):,.0f} emits/s")
         await ours.close()
+
+        # The synchronous write-only managers (a Celery task, a Django view).
+        for name, sync in (("python-socketio", socketio.RedisManager(url, write_only=True)),
+                           ("tidewire", tidewire.RedisManager(url, write_only=True))):
+            start = time.perf_counter()
+            for _ in range(n):
+                sync.emit("e", data, room="r")
+            print(f"sync emitter, {name + ':':16} {n / (time.perf_counter() - start):,.0f} emits/s")
 
         psio = socketio.AsyncServer(async_mode="asgi", client_manager=socketio.AsyncRedisManager(url))
         tw = tidewire.AsyncServer(async_mode="asgi", client_manager=tidewire.AsyncRedisManager(url))
