@@ -507,6 +507,17 @@ impl BroadcastOperator {
         self.inner.leave(room).map_err(error)
     }
 
+    /// Makes the sockets it reaches join `room` (every node's).
+    fn join(&self, room: &str) -> PyResult<()> {
+        self.inner.join(room).map_err(error)
+    }
+
+    /// Disconnects the sockets it reaches (every node's).
+    #[pyo3(signature = (close=false))]
+    fn disconnect(&self, close: bool) {
+        self.inner.disconnect(close);
+    }
+
     /// Emits `event`; returns how many sockets it was queued for.
     fn emit(&self, event: &str, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<usize> {
         self.inner.emit(event, payload(json, attachments)?).map_err(error)

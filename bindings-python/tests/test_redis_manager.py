@@ -463,8 +463,27 @@ async def test_socket_io_protocol_mixes_with_an_official_node(redis_url: str) ->
             assert await within(got_tw.get(), "tidewire's broadcast locally") == "from tidewire"
             await within(on_node.call("hub-to", {"event": "news", "args": ["from node"]}), "node's broadcast")
             assert await within(got_tw.get(), "node's broadcast on tidewire") == "from node"
+            assert await within(got_node.get(), "node's broadcast locally") == "from node"
+
+            # Room changes and disconnects of the official node's socket.
+            node_sid = on_node.get_sid()
+
+            async def node_rooms() -> list[str]:
+                return list(await within(on_node.call("rooms"), "rooms"))
+
+            await tw.enter_room(node_sid, "vip")
+            await until("the node's socket in vip", lambda: _has(node_rooms(), "vip"))
+            await tw.emit("news", "to vip", room="vip")
+            assert await within(got_node.get(), "vip news") == "to vip"
+            await tw.leave_room(node_sid, "vip")
+            await until("the node's socket out of vip", lambda: _lacks(node_rooms(), "vip"))
+            with pytest.raises(NotImplementedError, match="protocol='python-socketio'"):
+                await tw.call("question", "?", to=node_sid, timeout=1)
+            with pytest.raises(NotImplementedError, match="protocol='python-socketio'"):
+                await tw.emit("question", "?", to=node_sid, callback=lambda *a: None)
+            await tw.disconnect(node_sid)
+            await until("the node's socket disconnected", lambda: not on_node.connected)
             await on_tw.disconnect()
-            await on_node.disconnect()
     finally:
         await tw.shutdown()
         proc.terminate()
@@ -509,3 +528,11 @@ async def _reachable_count(url: str) -> bool:
         return await subscribers(url) >= 1
     except (OSError, aioredis.ConnectionError):
         return False
+
+
+async def _has(rooms: Any, room: str) -> bool:
+    return room in await rooms
+
+
+async def _lacks(rooms: Any, room: str) -> bool:
+    return room not in await rooms

@@ -49,6 +49,11 @@ _FIXED: dict[str, tuple[Any, str]] = {
 }
 
 
+_NO_CLUSTER_ACKS = (
+    "call / emit with a callback to clients of other nodes needs AsyncRedisManager(protocol='python-socketio'); "
+    "with protocol='socket.io' only clients of this node can answer"
+)
+
 # How long an admitted client may take to become a socket (core creates it
 # right after the admission unless the client left).
 _CONNECTING_FOR = 30.0
@@ -205,6 +210,7 @@ class AsyncServer:
         # The manager whose messages this server publishes (python-socketio's
         # protocol); with protocol="socket.io" the core's cluster carries all.
         self._pubsub = client_manager if client_manager is not None and client_manager.protocol == "python-socketio" else None
+        self._cluster = client_manager is not None and client_manager.protocol == "socket.io"
         self._manager_started: Optional[asyncio.Future[Any]] = None
         if client_manager is not None:
             client_manager.set_server(self)
@@ -539,6 +545,8 @@ class AsyncServer:
                 if remote is None:
                     raise NotImplementedError("emit with a callback to several rooms across nodes: give one sid or room")
             manager.publish(_emit_message(manager.host_id, event, data, nsp, _wire_rooms(target), _wire_rooms(skip_sid), remote))
+        if self._cluster and callback is not None and not (isinstance(target, str) and self._is_local(target, nsp)):
+            raise NotImplementedError(_NO_CLUSTER_ACKS)
         await self._emit_local(nsp, event, text, attachments, target, skip_sid, callback)
 
     def _is_local(self, sid: str, namespace: Optional[str] = None) -> bool:
@@ -623,6 +631,8 @@ class AsyncServer:
         native = self._space(nsp).sockets.get(target)
         if native is None and self._pubsub is not None and not ignore_queue:
             return await self._call_remote(event, data, target, nsp, timeout)
+        if native is None and self._cluster and not self._is_local(target, nsp):
+            raise NotImplementedError(_NO_CLUSTER_ACKS)
         if native is None:
             # python-socketio waits for the timeout when nobody can answer.
             await asyncio.sleep(timeout)
@@ -672,6 +682,8 @@ class AsyncServer:
             space.connecting[sid].rooms.append(room)
         elif self._pubsub is not None:
             self._pubsub.publish(self._pubsub._message("enter_room", sid=sid, room=room, namespace=nsp))
+        elif self._cluster:
+            self._native.broadcast(nsp).to([sid]).join(room)
 
     async def leave_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
         nsp = namespace or "/"
@@ -684,6 +696,8 @@ class AsyncServer:
                 space.connecting[sid].rooms.remove(room)
         elif self._pubsub is not None:
             self._pubsub.publish(self._pubsub._message("leave_room", sid=sid, room=room, namespace=nsp))
+        elif self._cluster:
+            self._native.broadcast(nsp).to([sid]).leave(room)
 
     async def close_room(self, room: str, namespace: Optional[str] = None) -> None:
         """Removes every client from `room` (on every node)."""
@@ -741,6 +755,8 @@ class AsyncServer:
             native.disconnect(False)
         elif self._pubsub is not None and not ignore_queue and not self._is_local(sid, nsp):
             self._pubsub.publish(self._pubsub._message("disconnect", sid=sid, namespace=nsp))
+        elif self._cluster and not ignore_queue and not self._is_local(sid, nsp):
+            self._native.broadcast(nsp).to([sid]).disconnect(False)
 
     async def shutdown(self) -> None:
         """Disconnects every client and stops serving (and the manager)."""
