@@ -108,7 +108,7 @@ class AsyncServer:
     a string or a list), `ping_interval`, `ping_timeout`,
     `max_http_buffer_size`, `async_mode="asgi"`, `transports`,
     `always_connect`, `logger`, `engineio_logger`, `namespaces` (a list;
-    `"*"` is refused). Any other option, or a value this server cannot
+    `"*"` is refused), `client_manager` (a `tidewire.AsyncRedisManager`). Any other option, or a value this server cannot
     honour, raises `ValueError` / `NotImplementedError`.
     """
 

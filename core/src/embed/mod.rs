@@ -505,6 +505,9 @@ mod tests {
         assert_eq!(everyone.except(vec![String::new()]).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert_eq!(both.emit("", Payload::default()).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert_eq!(both.emit("news", Payload::default()).unwrap(), 0);
+        assert_eq!(both.join("").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        assert!(both.join("d").is_ok() && both.leave("d").is_ok());
+        both.disconnect(false); // nobody there: nothing to do
     }
 
     #[tokio::test]
