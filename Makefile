@@ -32,7 +32,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
+	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
 
 SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
 
@@ -149,14 +149,31 @@ $(BINDING_PY_STAMP): $(BINDING_PY_DIR)/tests/requirements.txt $(VENV_STAMP)
 
 ## The Python binding: builds and installs it into .venv with maturin
 ## (debug), checks the native module against its .pyi stub (mypy.stubtest),
-## then runs its pytest suite (python-socketio and npm socket.io-client as
-## peers). Exit code 5 (no tests collected) counts as a failure.
+## the package and its examples with mypy --strict, builds the abi3 wheel and runs a
+## tiny server from it in a fresh venv, then runs its pytest suite
+## (python-socketio, redis-server and npm socket.io-client as peers). Exit
+## code 5 (no tests collected) counts as a failure.
 binding-python: binding-python-deps node-deps
 	cd $(BINDING_PY_DIR) && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --quiet
 	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy.stubtest tidewire._native
+	cd $(BINDING_PY_DIR) && $(VENV)/bin/python -m mypy --strict python/tidewire examples
+	$(MAKE) --no-print-directory binding-python-wheel
 	cd $(BINDING_PY_DIR)/tests && rc=0 && SIO_CLIENT_DIR=$(abspath $(NODE_DIR))/node_modules $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-python: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+PY_WHEELS := $(TARGET_ABS)/wheels
+PY_WHEEL_VENV := $(TARGET_ABS)/wheel-venv
+
+## The abi3 wheel maturin builds installs into a fresh venv (nothing else
+## in it) and serves a handshake there, natively and through ASGIApp.
+binding-python-wheel: binding-python-deps
+	rm -rf $(PY_WHEELS) $(PY_WHEEL_VENV)
+	cd $(BINDING_PY_DIR) && $(VENV)/bin/maturin build --quiet --out $(PY_WHEELS)
+	ls $(PY_WHEELS)/tidewire-*-abi3-*.whl >/dev/null || { echo "binding-python-wheel: no abi3 wheel built" >&2; exit 1; }
+	$(PYTHON) -m venv $(PY_WHEEL_VENV)
+	$(PY_WHEEL_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-index $(PY_WHEELS)/tidewire-*-abi3-*.whl
+	cd $(PY_WHEEL_VENV) && $(PY_WHEEL_VENV)/bin/python $(abspath $(BINDING_PY_DIR))/tests/wheel_smoke.py
 
 SWIFT_LIB := $(TARGET_ABS)/debug/libtidewire_swift.so
 UNIFFI_PY := $(TARGET_ABS)/uniffi-python

@@ -14,6 +14,9 @@
 //! go through `Server.host_http` (long-polling requests) and
 //! `Server.host_websocket` / `HostWebSocket` (WebSocket frames): core's
 //! `embed::host` over `transport::host`.
+//!
+//! `RedisChannel` (module `pubsub`) carries python-socketio's manager
+//! protocol over core's `RedisBus`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +32,8 @@ use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::engine::Encoded;
 use tidewire::protocol::socketio::Payload;
 use tidewire::transport::host::{Inbound, Outbound, WebSocket};
+
+mod pubsub;
 
 create_exception!(_native, TidewireError, PyException, "Base class of Tidewire's errors.");
 create_exception!(_native, InvalidArgument, TidewireError, "A bad argument (code ERR_INVALID_ARG).");
@@ -502,6 +507,17 @@ impl BroadcastOperator {
         self.inner.leave(room).map_err(error)
     }
 
+    /// Makes the sockets it reaches join `room` (every node's).
+    fn join(&self, room: &str) -> PyResult<()> {
+        self.inner.join(room).map_err(error)
+    }
+
+    /// Disconnects the sockets it reaches (every node's).
+    #[pyo3(signature = (close=false))]
+    fn disconnect(&self, close: bool) {
+        self.inner.disconnect(close);
+    }
+
     /// Emits `event`; returns how many sockets it was queued for.
     fn emit(&self, event: &str, json: &str, attachments: Vec<Vec<u8>>) -> PyResult<usize> {
         self.inner.emit(event, payload(json, attachments)?).map_err(error)
@@ -532,6 +548,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Reply>()?;
     m.add_class::<BroadcastOperator>()?;
     m.add_class::<HostWebSocket>()?;
+    m.add_class::<pubsub::RedisChannel>()?;
     m.add("TidewireError", py.get_type::<TidewireError>())?;
     for code in ErrorCode::ALL {
         let class = class(py, code);

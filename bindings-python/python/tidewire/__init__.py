@@ -37,8 +37,10 @@ from ._native import (
 )
 from ._args import decode, encode
 from . import exceptions
-from ._server import AsyncNamespace, AsyncServer
+from ._namespace import AsyncNamespace
+from ._server import AsyncServer
 from ._asgi import ASGIApp
+from ._managers import AsyncRedisManager, RedisManager
 
 __version__ = _native.__version__
 
@@ -46,6 +48,7 @@ __all__ = [
     "ASGIApp",
     "AckAlreadySent",
     "AsyncNamespace",
+    "AsyncRedisManager",
     "AsyncServer",
     "AckTimeout",
     "BroadcastOperator",
@@ -54,6 +57,7 @@ __all__ = [
     "Disconnected",
     "InvalidArgument",
     "ListenError",
+    "RedisManager",
     "Namespace",
     "SendError",
     "Server",
@@ -133,7 +137,7 @@ class BroadcastOperator:
 class Socket:
     """A connected socket (one object per socket for its whole life)."""
 
-    def __init__(self, native: Any) -> None:
+    def __init__(self, native: _native.Socket) -> None:
         self._native = native
         self._handshake: Optional[dict[str, Any]] = None
         #: Free for the application's own per-socket state.
@@ -289,7 +293,8 @@ class Namespace:
             return lambda h: self.on(event, h)
         if not callable(handler):
             raise InvalidArgument("a handler must be callable")
-        self._server._native.on(self.name, event, _CatchAll(handler) if event == "*" else handler)
+        native_handler: Any = _CatchAll(handler) if event == "*" else handler
+        self._server._native.on(self.name, event, native_handler)
         return handler
 
     def to(self, rooms: Union[str, Iterable[str]]) -> BroadcastOperator:

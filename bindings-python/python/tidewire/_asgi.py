@@ -99,6 +99,7 @@ class ASGIApp:
             async def receive_hooked() -> dict[str, Any]:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    await self.sio._start_manager()
                     await _call(self.on_startup)
                 return message
 
@@ -113,6 +114,7 @@ class ASGIApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    await self.sio._start_manager()
                     await _call(self.on_startup)
                 except Exception as e:  # noqa: BLE001 - reported to the server
                     await send({"type": "lifespan.startup.failed", "message": repr(e)})

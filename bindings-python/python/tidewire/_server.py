@@ -19,35 +19,25 @@ import inspect
 import json
 import logging
 import secrets
-from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+from typing import Any, Awaitable, Callable, Iterable, Optional, TypeVar, Union, overload
 
 from . import _native
 from ._args import decode, encode
 from ._native import AckTimeout, Disconnected, TidewireError
 from .exceptions import ConnectionRefusedError, TimeoutError
+from ._managers import AsyncRedisManager, _emit_message
+from ._namespace import AsyncNamespace, _invoke, _SessionContext
+from ._wsgi import _REASONS, _Reason, _environ
 
 default_logger = logging.getLogger("socketio.server")
 
 Handler = Callable[..., Any]
+F = TypeVar("F", bound=Callable[..., Any])
 Rooms = Union[str, Iterable[str]]
-
-# Core's disconnect reasons (socket.io's) in python-socketio's words.
-_REASONS = {
-    "server namespace disconnect": "server disconnect",
-    "server shutting down": "server disconnect",
-    "client namespace disconnect": "client disconnect",
-    "ping timeout": "ping timeout",
-    "transport close": "transport close",
-    "transport error": "transport error",
-    "forced close": "server disconnect",
-    "forced server close": "server disconnect",
-    "parse error": "transport error",
-}
 
 # Options python-socketio / python-engineio accept whose only honoured value
 # is the one this server has, and why.
 _FIXED: dict[str, tuple[Any, str]] = {
-    "client_manager": (None, "managers (AsyncRedisManager) are not supported yet"),
     "json": (None, "a custom json module is not supported"),
     "async_handlers": (True, "handlers always run as tasks"),
     "serializer": ("default", "only the default JSON serializer is supported"),
@@ -59,36 +49,15 @@ _FIXED: dict[str, tuple[Any, str]] = {
 }
 
 
+_NO_CLUSTER_ACKS = (
+    "call / emit with a callback to clients of other nodes needs AsyncRedisManager(protocol='python-socketio'); "
+    "with protocol='socket.io' only clients of this node can answer"
+)
+
 # How long an admitted client may take to become a socket (core creates it
 # right after the admission unless the client left).
 _CONNECTING_FOR = 30.0
 
-
-
-async def _invoke(handler: Any, event: str, args: tuple[Any, ...]) -> Any:
-    """Calls a handler (sync or async) as python-socketio does: a
-    `disconnect` handler written before the reason argument existed gets
-    the arguments without it."""
-    try:
-        result = handler(*args)
-        if inspect.isawaitable(result):
-            result = await result
-    except TypeError:
-        if event != "disconnect":
-            raise
-        result = handler(*args[:-1])
-        if inspect.isawaitable(result):
-            result = await result
-    return result
-
-class _Reason:
-    """python-socketio's `AsyncServer.reason` constants."""
-
-    SERVER_DISCONNECT = "server disconnect"
-    CLIENT_DISCONNECT = "client disconnect"
-    PING_TIMEOUT = "ping timeout"
-    TRANSPORT_CLOSE = "transport close"
-    TRANSPORT_ERROR = "transport error"
 
 
 def _data_args(data: Any) -> tuple[Any, ...]:
@@ -100,35 +69,15 @@ def _data_args(data: Any) -> tuple[Any, ...]:
     return (data,)
 
 
+def _wire_rooms(rooms: Optional[Rooms]) -> Union[str, list[str], None]:
+    """Rooms as python-socketio's messages carry them."""
+    return rooms if rooms is None or isinstance(rooms, str) else list(rooms)
+
+
 def _room_list(rooms: Rooms) -> list[str]:
     if isinstance(rooms, str):
         return [rooms]
     return list(rooms)
-
-
-def _environ(handshake: dict[str, Any]) -> dict[str, Any]:
-    """A WSGI-style environ from the handshake of the connection, as
-    python-engineio builds it from the request that opened the session."""
-    url = handshake.get("url") or ""
-    path, _, query = url.partition("?")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "RAW_URI": url,
-        "SCRIPT_NAME": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": handshake.get("address"),
-        "wsgi.url_scheme": "https" if handshake.get("secure") else "http",
-    }
-    headers = handshake.get("headers") or {}
-    for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[key] = value
-        else:
-            environ["HTTP_" + key] = value
-    return environ
 
 
 class _Connecting:
@@ -159,7 +108,7 @@ class AsyncServer:
     a string or a list), `ping_interval`, `ping_timeout`,
     `max_http_buffer_size`, `async_mode="asgi"`, `transports`,
     `always_connect`, `logger`, `engineio_logger`, `namespaces` (a list;
-    `"*"` is refused). Any other option, or a value this server cannot
+    `"*"` is refused), `client_manager` (a `tidewire.AsyncRedisManager`). Any other option, or a value this server cannot
     honour, raises `ValueError` / `NotImplementedError`.
     """
 
@@ -175,7 +124,11 @@ class AsyncServer:
         always_connect: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._check_fixed("client_manager", client_manager)
+        if client_manager is not None and not isinstance(client_manager, AsyncRedisManager):
+            raise NotImplementedError(
+                f"AsyncServer: client_manager={type(client_manager).__name__} is not supported: "
+                "use tidewire.AsyncRedisManager (wire-compatible with python-socketio's AsyncRedisManager)"
+            )
         self._check_fixed("json", json)
         self._check_fixed("async_handlers", async_handlers)
         async_mode = kwargs.pop("async_mode", None)
@@ -253,6 +206,14 @@ class AsyncServer:
         self._auths: dict[tuple[str, str], Any] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.manager: Optional[AsyncRedisManager] = client_manager
+        # The manager whose messages this server publishes (python-socketio's
+        # protocol); with protocol="socket.io" the core's cluster carries all.
+        self._pubsub = client_manager if client_manager is not None and client_manager.protocol == "python-socketio" else None
+        self._cluster = client_manager is not None and client_manager.protocol == "socket.io"
+        self._manager_started: Optional[asyncio.Future[Any]] = None
+        if client_manager is not None:
+            client_manager.set_server(self)
         for name in ["/", *self.namespaces]:
             self._space(name)
 
@@ -283,6 +244,12 @@ class AsyncServer:
         space.subscribed.add(event)
         self._native.on(nsp, event, self._dispatch)
 
+    @overload
+    def on(self, event: str, handler: None = None, namespace: Optional[str] = None) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, event: str, handler: Handler, namespace: Optional[str] = None) -> None: ...
+
     def on(self, event: str, handler: Optional[Handler] = None, namespace: Optional[str] = None) -> Any:
         """Registers `handler` for `event` (`connect`, `disconnect`, `*` for
         every event without a handler of its own, or any event). Usable as
@@ -302,6 +269,12 @@ class AsyncServer:
             return set_handler
         set_handler(handler)
         return None
+
+    @overload
+    def event(self, handler: F, /) -> F: ...
+
+    @overload
+    def event(self, *, namespace: Optional[str] = None) -> Callable[[F], F]: ...
 
     def event(self, *args: Any, **kwargs: Any) -> Any:
         """Registers a handler named after the function: `@sio.event` or
@@ -331,6 +304,14 @@ class AsyncServer:
     def _bind_loop(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        if self.manager is not None and self._manager_started is None:
+            self._manager_started = asyncio.ensure_future(self.manager.initialize())
+
+    async def _start_manager(self) -> None:
+        """Starts the client manager (ASGIApp's startup awaits it)."""
+        self._bind_loop()
+        if self._manager_started is not None:
+            await self._manager_started
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
@@ -541,23 +522,51 @@ class AsyncServer:
         ignore_queue: bool = False,
     ) -> None:
         """Emits `event` to one client (`to=sid`), to rooms, or to every
-        client of the namespace, without those in `skip_sid`."""
+        client of the namespace, without those in `skip_sid`; with a client
+        manager, on every node (`ignore_queue`: this node only)."""
         nsp = namespace or "/"
         space = self._space(nsp)
         target = to if to is not None else room
+        if isinstance(target, (tuple, set)):
+            target = list(target)
+        if isinstance(skip_sid, (tuple, set)):
+            skip_sid = list(skip_sid)
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info('emitting event "%s" to %s [%s]', event, target or "all", nsp)
         text, attachments = encode(_data_args(data))
+        manager = self._pubsub
+        # A client of this node is nobody else's: no other node to tell.
+        if manager is not None and not ignore_queue and not (isinstance(target, str) and self._is_local(target, nsp)):
+            remote = None
+            if callback is not None:
+                if target is None:
+                    raise ValueError("Cannot use callback without a room set.")
+                remote = [target, nsp, manager.track(target, callback)] if isinstance(target, str) else None
+                if remote is None:
+                    raise NotImplementedError("emit with a callback to several rooms across nodes: give one sid or room")
+            manager.publish(_emit_message(manager.host_id, event, data, nsp, _wire_rooms(target), _wire_rooms(skip_sid), remote))
+        if self._cluster and callback is not None and not (isinstance(target, str) and self._is_local(target, nsp)):
+            raise NotImplementedError(_NO_CLUSTER_ACKS)
+        await self._emit_local(nsp, event, text, attachments, target, skip_sid, callback)
+
+    def _is_local(self, sid: str, namespace: Optional[str] = None) -> bool:
+        space = self._space(namespace or "/")
+        return sid in space.sockets or sid in space.connecting
+
+    async def _emit_local(
+        self, nsp: str, event: str, text: str, attachments: list[bytes], target: Any, skip_sid: Any, callback: Optional[Handler]
+    ) -> None:
+        """Emits on this node only (an emit of the application, or of
+        another node through the manager)."""
+        space = self._space(nsp)
         if isinstance(target, str) and target in space.connecting and target not in space.sockets:
             if callback is not None:
                 raise NotImplementedError("emit with a callback to a client that is still connecting")
             space.connecting[target].emits.append((event, text, attachments))
             return
         if callback is not None:
-            native = space.sockets.get(target) if isinstance(target, str) else None
-            if native is None:
-                raise NotImplementedError("emit with a callback needs to= the sid of one connected client")
-            self._task(self._callback(native, event, text, attachments, callback))
+            for native in self._members(space, target, skip_sid):
+                self._task(self._callback(native, event, text, attachments, callback))
             return
         op = self._native.broadcast(nsp)
         if target is not None:
@@ -565,6 +574,17 @@ class AsyncServer:
         if skip_sid is not None:
             op = op.except_(self._targets(space, skip_sid))
         op.emit(event, text, attachments)
+
+    def _members(self, space: _Namespace, target: Any, skip_sid: Any) -> list[Any]:
+        """The local sockets an emit with a callback reaches (each answer
+        calls the callback, as python-socketio does)."""
+        if isinstance(target, str) and target in space.sockets:
+            found = [space.sockets[target]]
+        else:
+            rooms = set(_room_list(target)) if target is not None else None
+            found = [n for n in space.sockets.values() if rooms is None or rooms.intersection(n.rooms())]
+        skip = set(self._targets(space, skip_sid)) if skip_sid is not None else set()
+        return [n for n in found if not skip.intersection(n.rooms())]
 
     async def _callback(self, native: Any, event: str, text: str, attachments: list[bytes], callback: Handler) -> None:
         try:
@@ -607,7 +627,12 @@ class AsyncServer:
         target = to or sid
         if target is None:
             raise ValueError("Cannot use call() to broadcast.")
-        native = self._space(namespace or "/").sockets.get(target)
+        nsp = namespace or "/"
+        native = self._space(nsp).sockets.get(target)
+        if native is None and self._pubsub is not None and not ignore_queue:
+            return await self._call_remote(event, data, target, nsp, timeout)
+        if native is None and self._cluster and not self._is_local(target, nsp):
+            raise NotImplementedError(_NO_CLUSTER_ACKS)
         if native is None:
             # python-socketio waits for the timeout when nobody can answer.
             await asyncio.sleep(timeout)
@@ -624,25 +649,65 @@ class AsyncServer:
             return tuple(args)
         return args[0] if args else None
 
+    async def _call_remote(self, event: str, data: Any, sid: str, nsp: str, timeout: float) -> Any:
+        """`call` to a client of another node, through the manager's
+        callback protocol."""
+        manager = self._pubsub
+        assert manager is not None
+        answer: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+        def answered(*args: Any) -> None:
+            if not answer.done():
+                answer.set_result(args)
+
+        ack_id = manager.track(sid, answered)
+        manager.publish(_emit_message(manager.host_id, event, data, nsp, sid, None, [sid, nsp, ack_id]))
+        try:
+            args = await asyncio.wait_for(answer, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError() from None
+        finally:
+            manager.untrack(ack_id)
+        if len(args) > 1:
+            return args
+        return args[0] if args else None
+
     async def enter_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
-        space = self._space(namespace or "/")
+        nsp = namespace or "/"
+        space = self._space(nsp)
         native = space.sockets.get(sid)
         if native is not None:
             native.join(room)
         elif sid in space.connecting:
             space.connecting[sid].rooms.append(room)
+        elif self._pubsub is not None:
+            self._pubsub.publish(self._pubsub._message("enter_room", sid=sid, room=room, namespace=nsp))
+        elif self._cluster:
+            self._native.broadcast(nsp).to([sid]).join(room)
 
     async def leave_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
-        space = self._space(namespace or "/")
+        nsp = namespace or "/"
+        space = self._space(nsp)
         native = space.sockets.get(sid)
         if native is not None:
             native.leave(room)
-        elif sid in space.connecting and room in space.connecting[sid].rooms:
-            space.connecting[sid].rooms.remove(room)
+        elif sid in space.connecting:
+            if room in space.connecting[sid].rooms:
+                space.connecting[sid].rooms.remove(room)
+        elif self._pubsub is not None:
+            self._pubsub.publish(self._pubsub._message("leave_room", sid=sid, room=room, namespace=nsp))
+        elif self._cluster:
+            self._native.broadcast(nsp).to([sid]).leave(room)
 
     async def close_room(self, room: str, namespace: Optional[str] = None) -> None:
-        """Removes every client from `room`."""
-        self._native.broadcast(namespace or "/").to([room]).leave(room)
+        """Removes every client from `room` (on every node)."""
+        nsp = namespace or "/"
+        self._close_room_local(room, nsp)
+        if self._pubsub is not None:
+            self._pubsub.publish(self._pubsub._message("close_room", room=room, namespace=nsp))
+
+    def _close_room_local(self, room: str, nsp: str) -> None:
+        self._native.broadcast(nsp).to([room]).leave(room)
 
     def rooms(self, sid: str, namespace: Optional[str] = None) -> list[str]:
         """The rooms of `sid`, its own sid first."""
@@ -683,12 +748,20 @@ class AsyncServer:
         return _SessionContext(self, sid, namespace)
 
     async def disconnect(self, sid: str, namespace: Optional[str] = None, ignore_queue: bool = False) -> None:
-        native = self._space(namespace or "/").sockets.get(sid)
+        """Disconnects `sid` (of another node: through the manager)."""
+        nsp = namespace or "/"
+        native = self._space(nsp).sockets.get(sid)
         if native is not None:
             native.disconnect(False)
+        elif self._pubsub is not None and not ignore_queue and not self._is_local(sid, nsp):
+            self._pubsub.publish(self._pubsub._message("disconnect", sid=sid, namespace=nsp))
+        elif self._cluster and not ignore_queue and not self._is_local(sid, nsp):
+            self._native.broadcast(nsp).to([sid]).disconnect(False)
 
     async def shutdown(self) -> None:
-        """Disconnects every client and stops serving."""
+        """Disconnects every client and stops serving (and the manager)."""
+        if self.manager is not None:
+            await self.manager.close()
         await self._native.close()
 
     def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
@@ -720,74 +793,3 @@ def json_module_dumps(options: dict[str, Any]) -> str:
         raise ValueError(f"options must be plain values: {e}") from None
 
 
-class _SessionContext:
-    def __init__(self, server: AsyncServer, sid: str, namespace: Optional[str]) -> None:
-        self.server, self.sid, self.namespace = server, sid, namespace
-        self.session: Optional[dict[str, Any]] = None
-
-    async def __aenter__(self) -> dict[str, Any]:
-        self.session = await self.server.get_session(self.sid, namespace=self.namespace)
-        return self.session
-
-    async def __aexit__(self, *args: Any) -> None:
-        assert self.session is not None
-        await self.server.save_session(self.sid, self.session, namespace=self.namespace)
-
-
-class AsyncNamespace:
-    """python-socketio's class-based namespace: events go to its
-    `on_<event>` methods. Register with `sio.register_namespace(...)`."""
-
-    def __init__(self, namespace: Optional[str] = None) -> None:
-        self.namespace = namespace or "/"
-        self.server: Optional[AsyncServer] = None
-
-    def _set_server(self, server: AsyncServer) -> None:
-        self.server = server
-
-    def is_asyncio_based(self) -> bool:
-        return True
-
-    async def trigger_event(self, event: str, *args: Any) -> Any:
-        handler_name = "on_" + (event or "")
-        if hasattr(self, handler_name):
-            return await _invoke(getattr(self, handler_name), event, args)
-        return None
-
-    def _sio(self) -> AsyncServer:
-        if self.server is None:
-            raise RuntimeError("register the namespace with a server first")
-        return self.server
-
-    async def emit(self, event: str, data: Any = None, to: Any = None, room: Any = None, skip_sid: Any = None, namespace: Optional[str] = None, callback: Optional[Handler] = None, ignore_queue: bool = False) -> None:
-        await self._sio().emit(event, data=data, to=to, room=room, skip_sid=skip_sid, namespace=namespace or self.namespace, callback=callback)
-
-    async def send(self, data: Any, to: Any = None, room: Any = None, skip_sid: Any = None, namespace: Optional[str] = None, callback: Optional[Handler] = None, ignore_queue: bool = False) -> None:
-        await self._sio().send(data, to=to, room=room, skip_sid=skip_sid, namespace=namespace or self.namespace, callback=callback)
-
-    async def call(self, event: str, data: Any = None, to: Optional[str] = None, sid: Optional[str] = None, namespace: Optional[str] = None, timeout: float = 60, ignore_queue: bool = False) -> Any:
-        return await self._sio().call(event, data=data, to=to, sid=sid, namespace=namespace or self.namespace, timeout=timeout)
-
-    async def enter_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
-        await self._sio().enter_room(sid, room, namespace=namespace or self.namespace)
-
-    async def leave_room(self, sid: str, room: str, namespace: Optional[str] = None) -> None:
-        await self._sio().leave_room(sid, room, namespace=namespace or self.namespace)
-
-    async def close_room(self, room: str, namespace: Optional[str] = None) -> None:
-        await self._sio().close_room(room, namespace=namespace or self.namespace)
-
-    def rooms(self, sid: str, namespace: Optional[str] = None) -> list[str]:
-        return self._sio().rooms(sid, namespace=namespace or self.namespace)
-
-    async def get_session(self, sid: str, namespace: Optional[str] = None) -> dict[str, Any]:
-        return await self._sio().get_session(sid, namespace=namespace or self.namespace)
-
-    async def save_session(self, sid: str, session: dict[str, Any], namespace: Optional[str] = None) -> None:
-        await self._sio().save_session(sid, session, namespace=namespace or self.namespace)
-
-    def session(self, sid: str, namespace: Optional[str] = None) -> _SessionContext:
-        return self._sio().session(sid, namespace=namespace or self.namespace)
-
-    async def disconnect(self, sid: str, namespace: Optional[str] = None) -> None:
-        await self._sio().disconnect(sid, namespace=namespace or self.namespace)

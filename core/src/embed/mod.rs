@@ -336,6 +336,25 @@ impl Broadcast {
         Ok(())
     }
 
+    /// Makes the sockets it reaches join `room` (every node's, in a
+    /// cluster): `enter_room` of a socket of another node.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty room name.
+    pub fn join(&self, room: &str) -> Result<(), EmbedError> {
+        if room.is_empty() {
+            return Err(invalid("a room must be a non-empty string"));
+        }
+        self.operator().sockets_join([room]);
+        Ok(())
+    }
+
+    /// Disconnects the sockets it reaches (every node's, in a cluster);
+    /// with `close`, their whole connections.
+    pub fn disconnect(&self, close: bool) {
+        self.operator().disconnect_sockets(close);
+    }
+
     fn operator(&self) -> BroadcastOperator {
         let op = self.op.clone().to_many(self.rooms.clone());
         self.except.iter().cloned().fold(op, BroadcastOperator::except)
@@ -486,6 +505,9 @@ mod tests {
         assert_eq!(everyone.except(vec![String::new()]).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert_eq!(both.emit("", Payload::default()).unwrap_err().code().as_str(), "ERR_INVALID_ARG");
         assert_eq!(both.emit("news", Payload::default()).unwrap(), 0);
+        assert_eq!(both.join("").unwrap_err().code().as_str(), "ERR_INVALID_ARG");
+        assert!(both.join("d").is_ok() && both.leave("d").is_ok());
+        both.disconnect(false); // nobody there: nothing to do
     }
 
     #[tokio::test]
