@@ -33,6 +33,10 @@ impl SendBuffer {
         SendBuffer { items: VecDeque::new(), capacity: capacity.max(1) }
     }
 
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Queues a packet at the back.
     pub(crate) fn push(&mut self, item: Queued) -> Result<(), BufferFull> {
         if self.items.len() >= self.capacity {

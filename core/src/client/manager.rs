@@ -475,6 +475,11 @@ async fn session(
         }
     }
     link.send(std::mem::take(&mut out));
+    if s.joined.is_empty() && !shared.any_active() && !shared.sockets().is_empty() {
+        // Every socket left while the connection was being opened.
+        link.close(Some(engine::Packet::Close.encode())).await;
+        return End { reason: "io client disconnect".into(), next: Next::Idle };
+    }
     let o = &shared.opts;
     let mut upgrade: Option<Probe> = None;
     if link.kind == TransportKind::Polling
@@ -621,7 +626,9 @@ impl Session {
         let socket = self.shared.socket(&packet.nsp)?;
         match packet.kind {
             PacketKind::Connect(Some(reply)) => {
-                socket.on_connected(&reply);
+                for (payload, id) in socket.on_connected(&reply) {
+                    out.extend(socket.deliver(payload, id));
+                }
                 out.extend(socket.drain());
             }
             PacketKind::Connect(None) => return Some(End::lost("parse error: CONNECT without sid")),

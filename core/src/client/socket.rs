@@ -72,6 +72,11 @@ type AckSender = oneshot::Sender<Result<Payload, ClientError>>;
 struct Core {
     /// The app wants this socket connected.
     active: bool,
+    /// A CONNECT was sent and not answered yet.
+    joining: bool,
+    /// Events that came before the CONNECT answer (a recovering server
+    /// replays missed events first), delivered once connected.
+    received: Vec<(Payload, Option<u64>)>,
     connected: bool,
     pid: Option<String>,
     offset: Option<String>,
@@ -110,6 +115,8 @@ impl SocketInner {
             auth,
             core: Mutex::new(Core {
                 active: false,
+                joining: false,
+                received: Vec::new(),
                 connected: false,
                 pid: None,
                 offset: None,
@@ -140,6 +147,8 @@ impl SocketInner {
         let mut auth = self.auth.resolve();
         let mut core = lock(&self.core);
         core.sent_pid = core.pid.clone();
+        core.joining = true;
+        core.received.clear();
         if let Some(pid) = &core.pid {
             let mut obj = match auth.take() {
                 Some(Value::Object(o)) => o,
@@ -156,8 +165,9 @@ impl SocketInner {
         Packet { nsp: self.nsp.clone(), kind: crate::protocol::socketio::PacketKind::Connect(auth) }.encode()
     }
 
-    /// The server accepted the CONNECT.
-    pub(crate) fn on_connected(&self, reply: &Value) {
+    /// The server accepted the CONNECT. Returns the events that came
+    /// before the answer, for [`deliver`](Self::deliver).
+    pub(crate) fn on_connected(&self, reply: &Value) -> Vec<(Payload, Option<u64>)> {
         let sid = reply.get("sid").and_then(Value::as_str).unwrap_or_default().to_owned();
         let pid = reply.get("pid").and_then(Value::as_str).map(str::to_owned);
         let mut core = lock(&self.core);
@@ -167,9 +177,12 @@ impl SocketInner {
         }
         core.pid = pid;
         core.connected = true;
+        core.joining = false;
+        let early = std::mem::take(&mut core.received);
         drop(core);
         self.state.set(SocketState::Connected { sid, recovered });
         self.notify.notify_one();
+        early
     }
 
     /// The server refused the CONNECT.
@@ -180,6 +193,7 @@ impl SocketInner {
             let mut core = lock(&self.core);
             core.active = false;
             core.connected = false;
+            core.joining = false;
         }
         self.state.set(SocketState::Refused { message, data });
     }
@@ -213,9 +227,24 @@ impl SocketInner {
         core.queue.take().into_iter().flat_map(|q| q.frames).collect()
     }
 
-    /// An event from the server: listeners run, then the ack (if asked)
-    /// is answered with the first listener's answer.
-    pub(crate) fn on_event(&self, mut payload: Payload, id: Option<u64>) -> Vec<Encoded> {
+    /// An event from the server: delivered now when connected, kept for
+    /// later while joining, dropped otherwise.
+    pub(crate) fn on_event(&self, payload: Payload, id: Option<u64>) -> Vec<Encoded> {
+        {
+            let mut core = lock(&self.core);
+            if !core.connected {
+                if core.joining && core.received.len() < core.queue.capacity() {
+                    core.received.push((payload, id));
+                }
+                return Vec::new();
+            }
+        }
+        self.deliver(payload, id)
+    }
+
+    /// Listeners run, then the ack (if asked) is answered with the first
+    /// listener's answer.
+    pub(crate) fn deliver(&self, mut payload: Payload, id: Option<u64>) -> Vec<Encoded> {
         let name = match payload.data.first().and_then(Value::as_str) {
             Some(n) => n.to_owned(),
             None => return Vec::new(),
@@ -223,9 +252,6 @@ impl SocketInner {
         payload.data.remove(0);
         {
             let mut core = lock(&self.core);
-            if !core.connected {
-                return Vec::new();
-            }
             // With recovery on, the server appends the event's offset to
             // every event it records (those without ack id).
             if core.pid.is_some()
@@ -329,6 +355,7 @@ impl Socket {
             let was = core.active || core.connected;
             core.active = false;
             core.connected = false;
+            core.joining = false;
             if !was {
                 return;
             }
