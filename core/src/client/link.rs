@@ -68,8 +68,8 @@ impl Link {
             self.send(vec![p]);
         }
         self.tx = None;
-        let writer = if self.kind == TransportKind::Polling { self.tasks.pop() } else { self.tasks.pop() };
-        if let Some(w) = writer {
+        // The writer is the last task (the only one on a WebSocket).
+        if let Some(w) = self.tasks.pop() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w).await;
         }
     }

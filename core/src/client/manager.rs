@@ -366,7 +366,8 @@ async fn run(shared: Arc<Shared>, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             }
         }
         shared.state.set(ManagerState::Opening { attempt: backoff.attempts() });
-        let opened = race(tokio::time::timeout(o.timeout, open_any(&shared)), &mut cmds, &mut background).await;
+        let opening = Box::pin(tokio::time::timeout(o.timeout, open_any(&shared)));
+        let opened = race(opening, &mut cmds, &mut background).await;
         let end = match opened {
             Err(Interrupt::Shutdown) => break,
             Err(Interrupt::Close) => {

@@ -68,6 +68,7 @@ impl<F: Fn(&str, &Payload) -> Option<Payload> + Send + Sync + 'static> Listener 
 }
 
 type AckSender = oneshot::Sender<Result<Payload, ClientError>>;
+type AckReceiver = oneshot::Receiver<Result<Payload, ClientError>>;
 
 struct Core {
     /// The app wants this socket connected.
@@ -470,11 +471,7 @@ impl Socket {
         self.inner.push(frames, None, opts.volatile)
     }
 
-    fn prepare_ack(
-        &self,
-        event: &str,
-        args: Payload,
-    ) -> Result<(Vec<Encoded>, u64, oneshot::Receiver<Result<Payload, ClientError>>), ClientError> {
+    fn prepare_ack(&self, event: &str, args: Payload) -> Result<(Vec<Encoded>, u64, AckReceiver), ClientError> {
         check_event(event)?;
         let (tx, rx) = oneshot::channel();
         let id = {
@@ -513,7 +510,7 @@ impl Socket {
         &self,
         frames: Vec<Encoded>,
         id: u64,
-        mut rx: oneshot::Receiver<Result<Payload, ClientError>>,
+        mut rx: AckReceiver,
         timeout: Option<Duration>,
     ) -> Result<Payload, ClientError> {
         let timeout = timeout.or(self.inner.ack_timeout);
