@@ -25,10 +25,20 @@ async fn server(seen: Arc<Mutex<Vec<i64>>>) -> (Embedded, std::net::SocketAddr) 
                 let _ = ack.send(ev.args);
             }
         });
-        let seen = seen.clone();
+        let record = seen.clone();
         ns.on("record", move |_s: Socket, ev: Event| {
-            seen.lock().unwrap().push(ev.args.data[0].as_i64().unwrap_or(-1));
+            record.lock().unwrap().push(ev.args.data[0].as_i64().unwrap_or(-1));
             async {}
+        });
+        let slow = seen.clone();
+        ns.on("slow", move |_s: Socket, ev: Event| {
+            slow.lock().unwrap().push(100);
+            async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Some(ack) = ev.ack {
+                    let _ = ack.send(Payload::json(vec![json!("done")]));
+                }
+            }
         });
         ns.on("ask", |s: Socket, ev: Event| async move {
             let answer = s.timeout(STEP).emit_with_ack("question", Payload::json(vec![json!("?")])).await;
@@ -143,4 +153,30 @@ async fn a_cut_reconnects_and_flushes_the_offline_buffer_in_order() {
     let reply = socket.emit_with_ack("echo", Payload::json(vec![json!("after")]), Some(STEP)).await.unwrap();
     assert_eq!(reply.data, vec![json!("after")]);
     assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_keep_their_ack_id_so_the_server_runs_the_event_once() {
+    let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let (_server, addr) = server(seen.clone()).await;
+    let opts = ManagerOptions { ack_timeout: Some(Duration::from_millis(100)), retries: 6, ..fast() };
+    let manager = Manager::new(&format!("http://{addr}"), opts).unwrap();
+    let socket = manager.socket("/", SocketOptions::default());
+    until(&mut socket.watch_state(), |s| matches!(s, SocketState::Connected { .. })).await;
+    // Each try times out after 100 ms while the handler takes 250 ms: the
+    // retries reach the server, which runs the event once and answers a
+    // retry of the answered event.
+    let reply = socket.emit_with_ack("slow", Payload::default(), None).await.unwrap();
+    assert_eq!(reply.data, vec![json!("done")]);
+    assert_eq!(*seen.lock().unwrap(), vec![100]);
+    // Without retries left, a timeout is an error.
+    let strict = Manager::new(
+        &format!("http://{addr}"),
+        ManagerOptions { ack_timeout: Some(Duration::from_millis(50)), ..fast() },
+    )
+    .unwrap()
+    .socket("/", SocketOptions::default());
+    until(&mut strict.watch_state(), |s| matches!(s, SocketState::Connected { .. })).await;
+    let r = strict.emit_with_ack("slow", Payload::default(), None).await;
+    assert_eq!(r, Err(tidewire::client::ClientError::Timeout));
 }
