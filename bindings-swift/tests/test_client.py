@@ -61,35 +61,34 @@ async def test_cut_reconnects_with_backoff_recovers_and_flushes_in_order(make_se
     assert socket.recovered()
 
 
-async def test_server_killed_and_restarted_keeps_listeners_and_refreshes_auth(proxy_factory) -> None:
-    server = tidewire_server()
-    try:
-        proxy = proxy_factory(server.port)
-        calls: list[int] = []
+async def test_server_killed_and_restarted_keeps_listeners_and_refreshes_auth(make_server, proxy_factory) -> None:
+    server = make_server()
+    proxy = proxy_factory(server.port)
+    calls: list[int] = []
 
-        class Token(tw.AuthProvider):
-            def auth_json(self) -> str | None:
-                calls.append(1)
-                return json.dumps({"token": f"t{len(calls)}"})
+    class Token(tw.AuthProvider):
+        def auth_json(self) -> str | None:
+            calls.append(1)
+            return json.dumps({"token": f"t{len(calls)}"})
 
-        manager = tw.SocketManager(proxy.url, opts())
-        socket = manager.socket("/", None, Token())
-        echoes = Recorder()
-        socket.on("echo", echoes)
-        await connected(socket)
-        assert (await ack(socket, "whoami"))[0]["auth"] == {"token": "t1"}
+    manager = tw.SocketManager(proxy.url, opts())
+    socket = manager.socket("/", None, Token())
+    states = States()
+    socket.on_state(states)
+    echoes = Recorder()
+    socket.on("echo", echoes)
+    await connected(socket)
+    assert (await ack(socket, "whoami"))[0]["auth"] == {"token": "t1"}
 
-        server.stop()
-        server = tidewire_server()
-        proxy.upstream_port = server.port
-        await until(lambda: isinstance(socket.state(), DISCONNECTED), what="the loss noticed")
-        await connected(socket, timeout=10)
-        me = (await ack(socket, "whoami"))[0]
-        assert me["auth"]["token"] == f"t{len(calls)}" and len(calls) >= 2
-        socket.emit("echo", args("still listening"))
-        assert await echoes.wait(1) == [["still listening"]]
-    finally:
-        server.stop()
+    server.stop()
+    server = make_server()
+    proxy.upstream_port = server.port
+    await states.wait_for(lambda s: isinstance(s, DISCONNECTED) and s.will_reconnect)
+    await connected(socket, timeout=10)
+    me = (await ack(socket, "whoami"))[0]
+    assert me["auth"]["token"] == f"t{len(calls)}" and len(calls) >= 2
+    socket.emit("echo", args("still listening"))
+    assert await echoes.wait(1) == [["still listening"]]
 
 
 async def test_black_holed_link_is_detected_within_the_heartbeat(make_server, proxy_factory) -> None:
@@ -187,34 +186,31 @@ async def test_server_acks_are_answered_by_listeners(make_server) -> None:
     assert first.args() == [["ping?"]] and second.args() == [["ping?"]]
 
 
-async def test_off_once_any_and_cancellation_stop_delivery() -> None:
-    server = tidewire_server()
-    try:
-        manager = tw.SocketManager(server.url, opts())
-        socket = manager.socket("/", None, None)
-        await connected(socket)
-        kept, cancelled, once, any_ = Recorder(), Recorder(), Recorder(), Recorder()
-        socket.on("echo", kept)
-        sub = socket.on("echo", cancelled)
-        socket.once("echo", once)
-        any_sub = socket.on_any(any_)
-        socket.emit("echo", args(1))
-        await kept.wait(1)
-        sub.cancel()
-        sub.cancel()  # twice is harmless
-        any_sub.cancel()
-        socket.emit("echo", args(2))
-        await kept.wait(2)
-        assert cancelled.args() == [[1]] and once.args() == [[1]] and any_.args() == [[1]]
-        socket.off("echo")
-        probe = Recorder()
-        socket.on_any(probe)
-        socket.emit("echo", args(3))
-        await probe.wait(1)
-        assert kept.args() == [[1], [2]]
-        socket.off_any()
-    finally:
-        server.stop()
+async def test_off_once_any_and_cancellation_stop_delivery(make_server) -> None:
+    server = make_server()
+    manager = tw.SocketManager(server.url, opts())
+    socket = manager.socket("/", None, None)
+    await connected(socket)
+    kept, cancelled, once, any_ = Recorder(), Recorder(), Recorder(), Recorder()
+    socket.on("echo", kept)
+    sub = socket.on("echo", cancelled)
+    socket.once("echo", once)
+    any_sub = socket.on_any(any_)
+    socket.emit("echo", args(1))
+    await kept.wait(1)
+    sub.cancel()
+    sub.cancel()  # twice is harmless
+    any_sub.cancel()
+    socket.emit("echo", args(2))
+    await kept.wait(2)
+    assert cancelled.args() == [[1]] and once.args() == [[1]] and any_.args() == [[1]]
+    socket.off("echo")
+    probe = Recorder()
+    socket.on_any(probe)
+    socket.emit("echo", args(3))
+    await probe.wait(1)
+    assert kept.args() == [[1], [2]]
+    socket.off_any()
 
 
 async def test_releasing_the_client_closes_its_connection(make_server, proxy_factory) -> None:
@@ -260,57 +256,51 @@ async def test_acks_time_out_and_fail_on_disconnect(make_server, proxy_factory) 
         socket.emit("disconnect", args())
 
 
-async def test_offline_buffer_is_bounded_and_volatile_emits_are_dropped(proxy_factory) -> None:
-    server = tidewire_server()
-    try:
-        proxy = proxy_factory(server.port)
-        manager = tw.SocketManager(proxy.url, opts(send_buffer_capacity=2, transports=[tw.Transport.WEB_SOCKET]))
-        socket = manager.socket("/", None, None)
-        echoes = Recorder()
-        socket.on("echo", echoes)
-        await connected(socket)
-        proxy.refuse = True
-        proxy.cut()
-        await until(lambda: isinstance(socket.state(), DISCONNECTED), what="offline")
-        socket.emit_volatile("echo", args("dropped"))
-        socket.emit("echo", args("one"))
-        socket.emit("echo", args("two"))
-        with pytest.raises(tw.ClientError.BufferFull) as full:
-            socket.emit("echo", args("three"))
-        assert full.value.capacity == 2
-        proxy.refuse = False
-        await connected(socket, timeout=10)
-        assert await echoes.wait(2) == [["one"], ["two"]]
-        await asyncio.sleep(0.2)
-        assert echoes.args() == [["one"], ["two"]]
-    finally:
-        server.stop()
+async def test_offline_buffer_is_bounded_and_volatile_emits_are_dropped(make_server, proxy_factory) -> None:
+    server = make_server()
+    proxy = proxy_factory(server.port)
+    manager = tw.SocketManager(proxy.url, opts(send_buffer_capacity=2, transports=[tw.Transport.WEB_SOCKET]))
+    socket = manager.socket("/", None, None)
+    echoes = Recorder()
+    socket.on("echo", echoes)
+    await connected(socket)
+    proxy.refuse = True
+    proxy.cut()
+    await until(lambda: isinstance(socket.state(), DISCONNECTED), what="offline")
+    socket.emit_volatile("echo", args("dropped"))
+    socket.emit("echo", args("one"))
+    socket.emit("echo", args("two"))
+    with pytest.raises(tw.ClientError.BufferFull) as full:
+        socket.emit("echo", args("three"))
+    assert full.value.capacity == 2
+    proxy.refuse = False
+    await connected(socket, timeout=10)
+    assert await echoes.wait(2) == [["one"], ["two"]]
+    await asyncio.sleep(0.2)
+    assert echoes.args() == [["one"], ["two"]]
 
 
-async def test_lifecycle_hints_reconnect_at_once(proxy_factory) -> None:
-    server = tidewire_server()
-    try:
-        proxy = proxy_factory(server.port)
-        slow = opts(reconnection_delay_ms=20000, reconnection_delay_max_ms=30000, randomization_factor=0.0)
-        manager = tw.SocketManager(proxy.url, slow)
-        socket = manager.socket("/", None, None)
-        states = States()
-        socket.on_state(states)
-        await connected(socket)
-        manager.network_path_changed()
-        await states.wait_for(lambda s: isinstance(s, DISCONNECTED) and s.reason == "network change")
-        await connected(socket, timeout=2)  # not after the 20 s backoff
+async def test_lifecycle_hints_reconnect_at_once(make_server, proxy_factory) -> None:
+    server = make_server()
+    proxy = proxy_factory(server.port)
+    slow = opts(reconnection_delay_ms=20000, reconnection_delay_max_ms=30000, randomization_factor=0.0)
+    manager = tw.SocketManager(proxy.url, slow)
+    socket = manager.socket("/", None, None)
+    states = States()
+    socket.on_state(states)
+    await connected(socket)
+    manager.network_path_changed()
+    await states.wait_for(lambda s: isinstance(s, DISCONNECTED) and s.reason == "network change")
+    await connected(socket, timeout=2)  # not after the 20 s backoff
 
-        # In the background nothing is attempted; back in the foreground, at once.
-        manager.app_did_enter_background()
-        proxy.cut()
-        await until(lambda: isinstance(socket.state(), DISCONNECTED), what="the cut noticed")
-        await asyncio.sleep(0.3)
-        assert not isinstance(socket.state(), CONNECTED)
-        manager.app_will_enter_foreground()
-        await connected(socket, timeout=2)
-    finally:
-        server.stop()
+    # In the background nothing is attempted; back in the foreground, at once.
+    manager.app_did_enter_background()
+    proxy.cut()
+    await until(lambda: isinstance(socket.state(), DISCONNECTED), what="the cut noticed")
+    await asyncio.sleep(0.3)
+    assert not isinstance(socket.state(), CONNECTED)
+    manager.app_will_enter_foreground()
+    await connected(socket, timeout=2)
 
 
 @pytest.mark.parametrize(
