@@ -178,16 +178,20 @@ binding-python-wheel: binding-python-deps
 SWIFT_LIB := $(TARGET_ABS)/debug/libtidewire_swift.so
 UNIFFI_PY := $(TARGET_ABS)/uniffi-python
 
-## The Swift binding: builds the library, regenerates the committed Swift
-## sources (fails if they drift), and runs its tests through UniFFI's Python
-## bindings of the same library (the C ABI Swift uses) against the server.
-binding-swift: build-server python-deps
+## The mobile binding: builds the library, regenerates the committed Swift
+## and Kotlin sources (fails if they drift), checks the build recipes'
+## tools (XCFramework, Android: they only run where Xcode / the NDK are),
+## and runs its tests through UniFFI's Python bindings of the same library
+## (the C ABI Swift and Kotlin use) against tidewire-server and Node socket.io.
+binding-swift: build-server python-deps node-deps
 	$(CARGO) build -p tidewire-swift
 	bindings-swift/generate.sh $(SWIFT_LIB) $(UNIFFI_PY)
-	git diff --exit-code -- bindings-swift/Sources || \
-	  { echo "binding-swift: generated Swift sources drifted: commit them" >&2; exit 1; }
-	test -z "$$(git status --porcelain -- bindings-swift/Sources)" || \
-	  { echo "binding-swift: generated Swift sources are not committed" >&2; exit 1; }
+	git diff --exit-code -- bindings-swift/Sources bindings-swift/kotlin || \
+	  { echo "binding-swift: generated Swift/Kotlin sources drifted: commit them" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- bindings-swift/Sources bindings-swift/kotlin)" || \
+	  { echo "binding-swift: generated Swift/Kotlin sources are not committed" >&2; exit 1; }
+	bindings-swift/scripts/build-xcframework.sh --check
+	bindings-swift/scripts/build-android.sh --check
 	cd bindings-swift/tests && rc=0 && PYTHONPATH=$(UNIFFI_PY) TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-swift: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc

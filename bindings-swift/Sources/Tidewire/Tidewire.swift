@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
+    typealias FfiType = UInt32
+    typealias SwiftType = UInt32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -480,6 +496,46 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     }
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDouble: FfiConverterPrimitive {
+    typealias FfiType = Double
+    typealias SwiftType = Double
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Double {
+        return try lift(readDouble(&buf))
+    }
+
+    public static func write(_ value: Double, into buf: inout [UInt8]) {
+        writeDouble(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterBool : FfiConverter {
+    typealias FfiType = Int8
+    typealias SwiftType = Bool
+
+    public static func lift(_ value: Int8) throws -> Bool {
+        return value != 0
+    }
+
+    public static func lower(_ value: Bool) -> Int8 {
+        return value ? 1 : 0
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Bool {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Bool, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -530,22 +586,254 @@ fileprivate struct FfiConverterString: FfiConverter {
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
 
 
 
 /**
- * Receives events (implemented in Swift).
+ * Gives the CONNECT auth payload, asked on every (re)connection so that
+ * tokens can be refreshed.
+ */
+public protocol AuthProvider: AnyObject, Sendable {
+    
+    /**
+     * A JSON object, or `nil` for no auth payload.
+     */
+    func authJson()  -> String?
+    
+}
+/**
+ * Gives the CONNECT auth payload, asked on every (re)connection so that
+ * tokens can be refreshed.
+ */
+open class AuthProviderImpl: AuthProvider, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_authprovider(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_authprovider(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * A JSON object, or `nil` for no auth payload.
+     */
+open func authJson() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_authprovider_auth_json(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceAuthProvider {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceAuthProvider = UniffiVTableCallbackInterfaceAuthProvider(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeAuthProvider.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface AuthProvider: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeAuthProvider.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface AuthProvider: handle missing in uniffiClone")
+            }
+        },
+        authJson: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> String? in
+                guard let uniffiObj = try? FfiConverterTypeAuthProvider.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.authJson(
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterOptionString.lower($0) }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceAuthProvider> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceAuthProvider>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitAuthProvider() {
+    uniffi_tidewire_swift_fn_init_callback_vtable_authprovider(UniffiCallbackInterfaceAuthProvider.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAuthProvider: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<AuthProvider>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = AuthProvider
+
+    public static func lift(_ handle: UInt64) throws -> AuthProvider {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return AuthProviderImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: AuthProvider) -> UInt64 {
+         if let rustImpl = value as? AuthProviderImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AuthProvider {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: AuthProvider, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAuthProvider_lift(_ handle: UInt64) throws -> AuthProvider {
+    return try FfiConverterTypeAuthProvider.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAuthProvider_lower(_ value: AuthProvider) -> UInt64 {
+    return FfiConverterTypeAuthProvider.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives events (implemented in Swift or Kotlin). The value the first
+ * listener returns answers a server's ack request, after every listener
+ * ran (`nil` from all: an empty answer).
  */
 public protocol EventListener: AnyObject, Sendable {
     
     /**
-     * `event` arrived with these arguments (a JSON array).
+     * `event` arrived with `args`.
      */
-    func onEvent(event: String, argsJson: String) 
+    func onEvent(event: String, args: Args)  -> Args?
     
 }
 /**
- * Receives events (implemented in Swift).
+ * Receives events (implemented in Swift or Kotlin). The value the first
+ * listener returns answers a server's ack request, after every listener
+ * ran (`nil` from all: an empty answer).
  */
 open class EventListenerImpl: EventListener, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -601,16 +889,17 @@ open class EventListenerImpl: EventListener, @unchecked Sendable {
 
     
     /**
-     * `event` arrived with these arguments (a JSON array).
+     * `event` arrived with `args`.
      */
-open func onEvent(event: String, argsJson: String)  {try! rustCall() {
+open func onEvent(event: String, args: Args) -> Args?  {
+    return try!  FfiConverterOptionTypeArgs.lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_tidewire_swift_fn_method_eventlistener_on_event(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(event),
-        FfiConverterString.lower(argsJson),uniffiCallStatus
+        FfiConverterTypeArgs_lower(args),uniffiCallStatus
     )
-}
+})
 }
     
 
@@ -644,23 +933,23 @@ fileprivate struct UniffiCallbackInterfaceEventListener {
         onEvent: { (
             uniffiHandle: UInt64,
             event: RustBuffer,
-            argsJson: RustBuffer,
-            uniffiOutReturn: UnsafeMutableRawPointer,
+            args: RustBuffer,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
             let makeCall = {
-                () throws -> () in
+                () throws -> Args? in
                 guard let uniffiObj = try? FfiConverterTypeEventListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
                 return uniffiObj.onEvent(
                      event: try FfiConverterString.lift(event),
-                     argsJson: try FfiConverterString.lift(argsJson)
+                     args: try FfiConverterTypeArgs_lift(args)
                 )
             }
 
             
-            let writeReturn = { () }
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterOptionTypeArgs.lower($0) }
             uniffiTraitInterfaceCall(
                 callStatus: uniffiCallStatus,
                 makeCall: makeCall,
@@ -747,45 +1036,20 @@ public func FfiConverterTypeEventListener_lower(_ value: EventListener) -> UInt6
 
 
 /**
- * A Socket.IO client connected to one namespace.
+ * Receives a manager's state changes, in order.
  */
-public protocol SocketClientProtocol: AnyObject, Sendable {
+public protocol ManagerStateListener: AnyObject, Sendable {
     
     /**
-     * Leaves the namespace and closes the connection.
+     * The state changed.
      */
-    func disconnect() 
-    
-    /**
-     * Sends `event` with `args_json` (a JSON array).
-     */
-    func emit(event: String, argsJson: String) throws 
-    
-    /**
-     * Sends `event` and returns the server's answer (a JSON array).
-     */
-    func emitWithAck(event: String, argsJson: String, timeoutMs: UInt64?) async throws  -> String
-    
-    /**
-     * Calls `listener` for each `event` (`*` for all).
-     */
-    func on(event: String, listener: EventListener) 
-    
-    /**
-     * The current state.
-     */
-    func state()  -> ConnectionState
-    
-    /**
-     * Calls `listener` with every state change from now on.
-     */
-    func watchState(listener: StateListener) 
+    func onState(state: ManagerState) 
     
 }
 /**
- * A Socket.IO client connected to one namespace.
+ * Receives a manager's state changes, in order.
  */
-open class SocketClient: SocketClientProtocol, @unchecked Sendable {
+open class ManagerStateListenerImpl: ManagerStateListener, @unchecked Sendable {
     fileprivate let handle: UInt64
 
     /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
@@ -822,7 +1086,7 @@ open class SocketClient: SocketClientProtocol, @unchecked Sendable {
     @_documentation(visibility: private)
 #endif
     public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_tidewire_swift_fn_clone_socketclient(self.handle, $0) }
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_managerstatelistener(self.handle, $0) }
     }
     // No primary constructor declared for this class.
 
@@ -832,236 +1096,20 @@ open class SocketClient: SocketClientProtocol, @unchecked Sendable {
             return
         }
 
-        try! rustCall { uniffi_tidewire_swift_fn_free_socketclient(handle, $0) }
+        try! rustCall { uniffi_tidewire_swift_fn_free_managerstatelistener(handle, $0) }
     }
 
     
-    /**
-     * Connects to `url` (`http(s)://` or `ws(s)://`), joins `namespace`
-     * (default `/`) with `auth_json` (a JSON object) as the auth payload.
-     */
-public static func connect(url: String, namespace: String?, authJson: String?, connectTimeoutMs: UInt64?)async throws  -> SocketClient  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_tidewire_swift_fn_constructor_socketclient_connect(FfiConverterString.lower(url),FfiConverterOptionString.lower(namespace),FfiConverterOptionString.lower(authJson),FfiConverterOptionUInt64.lower(connectTimeoutMs)
-                )
-            },
-            pollFunc: ffi_tidewire_swift_rust_future_poll_u64,
-            completeFunc: ffi_tidewire_swift_rust_future_complete_u64,
-            freeFunc: ffi_tidewire_swift_rust_future_free_u64,
-            liftFunc: FfiConverterTypeSocketClient_lift,
-            errorHandler: FfiConverterTypeClientError_lift
-        )
-}
-    
 
     
     /**
-     * Leaves the namespace and closes the connection.
+     * The state changed.
      */
-open func disconnect()  {try! rustCall() {
+open func onState(state: ManagerState)  {try! rustCall() {
         uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_socketclient_disconnect(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * Sends `event` with `args_json` (a JSON array).
-     */
-open func emit(event: String, argsJson: String)throws   {try rustCallWithError(FfiConverterTypeClientError_lift) {
-        uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_socketclient_emit(
+    uniffi_tidewire_swift_fn_method_managerstatelistener_on_state(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(event),
-        FfiConverterString.lower(argsJson),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * Sends `event` and returns the server's answer (a JSON array).
-     */
-open func emitWithAck(event: String, argsJson: String, timeoutMs: UInt64?)async throws  -> String  {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_tidewire_swift_fn_method_socketclient_emit_with_ack(
-                        self.uniffiCloneHandle(),FfiConverterString.lower(event),FfiConverterString.lower(argsJson),FfiConverterOptionUInt64.lower(timeoutMs)
-                )
-            },
-            pollFunc: ffi_tidewire_swift_rust_future_poll_rust_buffer,
-            completeFunc: ffi_tidewire_swift_rust_future_complete_rust_buffer,
-            freeFunc: ffi_tidewire_swift_rust_future_free_rust_buffer,
-            liftFunc: FfiConverterString.lift,
-            errorHandler: FfiConverterTypeClientError_lift
-        )
-}
-    
-    /**
-     * Calls `listener` for each `event` (`*` for all).
-     */
-open func on(event: String, listener: EventListener)  {try! rustCall() {
-        uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_socketclient_on(
-            self.uniffiCloneHandle(),
-        FfiConverterString.lower(event),
-        FfiConverterTypeEventListener_lower(listener),uniffiCallStatus
-    )
-}
-}
-    
-    /**
-     * The current state.
-     */
-open func state() -> ConnectionState  {
-    return try!  FfiConverterTypeConnectionState_lift(try! rustCall() {
-        uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_socketclient_state(
-            self.uniffiCloneHandle(),uniffiCallStatus
-    )
-})
-}
-    
-    /**
-     * Calls `listener` with every state change from now on.
-     */
-open func watchState(listener: StateListener)  {try! rustCall() {
-        uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_socketclient_watch_state(
-            self.uniffiCloneHandle(),
-        FfiConverterTypeStateListener_lower(listener),uniffiCallStatus
-    )
-}
-}
-    
-
-    
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeSocketClient: FfiConverter {
-    typealias FfiType = UInt64
-    typealias SwiftType = SocketClient
-
-    public static func lift(_ handle: UInt64) throws -> SocketClient {
-        return SocketClient(unsafeFromHandle: handle)
-    }
-
-    public static func lower(_ value: SocketClient) -> UInt64 {
-        return value.uniffiCloneHandle()
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SocketClient {
-        let handle: UInt64 = try readInt(&buf)
-        return try lift(handle)
-    }
-
-    public static func write(_ value: SocketClient, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSocketClient_lift(_ handle: UInt64) throws -> SocketClient {
-    return try FfiConverterTypeSocketClient.lift(handle)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeSocketClient_lower(_ value: SocketClient) -> UInt64 {
-    return FfiConverterTypeSocketClient.lower(value)
-}
-
-
-
-
-
-
-/**
- * Receives connection state changes (implemented in Swift).
- */
-public protocol StateListener: AnyObject, Sendable {
-    
-    /**
-     * The state changed to `state`.
-     */
-    func onState(state: ConnectionState) 
-    
-}
-/**
- * Receives connection state changes (implemented in Swift).
- */
-open class StateListenerImpl: StateListener, @unchecked Sendable {
-    fileprivate let handle: UInt64
-
-    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public struct NoHandle {
-        public init() {}
-    }
-
-    // TODO: We'd like this to be `private` but for Swifty reasons,
-    // we can't implement `FfiConverter` without making this `required` and we can't
-    // make it `required` without making it `public`.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    required public init(unsafeFromHandle handle: UInt64) {
-        self.handle = handle
-    }
-
-    // This constructor can be used to instantiate a fake object.
-    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
-    //
-    // - Warning:
-    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public init(noHandle: NoHandle) {
-        self.handle = 0
-    }
-
-#if swift(>=5.8)
-    @_documentation(visibility: private)
-#endif
-    public func uniffiCloneHandle() -> UInt64 {
-        return try! rustCall { uniffi_tidewire_swift_fn_clone_statelistener(self.handle, $0) }
-    }
-    // No primary constructor declared for this class.
-
-    deinit {
-        if handle == 0 {
-            // Mock objects have handle=0 don't try to free them
-            return
-        }
-
-        try! rustCall { uniffi_tidewire_swift_fn_free_statelistener(handle, $0) }
-    }
-
-    
-
-    
-    /**
-     * The state changed to `state`.
-     */
-open func onState(state: ConnectionState)  {try! rustCall() {
-        uniffiCallStatus in
-    uniffi_tidewire_swift_fn_method_statelistener_on_state(
-            self.uniffiCloneHandle(),
-        FfiConverterTypeConnectionState_lower(state),uniffiCallStatus
+        FfiConverterTypeManagerState_lower(state),uniffiCallStatus
     )
 }
 }
@@ -1073,25 +1121,25 @@ open func onState(state: ConnectionState)  {try! rustCall() {
 
 
 // Put the implementation in a struct so we don't pollute the top-level namespace
-fileprivate struct UniffiCallbackInterfaceStateListener {
+fileprivate struct UniffiCallbackInterfaceManagerStateListener {
 
     // Create the VTable using a series of closures.
     // Swift automatically converts these into C callback functions.
     //
     // Store the vtable directly.
-    static let vtable: UniffiVTableCallbackInterfaceStateListener = UniffiVTableCallbackInterfaceStateListener(
+    static let vtable: UniffiVTableCallbackInterfaceManagerStateListener = UniffiVTableCallbackInterfaceManagerStateListener(
         uniffiFree: { (uniffiHandle: UInt64) -> () in
             do {
-                try FfiConverterTypeStateListener.handleMap.remove(handle: uniffiHandle)
+                try FfiConverterTypeManagerStateListener.handleMap.remove(handle: uniffiHandle)
             } catch {
-                print("Uniffi callback interface StateListener: handle missing in uniffiFree")
+                print("Uniffi callback interface ManagerStateListener: handle missing in uniffiFree")
             }
         },
         uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
             do {
-                return try FfiConverterTypeStateListener.handleMap.clone(handle: uniffiHandle)
+                return try FfiConverterTypeManagerStateListener.handleMap.clone(handle: uniffiHandle)
             } catch {
-                fatalError("Uniffi callback interface StateListener: handle missing in uniffiClone")
+                fatalError("Uniffi callback interface ManagerStateListener: handle missing in uniffiClone")
             }
         },
         onState: { (
@@ -1102,11 +1150,11 @@ fileprivate struct UniffiCallbackInterfaceStateListener {
         ) in
             let makeCall = {
                 () throws -> () in
-                guard let uniffiObj = try? FfiConverterTypeStateListener.handleMap.get(handle: uniffiHandle) else {
+                guard let uniffiObj = try? FfiConverterTypeManagerStateListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
                 return uniffiObj.onState(
-                     state: try FfiConverterTypeConnectionState_lift(state)
+                     state: try FfiConverterTypeManagerState_lift(state)
                 )
             }
 
@@ -1126,39 +1174,39 @@ fileprivate struct UniffiCallbackInterfaceStateListener {
     // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
     // This is safe because the pointee is initialized once during static init
     // and never mutated by either side of the FFI.  Its fields are C function pointers.
-    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceStateListener> = {
-        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceStateListener>.allocate(capacity: 1)
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceManagerStateListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceManagerStateListener>.allocate(capacity: 1)
         ptr.initialize(to: vtable)
         return UnsafePointer(ptr)
     }()
 }
 
-private func uniffiCallbackInitStateListener() {
-    uniffi_tidewire_swift_fn_init_callback_vtable_statelistener(UniffiCallbackInterfaceStateListener.vtablePtr)
+private func uniffiCallbackInitManagerStateListener() {
+    uniffi_tidewire_swift_fn_init_callback_vtable_managerstatelistener(UniffiCallbackInterfaceManagerStateListener.vtablePtr)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public struct FfiConverterTypeStateListener: FfiConverter {
-    fileprivate static let handleMap = UniffiHandleMap<StateListener>()
+public struct FfiConverterTypeManagerStateListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<ManagerStateListener>()
 
     typealias FfiType = UInt64
-    typealias SwiftType = StateListener
+    typealias SwiftType = ManagerStateListener
 
-    public static func lift(_ handle: UInt64) throws -> StateListener {
+    public static func lift(_ handle: UInt64) throws -> ManagerStateListener {
         if ((handle & 1) == 0) {
             // Rust-generated handle, construct a new class that uses the handle to implement the
             // interface
-            return StateListenerImpl(unsafeFromHandle: handle)
+            return ManagerStateListenerImpl(unsafeFromHandle: handle)
         } else {
             // Swift-generated handle, get the object from the handle map
             return try handleMap.remove(handle: handle)
         }
     }
 
-    public static func lower(_ value: StateListener) -> UInt64 {
-         if let rustImpl = value as? StateListenerImpl {
+    public static func lower(_ value: ManagerStateListener) -> UInt64 {
+         if let rustImpl = value as? ManagerStateListenerImpl {
              // Rust-implemented object.  Clone the handle and return it
             return rustImpl.uniffiCloneHandle()
          } else {
@@ -1167,12 +1215,12 @@ public struct FfiConverterTypeStateListener: FfiConverter {
          }
     }
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StateListener {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagerStateListener {
         let handle: UInt64 = try readInt(&buf)
         return try lift(handle)
     }
 
-    public static func write(_ value: StateListener, into buf: inout [UInt8]) {
+    public static func write(_ value: ManagerStateListener, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -1181,18 +1229,1295 @@ public struct FfiConverterTypeStateListener: FfiConverter {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeStateListener_lift(_ handle: UInt64) throws -> StateListener {
-    return try FfiConverterTypeStateListener.lift(handle)
+public func FfiConverterTypeManagerStateListener_lift(_ handle: UInt64) throws -> ManagerStateListener {
+    return try FfiConverterTypeManagerStateListener.lift(handle)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeStateListener_lower(_ value: StateListener) -> UInt64 {
-    return FfiConverterTypeStateListener.lower(value)
+public func FfiConverterTypeManagerStateListener_lower(_ value: ManagerStateListener) -> UInt64 {
+    return FfiConverterTypeManagerStateListener.lower(value)
 }
 
 
+
+
+
+
+/**
+ * One namespace over a manager's connection.
+ */
+public protocol SocketProtocol: AnyObject, Sendable {
+    
+    /**
+     * Connects (again after a refusal or `disconnect()`).
+     */
+    func connect() 
+    
+    /**
+     * Leaves the namespace; no reconnection. Pending acks fail.
+     */
+    func disconnect() 
+    
+    /**
+     * Sends `event`; buffered while offline, sent in order once connected.
+     */
+    func emit(event: String, args: Args) throws 
+    
+    /**
+     * Sends `event` now or never: dropped while offline.
+     */
+    func emitVolatile(event: String, args: Args) throws 
+    
+    /**
+     * Sends `event` and returns the server's answer; `timeout_ms`
+     * overrides the manager's `ack_timeout_ms`.
+     */
+    func emitWithAck(event: String, args: Args, timeoutMs: UInt64?) async throws  -> Args
+    
+    /**
+     * The socket id while connected.
+     */
+    func id()  -> String?
+    
+    /**
+     * The namespace.
+     */
+    func namespace()  -> String
+    
+    /**
+     * Removes every listener of `event`.
+     */
+    func off(event: String) 
+    
+    /**
+     * Removes every catch-all listener.
+     */
+    func offAny() 
+    
+    /**
+     * Calls `listener` for each `event`.
+     */
+    func on(event: String, listener: EventListener)  -> Subscription
+    
+    /**
+     * Calls `listener` for every event, before the event's own listeners.
+     */
+    func onAny(listener: EventListener)  -> Subscription
+    
+    /**
+     * Calls `listener` with every state change from now on.
+     */
+    func onState(listener: SocketStateListener)  -> Subscription
+    
+    /**
+     * Calls `listener` for the next `event` only.
+     */
+    func once(event: String, listener: EventListener)  -> Subscription
+    
+    /**
+     * Whether the last connection recovered the previous session.
+     */
+    func recovered()  -> Bool
+    
+    /**
+     * The current state.
+     */
+    func state()  -> SocketState
+    
+}
+/**
+ * One namespace over a manager's connection.
+ */
+open class Socket: SocketProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_socket(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_socket(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Connects (again after a refusal or `disconnect()`).
+     */
+open func connect()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_connect(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Leaves the namespace; no reconnection. Pending acks fail.
+     */
+open func disconnect()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_disconnect(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sends `event`; buffered while offline, sent in order once connected.
+     */
+open func emit(event: String, args: Args)throws   {try rustCallWithError(FfiConverterTypeClientError_lift) {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_emit(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),
+        FfiConverterTypeArgs_lower(args),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sends `event` now or never: dropped while offline.
+     */
+open func emitVolatile(event: String, args: Args)throws   {try rustCallWithError(FfiConverterTypeClientError_lift) {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_emit_volatile(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),
+        FfiConverterTypeArgs_lower(args),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sends `event` and returns the server's answer; `timeout_ms`
+     * overrides the manager's `ack_timeout_ms`.
+     */
+open func emitWithAck(event: String, args: Args, timeoutMs: UInt64?)async throws  -> Args  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_tidewire_swift_fn_method_socket_emit_with_ack(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(event),FfiConverterTypeArgs_lower(args),FfiConverterOptionUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_tidewire_swift_rust_future_poll_rust_buffer,
+            completeFunc: ffi_tidewire_swift_rust_future_complete_rust_buffer,
+            freeFunc: ffi_tidewire_swift_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeArgs_lift,
+            errorHandler: FfiConverterTypeClientError_lift
+        )
+}
+    
+    /**
+     * The socket id while connected.
+     */
+open func id() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The namespace.
+     */
+open func namespace() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_namespace(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Removes every listener of `event`.
+     */
+open func off(event: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_off(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Removes every catch-all listener.
+     */
+open func offAny()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_off_any(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Calls `listener` for each `event`.
+     */
+open func on(event: String, listener: EventListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_on(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),
+        FfiConverterTypeEventListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Calls `listener` for every event, before the event's own listeners.
+     */
+open func onAny(listener: EventListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_on_any(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeEventListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Calls `listener` with every state change from now on.
+     */
+open func onState(listener: SocketStateListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_on_state(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeSocketStateListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Calls `listener` for the next `event` only.
+     */
+open func once(event: String, listener: EventListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_once(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),
+        FfiConverterTypeEventListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Whether the last connection recovered the previous session.
+     */
+open func recovered() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_recovered(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The current state.
+     */
+open func state() -> SocketState  {
+    return try!  FfiConverterTypeSocketState_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_state(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSocket: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Socket
+
+    public static func lift(_ handle: UInt64) throws -> Socket {
+        return Socket(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Socket) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Socket {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Socket, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocket_lift(_ handle: UInt64) throws -> Socket {
+    return try FfiConverterTypeSocket.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocket_lower(_ value: Socket) -> UInt64 {
+    return FfiConverterTypeSocket.lower(value)
+}
+
+
+
+
+
+
+/**
+ * One connection to a server shared by several namespaces. Releasing it
+ * and its sockets closes the connection.
+ */
+public protocol SocketManagerProtocol: AnyObject, Sendable {
+    
+    /**
+     * The app went to the background: reconnection pauses.
+     */
+    func appDidEnterBackground() 
+    
+    /**
+     * The app comes back: reconnect now if needed.
+     */
+    func appWillEnterForeground() 
+    
+    /**
+     * Disconnects every socket and closes the connection, no reconnection.
+     */
+    func close() 
+    
+    /**
+     * The network path changed: reconnect now.
+     */
+    func networkPathChanged() 
+    
+    /**
+     * Calls `listener` with every state change from now on.
+     */
+    func onState(listener: ManagerStateListener)  -> Subscription
+    
+    /**
+     * Opens the connection.
+     */
+    func `open`() 
+    
+    /**
+     * The socket of `namespace` (the same one for the same name), with a
+     * fixed auth payload (`auth_json`, a JSON object) or a provider asked
+     * on every connection. It connects now unless `auto_connect` is off.
+     */
+    func socket(namespace: String, authJson: String?, authProvider: AuthProvider?) throws  -> Socket
+    
+    /**
+     * The current state.
+     */
+    func state()  -> ManagerState
+    
+}
+/**
+ * One connection to a server shared by several namespaces. Releasing it
+ * and its sockets closes the connection.
+ */
+open class SocketManager: SocketManagerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_socketmanager(self.handle, $0) }
+    }
+    /**
+     * A manager of `url` (`http(s)://` or `ws(s)://`). Nothing connects
+     * until a socket does.
+     */
+public convenience init(url: String, options: ManagerOptions)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeClientError_lift) {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_constructor_socketmanager_new(
+        FfiConverterString.lower(url),
+        FfiConverterTypeManagerOptions_lower(options),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_socketmanager(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The app went to the background: reconnection pauses.
+     */
+open func appDidEnterBackground()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_app_did_enter_background(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The app comes back: reconnect now if needed.
+     */
+open func appWillEnterForeground()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_app_will_enter_foreground(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Disconnects every socket and closes the connection, no reconnection.
+     */
+open func close()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_close(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The network path changed: reconnect now.
+     */
+open func networkPathChanged()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_network_path_changed(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Calls `listener` with every state change from now on.
+     */
+open func onState(listener: ManagerStateListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_on_state(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeManagerStateListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Opens the connection.
+     */
+open func `open`()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_open(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The socket of `namespace` (the same one for the same name), with a
+     * fixed auth payload (`auth_json`, a JSON object) or a provider asked
+     * on every connection. It connects now unless `auto_connect` is off.
+     */
+open func socket(namespace: String, authJson: String?, authProvider: AuthProvider?)throws  -> Socket  {
+    return try  FfiConverterTypeSocket_lift(try rustCallWithError(FfiConverterTypeClientError_lift) {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_socket(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(namespace),
+        FfiConverterOptionString.lower(authJson),
+        FfiConverterOptionTypeAuthProvider.lower(authProvider),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The current state.
+     */
+open func state() -> ManagerState  {
+    return try!  FfiConverterTypeManagerState_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketmanager_state(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSocketManager: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = SocketManager
+
+    public static func lift(_ handle: UInt64) throws -> SocketManager {
+        return SocketManager(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: SocketManager) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SocketManager {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SocketManager, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketManager_lift(_ handle: UInt64) throws -> SocketManager {
+    return try FfiConverterTypeSocketManager.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketManager_lower(_ value: SocketManager) -> UInt64 {
+    return FfiConverterTypeSocketManager.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives a socket's state changes, in order.
+ */
+public protocol SocketStateListener: AnyObject, Sendable {
+    
+    /**
+     * The state changed.
+     */
+    func onState(state: SocketState) 
+    
+}
+/**
+ * Receives a socket's state changes, in order.
+ */
+open class SocketStateListenerImpl: SocketStateListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_socketstatelistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_socketstatelistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The state changed.
+     */
+open func onState(state: SocketState)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socketstatelistener_on_state(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeSocketState_lower(state),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceSocketStateListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceSocketStateListener = UniffiVTableCallbackInterfaceSocketStateListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeSocketStateListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface SocketStateListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeSocketStateListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface SocketStateListener: handle missing in uniffiClone")
+            }
+        },
+        onState: { (
+            uniffiHandle: UInt64,
+            state: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeSocketStateListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onState(
+                     state: try FfiConverterTypeSocketState_lift(state)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceSocketStateListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceSocketStateListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitSocketStateListener() {
+    uniffi_tidewire_swift_fn_init_callback_vtable_socketstatelistener(UniffiCallbackInterfaceSocketStateListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSocketStateListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<SocketStateListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = SocketStateListener
+
+    public static func lift(_ handle: UInt64) throws -> SocketStateListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return SocketStateListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: SocketStateListener) -> UInt64 {
+         if let rustImpl = value as? SocketStateListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SocketStateListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: SocketStateListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketStateListener_lift(_ handle: UInt64) throws -> SocketStateListener {
+    return try FfiConverterTypeSocketStateListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketStateListener_lower(_ value: SocketStateListener) -> UInt64 {
+    return FfiConverterTypeSocketStateListener.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A registered listener; `cancel()` removes it (and releases it).
+ */
+public protocol SubscriptionProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stops delivery to the listener; later calls do nothing.
+     */
+    func cancel() 
+    
+}
+/**
+ * A registered listener; `cancel()` removes it (and releases it).
+ */
+open class Subscription: SubscriptionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_subscription(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_subscription(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Stops delivery to the listener; later calls do nothing.
+     */
+open func cancel()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_subscription_cancel(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSubscription: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Subscription
+
+    public static func lift(_ handle: UInt64) throws -> Subscription {
+        return Subscription(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Subscription) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Subscription {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Subscription, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubscription_lift(_ handle: UInt64) throws -> Subscription {
+    return try FfiConverterTypeSubscription.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSubscription_lower(_ value: Subscription) -> UInt64 {
+    return FfiConverterTypeSubscription.lower(value)
+}
+
+
+
+
+/**
+ * Event or ack arguments: a JSON array whose binary values are
+ * placeholders `{"_placeholder":true,"num":i}` pointing into `binary`.
+ */
+public struct Args: Equatable, Hashable {
+    /**
+     * The arguments, a JSON array.
+     */
+    public var json: String
+    /**
+     * The binary attachments, in placeholder order.
+     */
+    public var binary: [Data]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The arguments, a JSON array.
+         */json: String, 
+        /**
+         * The binary attachments, in placeholder order.
+         */binary: [Data] = []) {
+        self.json = json
+        self.binary = binary
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Args: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeArgs: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Args {
+        return
+            try Args(
+                json: FfiConverterString.read(from: &buf), 
+                binary: FfiConverterSequenceData.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Args, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.json, into: &buf)
+        FfiConverterSequenceData.write(value.binary, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeArgs_lift(_ buf: RustBuffer) throws -> Args {
+    return try FfiConverterTypeArgs.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeArgs_lower(_ value: Args) -> RustBuffer {
+    return FfiConverterTypeArgs.lower(value)
+}
+
+
+/**
+ * A manager's options: socket.io-client's, with its defaults.
+ */
+public struct ManagerOptions: Equatable, Hashable {
+    /**
+     * Reconnect after an unexpected disconnection.
+     */
+    public var reconnection: Bool
+    /**
+     * Attempts before giving up (`nil`: forever).
+     */
+    public var reconnectionAttempts: UInt32?
+    /**
+     * The first reconnection delay, doubled at each attempt.
+     */
+    public var reconnectionDelayMs: UInt64
+    /**
+     * The largest reconnection delay.
+     */
+    public var reconnectionDelayMaxMs: UInt64
+    /**
+     * Jitter, 0 to 1.
+     */
+    public var randomizationFactor: Double
+    /**
+     * How long opening the connection may take.
+     */
+    public var timeoutMs: UInt64
+    /**
+     * The Engine.IO path.
+     */
+    public var path: String
+    /**
+     * Extra query parameters.
+     */
+    public var query: [String: String]
+    /**
+     * Extra HTTP headers (polling requests and the WebSocket handshake).
+     */
+    public var extraHeaders: [String: String]
+    /**
+     * Transports in order (`nil`: polling, then an upgrade to WebSocket).
+     */
+    public var transports: [Transport]?
+    /**
+     * Upgrade from polling to WebSocket.
+     */
+    public var upgrade: Bool
+    /**
+     * Connect as soon as a socket is made.
+     */
+    public var autoConnect: Bool
+    /**
+     * The default ack timeout (`nil`: until the answer or a disconnection).
+     */
+    public var ackTimeoutMs: UInt64?
+    /**
+     * Times an unacknowledged emit is sent again (same ack id).
+     */
+    public var retries: UInt32
+    /**
+     * Packets each socket buffers while offline.
+     */
+    public var sendBufferCapacity: UInt32
+    /**
+     * The largest message accepted from the server, in bytes.
+     */
+    public var maxPayload: UInt64
+    /**
+     * Base64 SHA-256 pins of the server's public key (SPKI); empty: the
+     * OS trust store alone decides.
+     */
+    public var pinnedKeys: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Reconnect after an unexpected disconnection.
+         */reconnection: Bool = true, 
+        /**
+         * Attempts before giving up (`nil`: forever).
+         */reconnectionAttempts: UInt32? = nil, 
+        /**
+         * The first reconnection delay, doubled at each attempt.
+         */reconnectionDelayMs: UInt64 = UInt64(1000), 
+        /**
+         * The largest reconnection delay.
+         */reconnectionDelayMaxMs: UInt64 = UInt64(5000), 
+        /**
+         * Jitter, 0 to 1.
+         */randomizationFactor: Double = Double(0.5), 
+        /**
+         * How long opening the connection may take.
+         */timeoutMs: UInt64 = UInt64(20000), 
+        /**
+         * The Engine.IO path.
+         */path: String = "/socket.io/", 
+        /**
+         * Extra query parameters.
+         */query: [String: String] = [:], 
+        /**
+         * Extra HTTP headers (polling requests and the WebSocket handshake).
+         */extraHeaders: [String: String] = [:], 
+        /**
+         * Transports in order (`nil`: polling, then an upgrade to WebSocket).
+         */transports: [Transport]? = nil, 
+        /**
+         * Upgrade from polling to WebSocket.
+         */upgrade: Bool = true, 
+        /**
+         * Connect as soon as a socket is made.
+         */autoConnect: Bool = true, 
+        /**
+         * The default ack timeout (`nil`: until the answer or a disconnection).
+         */ackTimeoutMs: UInt64? = nil, 
+        /**
+         * Times an unacknowledged emit is sent again (same ack id).
+         */retries: UInt32 = UInt32(0), 
+        /**
+         * Packets each socket buffers while offline.
+         */sendBufferCapacity: UInt32 = UInt32(1000), 
+        /**
+         * The largest message accepted from the server, in bytes.
+         */maxPayload: UInt64 = UInt64(16777216), 
+        /**
+         * Base64 SHA-256 pins of the server's public key (SPKI); empty: the
+         * OS trust store alone decides.
+         */pinnedKeys: [String] = []) {
+        self.reconnection = reconnection
+        self.reconnectionAttempts = reconnectionAttempts
+        self.reconnectionDelayMs = reconnectionDelayMs
+        self.reconnectionDelayMaxMs = reconnectionDelayMaxMs
+        self.randomizationFactor = randomizationFactor
+        self.timeoutMs = timeoutMs
+        self.path = path
+        self.query = query
+        self.extraHeaders = extraHeaders
+        self.transports = transports
+        self.upgrade = upgrade
+        self.autoConnect = autoConnect
+        self.ackTimeoutMs = ackTimeoutMs
+        self.retries = retries
+        self.sendBufferCapacity = sendBufferCapacity
+        self.maxPayload = maxPayload
+        self.pinnedKeys = pinnedKeys
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagerOptions: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagerOptions: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagerOptions {
+        return
+            try ManagerOptions(
+                reconnection: FfiConverterBool.read(from: &buf), 
+                reconnectionAttempts: FfiConverterOptionUInt32.read(from: &buf), 
+                reconnectionDelayMs: FfiConverterUInt64.read(from: &buf), 
+                reconnectionDelayMaxMs: FfiConverterUInt64.read(from: &buf), 
+                randomizationFactor: FfiConverterDouble.read(from: &buf), 
+                timeoutMs: FfiConverterUInt64.read(from: &buf), 
+                path: FfiConverterString.read(from: &buf), 
+                query: FfiConverterDictionaryStringString.read(from: &buf), 
+                extraHeaders: FfiConverterDictionaryStringString.read(from: &buf), 
+                transports: FfiConverterOptionSequenceTypeTransport.read(from: &buf), 
+                upgrade: FfiConverterBool.read(from: &buf), 
+                autoConnect: FfiConverterBool.read(from: &buf), 
+                ackTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                retries: FfiConverterUInt32.read(from: &buf), 
+                sendBufferCapacity: FfiConverterUInt32.read(from: &buf), 
+                maxPayload: FfiConverterUInt64.read(from: &buf), 
+                pinnedKeys: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagerOptions, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.reconnection, into: &buf)
+        FfiConverterOptionUInt32.write(value.reconnectionAttempts, into: &buf)
+        FfiConverterUInt64.write(value.reconnectionDelayMs, into: &buf)
+        FfiConverterUInt64.write(value.reconnectionDelayMaxMs, into: &buf)
+        FfiConverterDouble.write(value.randomizationFactor, into: &buf)
+        FfiConverterUInt64.write(value.timeoutMs, into: &buf)
+        FfiConverterString.write(value.path, into: &buf)
+        FfiConverterDictionaryStringString.write(value.query, into: &buf)
+        FfiConverterDictionaryStringString.write(value.extraHeaders, into: &buf)
+        FfiConverterOptionSequenceTypeTransport.write(value.transports, into: &buf)
+        FfiConverterBool.write(value.upgrade, into: &buf)
+        FfiConverterBool.write(value.autoConnect, into: &buf)
+        FfiConverterOptionUInt64.write(value.ackTimeoutMs, into: &buf)
+        FfiConverterUInt32.write(value.retries, into: &buf)
+        FfiConverterUInt32.write(value.sendBufferCapacity, into: &buf)
+        FfiConverterUInt64.write(value.maxPayload, into: &buf)
+        FfiConverterSequenceString.write(value.pinnedKeys, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagerOptions_lift(_ buf: RustBuffer) throws -> ManagerOptions {
+    return try FfiConverterTypeManagerOptions.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagerOptions_lower(_ value: ManagerOptions) -> RustBuffer {
+    return FfiConverterTypeManagerOptions.lower(value)
+}
 
 
 /**
@@ -1204,7 +2529,24 @@ enum ClientError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * A bad argument (URL, JSON).
+     * The URL is not a `http(s)://` or `ws(s)://` URL.
+     */
+    case InvalidUrl(
+        /**
+         * The URL.
+         */message: String
+    )
+    /**
+     * An option is out of range or malformed.
+     */
+    case InvalidOption(
+        /**
+         * Which, and why.
+         */message: String
+    )
+    /**
+     * A bad argument (arguments that are not a JSON array, a reserved
+     * event name, an auth payload that is not an object).
      */
     case InvalidArgument(
         /**
@@ -1220,7 +2562,7 @@ enum ClientError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */message: String
     )
     /**
-     * The server refused to connect (its middleware said no).
+     * The server refused the namespace (its middleware said no).
      */
     case Refused(
         /**
@@ -1243,9 +2585,17 @@ enum ClientError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Timeout
     /**
-     * The client is disconnected.
+     * The socket disconnected before the answer came.
      */
     case Disconnected
+    /**
+     * The offline send buffer is full.
+     */
+    case BufferFull(
+        /**
+         * Its capacity.
+         */capacity: UInt64
+    )
 
     
 
@@ -1275,21 +2625,30 @@ public struct FfiConverterTypeClientError: FfiConverterRustBuffer {
         
 
         
-        case 1: return .InvalidArgument(
+        case 1: return .InvalidUrl(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 2: return .Connect(
+        case 2: return .InvalidOption(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .Refused(
+        case 3: return .InvalidArgument(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 4: return .Connect(
+            message: try FfiConverterString.read(from: &buf)
+            )
+        case 5: return .Refused(
             message: try FfiConverterString.read(from: &buf), 
             dataJson: try FfiConverterOptionString.read(from: &buf)
             )
-        case 4: return .Protocol(
+        case 6: return .Protocol(
             message: try FfiConverterString.read(from: &buf)
             )
-        case 5: return .Timeout
-        case 6: return .Disconnected
+        case 7: return .Timeout
+        case 8: return .Disconnected
+        case 9: return .BufferFull(
+            capacity: try FfiConverterUInt64.read(from: &buf)
+            )
 
          default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -1302,34 +2661,49 @@ public struct FfiConverterTypeClientError: FfiConverterRustBuffer {
 
         
         
-        case let .InvalidArgument(message):
+        case let .InvalidUrl(message):
             writeInt(&buf, Int32(1))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Connect(message):
+        case let .InvalidOption(message):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(message, into: &buf)
             
         
-        case let .Refused(message,dataJson):
+        case let .InvalidArgument(message):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Connect(message):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(message, into: &buf)
+            
+        
+        case let .Refused(message,dataJson):
+            writeInt(&buf, Int32(5))
             FfiConverterString.write(message, into: &buf)
             FfiConverterOptionString.write(dataJson, into: &buf)
             
         
         case let .Protocol(message):
-            writeInt(&buf, Int32(4))
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(message, into: &buf)
             
         
         case .Timeout:
-            writeInt(&buf, Int32(5))
+            writeInt(&buf, Int32(7))
         
         
         case .Disconnected:
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(8))
         
+        
+        case let .BufferFull(capacity):
+            writeInt(&buf, Int32(9))
+            FfiConverterUInt64.write(capacity, into: &buf)
+            
         }
     }
 }
@@ -1351,24 +2725,49 @@ public func FfiConverterTypeClientError_lower(_ value: ClientError) -> RustBuffe
 
 
 /**
- * Where a client stands.
+ * Where a manager's connection stands.
  */
 
-public enum ConnectionState: Equatable, Hashable {
+public enum ManagerState: Equatable, Hashable {
     
     /**
-     * Joined its namespace as socket `sid`.
+     * No socket wants a connection.
      */
-    case connected(
+    case idle
+    /**
+     * Opening (attempt 0: the first connection).
+     */
+    case opening(
         /**
-         * The socket id.
-         */sid: String
+         * The reconnection attempt.
+         */attempt: UInt32
     )
     /**
-     * The connection ended (`io client disconnect`, `io server
-     * disconnect`, `transport close`, ...).
+     * Connected over `transport`.
      */
-    case disconnected(
+    case `open`(
+        /**
+         * The transport in use.
+         */transport: Transport
+    )
+    /**
+     * Waiting `delay_ms` before attempt `attempt`, after `error`.
+     */
+    case waiting(
+        /**
+         * The attempt to come.
+         */attempt: UInt32, 
+        /**
+         * The backoff delay.
+         */delayMs: UInt64, 
+        /**
+         * Why the last connection ended or failed.
+         */error: String
+    )
+    /**
+     * Stopped (closed by the app, or every attempt failed).
+     */
+    case closed(
         /**
          * Why.
          */reason: String
@@ -1381,40 +2780,64 @@ public enum ConnectionState: Equatable, Hashable {
 }
 
 #if compiler(>=6)
-extension ConnectionState: Sendable {}
+extension ManagerState: Sendable {}
 #endif
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public struct FfiConverterTypeConnectionState: FfiConverterRustBuffer {
-    typealias SwiftType = ConnectionState
+public struct FfiConverterTypeManagerState: FfiConverterRustBuffer {
+    typealias SwiftType = ManagerState
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConnectionState {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagerState {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .connected(sid: try FfiConverterString.read(from: &buf)
+        case 1: return .idle
+        
+        case 2: return .opening(attempt: try FfiConverterUInt32.read(from: &buf)
         )
         
-        case 2: return .disconnected(reason: try FfiConverterString.read(from: &buf)
+        case 3: return .`open`(transport: try FfiConverterTypeTransport.read(from: &buf)
+        )
+        
+        case 4: return .waiting(attempt: try FfiConverterUInt32.read(from: &buf), delayMs: try FfiConverterUInt64.read(from: &buf), error: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .closed(reason: try FfiConverterString.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
 
-    public static func write(_ value: ConnectionState, into buf: inout [UInt8]) {
+    public static func write(_ value: ManagerState, into buf: inout [UInt8]) {
         switch value {
         
         
-        case let .connected(sid):
+        case .idle:
             writeInt(&buf, Int32(1))
-            FfiConverterString.write(sid, into: &buf)
+        
+        
+        case let .opening(attempt):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt32.write(attempt, into: &buf)
             
         
-        case let .disconnected(reason):
-            writeInt(&buf, Int32(2))
+        case let .`open`(transport):
+            writeInt(&buf, Int32(3))
+            FfiConverterTypeTransport.write(transport, into: &buf)
+            
+        
+        case let .waiting(attempt,delayMs,error):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt32.write(attempt, into: &buf)
+            FfiConverterUInt64.write(delayMs, into: &buf)
+            FfiConverterString.write(error, into: &buf)
+            
+        
+        case let .closed(reason):
+            writeInt(&buf, Int32(5))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -1425,17 +2848,243 @@ public struct FfiConverterTypeConnectionState: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeConnectionState_lift(_ buf: RustBuffer) throws -> ConnectionState {
-    return try FfiConverterTypeConnectionState.lift(buf)
+public func FfiConverterTypeManagerState_lift(_ buf: RustBuffer) throws -> ManagerState {
+    return try FfiConverterTypeManagerState.lift(buf)
 }
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-public func FfiConverterTypeConnectionState_lower(_ value: ConnectionState) -> RustBuffer {
-    return FfiConverterTypeConnectionState.lower(value)
+public func FfiConverterTypeManagerState_lower(_ value: ManagerState) -> RustBuffer {
+    return FfiConverterTypeManagerState.lower(value)
 }
 
+
+
+/**
+ * Where a socket stands.
+ */
+
+public enum SocketState: Equatable, Hashable {
+    
+    /**
+     * Waiting for the connection and the server's answer.
+     */
+    case connecting
+    /**
+     * Joined the namespace as `sid`; `recovered` when the server restored
+     * the previous session (missed events replayed).
+     */
+    case connected(
+        /**
+         * The socket id.
+         */sid: String, 
+        /**
+         * Whether the session was recovered.
+         */recovered: Bool
+    )
+    /**
+     * Not connected, for `reason`; `will_reconnect` while the manager
+     * reconnects.
+     */
+    case disconnected(
+        /**
+         * Why (socket.io's reasons).
+         */reason: String, 
+        /**
+         * Whether a reconnection is under way.
+         */willReconnect: Bool
+    )
+    /**
+     * The server refused the namespace; not retried until `connect()`.
+     */
+    case refused(
+        /**
+         * The server's message.
+         */message: String, 
+        /**
+         * The server's data, as JSON, if any.
+         */dataJson: String?
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SocketState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSocketState: FfiConverterRustBuffer {
+    typealias SwiftType = SocketState
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SocketState {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .connecting
+        
+        case 2: return .connected(sid: try FfiConverterString.read(from: &buf), recovered: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 3: return .disconnected(reason: try FfiConverterString.read(from: &buf), willReconnect: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 4: return .refused(message: try FfiConverterString.read(from: &buf), dataJson: try FfiConverterOptionString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SocketState, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .connecting:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .connected(sid,recovered):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(sid, into: &buf)
+            FfiConverterBool.write(recovered, into: &buf)
+            
+        
+        case let .disconnected(reason,willReconnect):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(reason, into: &buf)
+            FfiConverterBool.write(willReconnect, into: &buf)
+            
+        
+        case let .refused(message,dataJson):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(message, into: &buf)
+            FfiConverterOptionString.write(dataJson, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketState_lift(_ buf: RustBuffer) throws -> SocketState {
+    return try FfiConverterTypeSocketState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSocketState_lower(_ value: SocketState) -> RustBuffer {
+    return FfiConverterTypeSocketState.lower(value)
+}
+
+
+
+/**
+ * An Engine.IO transport.
+ */
+
+public enum Transport: Equatable, Hashable {
+    
+    /**
+     * HTTP long-polling.
+     */
+    case polling
+    /**
+     * WebSocket.
+     */
+    case webSocket
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Transport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTransport: FfiConverterRustBuffer {
+    typealias SwiftType = Transport
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Transport {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .polling
+        
+        case 2: return .webSocket
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Transport, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .polling:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .webSocket:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransport_lift(_ buf: RustBuffer) throws -> Transport {
+    return try FfiConverterTypeTransport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTransport_lower(_ value: Transport) -> RustBuffer {
+    return FfiConverterTypeTransport.lower(value)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = UInt32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -1482,6 +3131,179 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         case 1: return try FfiConverterString.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeAuthProvider: FfiConverterRustBuffer {
+    typealias SwiftType = AuthProvider?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeAuthProvider.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeAuthProvider.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeArgs: FfiConverterRustBuffer {
+    typealias SwiftType = Args?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeArgs.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeArgs.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionSequenceTypeTransport: FfiConverterRustBuffer {
+    typealias SwiftType = [Transport]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceTypeTransport.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceTypeTransport.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceData: FfiConverterRustBuffer {
+    typealias SwiftType = [Data]
+
+    public static func write(_ value: [Data], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterData.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Data] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Data]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterData.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeTransport: FfiConverterRustBuffer {
+    typealias SwiftType = [Transport]
+
+    public static func write(_ value: [Transport], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTransport.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Transport] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Transport]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTransport.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
+    public static func write(_ value: [String: String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterString.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String: String] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [String: String]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterString.read(from: &buf)
+            let value = try FfiConverterString.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
     }
 }
 private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
@@ -1542,6 +3364,18 @@ public func coreVersion() -> String  {
     )
 })
 }
+/**
+ * The pin of a DER certificate for `pinned_keys`: base64 SHA-256 of its
+ * public key (SPKI); `nil` when it is not a certificate.
+ */
+public func publicKeyPin(certificateDer: Data) -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_func_public_key_pin(
+        FfiConverterData.lower(certificateDer),uniffiCallStatus
+    )
+})
+}
 
 private enum InitializationResult {
     case ok
@@ -1561,36 +3395,101 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tidewire_swift_checksum_func_core_version() != 38376) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_eventlistener_on_event() != 21420) {
+    if (uniffi_tidewire_swift_checksum_func_public_key_pin() != 35755) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_disconnect() != 56790) {
+    if (uniffi_tidewire_swift_checksum_method_authprovider_auth_json() != 9190) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_emit() != 11200) {
+    if (uniffi_tidewire_swift_checksum_method_eventlistener_on_event() != 48905) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_emit_with_ack() != 29288) {
+    if (uniffi_tidewire_swift_checksum_method_managerstatelistener_on_state() != 29773) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_on() != 45674) {
+    if (uniffi_tidewire_swift_checksum_method_socket_connect() != 42037) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_state() != 41989) {
+    if (uniffi_tidewire_swift_checksum_method_socket_disconnect() != 59156) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_socketclient_watch_state() != 36535) {
+    if (uniffi_tidewire_swift_checksum_method_socket_emit() != 27767) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_method_statelistener_on_state() != 56311) {
+    if (uniffi_tidewire_swift_checksum_method_socket_emit_volatile() != 19289) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_tidewire_swift_checksum_constructor_socketclient_connect() != 34701) {
+    if (uniffi_tidewire_swift_checksum_method_socket_emit_with_ack() != 58144) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_id() != 56473) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_namespace() != 34182) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_off() != 7550) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_off_any() != 64526) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_on() != 36037) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_on_any() != 46358) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_on_state() != 56757) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_once() != 49421) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_recovered() != 31222) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_state() != 59164) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_app_did_enter_background() != 19479) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_app_will_enter_foreground() != 36029) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_close() != 42395) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_network_path_changed() != 42654) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_on_state() != 9819) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_open() != 42147) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_socket() != 56044) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketmanager_state() != 49732) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socketstatelistener_on_state() != 25655) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_subscription_cancel() != 4769) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_constructor_socketmanager_new() != 16635) {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitAuthProvider()
     uniffiCallbackInitEventListener()
-    uniffiCallbackInitStateListener()
+    uniffiCallbackInitManagerStateListener()
+    uniffiCallbackInitSocketStateListener()
     return InitializationResult.ok
 }()
 
