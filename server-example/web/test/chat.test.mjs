@@ -24,6 +24,7 @@ test("two browser contexts chat in a room", T, async () => {
     // Typing notices reach the other user, and stop.
     await bob.fill("#composer", "typing a reply");
     await alice.getByText("Bob is typing…").waitFor({ timeout: UI_MS });
+    await screenshot(alice, "chat-typing");
     await bob.press("#composer", "Enter");
     await shown(bob, "typing a reply");
     await shown(alice, "typing a reply");
@@ -35,6 +36,9 @@ test("two browser contexts chat in a room", T, async () => {
       (await messages(bob)).map((m) => `${m.sender}: ${m.content}`),
       ["alice: hello from alice", "bob: typing a reply", "alice: hi bob"],
     );
+    await bob.fill("#composer", "one more thing");
+    await alice.getByText("Bob is typing…").waitFor({ timeout: UI_MS });
+    // The README's picture (docs/chat.png).
     await screenshot(alice, "chat-two-users");
     await screenshot(bob, "chat-two-users-bob");
 
