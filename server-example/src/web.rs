@@ -60,6 +60,7 @@ fn answer(req: &Request<IncomingBody>, name: &str) -> Response<Body> {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let length = file.data.len();
     let (status, body) = if fresh {
         (StatusCode::NOT_MODIFIED, Bytes::new())
     } else if req.method() == Method::HEAD {
@@ -86,6 +87,10 @@ fn answer(req: &Request<IncomingBody>, name: &str) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(header::ETAG, value(&etag));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if status == StatusCode::OK && req.method() == Method::HEAD {
+        // The length a GET would get (hyper sends no body for HEAD).
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     res
 }
 
