@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { launch, startChat, openChat, say, shown, presence, messages, screenshot, eventually, UI_MS } from "./lib/browser.mjs";
+import { connect, emitAck } from "../../e2e/node/lib/server.mjs";
 
 const T = { timeout: 90_000 };
 
@@ -104,6 +105,41 @@ test("bad input from the page gets the server's error shapes in the UI", T, asyn
     );
     assert.deepEqual(alice.errors, []);
   } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("history loads the newest page, and older pages on demand", T, async () => {
+  const server = await startChat(["--rate-chat-message", "off"]);
+  const browser = await launch();
+  let seeder;
+  try {
+    // 35 messages from socket.io-client, before anyone opens the page.
+    const token = await (await fetch(`${server.url}/dev/token?sub=seeder`)).text();
+    const connection = connect(server.url, { token });
+    seeder = connection.socket;
+    await connection.ready;
+    assert.equal((await emitAck(seeder, "chat:join", "general")).status, "ok");
+    for (let i = 1; i <= 35; i++) {
+      assert.equal((await emitAck(seeder, "chat:message", { roomId: "general", content: `m${i}` })).status, "ok");
+    }
+    const alice = await openChat(await browser.newContext(), server.url, "alice");
+    await shown(alice, "m35");
+    const numbers = async () => (await messages(alice)).map((m) => Number(m.content.slice(1)));
+    assert.deepEqual(await numbers(), Array.from({ length: 30 }, (_, i) => i + 6), "the newest page, oldest first");
+    await alice.getByRole("button", { name: "Load older messages" }).click();
+    await eventually("35 messages", async () => (await messages(alice)).length === 35);
+    assert.deepEqual(await numbers(), Array.from({ length: 35 }, (_, i) => i + 1));
+    // The last page was short: nothing older to load.
+    await alice.getByRole("button", { name: "Load older messages" }).waitFor({ state: "detached", timeout: UI_MS });
+    // Live messages still come after the history.
+    await emitAck(seeder, "chat:message", { roomId: "general", content: "m36" });
+    await shown(alice, "m36");
+    assert.equal((await messages(alice)).length, 36);
+    assert.deepEqual(alice.errors, []);
+  } finally {
+    seeder?.disconnect();
     await browser.close();
     await server.stop();
   }
