@@ -35,7 +35,6 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	web web-deps e2e-browser \
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift
@@ -82,6 +81,8 @@ e2e-node: build-server node-deps
 
 WEB_DIR := server-example/web
 WEB_STAMP := $(WEB_DIR)/node_modules/.tidewire-installed
+
+.PHONY: web web-deps e2e-browser
 
 web-deps: $(WEB_STAMP)
 
