@@ -6,9 +6,9 @@
 # other dependencies are installed locally:
 #   server-example/e2e/node/node_modules  (npm ci, from package-lock.json)
 #   server-example/web/node_modules       (npm ci: the web app's build and browser tests)
+#   .venv                                 (pip, from requirements.txt)
 # The browser tests drive Debian's `chromium` (CHROMIUM_BIN, by default
 # /usr/bin/chromium; .ci/run installs it): nothing downloads a browser.
-#   .venv                                 (pip, from requirements.txt)
 # CARGO_TARGET_DIR may point at a persistent directory (CI does).
 
 SHELL := /bin/bash
