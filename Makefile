@@ -5,7 +5,10 @@
 # postgres://postgres@127.0.0.1:5432/postgres; .ci/run starts it); the
 # other dependencies are installed locally:
 #   server-example/e2e/node/node_modules  (npm ci, from package-lock.json)
+#   server-example/web/node_modules       (npm ci: the web app's build and browser tests)
 #   .venv                                 (pip, from requirements.txt)
+# The browser tests drive Debian's `chromium` (CHROMIUM_BIN, by default
+# /usr/bin/chromium; .ci/run installs it): nothing downloads a browser.
 # CARGO_TARGET_DIR may point at a persistent directory (CI does).
 
 SHELL := /bin/bash
@@ -34,7 +37,7 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
 
-SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
+SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -75,6 +78,34 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 ## leaked keeps a timer (a reconnecting client held a CI run for 25 min).
 e2e-node: build-server node-deps
 	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test --test-force-exit test/*.test.mjs
+
+WEB_DIR := server-example/web
+WEB_STAMP := $(WEB_DIR)/node_modules/.tidewire-installed
+
+.PHONY: web web-deps e2e-browser
+
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+## The chat's web app (React + TypeScript): type-checks it, builds it with
+## Vite from package-lock.json, and fails if the bundle the server embeds
+## (server-example/web/dist, committed) differs from the build.
+web: web-deps
+	cd $(WEB_DIR) && npx --no-install tsc --noEmit -p . && npx --no-install vite build --logLevel warn
+	git diff --exit-code --stat -- $(WEB_DIR)/dist || \
+	  { echo "web: the committed bundle differs from the build: run make web and commit $(WEB_DIR)/dist" >&2; exit 1; }
+	test -z "$$(git status --porcelain -- $(WEB_DIR)/dist)" || \
+	  { echo "web: the build made files that are not committed in $(WEB_DIR)/dist" >&2; exit 1; }
+
+## The web app in headless Chromium (playwright-core) against the server:
+## two users, tabs and presence, remounts, bad input, a restart under the
+## page, a recovered drop, long-polling with WebSocket blocked, two nodes
+## over Redis sharing PostgreSQL. Screenshots in server-example/web/test-artifacts/.
+e2e-browser: build-server web-deps node-deps
+	cd $(WEB_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test --test-force-exit test/*.test.mjs
 
 python-deps: $(VENV_STAMP)
 
@@ -197,4 +228,4 @@ binding-swift: build-server python-deps node-deps
 	exit $$rc
 
 clean-e2e:
-	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)
+	rm -rf $(NODE_DIR)/node_modules $(WEB_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

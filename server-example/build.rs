@@ -1,6 +1,8 @@
-//! Rebuilds when a migration is added or changed: `sqlx::migrate!` embeds
-//! `migrations/` into the binary.
+//! Rebuilds when a migration or the web app's bundle is added or changed:
+//! `sqlx::migrate!` embeds `migrations/`, and rust-embed `web/dist/`, into
+//! the binary.
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=web/dist");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the README's first command literally, in a fresh clone of the tree
-# (the working tree's tracked changes included), and waits for /healthz:
+# (the working tree's tracked changes included), and waits for /healthz, then asks for the web app at /:
 # a newcomer's first step must start the reference server on its embedded
 # default (no Redis, no secret). CARGO_TARGET_DIR is shared when set.
 set -euo pipefail
@@ -66,3 +66,16 @@ if [ "$status" != "200 ok" ]; then
   exit 1
 fi
 echo "readme-first-command: $url/healthz answered 200 ok"
+
+# The chat's web app, from the bundle committed and embedded (no Node here).
+page=$(python3 - "$url/" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    print(r.status, r.headers.get("Content-Type"), '<div id="root">' in r.read().decode())
+PY
+)
+if [ "$page" != "200 text/html; charset=utf-8 True" ]; then
+  echo "readme-first-command: GET / answered '$page', not the web app" >&2
+  exit 1
+fi
+echo "readme-first-command: $url/ serves the web app"

@@ -25,6 +25,12 @@
 //!   `chat:new_message` with the message `{id, roomId, senderId, content,
 //!   createdAt}`. When the store fails, nothing is sent to the room and the
 //!   ack is `{status: "error", code: "store_unavailable", message}`.
+//! * `chat:typing` `({roomId, typing})`: a typing notice, sent volatile
+//!   (dropped rather than queued for a slow or disconnected member) to the
+//!   room's other connections as `chat:typing` `{roomId, userId, name,
+//!   typing}`; rate-limited and checked against a JSON schema like
+//!   `chat:message`, members only (`code: "forbidden"`); acked `{status:
+//!   "ok"}` when the client asks for an ack (the web app does not).
 //! * `chat:history` `({roomId, before?, limit?})`: checked against a JSON
 //!   schema like `chat:message`; members of the room only (`code:
 //!   "forbidden"` otherwise); acked `{status: "ok", data: [message, ...]}`
@@ -193,6 +199,19 @@ fn history_schema() -> JsonSchema {
     JsonSchema::first_arg(&schema).unwrap_or_else(|e| unreachable!("the history schema is valid: {e}"))
 }
 
+/// The shape of a `chat:typing` notice.
+fn typing_schema() -> JsonSchema {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "roomId": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+            "typing": { "type": "boolean" },
+        },
+        "required": ["roomId", "typing"],
+    });
+    JsonSchema::first_arg(&schema).unwrap_or_else(|e| unreachable!("the typing schema is valid: {e}"))
+}
+
 /// Installs the chat application on the main namespace of `hub`.
 pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, policy: Arc<dyn RoomPolicy>) {
     let ns = hub.of("/");
@@ -201,6 +220,7 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
     // A message is at most 2,000 characters of up to 4 bytes, plus framing.
     ns.limit_event("chat:message", EventRule::new().max_bytes(4 * MAX_CONTENT_CHARS + 512).validator(message_schema()));
     ns.limit_event("chat:history", EventRule::new().max_bytes(512).validator(history_schema()));
+    ns.limit_event("chat:typing", EventRule::new().max_bytes(256).validator(typing_schema()));
     ns.use_middleware(move |handshake: Arc<Handshake>| {
         let tokens = tokens.clone();
         async move {
@@ -255,6 +275,27 @@ pub(crate) fn install(hub: &Hub, tokens: Tokens, store: Arc<dyn MessageStore>, p
             socket.leave(&room);
             socket.to(room).emit("chat:user_left", json!({ "userId": socket.user_id(), "roomId": room_id }));
         }
+        let _ = event.reply(json!({ "status": "ok" }));
+    });
+
+    ns.on("chat:typing", |socket: Socket, mut event: Event| async move {
+        let body: Value = event.arg(0).unwrap_or(Value::Null);
+        let (Some(room_id), Some(typing)) = (valid_room_id(&body["roomId"]), body["typing"].as_bool()) else {
+            let _ = event.reply(EventRejection::new("invalid_payload", "roomId and typing are required").to_ack());
+            return;
+        };
+        let room = format!("room:{room_id}");
+        if !socket.in_room(&room) {
+            let _ = event.reply(EventRejection::new("forbidden", format!("join {room_id} first")).to_ack());
+            return;
+        }
+        let notice = json!({
+            "roomId": room_id,
+            "userId": socket.user_id(),
+            "name": socket.data()["name"],
+            "typing": typing,
+        });
+        socket.to(room).volatile().emit("chat:typing", notice);
         let _ = event.reply(json!({ "status": "ok" }));
     });
 

@@ -1,7 +1,8 @@
 //! The Tidewire reference server: the classic socket.io chat, done
 //! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
-//! Serves Socket.IO at `/socket.io/`, `GET /healthz`, `GET /metrics` (on
+//! Serves Socket.IO at `/socket.io/`, the chat's web app at `/` (see
+//! [`web`]), `GET /healthz`, `GET /metrics` (on
 //! `--admin-addr` when given), and, while no `JWT_SECRET` is set,
 //! `GET /dev/token?sub=..` handing out development tokens signed with a
 //! random per-process secret (only on a loopback address, or anywhere with
@@ -12,6 +13,7 @@
 mod chat;
 mod conformance;
 mod metrics;
+mod web;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -122,6 +124,9 @@ struct Options {
     /// `chat:history` requests per socket, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_RATE_CHAT_HISTORY", default_value = "5/s:20")]
     rate_chat_history: String,
+    /// `chat:typing` notices per socket, as COUNT/UNIT[:BURST], or `off`.
+    #[arg(long, env = "TIDEWIRE_RATE_CHAT_TYPING", default_value = "2/s:6")]
+    rate_chat_typing: String,
     /// Chat history: messages kept per room.
     #[arg(long, env = "TIDEWIRE_STORE_MESSAGES_PER_ROOM", default_value_t = 1000)]
     store_messages_per_room: usize,
@@ -220,6 +225,7 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     if !options.conformance {
         spec.events.insert("chat:message".to_owned(), options.rate_chat_message.clone());
         spec.events.insert("chat:history".to_owned(), options.rate_chat_history.clone());
+        spec.events.insert("chat:typing".to_owned(), options.rate_chat_typing.clone());
     }
     spec.max_violations = options.max_violations;
     spec.max_conn_per_ip = options.max_conn_per_ip;
@@ -317,6 +323,9 @@ async fn run(options: Options) -> std::io::Result<()> {
             Arc::new(chat::StaffRooms),
         );
         chat_store = Some(store);
+        let (with_page, files) = web::routes(builder);
+        builder = with_page;
+        tracing::debug!(files, "web app served at /");
     }
     let bus = match &options.redis_url {
         Some(url) => Some(join_cluster(&hub, url, &options).await?),
