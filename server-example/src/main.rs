@@ -392,6 +392,15 @@ async fn open_store(options: &Options) -> std::io::Result<SqlStore> {
     let (store, place) = match options.database_url.as_deref().filter(|url| !url.is_empty()) {
         Some(url) => (SqlStore::open_postgres(url, limits).await, "the PostgreSQL database at DATABASE_URL".to_owned()),
         None => {
+            if options.redis_url.is_some() {
+                // Message ids come from the store: nodes with files of their
+                // own give one id to different messages, and each keeps a
+                // different history.
+                tracing::warn!(
+                    "REDIS_URL joins a cluster but DATABASE_URL is unset: this node keeps its messages in a SQLite \
+                     file of its own; the nodes of a cluster must share one database (set DATABASE_URL)"
+                );
+            }
             let place = options.data_dir.join(SQLITE_FILE).display().to_string();
             (SqlStore::open_sqlite(&options.data_dir, limits).await, place)
         }
