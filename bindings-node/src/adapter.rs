@@ -173,7 +173,12 @@ impl AdapterLink {
                     LinkEvent::Request(c) => ("request", c),
                     _ => return None,
                 };
-                Some(LinkMessage { kind: kind.to_owned(), nsp: c.nsp, json: c.json, attachments: buffers(c.attachments) })
+                Some(LinkMessage {
+                    kind: kind.to_owned(),
+                    nsp: c.nsp,
+                    json: c.json,
+                    attachments: buffers(c.attachments),
+                })
             })
             .collect()
     }
@@ -260,7 +265,8 @@ impl AdapterLink {
         let nodes = self
             .inner
             .broadcast_with_ack(&nsp, &json, &bytes(&attachments), move |(json, attachments)| {
-                let _ = report.call(FnArgs::from((json, buffers(attachments))), ThreadsafeFunctionCallMode::NonBlocking);
+                let _ =
+                    report.call(FnArgs::from((json, buffers(attachments))), ThreadsafeFunctionCallMode::NonBlocking);
             })
             .await
             .map_err(link_error)?;

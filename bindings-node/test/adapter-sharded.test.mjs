@@ -8,3 +8,12 @@ for (const mode of ['dynamic', 'static', 'dynamic-private']) {
     adapterOpts: { subscriptionMode: mode },
   })
 }
+
+// Mixed with official sharded nodes (which count nodes by their heartbeats:
+// Tidewire's link beats as they do).
+adapterSuite('a Tidewire sharded node asking official sharded nodes', ['tidewire-sharded', 'official-sharded', 'tidewire-sharded'], {
+  sharded: true,
+})
+adapterSuite('an official sharded node asking Tidewire sharded nodes', ['official-sharded', 'tidewire-sharded', 'tidewire-sharded'], {
+  sharded: true,
+})

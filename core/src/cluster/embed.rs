@@ -27,6 +27,7 @@
 //!   [`listen`](ClusterLink::listen), as for a hub (interest-based
 //!   subscriptions).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::codec::{self, Inbound};
-use super::config::{ClusterConfig, add};
+use super::config::{ClusterConfig, Protocol, add};
 use super::interest;
 use super::{Beat, Cluster};
 use crate::bus::{Bus, BusMessage};
@@ -43,6 +44,7 @@ use crate::cluster::wire::classic::{
     self, BroadcastOpts, DecodeError, FetchedSocket, Flags, Request, RequestType, Response, RoomOpts,
 };
 use crate::cluster::wire::notepack::{Data, args_to_json};
+use crate::cluster::wire::sharded::{Body, Message};
 use crate::hub::{Gathered, Replies, RoomChange, lock};
 use crate::rooms::Room;
 
@@ -108,6 +110,9 @@ pub type AckReport = (String, Vec<Bytes>);
 #[derive(Clone, Debug)]
 pub struct ClusterLink {
     cluster: Arc<Cluster>,
+    /// The namespaces this node serves (the sharded protocol's heartbeats
+    /// name them).
+    namespaces: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ClusterLink {
@@ -157,9 +162,13 @@ impl ClusterLink {
             stats: Default::default(),
             config,
         });
+        let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
         tokio::spawn(interest::interest_task(Arc::downgrade(&cluster), interest_rx));
         tokio::spawn(inbound_task(Arc::downgrade(&cluster), inbound, Box::new(on_event)));
-        ClusterLink { cluster }
+        if matches!(cluster.config.protocol, Protocol::Sharded(_)) {
+            tokio::spawn(heartbeat_task(Arc::downgrade(&cluster), namespaces.clone()));
+        }
+        ClusterLink { cluster, namespaces }
     }
 
     /// This node's uid on the wire.
@@ -175,11 +184,18 @@ impl ClusterLink {
     pub async fn add_namespace(&self, nsp: &str) -> Result<(), LinkError> {
         self.cluster.ensure_subscribed(nsp).await.map_err(|e| LinkError::Bus(e.to_string()))?;
         self.cluster.watch(nsp);
+        if lock(&self.namespaces).insert(nsp.to_owned()) {
+            // Official sharded nodes count the nodes that beat.
+            beat(&self.cluster, nsp, Body::InitialHeartbeat);
+        }
         Ok(())
     }
 
     /// Stops listening on namespace `nsp`'s channels.
     pub fn remove_namespace(&self, nsp: &str) {
+        if lock(&self.namespaces).remove(nsp) {
+            beat(&self.cluster, nsp, Body::AdapterClose);
+        }
         self.cluster.unwatch(nsp);
     }
 
@@ -659,6 +675,45 @@ fn fetched_data(socket: FetchedSocket) -> Data {
     Data::Map(entries)
 }
 
+/// A message of the sharded protocol's node bookkeeping (heartbeats, close)
+/// for namespace `nsp`; nothing in the classic protocol.
+fn beat(cluster: &Cluster, nsp: &str, body: Body) {
+    if let Protocol::Sharded(mode) = cluster.config.protocol {
+        let message = Message { uid: cluster.uid.to_string(), nsp: nsp.to_owned(), body };
+        let channel = message.channel(&cluster.config.prefix, mode, None);
+        let _ = cluster.publish(&channel, message.encode());
+    }
+}
+
+/// The sharded protocol's heartbeat, per namespace, as official nodes send
+/// it (they count the nodes that beat, and forget one silent for 10 s).
+async fn heartbeat_task(cluster: Weak<Cluster>, namespaces: Arc<Mutex<HashSet<String>>>) {
+    let Some(interval) = cluster.upgrade().map(|c| c.config.heartbeat_interval) else { return };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        let list: Vec<String> = lock(&namespaces).iter().cloned().collect();
+        for nsp in list {
+            beat(&cluster, &nsp, Body::Heartbeat);
+        }
+    }
+}
+
+/// Another sharded node started: it learns of this one at once (as
+/// official nodes answer an initial heartbeat).
+fn answer_initial_heartbeat(cluster: &Cluster, payload: &[u8]) {
+    if !matches!(cluster.config.protocol, Protocol::Sharded(_)) {
+        return;
+    }
+    if let Ok(Message { uid, nsp, body: Body::InitialHeartbeat }) = Message::decode(payload)
+        && uid != *cluster.uid
+    {
+        beat(cluster, &nsp, Body::Heartbeat);
+    }
+}
+
 /// Hands what the bus delivers to the host, and answers to their requests.
 async fn inbound_task(
     cluster: Weak<Cluster>,
@@ -692,69 +747,12 @@ async fn inbound_task(
                     let _ = tx.send(answer);
                 }
             }
-            Ok(Inbound::Ignored) => {}
+            Ok(Inbound::Ignored) => answer_initial_heartbeat(&cluster, &message.payload),
             Err(e) => cluster.malformed(e.0, &e.1),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bus::MemoryBus;
-
-    fn link(bus: &MemoryBus, events: Arc<Mutex<Vec<LinkEvent>>>) -> ClusterLink {
-        let (node, inbound) = bus.node(1024);
-        ClusterLink::join(Arc::new(node), inbound, ClusterConfig::default(), move |e| lock(&events).push(e))
-    }
-
-    #[tokio::test]
-    async fn broadcasts_and_requests_reach_the_other_host() {
-        let bus = MemoryBus::new();
-        let (ea, eb) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
-        let (a, b) = (link(&bus, ea.clone()), link(&bus, eb.clone()));
-        a.add_namespace("/").await.unwrap();
-        b.add_namespace("/").await.unwrap();
-        let json = r#"{"packet":{"data":["hi",{"_placeholder":true,"num":0}]},"opts":{"rooms":["r1","r2"],"except":[],"flags":{}}}"#;
-        a.broadcast("/", json, &[Bytes::from_static(b"\x01")]).unwrap();
-        a.notify("/", r#"{"type":2,"opts":{"rooms":[],"except":[]},"rooms":["x"]}"#, &[]).unwrap();
-        let b2 = b.clone();
-        let fetch =
-            tokio::spawn(async move { b2.request("/", r#"{"type":5,"opts":{"rooms":["r1"]}}"#, &[], None).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let events = lock(&eb).clone();
-        assert!(lock(&ea).iter().any(|e| matches!(e, LinkEvent::Request(c) if c.json.contains("\"type\":5"))));
-        match &events[0] {
-            LinkEvent::Broadcast(c) => {
-                assert_eq!(c.attachments, vec![Bytes::from_static(b"\x01")]);
-                assert!(c.json.contains(r#""rooms":["r1","r2"]"#), "{}", c.json);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(&events[1], LinkEvent::Request(c) if c.json.contains(r#""rooms":["x"]"#)));
-        let LinkEvent::Request(req) = lock(&ea).last().cloned().unwrap() else { panic!() };
-        let parsed: Value = serde_json::from_str(&req.json).unwrap();
-        let answer = json!({"type":5,"requestId":parsed["requestId"],"sockets":[{"id":"s1","handshake":{},"rooms":["s1","r1"],"data":{"_placeholder":true,"num":0}}]});
-        a.respond("/", parsed["uid"].as_str(), &answer.to_string(), &[Bytes::from_static(b"\x02")]).unwrap();
-        let gathered = fetch.await.unwrap().unwrap();
-        assert!(gathered.replies.complete());
-        let sockets: Value = serde_json::from_str(&gathered.value.0).unwrap();
-        assert_eq!(sockets[0]["id"], "s1");
-        // REMOTE_FETCH answers are JSON: a Buffer arrives as Node's JSON of it, as from an official node.
-        assert_eq!(sockets[0]["data"], json!({"type":"Buffer","data":[2]}));
-    }
-
-    #[tokio::test]
-    async fn bad_input_is_refused() {
-        let bus = MemoryBus::new();
-        let a = link(&bus, Arc::default());
-        assert!(matches!(a.broadcast("/", "nope", &[]), Err(LinkError::Invalid(_))));
-        assert!(matches!(
-            a.broadcast("/", r#"{"packet":{"data":[{"_placeholder":true,"num":3}]}}"#, &[]),
-            Err(LinkError::Invalid(_))
-        ));
-        assert!(matches!(a.notify("/", r#"{"type":9}"#, &[]), Err(LinkError::Unsupported(_))));
-        assert!(matches!(a.notify("/", r#"{"type":5,"opts":{}}"#, &[]), Err(LinkError::Unsupported(_))));
-        assert!(matches!(a.respond("/", None, r#"{"type":5}"#, &[]), Err(LinkError::Invalid(_))));
-    }
-}
+#[path = "embed_tests.rs"]
+mod tests;
