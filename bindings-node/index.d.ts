@@ -56,6 +56,16 @@ export declare class AdapterLink {
   broadcastWithAck(nsp: string, json: string, attachments: Array<Buffer>, report: Report): Promise<number>
   /** Answers a request of node `requester`. */
   respond(nsp: string, requester: string | undefined | null, json: string, attachments: Array<Buffer>): void
+  /**
+   * Asks the other nodes for session `pid` (with the client's
+   * `offset`): the session its holder gave, or null.
+   */
+  takeSession(nsp: string, pid: string, offset?: string | undefined | null): Promise<LinkSession | null>
+  /**
+   * Answers another node's question for a session: `json` is the
+   * session taken out of this node's store, or `null`.
+   */
+  giveSession(requester: string, requestId: string, json: string, attachments: Array<Buffer>): void
   /** How many nodes serve `nsp`, this one included. */
   serverCount(nsp: string): Promise<number>
   /**
@@ -367,7 +377,7 @@ export interface LinkAnswers {
 
 /** One thing another node sent. */
 export interface LinkMessage {
-  /** `broadcast` or `request`. */
+  /** `broadcast`, `request` or `session` (a session another node wants). */
   kind: string
   /** The namespace. */
   nsp: string
@@ -397,6 +407,14 @@ export interface LinkOptions {
   subscriptionMode?: string
   /** The URL lists seed nodes of a Redis Cluster. */
   redisCluster: boolean
+}
+
+/** A session another node gave. */
+export interface LinkSession {
+  /** `{sid, pid, rooms, data, missedPackets}` as JSON with placeholders. */
+  json: string
+  /** The binary parts. */
+  attachments: Array<Buffer>
 }
 
 /** What to write next on a WebSocket. */

@@ -11,7 +11,8 @@
 // createAdapter) joins the nodes; --redis-prefix is its `key` (default
 // "socket.io"). With --adapter tidewire, Tidewire's createAdapter
 // (bindings-node, built) takes the official one's place, same clients and
-// options: the side-by-side of the two adapters.
+// options: the side-by-side of the two adapters; with --engine tidewire,
+// Tidewire's Engine carries the connections (io.bind(engine)).
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -25,11 +26,21 @@ const { values } = parseArgs({
     redis: { type: "string" },
     "redis-prefix": { type: "string", default: "socket.io" },
     adapter: { type: "string", default: "official" },
+    engine: { type: "string", default: "stock" },
   },
 });
 
 const httpServer = createServer();
-const io = new Server(httpServer);
+let io;
+if (values.engine === "tidewire") {
+  const { Engine } = await import("../../bindings-node/socket.io.mjs");
+  io = new Server();
+  const engine = new Engine();
+  engine.attach(httpServer, { path: "/socket.io/" });
+  io.bind(engine);
+} else {
+  io = new Server(httpServer);
+}
 
 if (values.redis) {
   const { createClient } = await import("redis");

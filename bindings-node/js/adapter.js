@@ -90,14 +90,20 @@ class Link {
     for (const m of this.native.takeEvents()) {
       const adapter = this.adapters.get(m.nsp)
       if (!adapter) continue
+      // A message another node sent that this node cannot apply is that
+      // node's problem, never this one's crash.
+      const failed = (e) => report(adapter, e)
       try {
         const message = decode(m.json, m.attachments)
-        if (m.kind === 'broadcast') adapter.onBroadcast(message)
-        else adapter.onRequest(message)
+        const done =
+          m.kind === 'broadcast'
+            ? adapter.onBroadcast(message)
+            : m.kind === 'session'
+              ? adapter.onSessionWanted(message)
+              : adapter.onRequest(message)
+        if (done && typeof done.catch === 'function') done.catch(failed)
       } catch (e) {
-        // A message another node sent that this node cannot apply: that
-        // node's problem, never this one's crash.
-        report(adapter, e)
+        failed(e)
       }
     }
   }
@@ -173,7 +179,31 @@ function clusterAdapter(Base) {
       const restored = super.restoreSession(pid, offset)
       // After the restored socket joined its rooms again (same tick).
       if (this.kept.has(pid)) setTimeout(() => this.releaseSession(pid), 0)
-      return restored
+      if (restored || !(this instanceof SessionAwareAdapter)) return restored
+      // Not held here: perhaps by the node the client left.
+      return this.link.native.takeSession(this.nsp.name, String(pid), typeof offset === 'string' ? offset : null).then(
+        (found) => (found ? decode(found.json, found.attachments) : null),
+        (e) => {
+          report(this, withCode(e))
+          return null
+        },
+      )
+    }
+
+    async onSessionWanted({ requestId, from, pid, offset }) {
+      let session = null
+      if (this instanceof SessionAwareAdapter && this.sessions.has(pid)) {
+        const restored = await super.restoreSession(pid, offset)
+        if (restored) {
+          // One use only: the session moves to the node the client came back to.
+          this.sessions.delete(pid)
+          this.releaseSession(pid)
+          session = { ...restored, rooms: [...restored.rooms].map(String) }
+          delete session.disconnectedAt
+        }
+      }
+      const out = encode(session)
+      call(() => this.link.native.giveSession(from, requestId, out.json, out.attachments))
     }
 
     releaseSession(pid) {

@@ -58,7 +58,7 @@ pub struct LinkOptions {
 /// One thing another node sent.
 #[napi(object)]
 pub struct LinkMessage {
-    /// `broadcast` or `request`.
+    /// `broadcast`, `request` or `session` (a session another node wants).
     pub kind: String,
     /// The namespace.
     pub nsp: String,
@@ -81,6 +81,15 @@ pub struct LinkAnswers {
     pub received: u32,
     /// Set when the bus could not be asked.
     pub error: Option<String>,
+}
+
+/// A session another node gave.
+#[napi(object)]
+pub struct LinkSession {
+    /// `{sid, pid, rooms, data, missedPackets}` as JSON with placeholders.
+    pub json: String,
+    /// The binary parts.
+    pub attachments: Vec<Buffer>,
 }
 
 type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
@@ -171,6 +180,7 @@ impl AdapterLink {
                 let (kind, c) = match e {
                     LinkEvent::Broadcast(c) => ("broadcast", c),
                     LinkEvent::Request(c) => ("request", c),
+                    LinkEvent::SessionWanted(c) => ("session", c),
                     _ => return None,
                 };
                 Some(LinkMessage {
@@ -283,6 +293,21 @@ impl AdapterLink {
         attachments: Vec<Buffer>,
     ) -> napi::Result<()> {
         self.inner.respond(&nsp, requester.as_deref(), &json, &bytes(&attachments)).map_err(link_error)
+    }
+
+    /// Asks the other nodes for session `pid` (with the client's
+    /// `offset`): the session its holder gave, or null.
+    #[napi]
+    pub async fn take_session(&self, nsp: String, pid: String, offset: Option<String>) -> napi::Result<Option<LinkSession>> {
+        let found = self.inner.take_session(&nsp, &pid, offset.as_deref()).await.map_err(link_error)?;
+        Ok(found.map(|(json, attachments)| LinkSession { json, attachments: buffers(attachments) }))
+    }
+
+    /// Answers another node's question for a session: `json` is the
+    /// session taken out of this node's store, or `null`.
+    #[napi]
+    pub fn give_session(&self, requester: String, request_id: String, json: String, attachments: Vec<Buffer>) -> napi::Result<()> {
+        self.inner.give_session(&requester, &request_id, &json, &bytes(&attachments)).map_err(link_error)
     }
 
     /// How many nodes serve `nsp`, this one included.

@@ -193,6 +193,59 @@ describe('createAdapter arguments and options', () => {
     b.close()
   })
 
+  test('a session recovers on another node, with what it missed there; once only', T, async () => {
+    const opts = { connectionStateRecovery: {} }
+    const a = new Server({ adapter: createAdapter({ url: redis.url }), ...opts })
+    const b = new Server({ adapter: createAdapter({ url: redis.url }), ...opts })
+    const [ua, ub] = [await serve(a), await serve(b)]
+    const client = await connect(ua)
+    const [held] = [...a.of('/').sockets.values()]
+    held.data = { user: 'u1' }
+    held.join('room')
+    await sleep(100)
+    a.emit('first')
+    await once(client, 'first')
+    const gone = once(client, 'disconnect')
+    // The client comes back to node B.
+    client.io.uri = ub
+    client.io.engine.close()
+    await gone
+    b.to('room').emit('missed', Buffer.from([7]))
+    await sleep(100)
+    const missed = once(client, 'missed')
+    await once(client, 'connect')
+    assert.equal(client.recovered, true)
+    const [restored] = [...b.of('/').sockets.values()]
+    assert.equal(restored.id, held.id)
+    assert.ok(restored.recovered)
+    assert.deepEqual(restored.data, { user: 'u1' })
+    assert.ok(restored.rooms.has('room'))
+    assert.deepEqual([...(await missed)[0]], [7])
+    // Taken out of A's store: a second attempt with the same pid fails.
+    assert.equal(a.of('/').adapter.sessions.has(client._pid), false)
+    // From now on B's broadcasts to the room reach it, A's too.
+    const later = once(client, 'later')
+    a.to('room').emit('later', 'x')
+    assert.equal((await later)[0], 'x')
+    client.disconnect()
+    a.close()
+    b.close()
+  })
+
+  test('an unknown session is a new one, at once', T, async () => {
+    const opts = { connectionStateRecovery: {} }
+    const a = new Server({ adapter: createAdapter({ url: redis.url }), ...opts })
+    const b = new Server({ adapter: createAdapter({ url: redis.url }), ...opts })
+    const [ua] = [await serve(a), await serve(b)]
+    const started = Date.now()
+    const client = await connect(ua, { auth: { pid: 'nope', offset: 'x' } })
+    assert.equal(client.recovered, false)
+    assert.ok(Date.now() - started < 2000)
+    client.disconnect()
+    a.close()
+    b.close()
+  })
+
   test('a malformed message of another node does not stop this one', T, async () => {
     const io = new Server({ adapter: createAdapter({ url: redis.url }) })
     const url = await serve(io)

@@ -22,6 +22,10 @@
 //!   [`request`](ClusterLink::request) (answers gathered, with who
 //!   answered), [`broadcast_with_ack`](ClusterLink::broadcast_with_ack)
 //!   (counts and acks as they come), [`server_count`](ClusterLink::server_count).
+//! * Connection-state recovery across nodes: a host that lacks a session
+//!   asks the others with [`take_session`](ClusterLink::take_session); the
+//!   holder's host gets a [`LinkEvent::SessionWanted`] and answers with
+//!   [`give_session`](ClusterLink::give_session) (`embed_sessions.rs`).
 //! * What this node listens to follows the host's rooms:
 //!   [`rooms_changed`](ClusterLink::rooms_changed) and
 //!   [`listen`](ClusterLink::listen), as for a hub (interest-based
@@ -37,6 +41,7 @@ use tokio::sync::mpsc;
 
 use super::codec::{self, Inbound};
 use super::config::{ClusterConfig, Protocol, add};
+use super::embed_sessions::Sessions;
 use super::interest;
 use super::{Beat, Cluster};
 use crate::bus::{Bus, BusMessage};
@@ -61,7 +66,7 @@ pub struct Carried {
 }
 
 impl Carried {
-    fn new(nsp: &str, value: &Data) -> Carried {
+    pub(super) fn new(nsp: &str, value: &Data) -> Carried {
         let (json, attachments) = value.to_json_with_attachments();
         Carried { nsp: nsp.to_owned(), json: json.to_string(), attachments }
     }
@@ -77,6 +82,10 @@ pub enum LinkEvent {
     /// A request to apply or answer (with [`ClusterLink::respond`]), in the
     /// classic protocol's JSON shape whatever the wire protocol.
     Request(Carried),
+    /// Another node lacks a session its client brought back, which this
+    /// host may hold: `{requestId, from, pid, offset}`; answer with
+    /// [`ClusterLink::give_session`] (see `take_session`).
+    SessionWanted(Carried),
 }
 
 /// Why a value from the host could not be sent.
@@ -109,7 +118,9 @@ pub type AckReport = (String, Vec<Bytes>);
 /// [module](self)). Cheap to clone; closing the bus ends it.
 #[derive(Clone, Debug)]
 pub struct ClusterLink {
-    cluster: Arc<Cluster>,
+    pub(super) cluster: Arc<Cluster>,
+    /// Sessions asked of and given to other nodes.
+    pub(super) sessions: Arc<Sessions>,
     /// The namespaces this node serves (the sharded protocol's heartbeats
     /// name them).
     namespaces: Arc<Mutex<HashSet<String>>>,
@@ -163,12 +174,13 @@ impl ClusterLink {
             config,
         });
         let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let sessions = Arc::new(Sessions::new(&cluster.config.prefix, &uid));
         tokio::spawn(interest::interest_task(Arc::downgrade(&cluster), interest_rx));
-        tokio::spawn(inbound_task(Arc::downgrade(&cluster), inbound, Box::new(on_event)));
+        tokio::spawn(inbound_task(Arc::downgrade(&cluster), sessions.clone(), inbound, Box::new(on_event)));
         if matches!(cluster.config.protocol, Protocol::Sharded(_)) {
             tokio::spawn(heartbeat_task(Arc::downgrade(&cluster), namespaces.clone()));
         }
-        ClusterLink { cluster, namespaces }
+        ClusterLink { cluster, sessions, namespaces }
     }
 
     /// This node's uid on the wire.
@@ -183,6 +195,7 @@ impl ClusterLink {
     /// [`LinkError::Bus`].
     pub async fn add_namespace(&self, nsp: &str) -> Result<(), LinkError> {
         self.cluster.ensure_subscribed(nsp).await.map_err(|e| LinkError::Bus(e.to_string()))?;
+        self.sessions.subscribe(&self.cluster).await?;
         self.cluster.watch(nsp);
         if lock(&self.namespaces).insert(nsp.to_owned()) {
             // Official sharded nodes count the nodes that beat.
@@ -717,12 +730,17 @@ fn answer_initial_heartbeat(cluster: &Cluster, payload: &[u8]) {
 /// Hands what the bus delivers to the host, and answers to their requests.
 async fn inbound_task(
     cluster: Weak<Cluster>,
+    sessions: Arc<Sessions>,
     mut inbound: mpsc::Receiver<BusMessage>,
     on_event: Box<dyn Fn(LinkEvent) + Send + Sync>,
 ) {
     while let Some(message) = inbound.recv().await {
         let Some(cluster) = cluster.upgrade() else { return };
         add(&cluster.stats.received);
+        if sessions.owns(&message.channel) {
+            sessions.on_message(&cluster, &message.payload, &*on_event);
+            continue;
+        }
         if message.channel == cluster.nodes_channel {
             if let Ok(beat) = serde_json::from_slice::<Beat>(&message.payload) {
                 cluster.seen(&beat.uid);

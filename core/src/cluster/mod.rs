@@ -67,6 +67,7 @@ mod codec;
 mod config;
 mod convert;
 mod embed;
+mod embed_sessions;
 mod emitter;
 mod inbound;
 mod interest;
