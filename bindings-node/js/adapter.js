@@ -129,6 +129,7 @@ function clusterAdapter(Base) {
       this.link = link
       this.uid = link.uid
       this.requestsTimeout = options.requestsTimeout
+      this.sharded = options.sharded
       this.pubClient = options.pubClient
       this.subClient = options.subClient
       this.ready = call(() => link.native.addNamespace(nsp.name)).catch((e) => report(this, withCode(e)))
@@ -182,7 +183,13 @@ function clusterAdapter(Base) {
       if (restored || !(this instanceof SessionAwareAdapter)) return restored
       // Not held here: perhaps by the node the client left.
       return this.link.native.takeSession(this.nsp.name, String(pid), typeof offset === 'string' ? offset : null).then(
-        (found) => (found ? decode(found.json, found.attachments) : null),
+        async (found) => {
+          if (!found) return null
+          const session = decode(found.json, found.attachments)
+          // Its rooms are listened to before its CONNECT goes out.
+          await this.link.native.listen(this.nsp.name, session.rooms.map(String))
+          return session
+        },
         (e) => {
           report(this, withCode(e))
           return null
@@ -271,6 +278,7 @@ function clusterAdapter(Base) {
     }
 
     async allRooms() {
+      if (this.sharded) throw unsupported('allRooms(): the sharded protocol has no request for every room of the cluster')
       const local = new Set(this.rooms.keys())
       const res = await this.request({ type: ALL_ROOMS }, this.requestsTimeout)
       if (res.error) throw new Error(`tidewire adapter: the cluster could not be asked: ${res.error}`)
@@ -499,7 +507,7 @@ function factory({ connection, options, pubClient, subClient }) {
       links.set(nsp.server, link)
     }
     const Cls = adapterClass(baseFor(nsp))
-    return new Cls(nsp, link, { requestsTimeout: options.requestsTimeout, pubClient, subClient })
+    return new Cls(nsp, link, { requestsTimeout: options.requestsTimeout, sharded: !!options.subscriptionMode, pubClient, subClient })
   }
 }
 

@@ -47,8 +47,8 @@ function reachable(port) {
 }
 
 /** A redis-server on a free loopback port, stopped by `stop()`. */
-export async function startRedis(args = []) {
-  const port = await freePort()
+export async function startRedis(args = [], port = undefined) {
+  port = port || (await freePort())
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], {
     stdio: 'ignore',
   })

@@ -284,6 +284,20 @@ export function adapterSuite(title, kinds, { sharded = false, adapterOpts = {}, 
       })
     })
 
+    if (!sharded && kinds[0] === 'tidewire') {
+      test('allRooms lists the rooms of every node', T, async () => {
+        serverSockets[1].join('r1')
+        serverSockets[2].join('r2')
+        const rooms = await servers[0].of('/').adapter.allRooms()
+        for (const room of ['r1', 'r2', ...serverSockets.map((s) => s.id)]) assert.ok(rooms.has(room), room)
+      })
+    }
+    if (sharded && kinds[0] === 'tidewire-sharded') {
+      test('allRooms is refused: the sharded protocol cannot ask it', T, async () => {
+        await assert.rejects(servers[0].of('/').adapter.allRooms(), { code: 'ERR_UNSUPPORTED' })
+      })
+    }
+
     test('serverCount counts every server', T, async () => {
       for (const io of servers) assert.equal(await io.of('/').adapter.serverCount(), 3)
     })

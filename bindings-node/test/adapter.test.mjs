@@ -246,6 +246,33 @@ describe('createAdapter arguments and options', () => {
     b.close()
   })
 
+  test('a Redis restart under traffic: what was broadcast meanwhile arrives once it is back', { timeout: 40_000 }, async () => {
+    const own = await startRedis()
+    const a = new Server({ adapter: createAdapter({ url: own.url }) })
+    const b = new Server({ adapter: createAdapter({ url: own.url }) })
+    const [, ub] = [await serve(a), await serve(b)]
+    const client = await connect(ub)
+    ;[...b.of('/').sockets.values()][0].join('room')
+    await sleep(200)
+    const got = []
+    client.on('n', (n) => got.push(n))
+    a.to('room').emit('n', 0)
+    await until('the first broadcast', () => got.length === 1)
+    own.stop()
+    await sleep(300)
+    for (let n = 1; n <= 3; n++) a.to('room').emit('n', n)
+    const back = await startRedis([], own.port)
+    try {
+      await until('the broadcasts of the outage', () => got.length === 4, 30_000)
+      assert.deepEqual(got, [0, 1, 2, 3])
+    } finally {
+      client.disconnect()
+      a.close()
+      b.close()
+      back.stop()
+    }
+  })
+
   test('a malformed message of another node does not stop this one', T, async () => {
     const io = new Server({ adapter: createAdapter({ url: redis.url }) })
     const url = await serve(io)
