@@ -298,7 +298,12 @@ impl AdapterLink {
     /// Asks the other nodes for session `pid` (with the client's
     /// `offset`): the session its holder gave, or null.
     #[napi]
-    pub async fn take_session(&self, nsp: String, pid: String, offset: Option<String>) -> napi::Result<Option<LinkSession>> {
+    pub async fn take_session(
+        &self,
+        nsp: String,
+        pid: String,
+        offset: Option<String>,
+    ) -> napi::Result<Option<LinkSession>> {
         let found = self.inner.take_session(&nsp, &pid, offset.as_deref()).await.map_err(link_error)?;
         Ok(found.map(|(json, attachments)| LinkSession { json, attachments: buffers(attachments) }))
     }
@@ -306,7 +311,13 @@ impl AdapterLink {
     /// Answers another node's question for a session: `json` is the
     /// session taken out of this node's store, or `null`.
     #[napi]
-    pub fn give_session(&self, requester: String, request_id: String, json: String, attachments: Vec<Buffer>) -> napi::Result<()> {
+    pub fn give_session(
+        &self,
+        requester: String,
+        request_id: String,
+        json: String,
+        attachments: Vec<Buffer>,
+    ) -> napi::Result<()> {
         self.inner.give_session(&requester, &request_id, &json, &bytes(&attachments)).map_err(link_error)
     }
 
