@@ -15,6 +15,66 @@ export declare class Ack {
   send(json: string, attachments: Array<Buffer>): void
 }
 
+/** A node of the cluster for a socket.io adapter. */
+export declare class AdapterLink {
+  /**
+   * Connects to Redis (in the background: an unreachable Redis is
+   * retried) and joins the cluster. `wake()` is called when messages
+   * start waiting for `takeEvents`.
+   */
+  constructor(options: LinkOptions, wake: Wake)
+  /** This node's uid on the wire. */
+  get uid(): string
+  /** Takes what other nodes sent, oldest first. */
+  takeEvents(): Array<LinkMessage>
+  /** Resolves once Redis answered (at most `timeoutMs`): whether it did. */
+  waitConnected(timeoutMs: number): Promise<boolean>
+  /** Listens on namespace `nsp`'s channels. */
+  addNamespace(nsp: string): Promise<void>
+  /** Stops listening on namespace `nsp`'s channels. */
+  removeNamespace(nsp: string): void
+  /** Rooms of `nsp` got their first member here, or lost their last. */
+  roomsChanged(nsp: string, created: Array<string>, deleted: Array<string>): void
+  /** Resolves once the channels of `rooms` are subscribed. */
+  listen(nsp: string, rooms: Array<string>): Promise<void>
+  /** Publishes a broadcast: `{packet: {data}, opts: {rooms, except, flags}}`. */
+  broadcast(nsp: string, json: string, attachments: Array<Buffer>): void
+  /** Publishes a request without answers (`{type: 2 | 3 | 4 | 6, ...}`). */
+  notify(nsp: string, json: string, attachments: Array<Buffer>): void
+  /**
+   * Asks the other nodes (`{type: 0 | 1 | 5 | 6, ...}`) and gathers
+   * their answers for at most `timeoutMs` (the request timeout when
+   * absent).
+   */
+  request(nsp: string, json: string, attachments: Array<Buffer>, timeoutMs?: number | undefined | null): Promise<LinkAnswers>
+  /**
+   * Publishes a broadcast whose recipients answer; `report(json,
+   * attachments)` gets each node's `{clientCount}` and each
+   * `{packet}` until `opts.flags.timeout`. Resolves to how many other
+   * nodes were asked.
+   */
+  broadcastWithAck(nsp: string, json: string, attachments: Array<Buffer>, report: Report): Promise<number>
+  /** Answers a request of node `requester`. */
+  respond(nsp: string, requester: string | undefined | null, json: string, attachments: Array<Buffer>): void
+  /**
+   * Asks the other nodes for session `pid` (with the client's
+   * `offset`): the session its holder gave, or null.
+   */
+  takeSession(nsp: string, pid: string, offset?: string | undefined | null): Promise<LinkSession | null>
+  /**
+   * Answers another node's question for a session: `json` is the
+   * session taken out of this node's store, or `null`.
+   */
+  giveSession(requester: string, requestId: string, json: string, attachments: Array<Buffer>): void
+  /** How many nodes serve `nsp`, this one included. */
+  serverCount(nsp: string): Promise<number>
+  /**
+   * Sends what is queued (at most `timeoutMs`), then closes the
+   * connections to Redis.
+   */
+  close(timeoutMs: number): Promise<void>
+}
+
 /**
  * Where a broadcast goes (socket.io's `BroadcastOperator`); each step
  * returns a new one.
@@ -299,6 +359,62 @@ export interface HttpRequest {
   remotePort: number
   /** The number the session's `open` carries back (and `cancel` takes). */
   request: number
+}
+
+/** One answer gathered from the other nodes. */
+export interface LinkAnswers {
+  /** The answers, one JSON array with placeholders. */
+  json: string
+  /** The binary parts. */
+  attachments: Array<Buffer>
+  /** Other nodes asked. */
+  expected: number
+  /** Nodes that answered in time. */
+  received: number
+  /** Set when the bus could not be asked. */
+  error?: string
+}
+
+/** One thing another node sent. */
+export interface LinkMessage {
+  /** `broadcast`, `request` or `session` (a session another node wants). */
+  kind: string
+  /** The namespace. */
+  nsp: string
+  /** The message as JSON with placeholders. */
+  json: string
+  /** The binary parts. */
+  attachments: Array<Buffer>
+}
+
+/**
+ * Settings of a cluster link, from `createAdapter`'s options (checked
+ * in js/adapter.js).
+ */
+export interface LinkOptions {
+  /** The Redis URL (or seed URLs separated by commas with `redisCluster`). */
+  url: string
+  /** The channel prefix (`key` / `channelPrefix`). */
+  key: string
+  /** ms a request waits for the other nodes (`requestsTimeout`). */
+  requestsTimeout: number
+  /** `publishOnSpecificResponseChannel`. */
+  specificResponseChannel: boolean
+  /**
+   * The sharded protocol (`createShardedAdapter`) with its
+   * `subscriptionMode` (`static`, `dynamic`, `dynamic-private`).
+   */
+  subscriptionMode?: string
+  /** The URL lists seed nodes of a Redis Cluster. */
+  redisCluster: boolean
+}
+
+/** A session another node gave. */
+export interface LinkSession {
+  /** `{sid, pid, rooms, data, missedPackets}` as JSON with placeholders. */
+  json: string
+  /** The binary parts. */
+  attachments: Array<Buffer>
 }
 
 /** What to write next on a WebSocket. */

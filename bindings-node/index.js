@@ -779,6 +779,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Ack = nativeBinding.Ack
+module.exports.AdapterLink = nativeBinding.AdapterLink
 module.exports.BroadcastOperator = nativeBinding.BroadcastOperator
 module.exports.EngineHost = nativeBinding.EngineHost
 module.exports.EngineSocket = nativeBinding.EngineSocket

@@ -145,3 +145,78 @@ export declare class Engine extends EventEmitter {
   /** `flush` and `drain` throw: the core writes the queues. */
   on(event: string | symbol, listener: (...args: any[]) => void): this
 }
+
+/**
+ * What `createAdapter` / `createShardedAdapter` return: the adapter factory
+ * socket.io takes (`new Server(httpServer, { adapter })`), building one
+ * socket.io-adapter `Adapter` per namespace.
+ */
+export type AdapterConstructor = (nsp: any) => import('socket.io-adapter').Adapter
+
+/**
+ * A node-redis (v4, v5) or ioredis client, single server or cluster. Only
+ * its connection settings are read (url, host, port, username, password,
+ * db/database, tls); Tidewire's bus opens its own connections with them.
+ */
+export type RedisClientLike = object
+
+/** Where Tidewire's bus connects, for `createAdapter({ url, ... })`. */
+export interface RedisConnection {
+  /** `redis://` or `rediss://` URL (seed URLs separated by commas with `redisCluster`). */
+  url?: string
+  host?: string
+  port?: number
+  username?: string
+  password?: string
+  db?: number
+  /** `true` (or `{ servername }`): TLS with the system's root certificates. */
+  tls?: boolean | { servername?: string }
+  /** The URL lists seed nodes of a Redis Cluster. */
+  redisCluster?: boolean
+}
+
+/**
+ * `@socket.io/redis-adapter` 8.3's `createAdapter` options. Any other option
+ * throws (`code` `ERR_UNSUPPORTED`).
+ */
+export interface RedisAdapterOptions {
+  /** The channel prefix (default `socket.io`). */
+  key?: string
+  /** ms a request (fetchSockets, serverSideEmit with acks, allRooms) waits for the other nodes (default 5000). */
+  requestsTimeout?: number
+  /** Answers on the requester's own channel (default false; the same on every node). */
+  publishOnSpecificResponseChannel?: boolean
+  /** Only notepack.io (the default): the core encodes as notepack.io does; another parser throws. */
+  parser?: { encode(msg: any): any; decode(msg: any): any }
+}
+
+/** `@socket.io/redis-adapter` 8.3's `createShardedAdapter` options (heartbeat options throw). */
+export interface ShardedRedisAdapterOptions {
+  /** The channel prefix (default `socket.io`). */
+  channelPrefix?: string
+  /** `static`, `dynamic` (default) or `dynamic-private`. */
+  subscriptionMode?: 'static' | 'dynamic' | 'dynamic-private'
+}
+
+/**
+ * A socket.io adapter: with no argument this node only (socket.io-adapter's
+ * in-memory rooms; session-aware under `connectionStateRecovery`); with
+ * Redis clients (or `{ url, ... }`) a cluster through Tidewire's Redis bus,
+ * wire-compatible with `@socket.io/redis-adapter` 8.x nodes (classic).
+ * Errors carry `code` (`ERR_INVALID_ARG`, `ERR_UNSUPPORTED`).
+ */
+export declare function createAdapter(): AdapterConstructor
+export declare function createAdapter(
+  pubClient: RedisClientLike,
+  subClient: RedisClientLike,
+  opts?: RedisAdapterOptions,
+): AdapterConstructor
+export declare function createAdapter(opts: RedisConnection & RedisAdapterOptions): AdapterConstructor
+
+/** `@socket.io/redis-adapter`'s sharded adapter (Redis 7 sharded pub/sub), the same way. */
+export declare function createShardedAdapter(
+  pubClient: RedisClientLike,
+  subClient: RedisClientLike,
+  opts?: ShardedRedisAdapterOptions,
+): AdapterConstructor
+export declare function createShardedAdapter(opts: RedisConnection & ShardedRedisAdapterOptions): AdapterConstructor

@@ -9,7 +9,10 @@
 // Usage: node server.mjs [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
 // With --redis, the official @socket.io/redis-adapter (classic mode,
 // createAdapter) joins the nodes; --redis-prefix is its `key` (default
-// "socket.io").
+// "socket.io"). With --adapter tidewire, Tidewire's createAdapter
+// (bindings-node, built) takes the official one's place, same clients and
+// options: the side-by-side of the two adapters; with --engine tidewire,
+// Tidewire's Engine carries the connections (io.bind(engine)).
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -22,15 +25,29 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
     redis: { type: "string" },
     "redis-prefix": { type: "string", default: "socket.io" },
+    adapter: { type: "string", default: "official" },
+    engine: { type: "string", default: "stock" },
   },
 });
 
 const httpServer = createServer();
-const io = new Server(httpServer);
+let io;
+if (values.engine === "tidewire") {
+  const { Engine } = await import("../../bindings-node/socket.io.mjs");
+  io = new Server();
+  const engine = new Engine();
+  engine.attach(httpServer, { path: "/socket.io/" });
+  io.bind(engine);
+} else {
+  io = new Server(httpServer);
+}
 
 if (values.redis) {
   const { createClient } = await import("redis");
-  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const { createAdapter } =
+    values.adapter === "tidewire"
+      ? await import("../../bindings-node/socket.io.mjs")
+      : await import("@socket.io/redis-adapter");
   const pub = createClient({ url: values.redis });
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);

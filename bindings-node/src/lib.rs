@@ -13,6 +13,7 @@
 // complex.
 #![allow(clippy::type_complexity)]
 
+pub mod adapter;
 pub mod host;
 
 use std::sync::Arc;

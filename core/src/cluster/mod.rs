@@ -66,6 +66,8 @@ mod adapter;
 mod codec;
 mod config;
 mod convert;
+mod embed;
+mod embed_sessions;
 mod emitter;
 mod inbound;
 mod interest;
@@ -88,6 +90,7 @@ use tokio::sync::mpsc;
 
 pub use crate::hub::{ClusterError, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use config::{ClusterConfig, ClusterStats, Protocol};
+pub use embed::{AckReport, Carried, ClusterLink, LinkError, LinkEvent};
 pub use emitter::{EMITTER_UID, EmitError, Emitter};
 
 use self::adapter::Handle;

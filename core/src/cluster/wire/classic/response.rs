@@ -117,7 +117,7 @@ impl FetchedSocket {
         ]))
     }
 
-    pub(in crate::cluster::wire) fn read(value: Data) -> Result<FetchedSocket, DecodeError> {
+    pub(crate) fn read(value: Data) -> Result<FetchedSocket, DecodeError> {
         let mut f = Fields::new(value, "socket")?;
         Ok(FetchedSocket {
             id: f.req_str("id")?,
