@@ -449,6 +449,9 @@ struct EngineInner {
     client_closes: session::ClientCloses,
     /// Where requests for sessions of other nodes go (a cluster's).
     forward: std::sync::OnceLock<Arc<dyn forward::Forward>>,
+    /// Cancelled by [`Engine::close_all`]: the WebSockets this node relays
+    /// to other nodes close too (their owners told).
+    relays: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Engine {
@@ -496,6 +499,7 @@ impl Engine {
                 heartbeats: Mutex::new(None),
                 client_closes: session::ClientCloses::default(),
                 forward: std::sync::OnceLock::new(),
+                relays: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -618,8 +622,17 @@ impl Engine {
         tx
     }
 
-    /// Closes every session with [`CloseReason::ServerShutdown`].
+    /// Resolves once [`close_all`](Self::close_all) was called: relayed
+    /// WebSockets then close.
+    pub(crate) fn relays_closing(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.inner.relays.cancelled()
+    }
+
+    /// Closes every session with [`CloseReason::ServerShutdown`], and the
+    /// WebSockets this node relays to the owners of their sessions (the
+    /// owners see `transport close`, so the clients may resume elsewhere).
     pub fn close_all(&self) {
+        self.inner.relays.cancel();
         let sessions: Vec<Session> = self.sessions().values().cloned().collect();
         for s in sessions {
             s.close(CloseReason::ServerShutdown);

@@ -39,6 +39,12 @@ pub(super) async fn run<S: Io>(engine: &Engine, forward: Arc<dyn Forward>, owner
     let mut close_frame: Option<CloseFrame> = None;
     loop {
         tokio::select! {
+            () = engine.relays_closing() => {
+                // This node stops: the owner closes the session as a client
+                // that went away, and the client reconnects elsewhere.
+                let _ = send(Op::Close(false)).await;
+                break;
+            }
             reply = &mut pull => {
                 let Some(Reply { status, body, .. }) = reply else { break };
                 let frames = decode_frames(body).unwrap_or_default();

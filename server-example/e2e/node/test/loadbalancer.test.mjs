@@ -230,7 +230,8 @@ describe("rolling restarts and failures behind the balancer", () => {
       await until("every message delivered", () => listeners.every((l) => (l.got.get("p")?.length ?? 0) >= total), 20_000).catch(
         () => {},
       );
-      listeners.forEach((l, i) => assert.deepEqual(l.got.get("p"), expected, `listener ${i} (on ${owners[i]})`));
+      const states = listeners.map((l, i) => `${i}:${owners[i]}:${l.socket.connected}:${l.socket.recovered}:${l.got.get("p")?.length}`);
+      listeners.forEach((l, i) => assert.deepEqual(l.got.get("p"), expected, `listener ${i} (on ${owners[i]}); ${states}; ${recoveredOnReconnect}`));
       assert.equal(recoveredOnReconnect.length, moved.length, "every client of the drained node reconnected");
       assert.ok(recoveredOnReconnect.every(Boolean), `sessions resumed: ${recoveredOnReconnect}`);
       for (const l of moved) assert.notEqual((await emitAck(l.socket, "whoami")).node, "n2");
