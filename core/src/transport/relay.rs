@@ -46,13 +46,17 @@ pub(super) async fn run<S: Io>(engine: &Engine, forward: Arc<dyn Forward>, owner
                 break;
             }
             reply = &mut pull => {
-                let Some(Reply { status, body, .. }) = reply else { break };
+                let Some(Reply { status, body, .. }) = reply else {
+                    tracing::debug!(sid, "relay: no answer from the owner");
+                    break;
+                };
                 let frames = decode_frames(body).unwrap_or_default();
                 let written = frames.is_empty() || write_batch(&mut ws, frames).await.is_ok();
                 match status {
                     200 | NOTHING if written => pull = send(Op::Pull(wait)),
                     CLOSED => break,
                     _ => {
+                        tracing::debug!(sid, status, written, "relay: pull failed");
                         tokio::spawn(send(Op::Close(false)));
                         break;
                     }
@@ -90,6 +94,7 @@ pub(super) async fn run<S: Io>(engine: &Engine, forward: Arc<dyn Forward>, owner
                 if !frames.is_empty() {
                     let pushed = send(Op::Push(encode_frames(&frames))).await;
                     if pushed.is_none_or(|r| r.status != 200) {
+                        tracing::debug!(sid, "relay: push failed");
                         break;
                     }
                 }

@@ -3,12 +3,12 @@
 // configuration, a plain round-robin upstream (no ip_hash, no sticky
 // cookie), as deploy/nginx.conf.
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./cluster.mjs";
 
-const NGINX = process.env.NGINX_BIN ?? "nginx";
+const NGINX = process.env.NGINX_BIN ?? (existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx");
 
 /**
  * Starts nginx on 127.0.0.1 in front of `upstreams` (`http://127.0.0.1:PORT`
