@@ -198,7 +198,14 @@ impl ServerBuilder {
                         r = conn.as_mut() => if let Err(e) = r {
                             tracing::debug!(error = %e, %remote, "http connection error");
                         },
-                        () = token.cancelled() => conn.as_mut().graceful_shutdown(),
+                        () = token.cancelled() => {
+                            // The request in flight is answered first (a
+                            // poll another node owns carries packets that
+                            // node will not send again); idle connections
+                            // close at once. `Server::shutdown` bounds it.
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.as_mut().await;
+                        }
                     }
                 });
             }

@@ -259,10 +259,6 @@ describe("rolling restarts and failures behind the balancer", () => {
       producer.socket.disconnect();
       for (const l of listeners) l.socket.disconnect();
     } finally {
-      if (process.env.LB_DEBUG_DIR) {
-        const { writeFileSync } = await import("node:fs");
-        cluster.nodes.forEach((n, i) => writeFileSync(`${process.env.LB_DEBUG_DIR}/n${i}.log`, n.stderr()));
-      }
       await cluster.stop();
       await redis.stop();
     }
