@@ -76,8 +76,8 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 ## socket.io-client / engine.io-client against the server (node --test).
 ## --test-force-exit: a file whose tests are done exits even if a client it
 ## leaked keeps a timer (a reconnecting client held a CI run for 25 min).
-e2e-node: build-server node-deps
-	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(NODE) --test --test-force-exit test/*.test.mjs
+e2e-node: build-server node-deps python-deps
+	cd $(NODE_DIR) && TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" TIDEWIRE_PYTHON="$(VENV)/bin/python" $(NODE) --test --test-force-exit test/*.test.mjs
 
 WEB_DIR := server-example/web
 WEB_STAMP := $(WEB_DIR)/node_modules/.tidewire-installed

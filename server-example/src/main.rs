@@ -2,7 +2,7 @@
 //! properly (see [`chat`]), on the embedded default: one process, no Redis.
 //!
 //! Serves Socket.IO at `/socket.io/`, the chat's web app at `/` (see
-//! [`web`]), `GET /healthz`, `GET /metrics` (on
+//! [`web`]), `GET /healthz` (and `/readyz`), `GET /metrics` (on
 //! `--admin-addr` when given), and, while no `JWT_SECRET` is set,
 //! `GET /dev/token?sub=..` handing out development tokens signed with a
 //! random per-process secret (only on a loopback address, or anywhere with
@@ -158,6 +158,11 @@ struct Options {
     /// Graceful shutdown: how long in-flight acks may take, in ms.
     #[arg(long, env = "TIDEWIRE_DRAIN_ACK_DEADLINE_MS", default_value_t = 5000)]
     drain_ack_deadline_ms: u64,
+    /// Graceful shutdown in a cluster with recovery on: how long, at most,
+    /// the drained node keeps serving the sessions it kept until the nodes
+    /// its clients reconnected to have taken them, in ms.
+    #[arg(long, env = "TIDEWIRE_DRAIN_HANDOFF_MS", default_value_t = 15000)]
+    drain_handoff_ms: u64,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` is
     /// trusted for the client's address (0: the header is ignored).
     #[arg(long, env = "TIDEWIRE_TRUSTED_PROXIES", default_value_t = 0)]
@@ -283,7 +288,7 @@ async fn run(options: Options) -> std::io::Result<()> {
     }
     let hub = Hub::new(hub_config);
 
-    let mut builder = Server::builder().route("/healthz", healthz(hub.clone()));
+    let mut builder = Server::builder().route("/healthz", healthz(hub.clone())).route("/readyz", healthz(hub.clone()));
     if options.trusted_proxies > 0 {
         // Every connection comes from a proxy's address: a per-address cap
         // would cap the whole site. The proxy caps its clients.
@@ -337,7 +342,10 @@ async fn run(options: Options) -> std::io::Result<()> {
     // limits bite: with an admin address, only there.
     let admin = match &options.admin_addr {
         Some(addr) => {
-            let admin = Server::builder().route("/healthz", healthz(hub.clone())).route("/metrics", metrics);
+            let admin = Server::builder()
+                .route("/healthz", healthz(hub.clone()))
+                .route("/readyz", healthz(hub.clone()))
+                .route("/metrics", metrics);
             Some(admin.bind(addr.as_str()).await?)
         }
         None => {
@@ -363,6 +371,13 @@ async fn run(options: Options) -> std::io::Result<()> {
     tokio::select! {
         report = hub.drain(drain) => tracing::info!(?report, "drained"),
         () = shutdown_signal() => tracing::warn!("second signal: stopping without draining"),
+    }
+    if bus.is_some() && options.recovery_ms > 0 {
+        // The clients come back on other nodes, which ask this one for
+        // their sessions: it serves them until they are all taken.
+        let handoff = Duration::from_millis(options.drain_handoff_ms);
+        let kept = hub.hand_off(handoff.min(Duration::from_millis(options.recovery_ms))).await;
+        tracing::info!(kept, "sessions handed off to the other nodes");
     }
     hub.announce_leaving();
     server.shutdown().await;
@@ -410,8 +425,10 @@ async fn open_store(options: &Options) -> std::io::Result<SqlStore> {
     Ok(store)
 }
 
-/// `GET /healthz`: `ok`, or 503 `draining` while draining, so load
-/// balancers send new clients elsewhere.
+/// `GET /healthz` and `GET /readyz`: `ok`, or 503 `draining` while
+/// draining, so load balancers (a Kubernetes readiness probe) send new
+/// clients elsewhere. The node still answers the requests other nodes
+/// forward for its sessions until it stops.
 fn healthz(
     hub: Hub,
 ) -> impl Fn(&http::Request<tidewire::transport::IncomingBody>) -> http::Response<tidewire::transport::Body>

@@ -122,6 +122,12 @@ pub struct ClusterStats {
     pub answered: std::sync::atomic::AtomicU64,
     /// Requests of this node that ended without every answer.
     pub incomplete: std::sync::atomic::AtomicU64,
+    /// Requests for sessions of other nodes passed on to their owners.
+    pub forwarded: std::sync::atomic::AtomicU64,
+    /// Of those, the ones that got no answer (owner gone or too slow).
+    pub forward_failed: std::sync::atomic::AtomicU64,
+    /// Requests not passed on because too many were waiting.
+    pub forward_refused: std::sync::atomic::AtomicU64,
 }
 
 pub(super) fn add(counter: &std::sync::atomic::AtomicU64) {

@@ -40,6 +40,10 @@ impl Cluster {
         if message.channel == self.presence_channel {
             return self.on_presence_message(hub, &message.payload);
         }
+        #[cfg(feature = "server")]
+        if message.channel == self.forward.channel {
+            return self.on_forward_message(hub, &message.payload);
+        }
         if self.recovery_channels.contains(&message.channel) {
             return self.on_recovery_message(hub, &message.payload);
         }

@@ -69,6 +69,8 @@ mod convert;
 mod embed;
 mod embed_sessions;
 mod emitter;
+#[cfg(feature = "server")]
+pub(crate) mod forward;
 mod inbound;
 mod interest;
 mod limits;
@@ -130,6 +132,9 @@ pub(crate) struct Cluster {
     /// This node's recovery requests waiting for answers.
     pub(crate) recovery_pending: Mutex<HashMap<String, mpsc::UnboundedSender<recovery::State>>>,
     pub(crate) stats: ClusterStats,
+    /// Requests for sessions of other nodes, and of theirs for this one's.
+    #[cfg(feature = "server")]
+    pub(crate) forward: forward::Forwards,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -204,6 +209,8 @@ impl Hub {
             retained: Mutex::default(),
             recovery_pending: Mutex::default(),
             stats: ClusterStats::default(),
+            #[cfg(feature = "server")]
+            forward: forward::Forwards::new(&config.prefix, self.node_id()),
             config,
         });
         if self.in_cluster() {
@@ -213,6 +220,8 @@ impl Hub {
         // refusal leaves it alone, as before).
         let mut channels = vec![cluster.nodes_channel.clone(), cluster.presence_channel.clone()];
         channels.extend(cluster.recovery_channels.iter().cloned());
+        #[cfg(feature = "server")]
+        channels.push(cluster.forward.channel.clone());
         let namespaces: Vec<Namespace> = self.namespaces();
         for ns in &namespaces {
             channels.extend(cluster.namespace_channels(ns.name()));

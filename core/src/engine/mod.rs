@@ -39,6 +39,7 @@
 //! to the hub, which applies its own
 //! [`HubConfig::connection_limits`](crate::hub::HubConfig::connection_limits).
 
+pub(crate) mod forward;
 mod session;
 
 use std::collections::HashMap;
@@ -446,6 +447,11 @@ struct EngineInner {
     heartbeats: Mutex<Option<mpsc::UnboundedSender<session::WeakSession>>>,
     /// Long-polling sessions their clients closed just now.
     client_closes: session::ClientCloses,
+    /// Where requests for sessions of other nodes go (a cluster's).
+    forward: std::sync::OnceLock<Arc<dyn forward::Forward>>,
+    /// Cancelled by [`Engine::close_all`]: the WebSockets this node relays
+    /// to other nodes close too (their owners told).
+    relays: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Engine {
@@ -492,6 +498,8 @@ impl Engine {
                 stats: Arc::default(),
                 heartbeats: Mutex::new(None),
                 client_closes: session::ClientCloses::default(),
+                forward: std::sync::OnceLock::new(),
+                relays: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -509,6 +517,22 @@ impl Engine {
     /// The open session with id `sid`.
     pub fn session(&self, sid: &str) -> Option<Session> {
         self.sessions().get(sid).cloned()
+    }
+
+    /// Sends requests for sessions of other nodes to `forward` (once; a
+    /// second call is ignored).
+    pub(crate) fn set_forward(&self, forward: Arc<dyn forward::Forward>) {
+        let _ = self.inner.forward.set(forward);
+    }
+
+    /// Where requests for sessions of other nodes go, if anywhere.
+    pub(crate) fn forward(&self) -> Option<&Arc<dyn forward::Forward>> {
+        self.inner.forward.get()
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub(crate) fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
     }
 
     /// The engine's counters.
@@ -566,8 +590,13 @@ impl Engine {
         transport: session::TransportKind,
         admitted: Admitted,
     ) -> Session {
+        // With a cluster, the id says which node owns the session.
+        let sid: Arc<str> = match self.forward() {
+            Some(f) => format!("{}{}", new_id(), f.tag()).into(),
+            None => new_id().into(),
+        };
         let session =
-            Session::new(Arc::downgrade(&self.inner), self.inner.stats.clone(), &self.inner.config, transport);
+            Session::new(sid, Arc::downgrade(&self.inner), self.inner.stats.clone(), &self.inner.config, transport);
         self.inner.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.sessions().insert(session.sid_arc(), session.clone());
         // The engine's own slot stays beside the connection; the handler
@@ -593,8 +622,17 @@ impl Engine {
         tx
     }
 
-    /// Closes every session with [`CloseReason::ServerShutdown`].
+    /// Resolves once [`close_all`](Self::close_all) was called: relayed
+    /// WebSockets then close.
+    pub(crate) fn relays_closing(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.inner.relays.cancelled()
+    }
+
+    /// Closes every session with [`CloseReason::ServerShutdown`], and the
+    /// WebSockets this node relays to the owners of their sessions (the
+    /// owners see `transport close`, so the clients may resume elsewhere).
     pub fn close_all(&self) {
+        self.inner.relays.cancel();
         let sessions: Vec<Session> = self.sessions().values().cloned().collect();
         for s in sessions {
             s.close(CloseReason::ServerShutdown);
@@ -603,6 +641,17 @@ impl Engine {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Session>> {
         self.inner.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An [`Engine`] that may have gone.
+#[derive(Clone)]
+pub(crate) struct WeakEngine(std::sync::Weak<EngineInner>);
+
+impl WeakEngine {
+    /// The engine, while it exists.
+    pub(crate) fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
     }
 }
 

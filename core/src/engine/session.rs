@@ -215,6 +215,7 @@ pub fn new_id() -> String {
 
 impl Session {
     pub(super) fn new(
+        sid: Arc<str>,
         engine: Weak<EngineInner>,
         stats: Arc<EngineStats>,
         config: &EngineConfig,
@@ -222,7 +223,7 @@ impl Session {
     ) -> Session {
         Session {
             inner: Arc::new(Inner {
-                sid: new_id().into(),
+                sid,
                 engine,
                 stats,
                 bounds: Bounds {

@@ -127,6 +127,30 @@ impl Hub {
         self.inner.draining.load(Ordering::Acquire)
     }
 
+    /// Sessions this node keeps for connection-state recovery (none when
+    /// recovery is off). In a cluster a drained node keeps serving them
+    /// until the nodes its clients came back to have taken them: see
+    /// [`hand_off`](Self::hand_off).
+    pub fn kept_sessions(&self) -> usize {
+        self.namespaces().iter().filter_map(|ns| ns.recovery().map(|r| super::lock(&r.store).len())).sum()
+    }
+
+    /// After a [`drain`](Self::drain) in a cluster with connection-state
+    /// recovery: waits until every session kept here has been taken by the
+    /// node its client reconnected to (or has expired), at most `max`, so
+    /// the clients of a rolling restart resume elsewhere without losing a
+    /// message. Returns the sessions still kept at the end.
+    pub async fn hand_off(&self, max: Duration) -> usize {
+        let deadline = Instant::now() + max;
+        loop {
+            let kept = self.kept_sessions();
+            if kept == 0 || Instant::now() >= deadline {
+                return kept;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Shuts the hub down gracefully (see [`drain`](super::drain) for the
     /// steps). Resolves once every connection it found has been closed.
     ///

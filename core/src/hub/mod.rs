@@ -58,7 +58,7 @@ mod socket;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::engine::{Engine, EngineConfig, EngineHandler};
@@ -387,6 +387,9 @@ pub(crate) struct HubInner {
     draining: std::sync::atomic::AtomicBool,
     /// The adapter of the cluster this hub joined, if any.
     adapter: std::sync::OnceLock<Arc<dyn adapter::Adapter>>,
+    /// The engines serving this hub, where requests other nodes forward
+    /// find their sessions.
+    pub(crate) engines: Mutex<Vec<crate::engine::WeakEngine>>,
 }
 
 /// Counters of a hub, for metrics. Every field counts since the hub started.
@@ -458,6 +461,7 @@ impl Hub {
                 stats: HubStats::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 adapter: std::sync::OnceLock::new(),
+                engines: Mutex::default(),
             }),
         };
         hub.of("/");
@@ -617,8 +621,15 @@ impl Hub {
     /// An Engine.IO engine serving this hub. The hub admits handshakes
     /// with its own [`HubConfig::connection_limits`], so the engine's
     /// [`EngineConfig::connection_limits`] are turned off.
+    ///
+    /// Its session ids name this node: once the hub joins a cluster, a
+    /// request for one of them that reaches another node is answered from
+    /// here (see [`cluster`](crate::cluster)'s forwarding).
     pub fn engine(&self, config: EngineConfig) -> Engine {
-        Engine::new(config.connection_limits(None), self.engine_handler())
+        let engine = Engine::new(config.connection_limits(None), self.engine_handler());
+        #[cfg(feature = "server")]
+        crate::cluster::forward::attach(self, &engine);
+        engine
     }
 
     /// The adapter: the cluster's once the hub joined one, else [`adapter::LOCAL`].

@@ -583,12 +583,17 @@ impl Socket {
 
     /// Keeps the session for recovery after an unclean disconnect (the
     /// client may come back); a clean one (either side said goodbye) is not
-    /// kept, as in socket.io.
+    /// kept, as in socket.io. A server shutting down (a drain) is not a
+    /// goodbye: its clients come back, to another node of a cluster, and
+    /// resume there (socket.io keeps these too).
     fn persist(&self, reason: DisconnectReason) {
         let (Some(mine), Some(rec)) = (&self.inner.recovery, self.inner.namespace.recovery()) else { return };
         let unclean = matches!(
             reason,
-            DisconnectReason::TransportClose | DisconnectReason::TransportError | DisconnectReason::PingTimeout
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShutdown
         );
         if !unclean {
             return;

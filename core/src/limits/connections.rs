@@ -88,8 +88,16 @@ impl ConnectionLimits {
     /// The client's address: the peer's, or with trusted proxies the
     /// `trusted_proxies`th entry from the right of `x_forwarded_for` (the
     /// leftmost entry when there are fewer; the peer's when none parse).
+    ///
+    /// A request that carries `X-Forwarded-For` while no proxy is trusted
+    /// is counted as its peer, and logged (a warning at most once a minute):
+    /// behind a proxy every client would share the proxy's address and its
+    /// caps.
     pub fn client_ip(&self, peer: IpAddr, x_forwarded_for: Option<&str>) -> IpAddr {
         if self.trusted_proxies == 0 {
+            if x_forwarded_for.is_some() {
+                warn_untrusted_forwarded(peer);
+            }
             return peer;
         }
         let Some(header) = x_forwarded_for else { return peer };
@@ -97,6 +105,25 @@ impl ConnectionLimits {
         let index = hops.len().saturating_sub(self.trusted_proxies);
         hops.get(index).and_then(|h| h.parse().ok()).unwrap_or(peer)
     }
+}
+
+/// Logs, at most once a minute, that `X-Forwarded-For` arrived while no
+/// proxy is trusted.
+fn warn_untrusted_forwarded(peer: IpAddr) {
+    static NEXT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let mut next = NEXT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if next.is_some_and(|at| now < at) {
+        return;
+    }
+    *next = Some(now + std::time::Duration::from_secs(60));
+    drop(next);
+    tracing::warn!(
+        %peer,
+        "requests carry X-Forwarded-For but no proxy is trusted: every client behind the proxy is counted as the \
+         proxy's address by the per-IP limits; set the trusted proxy hops (ConnectionLimits::trusted_proxies, \
+         --trusted-proxies / TIDEWIRE_TRUSTED_PROXIES) to the number of proxies in front of the server"
+    );
 }
 
 /// Why a connection was refused.

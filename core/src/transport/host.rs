@@ -268,7 +268,12 @@ pub fn accept_websocket<B>(
             Ok(admitted) => Ok(Target::New(Box::new((*info, admitted)))),
             Err(refusal) => Err(routing::refusal_answer(&refusal)),
         },
-        Routed::Handshake(TransportKind::Polling, _) | Routed::Polling(_) => Err(HttpError::BadRequest.answer()),
+        Routed::Handshake(TransportKind::Polling, _) | Routed::Polling(_) | Routed::Forward(..) => {
+            Err(HttpError::BadRequest.answer())
+        }
+        // A host's WebSocket is not relayed to another node: the client
+        // keeps long-polling, which is forwarded.
+        Routed::Relay(..) => Err(HttpError::BadRequest.answer()),
     };
     target.map(|target| WebSocketAccept { engine: engine.clone(), target }).map_err(|mut answer| {
         routing::cors_headers(engine, request.headers().get(header::ORIGIN), answer.headers_mut());
@@ -316,7 +321,7 @@ impl WebSocketAccept {
     pub fn sid(&self) -> Option<&str> {
         match &self.target {
             Target::Upgrade(session) => Some(session.sid()),
-            Target::New(_) | Target::Refused => None,
+            Target::New(_) | Target::Refused | Target::Relay(_) => None,
         }
     }
 
@@ -334,7 +339,7 @@ impl WebSocketAccept {
         let max_payload = self.engine.config().max_payload;
         let deadline = Instant::now() + self.engine.config().upgrade_timeout;
         let (session, phase, replies) = match self.target {
-            Target::Refused => (None, Phase::Closing, Vec::new()),
+            Target::Refused | Target::Relay(_) => (None, Phase::Closing, Vec::new()),
             Target::Upgrade(session) => (Some(session), Phase::Probing { probed: false }, Vec::new()),
             Target::New(info) => {
                 let (info, admitted) = *info;

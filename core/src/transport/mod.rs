@@ -20,9 +20,11 @@
 //! | `EIO` other than 4 | `400 {"code":5,"message":"Unsupported protocol version"}` |
 //! | polling body over `max_payload` | `413`, and the session is closed |
 
+pub(crate) mod forward;
 pub mod host;
 mod lean_io;
 mod polling;
+mod relay;
 mod routing;
 mod server;
 mod websocket;

@@ -70,7 +70,7 @@ impl Drop for GetGuard<'_> {
     }
 }
 
-async fn poll(session: Session) -> Answer {
+pub(crate) async fn poll(session: Session) -> Answer {
     if !session.begin_get() {
         session.close(CloseReason::TransportError);
         return HttpError::BadRequest.answer();
@@ -214,6 +214,11 @@ async fn post<B: Chunks>(engine: &Engine, session: Session, headers: &HeaderMap,
             return HttpError::BadRequest.answer();
         }
     };
+    deliver(&session, body)
+}
+
+/// Hands the packets of a complete `POST` body to the session.
+fn deliver(session: &Session, body: Bytes) -> Answer {
     match decode_payload(body, MAX_PACKETS_PER_POST) {
         Ok(packets) => {
             for packet in packets {
@@ -226,4 +231,57 @@ async fn post<B: Chunks>(engine: &Engine, session: Session, headers: &HeaderMap,
             HttpError::BadRequest.answer()
         }
     }
+}
+
+/// A `POST` body another node collected for `session` (at most its
+/// `max_payload`): the checks of [`post`] that need the session, then the
+/// packets.
+pub(crate) fn post_forwarded(engine: &Engine, session: &Session, body: Bytes) -> Answer {
+    if !session.begin_post() {
+        session.close(CloseReason::TransportError);
+        return HttpError::BadRequest.answer();
+    }
+    let _guard = PostGuard(session);
+    if body.len() > engine.config().max_payload {
+        session.close(CloseReason::TransportError);
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new(), TEXT);
+    }
+    deliver(session, body)
+}
+
+/// What became of a `POST` body read for another node's session.
+pub(crate) enum Collected {
+    /// The whole body, within `max_payload`.
+    Body(Bytes),
+    /// Refused here with this answer; the owner closes the session.
+    Refused(Answer),
+}
+
+/// Reads a `POST` body for a session another node owns, with the checks
+/// and bounds of a local one: `400` for a binary body type (the session
+/// stays), `413` past `max_payload` and `400` for a broken or late body
+/// (the session is closed by its owner).
+pub(crate) async fn collect_forwarded<B: Chunks>(
+    engine: &Engine,
+    headers: &HeaderMap,
+    mut body: B,
+) -> Option<Collected> {
+    let binary_body =
+        headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    if binary_body {
+        return None;
+    }
+    let config = engine.config();
+    let max = config.max_payload;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Some(Collected::Refused(too_large(&mut body).await));
+    }
+    let deadline = config.ping_interval + config.ping_timeout;
+    Some(match tokio::time::timeout(deadline, collect(&mut body, max)).await {
+        Ok(Ok(body)) => Collected::Body(body),
+        Ok(Err(BodyError::TooLarge)) => Collected::Refused(too_large(&mut body).await),
+        Ok(Err(BodyError::Broken)) | Err(_) => Collected::Refused(HttpError::BadRequest.answer()),
+    })
 }

@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, h
 
 use super::polling::{self, Chunks};
 use super::websocket::Target;
+use crate::engine::forward::Owner;
 use crate::engine::{Engine, HandshakeRefusal, RequestInfo, Session, TransportKind};
 use crate::protocol::engine::{Encoded, Handshake};
 
@@ -97,6 +98,10 @@ pub(crate) enum Routed {
     /// A WebSocket upgrade of this polling session (refused by
     /// [`Target::upgrade`] when it has one already).
     Upgrade(Session),
+    /// A long-polling request for a session of another node: (owner, sid).
+    Forward(String, String),
+    /// A WebSocket upgrade of a session of another node: (owner, sid).
+    Relay(String, String),
 }
 
 /// Routes one request by its query, as engine.io does. `upgrade` tells
@@ -122,6 +127,15 @@ pub(crate) fn route(engine: &Engine, head: Head<'_>, upgrade: bool) -> Routed {
 
     if let Some(sid) = param("sid") {
         let Some(session) = engine.session(sid) else {
+            if let Some(owner) = remote_owner(engine, sid) {
+                return match transport {
+                    TransportKind::Polling => Routed::Forward(owner, sid.to_owned()),
+                    TransportKind::WebSocket if upgrade && eio_ok && config.allow_upgrades => {
+                        Routed::Relay(owner, sid.to_owned())
+                    }
+                    TransportKind::WebSocket => Routed::Answer(HttpError::BadRequest.answer()),
+                };
+            }
             // The GET a client sent just before its close packet, arriving
             // after it: a noop, as engine.io answers it.
             if transport == TransportKind::Polling
@@ -165,6 +179,15 @@ pub(crate) fn route(engine: &Engine, head: Head<'_>, upgrade: bool) -> Routed {
     Routed::Handshake(transport, Box::new(info))
 }
 
+/// The live node that owns `sid` when it is another one (a session of a
+/// node that is gone is unknown, as an unknown one is).
+fn remote_owner(engine: &Engine, sid: &str) -> Option<String> {
+    match engine.forward()?.owner(sid) {
+        Owner::Remote(owner) => Some(owner),
+        Owner::Here | Owner::Gone => None,
+    }
+}
+
 /// Answers one HTTP request for `engine`: routes it, serves long-polling,
 /// and hands a WebSocket request to `websocket` with what it was accepted
 /// for (only when `upgrades`: the server can switch this request to a
@@ -187,6 +210,17 @@ pub(crate) async fn answer<B: Chunks>(
             polling::serve(engine, session, &parts.method, &parts.headers, body).await
         }
         Routed::Upgrade(session) => websocket(Target::upgrade(session), req),
+        Routed::Forward(owner, sid) => match engine.forward() {
+            Some(forward) => {
+                let (parts, body) = req.into_parts();
+                super::forward::poll(engine, forward, &owner, &sid, &parts.method, &parts.headers, body).await
+            }
+            None => HttpError::UnknownSid.answer(),
+        },
+        Routed::Relay(owner, sid) => match engine.forward() {
+            Some(forward) => websocket(Target::Relay(Box::new((forward.clone(), owner, sid))), req),
+            None => HttpError::UnknownSid.answer(),
+        },
         Routed::Handshake(transport, info) => match engine.admit(&info) {
             Err(refusal) => refusal_answer(&refusal),
             Ok(admitted) => match transport {

@@ -150,6 +150,9 @@ impl ServerBuilder {
         let cap = u32::try_from(state.max_connections_per_ip).unwrap_or(u32::MAX);
         let limits = crate::limits::ConnectionLimits::none().per_ip((cap > 0).then_some(cap));
         let open = crate::limits::ConnectionCounter::new(limits, crate::time::now());
+        // Held by every connection task: shutdown waits for their requests.
+        let connections = Arc::new(());
+        let open_requests = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let (stream, remote) = tokio::select! {
@@ -172,7 +175,9 @@ impl ServerBuilder {
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
                 let token = token.clone();
+                let open = open_requests.clone();
                 tokio::spawn(async move {
+                    let _open = open;
                     // Each request carries the slot too: a WebSocket keeps
                     // it after hyper hands its connection over.
                     let slot = Arc::new(slot);
@@ -193,12 +198,19 @@ impl ServerBuilder {
                         r = conn.as_mut() => if let Err(e) = r {
                             tracing::debug!(error = %e, %remote, "http connection error");
                         },
-                        () = token.cancelled() => conn.as_mut().graceful_shutdown(),
+                        () = token.cancelled() => {
+                            // The request in flight is answered first (a
+                            // poll another node owns carries packets that
+                            // node will not send again); idle connections
+                            // close at once. `Server::shutdown` bounds it.
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.as_mut().await;
+                        }
                     }
                 });
             }
         });
-        Server { local_addr, shutdown, task: Some(task), engines }
+        Server { local_addr, shutdown, task: Some(task), engines, connections }
     }
 
     async fn dispatch(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
@@ -228,7 +240,12 @@ pub struct Server {
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     engines: Vec<Engine>,
+    /// One reference per HTTP connection task, plus this one.
+    connections: Arc<()>,
 }
+
+/// Longest time [`Server::shutdown`] waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 impl Server {
     /// A builder with the default limits.
@@ -242,7 +259,10 @@ impl Server {
     }
 
     /// Stops accepting, closes every session with reason
-    /// `server shutting down`, and waits for the accept loop to end.
+    /// `server shutting down`, and waits for the accept loop to end and
+    /// for the requests in flight to be answered (at most 30 s): among
+    /// them the requests this node passed on to other nodes of a cluster,
+    /// whose answers carry packets their owners will not send again.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         for e in &self.engines {
@@ -251,5 +271,11 @@ impl Server {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while Arc::strong_count(&self.connections) > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
     }
 }

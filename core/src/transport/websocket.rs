@@ -23,6 +23,9 @@ pub(crate) enum Target {
     /// A second WebSocket for a session that has one (or is getting one):
     /// accepted and closed at once.
     Refused,
+    /// The upgrade of a session of another node, relayed to it: (forward,
+    /// owner, sid).
+    Relay(Box<(std::sync::Arc<dyn crate::engine::forward::Forward>, String, String)>),
 }
 
 impl Target {

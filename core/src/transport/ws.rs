@@ -29,14 +29,14 @@ use crate::engine::{CloseReason, Engine, Session};
 use crate::protocol::engine::Encoded;
 use crate::ws_message::to_message;
 
-type Ws<S> = WebSocketStream<LeanIo<S>>;
+pub(super) type Ws<S> = WebSocketStream<LeanIo<S>>;
 
 /// What the WebSocket task needs from the connection.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// How long the final flush of a closing session may take.
-const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Completes a WebSocket handshake with hyper for `target` (the `101`),
 /// then runs the connection on a task of its own.
@@ -109,6 +109,10 @@ async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Optio
         Target::Refused => {
             let _ = WebSocketStream::close(&mut ws, None).await;
         }
+        Target::Relay(relay) => {
+            let (forward, owner, sid) = *relay;
+            super::relay::run(&engine, forward, owner, sid, ws).await;
+        }
         Target::Upgrade(session) => {
             if probe(&engine, &session, &mut ws).await {
                 // A task of its own: the setup state above is not kept alive.
@@ -161,7 +165,7 @@ async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> boo
     false
 }
 
-async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) -> Result<(), WsError> {
+pub(super) async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) -> Result<(), WsError> {
     for p in packets {
         ws.feed(to_message(p)).await?;
     }
@@ -169,7 +173,7 @@ async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) -> Result<(),
 }
 
 /// Messages handled back to back before the queue is written.
-const READ_BATCH: usize = 64;
+pub(super) const READ_BATCH: usize = 64;
 
 /// Hands one WebSocket message to the session. Returns the close frame to
 /// send when the message broke the protocol.

@@ -22,6 +22,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The server's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://host:port` (or `ws://`); the Socket.IO path is `/socket.io/`.
     pub(crate) fn parse(base: &str) -> Result<Target, Error> {
         let rest = base

@@ -10,6 +10,7 @@ mod acks;
 mod client;
 mod cluster;
 mod fanout;
+mod forward;
 mod idle;
 mod procfs;
 mod redis_server;
@@ -50,6 +51,14 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         opts: cluster::ClusterOpts,
+    },
+    /// Long-polling requests served by a node that does not own the
+    /// session (forwarded over the cluster) against the owner itself.
+    Forward {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: forward::ForwardOpts,
     },
     /// K clients with D emits with ack in flight each.
     Acks {
@@ -115,6 +124,12 @@ fn main() -> ExitCode {
                 let r = cluster::run(&client::Target::parse(&common.url)?, common.pid, &opts).await?;
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 Ok(r.complete(&opts))
+            }
+            Cmd::Forward { common, opts } => {
+                pin(common.core);
+                let r = forward::run(&client::Target::parse(&common.url)?, &opts).await?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                Ok(true)
             }
             Cmd::Acks { common, opts } => {
                 pin(common.core);
