@@ -171,6 +171,10 @@ impl ClusterLink {
             retained: Mutex::default(),
             recovery_pending: Mutex::default(),
             stats: Default::default(),
+            // Never subscribed: the host's engine owns its sessions, so no
+            // poll is forwarded to a link.
+            #[cfg(feature = "server")]
+            forward: super::forward::Forwards::new(&config.prefix, &uid),
             config,
         });
         let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
