@@ -39,7 +39,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::codec::{self, Inbound};
+use super::codec::Inbound;
 use super::config::{ClusterConfig, Protocol, add};
 use super::embed_sessions::Sessions;
 use super::interest;
@@ -157,26 +157,11 @@ impl ClusterLink {
     ) -> ClusterLink {
         let uid = crate::engine::new_id();
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-        let cluster = Arc::new(Cluster {
-            bus,
-            codec: codec::codec(config.protocol, &config.prefix, config.specific_response_channel),
-            uid: uid.as_str().into(),
-            pending: Mutex::default(),
-            interest: interest_tx,
-            ready: Mutex::default(),
-            peers: Mutex::default(),
-            nodes_channel: format!("{}-tidewire#nodes#", config.prefix),
-            presence_channel: format!("{}-tidewire#presence#", config.prefix),
-            recovery_channels: [String::new(), String::new()],
-            retained: Mutex::default(),
-            recovery_pending: Mutex::default(),
-            stats: Default::default(),
-            // Never subscribed: the host's engine owns its sessions, so no
-            // poll is forwarded to a link.
-            #[cfg(feature = "server")]
-            forward: super::forward::Forwards::new(&config.prefix, &uid),
-            config,
-        });
+        // No recovery channels: the host's engine keeps its sessions; and
+        // the forward channel is never subscribed (no poll is forwarded to
+        // a link).
+        let cluster =
+            Arc::new(Cluster::new(bus, uid.as_str().into(), config, [String::new(), String::new()], interest_tx));
         let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
         let sessions = Arc::new(Sessions::new(&cluster.config.prefix, &uid));
         tokio::spawn(interest::interest_task(Arc::downgrade(&cluster), interest_rx));

@@ -143,6 +143,37 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+impl Cluster {
+    /// A cluster node `uid` on `bus`, its interest changes sent to
+    /// `interest` (the hub's node and a host's [`ClusterLink`] alike).
+    fn new(
+        bus: Arc<dyn Bus>,
+        uid: Arc<str>,
+        config: ClusterConfig,
+        recovery_channels: [String; 2],
+        interest: mpsc::UnboundedSender<Interest>,
+    ) -> Cluster {
+        Cluster {
+            bus,
+            codec: codec::codec(config.protocol, &config.prefix, config.specific_response_channel),
+            pending: Mutex::default(),
+            interest,
+            ready: Mutex::default(),
+            peers: Mutex::default(),
+            nodes_channel: format!("{}-tidewire#nodes#", config.prefix),
+            presence_channel: format!("{}-tidewire#presence#", config.prefix),
+            recovery_channels,
+            retained: Mutex::default(),
+            recovery_pending: Mutex::default(),
+            stats: ClusterStats::default(),
+            #[cfg(feature = "server")]
+            forward: forward::Forwards::new(&config.prefix, &uid),
+            uid,
+            config,
+        }
+    }
+}
+
 /// The heartbeat Tidewire nodes exchange on their own channel.
 #[derive(Serialize, serde::Deserialize)]
 struct Beat {
@@ -189,30 +220,11 @@ impl Hub {
         config: ClusterConfig,
     ) -> Result<(), ClusterError> {
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
-        let nodes_channel = format!("{}-tidewire#nodes#", config.prefix);
-        let presence_channel = format!("{}-tidewire#presence#", config.prefix);
         let recovery_channels = [
             recovery::recovery_channel(&config.prefix, None),
             recovery::recovery_channel(&config.prefix, Some(self.node_id())),
         ];
-        let cluster = Arc::new(Cluster {
-            bus,
-            codec: codec::codec(config.protocol, &config.prefix, config.specific_response_channel),
-            uid: self.node_id().clone(),
-            pending: Mutex::default(),
-            interest: interest_tx,
-            ready: Mutex::default(),
-            peers: Mutex::default(),
-            nodes_channel,
-            presence_channel,
-            recovery_channels,
-            retained: Mutex::default(),
-            recovery_pending: Mutex::default(),
-            stats: ClusterStats::default(),
-            #[cfg(feature = "server")]
-            forward: forward::Forwards::new(&config.prefix, self.node_id()),
-            config,
-        });
+        let cluster = Arc::new(Cluster::new(bus, self.node_id().clone(), config, recovery_channels, interest_tx));
         if self.in_cluster() {
             return Err(ClusterError::AlreadyJoined);
         }
