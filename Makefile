@@ -34,7 +34,8 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
 
-SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift
+SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift \
+	autobahn-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -174,6 +175,31 @@ binding-swift: build-server python-deps
 	cd bindings-swift/tests && rc=0 && PYTHONPATH=$(UNIFFI_PY) TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-swift: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+AUTOBAHN_DIR := hardening/autobahn
+AUTOBAHN_STAMP := $(VENV)/.tidewire-autobahn-installed
+
+.PHONY: autobahn autobahn-smoke autobahn-deps
+
+autobahn-deps: $(AUTOBAHN_STAMP)
+
+$(AUTOBAHN_STAMP): $(AUTOBAHN_DIR)/requirements.txt $(VENV_STAMP)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(AUTOBAHN_DIR)/requirements.txt
+	touch $@
+
+## RFC 6455: every Autobahn TestSuite case (kosoku, fuzzingclient mode)
+## against the reference server's WebSocket echo (`/ws-echo`, conformance
+## mode only: the Engine.IO WebSocket's frame layer, with an echo in place
+## of the session). Fails on any failed case; writes
+## hardening/autobahn/summary.json. Under nice: it shares the machine.
+autobahn: build-server autobahn-deps
+	nice -n 19 $(VENV)/bin/python $(AUTOBAHN_DIR)/run.py --server $(SERVER_BIN) --summary $(AUTOBAHN_DIR)/summary.json
+
+## The short version in `make test`: every case but the performance (9.x)
+## and permessage-deflate (12.x, 13.x) sections, about 10 s.
+autobahn-smoke: build-server autobahn-deps
+	$(VENV)/bin/python $(AUTOBAHN_DIR)/run.py --server $(SERVER_BIN) -x '9.*' -x '12.*' -x '13.*' \
+	  --summary $(TARGET_ABS)/autobahn-smoke.json
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)
