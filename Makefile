@@ -35,7 +35,7 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-swift
 
 SUITES := readme-first-command rust-test lint e2e-node e2e-python bench-smoke binding-node binding-python binding-swift \
-	autobahn-smoke
+	autobahn-smoke fuzz-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -200,6 +200,54 @@ autobahn: build-server autobahn-deps
 autobahn-smoke: build-server autobahn-deps
 	$(VENV)/bin/python $(AUTOBAHN_DIR)/run.py --server $(SERVER_BIN) -x '9.*' -x '12.*' -x '13.*' \
 	  --summary $(TARGET_ABS)/autobahn-smoke.json
+
+FUZZ_DIR := core/fuzz
+# The fuzz crate builds with sanitizer flags of its own: a target dir apart.
+FUZZ_TARGET_DIR ?= $(TARGET_ABS)/fuzz
+# Release with debug assertions (overflow checks), no sanitizer: the core
+# forbids unsafe code, and libFuzzer then runs several times faster.
+FUZZ_FLAGS := -O --debug-assertions --sanitizer none
+FUZZ_TARGETS = $(shell sed -n 's/^name = "\(.*\)"$$/\1/p' $(FUZZ_DIR)/Cargo.toml | grep -v '^tidewire-fuzz$$')
+FUZZ_RUNS ?= 10000000
+FUZZ_MAX_SECONDS ?= 3600
+FUZZ_SMOKE_SECONDS ?= 6
+FUZZ := env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) cargo fuzz
+
+.PHONY: fuzz fuzz-smoke fuzz-deps fuzz-build
+
+## cargo-fuzz from crates.io, into ~/.cargo/bin, when missing.
+fuzz-deps:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+
+fuzz-build: fuzz-deps
+	cd $(FUZZ_DIR) && $(FUZZ) build $(FUZZ_FLAGS)
+
+## Every fuzz target in turn, FUZZ_RUNS executions each (at most
+## FUZZ_MAX_SECONDS), from the committed seeds plus the corpus it grew
+## before (core/fuzz/corpus/, not committed); a crash fails it and leaves
+## its input in core/fuzz/artifacts/. Long: under nice, it shares the machine.
+fuzz: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "==> fuzz $$t"; \
+	  (cd $(FUZZ_DIR) && time nice -n 19 $(FUZZ) run $(FUZZ_FLAGS) $$t corpus/$$t seeds/$$t -- \
+	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_MAX_SECONDS) -print_final_stats=1) 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|real|user|==|SUMMARY|thread|panicked)'; \
+	done
+
+## The short version in `make test`: every target for FUZZ_SMOKE_SECONDS
+## from the committed seeds (into a scratch corpus), about a minute in all.
+fuzz-smoke: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  scratch=$$(mktemp -d); mkdir -p $$scratch/corpus; \
+	  if (cd $(FUZZ_DIR) && $(FUZZ) run $(FUZZ_FLAGS) $$t $$scratch/corpus seeds/$$t -- \
+	        -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1) >$$scratch/log 2>&1; then \
+	    echo "fuzz-smoke $$t: $$(grep -h '^stat::number_of_executed_units' $$scratch/log)"; \
+	  else \
+	    tail -40 $$scratch/log; rm -rf $$scratch; echo "fuzz-smoke: $$t failed" >&2; exit 1; \
+	  fi; \
+	  rm -rf $$scratch; \
+	done
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)
