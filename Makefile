@@ -37,7 +37,8 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
 	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
 
-SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift
+SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
+	autobahn-smoke fuzz-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -226,6 +227,79 @@ binding-swift: build-server python-deps node-deps
 	cd bindings-swift/tests && rc=0 && PYTHONPATH=$(UNIFFI_PY) TIDEWIRE_SERVER_BIN="$(SERVER_BIN)" $(VENV)/bin/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "binding-swift: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+AUTOBAHN_DIR := hardening/autobahn
+AUTOBAHN_STAMP := $(VENV)/.tidewire-autobahn-installed
+
+.PHONY: autobahn autobahn-smoke autobahn-deps
+
+autobahn-deps: $(AUTOBAHN_STAMP)
+
+$(AUTOBAHN_STAMP): $(AUTOBAHN_DIR)/requirements.txt $(VENV_STAMP)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(AUTOBAHN_DIR)/requirements.txt
+	touch $@
+
+## RFC 6455: every Autobahn TestSuite case (kosoku, fuzzingclient mode)
+## against the reference server's WebSocket echo (`/ws-echo`, conformance
+## mode only: the Engine.IO WebSocket's frame layer, with an echo in place
+## of the session). Fails on any failed case; writes
+## hardening/autobahn/summary.json. Under nice: it shares the machine.
+autobahn: build-server autobahn-deps
+	nice -n 19 $(VENV)/bin/python $(AUTOBAHN_DIR)/run.py --server $(SERVER_BIN) --summary $(AUTOBAHN_DIR)/summary.json
+
+## The short version in `make test`: every case but the performance (9.x)
+## and permessage-deflate (12.x, 13.x) sections, about 10 s.
+autobahn-smoke: build-server autobahn-deps
+	$(VENV)/bin/python $(AUTOBAHN_DIR)/run.py --server $(SERVER_BIN) -x '9.*' -x '12.*' -x '13.*' \
+	  --summary $(TARGET_ABS)/autobahn-smoke.json
+
+FUZZ_DIR := core/fuzz
+# The fuzz crate builds with sanitizer flags of its own: a target dir apart.
+FUZZ_TARGET_DIR ?= $(TARGET_ABS)/fuzz
+# Release with debug assertions (overflow checks), no sanitizer: the core
+# forbids unsafe code, and libFuzzer then runs several times faster.
+FUZZ_FLAGS := -O --debug-assertions --sanitizer none
+FUZZ_TARGETS = $(shell sed -n 's/^name = "\(.*\)"$$/\1/p' $(FUZZ_DIR)/Cargo.toml | grep -v '^tidewire-fuzz$$')
+FUZZ_RUNS ?= 10000000
+FUZZ_MAX_SECONDS ?= 3600
+FUZZ_SMOKE_SECONDS ?= 6
+FUZZ := env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) cargo fuzz
+
+.PHONY: fuzz fuzz-smoke fuzz-deps fuzz-build
+
+## cargo-fuzz from crates.io, into ~/.cargo/bin, when missing.
+fuzz-deps:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+
+fuzz-build: fuzz-deps
+	cd $(FUZZ_DIR) && $(FUZZ) build $(FUZZ_FLAGS)
+
+## Every fuzz target in turn, FUZZ_RUNS executions each (at most
+## FUZZ_MAX_SECONDS), from the committed seeds plus the corpus it grew
+## before (core/fuzz/corpus/, not committed); a crash fails it and leaves
+## its input in core/fuzz/artifacts/. Long: under nice, it shares the machine.
+fuzz: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "==> fuzz $$t"; \
+	  (cd $(FUZZ_DIR) && time nice -n 19 $(FUZZ) run $(FUZZ_FLAGS) $$t corpus/$$t seeds/$$t -- \
+	    -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_MAX_SECONDS) -print_final_stats=1) 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|real|user|==|SUMMARY|thread|panicked)'; \
+	done
+
+## The short version in `make test`: every target for FUZZ_SMOKE_SECONDS
+## from the committed seeds (into a scratch corpus), about a minute in all.
+fuzz-smoke: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  scratch=$$(mktemp -d); mkdir -p $$scratch/corpus; \
+	  if (cd $(FUZZ_DIR) && $(FUZZ) run $(FUZZ_FLAGS) $$t $$scratch/corpus seeds/$$t -- \
+	        -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1) >$$scratch/log 2>&1; then \
+	    echo "fuzz-smoke $$t: $$(grep -h '^stat::number_of_executed_units' $$scratch/log)"; \
+	  else \
+	    tail -40 $$scratch/log; rm -rf $$scratch; echo "fuzz-smoke: $$t failed" >&2; exit 1; \
+	  fi; \
+	  rm -rf $$scratch; \
+	done
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(WEB_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

@@ -8,7 +8,8 @@
 //! random per-process secret (only on a loopback address, or anywhere with
 //! `--dev`). `--conformance` replaces the chat with the fixed handlers the
 //! end-to-end tests drive (see [`conformance`]) and adds a raw Engine.IO
-//! echo at `/engine.io/`.
+//! echo at `/engine.io/` and a plain WebSocket echo at `/ws-echo` (the
+//! RFC 6455 suite's peer).
 
 mod chat;
 mod conformance;
@@ -306,6 +307,10 @@ async fn run(options: Options) -> std::io::Result<()> {
         let echo = Engine::new(engine_config.clone().connection_limits(Some(connection_limits)), Arc::new(EngineEcho));
         other_engines.push(echo.clone());
         builder = builder.mount("/engine.io/", echo);
+        // A plain WebSocket echo on the same frame layer, with the same
+        // limits, for the RFC 6455 suite (`make autobahn`).
+        let ws_echo_config = engine_config.clone();
+        builder = builder.route("/ws-echo", move |req| tidewire::transport::websocket_echo(&ws_echo_config, req));
     } else {
         let loopback = is_loopback(&options.host, options.port).await?;
         let tokens = match token_secret(options.jwt_secret.as_deref(), options.dev, loopback)? {

@@ -29,6 +29,7 @@ mod routing;
 mod server;
 mod websocket;
 mod ws;
+mod ws_echo;
 
 use std::net::SocketAddr;
 
@@ -40,6 +41,8 @@ use hyper::body::Incoming;
 use crate::engine::Engine;
 
 pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Route, Server, ServerBuilder};
+#[doc(hidden)]
+pub use ws_echo::websocket_echo;
 
 /// A small `text/plain` response, for routes such as health checks.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

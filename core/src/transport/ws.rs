@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -25,7 +26,7 @@ use super::lean_io::LeanIo;
 use super::routing::{Answer, HttpError, plain};
 use super::server::ConnectionSlot;
 use super::websocket::{self, Probe, Target};
-use crate::engine::{CloseReason, Engine, Session};
+use crate::engine::{CloseReason, Engine, EngineConfig, Session};
 use crate::protocol::engine::Encoded;
 use crate::ws_message::to_message;
 
@@ -41,19 +42,27 @@ pub(super) const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Completes a WebSocket handshake with hyper for `target` (the `101`),
 /// then runs the connection on a task of its own.
 pub(super) fn upgrade(engine: &Engine, target: Target, mut req: Request<Incoming>) -> Answer {
-    let headers = req.headers();
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|k| valid_key(k.as_bytes()))
-        .map(|k| derive_accept_key(k.as_bytes()));
-    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
-    let (Some(accept), true) = (key, version_ok) else {
+    let Some(accept) = accept_key(req.headers()) else {
         return HttpError::BadRequest.answer();
     };
     // The listener's count of this connection lasts as long as the socket.
     let slot = req.extensions_mut().remove::<ConnectionSlot>();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let engine = engine.clone();
+    spawn_upgraded(on_upgrade, Job::Engine(engine.clone(), target), slot);
+    switching_protocols(&accept)
+}
+
+/// What runs on a connection once hyper hands it over.
+pub(super) enum Job {
+    /// An Engine.IO session: a new one or the upgrade of a polling one.
+    Engine(Engine, Target),
+    /// The conformance echo of [`super::ws_echo`], with the engine's limits.
+    Echo(WebSocketConfig),
+}
+
+/// Waits for hyper to hand the connection over, then runs `job` on it, on
+/// a task of its own.
+pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<ConnectionSlot>) {
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -65,24 +74,65 @@ pub(super) fn upgrade(engine: &Engine, target: Target, mut req: Request<Incoming
         // Take the socket back from hyper so its request buffer (8 KiB)
         // is freed; other IO types (a custom server) are used as they are.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let io = LeanIo::new(parts.io.into_inner(), &parts.read_buf);
-                serve(engine, target, io, slot).await;
-            }
-            Err(upgraded) => {
-                serve(engine, target, LeanIo::new(TokioIo::new(upgraded), &[]), slot).await;
-            }
+            Ok(parts) => job.run(LeanIo::new(parts.io.into_inner(), &parts.read_buf), slot).await,
+            Err(upgraded) => job.run(LeanIo::new(TokioIo::new(upgraded), &[]), slot).await,
         }
     });
+}
+
+impl Job {
+    async fn run<S: Io>(self, io: LeanIo<S>, slot: Option<ConnectionSlot>) {
+        match self {
+            Job::Engine(engine, target) => serve(engine, target, io, slot).await,
+            Job::Echo(config) => super::ws_echo::serve(config, io, slot).await,
+        }
+    }
+}
+
+/// The `Sec-WebSocket-Accept` of an upgrade request whose key and version
+/// are valid; `None` when it is to be refused.
+pub(super) fn accept_key(headers: &HeaderMap) -> Option<String> {
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|k| valid_key(k.as_bytes()))
+        .map(|k| derive_accept_key(k.as_bytes()));
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13");
+    key.filter(|_| version_ok)
+}
+
+/// The `101` that completes a WebSocket handshake.
+pub(super) fn switching_protocols(accept: &str) -> Answer {
     let mut res = plain(StatusCode::SWITCHING_PROTOCOLS, Bytes::new(), "text/plain");
     res.headers_mut().remove(header::CONTENT_TYPE);
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
+    if let Ok(v) = HeaderValue::from_str(accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     res
+}
+
+/// The tungstenite configuration of every accepted WebSocket: frames and
+/// messages capped at `max_payload` before anything is allocated for them.
+pub(super) fn ws_config(config: &EngineConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.websocket_read_buffer)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(Some(config.max_payload))
+        .max_frame_size(Some(config.max_payload))
+}
+
+/// The close frame answering a read error: 1007 for invalid UTF-8, 1009
+/// for an oversized frame or message, 1002 for a protocol violation.
+pub(super) fn close_frame(e: &WsError) -> Option<CloseFrame> {
+    let code = match e {
+        WsError::Utf8(_) => CloseCode::Invalid,
+        WsError::Capacity(_) => CloseCode::Size,
+        WsError::Protocol(_) => CloseCode::Protocol,
+        _ => return None,
+    };
+    Some(CloseFrame { code, reason: e.to_string().into() })
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 defines it: 16 bytes
@@ -98,16 +148,11 @@ fn valid_key(key: &[u8]) -> bool {
 /// connection for hours is a few hundred bytes: async functions keep
 /// their arguments' space for their whole life.
 async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Option<ConnectionSlot>) {
-    let config = engine.config();
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(config.websocket_read_buffer)
-        .write_buffer_size(64 * 1024)
-        .max_message_size(Some(config.max_payload))
-        .max_frame_size(Some(config.max_payload));
+    let ws_config = ws_config(engine.config());
     let mut ws = Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await);
     match target {
         Target::Refused => {
-            let _ = WebSocketStream::close(&mut ws, None).await;
+            close(&mut ws, None).await;
         }
         Target::Relay(relay) => {
             let (forward, owner, sid) = *relay;
@@ -161,7 +206,7 @@ async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> boo
         }
     }
     websocket::abort_probe(session, probed);
-    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, ws.close(None)).await;
+    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, close(ws, None)).await;
     false
 }
 
@@ -170,6 +215,18 @@ pub(super) async fn write_batch<S: Io>(ws: &mut Ws<S>, packets: Vec<Encoded>) ->
         ws.feed(to_message(p)).await?;
     }
     ws.flush().await
+}
+
+/// Completes the closing handshake: sends `frame` (or a close without a
+/// code) unless the peer closed first, and flushes what tungstenite queued,
+/// including its answer to the peer's close. (`WebSocketStream::close`
+/// alone fails with `SendAfterClosing` once the peer has closed, before
+/// that answer is written: the peer then sees no close frame at all.)
+pub(super) async fn close<S: Io>(ws: &mut Ws<S>, frame: Option<CloseFrame>) {
+    if frame.is_some() {
+        let _ = ws.send(Message::Close(frame)).await;
+    }
+    let _ = SinkExt::close(ws).await;
 }
 
 /// Messages handled back to back before the queue is written.
@@ -184,15 +241,9 @@ fn receive(session: &Session, msg: Option<Result<Message, WsError>>) -> Option<C
         Some(Ok(Message::Close(_))) | None => session.close(CloseReason::TransportClose),
         Some(Ok(_)) => {}
         Some(Err(e)) => {
-            let code = match &e {
-                WsError::Utf8(_) => Some(CloseCode::Invalid),
-                WsError::Capacity(_) => Some(CloseCode::Size),
-                WsError::Protocol(_) => Some(CloseCode::Protocol),
-                _ => None,
-            };
             tracing::debug!(sid = session.sid(), error = %e, "websocket read error");
             session.close(CloseReason::TransportError);
-            return code.map(|code| CloseFrame { code, reason: e.to_string().into() });
+            return close_frame(&e);
         }
     }
     None
@@ -247,7 +298,7 @@ async fn run<S: Io>(session: Session, mut ws: Box<Ws<S>>, _slot: Option<Connecti
         if !rest.is_empty() {
             let _ = write_batch(&mut ws, rest).await;
         }
-        let _ = WebSocketStream::close(&mut ws, close_frame).await;
+        close(&mut ws, close_frame).await;
     }))
     .await;
 }
