@@ -73,7 +73,9 @@ async def serve_asgi(app: Any, host: str, port: int) -> None:
 async def serve_native(host: str, port: int) -> None:
     import tidewire
 
-    server = tidewire.Server(host=host, port=port)
+    # Stock configuration, except the rate limits, off as in the Rust bench
+    # server (python-socketio has none to compare with).
+    server = tidewire.Server(host=host, port=port, limits={"rateSocket": "off", "rateUser": "off", "rateIp": "off"})
 
     @server.on("join")
     def join(socket: Any, room: str) -> bool:
