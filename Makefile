@@ -35,7 +35,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
+	bench bench-python bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
 	autobahn-smoke fuzz-smoke
@@ -149,6 +149,25 @@ bench-micro:
 bench-smoke: bench-deps
 	$(CARGO) build -p tidewire-benches --bins
 	$(TARGET_ABS)/debug/loadgen suite --quick --check --out $(TARGET_ABS)/bench-smoke.json
+
+BENCH_PY_SERVER := $(VENV)/bin/python benches/python/server.py
+BENCH_PY_ONLY ?= idle,fanout,acks
+
+## The same app on python-socketio (uvicorn), on tidewire.AsyncServer
+## mounted with ASGIApp (uvicorn) and on Tidewire's native listener
+## (benches/python/server.py): idle memory (5,000 connections), fan-out and
+## acks (fan-out from 500 deliveries/s: python-socketio tops out near 1k),
+## each Tidewire side alternated with python-socketio as the suite
+## does. The binding is built in release first. Takes several minutes.
+bench-python: binding-python-deps
+	cd $(BINDING_PY_DIR) && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --release --quiet
+	$(CARGO) build --release -p tidewire-benches --bins
+	for side in tidewire-asgi tidewire-native; do \
+	  $(TARGET_ABS)/release/loadgen suite --only $(BENCH_PY_ONLY) --idle-connections 5000 --fanout-start 500 \
+	    --a-cmd "$(BENCH_PY_SERVER) $$side" --a-label $$side \
+	    --b-cmd "$(BENCH_PY_SERVER) python-socketio" --b-label python-socketio \
+	    --out benches/results/python-$$side.json $(BENCH_ARGS) || exit 1; \
+	done
 
 BINDING_NODE_DIR := bindings-node
 BINDING_NODE_STAMP := $(BINDING_NODE_DIR)/node_modules/.tidewire-installed

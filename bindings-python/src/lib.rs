@@ -88,28 +88,53 @@ fn call<A: for<'py> pyo3::call::PyCallArgs<'py>>(f: &Py<PyAny>, args: A) {
 /// A handler: any Python callable, shared by core's handler lists.
 type Handler = Arc<Py<PyAny>>;
 
-/// Deliveries go to the package's dispatcher, with the handlers to run.
-struct PyHost(Py<PyAny>);
+/// A delivery waiting for the loop to take it.
+struct Pending {
+    nsp: String,
+    kind: &'static str,
+    socket: hub::Socket,
+    name: String,
+    json: String,
+    attachments: Vec<Bytes>,
+    ack: Option<AckSlot>,
+    handlers: Vec<Handler>,
+}
+
+/// What `take_deliveries` gives per delivery.
+type Taken = (String, &'static str, Socket, String, String, Vec<Vec<u8>>, Option<Ack>, Vec<Py<PyAny>>);
+
+/// Deliveries queue in one batch (core's `embed::Batch`, in order); the
+/// first one since the loop last took them calls the package's `wake`,
+/// which schedules one drain on the loop: one crossing into the loop per
+/// batch, and the engine's threads only take the interpreter's lock for
+/// that wake-up.
+struct PyHost {
+    wake: Py<PyAny>,
+    batch: Arc<embed::Batch<Pending>>,
+}
 
 impl embed::Host<Handler> for PyHost {
     fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<Handler>) {
-        let socket = Socket { inner: socket };
         let (kind, name, json, attachments, ack) = match delivery {
             Delivery::Connection => ("connection", String::new(), String::new(), vec![], None),
             Delivery::Disconnect { reason } => ("disconnect", reason, String::new(), vec![], None),
             Delivery::Event { name, args, ack } => {
-                let (json, attachments) = parts(args);
-                ("event", name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
+                let (json, attachments) = embed::payload_to_parts(args);
+                ("event", name, json, attachments, ack.map(AckSlot::new))
             }
             _ => return,
         };
-        Python::attach(|py| {
-            let handlers: Vec<Py<PyAny>> = handlers.iter().map(|h| h.clone_ref(py)).collect();
-            let args = (nsp, kind, socket, name, json, attachments, ack, handlers);
-            if let Err(e) = self.0.call1(py, args) {
-                e.print(py);
-            }
-        });
+        let pending = Pending { nsp: nsp.to_owned(), kind, socket, name, json, attachments, ack, handlers };
+        if self.batch.push(pending) {
+            Python::attach(|py| {
+                if let Err(e) = self.wake.call0(py) {
+                    e.print(py);
+                    // Nobody will drain: drop them, so the next delivery
+                    // wakes again.
+                    drop(self.batch.take());
+                }
+            });
+        }
     }
 }
 
@@ -118,6 +143,7 @@ impl embed::Host<Handler> for PyHost {
 struct Server {
     inner: Arc<Embedded>,
     listeners: ListenerSlot<Handler>,
+    batch: Arc<embed::Batch<Pending>>,
 }
 
 #[pymethods]
@@ -127,7 +153,11 @@ impl Server {
     #[new]
     fn new(options: &str) -> PyResult<Server> {
         let options = EmbedOptions::from_json(options, Dialect::Python).map_err(error)?;
-        Ok(Server { inner: Arc::new(Embedded::new(options).map_err(error)?), listeners: ListenerSlot::default() })
+        Ok(Server {
+            inner: Arc::new(Embedded::new(options).map_err(error)?),
+            listeners: ListenerSlot::default(),
+            batch: Arc::default(),
+        })
     }
 
     /// Adds a connect middleware on `nsp`: `callback(handshake_json,
@@ -148,12 +178,28 @@ impl Server {
         Ok(())
     }
 
-    /// Sets the one callback every connection, disconnection and event
-    /// goes to: `dispatch(nsp, kind, socket, name, json, attachments, ack,
-    /// handlers)`, `kind` being `connection`, `disconnect` (`name` is the
-    /// reason) or `event`, `handlers` those added with `on`, in order.
-    fn set_dispatcher(&self, dispatch: Py<PyAny>) -> PyResult<()> {
-        self.listeners.set(Arc::new(PyHost(dispatch))).map_err(error)
+    /// Sets the one callback told when connections, disconnections and
+    /// events are waiting: `wake()`, called on an engine thread once per
+    /// batch; the package then calls `take_deliveries` on its loop.
+    fn set_dispatcher(&self, wake: Py<PyAny>) -> PyResult<()> {
+        self.listeners.set(Arc::new(PyHost { wake, batch: self.batch.clone() })).map_err(error)
+    }
+
+    /// Every delivery waiting, in order, as `(nsp, kind, socket, name,
+    /// json, attachments, ack, handlers)`: `kind` is `connection`,
+    /// `disconnect` (`name` is the reason) or `event`, `handlers` those
+    /// added with `on`, in order. The next delivery calls `wake` again.
+    fn take_deliveries(&self, py: Python<'_>) -> Vec<Taken> {
+        self.batch
+            .take()
+            .into_iter()
+            .map(|p| {
+                let handlers = p.handlers.iter().map(|h| h.clone_ref(py)).collect();
+                let attachments = p.attachments.into_iter().map(|b| b.to_vec()).collect();
+                let ack = p.ack.map(|inner| Ack { inner });
+                (p.nsp, p.kind, Socket { inner: p.socket }, p.name, p.json, attachments, ack, handlers)
+            })
+            .collect()
     }
 
     /// Delivers the connections and disconnections of `nsp` (once per

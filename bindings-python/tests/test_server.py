@@ -392,3 +392,31 @@ async def test_bad_limits_raise_invalid_argument() -> None:
     srv = tidewire.Server()
     with pytest.raises(tidewire.InvalidArgument):
         srv.of("/").limit_event("e", schema={"type": 12})
+
+
+async def test_a_burst_crosses_in_batches_in_order_and_every_ack_is_answered() -> None:
+    # Deliveries reach the loop in batches (one wake-up per batch): many
+    # events in flight from several clients at once must each run once, in
+    # each socket's order, and every ack must come back.
+    srv = tidewire.Server(limits={"rateSocket": "off", "rateUser": "off", "rateIp": "off"})
+    seen: dict[str, list[int]] = {}
+
+    @srv.on("seq")
+    def seq(socket: tidewire.Socket, n: int) -> int:
+        seen.setdefault(socket.id, []).append(n)
+        return n
+
+    await srv.start()
+    clients = [await client(srv.url) for _ in range(3)]
+    try:
+        answers = await within(
+            asyncio.gather(*[c.call("seq", n, timeout=STEP) for c in clients for n in range(300)]), "300 acks per client"
+        )
+        assert answers == [n for _ in clients for n in range(300)]
+        assert sorted(seen) == sorted(c.get_sid("/") for c in clients)
+        for order in seen.values():
+            assert order == list(range(300))
+    finally:
+        for c in clients:
+            await c.disconnect()
+        await srv.close()

@@ -229,31 +229,27 @@ class Namespace:
             socket = self._sockets[native.id] = Socket(native)
         return socket
 
-    # Called on the engine's threads: hand everything to the loop, with
-    # the handlers to run (core keeps the lists).
+    # On the loop (the server's drain), with the handlers to run (core
+    # keeps the lists).
     def _dispatch(self, kind: str, native: Any, name: str, text: str, attachments: list[bytes], ack: Any, handlers: list[Handler]) -> None:
         server = self._server
-
-        def run() -> None:
-            if kind == "disconnect":
-                socket = self._sockets.pop(native.id, None) or Socket(native)
-                args: tuple[Any, ...] = (socket, name)
+        if kind == "disconnect":
+            socket = self._sockets.pop(native.id, None) or Socket(native)
+            args: tuple[Any, ...] = (socket, name)
+        else:
+            socket = self._socket(native)
+            args = (socket,)
+        if kind == "event":
+            try:
+                args = (socket, *decode(text, attachments))
+            except ValueError as e:
+                server._report(e)
+                return
+        for handler in handlers:
+            if isinstance(handler, _CatchAll):
+                server._run(handler.handler, (args[0], name, *args[1:]), ack)
             else:
-                socket = self._socket(native)
-                args = (socket,)
-            if kind == "event":
-                try:
-                    args = (socket, *decode(text, attachments))
-                except ValueError as e:
-                    server._report(e)
-                    return
-            for handler in handlers:
-                if isinstance(handler, _CatchAll):
-                    server._run(handler.handler, (args[0], name, *args[1:]), ack)
-                else:
-                    server._run(handler, args, ack)
-
-        server._soon(run)
+                server._run(handler, args, ack)
 
     def use(self, middleware: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         """A connect middleware: gets the handshake dict, returns None (or
@@ -380,16 +376,25 @@ class Server:
         )
         self._on_error = on_error
         self._namespaces: dict[str, Namespace] = {}
-        self._native.set_dispatcher(self._dispatch)
+        self._native.set_dispatcher(self._wake)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.address: Optional[tuple[str, int]] = None
 
     # --- running work on the loop -------------------------------------
-    def _dispatch(self, nsp: str, *delivery: Any) -> None:
-        ns = self._namespaces.get(nsp)
-        if ns is not None:
-            ns._dispatch(*delivery)
+    # Called on an engine thread once per batch of deliveries: one drain
+    # on the loop takes them all, in order.
+    def _wake(self) -> None:
+        self._soon(self._drain)
+
+    def _drain(self) -> None:
+        for nsp, kind, native, name, text, attachments, ack, handlers in self._native.take_deliveries():
+            ns = self._namespaces.get(nsp)
+            if ns is not None:
+                try:
+                    ns._dispatch(kind, native, name, text, attachments, ack, handlers)
+                except Exception as e:  # noqa: BLE001 - the others still run
+                    self._report(e)
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop

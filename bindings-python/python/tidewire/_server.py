@@ -176,7 +176,7 @@ class AsyncServer:
             self._native = _native.Server(json_module_dumps(options))
         except _native.InvalidArgument as e:
             raise ValueError(str(e)) from None
-        self._native.set_dispatcher(self._dispatch)
+        self._native.set_dispatcher(self._wake)
 
         if not isinstance(logger, bool):
             self.logger = logger
@@ -324,10 +324,23 @@ class AsyncServer:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # Called on the engine's threads (the native layer's one dispatcher):
-    # everything goes to the loop, in order.
-    def _dispatch(self, nsp: str, kind: str, native: Any, name: str, text: str, attachments: list[bytes], ack: Any, _handlers: Any = None) -> None:
-        self._soon(self._deliver, nsp, kind, native, name, text, attachments, ack)
+    # Called on an engine thread once per batch of deliveries (the native
+    # layer's one dispatcher): one drain on the loop takes them all, in
+    # order.
+    def _wake(self) -> None:
+        self._soon(self._drain)
+
+    def _drain(self) -> None:
+        for nsp, kind, native, name, text, attachments, ack, _handlers in self._native.take_deliveries():
+            try:
+                self._deliver(nsp, kind, native, name, text, attachments, ack)
+            except Exception:  # noqa: BLE001 - the others still run
+                self.logger.exception("delivery to namespace %s failed", nsp)
+
+    # Registered with `on` so that core delivers the event; never called
+    # (deliveries come through `_drain`).
+    def _dispatch(self, *_delivery: Any) -> None:
+        return None
 
     def _deliver(self, nsp: str, kind: str, native: Any, name: str, text: str, attachments: list[bytes], ack: Any) -> None:
         space = self._spaces.get(nsp)

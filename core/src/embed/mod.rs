@@ -20,6 +20,7 @@
 //!   [`emit`], [`emit_with_ack`], [`AckSlot`], [`Broadcast`], [`rooms`].
 
 pub mod args;
+pub mod batch;
 pub mod decision;
 pub mod error;
 pub mod host;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use crate::engine::{Engine, EngineConfig};
 pub use args::{payload_from_parts, payload_to_parts};
+pub use batch::Batch;
 pub use decision::admission_from_decision;
 use error::invalid;
 pub use error::{EmbedError, ErrorCode};

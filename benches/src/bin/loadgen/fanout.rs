@@ -218,7 +218,7 @@ pub(crate) async fn search(
         let mut rate = opts.ladder.start_rate.max(1);
         let mut best = None;
         let mut fail = None;
-        for _ in 0..16 {
+        for _ in 0..24 {
             if run_step(rate).await? {
                 best = Some(rate);
                 rate = rate * 3 / 2;

@@ -66,6 +66,26 @@ pub(crate) struct SuiteOpts {
     /// Connections held in the idle scenario.
     #[arg(long, default_value_t = 19_000)]
     idle_connections: usize,
+    /// Another pair of peers: the command (split on spaces, `--port 0`
+    /// appended) that replaces the Tidewire bench server on side A, e.g.
+    /// `python3 benches/python/server.py tidewire-native`. With either
+    /// side replaced, no figure is compared with the recorded ones and no
+    /// target applies; the ratios stay.
+    #[arg(long)]
+    a_cmd: Option<String>,
+    /// The command that replaces the Node server on side B.
+    #[arg(long)]
+    b_cmd: Option<String>,
+    /// The fanout ladder's first rate (deliveries/s); slower peers need a
+    /// lower one (a first step that misses finds nothing).
+    #[arg(long, default_value_t = 20_000)]
+    fanout_start: u64,
+    /// Side A's name in the table.
+    #[arg(long, default_value = "Tidewire")]
+    a_label: String,
+    /// Side B's name in the table.
+    #[arg(long, default_value = "Node socket.io")]
+    b_label: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +348,7 @@ struct Scenarios {
 fn scenarios(opts: &SuiteOpts) -> Scenarios {
     let ladder = Ladder {
         rates: vec![],
-        start_rate: 20_000,
+        start_rate: opts.fanout_start,
         step: Duration::from_secs(3),
         p99_limit_ms: 100.0,
         payload_bytes: 32,
@@ -403,7 +423,14 @@ struct Running {
 
 /// Starts `server` with `extra` arguments, pinned to the server core.
 async fn start(server: Server, opts: &SuiteOpts, extra: &[String]) -> Result<Running, client::Error> {
+    let replaced = match server {
+        Server::Tidewire => opts.a_cmd.as_deref(),
+        Server::Node => opts.b_cmd.as_deref(),
+    };
     let mut program: Vec<String> = match server {
+        _ if let Some(cmd) = replaced => {
+            cmd.split_whitespace().map(str::to_owned).chain(["--port".to_owned(), "0".to_owned()]).collect()
+        }
         Server::Tidewire => {
             let exe = std::env::current_exe()?.with_file_name("tidewire-bench-server");
             vec![exe.to_string_lossy().into_owned(), "--port".into(), "0".into()]
@@ -585,6 +612,12 @@ impl SuiteOpts {
     pub(crate) fn loadgen_core(&self) -> usize {
         self.loadgen_core
     }
+
+    /// Whether either side is not the default pair (Tidewire's bench
+    /// server, Node socket.io): recorded figures and targets are theirs.
+    fn other_peers(&self) -> bool {
+        self.a_cmd.is_some() || self.b_cmd.is_some()
+    }
 }
 
 pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
@@ -603,8 +636,13 @@ pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
         }
     }
     // Quick figures are not comparable with recorded ones.
-    let recorded = if opts.quick { None } else { read_recorded(&opts.results) };
-    let rows = summarize(&runs, recorded.as_ref());
+    let recorded = if opts.quick || opts.other_peers() { None } else { read_recorded(&opts.results) };
+    let mut rows = summarize(&runs, recorded.as_ref());
+    if opts.other_peers() {
+        for r in &mut rows {
+            (r.goal, r.goal_met) = (None, None);
+        }
+    }
     let info = machine_info(opts, &names).await;
     let table = render(&rows, &info, &runs, rounds);
     println!("{table}");
@@ -616,7 +654,7 @@ pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
     std::fs::write(&opts.out, serde_json::to_string_pretty(&report)?)?;
     eprintln!("wrote {}", opts.out.display());
 
-    if opts.record && !opts.quick {
+    if opts.record && !opts.quick && !opts.other_peers() {
         record(&opts.results, &table, &rows)?;
         eprintln!("recorded this run in {}", opts.results.display());
     }
@@ -634,7 +672,7 @@ pub(crate) async fn run(opts: &SuiteOpts) -> Result<bool, client::Error> {
         }
     }
     let regressions: Vec<&Row> = rows.iter().filter(|r| r.regression).collect();
-    let recorded_node = if opts.quick { None } else { read_recorded_node(&opts.results) };
+    let recorded_node = if opts.quick || opts.other_peers() { None } else { read_recorded_node(&opts.results) };
     for r in &regressions {
         // Node's figure in the same two runs tells machine noise from a
         // real regression.
@@ -736,18 +774,29 @@ fn render(rows: &[Row], info: &Value, runs: &[Run], rounds: usize) -> String {
         info["cores"],
         s(&info["kernel"])
     );
-    let _ = writeln!(
-        out,
-        "Tidewire {} vs Node {} with socket.io {}; {rounds} round(s) per scenario, alternated; median of rounds.",
-        s(&info["tidewire"]),
-        s(&info["node"]),
-        s(&info["socket_io"])
-    );
+    let (a, b) = (s(&info["a_label"]), s(&info["b_label"]));
+    if info["a_cmd"].is_null() && info["b_cmd"].is_null() {
+        let _ = writeln!(
+            out,
+            "Tidewire {} vs Node {} with socket.io {}; {rounds} round(s) per scenario, alternated; median of rounds.",
+            s(&info["tidewire"]),
+            s(&info["node"]),
+            s(&info["socket_io"])
+        );
+    } else {
+        let cmd = |k: &str| info[k].as_str().map_or_else(|| "(default)".to_owned(), |c| format!("`{c}`"));
+        let _ = writeln!(
+            out,
+            "{a} ({}) vs {b} ({}); {rounds} round(s) per scenario, alternated; median of rounds.",
+            cmd("a_cmd"),
+            cmd("b_cmd")
+        );
+    }
     let _ = writeln!(out, "{}\n", s(&info["pinning"]));
     if info["quick"] == json!(true) {
         let _ = writeln!(out, "QUICK RUN: tiny sizes and short steps; a check of the tooling, not a measurement.\n");
     }
-    let _ = writeln!(out, "| figure | unit | Tidewire | Node socket.io | Tidewire vs Node | target | recorded |");
+    let _ = writeln!(out, "| figure | unit | {a} | {b} | {a} vs {b} | target | recorded |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---|---:|");
     for r in rows {
         let v = |x: Option<f64>| x.map_or("-".to_owned(), fmt_num);
@@ -841,6 +890,10 @@ async fn machine_info(opts: &SuiteOpts, names: &[&str]) -> Value {
         "socket_io": socket_io,
         "pinning": pinning,
         "quick": opts.quick,
+        "a_label": opts.a_label,
+        "b_label": opts.b_label,
+        "a_cmd": opts.a_cmd,
+        "b_cmd": opts.b_cmd,
     })
 }
 
