@@ -449,3 +449,41 @@ async def test_under_hypercorn(transports: list[str]) -> None:
         finally:
             await client.disconnect()
             await sio.shutdown()
+
+
+async def test_no_event_is_refused_for_its_rate_unless_limits_say_so() -> None:
+    """python-socketio refuses no event for its rate: a burst of 400 acked
+    events from one client all reach the handler and are answered, in
+    order. Tidewire's `limits` option turns rate limits on."""
+
+    async def burst_of(sio: Any, count: int) -> tuple[list[Any], list[int]]:
+        handled: list[int] = []
+
+        @sio.on("burst")
+        async def burst(sid: str, n: int) -> int:
+            handled.append(n)
+            return n
+
+        async with serve(tidewire.ASGIApp(sio)) as url:
+            client = socketio.AsyncClient(reconnection=False)
+            await within(client.connect(url, transports=["websocket"], wait_timeout=STEP), "connect")
+            try:
+                calls = (client.call("burst", i, timeout=STEP) for i in range(count))
+                answers = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 3 * STEP)
+            finally:
+                await client.disconnect()
+        return list(answers), handled
+
+    answers, handled = await burst_of(tidewire.AsyncServer(async_mode="asgi"), 400)
+    assert answers == list(range(400))
+    assert handled == list(range(400))
+
+    limited = tidewire.AsyncServer(async_mode="asgi", limits={"rateSocket": "5/s:5", "maxViolations": 1000})
+    answers, handled = await burst_of(limited, 50)
+    assert 5 <= len(handled) < 50, handled
+    assert answers[:5] == [0, 1, 2, 3, 4]
+
+    with pytest.raises(ValueError, match="limits must be a dict"):
+        tidewire.AsyncServer(async_mode="asgi", limits="off")
+    with pytest.raises(ValueError, match="limits"):
+        tidewire.AsyncServer(async_mode="asgi", limits={"rateSockets": "off"})

@@ -110,6 +110,13 @@ class AsyncServer:
     `always_connect`, `logger`, `engineio_logger`, `namespaces` (a list;
     `"*"` is refused), `client_manager` (a `tidewire.AsyncRedisManager`). Any other option, or a value this server cannot
     honour, raises `ValueError` / `NotImplementedError`.
+
+    Like python-socketio, it refuses no event for its rate: the core's
+    event rate limits are off. Tidewire's own `limits` option (a dict with
+    the core's `LimitsSpec` keys: `rateSocket`, `rateUser`, `rateIp`,
+    `events`, `maxViolations`, `maxConnPerIp`, `maxConnPerUser`,
+    `maxConnections`, `handshakesPerIp`, `trustedProxies`) sets them, and
+    the connection caps, which stay on by default.
     """
 
     reason = _Reason
@@ -159,6 +166,15 @@ class AsyncServer:
         if "transports" in kwargs:
             transports = kwargs.pop("transports")
             options["transports"] = [transports] if isinstance(transports, str) else transports
+        # python-socketio has no event rate limits: an app moved here must
+        # not start getting refusals under load. `limits=` opts in.
+        limits: dict[str, Any] = {"rateSocket": "off", "rateUser": "off", "rateIp": "off"}
+        if "limits" in kwargs:
+            extra = kwargs.pop("limits")
+            if not isinstance(extra, dict):
+                raise ValueError("limits must be a dict of the core's LimitsSpec keys (e.g. {'rateSocket': '20/s:40'})")
+            limits.update(extra)
+        options["limits"] = limits
         engineio_logger = kwargs.pop("engineio_logger", False)
         for name, value in list(kwargs.items()):
             if name in _FIXED:
