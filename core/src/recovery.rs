@@ -134,6 +134,22 @@ struct Entry<P> {
     audience: Target,
     size: usize,
     at: Instant,
+    origin: Origin,
+}
+
+/// Where a logged packet comes from, for a node of a cluster: sent from
+/// this node (and published to the others), or received from another node.
+///
+/// A session handed over between nodes needs it: this node's packets and
+/// the other nodes' reach the bus in an order the log alone cannot tell
+/// (see [`PacketLog::since_split`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// Sent from this node.
+    #[default]
+    Here,
+    /// Received from another node.
+    Elsewhere,
 }
 
 /// The log of packets sent in one namespace, bounded by count, bytes and age.
@@ -238,10 +254,23 @@ impl<P> PacketLog<P> {
     /// (checked in debug builds); the log numbers packets itself, so a wrong
     /// offset cannot break its ordering.
     pub fn append(&mut self, offset: Offset, packet: P, audience: Target, size: usize, now: Instant) {
+        self.append_from(Origin::Here, offset, packet, audience, size, now);
+    }
+
+    /// [`append`](Self::append), for a packet of the given [`Origin`].
+    pub fn append_from(
+        &mut self,
+        origin: Origin,
+        offset: Offset,
+        packet: P,
+        audience: Target,
+        size: usize,
+        now: Instant,
+    ) {
         debug_assert_eq!(offset, Offset(self.next), "append must use the offset from next_offset");
         // Keep `at` non-decreasing so age eviction can stop at the first young entry.
         let at = self.entries.back().map_or(now, |e| e.at.max(now));
-        self.entries.push_back(Entry { seq: self.next, packet, audience, size, at });
+        self.entries.push_back(Entry { seq: self.next, packet, audience, size, at, origin });
         self.next += 1;
         self.bytes += size;
         while self.entries.len() > self.max_packets || self.bytes > self.max_bytes {
@@ -277,6 +306,41 @@ impl<P> PacketLog<P> {
         }
         let start = self.entries.partition_point(|e| e.seq <= after);
         Ok(self.entries.range(start..).filter(|e| reaches(&e.audience, rooms)).map(|e| &e.packet).collect())
+    }
+
+    /// [`since`](Self::since) with two bounds: the packets sent from this
+    /// node after `here` and those received from other nodes after
+    /// `elsewhere` (both exclusive), in log order.
+    ///
+    /// A node taking over a session from another node publishes a marker
+    /// on the bus: its own packets logged after it published the marker
+    /// (`here`) and the others' logged after the marker came back to it
+    /// (`elsewhere`) are those the other node did not see before the
+    /// marker, so they are the ones to replay after what that node sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Gone`] when packets after the lower bound have been evicted.
+    pub fn since_split(
+        &self,
+        here: Option<Offset>,
+        elsewhere: Option<Offset>,
+        rooms: &[Room],
+    ) -> Result<Vec<&P>, Gone> {
+        let (here, elsewhere) = (here.map_or(0, |o| o.0), elsewhere.map_or(0, |o| o.0));
+        let after = here.min(elsewhere);
+        let first = self.entries.front().map_or(self.next, |e| e.seq);
+        if first > after.saturating_add(1) {
+            return Err(Gone);
+        }
+        let start = self.entries.partition_point(|e| e.seq <= after);
+        Ok(self
+            .entries
+            .range(start..)
+            .filter(|e| e.seq > if e.origin == Origin::Here { here } else { elsewhere })
+            .filter(|e| reaches(&e.audience, rooms))
+            .map(|e| &e.packet)
+            .collect())
     }
 
     /// Evicts what is older than `max_disconnection_duration` at `now` (the
@@ -691,6 +755,61 @@ mod tests {
         // The offset not yet appended (parse accepts it) and beyond.
         assert!(log.since(Some(log.next_offset().0), &[]).unwrap().is_empty());
         assert!(log.since(Some(Offset(u64::MAX)), &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn since_split_bounds_each_origin_on_its_own() {
+        let mut log = PacketLog::new(&RecoveryConfig::default());
+        let now = Instant::now();
+        let mut add = |origin, p| {
+            let (offset, _) = log.next_offset();
+            log.append_from(origin, offset, p, Target::default(), 1, now);
+            offset
+        };
+        let (h, e) = (Origin::Here, Origin::Elsewhere);
+        add(e, 1);
+        let here = add(h, 2);
+        add(e, 3);
+        add(h, 4);
+        let elsewhere = add(e, 5);
+        add(e, 6);
+        add(h, 7);
+        // Here after 2: 4 and 7; elsewhere after 5: 6. In log order.
+        assert_eq!(log.since_split(Some(here), Some(elsewhere), &[]).unwrap(), [&4, &6, &7]);
+        assert_eq!(log.since_split(Some(elsewhere), Some(here), &[]).unwrap(), [&3, &5, &6, &7]);
+        assert_eq!(log.since_split(None, None, &[]).unwrap(), [&1, &2, &3, &4, &5, &6, &7]);
+        let rooms_log = {
+            let mut log = PacketLog::new(&RecoveryConfig::default());
+            let (o, _) = log.next_offset();
+            log.append_from(h, o, "news", Target { rooms: vec!["news".into()], except: vec![] }, 1, now);
+            let (o2, _) = log.next_offset();
+            log.append_from(e, o2, "other", Target { rooms: vec!["other".into()], except: vec![] }, 1, now);
+            log
+        };
+        assert_eq!(rooms_log.since_split(None, None, &["news".into()]).unwrap(), [&"news"]);
+    }
+
+    #[test]
+    fn since_split_is_gone_when_the_lower_bound_was_evicted() {
+        let mut log = PacketLog::new(&RecoveryConfig::default().max_packets(2));
+        let now = Instant::now();
+        let offsets: Vec<Offset> = (0..4)
+            .map(|i| {
+                let (o, _) = log.next_offset();
+                log.append_from(
+                    if i % 2 == 0 { Origin::Here } else { Origin::Elsewhere },
+                    o,
+                    i,
+                    Target::default(),
+                    1,
+                    now,
+                );
+                o
+            })
+            .collect();
+        // Kept: 2 and 3. From 1 on is complete; from 0 on is not.
+        assert_eq!(log.since_split(Some(offsets[1]), Some(offsets[2]), &[]).unwrap(), [&2, &3]);
+        assert_eq!(log.since_split(Some(offsets[0]), Some(offsets[3]), &[]), Err(Gone));
     }
 
     #[test]

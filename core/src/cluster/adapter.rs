@@ -13,7 +13,7 @@ use super::Cluster;
 use super::convert::{event_data, payload_of, remote_socket, room_opts};
 use crate::cluster::wire::classic::{self, BroadcastOpts, Flags, Request, RequestType, Response};
 use crate::cluster::wire::notepack::Data;
-use crate::hub::adapter::{Adapter, AdapterFuture, RemoteAck, RemoteAcks, RemoteOp, RemoteSession};
+use crate::hub::adapter::{Adapter, AdapterFuture, RemoteAck, RemoteAcks, RemoteOp, RemoteSession, Taken};
 use crate::hub::presence::Delta;
 use crate::hub::{ClusterError, Gathered, Hub, Namespace, RemoteSocket, Replies, RoomChange};
 use crate::limits::ConnectionRefused;
@@ -272,6 +272,10 @@ impl Adapter for Handle {
         offset: Option<&'a str>,
     ) -> AdapterFuture<'a, RemoteSession> {
         Box::pin(self.0.take_remote_session(nsp, pid, user, offset))
+    }
+
+    fn finish_remote_session<'a>(&'a self, ns: &'a Namespace, taken: &'a mut Taken) -> AdapterFuture<'a, bool> {
+        Box::pin(self.0.finish_remote_session(ns, taken))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

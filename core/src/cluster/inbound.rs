@@ -82,7 +82,7 @@ impl Cluster {
         let Some((event, args)) = event_of(data) else {
             return self.malformed("broadcast", &"no event name");
         };
-        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).local();
+        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).sent_elsewhere();
         if opts.flags.volatile == Some(true) {
             op = op.volatile();
         }

@@ -130,7 +130,10 @@ pub(crate) struct Cluster {
     /// Sessions kept for recovery whose rooms stay listened to.
     pub(crate) retained: Mutex<recovery::Retained>,
     /// This node's recovery requests waiting for answers.
-    pub(crate) recovery_pending: Mutex<HashMap<String, mpsc::UnboundedSender<recovery::State>>>,
+    pub(crate) recovery_pending: Mutex<HashMap<String, mpsc::UnboundedSender<recovery::Reply>>>,
+    /// Sessions this node answered for and keeps logging for until the
+    /// taker says it listens (see `recovery`): pid → what to send then.
+    pub(crate) handed: Mutex<HashMap<String, recovery::Handed>>,
     pub(crate) stats: ClusterStats,
     /// Requests for sessions of other nodes, and of theirs for this one's.
     #[cfg(feature = "server")]
@@ -165,6 +168,7 @@ impl Cluster {
             recovery_channels,
             retained: Mutex::default(),
             recovery_pending: Mutex::default(),
+            handed: Mutex::default(),
             stats: ClusterStats::default(),
             #[cfg(feature = "server")]
             forward: forward::Forwards::new(&config.prefix, &uid),

@@ -18,7 +18,22 @@
 //!   local socket is left in them;
 //! * the packets keep the holder's offsets: once restored, the socket gets
 //!   the new node's, and a later reconnection with an old offset fails
-//!   explicitly (offsets name their log).
+//!   explicitly (offsets name their log);
+//! * nothing sent meanwhile falls between the two nodes. The holder keeps
+//!   logging for the session after its answer. Once the new node listens
+//!   to the session's rooms it publishes a marker (`release`) on the
+//!   request channel, noting where its own log stands; when the marker
+//!   comes back to it, it notes that again. The holder answers the marker
+//!   with what it logged for the session since its first answer (the
+//!   `tail`) and stops listening for it. The client gets the missed
+//!   packets, the tail, then from the new node's log what it sent after
+//!   publishing the marker and what it received after the marker came
+//!   back: with one Redis (or the in-process bus), every node sees the
+//!   bus's messages in one order, so each packet is in exactly one of the
+//!   three. A holder that does not answer the marker in time fails the
+//!   recovery (`recovered = false`) rather than leave a gap. With a Redis
+//!   Cluster (sharded pub/sub) the order holds per shard only: a packet
+//!   sent at the moment of the hand-off may come twice or not at all.
 //!
 //! A holder that dies takes the sessions with it: those clients get
 //! `recovered = false`.
@@ -31,10 +46,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Cluster;
-use crate::hub::adapter::RemoteSession;
+use crate::hub::adapter::{Handoff, Marks, RemoteSession, Taken};
 use crate::hub::{Hub, Namespace, RoomChange, lock};
 use crate::protocol::engine::Encoded;
-use crate::recovery::{self, Restore, RestoreFailure, StoredSession};
+use crate::recovery::{self, Offset, Restore, RestoreFailure, StoredSession};
 use crate::rooms::Room;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +69,36 @@ enum Wire {
     },
     /// The answer of node `uid`.
     Answer { uid: String, request_id: String, state: State },
+    /// Node `from` listens to the rooms of `pid`, which `holder` handed it:
+    /// the marker. `holder` answers with a `tail`; `from` notes where its
+    /// log stands when the marker comes back to it.
+    Release { from: String, holder: String, request_id: String, nsp: String, pid: String },
+    /// What the holder logged for the session after its answer; `None`
+    /// when it no longer can say (the hand-off expired, packets evicted).
+    Tail { request_id: String, tail: Option<Vec<Vec<Frame>>> },
+}
+
+/// What reaches a node waiting for a session of another node.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Node `.1`'s answer.
+    State(State, String),
+    /// The marker came back: the last offset of this node's log then.
+    Echo(Option<Offset>),
+    Tail(Option<Vec<Vec<Frame>>>),
+}
+
+/// A session this node handed to `to`, logged for until `to` sends its
+/// marker (or `until` passes).
+#[derive(Debug)]
+pub(crate) struct Handed {
+    to: String,
+    nsp: String,
+    /// The session's rooms, its own id included.
+    rooms: Vec<Room>,
+    /// The log's last offset when the session was taken.
+    mark: Option<Offset>,
+    until: Instant,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,7 +106,17 @@ enum Wire {
 pub(crate) enum State {
     Unknown,
     Gone,
-    Found { id: String, rooms: Vec<String>, data: Value, user: Option<String>, missed: Vec<Vec<Frame>> },
+    Found {
+        id: String,
+        rooms: Vec<String>,
+        data: Value,
+        user: Option<String>,
+        missed: Vec<Vec<Frame>>,
+        /// The holder keeps logging for the session until told (`release`);
+        /// absent from nodes that predate the hand-off.
+        #[serde(default)]
+        handoff: bool,
+    },
 }
 
 /// An Engine.IO frame: text, or binary in base64.
@@ -167,8 +222,19 @@ impl Cluster {
 
     /// Releases the sessions whose window passed.
     pub(crate) fn expire_retained(&self, hub: &Hub) {
-        let expired = lock(&self.retained).expired(crate::time::now());
+        let now = crate::time::now();
+        let expired = lock(&self.retained).expired(now);
         for pid in expired {
+            self.release_session(hub, &pid);
+        }
+        let mut handed = lock(&self.handed);
+        let late: Vec<String> = handed.iter().filter(|(_, h)| h.until <= now).map(|(pid, _)| pid.clone()).collect();
+        for pid in &late {
+            handed.remove(pid);
+        }
+        drop(handed);
+        for pid in late {
+            tracing::debug!(pid, "recovery: the node a session was handed to never said it listens");
             self.release_session(hub, &pid);
         }
     }
@@ -217,15 +283,16 @@ impl Cluster {
         let result = loop {
             tokio::select! {
                 () = &mut deadline => break RemoteSession::Unknown,
-                state = rx.recv() => match state {
-                    Some(State::Unknown) => {
+                reply = rx.recv() => match reply {
+                    Some(Reply::Echo(_) | Reply::Tail(_)) => {}
+                    Some(Reply::State(State::Unknown, _)) => {
                         answered += 1;
                         if answered >= nodes {
                             break RemoteSession::Unknown;
                         }
                     }
-                    Some(State::Gone) => break RemoteSession::Gone,
-                    Some(State::Found { id, rooms, data, user, missed }) => {
+                    Some(Reply::State(State::Gone, _)) => break RemoteSession::Gone,
+                    Some(Reply::State(State::Found { id, rooms, data, user, missed, handoff }, holder)) => {
                         let session = StoredSession {
                             id: id.into(),
                             rooms: rooms.into_iter().map(Room::from).collect(),
@@ -233,11 +300,10 @@ impl Cluster {
                             user_id: user.map(Into::into),
                             base: None,
                         };
-                        let missed: Option<Vec<Vec<Encoded>>> = missed
-                            .into_iter()
-                            .map(|frames| frames.into_iter().map(Frame::into_encoded).collect())
-                            .collect();
-                        break missed.map_or(RemoteSession::Gone, |missed| RemoteSession::Found(session, missed));
+                        let handoff = handoff.then(|| Handoff { holder, pid: pid.to_owned() });
+                        break decode(missed).map_or(RemoteSession::Gone, |missed| {
+                            RemoteSession::Found(Box::new(Taken { session, missed, handoff, marks: None }))
+                        });
                     }
                     None => break RemoteSession::Unknown,
                 },
@@ -258,11 +324,17 @@ impl Cluster {
                 if from == self.uid() {
                     return;
                 }
-                let state = hub
+                let (state, handed) = hub
                     .namespace(&nsp)
-                    .map_or(State::Unknown, |ns| ns.take_for_remote(&pid, user.as_deref(), offset.as_deref()));
-                if matches!(state, State::Found { .. } | State::Gone) {
-                    self.release_session(hub, &pid);
+                    .map_or((State::Unknown, None), |ns| ns.take_for_remote(&pid, user.as_deref(), offset.as_deref()));
+                match handed {
+                    // Logged for until `from` listens (or a request timeout twice over).
+                    Some((rooms, mark)) => {
+                        let until = crate::time::now() + 2 * self.request_timeout();
+                        lock(&self.handed).insert(pid, Handed { to: from.clone(), nsp, rooms, mark, until });
+                    }
+                    None if matches!(state, State::Gone) => self.release_session(hub, &pid),
+                    None => {}
                 }
                 let answer = Wire::Answer { uid: self.uid().to_owned(), request_id, state };
                 let _ = self.publish(
@@ -270,13 +342,103 @@ impl Cluster {
                     serde_json::to_vec(&answer).unwrap_or_default(),
                 );
             }
-            Wire::Answer { request_id, state, .. } => {
+            Wire::Answer { uid, request_id, state } => {
                 if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
-                    let _ = tx.send(state);
+                    let _ = tx.send(Reply::State(state, uid));
+                }
+            }
+            Wire::Release { from, holder, request_id, nsp, pid } => {
+                let ns = hub.namespace(&nsp);
+                if from == self.uid() {
+                    // The marker came back: where this node's log stands now.
+                    let last = ns.as_ref().and_then(|ns| ns.recovery()).and_then(|rec| lock(&rec.log).last());
+                    if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
+                        let _ = tx.send(Reply::Echo(last));
+                    }
+                    return;
+                }
+                if holder != self.uid() {
+                    return;
+                }
+                let handed = lock(&self.handed).remove(&pid).filter(|h| h.to == from && h.nsp == nsp);
+                let tail = handed.as_ref().and_then(|h| {
+                    let rec = ns.as_ref()?.recovery()?;
+                    let log = lock(&rec.log);
+                    let tail = log.since(h.mark, &h.rooms).ok()?;
+                    Some(tail.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect())
+                });
+                if handed.is_some() {
+                    self.release_session(hub, &pid);
+                }
+                let answer = Wire::Tail { request_id, tail };
+                let _ = self.publish(
+                    &recovery_channel(self.prefix(), Some(&from)),
+                    serde_json::to_vec(&answer).unwrap_or_default(),
+                );
+            }
+            Wire::Tail { request_id, tail } => {
+                if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
+                    let _ = tx.send(Reply::Tail(tail));
                 }
             }
         }
     }
+
+    /// Completes a session taken from another node, once this node listens
+    /// to its rooms (see the module's docs).
+    pub(crate) async fn finish_remote_session(&self, ns: &Namespace, taken: &mut Taken) -> bool {
+        let Some(handoff) = taken.handoff.take() else { return true };
+        let Some(rec) = ns.recovery() else { return false };
+        let request_id = crate::engine::new_id();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.recovery_pending).insert(request_id.clone(), tx);
+        let release = Wire::Release {
+            from: self.uid().to_owned(),
+            holder: handoff.holder,
+            request_id: request_id.clone(),
+            nsp: ns.name().to_owned(),
+            pid: handoff.pid,
+        };
+        // Under the log's lock: this node's packets logged after `here` are
+        // published after the marker.
+        let here = {
+            let log = lock(&rec.log);
+            let _ = self.publish(&self.recovery_channels[0], serde_json::to_vec(&release).unwrap_or_default());
+            log.last()
+        };
+        let (mut elsewhere, mut tail) = (None, None);
+        let deadline = tokio::time::sleep(self.request_timeout());
+        tokio::pin!(deadline);
+        // The marker comes back before the holder's answer to it; both are needed.
+        while elsewhere.is_none() || tail.is_none() {
+            tokio::select! {
+                () = &mut deadline => break,
+                reply = rx.recv() => match reply {
+                    Some(Reply::Echo(last)) => elsewhere = Some(last),
+                    Some(Reply::Tail(frames)) => tail = Some(frames),
+                    Some(Reply::State(..)) => {}
+                    None => break,
+                },
+            }
+        }
+        lock(&self.recovery_pending).remove(&request_id);
+        match (elsewhere, tail.flatten().and_then(decode)) {
+            (Some(elsewhere), Some(tail)) => {
+                taken.missed.extend(tail);
+                taken.marks = Some(Marks { here, elsewhere });
+                true
+            }
+            _ => {
+                tracing::debug!("recovery: the session's holder did not complete the hand-off");
+                false
+            }
+        }
+    }
+}
+
+/// Frames from the wire, or `None` when one is not valid base64.
+fn decode(packets: Vec<Vec<Frame>>) -> Option<Vec<Vec<Encoded>>> {
+    packets.into_iter().map(|frames| frames.into_iter().map(Frame::into_encoded).collect()).collect()
 }
 
 /// Where recovery requests go (`uid` absent), or the answers to node `uid`.
@@ -289,24 +451,39 @@ pub(crate) fn recovery_channel(prefix: &str, uid: Option<&str>) -> String {
 
 impl Namespace {
     /// Takes session `pid` for another node: the session and its missed
-    /// packets, as a local restore would give them.
-    pub(super) fn take_for_remote(&self, pid: &str, user: Option<&str>, offset: Option<&str>) -> State {
-        let Some(rec) = self.recovery() else { return State::Unknown };
+    /// packets, as a local restore would give them; when found, also its
+    /// rooms (its id included) and the log's last offset, for the tail.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn take_for_remote(
+        &self,
+        pid: &str,
+        user: Option<&str>,
+        offset: Option<&str>,
+    ) -> (State, Option<(Vec<Room>, Option<Offset>)>) {
+        let Some(rec) = self.recovery() else { return (State::Unknown, None) };
         let log = lock(&rec.log);
         let mut store = lock(&rec.store);
         match recovery::restore(&mut store, &log, pid, user, offset, crate::time::now()) {
-            Restore::Recovered { session, missed } => State::Found {
-                id: session.id.to_string(),
-                rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
-                data: session.data,
-                user: session.user_id.map(|u| u.to_string()),
-                missed: missed.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect(),
-            },
+            Restore::Recovered { session, missed } => {
+                let mut rooms = session.rooms.clone();
+                if !rooms.contains(&session.id) {
+                    rooms.push(session.id.clone());
+                }
+                let state = State::Found {
+                    id: session.id.to_string(),
+                    rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
+                    data: session.data,
+                    user: session.user_id.map(|u| u.to_string()),
+                    missed: missed.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect(),
+                    handoff: true,
+                };
+                (state, Some((rooms, log.last())))
+            }
             // Another user's session stays kept for its owner.
-            Restore::Failed(RestoreFailure::UnknownSession | RestoreFailure::OtherUser) => State::Unknown,
+            Restore::Failed(RestoreFailure::UnknownSession | RestoreFailure::OtherUser) => (State::Unknown, None),
             Restore::Failed(why) => {
                 tracing::debug!(pid, ?why, "recovery for another node failed");
-                State::Gone
+                (State::Gone, None)
             }
         }
     }

@@ -12,7 +12,7 @@ use crate::bus::{Bus, MemoryBus, MemoryNode};
 use crate::cluster::wire::sharded::SubscriptionMode;
 use crate::cluster::wire::{channels, classic};
 use crate::engine::Engine;
-use crate::hub::tests::{Client, args, connect_reply, offset_of, settle};
+use crate::hub::tests::{Client, args, connect_reply, settle};
 use crate::hub::*;
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::Payload;
@@ -794,105 +794,6 @@ async fn sharded_a_silent_node_gives_partial_results_naming_it() {
     a_silent_node_gives_partial_results_naming_it().await;
 }
 
-// --- recovery across nodes ---------------------------------------------------
-
-async fn recovery_node(bus: &MemoryBus, window: Duration) -> Node {
-    let hub_config = HubConfig::default()
-        .unlimited()
-        .connection_state_recovery(crate::recovery::RecoveryConfig::default().max_disconnection_duration(window));
-    let (hub, engine) = crate::hub::tests::users_hub(hub_config);
-    let (node, inbound) = bus.node(4096);
-    hub.join_cluster(Arc::new(node), inbound, config()).await.unwrap();
-    Node { hub, engine }
-}
-
-#[tokio::test]
-async fn a_session_cut_on_one_node_is_restored_on_another_with_what_it_missed() {
-    let bus = MemoryBus::new();
-    let window = Duration::from_secs(5);
-    let (a, b, c) =
-        (recovery_node(&bus, window).await, recovery_node(&bus, window).await, recovery_node(&bus, window).await);
-    let first = a.client();
-    let (reply, _) = connect_reply(&first, json!({ "user": "ann" })).await;
-    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
-    let socket = a.hub.of("/").socket(&sid).unwrap();
-    // The only member of "news" on a.
-    socket.join("news").unwrap();
-    socket.set_data(json!({ "score": 7 }));
-    flow().await;
-    c.hub.to("news").emit("news", args(json!([1])));
-    flow().await;
-    let got = first.recv();
-    assert_eq!(got.len(), 1, "{got:?}");
-    let last_seen = offset_of(&got[0]);
-
-    // The connection drops; meanwhile the room gets more, from c and from b.
-    first.session.close(crate::engine::CloseReason::TransportClose);
-    flow().await;
-    c.hub.to("news").emit("news", args(json!([2])));
-    b.hub.to("elsewhere").emit("other", args(json!([3])));
-    b.hub.to(sid.as_str()).emit("direct", args(json!([4])));
-    b.hub.emit("all", args(json!([5])));
-    flow().await;
-
-    // The client comes back to b.
-    let back = b.client();
-    let (reply, missed) = connect_reply(&back, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
-    assert_eq!(reply["sid"], sid.as_str(), "same socket id");
-    let events: Vec<&str> = missed.iter().map(|p| &p[..p.find(',').unwrap()]).collect();
-    assert_eq!(events, vec![r#"2["news""#, r#"2["direct""#, r#"2["all""#], "in order, nothing else: {missed:?}");
-    assert!(missed[0].starts_with(r#"2["news",2,"#));
-    let restored = b.hub.of("/").socket(&sid).unwrap();
-    assert!(restored.recovered());
-    assert!(restored.in_room("news") && restored.in_room("user:ann"));
-    assert_eq!(restored.data(), json!({ "score": 7 }));
-    assert_eq!(b.hub.stats().recovered.load(std::sync::atomic::Ordering::Relaxed), 1);
-
-    // Restored on b, it now gets b's packets; a let the session go.
-    c.hub.to("news").emit("news", args(json!([6])));
-    flow().await;
-    assert!(back.recv().iter().any(|p| p.starts_with(r#"2["news",6,"#)));
-    let again = c.client();
-    let (reply, _) = connect_reply(&again, json!({ "user": "ann", "pid": pid, "offset": last_seen })).await;
-    assert_ne!(reply["sid"], sid.as_str(), "one use only");
-}
-
-#[tokio::test]
-async fn sessions_unknown_expired_or_of_another_user_are_not_restored_across_nodes() {
-    let bus = MemoryBus::new();
-    let window = Duration::from_millis(150);
-    let (a, b) = (recovery_node(&bus, window).await, recovery_node(&bus, window).await);
-    // Unknown everywhere: a new session, without waiting for the timeout.
-    let start = std::time::Instant::now();
-    let (reply, _) = connect_reply(&b.client(), json!({ "user": "x", "pid": "nope", "offset": "1-1" })).await;
-    assert!(reply["sid"].is_string());
-    assert!(start.elapsed() < Duration::from_millis(250), "every node said no: {:?}", start.elapsed());
-    assert!(!b.hub.of("/").socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
-
-    // Another user: refused.
-    let first = a.client();
-    let (reply, _) = connect_reply(&first, json!({ "user": "ann" })).await;
-    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
-    first.session.close(crate::engine::CloseReason::TransportClose);
-    flow().await;
-    let (reply, _) = connect_reply(&b.client(), json!({ "user": "mallory", "pid": pid })).await;
-    assert_ne!(reply["sid"], sid.as_str());
-    // ... and the session is still there for its owner, on either node.
-    let (reply, _) = connect_reply(&b.client(), json!({ "user": "ann", "pid": pid })).await;
-    assert_eq!(reply["sid"], sid.as_str(), "the thief's try did not destroy it");
-
-    // Too late: the window passed.
-    let first = a.client();
-    let (reply, _) = connect_reply(&first, json!({ "user": "bo" })).await;
-    let (sid, pid) = (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned());
-    first.session.close(crate::engine::CloseReason::PingTimeout);
-    flow().await;
-    tokio::time::sleep(window + Duration::from_millis(50)).await;
-    let (reply, _) = connect_reply(&b.client(), json!({ "user": "bo", "pid": pid })).await;
-    assert_ne!(reply["sid"], sid.as_str());
-    assert!(!b.hub.of("/").socket(reply["sid"].as_str().unwrap()).unwrap().recovered());
-}
-
 // --- cluster-wide connection caps ----------------------------------------------
 
 async fn capped_node(
@@ -1015,3 +916,5 @@ async fn a_user_rate_holds_across_nodes() {
     flow().await;
     assert!(c.recv().iter().any(|p| p.contains("\"ok\"")));
 }
+
+mod recovery;

@@ -24,7 +24,7 @@ use super::{Hub, Namespace, RoomChange};
 use crate::limits::ConnectionRefused;
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::Payload;
-use crate::recovery::StoredSession;
+use crate::recovery::{Offset, StoredSession};
 use crate::rooms::{Room, Target};
 
 /// A future an adapter returns, borrowing its arguments.
@@ -171,7 +171,39 @@ pub(crate) enum RemoteSession {
     /// Its holder had it but cannot restore it (packets gone, bad offset).
     Gone,
     /// Restored: the session and the packets it missed.
-    Found(StoredSession, Vec<Vec<Encoded>>),
+    Found(Box<Taken>),
+}
+
+/// A session another node gave this one.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) session: StoredSession,
+    /// The packets it missed, as its holder logged them.
+    pub(crate) missed: Vec<Vec<Encoded>>,
+    /// Set when the holder keeps logging for the session until this node
+    /// says it listens ([`Adapter::finish_remote_session`]).
+    pub(crate) handoff: Option<Handoff>,
+    /// Set by [`Adapter::finish_remote_session`]: what this node's own log
+    /// holds for the session after `missed`.
+    pub(crate) marks: Option<Marks>,
+}
+
+/// Who to tell that this node listens for a session.
+#[derive(Debug, Clone)]
+pub(crate) struct Handoff {
+    pub(crate) holder: String,
+    pub(crate) pid: String,
+}
+
+/// Bounds in a node's packet log (see [`PacketLog::since_split`]): the
+/// packets sent from it after `here` and those received after `elsewhere`
+/// are a taken session's, after what its holder sent.
+///
+/// [`PacketLog::since_split`]: crate::recovery::PacketLog::since_split
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marks {
+    pub(crate) here: Option<Offset>,
+    pub(crate) elsewhere: Option<Offset>,
 }
 
 /// socket.io's adapter, in the hub's terms. Every method has the behaviour
@@ -309,6 +341,15 @@ pub(crate) trait Adapter: Send + Sync + 'static {
         _offset: Option<&'a str>,
     ) -> AdapterFuture<'a, RemoteSession> {
         Box::pin(async { RemoteSession::Unknown })
+    }
+
+    /// Completes a session taken from another node once this node listens
+    /// to its rooms: the holder sends what it logged for it meanwhile
+    /// (appended to `taken.missed`) and `taken.marks` says what this node's
+    /// log adds. `false` when the holder did not answer: the session cannot
+    /// be restored without a gap.
+    fn finish_remote_session<'a>(&'a self, _ns: &'a Namespace, _taken: &'a mut Taken) -> AdapterFuture<'a, bool> {
+        Box::pin(async { true })
     }
 
     /// The concrete adapter (for the cluster's own calls on the hub).

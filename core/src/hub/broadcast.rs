@@ -14,6 +14,7 @@ use crate::ack::{AckCollector, AckReport};
 use crate::engine::SendError;
 use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::socketio::{Packet, Payload};
+use crate::recovery::Origin;
 use crate::rooms::{Room, Target};
 
 /// Modifiers of a broadcast.
@@ -50,6 +51,8 @@ pub struct BroadcastOperator {
     ns: Namespace,
     target: Target,
     flags: BroadcastFlags,
+    /// Sent from this node, or delivering another node's broadcast.
+    origin: Origin,
 }
 
 /// Why a broadcast with ack could not be sent.
@@ -66,7 +69,20 @@ pub enum BroadcastError {
 
 impl BroadcastOperator {
     pub(crate) fn new(ns: Namespace, target: Target) -> BroadcastOperator {
-        BroadcastOperator { ns, target, flags: BroadcastFlags { compress: true, ..BroadcastFlags::default() } }
+        BroadcastOperator {
+            ns,
+            target,
+            flags: BroadcastFlags { compress: true, ..BroadcastFlags::default() },
+            origin: Origin::Here,
+        }
+    }
+
+    /// Delivers another node's broadcast here (only here: it was published
+    /// by that node).
+    pub(crate) fn sent_elsewhere(mut self) -> Self {
+        self.flags.local = true;
+        self.origin = Origin::Elsewhere;
+        self
     }
 
     /// Also reaches the members of `room` (socket.io's `to` / `in`).
@@ -176,10 +192,11 @@ impl BroadcastOperator {
 
     fn emit_inner(&self, event: &str, args: Payload) -> usize {
         if let Some(rec) = self.ns.recorder(!self.flags.volatile) {
-            let ((sent, recipients), args) = self.ns.send_recorded(rec, &self.target, event, args, |frames| {
-                let recipients = self.ns.resolve(&self.target);
-                (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
-            });
+            let ((sent, recipients), args) =
+                self.ns.send_recorded(rec, self.origin, &self.target, event, args, |frames| {
+                    let recipients = self.ns.resolve(&self.target);
+                    (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
+                });
             self.notify_outgoing(&recipients, event, &args);
             return sent;
         }

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use super::handler::{panic_logger, run_now_or_spawn};
 use super::socket::SocketParts;
 
-use super::adapter::{Adapter, RemoteSession};
+use super::adapter::{Adapter, RemoteSession, Taken};
 use super::namespace::{self, Deferred};
 use super::socket::SocketRecovery;
 use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
@@ -432,12 +432,24 @@ async fn connect(shared: Arc<ClientShared>, ns: Namespace, nsp: ByteString, auth
     if adapter.clustered() {
         listened.push(fresh_id.clone());
         listened.extend(admission.user_id.as_ref().map(|u| Room::from(format!("user:{u}"))));
-        if let Some(RemoteSession::Found(session, _)) = &remote {
-            listened.push(session.id.clone());
-            listened.extend(session.rooms.iter().cloned());
+        if let Some(RemoteSession::Found(taken)) = &remote {
+            listened.push(taken.session.id.clone());
+            listened.extend(taken.session.rooms.iter().cloned());
         }
         adapter.listen(ns.name(), &listened).await;
     }
+    // Listening now: the holder sends what it logged for the session
+    // meanwhile, and this node's log has the rest (`cluster::recovery`).
+    let remote = match remote {
+        Some(RemoteSession::Found(mut taken)) if taken.handoff.is_some() => {
+            if adapter.finish_remote_session(&ns, &mut taken).await {
+                Some(RemoteSession::Found(taken))
+            } else {
+                Some(RemoteSession::Gone)
+            }
+        }
+        other => other,
+    };
     let added = add_socket(&shared, &ns, &nsp, handshake, admission, remote, &fresh_id);
     // Listened to for nothing: the connection closed meanwhile, or a local
     // session came back under its own id.
@@ -480,8 +492,23 @@ fn add_socket(
     {
         let same_user = |s: &StoredSession| s.user_id.as_deref() == admission.user_id.as_deref();
         match remote {
-            Some(RemoteSession::Found(session, missed)) if same_user(&session) => {
-                restored = Some((pid.to_owned(), session, missed.into_iter().map(Arc::from).collect()));
+            Some(RemoteSession::Found(taken)) if same_user(&taken.session) => {
+                let Taken { session, missed, marks, .. } = *taken;
+                let mut missed: Vec<Arc<[Encoded]>> = missed.into_iter().map(Arc::from).collect();
+                // What this node logged for the session after the holder's tail.
+                let here = marks.map(|marks| {
+                    let mut rooms = session.rooms.clone();
+                    rooms.push(session.id.clone());
+                    log.since_split(marks.here, marks.elsewhere, &rooms).map(|more| more.into_iter().cloned())
+                });
+                match here {
+                    Some(Err(_)) => tracing::debug!(pid, "recovery failed: packets of the hand-off evicted"),
+                    Some(Ok(more)) => {
+                        missed.extend(more);
+                        restored = Some((pid.to_owned(), session, missed));
+                    }
+                    None => restored = Some((pid.to_owned(), session, missed)),
+                }
             }
             Some(RemoteSession::Found(..)) => tracing::debug!(pid, "recovery refused: another user"),
             Some(RemoteSession::Gone) => tracing::debug!(pid, "recovery failed on the node that held the session"),

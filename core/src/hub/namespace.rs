@@ -18,7 +18,7 @@ use crate::protocol::args::IntoPayload;
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::Packet;
 use crate::protocol::socketio::Payload;
-use crate::recovery::{PacketLog, SessionStore};
+use crate::recovery::{Origin, PacketLog, SessionStore};
 use crate::rooms::{Room, RoomIndex, Target};
 
 mod membership;
@@ -208,6 +208,7 @@ impl Namespace {
     pub(crate) fn send_recorded<R>(
         &self,
         rec: &Recovery,
+        origin: Origin,
         target: &Target,
         event: &str,
         mut args: Payload,
@@ -220,7 +221,7 @@ impl Namespace {
             self.parser().encode(&Packet::event(self.name(), event, args.clone(), None)).into();
         let result = deliver(&frames);
         let size = frames.iter().map(Encoded::len).sum();
-        log.append(offset, frames, target.clone(), size, crate::time::now());
+        log.append_from(origin, offset, frames, target.clone(), size, crate::time::now());
         (result, args)
     }
 

@@ -18,7 +18,7 @@ use crate::limits::SocketRates;
 use crate::protocol::args::{EncodeError, IntoPayload};
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::{Packet, Payload};
-use crate::recovery::{Offset, StoredSession};
+use crate::recovery::{Offset, Origin, StoredSession};
 use crate::rooms::{Room, Target};
 
 mod events;
@@ -393,8 +393,10 @@ impl Socket {
             // Recorded like a broadcast to the socket's own room, so a
             // reconnecting client gets it back (socket.io does the same).
             let target = Target { rooms: vec![self.id_arc()], except: Vec::new() };
-            let (sent, args) =
-                self.inner.namespace.send_recorded(rec, &target, event, args, |frames| self.send_shared(frames, false));
+            let (sent, args) = self
+                .inner
+                .namespace
+                .send_recorded(rec, Origin::Here, &target, event, args, |frames| self.send_shared(frames, false));
             self.notify_outgoing(event, &args);
             return sent;
         }

@@ -185,7 +185,7 @@ describe("behind a round-robin balancer", () => {
 });
 
 describe("rolling restarts and failures behind the balancer", () => {
-  test("a node drained and stopped under traffic: its clients resume elsewhere", T, async (t) => {
+  test("a node drained and stopped under traffic: its clients resume elsewhere", T, async () => {
     const redis = await startRedis();
     const cluster = await startCluster(redis, [
       "--recovery-ms",
@@ -249,13 +249,9 @@ describe("rolling restarts and failures behind the balancer", () => {
         assert.deepEqual(got.slice(0, 31), expected.slice(0, 31));
         assert.equal(got.at(-1), total - 1);
       }
-      await t.test(
-        "the moved clients lost nothing",
-        { todo: "cross-node recovery race: a broadcast published between the holder's answer and the socket joining its rooms on the new node is missed (README, Recovery across nodes)" },
-        () => {
-          for (const l of moved) assert.deepEqual(l.got.get("p"), expected);
-        },
-      );
+      // Nothing falls between the drained node and the one a client comes
+      // back to (the hand-off of cluster::recovery).
+      for (const l of moved) assert.deepEqual(l.got.get("p"), expected, "the moved clients lost nothing");
       producer.socket.disconnect();
       for (const l of listeners) l.socket.disconnect();
     } finally {
