@@ -35,7 +35,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-python bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift
+	bench bench-python bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift socketio-suite
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
 	autobahn-smoke fuzz-smoke
@@ -188,6 +188,14 @@ binding-node: binding-node-deps
 	test -z "$$(git status --porcelain -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts)" || \
 	  { echo "binding-node: generated index.js / index.d.ts are not committed" >&2; exit 1; }
 	cd $(BINDING_NODE_DIR) && $(NODE) --test --test-force-exit test/*.test.mjs
+
+## socket.io's own server tests against Tidewire's Engine and adapter (not in
+## make test: the tests come from a checkout of socketio/socket.io, which is
+## not on a package registry): make socketio-suite SOCKETIO_SRC=<checkout>.
+socketio-suite: binding-node-deps
+	@test -n "$(SOCKETIO_SRC)" || { echo "socketio-suite: set SOCKETIO_SRC to a checkout of socketio/socket.io" >&2; exit 1; }
+	cd $(BINDING_NODE_DIR) && npx --no-install napi build --platform
+	OUT=$(TARGET_ABS)/socket.io-suite $(BINDING_NODE_DIR)/conformance/run-socket.io-suite.sh $(SOCKETIO_SRC)
 
 BINDING_PY_DIR := bindings-python
 BINDING_PY_STAMP := $(VENV)/.tidewire-binding-python-installed

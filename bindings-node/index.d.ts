@@ -123,6 +123,12 @@ export declare class EngineSocket {
   /** The transport in use: `polling` or `websocket`. */
   get transport(): string
   /**
+   * Whether a message written now goes out at once (engine.io's
+   * `transport.writable`): a long-polling GET is waiting, or the
+   * WebSocket has nothing queued.
+   */
+  get writable(): boolean
+  /**
    * Queues messages as one unit (a Socket.IO packet and its binary
    * attachments stay together): strings as text, Buffers as binary.
    * False when they were not queued: the session closed, a volatile

@@ -393,8 +393,11 @@ class Socket extends EventEmitter {
     this.remoteAddress = req && req.socket ? req.socket.remoteAddress : undefined
     this.upgrading = false
     this.upgraded = false
-    this.transport = Object.freeze({ name: transport, writable: true, sid: handle.id })
     this._handle = handle
+    // Written in this turn of the event loop: not writable until the next
+    // (engine.io's transport is busy while its write is in flight).
+    this._busy = 0
+    this.transport = this._transportOf(transport)
     this._readyState = 'open'
     // Messages written in this run, sent together at its end.
     this._out = []
@@ -421,6 +424,7 @@ class Socket extends EventEmitter {
     }
     if (this._readyState !== 'open') return this
     const volatile = !!(opts && opts.volatile)
+    if (this._busy++ === 0) setImmediate(() => (this._busy = 0))
     if (this._out.length > 0 && this._outVolatile !== volatile) this._flush()
     this._outVolatile = volatile
     this._out.push(typeof data === 'string' ? data : toBuffer(data))
@@ -466,10 +470,26 @@ class Socket extends EventEmitter {
     this.emit('upgrading', Object.freeze({ name: 'websocket', writable: true, sid: this.id }))
   }
 
+  /**
+   * The transport as socket.io's `Client` reads it: `writable` as
+   * engine.io's, false while a write is in flight or (long-polling) until
+   * the client's next GET, so socket.io drops volatile packets when it would.
+   */
+  _transportOf(name) {
+    const socket = this
+    return Object.freeze({
+      name,
+      sid: this.id,
+      get writable() {
+        return socket._readyState === 'open' && socket._busy === 0 && socket._handle.writable
+      },
+    })
+  }
+
   _onUpgrade() {
     this.upgrading = false
     this.upgraded = true
-    this.transport = Object.freeze({ name: 'websocket', writable: true, sid: this.id })
+    this.transport = this._transportOf('websocket')
     this.emit('upgrade', this.transport)
   }
 

@@ -497,6 +497,14 @@ impl EngineSocket {
         transport_name(self.session.transport()).to_owned()
     }
 
+    /// Whether a message written now goes out at once (engine.io's
+    /// `transport.writable`): a long-polling GET is waiting, or the
+    /// WebSocket has nothing queued.
+    #[napi(getter)]
+    pub fn writable(&self) -> bool {
+        self.session.is_writable()
+    }
+
     /// Queues messages as one unit (a Socket.IO packet and its binary
     /// attachments stay together): strings as text, Buffers as binary.
     /// False when they were not queued: the session closed, a volatile

@@ -487,3 +487,52 @@ describe('Engine options', () => {
     assert.doesNotThrow(() => engine.on('connection_error', () => {}))
   })
 })
+
+// socket.io drops a volatile packet when engine.io's transport is not
+// writable: a write still in flight, or (long-polling) no GET waiting. The
+// same cases as socket.io's own tests (test/socket.ts), with a regular
+// `end` sent later as the mark of what arrived.
+describe('volatile packets, as engine.io makes socket.io drop them', () => {
+  for (const transport of ['websocket', 'polling']) {
+    const cases = [
+      ['only one of two consecutive volatile events', (s) => {
+        s.volatile.emit('ev', 1)
+        s.volatile.emit('ev', 2)
+      }, [1]],
+      ['no volatile event right after a regular one', (s) => {
+        s.emit('ev', 1)
+        s.volatile.emit('ev', 2)
+      }, [1]],
+      ['regular events still come after a dropped volatile one', (s) => {
+        s.volatile.emit('ev', 1)
+        s.volatile.emit('ev', 2)
+        s.emit('ev', 3)
+      }, [1, 3]],
+    ]
+    for (const [name, emit, expected] of cases) {
+      test(`${transport}: ${name}`, T, async () => {
+        const server = await start({
+          engine: { transports: [transport] },
+          setup: (io) =>
+            io.on('connection', (s) => {
+              // Once the CONNECT reply is written (and, over polling, the
+              // client's next GET waits).
+              setTimeout(() => {
+                emit(s)
+                setTimeout(() => s.emit('end'), 100)
+              }, 100)
+            }),
+        })
+        try {
+          const got = []
+          const client = await server.connect({ transports: [transport] })
+          client.on('ev', (n) => got.push(n))
+          await once(client, 'end')
+          assert.deepEqual(got, expected)
+        } finally {
+          await server.close()
+        }
+      })
+    }
+  }
+})

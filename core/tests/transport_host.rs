@@ -326,6 +326,32 @@ async fn a_client_close_answers_the_pending_get_with_a_noop() {
     assert_eq!(error_code(&get(&engine, &uri).await), 1);
 }
 
+/// socket.io closes a session that sends an EVENT before its CONNECT. As
+/// engine.io: a GET waiting at that moment gets the close packet; a GET
+/// that comes after gets a noop then the close (socket.io's own
+/// `close.ts` "protocol violations" tests check these bodies).
+#[tokio::test]
+async fn a_server_close_over_polling_is_answered_as_engine_io_does() {
+    let engine = hub_engine();
+    let (_, uri) = open_polling(&engine).await;
+    let waiting = spawn_get(&engine, &uri);
+    settle().await;
+    assert_eq!(text(&post(&engine, &uri, r#"42["early"]"#).await), "ok");
+    assert_eq!(text(&waiting.await.unwrap()), "1");
+
+    let (_, uri) = open_polling(&engine).await;
+    assert_eq!(text(&post(&engine, &uri, r#"42["early"]"#).await), "ok");
+    settle().await;
+    assert_eq!(text(&get(&engine, &uri).await), "6\u{1e}1");
+
+    // A second CONNECT: the first one's answer, then noop and close.
+    let (_, uri) = open_polling(&engine).await;
+    assert_eq!(text(&post(&engine, &uri, "40").await), "ok");
+    assert_eq!(text(&post(&engine, &uri, "40").await), "ok");
+    settle().await;
+    assert!(text(&get(&engine, &uri).await).starts_with("40{"));
+    assert_eq!(text(&get(&engine, &uri).await), "6\u{1e}1");
+}
 #[tokio::test]
 async fn a_refused_handshake_gets_its_status_and_retry_after() {
     let limits = ConnectionLimits::none().per_ip(Some(1));

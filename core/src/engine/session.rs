@@ -279,6 +279,18 @@ impl Session {
         lock(&self.inner.state).transport
     }
 
+    /// Whether a message queued now would be written at once (engine.io's
+    /// `transport.writable`, which socket.io checks before a volatile
+    /// packet): over long-polling, a GET is waiting and nothing is queued;
+    /// over WebSocket, nothing is queued.
+    pub fn is_writable(&self) -> bool {
+        if self.is_closed() || self.is_draining() || !lock(&self.inner.outbound).packets.is_empty() {
+            return false;
+        }
+        let st = lock(&self.inner.state);
+        st.transport == TransportKind::WebSocket || st.get_active
+    }
+
     /// Queues an application message.
     ///
     /// # Errors

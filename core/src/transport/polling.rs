@@ -76,13 +76,27 @@ pub(crate) async fn poll(session: Session) -> Answer {
         return HttpError::BadRequest.answer();
     }
     let _guard = GetGuard(&session);
+    // Whether this GET waited: a close decided while it was pending is
+    // answered with the close packet; one decided before it came, with a
+    // noop then the close (engine.io's polling transport, whose pending
+    // close is appended to an empty send).
+    let mut waited = false;
+    let close = |waited: bool| {
+        if waited { vec![Packet::Close.encode()] } else { vec![Packet::Noop.encode(), Packet::Close.encode()] }
+    };
     let packets = loop {
         let mut packets = session.drain();
         if session.is_closed() {
             // Closed by the client's own close packet: engine.io answers
             // the pending GET with a noop; closed by the server: a close.
             let by_client = session.close_reason() == Some(CloseReason::TransportClose);
-            packets.push(if by_client { Packet::Noop } else { Packet::Close }.encode());
+            if by_client {
+                packets.push(Packet::Noop.encode());
+            } else if packets.is_empty() {
+                packets = close(waited);
+            } else {
+                packets.push(Packet::Close.encode());
+            }
             break packets;
         }
         if !packets.is_empty() {
@@ -92,7 +106,7 @@ pub(crate) async fn poll(session: Session) -> Answer {
             break packets;
         }
         if session.finish_if_drained() {
-            break vec![Packet::Close.encode()];
+            break close(waited);
         }
         if session.is_upgrading() {
             break vec![Packet::Noop.encode()];
@@ -101,6 +115,7 @@ pub(crate) async fn poll(session: Session) -> Answer {
             () = session.wait_writable() => {}
             () = session.closed() => {}
         }
+        waited = true;
     };
     plain(StatusCode::OK, encode_payload(&packets), TEXT)
 }
