@@ -38,7 +38,7 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 	bench bench-python bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift socketio-suite
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
-	autobahn-smoke fuzz-smoke
+	autobahn-smoke fuzz-smoke cluster-faults-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -327,6 +327,34 @@ fuzz-smoke: fuzz-build
 	  fi; \
 	  rm -rf $$scratch; \
 	done
+
+FAULTS_DIR := hardening/cluster-faults
+FAULTS_ROUNDS ?= 10
+FAULTS_FIGURES := $(TARGET_ABS)/cluster-faults.jsonl
+FAULTS_TEST := $(CARGO) test -p tidewire --features redis,client --test cluster_faults -- --ignored --test-threads=1
+
+.PHONY: cluster-faults cluster-faults-smoke
+
+## The cluster-faults campaign (issue 22, core/tests/cluster_faults.rs):
+## Redis paused (CLIENT PAUSE ALL / WRITE), killed and restarted, latency,
+## a stall and a cut between a node and Redis (a TCP proxy), a node
+## frozen (SIGSTOP) and resumed; FAULTS_ROUNDS rounds of each under
+## traffic. Prints the table of figures; RECORD=1 writes it into
+## hardening/cluster-faults/RESULTS.md. Takes several minutes.
+cluster-faults:
+	rm -f $(FAULTS_FIGURES)
+	rc=0; TIDEWIRE_FAULT_ROUNDS=$(FAULTS_ROUNDS) TIDEWIRE_FAULT_FIGURES=$(FAULTS_FIGURES) $(FAULTS_TEST) || rc=$$?; \
+	$(PYTHON) $(FAULTS_DIR)/report.py $(FAULTS_FIGURES) | tee $(TARGET_ABS)/cluster-faults.md; \
+	if [ -n "$(RECORD)" ]; then \
+	  $(PYTHON) $(FAULTS_DIR)/record.py $(FAULTS_DIR)/RESULTS.md $(TARGET_ABS)/cluster-faults.md \
+	    "make cluster-faults FAULTS_ROUNDS=$(FAULTS_ROUNDS) RECORD=1"; \
+	fi; \
+	exit $$rc
+
+## The short version in `make test`: one round of each fault, about a minute
+## and a half (after the build).
+cluster-faults-smoke:
+	TIDEWIRE_FAULT_ROUNDS=1 $(FAULTS_TEST)
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(WEB_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

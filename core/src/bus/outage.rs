@@ -12,6 +12,15 @@
 //! (delivering to whoever is back), and those that reached fewer
 //! subscribers than before are counted.
 //!
+//!
+//! Outside an outage of its own, a publisher also sees another node lose
+//! its subscription for a moment (its connection cut, or Redis dropped
+//! it): a message reaches fewer subscribers than its channel counted just
+//! before. Such messages are held as *shortfalls* of their channel; if the
+//! channel counts as many subscribers again within the wait, the missing
+//! node was resubscribing and missed them: they are counted. If not, its
+//! subscribers left (the room emptied there), and they are forgotten.
+//!
 //! Pure state: the clock is passed in; the shell (`redis.rs`) asks Redis.
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +45,33 @@ pub(crate) struct Subscribers {
     cap: usize,
     stamp: u64,
     outage: Option<Outage>,
+    /// Messages that reached fewer subscribers than their channel counted,
+    /// by channel, until its count comes back or `wait` passes.
+    shortfalls: HashMap<String, Shortfall>,
+    /// How long a shortfall waits for its channel's subscribers.
+    wait: Duration,
+}
+
+#[derive(Debug)]
+struct Shortfall {
+    messages: u64,
+    /// The channel's count before the first of them.
+    before: usize,
+    since: Instant,
+}
+
+/// How often a channel with a shortfall is counted again (with the
+/// batches that go out meanwhile, whatever their channels).
+pub(crate) const SHORTFALL_REFRESH: Duration = Duration::from_millis(100);
+
+/// What became of a batch's messages (see [`Subscribers::settle`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// Sent after an outage's wait gave up, to fewer subscribers than before it.
+    pub(crate) unconfirmed: u64,
+    /// Earlier messages now known to have missed a subscriber that was
+    /// resubscribing (its channel counts as many as before again).
+    pub(crate) missed: u64,
 }
 
 #[derive(Debug)]
@@ -62,8 +98,18 @@ pub(crate) enum Check {
 }
 
 impl Subscribers {
-    pub(crate) fn new(cap: usize) -> Subscribers {
-        Subscribers { asked: HashMap::new(), counts: HashMap::new(), cap: cap.max(1), stamp: 0, outage: None }
+    /// Remembers at most `cap` channels; a shortfall waits at most `wait`
+    /// for its channel's subscribers.
+    pub(crate) fn new(cap: usize, wait: Duration) -> Subscribers {
+        Subscribers {
+            asked: HashMap::new(),
+            counts: HashMap::new(),
+            cap: cap.max(1),
+            stamp: 0,
+            outage: None,
+            shortfalls: HashMap::new(),
+            wait,
+        }
     }
 
     /// The subscribers remembered on `channel` (0 when unknown).
@@ -140,7 +186,15 @@ impl Subscribers {
         let due = |asked: &HashMap<String, Instant>, c: &str| {
             asked.get(c).is_none_or(|at| now.saturating_duration_since(*at) >= REFRESH_EVERY)
         };
-        let refresh = self.to_refresh(channels.into_iter().filter(|c| due(&self.asked, c)));
+        let mut refresh = self.to_refresh(channels.into_iter().filter(|c| due(&self.asked, c)));
+        // Channels with a shortfall, often, whatever this batch's channels.
+        let short_due = |c: &String| {
+            !refresh.contains(c)
+                && self.asked.get(c).is_none_or(|at| now.saturating_duration_since(*at) >= SHORTFALL_REFRESH)
+        };
+        let mut shortfalls: Vec<String> = self.shortfalls.keys().filter(|c| short_due(c)).cloned().collect();
+        shortfalls.sort();
+        refresh.extend(shortfalls);
         if self.asked.len() + refresh.len() > self.cap {
             let stale = now.checked_sub(REFRESH_EVERY);
             self.asked.retain(|_, at| stale.is_some_and(|s| *at > s));
@@ -158,28 +212,60 @@ impl Subscribers {
         }
     }
 
-    /// A batch went out: `delivered` holds, per message, its channel and
-    /// how many subscribers Redis delivered it to; `counts` what was asked
-    /// with it. Returns how many messages reached fewer subscribers than
-    /// remembered from before an outage whose wait gave up.
+    /// [`settle`](Self::settle)'s count of unconfirmed messages, at one instant.
+    #[cfg(test)]
     pub(crate) fn sent<'a>(
         &mut self,
         delivered: impl IntoIterator<Item = (&'a str, usize)>,
         counts: &[(String, usize)],
     ) -> u64 {
+        self.settle(Instant::now(), delivered, counts).unconfirmed
+    }
+
+    /// A batch went out at `now`: `delivered` holds, per message, its
+    /// channel and how many subscribers Redis delivered it to; `counts`
+    /// what was asked with it. Returns how many messages reached fewer
+    /// subscribers than remembered from before an outage whose wait gave
+    /// up, and how many (of this batch or earlier ones) missed a
+    /// subscriber that was resubscribing.
+    pub(crate) fn settle<'a>(
+        &mut self,
+        now: Instant,
+        delivered: impl IntoIterator<Item = (&'a str, usize)>,
+        counts: &[(String, usize)],
+    ) -> Settled {
         let mut short = 0;
         let mut messages = 0;
-        if let Some(outage) = &self.outage {
-            for (channel, receivers) in delivered {
-                messages += 1;
-                if outage.backlog.is_some()
-                    && !outage.confirmed.contains(channel)
-                    && receivers < self.remembered(channel)
-                {
+        for (channel, receivers) in delivered {
+            messages += 1;
+            let remembered = self.remembered(channel);
+            if let Some(outage) = &self.outage
+                && outage.backlog.is_some()
+                && !outage.confirmed.contains(channel)
+            {
+                if receivers < remembered {
                     short += 1;
                 }
+                continue;
+            }
+            let before = self.shortfalls.get(channel).map_or(remembered, |s| s.before);
+            if receivers < before && (self.shortfalls.contains_key(channel) || self.shortfalls.len() < self.cap) {
+                let entry =
+                    self.shortfalls.entry(channel.to_owned()).or_insert(Shortfall { messages: 0, before, since: now });
+                entry.messages += 1;
             }
         }
+        let mut missed = 0;
+        for (channel, n) in counts {
+            if let Some(s) = self.shortfalls.get(channel)
+                && *n >= s.before
+            {
+                missed += s.messages;
+                self.shortfalls.remove(channel);
+            }
+        }
+        let wait = self.wait;
+        self.shortfalls.retain(|_, s| now.saturating_duration_since(s.since) < wait);
         for (channel, n) in counts {
             self.stamp += 1;
             if let Some(outage) = &mut self.outage {
@@ -206,7 +292,7 @@ impl Subscribers {
                 self.outage = None;
             }
         }
-        short
+        Settled { unconfirmed: short, missed }
     }
 }
 
@@ -222,7 +308,7 @@ mod tests {
 
     #[test]
     fn remembers_counts_from_each_batch_and_forgets_empty_channels() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         assert_eq!(s.to_refresh(["a", "b", "a"]), vec!["a", "b"]);
         assert_eq!(s.sent([("a", 2), ("b", 0), ("a", 2)], &counts(&[("a", 2), ("b", 0)])), 0);
         assert_eq!((s.remembered("a"), s.remembered("b")), (2, 0));
@@ -232,7 +318,7 @@ mod tests {
 
     #[test]
     fn nothing_remembered_nothing_to_wait_for() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         let now = Instant::now();
         s.reconnected(now, WAIT);
         assert!(!s.recovering());
@@ -241,7 +327,7 @@ mod tests {
 
     #[test]
     fn after_a_reconnect_a_batch_waits_until_its_channels_count_as_before() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         s.sent([("room", 2), ("req", 2)], &counts(&[("room", 2), ("req", 2)]));
         let now = Instant::now();
         s.reconnected(now, WAIT);
@@ -263,7 +349,7 @@ mod tests {
 
     #[test]
     fn the_wait_gives_up_at_the_deadline_and_counts_what_reached_fewer() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         s.sent([("room", 2)], &counts(&[("room", 2), ("other", 1)]));
         let now = Instant::now();
         s.reconnected(now, WAIT);
@@ -284,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_channel_is_counted_again_at_most_once_per_refresh_period() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         let now = Instant::now();
         assert_eq!(s.refresh_due(now, ["a", "b", "a"]), vec!["a", "b"]);
         s.sent([("a", 2)], &counts(&[("a", 2), ("b", 0)]));
@@ -296,15 +382,50 @@ mod tests {
 
     #[test]
     fn a_zero_wait_never_holds() {
-        let mut s = Subscribers::new(100);
+        let mut s = Subscribers::new(100, WAIT);
         s.sent([("room", 2)], &counts(&[("room", 2)]));
         s.reconnected(Instant::now(), Duration::ZERO);
         assert!(s.waiting_for(["room"]).is_empty());
     }
 
     #[test]
+    fn messages_that_missed_a_resubscribing_node_are_counted_once_it_is_back() {
+        let mut s = Subscribers::new(100, WAIT);
+        let now = Instant::now();
+        let at = |ms| now + Duration::from_millis(ms);
+        assert_eq!(s.settle(now, [("room", 2)], &counts(&[("room", 2)])), Settled::default());
+        // A node's subscriber is cut: two messages reach one of the two.
+        assert_eq!(s.settle(at(10), [("room", 1), ("room", 1)], &[]), Settled::default());
+        // The channel is counted again with the next batches, whatever their channels.
+        assert_eq!(s.refresh_due(at(200), ["other"]), vec!["other", "room"]);
+        assert!(s.refresh_due(at(250), ["other"]).is_empty(), "not on every batch");
+        // Still one: the count of before stands for the shortfall.
+        let still = s.settle(at(200), [("other", 1), ("room", 1)], &counts(&[("other", 1), ("room", 1)]));
+        assert_eq!(still, Settled::default());
+        // Back: the three are counted, once.
+        assert_eq!(s.settle(at(400), [], &counts(&[("room", 2)])), Settled { unconfirmed: 0, missed: 3 });
+        assert_eq!(s.settle(at(500), [("room", 2)], &counts(&[("room", 2)])), Settled::default());
+        assert!(s.refresh_due(at(700), ["other"]).iter().all(|c| c != "room"), "no shortfall left");
+    }
+
+    #[test]
+    fn a_room_that_empties_on_a_node_is_not_a_miss() {
+        let mut s = Subscribers::new(100, WAIT);
+        let now = Instant::now();
+        s.settle(now, [("room", 1)], &counts(&[("room", 1)]));
+        // Its last member left: nobody there any more.
+        s.settle(now + Duration::from_millis(10), [("room", 0)], &counts(&[("room", 0)]));
+        assert_eq!(s.remembered("room"), 0);
+        // Past the wait the shortfall is forgotten; a member joining later is no miss.
+        let expired = now + Duration::from_millis(10) + WAIT;
+        s.settle(expired, [], &[]);
+        let later = s.settle(expired + Duration::from_millis(10), [("room", 1)], &counts(&[("room", 1)]));
+        assert_eq!(later, Settled::default());
+    }
+
+    #[test]
     fn the_memory_is_bounded() {
-        let mut s = Subscribers::new(10);
+        let mut s = Subscribers::new(10, WAIT);
         for i in 0..100 {
             let c = format!("c{i}");
             s.sent([(c.as_str(), 1)], &counts(&[(c.as_str(), 1)]));

@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+#[cfg(all(feature = "client", feature = "server"))]
+pub(crate) mod cluster;
+pub(crate) mod proxy;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -66,6 +70,17 @@ impl RedisServer {
         assert!(paused.status.success(), "CLIENT PAUSE failed: {paused:?}");
         std::thread::sleep(Duration::from_millis(20));
         self.kill();
+    }
+
+    /// `CLIENT PAUSE <ms> <mode>` (`ALL` or `WRITE`): Redis holds the
+    /// commands of every client (`WRITE`: the writes, `PUBLISH` included)
+    /// for `ms`, keeping their connections.
+    pub(crate) fn pause(&self, ms: u64, mode: &str) {
+        let paused = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "client", "pause", &ms.to_string(), mode])
+            .output()
+            .expect("redis-cli is installed");
+        assert!(paused.status.success() && paused.stdout.starts_with(b"OK"), "CLIENT PAUSE failed: {paused:?}");
     }
 
     pub(crate) fn kill(&mut self) {

@@ -30,7 +30,23 @@
 //!   silently (a proxy or a NAT forgets the connection); every
 //!   [`RedisBusConfig::probe_interval`] the node publishes to a channel of
 //!   its own and, if the message does not come back within
-//!   [`RedisBusConfig::probe_timeout`], replaces the subscriber connection.
+//!   [`RedisBusConfig::probe_timeout`], nor anything else, probes once
+//!   more, then replaces the subscriber connection.
+//! * **A node whose subscription is lost misses** what is published to it
+//!   until it has subscribed again: Redis keeps nothing. Each such gap is
+//!   a new subscriber connection ([`RedisBus::connections_made`]), and
+//!   logged. A connection that breaks (cut, or closed by Redis) is
+//!   replaced at once (then within the reconnection backoff); what was on
+//!   its way in it is lost, counted by nobody (Redis counted it
+//!   delivered), and for what is published until the node has subscribed
+//!   again the publishers see their messages reach fewer subscribers and,
+//!   once the node is counted again, count them in
+//!   [`RedisBus::missed_outbound`]. A
+//!   connection that goes silent (a stalled network path, a proxy that
+//!   forgot it) still counts as a subscriber for Redis, so nobody can
+//!   count what it misses: the gap lasts until the probe gives up (at most
+//!   [`RedisBusConfig::probe_interval`] + [`RedisBusConfig::probe_timeout`])
+//!   and a new connection gets through.
 //! * Redis being down at start is not an error: the tasks retry with
 //!   backoff (logging each failure), [`RedisBus::wait_connected`] lets a
 //!   caller wait for it, and meanwhile calls that need an answer from
@@ -41,6 +57,7 @@
 //! does not read loses the excess, counted in [`RedisBus::dropped_inbound`].
 
 mod cluster;
+mod scripts;
 mod subscriber;
 
 use std::collections::BTreeSet;
@@ -52,6 +69,7 @@ use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
+use self::scripts::{ACQUIRE, RATE, RELEASE};
 use self::subscriber::{Sink, subscriber};
 use super::outage::{Check, Subscribers};
 use super::{Bus, BusError, BusFuture, BusMessage};
@@ -67,8 +85,10 @@ pub struct RedisBusConfig {
     pub inbound_capacity: usize,
     /// How often the subscription is probed (default 5 s).
     pub probe_interval: Duration,
-    /// How long a probe may take before the subscriber connection is
-    /// replaced (default 3 s).
+    /// How long a probe may take (default 3 s). The subscriber connection
+    /// is replaced when two probes in a row get no answer and nothing else
+    /// arrives meanwhile: one missed deadline may be this process not
+    /// running (stopped, starved) while its connection was fine.
     pub probe_timeout: Duration,
     /// Backoff between reconnection attempts: starts at this (default
     /// 100 ms) and doubles up to [`max_backoff`](Self::max_backoff).
@@ -162,11 +182,9 @@ struct Shared {
     channels: std::sync::Mutex<BTreeSet<String>>,
     /// The live subscriber connection's sink, when connected.
     sink: Mutex<Option<Sink>>,
-    /// The command connection, when connected.
+    /// The command connection (counts, probes, counters), when connected.
+    /// The publisher keeps a connection of its own.
     commands: Mutex<Option<MultiplexedConnection>>,
-    /// How many command connections were made: a new one tells the
-    /// publisher that Redis may have lost every subscription.
-    command_connections: AtomicU64,
     /// This node's probe channel.
     probe_channel: String,
     probe_seen: Notify,
@@ -178,6 +196,8 @@ struct Shared {
     dropped_outbound: AtomicU64,
     /// Messages sent after an outage to fewer subscribers than before.
     unconfirmed_outbound: AtomicU64,
+    /// Messages that missed a node while it was resubscribing.
+    missed_outbound: AtomicU64,
     dropped_inbound: AtomicU64,
     reconnects: AtomicU64,
     closed: AtomicBool,
@@ -266,13 +286,13 @@ impl RedisBus {
             channels: std::sync::Mutex::new(BTreeSet::new()),
             sink: Mutex::new(None),
             commands: Mutex::new(None),
-            command_connections: AtomicU64::new(0),
             probe_seen: Notify::new(),
             subscribed: watch::channel(false).0,
             unsent: AtomicU64::new(0),
             flushed: Notify::new(),
             dropped_outbound: AtomicU64::new(0),
             unconfirmed_outbound: AtomicU64::new(0),
+            missed_outbound: AtomicU64::new(0),
             dropped_inbound: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -301,6 +321,18 @@ impl RedisBus {
     /// messages refused during an outage are [`dropped_outbound`](Self::dropped_outbound).)
     pub fn unconfirmed_outbound(&self) -> u64 {
         self.shared.unconfirmed_outbound.load(Ordering::Relaxed)
+    }
+
+    /// Messages that reached fewer subscribers than their channel counted
+    /// just before, the missing ones subscribed again soon after (within
+    /// [`RedisBusConfig::resubscribe_wait`], at least 1 s): another node
+    /// lost its subscription for a moment (its connection to Redis cut, or
+    /// closed by Redis) and missed them. Counted once its channel is
+    /// counted again, which happens with the publishes that follow; a
+    /// room that empties on a node and fills again within the wait counts
+    /// too, so it is an upper bound. Not with a Redis Cluster.
+    pub fn missed_outbound(&self) -> u64 {
+        self.shared.missed_outbound.load(Ordering::Relaxed)
     }
 
     /// Messages lost because this node's receiver was full.
@@ -365,16 +397,17 @@ impl Shared {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = match self.client().get_multiplexed_async_connection().await {
-            Ok(c) => c,
-            Err(e) => {
-                self.next_seed();
-                return Err(backend(&e));
-            }
-        };
+        let c = self.connect_commands().await?;
         *slot = Some(c.clone());
-        self.command_connections.fetch_add(1, Ordering::AcqRel);
         Ok(c)
+    }
+
+    /// A new connection for commands.
+    async fn connect_commands(&self) -> Result<MultiplexedConnection, BusError> {
+        self.client().get_multiplexed_async_connection().await.map_err(|e| {
+            self.next_seed();
+            backend(&e)
+        })
     }
 
     fn publish_command(&self) -> &'static str {
@@ -431,8 +464,16 @@ impl Shared {
 async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes)>) {
     let mut backoff = shared.config.min_backoff;
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    let mut subscribers = Subscribers::new(REMEMBERED_CHANNELS);
-    let mut connection = 0;
+    // A shortfall waits at least a second: a resubscribing node is back in a few round trips.
+    let wait = shared.config.resubscribe_wait.max(Duration::from_secs(1));
+    let mut subscribers = Subscribers::new(REMEMBERED_CHANNELS, wait);
+    // The publisher's own connection, held by nobody else: when a batch
+    // fails it is dropped, so closed, before the batch is sent again. A
+    // connection shared with the probes or the counters stayed open while
+    // one of them waited on it, and a batch held there by a paused Redis
+    // (`CLIENT PAUSE WRITE`) went out twice once Redis resumed: from the
+    // old connection and from the new one.
+    let mut connection: Option<MultiplexedConnection> = None;
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let sent_count = batch.len() as u64;
         loop {
@@ -450,7 +491,7 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
                 Err(BusError::Closed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "redis bus: publish failed, reconnecting");
-                    shared.forget_commands().await;
+                    connection = None;
                     shared.back_off(&mut backoff).await;
                 }
             }
@@ -460,23 +501,28 @@ async fn publisher(shared: Arc<Shared>, mut queue: mpsc::Receiver<(String, Bytes
 }
 
 impl Shared {
-    /// Publishes `batch` in one round trip, after waiting for its channels'
-    /// subscribers when the command connection is new since the last batch
-    /// (`connection`: the count of command connections the publisher saw).
+    /// Publishes `batch` in one round trip on the publisher's `connection`,
+    /// after waiting for its channels' subscribers when the connection is
+    /// new (Redis may have lost every subscription).
     async fn send_batch(
         &self,
         batch: &[(String, Bytes)],
         subscribers: &mut Subscribers,
-        connection: &mut u64,
+        connection: &mut Option<MultiplexedConnection>,
     ) -> Result<(), BusError> {
-        let mut c = self.commands().await?;
         // A Redis Cluster counts subscribers per node: nothing to compare.
         let remember = !self.cluster;
-        let made = self.command_connections.load(Ordering::Acquire);
-        if remember && made != *connection {
-            *connection = made;
-            subscribers.reconnected(tokio::time::Instant::now(), self.config.resubscribe_wait);
-        }
+        let mut c = match connection {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.connect_commands().await?;
+                *connection = Some(c.clone());
+                if remember {
+                    subscribers.reconnected(tokio::time::Instant::now(), self.config.resubscribe_wait);
+                }
+                c
+            }
+        };
         let channels = || batch.iter().map(|(c, _)| c.as_str());
         let mut waiting = subscribers.waiting_for(channels());
         let started = tokio::time::Instant::now();
@@ -517,7 +563,16 @@ impl Shared {
             .iter()
             .zip(&replies)
             .map(|((channel, _), n)| (channel.as_str(), redis::from_redis_value_ref::<usize>(n).unwrap_or(0)));
-        let short = subscribers.sent(delivered, &counts);
+        let settled = subscribers.settle(tokio::time::Instant::now(), delivered, &counts);
+        if settled.missed > 0 {
+            let total = self.missed_outbound.fetch_add(settled.missed, Ordering::Relaxed) + settled.missed;
+            tracing::warn!(
+                messages = settled.missed,
+                total,
+                "redis bus: messages missed a node that was resubscribing (its subscription was lost)"
+            );
+        }
+        let short = settled.unconfirmed;
         if short > 0 {
             let total = self.unconfirmed_outbound.fetch_add(short, Ordering::Relaxed) + short;
             tracing::warn!(
@@ -568,47 +623,6 @@ const REMEMBERED_CHANNELS: usize = 16_384;
 /// pipeline in flight: a batch this large keeps a node's publishing well
 /// above a million messages per second at loopback round trips).
 const PUBLISH_BATCH: usize = 1024;
-
-/// Takes a unit of KEYS[1] (a hash holder -> units) for ARGV[1] unless the
-/// units of live holders (whose key ARGV[3]..holder exists) reach ARGV[2];
-/// the fields of dead holders are dropped on the way.
-const ACQUIRE: &str = r"
-local total = 0
-local fields = redis.call('HGETALL', KEYS[1])
-for i = 1, #fields, 2 do
-  local holder, n = fields[i], tonumber(fields[i + 1])
-  if holder == ARGV[1] or redis.call('EXISTS', ARGV[3] .. holder) == 1 then
-    total = total + n
-  else
-    redis.call('HDEL', KEYS[1], holder)
-  end
-end
-if total >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return 1
-";
-
-/// GCRA on KEYS[1] (the theoretical arrival time, in microseconds of the
-/// server's clock): ARGV[1] the interval, ARGV[2] the burst tolerance, both
-/// in microseconds. Returns 0 when allowed, else the wait in microseconds.
-const RATE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if tat - now > tolerance then return tat - now - tolerance end
-local next = tat + interval
-redis.call('SET', KEYS[1], next, 'PX', math.ceil((next - now) / 1000) + 1)
-return 0
-";
-
-/// Gives back a unit of KEYS[1] held by ARGV[1].
-const RELEASE: &str = r"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return n
-";
 
 impl Bus for RedisBus {
     fn acquire<'a>(&'a self, scope: &'a str, key: &'a str, holder: &'a str, cap: u64) -> BusFuture<'a, bool> {

@@ -51,6 +51,8 @@ pub(super) async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMes
         let mut probe = tokio::time::interval(shared.config.probe_interval);
         probe.tick().await;
         let mut probe_deadline: Option<tokio::time::Instant> = None;
+        // Deadlines passed in a row with nothing received.
+        let mut missed_probes = 0u8;
         loop {
             let deadline = async {
                 match probe_deadline {
@@ -58,13 +60,22 @@ pub(super) async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMes
                     None => std::future::pending().await,
                 }
             };
+            // What the connection holds first, timers after: a process that
+            // did not run for a while (stopped, starved) finds its probe's
+            // deadline passed and the echo waiting behind what Redis buffered.
             tokio::select! {
+                biased;
                 message = stream.next() => {
                     let Some(message) = message else {
                         tracing::warn!("redis bus: subscriber connection lost, reconnecting");
                         break;
                     };
                     let Some(message) = message else { continue };
+                    // Anything received shows the subscription alive.
+                    missed_probes = 0;
+                    if probe_deadline.is_some() {
+                        probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
+                    }
                     if message.channel == shared.probe_channel {
                         probe_deadline = None;
                         shared.probe_seen.notify_waiters();
@@ -82,6 +93,15 @@ pub(super) async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMes
                     }
                 }
                 () = deadline => {
+                    missed_probes += 1;
+                    if missed_probes < 2 {
+                        // Once more: the deadline may have passed while this
+                        // process did not run, its connection fine.
+                        probe_deadline = Some(tokio::time::Instant::now() + shared.config.probe_timeout);
+                        let shared = shared.clone();
+                        tokio::spawn(async move { shared.send_probe().await });
+                        continue;
+                    }
                     tracing::warn!("redis bus: the subscription stopped answering probes, replacing it");
                     break;
                 }
