@@ -103,6 +103,9 @@ impl Collector for Counters {
             let unconfirmed = AtomicU64::new(bus.unconfirmed_outbound());
             let help = "Bus messages published after a Redis outage before every earlier subscriber was back";
             counter(&mut e, "tidewire_bus_unconfirmed_outbound", help, &unconfirmed)?;
+            let missed = AtomicU64::new(bus.missed_outbound());
+            let help = "Bus messages another node missed while its subscription was lost for a moment (an upper bound)";
+            counter(&mut e, "tidewire_bus_missed_outbound", help, &missed)?;
             let made = AtomicU64::new(bus.connections_made());
             counter(&mut e, "tidewire_bus_connections", "Subscriber connections made to Redis", &made)?;
         }

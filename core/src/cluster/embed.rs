@@ -114,8 +114,9 @@ impl From<DecodeError> for LinkError {
 /// (`{"packet": value}`), with attachments.
 pub type AckReport = (String, Vec<Bytes>);
 
-/// A node of the cluster whose sockets the host keeps (see the
-/// [module](self)). Cheap to clone; closing the bus ends it.
+/// A node of the cluster whose sockets the host keeps: a socket.io adapter
+/// or python-socketio manager of another runtime joins the cluster through
+/// it. Cheap to clone; closing the bus ends it.
 #[derive(Clone, Debug)]
 pub struct ClusterLink {
     pub(super) cluster: Arc<Cluster>,
