@@ -56,7 +56,8 @@ async fn connected(socket: &tidewire::client::Socket) {
 async fn buffered_emits_flush_over_polling_in_bodies_under_max_payload() {
     let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
     let (_server, url) = server(seen.clone()).await;
-    let opts = ManagerOptions { transports: vec![TransportKind::Polling], ..ManagerOptions::default() };
+    let opts =
+        ManagerOptions { transports: vec![TransportKind::Polling], auto_connect: false, ..ManagerOptions::default() };
     let manager = Manager::new(&url, opts).unwrap();
     let states = record_states(&manager);
     let socket = manager.socket("/", SocketOptions::default());
@@ -65,6 +66,7 @@ async fn buffered_emits_flush_over_polling_in_bodies_under_max_payload() {
     for i in 0..300 {
         socket.emit("record", Payload::json(vec![json!(i), json!(filler)])).unwrap();
     }
+    socket.connect();
     connected(&socket).await;
     let reply = socket.emit_with_ack("echo", Payload::json(vec![json!("after")]), Some(STEP)).await.unwrap();
     assert_eq!(reply.data, vec![json!("after")]);
@@ -82,7 +84,7 @@ async fn a_packet_over_max_payload_fails_its_emit_and_keeps_the_session() {
     for transport in [TransportKind::Polling, TransportKind::WebSocket] {
         let seen: Arc<Mutex<Vec<i64>>> = Arc::default();
         let (_server, url) = server(seen.clone()).await;
-        let opts = ManagerOptions { transports: vec![transport], ..ManagerOptions::default() };
+        let opts = ManagerOptions { transports: vec![transport], auto_connect: false, ..ManagerOptions::default() };
         let manager = Manager::new(&url, opts).unwrap();
         let states = record_states(&manager);
         let socket = manager.socket("/", SocketOptions::default());
@@ -97,6 +99,7 @@ async fn a_packet_over_max_payload_fails_its_emit_and_keeps_the_session() {
         socket.emit("record", Payload::json(vec![json!(1)])).unwrap();
         socket.emit("record", Payload::json(vec![json!(2), json!(big)])).unwrap();
         socket.emit("record", Payload::json(vec![json!(3)])).unwrap();
+        socket.connect();
         connected(&socket).await;
         // Once the limit is known, emit refuses at once.
         let refused = socket.emit("record", Payload::json(vec![json!(4), json!(big)]));

@@ -123,7 +123,10 @@ pub struct ManagerOptions {
     /// Listeners run off the connection's task, one at a time and in
     /// order, so that a slow one never delays the heartbeat; when this
     /// many events wait, newer ones are dropped (and counted:
-    /// [`Socket::dropped_events`](super::Socket::dropped_events)).
+    /// [`Socket::dropped_events`](super::Socket::dropped_events)); the
+    /// server's ack request of a dropped event is not answered (its ack
+    /// times out there). The connection itself never pays for a slow
+    /// listener.
     pub listener_queue_capacity: usize,
     /// The largest message accepted from the server, in bytes (default
     /// 16 MiB): larger ones end the connection with a transport error.
