@@ -579,7 +579,10 @@ impl Socket {
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a reserved event name,
-    /// [`ClientError::BufferFull`] when the buffer is full.
+    /// [`ClientError::BufferFull`] when the buffer is full,
+    /// [`ClientError::PayloadTooLarge`] when a packet is larger than the
+    /// server's `maxPayload` (once a handshake told it; before, the
+    /// failure goes to [`on_emit_error`](Self::on_emit_error)).
     pub fn emit(&self, event: &str, args: Payload) -> Result<(), ClientError> {
         self.emit_with(event, args, EmitOptions::default())
     }
@@ -629,7 +632,9 @@ impl Socket {
     ///
     /// # Errors
     /// [`ClientError::Timeout`], [`ClientError::Disconnected`] (the socket
-    /// disconnected after sending it), or as [`emit`](Self::emit).
+    /// disconnected after sending it), [`ClientError::PayloadTooLarge`]
+    /// (also when it waited offline and the first handshake's
+    /// `maxPayload` is smaller), or as [`emit`](Self::emit).
     pub async fn emit_with_ack(
         &self,
         event: &str,
