@@ -80,14 +80,17 @@ mod tests {
     async fn runs_in_order_off_the_workers_and_drops_beyond_capacity() {
         let d = Dispatch::new(3, &tokio::runtime::Handle::current());
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
         let ran = Arc::new(Mutex::new(Vec::new()));
         // The first job blocks its thread: the single worker stays free.
         let r = ran.clone();
         assert!(d.push(Box::new(move || {
+            let _ = started_tx.send(());
             gate_rx.recv().unwrap();
             r.lock().unwrap().push(0);
         })));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // It left the queue: the queue holds 3 more.
+        tokio::time::timeout(Duration::from_secs(10), started_rx).await.unwrap().unwrap();
         let mut kept = 0;
         for i in 1..=10 {
             let r = ran.clone();
