@@ -78,6 +78,15 @@ pub enum ClientError {
     /// The socket disconnected before the answer came.
     #[error("disconnected")]
     Disconnected,
+    /// A packet of `size` bytes is larger than the server's `maxPayload`
+    /// (`max`): it was not sent; the connection goes on.
+    #[error("the packet ({size} bytes) is larger than the server's maxPayload ({max} bytes)")]
+    PayloadTooLarge {
+        /// The packet's size on the transport, in bytes.
+        size: u64,
+        /// The server's `maxPayload`.
+        max: u64,
+    },
     /// The offline send buffer is full.
     #[error("the send buffer is full ({capacity} packets)")]
     BufferFull {
@@ -98,6 +107,7 @@ impl From<client::ClientError> for ClientError {
             E::Protocol(message) => ClientError::Protocol { message },
             E::Timeout => ClientError::Timeout,
             E::BufferFull { capacity } => ClientError::BufferFull { capacity: capacity as u64 },
+            E::PayloadTooLarge { size, max } => ClientError::PayloadTooLarge { size: size as u64, max: max as u64 },
             _ => ClientError::Disconnected,
         }
     }
@@ -157,6 +167,31 @@ impl From<client::TransportKind> for Transport {
     }
 }
 
+/// The HTTP proxy the connections are tunnelled through (`CONNECT`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Proxy {
+    /// As the environment says (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    /// Apps read the platform's proxy settings themselves and pass `Url`.
+    System,
+    /// No proxy.
+    Direct,
+    /// This proxy: `http://[user:password@]host:port`.
+    Url {
+        /// The proxy's URL.
+        url: String,
+    },
+}
+
+impl From<Proxy> for client::Proxy {
+    fn from(p: Proxy) -> Self {
+        match p {
+            Proxy::System => client::Proxy::System,
+            Proxy::Direct => client::Proxy::Direct,
+            Proxy::Url { url } => client::Proxy::Url(url),
+        }
+    }
+}
+
 /// A manager's options: socket.io-client's, with its defaults.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ManagerOptions {
@@ -205,6 +240,11 @@ pub struct ManagerOptions {
     /// Packets each socket buffers while offline.
     #[uniffi(default = 1000)]
     pub send_buffer_capacity: u32,
+    /// Events each socket keeps waiting for its listeners, which run off
+    /// the connection (a slow listener never costs it); newer events
+    /// beyond are dropped and counted (`Socket.droppedEvents()`).
+    #[uniffi(default = 1000)]
+    pub listener_queue_capacity: u32,
     /// The largest message accepted from the server, in bytes.
     #[uniffi(default = 16777216)]
     pub max_payload: u64,
@@ -212,6 +252,14 @@ pub struct ManagerOptions {
     /// OS trust store alone decides.
     #[uniffi(default = [])]
     pub pinned_keys: Vec<String>,
+    /// Root certificates trusted besides the OS trust store, each PEM or
+    /// one DER certificate (a private CA, a development server). Not on
+    /// Android: trust extra CAs in the app's network security config.
+    #[uniffi(default = [])]
+    pub root_certificates: Vec<Vec<u8>>,
+    /// The HTTP proxy (`nil`: as the environment says).
+    #[uniffi(default = None)]
+    pub proxy: Option<Proxy>,
 }
 
 impl TryFrom<ManagerOptions> for client::ManagerOptions {
@@ -235,8 +283,11 @@ impl TryFrom<ManagerOptions> for client::ManagerOptions {
             ack_timeout: o.ack_timeout_ms.map(Duration::from_millis),
             retries: o.retries,
             send_buffer_capacity: o.send_buffer_capacity as usize,
+            listener_queue_capacity: o.listener_queue_capacity as usize,
             max_payload: usize::try_from(o.max_payload).unwrap_or(usize::MAX),
             pinned_keys: o.pinned_keys,
+            root_certificates: o.root_certificates,
+            proxy: o.proxy.map_or(client::Proxy::System, Into::into),
         })
     }
 }
@@ -338,6 +389,15 @@ impl From<client::ManagerState> for ManagerState {
 pub trait EventListener: Send + Sync {
     /// `event` arrived with `args`.
     fn on_event(&self, event: String, args: Args) -> Option<Args>;
+}
+
+/// Hears of emits that failed after they returned: one that waited
+/// offline and turned out larger than the server's `maxPayload` (an emit
+/// with an ack fails through its ack instead).
+#[uniffi::export(with_foreign)]
+pub trait EmitErrorListener: Send + Sync {
+    /// The emit of `event` failed, for the reason in `message`.
+    fn on_emit_error(&self, event: String, message: String);
 }
 
 /// Receives a socket's state changes, in order.
@@ -570,6 +630,20 @@ impl Socket {
     /// Calls `listener` with every state change from now on.
     pub fn on_state(&self, listener: Arc<dyn SocketStateListener>) -> Arc<Subscription> {
         self.subscription(self.inner.on_state(move |s: &client::SocketState| listener.on_state(s.clone().into())))
+    }
+
+    /// Calls `listener` when an emit fails after it returned (it waited
+    /// offline and is larger than the server's `maxPayload`).
+    pub fn on_emit_error(&self, listener: Arc<dyn EmitErrorListener>) -> Arc<Subscription> {
+        self.subscription(self.inner.on_emit_error(move |event: &str, error: &client::ClientError| {
+            listener.on_emit_error(event.to_owned(), error.to_string());
+        }))
+    }
+
+    /// Events dropped because the listener queue was full (listeners
+    /// slower than the events coming in).
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.dropped_events()
     }
 
     /// Sends `event`; buffered while offline, sent in order once connected.

@@ -49,7 +49,9 @@ class Server:
         self.proc.wait(timeout=STEP)
 
 
-def tidewire_server(ping_interval: int = 25000, ping_timeout: int = 20000, recovery: bool = False) -> Server:
+def tidewire_server(
+    ping_interval: int = 25000, ping_timeout: int = 20000, recovery: bool = False, max_payload: int = 1_000_000
+) -> Server:
     binary = os.environ.get("TIDEWIRE_SERVER_BIN")
     if not binary:
         pytest.fail("TIDEWIRE_SERVER_BIN is not set (path to the tidewire-server binary)")
@@ -57,13 +59,21 @@ def tidewire_server(ping_interval: int = 25000, ping_timeout: int = 20000, recov
     argv += ["--ping-interval-ms", str(ping_interval), "--ping-timeout-ms", str(ping_timeout)]
     if recovery:
         argv += ["--recovery-ms", "60000"]
+    argv += ["--max-payload", str(max_payload)]
     return Server(argv)
 
 
-def node_server(ping_interval: int = 25000, ping_timeout: int = 20000, recovery: bool = False) -> Server:
+def node_server(
+    ping_interval: int = 25000, ping_timeout: int = 20000, recovery: bool = False, max_payload: int = 1_000_000
+) -> Server:
     if not (NODE_MODULES / "socket.io").is_dir():
         pytest.fail(f"socket.io is not installed in {NODE_MODULES} (make node-deps)")
-    opts = {"pingInterval": ping_interval, "pingTimeout": ping_timeout, "recovery": recovery}
+    opts = {
+        "pingInterval": ping_interval,
+        "pingTimeout": ping_timeout,
+        "recovery": recovery,
+        "maxHttpBufferSize": max_payload,
+    }
     return Server(["node", str(HERE / "node_server.mjs"), json.dumps(opts)])
 
 

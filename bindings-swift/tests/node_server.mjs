@@ -1,5 +1,5 @@
 // An official socket.io 4.8 server for the binding's tests. Usage:
-// node node_server.mjs '{"pingInterval":300,"pingTimeout":300,"recovery":true}'
+// node node_server.mjs '{"pingInterval":300,"pingTimeout":300,"recovery":true,"maxHttpBufferSize":2000}'
 // Prints "listening on http://127.0.0.1:<port>" once ready (port 0: a free one).
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
@@ -13,6 +13,7 @@ const http = createServer();
 const io = new Server(http, {
   pingInterval: opts.pingInterval ?? 25000,
   pingTimeout: opts.pingTimeout ?? 20000,
+  maxHttpBufferSize: opts.maxHttpBufferSize ?? 1e6,
   connectionStateRecovery: opts.recovery ? { maxDisconnectionDuration: 60000, skipMiddlewares: true } : undefined,
 });
 

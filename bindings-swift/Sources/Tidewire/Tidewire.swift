@@ -818,6 +818,223 @@ public func FfiConverterTypeAuthProvider_lower(_ value: AuthProvider) -> UInt64 
 
 
 /**
+ * Hears of emits that failed after they returned: one that waited
+ * offline and turned out larger than the server's `maxPayload` (an emit
+ * with an ack fails through its ack instead).
+ */
+public protocol EmitErrorListener: AnyObject, Sendable {
+    
+    /**
+     * The emit of `event` failed, for the reason in `message`.
+     */
+    func onEmitError(event: String, message: String) 
+    
+}
+/**
+ * Hears of emits that failed after they returned: one that waited
+ * offline and turned out larger than the server's `maxPayload` (an emit
+ * with an ack fails through its ack instead).
+ */
+open class EmitErrorListenerImpl: EmitErrorListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_tidewire_swift_fn_clone_emiterrorlistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_tidewire_swift_fn_free_emiterrorlistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The emit of `event` failed, for the reason in `message`.
+     */
+open func onEmitError(event: String, message: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_emiterrorlistener_on_emit_error(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(event),
+        FfiConverterString.lower(message),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceEmitErrorListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceEmitErrorListener = UniffiVTableCallbackInterfaceEmitErrorListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeEmitErrorListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface EmitErrorListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeEmitErrorListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface EmitErrorListener: handle missing in uniffiClone")
+            }
+        },
+        onEmitError: { (
+            uniffiHandle: UInt64,
+            event: RustBuffer,
+            message: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeEmitErrorListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onEmitError(
+                     event: try FfiConverterString.lift(event),
+                     message: try FfiConverterString.lift(message)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceEmitErrorListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceEmitErrorListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitEmitErrorListener() {
+    uniffi_tidewire_swift_fn_init_callback_vtable_emiterrorlistener(UniffiCallbackInterfaceEmitErrorListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEmitErrorListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<EmitErrorListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = EmitErrorListener
+
+    public static func lift(_ handle: UInt64) throws -> EmitErrorListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return EmitErrorListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: EmitErrorListener) -> UInt64 {
+         if let rustImpl = value as? EmitErrorListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EmitErrorListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: EmitErrorListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmitErrorListener_lift(_ handle: UInt64) throws -> EmitErrorListener {
+    return try FfiConverterTypeEmitErrorListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmitErrorListener_lower(_ value: EmitErrorListener) -> UInt64 {
+    return FfiConverterTypeEmitErrorListener.lower(value)
+}
+
+
+
+
+
+
+/**
  * Receives events (implemented in Swift or Kotlin). The value the first
  * listener returns answers a server's ack request, after every listener
  * ran (`nil` from all: an empty answer).
@@ -1261,6 +1478,12 @@ public protocol SocketProtocol: AnyObject, Sendable {
     func disconnect() 
     
     /**
+     * Events dropped because the listener queue was full (listeners
+     * slower than the events coming in).
+     */
+    func droppedEvents()  -> UInt64
+    
+    /**
      * Sends `event`; buffered while offline, sent in order once connected.
      */
     func emit(event: String, args: Args) throws 
@@ -1305,6 +1528,12 @@ public protocol SocketProtocol: AnyObject, Sendable {
      * Calls `listener` for every event, before the event's own listeners.
      */
     func onAny(listener: EventListener)  -> Subscription
+    
+    /**
+     * Calls `listener` when an emit fails after it returned (it waited
+     * offline and is larger than the server's `maxPayload`).
+     */
+    func onEmitError(listener: EmitErrorListener)  -> Subscription
     
     /**
      * Calls `listener` with every state change from now on.
@@ -1403,6 +1632,19 @@ open func disconnect()  {try! rustCall() {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 }
+}
+    
+    /**
+     * Events dropped because the listener queue was full (listeners
+     * slower than the events coming in).
+     */
+open func droppedEvents() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_dropped_events(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -1521,6 +1763,20 @@ open func onAny(listener: EventListener) -> Subscription  {
     uniffi_tidewire_swift_fn_method_socket_on_any(
             self.uniffiCloneHandle(),
         FfiConverterTypeEventListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Calls `listener` when an emit fails after it returned (it waited
+     * offline and is larger than the server's `maxPayload`).
+     */
+open func onEmitError(listener: EmitErrorListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_tidewire_swift_fn_method_socket_on_emit_error(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeEmitErrorListener_lower(listener),uniffiCallStatus
     )
 })
 }
@@ -2364,6 +2620,12 @@ public struct ManagerOptions: Equatable, Hashable {
      */
     public var sendBufferCapacity: UInt32
     /**
+     * Events each socket keeps waiting for its listeners, which run off
+     * the connection (a slow listener never costs it); newer events
+     * beyond are dropped and counted (`Socket.droppedEvents()`).
+     */
+    public var listenerQueueCapacity: UInt32
+    /**
      * The largest message accepted from the server, in bytes.
      */
     public var maxPayload: UInt64
@@ -2372,6 +2634,16 @@ public struct ManagerOptions: Equatable, Hashable {
      * OS trust store alone decides.
      */
     public var pinnedKeys: [String]
+    /**
+     * Root certificates trusted besides the OS trust store, each PEM or
+     * one DER certificate (a private CA, a development server). Not on
+     * Android: trust extra CAs in the app's network security config.
+     */
+    public var rootCertificates: [Data]
+    /**
+     * The HTTP proxy (`nil`: as the environment says).
+     */
+    public var proxy: Proxy?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2422,12 +2694,25 @@ public struct ManagerOptions: Equatable, Hashable {
          * Packets each socket buffers while offline.
          */sendBufferCapacity: UInt32 = UInt32(1000), 
         /**
+         * Events each socket keeps waiting for its listeners, which run off
+         * the connection (a slow listener never costs it); newer events
+         * beyond are dropped and counted (`Socket.droppedEvents()`).
+         */listenerQueueCapacity: UInt32 = UInt32(1000), 
+        /**
          * The largest message accepted from the server, in bytes.
          */maxPayload: UInt64 = UInt64(16777216), 
         /**
          * Base64 SHA-256 pins of the server's public key (SPKI); empty: the
          * OS trust store alone decides.
-         */pinnedKeys: [String] = []) {
+         */pinnedKeys: [String] = [], 
+        /**
+         * Root certificates trusted besides the OS trust store, each PEM or
+         * one DER certificate (a private CA, a development server). Not on
+         * Android: trust extra CAs in the app's network security config.
+         */rootCertificates: [Data] = [], 
+        /**
+         * The HTTP proxy (`nil`: as the environment says).
+         */proxy: Proxy? = nil) {
         self.reconnection = reconnection
         self.reconnectionAttempts = reconnectionAttempts
         self.reconnectionDelayMs = reconnectionDelayMs
@@ -2443,8 +2728,11 @@ public struct ManagerOptions: Equatable, Hashable {
         self.ackTimeoutMs = ackTimeoutMs
         self.retries = retries
         self.sendBufferCapacity = sendBufferCapacity
+        self.listenerQueueCapacity = listenerQueueCapacity
         self.maxPayload = maxPayload
         self.pinnedKeys = pinnedKeys
+        self.rootCertificates = rootCertificates
+        self.proxy = proxy
     }
 
     
@@ -2478,8 +2766,11 @@ public struct FfiConverterTypeManagerOptions: FfiConverterRustBuffer {
                 ackTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
                 retries: FfiConverterUInt32.read(from: &buf), 
                 sendBufferCapacity: FfiConverterUInt32.read(from: &buf), 
+                listenerQueueCapacity: FfiConverterUInt32.read(from: &buf), 
                 maxPayload: FfiConverterUInt64.read(from: &buf), 
-                pinnedKeys: FfiConverterSequenceString.read(from: &buf)
+                pinnedKeys: FfiConverterSequenceString.read(from: &buf), 
+                rootCertificates: FfiConverterSequenceData.read(from: &buf), 
+                proxy: FfiConverterOptionTypeProxy.read(from: &buf)
         )
     }
 
@@ -2499,8 +2790,11 @@ public struct FfiConverterTypeManagerOptions: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.ackTimeoutMs, into: &buf)
         FfiConverterUInt32.write(value.retries, into: &buf)
         FfiConverterUInt32.write(value.sendBufferCapacity, into: &buf)
+        FfiConverterUInt32.write(value.listenerQueueCapacity, into: &buf)
         FfiConverterUInt64.write(value.maxPayload, into: &buf)
         FfiConverterSequenceString.write(value.pinnedKeys, into: &buf)
+        FfiConverterSequenceData.write(value.rootCertificates, into: &buf)
+        FfiConverterOptionTypeProxy.write(value.proxy, into: &buf)
     }
 }
 
@@ -2589,6 +2883,18 @@ enum ClientError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
      */
     case Disconnected
     /**
+     * A packet of `size` bytes is larger than the server's `maxPayload`
+     * (`max`): it was not sent; the connection goes on.
+     */
+    case PayloadTooLarge(
+        /**
+         * The packet's size on the transport, in bytes.
+         */size: UInt64, 
+        /**
+         * The server's `maxPayload`.
+         */max: UInt64
+    )
+    /**
      * The offline send buffer is full.
      */
     case BufferFull(
@@ -2646,7 +2952,11 @@ public struct FfiConverterTypeClientError: FfiConverterRustBuffer {
             )
         case 7: return .Timeout
         case 8: return .Disconnected
-        case 9: return .BufferFull(
+        case 9: return .PayloadTooLarge(
+            size: try FfiConverterUInt64.read(from: &buf), 
+            max: try FfiConverterUInt64.read(from: &buf)
+            )
+        case 10: return .BufferFull(
             capacity: try FfiConverterUInt64.read(from: &buf)
             )
 
@@ -2700,8 +3010,14 @@ public struct FfiConverterTypeClientError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(8))
         
         
-        case let .BufferFull(capacity):
+        case let .PayloadTooLarge(size,max):
             writeInt(&buf, Int32(9))
+            FfiConverterUInt64.write(size, into: &buf)
+            FfiConverterUInt64.write(max, into: &buf)
+            
+        
+        case let .BufferFull(capacity):
+            writeInt(&buf, Int32(10))
             FfiConverterUInt64.write(capacity, into: &buf)
             
         }
@@ -2857,6 +3173,98 @@ public func FfiConverterTypeManagerState_lift(_ buf: RustBuffer) throws -> Manag
 #endif
 public func FfiConverterTypeManagerState_lower(_ value: ManagerState) -> RustBuffer {
     return FfiConverterTypeManagerState.lower(value)
+}
+
+
+
+/**
+ * The HTTP proxy the connections are tunnelled through (`CONNECT`).
+ */
+
+public enum Proxy: Equatable, Hashable {
+    
+    /**
+     * As the environment says (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+     * Apps read the platform's proxy settings themselves and pass `Url`.
+     */
+    case system
+    /**
+     * No proxy.
+     */
+    case direct
+    /**
+     * This proxy: `http://[user:password@]host:port`.
+     */
+    case url(
+        /**
+         * The proxy's URL.
+         */url: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Proxy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeProxy: FfiConverterRustBuffer {
+    typealias SwiftType = Proxy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Proxy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .system
+        
+        case 2: return .direct
+        
+        case 3: return .url(url: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Proxy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .system:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .direct:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .url(url):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(url, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProxy_lift(_ buf: RustBuffer) throws -> Proxy {
+    return try FfiConverterTypeProxy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeProxy_lower(_ value: Proxy) -> RustBuffer {
+    return FfiConverterTypeProxy.lower(value)
 }
 
 
@@ -3185,6 +3593,30 @@ fileprivate struct FfiConverterOptionTypeArgs: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeProxy: FfiConverterRustBuffer {
+    typealias SwiftType = Proxy?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeProxy.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeProxy.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionSequenceTypeTransport: FfiConverterRustBuffer {
     typealias SwiftType = [Transport]?
 
@@ -3401,6 +3833,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_tidewire_swift_checksum_method_authprovider_auth_json() != 9190) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_tidewire_swift_checksum_method_emiterrorlistener_on_emit_error() != 62883) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_tidewire_swift_checksum_method_eventlistener_on_event() != 48905) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3411,6 +3846,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tidewire_swift_checksum_method_socket_disconnect() != 59156) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_dropped_events() != 1334) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tidewire_swift_checksum_method_socket_emit() != 27767) {
@@ -3438,6 +3876,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tidewire_swift_checksum_method_socket_on_any() != 46358) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_tidewire_swift_checksum_method_socket_on_emit_error() != 19885) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_tidewire_swift_checksum_method_socket_on_state() != 56757) {
@@ -3487,6 +3928,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitAuthProvider()
+    uniffiCallbackInitEmitErrorListener()
     uniffiCallbackInitEventListener()
     uniffiCallbackInitManagerStateListener()
     uniffiCallbackInitSocketStateListener()

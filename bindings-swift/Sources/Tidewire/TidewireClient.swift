@@ -93,6 +93,16 @@ private final class StateRelay: SocketStateListener, @unchecked Sendable {
     func onState(state: SocketState) { queue.async { [handler] in handler(state) } }
 }
 
+private final class EmitErrorRelay: EmitErrorListener, @unchecked Sendable {
+    private let queue: DispatchQueue
+    private let handler: (String, String) -> Void
+    init(queue: DispatchQueue, handler: @escaping (String, String) -> Void) {
+        self.queue = queue
+        self.handler = handler
+    }
+    func onEmitError(event: String, message: String) { queue.async { [handler] in handler(event, message) } }
+}
+
 private final class AuthClosure: AuthProvider, @unchecked Sendable {
     private let provide: () -> [String: String]?
     init(_ provide: @escaping () -> [String: String]?) { self.provide = provide }
@@ -176,6 +186,14 @@ public final class TidewireClient {
             let token = socket.onState(listener: StateRelay(queue: queue) { continuation.yield($0) })
             continuation.onTermination = { _ in token.cancel() }
         }
+    }
+
+    /// Calls `handler(event, message)` on `queue` when an emit fails after
+    /// it returned (it waited offline and is larger than the server's
+    /// maxPayload; an emit with an ack throws instead).
+    @discardableResult
+    public func onEmitError(handler: @escaping (String, String) -> Void) -> ListenerToken {
+        ListenerToken(socket.onEmitError(listener: EmitErrorRelay(queue: queue, handler: handler)))
     }
 
     /// Sends `event` (buffered while offline).

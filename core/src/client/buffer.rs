@@ -6,11 +6,14 @@ use std::collections::VecDeque;
 
 use crate::protocol::engine::Encoded;
 
-/// One queued packet: its Engine.IO frames and its ack id, if any.
+/// One queued packet: its Engine.IO frames, its ack id if any, and the
+/// event's name (`None` for a reply: the answer to a server's ack request,
+/// which belongs to the connection it was asked on).
 #[derive(Debug, Clone)]
 pub(crate) struct Queued {
     pub(crate) frames: Vec<Encoded>,
     pub(crate) ack: Option<u64>,
+    pub(crate) event: Option<bytestring::ByteString>,
 }
 
 /// The queue is full.
@@ -46,6 +49,18 @@ impl SendBuffer {
         Ok(())
     }
 
+    /// Queues a reply at the back, over the capacity: replies are bounded
+    /// by the listener queue, and refusing one would leave the server's
+    /// ack unanswered.
+    pub(crate) fn push_reply(&mut self, frames: Vec<Encoded>) {
+        self.items.push_back(Queued { frames, ack: None, event: None });
+    }
+
+    /// Drops the replies: the connection they answer is gone.
+    pub(crate) fn drop_replies(&mut self) {
+        self.items.retain(|q| q.event.is_some());
+    }
+
     /// Everything queued, oldest first.
     pub(crate) fn take(&mut self) -> Vec<Queued> {
         self.items.drain(..).collect()
@@ -75,7 +90,7 @@ mod tests {
     use super::*;
 
     fn q(text: &str, ack: Option<u64>) -> Queued {
-        Queued { frames: vec![Encoded::Text(text.into())], ack }
+        Queued { frames: vec![Encoded::Text(text.into())], ack, event: Some("e".into()) }
     }
 
     #[test]
@@ -89,6 +104,9 @@ mod tests {
         assert!(b.remove_ack(1));
         assert!(!b.remove_ack(1));
         b.push(q("d", Some(2))).unwrap();
+        b.push_reply(vec![Encoded::Text("r".into())]);
+        assert_eq!(b.len(), 4);
+        b.drop_replies();
         let texts: Vec<_> = b.take().into_iter().map(|q| q.frames[0].clone()).collect();
         assert_eq!(texts, ["a", "c", "d"].map(|t| Encoded::Text(t.into())));
         assert_eq!(b.len(), 0);

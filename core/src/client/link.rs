@@ -19,12 +19,45 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::options::TransportKind;
+use super::proxy::Route;
 use super::url::Endpoint;
 use crate::protocol::engine::{self, Encoded, Packet};
 use crate::ws_message::to_message;
 
 /// Most packets one polling payload may hold.
 const MAX_PACKETS: usize = 4096;
+
+/// The bytes `packet` takes in a long-polling body (binary as `b` +
+/// base64), without the separator.
+pub(crate) fn polling_len(packet: &Encoded) -> usize {
+    match packet {
+        Encoded::Text(t) => t.len(),
+        Encoded::Binary(b) => 1 + b.len().div_ceil(3) * 4,
+    }
+}
+
+/// Splits `packets`, in order, into polling bodies of at most `max` bytes
+/// (separators included; `max` 0: one body), as engine.io-client does. A
+/// packet larger than `max` alone makes a body of its own (the sockets
+/// keep such packets back; see `SocketInner::drain`).
+pub(crate) fn bodies(packets: Vec<Encoded>, max: usize) -> Vec<Vec<Encoded>> {
+    let mut out: Vec<Vec<Encoded>> = Vec::new();
+    let mut size = 0;
+    for p in packets {
+        let len = polling_len(&p);
+        match out.last_mut() {
+            Some(body) if max == 0 || size + 1 + len <= max => {
+                size += 1 + len;
+                body.push(p);
+            }
+            _ => {
+                size = len;
+                out.push(vec![p]);
+            }
+        }
+    }
+    out
+}
 
 /// What every transport connection needs.
 #[derive(Debug, Clone)]
@@ -33,6 +66,7 @@ pub(crate) struct Dial {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) headers: http::HeaderMap,
     pub(crate) max_payload: usize,
+    pub(crate) route: Route,
 }
 
 /// A packet from the server, or why the transport ended.
@@ -103,9 +137,11 @@ fn request(dial: &Dial, method: http::Method, target: &str, body: Bytes) -> http
     req
 }
 
-/// A TCP connection to the server, wrapped in TLS for `https`/`wss`.
+/// A TCP connection to the server (through the proxy, if any), wrapped in
+/// TLS for `https`/`wss`.
 async fn stream(dial: &Dial) -> Result<MaybeTlsStream<tokio::net::TcpStream>, String> {
-    let tcp = tokio::net::TcpStream::connect(dial.endpoint.authority.as_str()).await.map_err(|e| e.to_string())?;
+    let scheme = if dial.endpoint.secure { "https" } else { "http" };
+    let tcp = dial.route.connect(scheme, &dial.endpoint.authority).await?;
     let _ = tcp.set_nodelay(true);
     match &dial.tls {
         None => Ok(MaybeTlsStream::Plain(tcp)),
@@ -190,7 +226,8 @@ pub(crate) async fn open(dial: &Dial, kind: TransportKind) -> Result<Opened, Str
             let body = http.send(http::Method::GET, &dial.endpoint.target(kind, None), Bytes::new()).await?;
             let mut packets = engine::decode_payload(body, MAX_PACKETS).map_err(|e| e.to_string())?.into_iter();
             let handshake = handshake(packets.next())?;
-            let link = polling_link(dial, http, &handshake.sid, packets.collect());
+            let max = usize::try_from(handshake.max_payload).unwrap_or(usize::MAX);
+            let link = polling_link(dial, http, &handshake.sid, packets.collect(), max);
             Ok(Opened { link, handshake })
         }
     }
@@ -258,7 +295,8 @@ fn websocket_link(mut ws: Ws) -> Link {
     Link { kind: TransportKind::WebSocket, rx, tx: Some(tx), tasks: vec![task], paused: Arc::default() }
 }
 
-fn polling_link(dial: &Dial, mut http: Http, sid: &str, first: Vec<Packet>) -> Link {
+/// `max`: the server's `maxPayload`, the largest POST body it takes.
+fn polling_link(dial: &Dial, mut http: Http, sid: &str, first: Vec<Packet>, max: usize) -> Link {
     let (in_tx, rx) = mpsc::channel(256);
     let (tx, mut out) = mpsc::unbounded_channel::<Vec<Encoded>>();
     let paused = Arc::new(AtomicBool::new(false));
@@ -300,10 +338,12 @@ fn polling_link(dial: &Dial, mut http: Http, sid: &str, first: Vec<Packet>) -> L
                 while let Ok(more) = out.try_recv() {
                     batch.extend(more);
                 }
-                let body = engine::encode_payload(&batch);
-                if let Err(e) = http.send(http::Method::POST, &target, body).await {
-                    let _ = in_tx.send(Err(format!("transport error: {e}"))).await;
-                    return;
+                for body in bodies(batch, max) {
+                    let body = engine::encode_payload(&body);
+                    if let Err(e) = http.send(http::Method::POST, &target, body).await {
+                        let _ = in_tx.send(Err(format!("transport error: {e}"))).await;
+                        return;
+                    }
                 }
             }
         })
@@ -319,5 +359,33 @@ pub(crate) async fn probe(dial: &Dial, sid: &str) -> Result<Link, String> {
     match next_packet(&mut ws).await? {
         Some(Packet::Pong(data)) if &*data == "probe" => Ok(websocket_link(ws)),
         other => Err(format!("unexpected probe answer {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize) -> Encoded {
+        Encoded::Text("4".repeat(n).into())
+    }
+
+    #[test]
+    fn bodies_stay_under_max_payload_in_order() {
+        let sizes = |b: &[Vec<Encoded>]| -> Vec<usize> { b.iter().map(|b| engine::encode_payload(b).len()).collect() };
+        // 10 + 1 + 10 + 1 + 10 = 32 > 30: the third starts a new body.
+        let b = bodies(vec![text(10), text(10), text(10)], 30);
+        assert_eq!(sizes(&b), [21, 10]);
+        assert_eq!(sizes(&bodies(vec![text(10), text(10), text(10)], 32)), [32]);
+        // Too large alone: a body of its own, neighbours untouched.
+        assert_eq!(sizes(&bodies(vec![text(5), text(50), text(5)], 30)), [5, 50, 5]);
+        // Binary counts as base64: 3 bytes are `b` + 4.
+        let bin = Encoded::Binary(Bytes::from_static(b"abc"));
+        assert_eq!(polling_len(&bin), 5);
+        assert_eq!(sizes(&bodies(vec![bin.clone(), bin.clone()], 11)), [11]);
+        assert_eq!(sizes(&bodies(vec![bin.clone(), bin], 10)), [5, 5]);
+        assert_eq!(bodies(vec![text(10); 100], 0).len(), 1);
+        let all: Vec<Encoded> = bodies((1..50).map(text).collect(), 120).into_iter().flatten().collect();
+        assert_eq!(all, (1..50).map(text).collect::<Vec<_>>());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Identifies a registered listener, for [`Socket::off`](super::Socket::off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,23 +15,25 @@ struct Entry<L: ?Sized> {
     listener: Arc<L>,
 }
 
+/// Listener ids, unique in the process: a socket keeps listeners of
+/// several kinds in several registries, and `off` looks in each.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Listeners of type `L`, by event name and for any event.
 pub(crate) struct Registry<L: ?Sized> {
-    next: u64,
     by_event: HashMap<String, Vec<Entry<L>>>,
     any: Vec<Entry<L>>,
 }
 
 impl<L: ?Sized> Default for Registry<L> {
     fn default() -> Self {
-        Registry { next: 0, by_event: HashMap::new(), any: Vec::new() }
+        Registry { by_event: HashMap::new(), any: Vec::new() }
     }
 }
 
 impl<L: ?Sized> Registry<L> {
     fn id(&mut self) -> ListenerId {
-        self.next += 1;
-        ListenerId(self.next)
+        ListenerId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Adds a listener of `event` (called once when `once`).
@@ -118,6 +121,10 @@ mod tests {
         assert!(r.remove(a));
         assert!(r.take_matching("x").is_empty());
         r.on("x", Arc::from("b"), false);
+        // Ids are unique across registries (`off` looks in several).
+        let mut other: Registry<str> = Registry::default();
+        let o = other.on("x", Arc::from("o"), false);
+        assert!(!r.remove(o));
         r.remove_event("x");
         assert!(r.take_matching("x").is_empty());
     }

@@ -17,7 +17,8 @@ use super::backoff::Backoff;
 use super::link::{self, Dial, Link, Opened};
 use super::listeners::ListenerId;
 use super::options::{ManagerOptions, SocketOptions, TransportKind};
-use super::socket::{Socket, SocketInner, Wiring};
+use super::proxy::Route;
+use super::socket::{ServerLimit, Socket, SocketInner, Wiring};
 use super::state::{StateCell, StateListener};
 use super::url::Endpoint;
 use super::{ClientError, lock, tls};
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     notify: Arc<Notify>,
     sockets: Mutex<HashMap<ByteString, Arc<SocketInner>>>,
     state: StateCell<ManagerState>,
+    /// The server's `maxPayload`, from the last handshake.
+    limit: Arc<ServerLimit>,
 }
 
 impl Shared {
@@ -150,14 +153,16 @@ impl Manager {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| ClientError::InvalidOption("a Manager must be created within a tokio runtime".into()))?;
         let endpoint = Endpoint::parse(url, &opts.path, &opts.query)?;
-        let tls = if endpoint.secure { Some(tls::client_config(&opts.pinned_keys)?) } else { None };
+        let tls =
+            if endpoint.secure { Some(tls::client_config(&opts.pinned_keys, &opts.root_certificates)?) } else { None };
         let mut headers = http::HeaderMap::new();
         for (k, v) in &opts.extra_headers {
             if let (Ok(k), Ok(v)) = (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str())) {
                 headers.insert(k, v);
             }
         }
-        let dial = Dial { endpoint: Arc::new(endpoint), tls, headers, max_payload: opts.max_payload };
+        let route = Route::new(&opts.proxy)?;
+        let dial = Dial { endpoint: Arc::new(endpoint), tls, headers, max_payload: opts.max_payload, route };
         let (cmd, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             opts,
@@ -166,6 +171,7 @@ impl Manager {
             notify: Arc::new(Notify::new()),
             sockets: Mutex::default(),
             state: StateCell::new(ManagerState::Idle, &rt),
+            limit: Arc::default(),
             rt: rt.clone(),
         });
         rt.spawn(run(shared.clone(), rx));
@@ -200,6 +206,8 @@ impl Manager {
                         ack_timeout: s.opts.ack_timeout,
                         retries: s.opts.retries,
                         capacity: s.opts.send_buffer_capacity,
+                        listener_capacity: s.opts.listener_queue_capacity,
+                        limit: s.limit.clone(),
                     },
                 ))
             })
@@ -460,12 +468,15 @@ async fn session(
 ) -> End {
     let Opened { mut link, handshake } = opened;
     let window = Duration::from_millis(handshake.ping_interval.saturating_add(handshake.ping_timeout));
+    let max = usize::try_from(handshake.max_payload).unwrap_or(usize::MAX);
+    shared.limit.set(max, link.kind == TransportKind::Polling);
     let mut s = Session {
         shared: shared.clone(),
         decoder: Decoder::for_client(Limits::default()),
         joined: HashSet::new(),
         deadline: Instant::now() + window,
         window,
+        max,
     };
     shared.state.set(ManagerState::Open { transport: link.kind });
     let mut out = Vec::new();
@@ -528,6 +539,7 @@ async fn session(
                 let mut frames = vec![engine::Packet::Upgrade.encode()];
                 frames.append(&mut out);
                 link.send(frames);
+                shared.limit.set(s.max, false);
                 shared.state.set(ManagerState::Open { transport: link.kind });
                 s.drain(&link);
             }
@@ -582,6 +594,8 @@ struct Session {
     joined: HashSet<ByteString>,
     deadline: Instant,
     window: Duration,
+    /// The server's `maxPayload`.
+    max: usize,
 }
 
 impl Session {
@@ -589,7 +603,7 @@ impl Session {
     fn drain(&self, link: &Link) {
         let mut frames = Vec::new();
         for socket in self.shared.sockets() {
-            frames.extend(socket.drain());
+            frames.extend(socket.drain(self.max, link.kind == TransportKind::Polling));
         }
         link.send(frames);
     }
@@ -609,7 +623,7 @@ impl Session {
             engine::Packet::Pong(_) | engine::Packet::Noop | engine::Packet::Upgrade => return None,
         };
         match decoded {
-            Ok(Some(p)) => self.dispatch(p, out),
+            Ok(Some(p)) => self.dispatch(p),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "bad packet from the server");
@@ -623,14 +637,14 @@ impl Session {
         (!self.shared.any_active()).then(|| End { reason: reason.into(), next: Next::Idle })
     }
 
-    fn dispatch(&mut self, packet: Packet, out: &mut Vec<Encoded>) -> Option<End> {
+    fn dispatch(&mut self, packet: Packet) -> Option<End> {
         let socket = self.shared.socket(&packet.nsp)?;
         match packet.kind {
             PacketKind::Connect(Some(reply)) => {
+                // What it queued goes out after this packet (`drain`).
                 for (payload, id) in socket.on_connected(&reply) {
-                    out.extend(socket.deliver(payload, id));
+                    socket.deliver(payload, id);
                 }
-                out.extend(socket.drain());
             }
             PacketKind::Connect(None) => return Some(End::lost("parse error: CONNECT without sid")),
             PacketKind::ConnectError(body) => {
@@ -643,7 +657,7 @@ impl Session {
                 socket.on_closed("io server disconnect", false, true);
                 return self.idle_unless_active("io server disconnect");
             }
-            PacketKind::Event { payload, id } => out.extend(socket.on_event(payload, id)),
+            PacketKind::Event { payload, id } => socket.on_event(payload, id),
             PacketKind::Ack { payload, id } => socket.on_ack(id, payload),
         }
         None

@@ -30,17 +30,43 @@
 //! ack id, which the server's retry detection recognises.
 //!
 //! # Threads
-//! Listeners run on the manager's task, one at a time, in the order events
-//! arrive, never under a lock: keep them short (hand work to the app's own
-//! queue). State listeners run on a task of their own.
+//! Listeners never run on the connection's task: each socket queues its
+//! events for its listeners (bounded by
+//! [`listener_queue_capacity`](ManagerOptions::listener_queue_capacity)),
+//! and they run one at a time, in the order events arrive, on tokio's
+//! blocking pool, never under a lock. A listener may block (longer than
+//! the server's heartbeat, even) without costing the connection; while it
+//! does, the socket's later events wait, and beyond the queue's capacity
+//! they are dropped and counted ([`Socket::dropped_events`]). The answer
+//! to a server's ack request goes out when the listeners have run, on the
+//! connection it was asked on. State listeners run the same way, on a
+//! queue of their own.
+//!
+//! # Proxies and TLS
+//! Connections go through the HTTP proxy the environment names
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) or the one
+//! [`ManagerOptions::proxy`] gives, tunnelled with `CONNECT`. TLS is the
+//! platform's ([`ManagerOptions::root_certificates`] adds roots,
+//! [`ManagerOptions::pinned_keys`] pins the server's key).
+//!
+//! # Payload limits
+//! The server's handshake announces its `maxPayload`. Long-polling
+//! uploads are split into POST bodies no larger than it (as
+//! engine.io-client does); a packet larger than it is never sent (the
+//! server would end the session): [`Socket::emit`] fails with
+//! [`ClientError::PayloadTooLarge`] once the limit is known, an emit with
+//! an ack fails through its ack, and an emit that waited offline before
+//! the first handshake is reported to [`Socket::on_emit_error`].
 
 mod backoff;
 mod buffer;
+mod dispatch;
 mod legacy;
 mod link;
 mod listeners;
 mod manager;
 mod options;
+mod proxy;
 mod socket;
 mod state;
 mod tls;
@@ -56,7 +82,8 @@ pub use legacy::{Client, ClientConfig, ClientState};
 pub use listeners::ListenerId;
 pub use manager::{Manager, ManagerState};
 pub use options::{Auth, AuthProvider, EmitOptions, ManagerOptions, SocketOptions, TransportKind};
-pub use socket::{Listener, Socket, SocketState};
+pub use proxy::Proxy;
+pub use socket::{EmitErrorListener, Listener, Socket, SocketState};
 pub use state::StateListener;
 pub use tls::public_key_pin;
 
@@ -94,6 +121,15 @@ pub enum ClientError {
     /// The socket disconnected before the answer came.
     #[error("disconnected")]
     Disconnected,
+    /// A packet of `size` bytes is larger than the server's `maxPayload`
+    /// (`max`): it is not sent, the session goes on.
+    #[error("the packet ({size} bytes) is larger than the server's maxPayload ({max} bytes)")]
+    PayloadTooLarge {
+        /// The packet's size on the transport, in bytes.
+        size: usize,
+        /// The server's `maxPayload`.
+        max: usize,
+    },
     /// The offline send buffer is full.
     #[error("the send buffer is full ({capacity} packets)")]
     BufferFull {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::ClientError;
+use super::proxy::Proxy;
 
 /// An Engine.IO transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +119,15 @@ pub struct ManagerOptions {
     /// Packets each socket keeps while offline (default 1000); an emit
     /// beyond fails with [`ClientError::BufferFull`].
     pub send_buffer_capacity: usize,
+    /// Events each socket keeps waiting for its listeners (default 1000).
+    /// Listeners run off the connection's task, one at a time and in
+    /// order, so that a slow one never delays the heartbeat; when this
+    /// many events wait, newer ones are dropped (and counted:
+    /// [`Socket::dropped_events`](super::Socket::dropped_events)); the
+    /// server's ack request of a dropped event is not answered (its ack
+    /// times out there). The connection itself never pays for a slow
+    /// listener.
+    pub listener_queue_capacity: usize,
     /// The largest message accepted from the server, in bytes (default
     /// 16 MiB): larger ones end the connection with a transport error.
     pub max_payload: usize,
@@ -126,6 +136,14 @@ pub struct ManagerOptions {
     /// certificate matches none is refused, after the OS trust store
     /// accepted it.
     pub pinned_keys: Vec<String>,
+    /// Root certificates trusted besides the OS trust store (each PEM, or
+    /// one DER certificate): a private CA, a development server's
+    /// self-signed certificate. Not on Android, where an app trusts extra
+    /// CAs through its network security configuration.
+    pub root_certificates: Vec<Vec<u8>>,
+    /// The HTTP proxy connections are tunnelled through (default
+    /// [`Proxy::System`]: `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`).
+    pub proxy: Proxy,
 }
 
 impl Default for ManagerOptions {
@@ -146,8 +164,11 @@ impl Default for ManagerOptions {
             ack_timeout: None,
             retries: 0,
             send_buffer_capacity: 1000,
+            listener_queue_capacity: 1000,
             max_payload: 16 << 20,
             pinned_keys: Vec::new(),
+            root_certificates: Vec::new(),
+            proxy: Proxy::System,
         }
     }
 }
@@ -174,6 +195,9 @@ impl ManagerOptions {
         if self.send_buffer_capacity == 0 {
             return bad("sendBufferCapacity", "must be positive");
         }
+        if self.listener_queue_capacity == 0 {
+            return bad("listenerQueueCapacity", "must be positive");
+        }
         if self.max_payload < 1024 {
             return bad("maxPayload", "must be at least 1024 bytes");
         }
@@ -184,6 +208,12 @@ impl ManagerOptions {
                 return bad("extraHeaders", &format!("invalid header {name:?}"));
             }
         }
+        for root in &self.root_certificates {
+            if let Err(e) = super::tls::parse_roots(root) {
+                return bad("rootCertificates", &e);
+            }
+        }
+        super::proxy::Route::new(&self.proxy)?;
         for pin in &self.pinned_keys {
             if super::tls::decode_pin(pin).is_none() {
                 return bad("pinnedKeys", &format!("{pin:?} is not a base64 SHA-256 digest"));

@@ -3,6 +3,7 @@
 //! recovery state.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::buffer::{Queued, SendBuffer};
+use super::dispatch::Dispatch;
+use super::link::polling_len;
 use super::listeners::{ListenerId, Registry};
 use super::manager::{Cmd, Handle};
 use super::options::{Auth, EmitOptions};
@@ -53,6 +56,52 @@ pub enum SocketState {
     },
 }
 
+/// Receives the failures of emits that had already returned: a packet that
+/// waited in the send buffer and turned out larger than the server's
+/// `maxPayload` when the connection was made. (An emit with an ack fails
+/// through its ack instead.)
+pub trait EmitErrorListener: Send + Sync + 'static {
+    /// The emit of `event` failed with `error`.
+    fn on_emit_error(&self, event: &str, error: &ClientError);
+}
+
+impl<F: Fn(&str, &ClientError) + Send + Sync + 'static> EmitErrorListener for F {
+    fn on_emit_error(&self, event: &str, error: &ClientError) {
+        self(event, error);
+    }
+}
+
+/// The largest packet the server takes, as its last handshake said, and
+/// how packets are measured on the transport in use.
+#[derive(Debug, Default)]
+pub(crate) struct ServerLimit {
+    /// The server's `maxPayload` (0: not known yet).
+    max: AtomicUsize,
+    /// Binary travels as base64 (long-polling).
+    polling: AtomicBool,
+}
+
+impl ServerLimit {
+    pub(crate) fn set(&self, max: usize, polling: bool) {
+        self.max.store(max, Ordering::Relaxed);
+        self.polling.store(polling, Ordering::Relaxed);
+    }
+
+    /// The size of the largest of `frames` and the limit, when it is over.
+    fn exceeded(&self, frames: &[Encoded]) -> Option<ClientError> {
+        let max = self.max.load(Ordering::Relaxed);
+        let polling = self.polling.load(Ordering::Relaxed);
+        oversized(frames, max, polling)
+    }
+}
+
+/// [`ClientError::PayloadTooLarge`] when one of `frames` is larger than
+/// `max` on the transport (`max` 0: no limit).
+pub(crate) fn oversized(frames: &[Encoded], max: usize, polling: bool) -> Option<ClientError> {
+    let size = frames.iter().map(|f| if polling { polling_len(f) } else { f.len() }).max()?;
+    (max > 0 && size > max).then_some(ClientError::PayloadTooLarge { size, max })
+}
+
 /// Receives events. The return value of the first listener that returns
 /// `Some` answers a server's ack request (after every listener ran); with
 /// none, the ack is answered with no arguments.
@@ -79,6 +128,9 @@ struct Core {
     /// replays missed events first), delivered once connected.
     received: Vec<(Payload, Option<u64>)>,
     connected: bool,
+    /// Counts the connections: a reply is sent only on the connection
+    /// its request came on.
+    epoch: u64,
     pid: Option<String>,
     offset: Option<String>,
     sent_pid: Option<String>,
@@ -92,6 +144,10 @@ pub(crate) struct SocketInner {
     auth: Auth,
     core: Mutex<Core>,
     listeners: Mutex<Registry<dyn Listener>>,
+    errors: Mutex<Registry<dyn EmitErrorListener>>,
+    /// Runs the listeners, in order, off the connection's task.
+    dispatch: Dispatch,
+    limit: Arc<ServerLimit>,
     pub(crate) state: StateCell<SocketState>,
     cmd: mpsc::UnboundedSender<Cmd>,
     notify: Arc<Notify>,
@@ -107,6 +163,8 @@ pub(crate) struct Wiring {
     pub(crate) ack_timeout: Option<Duration>,
     pub(crate) retries: u32,
     pub(crate) capacity: usize,
+    pub(crate) listener_capacity: usize,
+    pub(crate) limit: Arc<ServerLimit>,
 }
 
 impl SocketInner {
@@ -119,6 +177,7 @@ impl SocketInner {
                 joining: false,
                 received: Vec::new(),
                 connected: false,
+                epoch: 0,
                 pid: None,
                 offset: None,
                 sent_pid: None,
@@ -127,6 +186,9 @@ impl SocketInner {
                 next_ack: 0,
             }),
             listeners: Mutex::default(),
+            errors: Mutex::default(),
+            dispatch: Dispatch::new(w.listener_capacity, &w.rt),
+            limit: w.limit,
             state: StateCell::new(
                 SocketState::Disconnected { reason: "not connected".into(), will_reconnect: false },
                 &w.rt,
@@ -179,6 +241,7 @@ impl SocketInner {
         core.pid = pid;
         core.connected = true;
         core.joining = false;
+        core.epoch += 1;
         let early = std::mem::take(&mut core.received);
         drop(core);
         self.state.set(SocketState::Connected { sid, recovered });
@@ -219,39 +282,73 @@ impl SocketInner {
             .set(SocketState::Disconnected { reason: reason.to_owned(), will_reconnect: will_reconnect && !server });
     }
 
-    /// What is queued, when connected.
-    pub(crate) fn drain(&self) -> Vec<Encoded> {
-        let mut core = lock(&self.core);
-        if !core.connected {
-            return Vec::new();
+    /// What is queued, when connected. A packet larger than `max` bytes
+    /// on the transport (`polling`: binary as base64) is not sent: its ack,
+    /// or else the emit-error listeners, hear of it.
+    pub(crate) fn drain(self: &Arc<Self>, max: usize, polling: bool) -> Vec<Encoded> {
+        let mut failed = Vec::new();
+        let mut out = Vec::new();
+        {
+            let mut core = lock(&self.core);
+            if !core.connected {
+                return Vec::new();
+            }
+            for q in core.queue.take() {
+                match oversized(&q.frames, max, polling) {
+                    None => out.extend(q.frames),
+                    Some(e) => failed.push((q, e)),
+                }
+            }
+            for (q, e) in failed {
+                match (q.ack.and_then(|id| core.acks.remove(&id)), q.event) {
+                    (Some(tx), _) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    (None, Some(event)) => self.emit_error(event, e),
+                    (None, None) => tracing::warn!(nsp = %self.nsp, error = %e, "an ack's answer was not sent"),
+                }
+            }
         }
-        core.queue.take().into_iter().flat_map(|q| q.frames).collect()
+        out
+    }
+
+    /// Tells the emit-error listeners, on the listener queue.
+    fn emit_error(self: &Arc<Self>, event: ByteString, error: ClientError) {
+        tracing::warn!(nsp = %self.nsp, event = %event, error = %error, "an emit failed");
+        let inner = self.clone();
+        self.dispatch.push(Box::new(move || {
+            let listeners = lock(&inner.errors).all();
+            for l in listeners {
+                guarded(|| l.on_emit_error(&event, &error));
+            }
+        }));
     }
 
     /// An event from the server: delivered now when connected, kept for
     /// later while joining, dropped otherwise.
-    pub(crate) fn on_event(&self, payload: Payload, id: Option<u64>) -> Vec<Encoded> {
+    pub(crate) fn on_event(self: &Arc<Self>, payload: Payload, id: Option<u64>) {
         {
             let mut core = lock(&self.core);
             if !core.connected {
                 if core.joining && core.received.len() < core.queue.capacity() {
                     core.received.push((payload, id));
                 }
-                return Vec::new();
+                return;
             }
         }
-        self.deliver(payload, id)
+        self.deliver(payload, id);
     }
 
-    /// Listeners run, then the ack (if asked) is answered with the first
-    /// listener's answer.
-    pub(crate) fn deliver(&self, mut payload: Payload, id: Option<u64>) -> Vec<Encoded> {
+    /// Queues the event for its listeners (see [`Dispatch`]): they run
+    /// off the connection's task, then the ack (if asked) is answered with
+    /// the first listener's answer.
+    pub(crate) fn deliver(self: &Arc<Self>, mut payload: Payload, id: Option<u64>) {
         let name = match payload.data.first().and_then(Value::as_str) {
             Some(n) => n.to_owned(),
-            None => return Vec::new(),
+            None => return,
         };
         payload.data.remove(0);
-        {
+        let epoch = {
             let mut core = lock(&self.core);
             // With recovery on, the server appends the event's offset to
             // every event it records (those without ack id).
@@ -262,19 +359,36 @@ impl SocketInner {
             {
                 core.offset = Some(offset);
             }
+            core.epoch
+        };
+        let inner = self.clone();
+        let queued = self.dispatch.push(Box::new(move || inner.run_listeners(&name, &payload, id, epoch)));
+        if !queued {
+            tracing::warn!(nsp = %self.nsp, dropped = self.dispatch.dropped(), "the listener queue is full: an event was dropped");
         }
-        let listeners = lock(&self.listeners).take_matching(&name);
+    }
+
+    /// On the listener queue: the listeners of one event, then its reply.
+    fn run_listeners(&self, name: &str, payload: &Payload, id: Option<u64>, epoch: u64) {
+        let listeners = lock(&self.listeners).take_matching(name);
         let mut answer = None;
         for l in listeners {
-            let reply = guarded(|| l.on_event(&name, &payload)).flatten();
+            let reply = guarded(|| l.on_event(name, payload)).flatten();
             if answer.is_none() {
                 answer = reply;
             }
         }
-        match id {
-            Some(id) => Packet::ack(self.nsp.clone(), id, answer.unwrap_or_default()).encode(),
-            None => Vec::new(),
+        let Some(id) = id else { return };
+        let frames = Packet::ack(self.nsp.clone(), id, answer.unwrap_or_default()).encode();
+        {
+            let mut core = lock(&self.core);
+            // The request's connection is gone: so is the server's wait.
+            if !core.connected || core.epoch != epoch {
+                return;
+            }
+            core.queue.push_reply(frames);
         }
+        self.notify.notify_one();
     }
 
     /// The server's answer to one of our acks.
@@ -285,13 +399,18 @@ impl SocketInner {
         }
     }
 
-    fn push(&self, frames: Vec<Encoded>, ack: Option<u64>, volatile: bool) -> Result<(), ClientError> {
+    fn push(&self, event: &str, frames: Vec<Encoded>, ack: Option<u64>, volatile: bool) -> Result<(), ClientError> {
+        if let Some(e) = self.limit.exceeded(&frames) {
+            return Err(e);
+        }
         {
             let mut core = lock(&self.core);
             if volatile && !core.connected {
                 return Ok(());
             }
-            core.queue.push(Queued { frames, ack }).map_err(|e| ClientError::BufferFull { capacity: e.capacity })?;
+            core.queue
+                .push(Queued { frames, ack, event: Some(event.into()) })
+                .map_err(|e| ClientError::BufferFull { capacity: e.capacity })?;
         }
         self.notify.notify_one();
         Ok(())
@@ -301,6 +420,7 @@ impl SocketInner {
 /// The acks of packets already sent fail on a disconnection; those of
 /// packets still queued wait for the next connection.
 fn fail_sent_acks(core: &mut Core) -> Vec<AckSender> {
+    core.queue.drop_replies();
     let ids: Vec<u64> = core.acks.keys().copied().filter(|id| !core.queue.holds_ack(*id)).collect();
     ids.into_iter().filter_map(|id| core.acks.remove(&id)).collect()
 }
@@ -419,10 +539,24 @@ impl Socket {
         lock(&self.inner.listeners).on_any(Arc::new(listener))
     }
 
-    /// Removes one listener (event, catch-all or state). Returns whether
-    /// it was registered.
+    /// Calls `listener` when an emit that had already returned fails: it
+    /// waited in the send buffer and is larger than the server's
+    /// `maxPayload` (an emit with an ack fails through its ack instead).
+    pub fn on_emit_error(&self, listener: impl EmitErrorListener) -> ListenerId {
+        lock(&self.inner.errors).on("", Arc::new(listener), false)
+    }
+
+    /// Removes one listener (event, catch-all, emit-error or state).
+    /// Returns whether it was registered.
     pub fn off(&self, id: ListenerId) -> bool {
-        lock(&self.inner.listeners).remove(id) || self.inner.state.unlisten(id)
+        lock(&self.inner.listeners).remove(id) || lock(&self.inner.errors).remove(id) || self.inner.state.unlisten(id)
+    }
+
+    /// Events dropped because the listener queue was full (listeners
+    /// slower than the events coming in; see
+    /// [`ManagerOptions::listener_queue_capacity`](super::ManagerOptions::listener_queue_capacity)).
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.dispatch.dropped()
     }
 
     /// Removes every listener of `event`.
@@ -445,7 +579,10 @@ impl Socket {
     ///
     /// # Errors
     /// [`ClientError::InvalidArgument`] for a reserved event name,
-    /// [`ClientError::BufferFull`] when the buffer is full.
+    /// [`ClientError::BufferFull`] when the buffer is full,
+    /// [`ClientError::PayloadTooLarge`] when a packet is larger than the
+    /// server's `maxPayload` (once a handshake told it; before, the
+    /// failure goes to [`on_emit_error`](Self::on_emit_error)).
     pub fn emit(&self, event: &str, args: Payload) -> Result<(), ClientError> {
         self.emit_with(event, args, EmitOptions::default())
     }
@@ -463,12 +600,12 @@ impl Socket {
             let (socket, event) = (self.clone(), event.to_owned());
             let (frames, id, rx) = self.prepare_ack(&event, args)?;
             self.manager.shared.rt.spawn(async move {
-                let _ = socket.await_ack(frames, id, rx, opts.timeout).await;
+                let _ = socket.await_ack(&event, frames, id, rx, opts.timeout).await;
             });
             return Ok(());
         }
         let frames = Packet::event(self.inner.nsp.clone(), event, args, None).encode();
-        self.inner.push(frames, None, opts.volatile)
+        self.inner.push(event, frames, None, opts.volatile)
     }
 
     fn prepare_ack(&self, event: &str, args: Payload) -> Result<(Vec<Encoded>, u64, AckReceiver), ClientError> {
@@ -482,7 +619,7 @@ impl Socket {
             id
         };
         let frames = Packet::event(self.inner.nsp.clone(), event, args, Some(id)).encode();
-        if let Err(e) = self.inner.push(frames.clone(), Some(id), false) {
+        if let Err(e) = self.inner.push(event, frames.clone(), Some(id), false) {
             lock(&self.inner.core).acks.remove(&id);
             return Err(e);
         }
@@ -495,7 +632,9 @@ impl Socket {
     ///
     /// # Errors
     /// [`ClientError::Timeout`], [`ClientError::Disconnected`] (the socket
-    /// disconnected after sending it), or as [`emit`](Self::emit).
+    /// disconnected after sending it), [`ClientError::PayloadTooLarge`]
+    /// (also when it waited offline and the first handshake's
+    /// `maxPayload` is smaller), or as [`emit`](Self::emit).
     pub async fn emit_with_ack(
         &self,
         event: &str,
@@ -503,11 +642,12 @@ impl Socket {
         timeout: Option<Duration>,
     ) -> Result<Payload, ClientError> {
         let (frames, id, rx) = self.prepare_ack(event, args)?;
-        self.await_ack(frames, id, rx, timeout).await
+        self.await_ack(event, frames, id, rx, timeout).await
     }
 
     async fn await_ack(
         &self,
+        event: &str,
         frames: Vec<Encoded>,
         id: u64,
         mut rx: AckReceiver,
@@ -540,7 +680,7 @@ impl Socket {
                 let (tx, new_rx) = oneshot::channel();
                 rx = new_rx;
                 lock(&self.inner.core).acks.insert(id, tx);
-                if let Err(e) = self.inner.push(frames.clone(), Some(id), false) {
+                if let Err(e) = self.inner.push(event, frames.clone(), Some(id), false) {
                     lock(&self.inner.core).acks.remove(&id);
                     return Err(e);
                 }

@@ -1,6 +1,6 @@
 //! Observable state: the current value (a `watch`), and listeners called
-//! with every change, in order, on a task of their own (never under a
-//! lock, never on the caller's thread).
+//! with every change, in order, on the blocking pool (never under a
+//! lock, never on the caller's thread nor on the connection's task).
 
 use std::sync::{Arc, Mutex};
 
@@ -24,25 +24,37 @@ impl<T, F: Fn(&T) + Send + Sync + 'static> StateListener<T> for F {
 /// A state with its watchers.
 pub(crate) struct StateCell<T: Clone + Send + Sync + 'static> {
     watch: watch::Sender<T>,
-    listeners: Arc<Mutex<Registry<dyn StateListener<T>>>>,
-    tx: mpsc::UnboundedSender<T>,
+    listeners: Mutex<Registry<dyn StateListener<T>>>,
+    /// Each change with the listeners registered when it happened.
+    tx: mpsc::UnboundedSender<Change<T>>,
 }
+
+type Change<T> = (T, Vec<Arc<dyn StateListener<T>>>);
 
 impl<T: Clone + Send + Sync + PartialEq + 'static> StateCell<T> {
     pub(crate) fn new(initial: T, rt: &tokio::runtime::Handle) -> StateCell<T> {
         let (watch, _) = watch::channel(initial);
-        let listeners: Arc<Mutex<Registry<dyn StateListener<T>>>> = Arc::default();
-        let (tx, mut rx) = mpsc::unbounded_channel::<T>();
-        let registry = listeners.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Change<T>>();
+        // On the blocking pool, as event listeners (see `dispatch`): a
+        // state listener may block without holding a runtime worker.
         rt.spawn(async move {
-            while let Some(state) = rx.recv().await {
-                let all = lock(&registry).all();
-                for l in all {
-                    super::guarded(|| l.on_state(&state));
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 32).await > 0 {
+                let changes = std::mem::take(&mut batch);
+                let ran = tokio::task::spawn_blocking(move || {
+                    for (state, listeners) in changes {
+                        for l in listeners {
+                            super::guarded(|| l.on_state(&state));
+                        }
+                    }
+                })
+                .await;
+                if ran.is_err() {
+                    return;
                 }
             }
         });
-        StateCell { watch, listeners, tx }
+        StateCell { watch, listeners: Mutex::default(), tx }
     }
 
     pub(crate) fn get(&self) -> T {
@@ -55,6 +67,9 @@ impl<T: Clone + Send + Sync + PartialEq + 'static> StateCell<T> {
 
     /// Sets the state; listeners hear of it when it changed.
     pub(crate) fn set(&self, state: T) {
+        // Under the listeners' lock: a listener registered once the new
+        // state shows does not hear of it, and changes queue in order.
+        let listeners = lock(&self.listeners);
         let changed = self.watch.send_if_modified(|s| {
             if *s == state {
                 false
@@ -64,7 +79,10 @@ impl<T: Clone + Send + Sync + PartialEq + 'static> StateCell<T> {
             }
         });
         if changed {
-            let _ = self.tx.send(state);
+            let all = listeners.all();
+            if !all.is_empty() {
+                let _ = self.tx.send((state, all));
+            }
         }
     }
 

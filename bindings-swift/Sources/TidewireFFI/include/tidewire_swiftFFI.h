@@ -250,6 +250,13 @@ typedef void (*UniffiCallbackInterfaceAuthProviderMethod0)(uint64_t, RustBuffer*
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_EMIT_ERROR_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_EMIT_ERROR_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceEmitErrorListenerMethod0)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_EVENT_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceEventListenerMethod0)(uint64_t, RustBuffer, RustBuffer, RustBuffer* _Nonnull, 
@@ -278,6 +285,15 @@ typedef struct UniffiVTableCallbackInterfaceAuthProvider {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceAuthProviderMethod0 _Nonnull authJson;
 } UniffiVTableCallbackInterfaceAuthProvider;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EMIT_ERROR_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EMIT_ERROR_LISTENER
+typedef struct UniffiVTableCallbackInterfaceEmitErrorListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceEmitErrorListenerMethod0 _Nonnull onEmitError;
+} UniffiVTableCallbackInterfaceEmitErrorListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_EVENT_LISTENER
@@ -325,6 +341,26 @@ void uniffi_tidewire_swift_fn_init_callback_vtable_authprovider(const UniffiVTab
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_AUTHPROVIDER_AUTH_JSON
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_AUTHPROVIDER_AUTH_JSON
 RustBuffer uniffi_tidewire_swift_fn_method_authprovider_auth_json(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_CLONE_EMITERRORLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_CLONE_EMITERRORLISTENER
+uint64_t uniffi_tidewire_swift_fn_clone_emiterrorlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_FREE_EMITERRORLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_FREE_EMITERRORLISTENER
+void uniffi_tidewire_swift_fn_free_emiterrorlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_INIT_CALLBACK_VTABLE_EMITERRORLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_INIT_CALLBACK_VTABLE_EMITERRORLISTENER
+void uniffi_tidewire_swift_fn_init_callback_vtable_emiterrorlistener(const UniffiVTableCallbackInterfaceEmitErrorListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_EMITERRORLISTENER_ON_EMIT_ERROR
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_EMITERRORLISTENER_ON_EMIT_ERROR
+void uniffi_tidewire_swift_fn_method_emiterrorlistener_on_emit_error(uint64_t ptr, RustBuffer event, RustBuffer message, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_CLONE_EVENTLISTENER
@@ -387,6 +423,11 @@ void uniffi_tidewire_swift_fn_method_socket_connect(uint64_t ptr, RustCallStatus
 void uniffi_tidewire_swift_fn_method_socket_disconnect(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_DROPPED_EVENTS
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_DROPPED_EVENTS
+uint64_t uniffi_tidewire_swift_fn_method_socket_dropped_events(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_EMIT
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_EMIT
 void uniffi_tidewire_swift_fn_method_socket_emit(uint64_t ptr, RustBuffer event, RustBuffer args, RustCallStatus *_Nonnull out_status
@@ -430,6 +471,11 @@ uint64_t uniffi_tidewire_swift_fn_method_socket_on(uint64_t ptr, RustBuffer even
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_ON_ANY
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_ON_ANY
 uint64_t uniffi_tidewire_swift_fn_method_socket_on_any(uint64_t ptr, uint64_t listener, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_ON_EMIT_ERROR
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_ON_EMIT_ERROR
+uint64_t uniffi_tidewire_swift_fn_method_socket_on_emit_error(uint64_t ptr, uint64_t listener, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_FN_METHOD_SOCKET_ON_STATE
@@ -831,6 +877,12 @@ uint16_t uniffi_tidewire_swift_checksum_method_authprovider_auth_json(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_EMITERRORLISTENER_ON_EMIT_ERROR
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_EMITERRORLISTENER_ON_EMIT_ERROR
+uint16_t uniffi_tidewire_swift_checksum_method_emiterrorlistener_on_emit_error(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_EVENTLISTENER_ON_EVENT
 uint16_t uniffi_tidewire_swift_checksum_method_eventlistener_on_event(void
@@ -852,6 +904,12 @@ uint16_t uniffi_tidewire_swift_checksum_method_socket_connect(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_DISCONNECT
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_DISCONNECT
 uint16_t uniffi_tidewire_swift_checksum_method_socket_disconnect(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_DROPPED_EVENTS
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_DROPPED_EVENTS
+uint16_t uniffi_tidewire_swift_checksum_method_socket_dropped_events(void
     
 );
 #endif
@@ -906,6 +964,12 @@ uint16_t uniffi_tidewire_swift_checksum_method_socket_on(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_ON_ANY
 #define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_ON_ANY
 uint16_t uniffi_tidewire_swift_checksum_method_socket_on_any(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_ON_EMIT_ERROR
+#define UNIFFI_FFIDEF_UNIFFI_TIDEWIRE_SWIFT_CHECKSUM_METHOD_SOCKET_ON_EMIT_ERROR
+uint16_t uniffi_tidewire_swift_checksum_method_socket_on_emit_error(void
     
 );
 #endif

@@ -660,6 +660,9 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceAuthProviderMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceEmitErrorListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceEventListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`args`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -685,6 +688,25 @@ internal open class UniffiVTableCallbackInterfaceAuthProvider(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `authJson` = other.`authJson`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onEmitError")
+internal open class UniffiVTableCallbackInterfaceEmitErrorListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onEmitError`: UniffiCallbackInterfaceEmitErrorListenerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onEmitError`: UniffiCallbackInterfaceEmitErrorListenerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceEmitErrorListener(`uniffiFree`,`uniffiClone`,`onEmitError`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceEmitErrorListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onEmitError` = other.`onEmitError`
     }
 
 }
@@ -776,6 +798,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_authprovider_auth_json(
     ): Int
+    external fun uniffi_tidewire_swift_checksum_method_emiterrorlistener_on_emit_error(
+    ): Int
     external fun uniffi_tidewire_swift_checksum_method_eventlistener_on_event(
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_managerstatelistener_on_state(
@@ -783,6 +807,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_tidewire_swift_checksum_method_socket_connect(
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_socket_disconnect(
+    ): Int
+    external fun uniffi_tidewire_swift_checksum_method_socket_dropped_events(
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_socket_emit(
     ): Int
@@ -801,6 +827,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_tidewire_swift_checksum_method_socket_on(
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_socket_on_any(
+    ): Int
+    external fun uniffi_tidewire_swift_checksum_method_socket_on_emit_error(
     ): Int
     external fun uniffi_tidewire_swift_checksum_method_socket_on_state(
     ): Int
@@ -849,6 +877,7 @@ internal object UniffiLib {
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "tidewire_swift"))
         uniffiCallbackInterfaceAuthProvider.register(this)
+        uniffiCallbackInterfaceEmitErrorListener.register(this)
         uniffiCallbackInterfaceEventListener.register(this)
         uniffiCallbackInterfaceManagerStateListener.register(this)
         uniffiCallbackInterfaceSocketStateListener.register(this)
@@ -864,6 +893,14 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_tidewire_swift_fn_method_authprovider_auth_json(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_tidewire_swift_fn_clone_emiterrorlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_tidewire_swift_fn_free_emiterrorlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_tidewire_swift_fn_init_callback_vtable_emiterrorlistener(`vtable`: UniffiVTableCallbackInterfaceEmitErrorListener,
+    ): Unit
+    external fun uniffi_tidewire_swift_fn_method_emiterrorlistener_on_emit_error(`ptr`: Long,`event`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_tidewire_swift_fn_clone_eventlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_tidewire_swift_fn_free_eventlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -888,6 +925,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_tidewire_swift_fn_method_socket_disconnect(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_tidewire_swift_fn_method_socket_dropped_events(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_tidewire_swift_fn_method_socket_emit(`ptr`: Long,`event`: RustBuffer.ByValue,`args`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_tidewire_swift_fn_method_socket_emit_volatile(`ptr`: Long,`event`: RustBuffer.ByValue,`args`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -905,6 +944,8 @@ internal object UniffiLib {
     external fun uniffi_tidewire_swift_fn_method_socket_on(`ptr`: Long,`event`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_tidewire_swift_fn_method_socket_on_any(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_tidewire_swift_fn_method_socket_on_emit_error(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_tidewire_swift_fn_method_socket_on_state(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1082,6 +1123,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_tidewire_swift_checksum_method_authprovider_auth_json() and 0xFFFF) != 9190) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_tidewire_swift_checksum_method_emiterrorlistener_on_emit_error() and 0xFFFF) != 62883) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_tidewire_swift_checksum_method_eventlistener_on_event() and 0xFFFF) != 48905) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1092,6 +1136,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tidewire_swift_checksum_method_socket_disconnect() and 0xFFFF) != 59156) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tidewire_swift_checksum_method_socket_dropped_events() and 0xFFFF) != 1334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tidewire_swift_checksum_method_socket_emit() and 0xFFFF) != 27767) {
@@ -1119,6 +1166,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tidewire_swift_checksum_method_socket_on_any() and 0xFFFF) != 46358) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_tidewire_swift_checksum_method_socket_on_emit_error() and 0xFFFF) != 19885) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_tidewire_swift_checksum_method_socket_on_state() and 0xFFFF) != 56757) {
@@ -1983,6 +2033,335 @@ public object FfiConverterTypeAuthProvider: FfiConverter<AuthProvider, Long> {
 
 
 /**
+ * Hears of emits that failed after they returned: one that waited
+ * offline and turned out larger than the server's `maxPayload` (an emit
+ * with an ack fails through its ack instead).
+ */
+public interface EmitErrorListener {
+    
+    /**
+     * The emit of `event` failed, for the reason in `message`.
+     */
+    fun `onEmitError`(`event`: kotlin.String, `message`: kotlin.String)
+    
+    companion object
+}
+
+/**
+ * Hears of emits that failed after they returned: one that waited
+ * offline and turned out larger than the server's `maxPayload` (an emit
+ * with an ack fails through its ack instead).
+ */
+open class EmitErrorListenerImpl: Disposable, AutoCloseable, EmitErrorListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_tidewire_swift_fn_free_emiterrorlistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_tidewire_swift_fn_clone_emiterrorlistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * The emit of `event` failed, for the reason in `message`.
+     */override fun `onEmitError`(`event`: kotlin.String, `message`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tidewire_swift_fn_method_emiterrorlistener_on_emit_error(
+        it,
+        
+        FfiConverterString.lower(`event`),
+        FfiConverterString.lower(`message`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceEmitErrorListener {
+    internal object `onEmitError`: UniffiCallbackInterfaceEmitErrorListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`message`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeEmitErrorListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onEmitError`(
+                    FfiConverterString.lift(`event`),
+                    FfiConverterString.lift(`message`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeEmitErrorListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeEmitErrorListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceEmitErrorListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onEmitError`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_tidewire_swift_fn_init_callback_vtable_emiterrorlistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEmitErrorListener: FfiConverter<EmitErrorListener, Long> {
+    internal val handleMap = UniffiHandleMap<EmitErrorListener>()
+
+    override fun lower(value: EmitErrorListener): Long {
+        if (value is EmitErrorListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): EmitErrorListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return EmitErrorListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): EmitErrorListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: EmitErrorListener) = 8UL
+
+    override fun write(value: EmitErrorListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Receives events (implemented in Swift or Kotlin). The value the first
  * listener returns answers a server's ack request, after every listener
  * ran (`nil` from all: an empty answer).
@@ -2651,6 +3030,12 @@ public interface SocketInterface {
     fun `disconnect`()
     
     /**
+     * Events dropped because the listener queue was full (listeners
+     * slower than the events coming in).
+     */
+    fun `droppedEvents`(): kotlin.ULong
+    
+    /**
      * Sends `event`; buffered while offline, sent in order once connected.
      */
     fun `emit`(`event`: kotlin.String, `args`: Args)
@@ -2695,6 +3080,12 @@ public interface SocketInterface {
      * Calls `listener` for every event, before the event's own listeners.
      */
     fun `onAny`(`listener`: EventListener): Subscription
+    
+    /**
+     * Calls `listener` when an emit fails after it returned (it waited
+     * offline and is larger than the server's `maxPayload`).
+     */
+    fun `onEmitError`(`listener`: EmitErrorListener): Subscription
     
     /**
      * Calls `listener` with every state change from now on.
@@ -2855,6 +3246,23 @@ open class Socket: Disposable, AutoCloseable, SocketInterface
 
     
     /**
+     * Events dropped because the listener queue was full (listeners
+     * slower than the events coming in).
+     */override fun `droppedEvents`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tidewire_swift_fn_method_socket_dropped_events(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Sends `event`; buffered while offline, sent in order once connected.
      */
     @Throws(ClientException::class)override fun `emit`(`event`: kotlin.String, `args`: Args)
@@ -3009,6 +3417,24 @@ open class Socket: Disposable, AutoCloseable, SocketInterface
         it,
         
         FfiConverterTypeEventListener.lower(`listener`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Calls `listener` when an emit fails after it returned (it waited
+     * offline and is larger than the server's `maxPayload`).
+     */override fun `onEmitError`(`listener`: EmitErrorListener): Subscription {
+            return FfiConverterTypeSubscription.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_tidewire_swift_fn_method_socket_on_emit_error(
+        it,
+        
+        FfiConverterTypeEmitErrorListener.lower(`listener`),_status)
 }
     }
     )
@@ -4273,6 +4699,13 @@ data class ManagerOptions (
     var `sendBufferCapacity`: kotlin.UInt = 1000u 
     , 
     /**
+     * Events each socket keeps waiting for its listeners, which run off
+     * the connection (a slow listener never costs it); newer events
+     * beyond are dropped and counted (`Socket.droppedEvents()`).
+     */
+    var `listenerQueueCapacity`: kotlin.UInt = 1000u 
+    , 
+    /**
      * The largest message accepted from the server, in bytes.
      */
     var `maxPayload`: kotlin.ULong = 16777216uL 
@@ -4282,6 +4715,18 @@ data class ManagerOptions (
      * OS trust store alone decides.
      */
     var `pinnedKeys`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Root certificates trusted besides the OS trust store, each PEM or
+     * one DER certificate (a private CA, a development server). Not on
+     * Android: trust extra CAs in the app's network security config.
+     */
+    var `rootCertificates`: List<kotlin.ByteArray> = listOf() 
+    , 
+    /**
+     * The HTTP proxy (`nil`: as the environment says).
+     */
+    var `proxy`: Proxy? = null 
     
 ){
     
@@ -4313,8 +4758,11 @@ public object FfiConverterTypeManagerOptions: FfiConverterRustBuffer<ManagerOpti
             FfiConverterOptionalULong.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceByteArray.read(buf),
+            FfiConverterOptionalTypeProxy.read(buf),
         )
     }
 
@@ -4334,8 +4782,11 @@ public object FfiConverterTypeManagerOptions: FfiConverterRustBuffer<ManagerOpti
             FfiConverterOptionalULong.allocationSize(value.`ackTimeoutMs`) +
             FfiConverterUInt.allocationSize(value.`retries`) +
             FfiConverterUInt.allocationSize(value.`sendBufferCapacity`) +
+            FfiConverterUInt.allocationSize(value.`listenerQueueCapacity`) +
             FfiConverterULong.allocationSize(value.`maxPayload`) +
-            FfiConverterSequenceString.allocationSize(value.`pinnedKeys`)
+            FfiConverterSequenceString.allocationSize(value.`pinnedKeys`) +
+            FfiConverterSequenceByteArray.allocationSize(value.`rootCertificates`) +
+            FfiConverterOptionalTypeProxy.allocationSize(value.`proxy`)
     )
 
     override fun write(value: ManagerOptions, buf: ByteBuffer) {
@@ -4354,8 +4805,11 @@ public object FfiConverterTypeManagerOptions: FfiConverterRustBuffer<ManagerOpti
             FfiConverterOptionalULong.write(value.`ackTimeoutMs`, buf)
             FfiConverterUInt.write(value.`retries`, buf)
             FfiConverterUInt.write(value.`sendBufferCapacity`, buf)
+            FfiConverterUInt.write(value.`listenerQueueCapacity`, buf)
             FfiConverterULong.write(value.`maxPayload`, buf)
             FfiConverterSequenceString.write(value.`pinnedKeys`, buf)
+            FfiConverterSequenceByteArray.write(value.`rootCertificates`, buf)
+            FfiConverterOptionalTypeProxy.write(value.`proxy`, buf)
     }
 }
 
@@ -4477,6 +4931,26 @@ sealed class ClientException: kotlin.Exception() {
     }
     
     /**
+     * A packet of `size` bytes is larger than the server's `maxPayload`
+     * (`max`): it was not sent; the connection goes on.
+     */
+    class PayloadTooLarge(
+        
+        /**
+         * The packet's size on the transport, in bytes.
+         */
+        val `size`: kotlin.ULong, 
+        
+        /**
+         * The server's `maxPayload`.
+         */
+        val `max`: kotlin.ULong
+        ) : ClientException() {
+        override val message
+            get() = "size=${ `size` }, max=${ `max` }"
+    }
+    
+    /**
      * The offline send buffer is full.
      */
     class BufferFull(
@@ -4530,7 +5004,11 @@ public object FfiConverterTypeClientError : FfiConverterRustBuffer<ClientExcepti
                 )
             7 -> ClientException.Timeout()
             8 -> ClientException.Disconnected()
-            9 -> ClientException.BufferFull(
+            9 -> ClientException.PayloadTooLarge(
+                FfiConverterULong.read(buf),
+                FfiConverterULong.read(buf),
+                )
+            10 -> ClientException.BufferFull(
                 FfiConverterULong.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4577,6 +5055,12 @@ public object FfiConverterTypeClientError : FfiConverterRustBuffer<ClientExcepti
             is ClientException.Disconnected -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+            )
+            is ClientException.PayloadTooLarge -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterULong.allocationSize(value.`size`)
+                + FfiConverterULong.allocationSize(value.`max`)
             )
             is ClientException.BufferFull -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -4627,8 +5111,14 @@ public object FfiConverterTypeClientError : FfiConverterRustBuffer<ClientExcepti
                 buf.putInt(8)
                 Unit
             }
-            is ClientException.BufferFull -> {
+            is ClientException.PayloadTooLarge -> {
                 buf.putInt(9)
+                FfiConverterULong.write(value.`size`, buf)
+                FfiConverterULong.write(value.`max`, buf)
+                Unit
+            }
+            is ClientException.BufferFull -> {
+                buf.putInt(10)
                 FfiConverterULong.write(value.`capacity`, buf)
                 Unit
             }
@@ -4818,6 +5308,109 @@ public object FfiConverterTypeManagerState : FfiConverterRustBuffer<ManagerState
             is ManagerState.Closed -> {
                 buf.putInt(5)
                 FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * The HTTP proxy the connections are tunnelled through (`CONNECT`).
+ */
+sealed class Proxy {
+    
+    /**
+     * As the environment says (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+     * Apps read the platform's proxy settings themselves and pass `Url`.
+     */
+    object System : Proxy()
+    
+    
+    /**
+     * No proxy.
+     */
+    object Direct : Proxy()
+    
+    
+    /**
+     * This proxy: `http://[user:password@]host:port`.
+     */
+    data class Url(
+        /**
+         * The proxy's URL.
+         */
+        val `url`: kotlin.String) : Proxy()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeProxy : FfiConverterRustBuffer<Proxy>{
+    override fun read(buf: ByteBuffer): Proxy {
+        return when(buf.getInt()) {
+            1 -> Proxy.System
+            2 -> Proxy.Direct
+            3 -> Proxy.Url(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Proxy): ULong = when(value) {
+        is Proxy.System -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Proxy.Direct -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Proxy.Url -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`url`)
+            )
+        }
+    }
+
+    override fun write(value: Proxy, buf: ByteBuffer) {
+        when(value) {
+            is Proxy.System -> {
+                buf.putInt(1)
+                Unit
+            }
+            is Proxy.Direct -> {
+                buf.putInt(2)
+                Unit
+            }
+            is Proxy.Url -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`url`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -5193,6 +5786,38 @@ public object FfiConverterOptionalTypeArgs: FfiConverterRustBuffer<Args?> {
         } else {
             buf.put(1)
             FfiConverterTypeArgs.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeProxy: FfiConverterRustBuffer<Proxy?> {
+    override fun read(buf: ByteBuffer): Proxy? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeProxy.read(buf)
+    }
+
+    override fun allocationSize(value: Proxy?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeProxy.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Proxy?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeProxy.write(value, buf)
         }
     }
 }
