@@ -178,28 +178,36 @@ impl BroadcastOperator {
         // One look at the hub per broadcast: its adapter (borrowed, not
         // cloned) and its counters.
         let hub = self.ns.hub();
-        if !self.flags.local
-            && let Some(hub) = &hub
-        {
-            hub.adapter().broadcast(&self.ns, &self.target, self.flags.volatile, event, &args);
-        }
-        let sent = self.emit_inner(event, args);
+        let publish = |args: &Payload| {
+            if !self.flags.local
+                && let Some(hub) = &hub
+            {
+                hub.adapter().broadcast(&self.ns, &self.target, self.flags.volatile, event, args);
+            }
+        };
+        let sent = if let Some(rec) = self.ns.recorder(!self.flags.volatile) {
+            // Published under the log's lock, with the log's order: a
+            // session handed to this node tells this node's packets
+            // published after its marker by where they are in the log
+            // (`cluster::recovery`).
+            let ((sent, recipients), args) =
+                self.ns.send_recorded(rec, self.origin, &self.target, event, args, publish, |frames| {
+                    let recipients = self.ns.resolve(&self.target);
+                    (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
+                });
+            self.notify_outgoing(&recipients, event, &args);
+            sent
+        } else {
+            publish(&args);
+            self.emit_unrecorded(event, args)
+        };
         if let Some(hub) = hub {
             super::HubStats::add(&hub.stats().events_out, sent as u64);
         }
         sent
     }
 
-    fn emit_inner(&self, event: &str, args: Payload) -> usize {
-        if let Some(rec) = self.ns.recorder(!self.flags.volatile) {
-            let ((sent, recipients), args) =
-                self.ns.send_recorded(rec, self.origin, &self.target, event, args, |frames| {
-                    let recipients = self.ns.resolve(&self.target);
-                    (recipients.iter().filter(|s| s.send_shared(frames, false).is_ok()).count(), recipients)
-                });
-            self.notify_outgoing(&recipients, event, &args);
-            return sent;
-        }
+    fn emit_unrecorded(&self, event: &str, args: Payload) -> usize {
         let recipients = self.ns.resolve(&self.target);
         if recipients.is_empty() {
             return 0;

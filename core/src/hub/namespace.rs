@@ -199,12 +199,14 @@ impl Namespace {
     }
 
     /// Sends an event recorded for recovery: under the log's lock, the
-    /// next offset is appended to `args`, the packet is encoded once, handed
-    /// to `deliver` (which resolves the recipients and queues to them: no
-    /// user code), and logged with `target`. Holding the lock through
-    /// delivery keeps offsets in delivery order, and lets a restore see
-    /// every packet either in the log or delivered after it. Returns what
-    /// `deliver` returned and the arguments as sent (offset included).
+    /// event is handed to `publish` (to the other nodes, without offset),
+    /// the next offset is appended to `args`, the packet is encoded once,
+    /// handed to `deliver` (which resolves the recipients and queues to
+    /// them: no user code), and logged with `target`. Holding the lock
+    /// through delivery keeps offsets in delivery order, and lets a restore
+    /// see every packet either in the log or delivered after it. Returns
+    /// what `deliver` returned and the arguments as sent (offset included).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_recorded<R>(
         &self,
         rec: &Recovery,
@@ -212,9 +214,11 @@ impl Namespace {
         target: &Target,
         event: &str,
         mut args: Payload,
+        publish: impl FnOnce(&Payload),
         deliver: impl FnOnce(&[Encoded]) -> R,
     ) -> (R, Payload) {
         let mut log = lock(&rec.log);
+        publish(&args);
         let (offset, text) = log.next_offset();
         args.data.push(serde_json::Value::String(text));
         let frames: Arc<[Encoded]> =

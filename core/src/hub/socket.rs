@@ -393,10 +393,15 @@ impl Socket {
             // Recorded like a broadcast to the socket's own room, so a
             // reconnecting client gets it back (socket.io does the same).
             let target = Target { rooms: vec![self.id_arc()], except: Vec::new() };
-            let (sent, args) = self
-                .inner
-                .namespace
-                .send_recorded(rec, Origin::Here, &target, event, args, |frames| self.send_shared(frames, false));
+            let (sent, args) = self.inner.namespace.send_recorded(
+                rec,
+                Origin::Here,
+                &target,
+                event,
+                args,
+                |_| {},
+                |frames| self.send_shared(frames, false),
+            );
             self.notify_outgoing(event, &args);
             return sent;
         }
