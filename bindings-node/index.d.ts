@@ -137,6 +137,27 @@ export declare class EngineSocket {
   close(): void
 }
 
+/** The rooms of one namespace's sockets and the sessions carrying them. */
+export declare class Fanout {
+  /** An empty fan-out. */
+  constructor()
+  /**
+   * Applies room changes, in order, as triples of strings: `j` (socket,
+   * room) joined, `l` (socket, room) left, `d` (socket, "") detached
+   * from its session, `r` (socket, "") removed.
+   */
+  update(changes: Array<string>): void
+  /** Attaches the socket `id` (connected) to the session carrying it. */
+  attach(id: string, socket: EngineSocket): void
+  /**
+   * Queues one encoded Socket.IO packet (its text, then its binary
+   * attachments) on every attached socket in `rooms` (everyone when
+   * empty) and in none of `except`; `volatile` drops it for a session
+   * that lags. Returns on how many sessions it was queued.
+   */
+  broadcast(rooms: Array<string>, except: Array<string>, parts: Array<string | Buffer>, volatile: boolean): number
+}
+
 /**
  * A WebSocket request the engine accepted: complete the handshake, then
  * `start`, push what is read with `receive`, write what `nextOutgoing`

@@ -427,6 +427,7 @@ class Socket extends EventEmitter {
     if (typeof callback === 'function') this._outCallbacks.push(callback)
     if (!this._flushQueued) {
       this._flushQueued = true
+      this.server._unflushed.add(this)
       queueMicrotask(() => this._flush())
     }
     return this
@@ -446,6 +447,7 @@ class Socket extends EventEmitter {
 
   _flush() {
     this._flushQueued = false
+    this.server._unflushed.delete(this)
     if (this._out.length === 0) return
     const [out, callbacks] = [this._out, this._outCallbacks]
     this._out = []
@@ -510,6 +512,8 @@ class Engine extends EventEmitter {
     this.middlewares = []
     this._requests = new Map()
     this._token = 0
+    // Sockets whose writes wait for the end of the run (see `_flushWrites`).
+    this._unflushed = new Set()
     this._closed = false
     const o = this.opts
     try {
@@ -616,6 +620,15 @@ class Engine extends EventEmitter {
     if (!this._closed && this._ws) this._ws.close()
     this._closed = true
     return this
+  }
+
+  /**
+   * Hands every socket's pending writes to the core now: a broadcast the
+   * core writes (js/fast-path.js) then follows what each socket was
+   * written before it, in call order.
+   */
+  _flushWrites() {
+    for (const socket of this._unflushed) socket._flush()
   }
 
   _nextToken() {

@@ -480,7 +480,7 @@ impl HostWebSocket {
 /// One Engine.IO session, for JavaScript to send on and close.
 #[napi]
 pub struct EngineSocket {
-    session: Session,
+    pub(crate) session: Session,
 }
 
 #[napi]
