@@ -6,9 +6,10 @@
 //
 // socket.io's sockets and their rooms stay in JavaScript, in socket.io-
 // adapter's maps (`adapter.rooms`, `adapter.sids`, the room events), where
-// socket.io and apps read them; a join costs a Map update, not a crossing.
-// What other nodes send is queued natively and taken in batches; requests
-// are answered from these maps.
+// socket.io and apps read them; a join costs a Map update, not a crossing
+// (on Tidewire's Engine, the fast path mirrors them in the core in
+// batches: js/fast-path.js). What other nodes send is queued natively and
+// taken in batches; requests are answered from these maps.
 
 const { Adapter, SessionAwareAdapter } = require('socket.io-adapter')
 const native = require('../index.js')
