@@ -101,8 +101,8 @@ export declare class EngineHost {
   /** Takes the queued session events, oldest first. */
   takeEvents(): Array<EngineEvent>
   /**
-   * Takes what the WebSockets have to write, oldest first (each
-   * WebSocket's in order).
+   * Takes what the WebSockets have to write now (each WebSocket's in
+   * order), framed.
    */
   takeWrites(): Array<Written>
   /**

@@ -81,8 +81,10 @@ impl Fanout {
             Either::A(text) => Frame::Text(text.into()),
             Either::B(data) => Frame::Binary(Bytes::copy_from_slice(&data)),
         }));
-        let target =
-            Target { rooms: rooms.into_iter().map(Into::into).collect(), except: except.into_iter().map(Into::into).collect() };
+        let target = Target {
+            rooms: rooms.into_iter().map(Into::into).collect(),
+            except: except.into_iter().map(Into::into).collect(),
+        };
         let queued = within_runtime_if_available(|| self.inner.broadcast(&target, &packets, volatile));
         u32::try_from(queued).unwrap_or(u32::MAX)
     }

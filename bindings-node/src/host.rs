@@ -29,7 +29,10 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::task::{Context, Poll, Wake as TaskWake, Waker};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -46,7 +49,7 @@ use tidewire::engine::{
 use tidewire::limits::{ConnectionLimits, LimitsSpec, RateLimits};
 use tidewire::protocol::engine::{Encoded, Frame, Packet};
 use tidewire::transport::host::{self, Inbound, Outbound, RequestBody, WebSocket, WebSocketAccept};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 tokio::task_local! {
     /// The JavaScript request a long-polling `handle` call serves.
@@ -231,66 +234,102 @@ pub struct Written {
     pub reason: Option<String>,
 }
 
-/// What every WebSocket has to write, for JavaScript to take in batches
-/// (as [`Events`]).
+/// A WebSocket's outgoing side, polled on the JavaScript thread: its
+/// `next_outgoing` future is polled by [`EngineHost::take_writes`], and
+/// woken (by a send on any thread, a timer, a close) it queues itself on
+/// the engine's ready list. No task and no thread hop per session: a
+/// broadcast's sends, made on the JavaScript thread, wake sessions there,
+/// and the whole batch is framed and written in one crossing.
+struct Writer {
+    /// The `request` number its `start` was given.
+    socket: u32,
+    next: Mutex<Option<Outgoing>>,
+    ws: Arc<WebSocket>,
+    writes: Arc<Writes>,
+    /// On the ready list (or about to be polled).
+    queued: AtomicBool,
+    /// JavaScript wants no more bytes for now (the socket's buffer is full).
+    paused: AtomicBool,
+}
+
+type Outgoing = Pin<Box<dyn Future<Output = Outbound> + Send>>;
+
+impl TaskWake for Writer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.writes.ready(self.clone());
+        }
+    }
+}
+
+impl Writer {
+    fn outgoing(ws: &Arc<WebSocket>) -> Outgoing {
+        let ws = ws.clone();
+        Box::pin(async move { ws.next_outgoing().await })
+    }
+
+    /// Polls until the session has nothing more to send now (or it closed,
+    /// or JavaScript paused it), adding what it sends to `out`.
+    fn poll_into(self: &Arc<Self>, out: &mut Vec<Written>) {
+        self.queued.store(false, Ordering::Release);
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.paused.load(Ordering::Acquire) {
+            let Some(future) = next.as_mut() else { return };
+            let Poll::Ready(outbound) = future.as_mut().poll(&mut cx) else { return };
+            let socket = self.socket;
+            match outbound {
+                Outbound::Frames(frames) => {
+                    let data = Buffer::from(embed::host::websocket_frames(frames));
+                    out.push(Written { socket, data: Some(data), close: false, code: None, reason: None });
+                    *next = Some(Writer::outgoing(&self.ws));
+                }
+                Outbound::Close(frame) => {
+                    let (code, reason) = frame.map_or((None, None), |f| (Some(u32::from(f.code)), Some(f.reason)));
+                    out.push(Written { socket, data: None, close: true, code, reason });
+                    *next = None;
+                }
+                _ => {
+                    out.push(Written { socket, data: None, close: true, code: None, reason: None });
+                    *next = None;
+                }
+            }
+        }
+    }
+}
+
+/// The writers with something to write, for JavaScript to take in
+/// batches: the callback is called when the list stops being empty.
 struct Writes {
-    queue: Mutex<Vec<Written>>,
+    ready: Mutex<Vec<Arc<Writer>>>,
     wake: Wake,
 }
 
 impl Writes {
-    fn push(&self, written: Written) {
+    fn ready(&self, writer: Arc<Writer>) {
         let first = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.push(written);
-            queue.len() == 1
+            let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+            ready.push(writer);
+            ready.len() == 1
         };
         if first {
             // An error here means Node is shutting down: nobody is listening.
             let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
     }
-}
 
-/// Whether JavaScript wants no more bytes for a WebSocket for now (its
-/// socket's buffer is past a high-water mark).
-#[derive(Default)]
-struct Flow {
-    paused: AtomicBool,
-    resumed: Notify,
-}
-
-impl Flow {
-    async fn until_resumed(&self) {
-        loop {
-            let resumed = self.resumed.notified();
-            if !self.paused.load(Ordering::Acquire) {
-                return;
-            }
-            resumed.await;
+    fn take(&self) -> Vec<Written> {
+        let ready = std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut out = Vec::with_capacity(ready.len());
+        for writer in ready {
+            writer.poll_into(&mut out);
         }
-    }
-}
-
-/// Frames what `ws` sends until it closes, for JavaScript to write.
-async fn write_out(ws: Arc<WebSocket>, socket: u32, writes: Arc<Writes>, flow: Arc<Flow>) {
-    loop {
-        flow.until_resumed().await;
-        match ws.next_outgoing().await {
-            Outbound::Frames(frames) => {
-                let data = Buffer::from(embed::host::websocket_frames(frames));
-                writes.push(Written { socket, data: Some(data), close: false, code: None, reason: None });
-            }
-            Outbound::Close(frame) => {
-                let (code, reason) = frame.map_or((None, None), |f| (Some(u32::from(f.code)), Some(f.reason)));
-                writes.push(Written { socket, data: None, close: true, code, reason });
-                return;
-            }
-            _ => {
-                writes.push(Written { socket, data: None, close: true, code: None, reason: None });
-                return;
-            }
-        }
+        out
     }
 }
 
@@ -373,7 +412,7 @@ impl EngineHost {
         Ok(EngineHost {
             inner: Engine::new(config, Arc::new(JsHandler(events.clone()))),
             events,
-            writes: Arc::new(Writes { queue: Mutex::default(), wake: wake_writes }),
+            writes: Arc::new(Writes { ready: Mutex::default(), wake: wake_writes }),
             pending: Arc::default(),
         })
     }
@@ -384,11 +423,11 @@ impl EngineHost {
         self.events.take()
     }
 
-    /// Takes what the WebSockets have to write, oldest first (each
-    /// WebSocket's in order).
+    /// Takes what the WebSockets have to write now (each WebSocket's in
+    /// order), framed.
     #[napi]
     pub fn take_writes(&self) -> Vec<Written> {
-        std::mem::take(&mut *self.writes.queue.lock().unwrap_or_else(PoisonError::into_inner))
+        within_runtime_if_available(|| self.writes.take())
     }
 
     /// Answers one plain HTTP request at the engine's path (a long-polling
@@ -434,7 +473,7 @@ impl EngineHost {
                     accept: Mutex::new(Some(accept)),
                     ws: OnceLock::new(),
                     writes: self.writes.clone(),
-                    flow: Arc::default(),
+                    writer: OnceLock::new(),
                     upgrading,
                     reported: AtomicU8::new(0),
                 })
@@ -461,7 +500,7 @@ pub struct HostWebSocket {
     accept: Mutex<Option<WebSocketAccept>>,
     ws: OnceLock<Arc<WebSocket>>,
     writes: Arc<Writes>,
-    flow: Arc<Flow>,
+    writer: OnceLock<Arc<Writer>>,
     /// The polling session this WebSocket upgrades.
     upgrading: Option<Session>,
     /// What `receive` has reported of the upgrade: 0 nothing, 1 started,
@@ -492,8 +531,17 @@ impl HostWebSocket {
         let ws = Arc::new(within_runtime_if_available(|| accept.start()));
         WS_REQUEST.with(|r| r.set(previous));
         let _ = self.ws.set(ws.clone());
-        let (writes, flow) = (self.writes.clone(), self.flow.clone());
-        within_runtime_if_available(|| tokio::spawn(write_out(ws, request, writes, flow)));
+        let writer = Arc::new(Writer {
+            socket: request,
+            next: Mutex::new(Some(Writer::outgoing(&ws))),
+            ws,
+            writes: self.writes.clone(),
+            queued: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+        });
+        // Polled first by the next `takeWrites` (the OPEN packet of a new session).
+        writer.wake_by_ref();
+        let _ = self.writer.set(writer);
     }
 
     /// Stops framing what the session sends until `resume` (the socket's
@@ -501,14 +549,18 @@ impl HostWebSocket {
     /// session's bounded queue, which closes it as a slow consumer.
     #[napi]
     pub fn pause(&self) {
-        self.flow.paused.store(true, Ordering::Release);
+        if let Some(writer) = self.writer.get() {
+            writer.paused.store(true, Ordering::Release);
+        }
     }
 
     /// Frames what the session sends again.
     #[napi]
     pub fn resume(&self) {
-        self.flow.paused.store(false, Ordering::Release);
-        self.flow.resumed.notify_waiters();
+        if let Some(writer) = self.writer.get() {
+            writer.paused.store(false, Ordering::Release);
+            writer.wake_by_ref();
+        }
     }
 
     /// Gives the admission back when the WebSocket handshake failed.

@@ -182,7 +182,10 @@ mod tests {
     }
 
     fn target(rooms: &[&str], except: &[&str]) -> Target {
-        Target { rooms: rooms.iter().map(|r| (*r).into()).collect(), except: except.iter().map(|r| (*r).into()).collect() }
+        Target {
+            rooms: rooms.iter().map(|r| (*r).into()).collect(),
+            except: except.iter().map(|r| (*r).into()).collect(),
+        }
     }
 
     #[tokio::test]
@@ -201,7 +204,10 @@ mod tests {
             s.drain();
             fanout.attach(id.into(), s.clone());
         }
-        let packets = message_packets([Frame::Text("451-[\"x\",{\"_placeholder\":true,\"num\":0}]".into()), Frame::Binary(vec![1, 2, 3].into())]);
+        let packets = message_packets([
+            Frame::Text("451-[\"x\",{\"_placeholder\":true,\"num\":0}]".into()),
+            Frame::Binary(vec![1, 2, 3].into()),
+        ]);
         assert_eq!(fanout.broadcast(&target(&["news"], &["b"]), &packets, false), 1);
         assert_eq!(texts(&a), ["4451-[\"x\",{\"_placeholder\":true,\"num\":0}]", "<3 bytes>"]);
         assert!(texts(&b).is_empty());
