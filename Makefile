@@ -35,7 +35,7 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.tidewire-installed
 VENV_STAMP := $(VENV)/.tidewire-installed
 
 .PHONY: test readme-first-command rust-test lint build-server e2e e2e-node e2e-python node-deps python-deps clean-e2e \
-	bench bench-python bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift socketio-suite
+	bench bench-python bench-node bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift socketio-suite
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
 	autobahn-smoke fuzz-smoke cluster-faults-smoke
@@ -170,6 +170,28 @@ bench-python: binding-python-deps
 	done
 
 BINDING_NODE_DIR := bindings-node
+BENCH_NODE_SERVER := $(NODE) benches/node/server.mjs
+BENCH_NODE_ONLY ?= fanout,cluster
+BENCH_NODE_FAST ?= on off
+
+## The same socket.io app (benches/node/server.mjs) with stock internals
+## (engine.io, socket.io-adapter, @socket.io/redis-adapter through Redis)
+## as side B and with Tidewire's Engine and adapter (the drop-in) as side A:
+## fan-out on one node and two nodes through Redis, alternated and pinned as
+## the suite does. `--fast-path off` is the drop-in with socket.io's own
+## broadcast path (the before of the fast path), in the same build. The
+## addon is built in release first (it replaces a debug build in
+## bindings-node: `make binding-node` builds debug again).
+bench-node: bench-deps binding-node-deps
+	cd $(BINDING_NODE_DIR) && npx --no-install napi build --platform --release
+	$(CARGO) build --release -p tidewire-benches --bins
+	for fast in $(BENCH_NODE_FAST); do \
+	  $(TARGET_ABS)/release/loadgen suite --only $(BENCH_NODE_ONLY) \
+	    --a-cmd "$(BENCH_NODE_SERVER) --engine tidewire --adapter tidewire --fast-path $$fast" --a-label drop-in-fast-path-$$fast \
+	    --b-cmd "$(BENCH_NODE_SERVER)" --b-label socket.io \
+	    --out benches/results/node-drop-in-fast-path-$$fast.json $(BENCH_ARGS) || exit 1; \
+	done
+
 BINDING_NODE_STAMP := $(BINDING_NODE_DIR)/node_modules/.tidewire-installed
 
 binding-node-deps: $(BINDING_NODE_STAMP)

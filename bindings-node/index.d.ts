@@ -93,11 +93,18 @@ export declare class EngineHost {
   /**
    * An engine with `options`. Every session's `open`, messages and
    * `close` are queued in order for `takeEvents`; `wake()` is called
-   * when the queue stops being empty.
+   * when the queue stops being empty. What WebSockets send is queued
+   * for `takeWrites`; `wakeWrites()` is called when that queue stops
+   * being empty.
    */
-  constructor(options: EngineOptions, wake: (() => unknown))
+  constructor(options: EngineOptions, wake: (() => unknown), wakeWrites: (() => unknown))
   /** Takes the queued session events, oldest first. */
   takeEvents(): Array<EngineEvent>
+  /**
+   * Takes what the WebSockets have to write now (each WebSocket's in
+   * order), framed.
+   */
+  takeWrites(): Array<Written>
   /**
    * Answers one plain HTTP request at the engine's path (a long-polling
    * handshake, `GET` or `POST`): resolves to the complete answer. A
@@ -143,10 +150,31 @@ export declare class EngineSocket {
   close(): void
 }
 
+/** The rooms of one namespace's sockets and the sessions carrying them. */
+export declare class Fanout {
+  /** An empty fan-out. */
+  constructor()
+  /**
+   * Applies room changes, in order, as triples of strings: `j` (socket,
+   * room) joined, `l` (socket, room) left, `d` (socket, "") detached
+   * from its session, `r` (socket, "") removed.
+   */
+  update(changes: Array<string>): void
+  /** Attaches the socket `id` (connected) to the session carrying it. */
+  attach(id: string, socket: EngineSocket): void
+  /**
+   * Queues one encoded Socket.IO packet (its text, then its binary
+   * attachments) on every attached socket in `rooms` (everyone when
+   * empty) and in none of `except`; `volatile` drops it for a session
+   * that lags. Returns on how many sessions it was queued.
+   */
+  broadcast(rooms: Array<string>, except: Array<string>, parts: Array<string | Buffer>, volatile: boolean): number
+}
+
 /**
  * A WebSocket request the engine accepted: complete the handshake, then
- * `start`, push what is read with `receive`, write what `nextOutgoing`
- * resolves to until it says `close`.
+ * `start`, push what is read with `receive`, write what the engine's
+ * `takeWrites` gives for it until it says `close`.
  */
 export declare class HostWebSocket {
   /** The polling session it upgrades, if any. */
@@ -154,9 +182,18 @@ export declare class HostWebSocket {
   /**
    * Starts the session's traffic once the `101` is sent: a new session
    * opens now (its `open` carries `request`); an upgrade waits for the
-   * probe. Calling it again does nothing.
+   * probe. What it sends comes out of the engine's `takeWrites` with
+   * `socket: request`. Calling it again does nothing.
    */
   start(request: number): void
+  /**
+   * Stops framing what the session sends until `resume` (the socket's
+   * buffer is full): a client that does not read then fills the
+   * session's bounded queue, which closes it as a slow consumer.
+   */
+  pause(): void
+  /** Frames what the session sends again. */
+  resume(): void
   /** Gives the admission back when the WebSocket handshake failed. */
   abandon(): void
   /**
@@ -167,11 +204,6 @@ export declare class HostWebSocket {
   receive(data: Buffer, binary: boolean): number
   /** The WebSocket closed (`error`: it failed). */
   receiveClose(error: boolean): void
-  /**
-   * The next frames to write, waiting for them, or the close that ends
-   * the WebSocket. One call at a time.
-   */
-  nextOutgoing(): Promise<Outgoing>
 }
 
 /** A Socket.IO server. */
@@ -423,11 +455,13 @@ export interface LinkSession {
   attachments: Array<Buffer>
 }
 
-/** What to write next on a WebSocket. */
-export interface Outgoing {
-  /** Frames to write in order: strings as text, Buffers as binary. */
-  frames: Array<string | Buffer>
-  /** Whether to close the WebSocket now (after `frames`); the last one. */
+/** Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]). */
+export interface Written {
+  /** The `request` number its `start` was given. */
+  socket: number
+  /** WebSocket frames, ready for the wire. */
+  data?: Buffer
+  /** Whether to close the WebSocket now (after `data`); the last one. */
   close: boolean
   /** The close code, when the close has one (e.g. 1009). */
   code?: number

@@ -783,6 +783,7 @@ module.exports.AdapterLink = nativeBinding.AdapterLink
 module.exports.BroadcastOperator = nativeBinding.BroadcastOperator
 module.exports.EngineHost = nativeBinding.EngineHost
 module.exports.EngineSocket = nativeBinding.EngineSocket
+module.exports.Fanout = nativeBinding.Fanout
 module.exports.HostWebSocket = nativeBinding.HostWebSocket
 module.exports.Server = nativeBinding.Server
 module.exports.Socket = nativeBinding.Socket

@@ -7,12 +7,17 @@
 //   echo (...args) -> acks with the same arguments
 //
 // Usage: node server.mjs [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
+//        [--adapter official|tidewire] [--engine stock|tidewire] [--fast-path on|off]
 // With --redis, the official @socket.io/redis-adapter (classic mode,
 // createAdapter) joins the nodes; --redis-prefix is its `key` (default
 // "socket.io"). With --adapter tidewire, Tidewire's createAdapter
 // (bindings-node, built) takes the official one's place, same clients and
-// options: the side-by-side of the two adapters; with --engine tidewire,
-// Tidewire's Engine carries the connections (io.bind(engine)).
+// options: the side-by-side of the two adapters (without --redis,
+// --adapter tidewire is Tidewire's createAdapter() for one node); with
+// --engine tidewire, Tidewire's Engine carries the connections
+// (io.bind(engine)). Both: the drop-in, whose broadcasts take the fast
+// path (the core writes to every recipient); --fast-path off keeps
+// socket.io's path with both (the before of that fast path).
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -27,6 +32,7 @@ const { values } = parseArgs({
     "redis-prefix": { type: "string", default: "socket.io" },
     adapter: { type: "string", default: "official" },
     engine: { type: "string", default: "stock" },
+    "fast-path": { type: "string", default: "on" },
   },
 });
 
@@ -52,6 +58,17 @@ if (values.redis) {
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
   io.adapter(createAdapter(pub, sub, { key: values["redis-prefix"] }));
+} else if (values.adapter === "tidewire") {
+  // One node: Tidewire's adapter without Redis.
+  const { createAdapter } = await import("../../bindings-node/socket.io.mjs");
+  io.adapter(createAdapter());
+}
+
+if (values["fast-path"] === "off") {
+  // The "before" of the fast path, in the same build: Tidewire's adapter
+  // decides on its first socket; told now, it keeps socket.io's path
+  // (a broadcast written to each socket by socket.io-adapter).
+  io.of("/").adapter._fanout = null;
 }
 
 io.on("connection", (socket) => {

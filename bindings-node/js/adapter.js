@@ -6,14 +6,16 @@
 //
 // socket.io's sockets and their rooms stay in JavaScript, in socket.io-
 // adapter's maps (`adapter.rooms`, `adapter.sids`, the room events), where
-// socket.io and apps read them; a join costs a Map update, not a crossing.
-// What other nodes send is queued natively and taken in batches; requests
-// are answered from these maps.
+// socket.io and apps read them; a join costs a Map update, not a crossing
+// (on Tidewire's Engine, the fast path mirrors them in the core in
+// batches: js/fast-path.js). What other nodes send is queued natively and
+// taken in batches; requests are answered from these maps.
 
 const { Adapter, SessionAwareAdapter } = require('socket.io-adapter')
 const native = require('../index.js')
 const { encode, decode } = require('../tidewire.js')
 const settings = require('./redis-settings.js')
+const { fastAdapterClass } = require('./fast-path.js')
 
 const { unsupported, invalid } = settings
 
@@ -121,9 +123,9 @@ class Link {
   }
 }
 
-/** The clustered adapter over `Base` (Adapter or SessionAwareAdapter). */
+/** The clustered adapter over `Base` (Adapter or SessionAwareAdapter), with the broadcast fast path. */
 function clusterAdapter(Base) {
-  return class TidewireAdapter extends Base {
+  return class TidewireAdapter extends fastAdapterClass(Base) {
     constructor(nsp, link, options) {
       super(nsp)
       this.link = link
@@ -519,7 +521,7 @@ function factory({ connection, options, pubClient, subClient }) {
 function createAdapter(pubClient, subClient, opts) {
   if (pubClient === undefined && subClient === undefined && opts === undefined) {
     return function tidewireLocalAdapter(nsp) {
-      return new (baseFor(nsp))(nsp)
+      return new (fastAdapterClass(baseFor(nsp)))(nsp)
     }
   }
   return factory(parseArgs('createAdapter', pubClient, subClient, opts, classicOptions))

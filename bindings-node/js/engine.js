@@ -8,7 +8,8 @@
 // limits) are the core's, carried over the app's own http.Server through
 // its host transport (`EngineHost` in index.js): long-polling requests go
 // in as (method, url, headers, body) and come back as complete answers;
-// WebSocket frames are read and written by npm `ws`, as engine.io does.
+// WebSocket frames are read by npm `ws`, as engine.io does, and what the
+// sessions send comes back framed, every session's batch in one crossing.
 // socket.io's JavaScript `Server` speaks the Socket.IO protocol on top.
 //
 // Every engine.io option is either honoured or refused at construction;
@@ -431,6 +432,7 @@ class Socket extends EventEmitter {
     if (typeof callback === 'function') this._outCallbacks.push(callback)
     if (!this._flushQueued) {
       this._flushQueued = true
+      this.server._unflushed.add(this)
       queueMicrotask(() => this._flush())
     }
     return this
@@ -450,6 +452,7 @@ class Socket extends EventEmitter {
 
   _flush() {
     this._flushQueued = false
+    this.server._unflushed.delete(this)
     if (this._out.length === 0) return
     const [out, callbacks] = [this._out, this._outCallbacks]
     this._out = []
@@ -530,6 +533,8 @@ class Engine extends EventEmitter {
     this.middlewares = []
     this._requests = new Map()
     this._token = 0
+    // Sockets whose writes wait for the end of the run (see `_flushWrites`).
+    this._unflushed = new Set()
     this._closed = false
     const o = this.opts
     try {
@@ -545,12 +550,15 @@ class Engine extends EventEmitter {
           limits: o.limits,
         },
         () => this._takeEvents(),
+        () => this._takeWrites(),
       )
     } catch (e) {
       // The core refused a value (a limit that does not parse).
       throw invalid(String(e.message).replace(/^tidewire Engine: /, ''))
     }
     this._taking = false
+    // Open WebSockets by the `request` number their `start` was given.
+    this._websockets = new Map()
     this._ws = o.transports.includes('websocket')
       ? new WebSocketServer({
           noServer: true,
@@ -636,6 +644,15 @@ class Engine extends EventEmitter {
     if (!this._closed && this._ws) this._ws.close()
     this._closed = true
     return this
+  }
+
+  /**
+   * Hands every socket's pending writes to the core now: a broadcast the
+   * core writes (js/fast-path.js) then follows what each socket was
+   * written before it, in call order.
+   */
+  _flushWrites() {
+    for (const socket of this._unflushed) socket._flush()
   }
 
   _nextToken() {
@@ -780,6 +797,7 @@ class Engine extends EventEmitter {
   }
 
   _onWebSocket(ws, handle, token) {
+    this._websockets.set(token, { ws, handle, paused: false })
     handle.start(token)
     const upgradeOf = handle.sid
     ws.on('message', (data, isBinary) => {
@@ -795,35 +813,45 @@ class Engine extends EventEmitter {
     })
     ws.on('error', () => handle.receiveClose(true))
     ws.on('close', () => handle.receiveClose(false))
-    this._pump(ws, handle)
   }
 
-  /** Writes what the session sends until it says close. */
-  async _pump(ws, handle) {
-    try {
-      for (;;) {
-        const out = await handle.nextOutgoing()
-        const frames = out.frames
-        if (ws.readyState === ws.OPEN && frames.length > 0) {
-          const last = frames.length - 1
-          for (let i = 0; i < last; i++) ws.send(frames[i])
-          // Past a high-water mark, wait until the last frame is written: a
-          // client that does not read then fills the session's bounded
-          // queue instead, which closes it as a slow consumer.
-          if (ws.bufferedAmount > WS_HIGH_WATER) await new Promise((resolve) => ws.send(frames[last], () => resolve()))
-          else ws.send(frames[last])
+  /**
+   * Writes what every WebSocket session sends, as the core framed it: one
+   * write per session and batch, for all sessions at once (a broadcast to
+   * many sessions crosses from the core once).
+   */
+  _takeWrites() {
+    for (;;) {
+      const writes = this._native.takeWrites()
+      if (writes.length === 0) return
+      for (const { socket, data, close, code, reason } of writes) {
+        const open = this._websockets.get(socket)
+        if (!open) continue
+        const { ws, handle } = open
+        if (data && ws.readyState === ws.OPEN) {
+          // As engine.io writes socket.io-adapter's precomputed frames.
+          ws._sender.sendFrame([data])
+          // Past a high-water mark, the core stops framing for this
+          // session until the socket drains: a client that does not read
+          // then fills the session's bounded queue instead, which closes it
+          // as a slow consumer.
+          if (!open.paused && ws.bufferedAmount > WS_HIGH_WATER) {
+            open.paused = true
+            handle.pause()
+            ws._socket.once('drain', () => {
+              open.paused = false
+              handle.resume()
+            })
+          }
         }
-        if (out.close) {
+        if (close) {
+          this._websockets.delete(socket)
           if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
-            if (out.code != null) ws.close(out.code, out.reason || '')
+            if (code != null) ws.close(code, reason || '')
             else ws.close()
           }
-          return
         }
       }
-    } catch (e) {
-      ws.terminate()
-      this._fail(e)
     }
   }
 

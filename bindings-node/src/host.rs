@@ -8,9 +8,13 @@
 //!   [`EngineHost::handle`] (method, URL, raw headers, peer address, body)
 //!   and writes the answer it resolves to.
 //! - WebSocket: [`EngineHost::accept_websocket`] decides before the `101`;
-//!   npm `ws` completes the handshake and carries the frames: JavaScript
-//!   pushes what it reads into [`HostWebSocket::receive`] and writes what
-//!   [`HostWebSocket::next_outgoing`] resolves to.
+//!   npm `ws` completes the handshake and reads the frames: JavaScript
+//!   pushes what it reads into [`HostWebSocket::receive`]. What the
+//!   sessions send is framed here (WebSocket wire bytes, one buffer per
+//!   batch of a session) and queued for every WebSocket together; one weak
+//!   callback tells JavaScript when that queue stops being empty, and it
+//!   writes the whole batch to the sockets ([`EngineHost::take_writes`]):
+//!   a broadcast to many sessions costs one crossing, not one per session.
 //! - Sessions: every open, message and close is queued in order; one weak
 //!   callback tells JavaScript when the queue stops being empty, and it
 //!   takes the whole batch (see [`EngineHost::take_events`]); JavaScript
@@ -24,9 +28,12 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake as TaskWake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +42,7 @@ use napi::Status;
 use napi::bindgen_prelude::{Buffer, within_runtime_if_available};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
+use tidewire::embed;
 use tidewire::engine::{
     CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session, TransportKind,
 };
@@ -211,17 +219,118 @@ pub struct HttpAnswer {
     pub body: Buffer,
 }
 
-/// What to write next on a WebSocket.
-#[napi(object)]
-pub struct Outgoing {
-    /// Frames to write in order: strings as text, Buffers as binary.
-    pub frames: Vec<Either<String, Buffer>>,
-    /// Whether to close the WebSocket now (after `frames`); the last one.
+/// Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]).
+#[napi(object, object_from_js = false)]
+pub struct Written {
+    /// The `request` number its `start` was given.
+    pub socket: u32,
+    /// WebSocket frames, ready for the wire.
+    pub data: Option<Buffer>,
+    /// Whether to close the WebSocket now (after `data`); the last one.
     pub close: bool,
     /// The close code, when the close has one (e.g. 1009).
     pub code: Option<u32>,
     /// The close reason.
     pub reason: Option<String>,
+}
+
+/// A WebSocket's outgoing side, polled on the JavaScript thread: its
+/// `next_outgoing` future is polled by [`EngineHost::take_writes`], and
+/// woken (by a send on any thread, a timer, a close) it queues itself on
+/// the engine's ready list. No task and no thread hop per session: a
+/// broadcast's sends, made on the JavaScript thread, wake sessions there,
+/// and the whole batch is framed and written in one crossing.
+struct Writer {
+    /// The `request` number its `start` was given.
+    socket: u32,
+    next: Mutex<Option<Outgoing>>,
+    ws: Arc<WebSocket>,
+    writes: Arc<Writes>,
+    /// On the ready list (or about to be polled).
+    queued: AtomicBool,
+    /// JavaScript wants no more bytes for now (the socket's buffer is full).
+    paused: AtomicBool,
+}
+
+type Outgoing = Pin<Box<dyn Future<Output = Outbound> + Send>>;
+
+impl TaskWake for Writer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.writes.ready(self.clone());
+        }
+    }
+}
+
+impl Writer {
+    fn outgoing(ws: &Arc<WebSocket>) -> Outgoing {
+        let ws = ws.clone();
+        Box::pin(async move { ws.next_outgoing().await })
+    }
+
+    /// Polls until the session has nothing more to send now (or it closed,
+    /// or JavaScript paused it), adding what it sends to `out`.
+    fn poll_into(self: &Arc<Self>, out: &mut Vec<Written>) {
+        self.queued.store(false, Ordering::Release);
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.paused.load(Ordering::Acquire) {
+            let Some(future) = next.as_mut() else { return };
+            let Poll::Ready(outbound) = future.as_mut().poll(&mut cx) else { return };
+            let socket = self.socket;
+            match outbound {
+                Outbound::Frames(frames) => {
+                    let data = Buffer::from(embed::host::websocket_frames(frames));
+                    out.push(Written { socket, data: Some(data), close: false, code: None, reason: None });
+                    *next = Some(Writer::outgoing(&self.ws));
+                }
+                Outbound::Close(frame) => {
+                    let (code, reason) = frame.map_or((None, None), |f| (Some(u32::from(f.code)), Some(f.reason)));
+                    out.push(Written { socket, data: None, close: true, code, reason });
+                    *next = None;
+                }
+                _ => {
+                    out.push(Written { socket, data: None, close: true, code: None, reason: None });
+                    *next = None;
+                }
+            }
+        }
+    }
+}
+
+/// The writers with something to write, for JavaScript to take in
+/// batches: the callback is called when the list stops being empty.
+struct Writes {
+    ready: Mutex<Vec<Arc<Writer>>>,
+    wake: Wake,
+}
+
+impl Writes {
+    fn ready(&self, writer: Arc<Writer>) {
+        let first = {
+            let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+            ready.push(writer);
+            ready.len() == 1
+        };
+        if first {
+            // An error here means Node is shutting down: nobody is listening.
+            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn take(&self) -> Vec<Written> {
+        let ready = std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut out = Vec::with_capacity(ready.len());
+        for writer in ready {
+            writer.poll_into(&mut out);
+        }
+        out
+    }
 }
 
 fn peer(address: &str, port: u32) -> SocketAddr {
@@ -266,6 +375,7 @@ fn bad_request() -> HttpAnswer {
 pub struct EngineHost {
     inner: Engine,
     events: Arc<Events>,
+    writes: Arc<Writes>,
     /// Pending `handle` calls JavaScript may cancel (the client went away).
     pending: Arc<Mutex<HashMap<u32, oneshot::Sender<()>>>>,
 }
@@ -274,11 +384,14 @@ pub struct EngineHost {
 impl EngineHost {
     /// An engine with `options`. Every session's `open`, messages and
     /// `close` are queued in order for `takeEvents`; `wake()` is called
-    /// when the queue stops being empty.
+    /// when the queue stops being empty. What WebSockets send is queued
+    /// for `takeWrites`; `wakeWrites()` is called when that queue stops
+    /// being empty.
     #[napi(constructor)]
     pub fn new(
         options: EngineOptions,
         wake: ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>,
+        wake_writes: ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>,
     ) -> napi::Result<EngineHost> {
         let ms = |n: u32| Duration::from_millis(u64::from(n));
         let mut config = EngineConfig::default()
@@ -299,6 +412,7 @@ impl EngineHost {
         Ok(EngineHost {
             inner: Engine::new(config, Arc::new(JsHandler(events.clone()))),
             events,
+            writes: Arc::new(Writes { ready: Mutex::default(), wake: wake_writes }),
             pending: Arc::default(),
         })
     }
@@ -307,6 +421,13 @@ impl EngineHost {
     #[napi]
     pub fn take_events(&self) -> Vec<EngineEvent> {
         self.events.take()
+    }
+
+    /// Takes what the WebSockets have to write now (each WebSocket's in
+    /// order), framed.
+    #[napi]
+    pub fn take_writes(&self) -> Vec<Written> {
+        within_runtime_if_available(|| self.writes.take())
     }
 
     /// Answers one plain HTTP request at the engine's path (a long-polling
@@ -351,6 +472,8 @@ impl EngineHost {
                 Either::A(HostWebSocket {
                     accept: Mutex::new(Some(accept)),
                     ws: OnceLock::new(),
+                    writes: self.writes.clone(),
+                    writer: OnceLock::new(),
                     upgrading,
                     reported: AtomicU8::new(0),
                 })
@@ -370,12 +493,14 @@ impl EngineHost {
 }
 
 /// A WebSocket request the engine accepted: complete the handshake, then
-/// `start`, push what is read with `receive`, write what `nextOutgoing`
-/// resolves to until it says `close`.
+/// `start`, push what is read with `receive`, write what the engine's
+/// `takeWrites` gives for it until it says `close`.
 #[napi]
 pub struct HostWebSocket {
     accept: Mutex<Option<WebSocketAccept>>,
     ws: OnceLock<Arc<WebSocket>>,
+    writes: Arc<Writes>,
+    writer: OnceLock<Arc<Writer>>,
     /// The polling session this WebSocket upgrades.
     upgrading: Option<Session>,
     /// What `receive` has reported of the upgrade: 0 nothing, 1 started,
@@ -397,14 +522,45 @@ impl HostWebSocket {
 
     /// Starts the session's traffic once the `101` is sent: a new session
     /// opens now (its `open` carries `request`); an upgrade waits for the
-    /// probe. Calling it again does nothing.
+    /// probe. What it sends comes out of the engine's `takeWrites` with
+    /// `socket: request`. Calling it again does nothing.
     #[napi]
     pub fn start(&self, request: u32) {
         let Some(accept) = self.accept.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
         let previous = WS_REQUEST.with(|r| r.replace(request));
-        let ws = within_runtime_if_available(|| accept.start());
+        let ws = Arc::new(within_runtime_if_available(|| accept.start()));
         WS_REQUEST.with(|r| r.set(previous));
-        let _ = self.ws.set(Arc::new(ws));
+        let _ = self.ws.set(ws.clone());
+        let writer = Arc::new(Writer {
+            socket: request,
+            next: Mutex::new(Some(Writer::outgoing(&ws))),
+            ws,
+            writes: self.writes.clone(),
+            queued: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+        });
+        // Polled first by the next `takeWrites` (the OPEN packet of a new session).
+        writer.wake_by_ref();
+        let _ = self.writer.set(writer);
+    }
+
+    /// Stops framing what the session sends until `resume` (the socket's
+    /// buffer is full): a client that does not read then fills the
+    /// session's bounded queue, which closes it as a slow consumer.
+    #[napi]
+    pub fn pause(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.paused.store(true, Ordering::Release);
+        }
+    }
+
+    /// Frames what the session sends again.
+    #[napi]
+    pub fn resume(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.paused.store(false, Ordering::Release);
+            writer.wake_by_ref();
+        }
     }
 
     /// Gives the admission back when the WebSocket handshake failed.
@@ -445,42 +601,12 @@ impl HostWebSocket {
             0
         }
     }
-
-    /// The next frames to write, waiting for them, or the close that ends
-    /// the WebSocket. One call at a time.
-    #[napi]
-    pub async fn next_outgoing(&self) -> napi::Result<Outgoing> {
-        let Some(ws) = self.ws.get().cloned() else {
-            return Ok(Outgoing { frames: Vec::new(), close: true, code: None, reason: None });
-        };
-        Ok(match ws.next_outgoing().await {
-            Outbound::Frames(frames) => Outgoing {
-                frames: frames
-                    .into_iter()
-                    .map(|f| match f {
-                        Encoded::Text(text) => Either::A(String::from(text)),
-                        Encoded::Binary(data) => Either::B(Buffer::from(data.to_vec())),
-                    })
-                    .collect(),
-                close: false,
-                code: None,
-                reason: None,
-            },
-            Outbound::Close(frame) => Outgoing {
-                frames: Vec::new(),
-                close: true,
-                code: frame.as_ref().map(|f| u32::from(f.code)),
-                reason: frame.map(|f| f.reason),
-            },
-            _ => Outgoing { frames: Vec::new(), close: true, code: None, reason: None },
-        })
-    }
 }
 
 /// One Engine.IO session, for JavaScript to send on and close.
 #[napi]
 pub struct EngineSocket {
-    session: Session,
+    pub(crate) session: Session,
 }
 
 #[napi]

@@ -14,6 +14,7 @@
 #![allow(clippy::type_complexity)]
 
 pub mod adapter;
+pub mod fanout;
 pub mod host;
 
 use std::sync::Arc;

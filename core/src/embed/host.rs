@@ -12,8 +12,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
 use super::error::{EmbedError, invalid};
 use crate::engine::Engine;
+use crate::protocol::engine::Encoded;
 use crate::transport::host::{self, RequestBody, WebSocketAccept};
 
 /// A request as the host's server parsed it.
@@ -102,6 +106,36 @@ pub fn websocket(engine: &Engine, request: &HttpRequest) -> Result<Result<WebSoc
     Ok(host::accept_websocket(engine, &request, remote).map_err(HttpAnswer::of))
 }
 
+/// `packets` as the WebSocket frames a server sends (unmasked, one final
+/// frame each: text packets as text frames, binary ones as binary), back to
+/// back in one buffer: for a host that writes a session's WebSocket
+/// traffic to its socket itself, one write per batch instead of one per
+/// frame, and no per-frame work in its language.
+///
+/// # Examples
+/// ```
+/// use tidewire::embed::host::websocket_frames;
+/// use tidewire::protocol::engine::Encoded;
+///
+/// let wire = websocket_frames([Encoded::Text("4hi".into()), Encoded::Binary(vec![7].into())]);
+/// assert_eq!(wire, [0x81, 3, b'4', b'h', b'i', 0x82, 1, 7]);
+/// ```
+pub fn websocket_frames(packets: impl IntoIterator<Item = Encoded>) -> Vec<u8> {
+    let frames: Vec<Frame> = packets
+        .into_iter()
+        .map(|p| match p {
+            Encoded::Text(text) => Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true),
+            Encoded::Binary(data) => Frame::message(data, OpCode::Data(Data::Binary), true),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(frames.iter().map(Frame::len).sum());
+    for frame in frames {
+        // Writing to a Vec cannot fail.
+        let _ = frame.format(&mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +144,20 @@ mod tests {
 
     fn get(target: &str) -> HttpRequest {
         HttpRequest { method: "GET".to_owned(), target: target.to_owned(), ..HttpRequest::default() }
+    }
+
+    #[test]
+    fn frames_of_every_length_class() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let wire = websocket_frames([Encoded::Binary(vec![1; len].into())]);
+            let header: &[u8] = match len {
+                0..=125 => &[0x82, len as u8],
+                126..=65_535 => &[0x82, 126, (len >> 8) as u8, len as u8],
+                _ => &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0],
+            };
+            assert_eq!(&wire[..header.len()], header, "{len}");
+            assert_eq!(wire.len(), header.len() + len);
+        }
     }
 
     #[test]

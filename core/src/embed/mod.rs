@@ -14,6 +14,8 @@
 //!   socket.io) and the one place deliveries go to the host.
 //! * [`host`]: Engine.IO sessions carried by the host language's own HTTP
 //!   server (ASGI, Node's `http.Server`), on [`Embedded::host_engine`].
+//! * [`fanout`]: broadcasts the core writes for a host's own Socket.IO layer
+//!   (socket.io in Node), whose rooms it mirrors.
 //! * [`error`]: [`EmbedError`] and the one table of [`ErrorCode`]s every
 //!   binding's errors carry.
 //! * Socket and acknowledgement operations with those errors: [`join`],
@@ -23,6 +25,7 @@ pub mod args;
 pub mod batch;
 pub mod decision;
 pub mod error;
+pub mod fanout;
 pub mod host;
 pub mod listeners;
 pub mod options;
