@@ -193,7 +193,7 @@ describe('fast path: Tidewire adapter + Tidewire Engine', () => {
     }
   })
 
-  test('volatile: delivered to clients that keep up, dropped for a session that lags', T, async () => {
+  test('volatile: dropped when the transport is not writable (as engine.io), and for a session that lags', T, async () => {
     const srv = await start({ engine: { pingInterval: 20_000, pingTimeout: 20_000 } })
     try {
       const fast = await srv.connect()
@@ -222,9 +222,16 @@ describe('fast path: Tidewire adapter + Tidewire Engine', () => {
         .filter((p) => p.startsWith('42'))
         .map((p) => JSON.parse(p.slice(2))[0])
       assert.deepEqual(events, ['big', 'big', 'big', 'after'])
-      // Caught up: volatile packets get through again.
+      // Caught up, with no GET waiting: still not writable, as engine.io's
+      // polling transport, so socket.io's rule drops it.
+      srv.io.volatile.emit('v', 'not writable')
+      // A GET waiting with nothing queued: writable, so it gets through.
+      const waiting = fetch(poll).then((r) => r.text())
+      await until('the GET waits', () => srv.io.engine.clients[sid]?.transport.writable)
       srv.io.volatile.emit('v', 'now')
-      assert.match(await (await fetch(poll)).text(), /42\["v","now"\]/)
+      const body = await waiting
+      assert.match(body, /42\["v","now"\]/)
+      assert.doesNotMatch(body, /not writable/)
     } finally {
       await srv.close()
     }

@@ -116,17 +116,23 @@ impl Fanout {
     }
 
     /// Queues `packets` as one unit on the session of every attached socket
-    /// `target` reaches (`volatile`: dropped for a session that lags, see
-    /// [`Session::send_volatile`]). Returns on how many sessions it was
-    /// queued.
+    /// `target` reaches. `volatile`: dropped, as socket.io drops it, for a
+    /// session whose transport is not writable now (a write in flight, or
+    /// no long-polling GET waiting: [`Session::is_writable`]), and for one
+    /// that lags ([`Session::send_volatile`]). Returns on how many sessions
+    /// it was queued.
     pub fn broadcast(&self, target: &Target, packets: &[Encoded], volatile: bool) -> usize {
         let s = self.lock();
         let mut queued = 0;
         s.rooms.resolve(target, |key| {
             let Some(session) = s.sessions.get(key) else { return };
             let unit = packets.iter().cloned();
-            let sent = if volatile { session.send_volatile(unit) } else { session.send(unit) };
-            queued += usize::from(sent.is_ok());
+            let sent = match volatile {
+                true if !session.is_writable() => false,
+                true => session.send_volatile(unit).is_ok(),
+                false => session.send(unit).is_ok(),
+            };
+            queued += usize::from(sent);
         });
         queued
     }
