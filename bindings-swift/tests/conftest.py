@@ -167,6 +167,14 @@ class Proxy:
                     dst.sendall(data)
         except OSError:
             pass
+        if self.blackhole:
+            # A black hole forwards no close either: the other side keeps
+            # its connection open and must find out by itself (a server
+            # that gives up on the silent client first must not tell it).
+            src.close()
+            with self._lock:
+                self._conns.discard(src)
+            return
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
