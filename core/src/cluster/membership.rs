@@ -37,16 +37,25 @@ impl Cluster {
         }
     }
 
-    /// Tidewire nodes heard of recently that are not in `answered`.
-    pub(super) fn silent(&self, answered: &[String]) -> Vec<String> {
+    /// The Tidewire nodes heard of within three heartbeats.
+    pub(super) fn recent_peers(&self) -> Vec<String> {
         let horizon = self.config.heartbeat_interval * 3;
-        let peers = lock(&self.peers);
-        let mut silent: Vec<String> = peers
-            .iter()
-            .filter(|(uid, t)| t.elapsed() <= horizon && !answered.contains(uid))
-            .map(|(uid, _)| uid.clone())
+        lock(&self.peers).iter().filter(|(_, t)| t.elapsed() <= horizon).map(|(uid, _)| uid.clone()).collect()
+    }
+
+    /// Tidewire nodes not in `answered` that were heard of recently, now
+    /// or when the request started (`asked`): a node that froze during the
+    /// request is forgotten before it ends, and is still one that did not
+    /// answer it.
+    pub(super) fn silent(&self, answered: &[String], asked: &[String]) -> Vec<String> {
+        let mut silent: Vec<String> = self
+            .recent_peers()
+            .into_iter()
+            .chain(asked.iter().cloned())
+            .filter(|uid| !answered.contains(uid))
             .collect();
         silent.sort_unstable();
+        silent.dedup();
         silent
     }
 }

@@ -114,6 +114,7 @@ impl Cluster {
         mut on: impl FnMut(Response),
     ) -> Replies {
         let mut replies = Replies { expected: inflight.expected, ..Replies::default() };
+        let peers = self.recent_peers();
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         while replies.received < replies.expected {
@@ -139,15 +140,16 @@ impl Cluster {
                 }
             }
         }
-        self.finish(&mut replies);
+        self.finish(&mut replies, &peers);
         replies
     }
 
-    /// Fills in who stayed silent, when someone did.
-    pub(crate) fn finish(&self, replies: &mut Replies) {
+    /// Fills in who stayed silent, when someone did: the Tidewire nodes
+    /// known now or when the request started (`asked`) that did not answer.
+    pub(crate) fn finish(&self, replies: &mut Replies, asked: &[String]) {
         if replies.received < replies.expected {
             add(&self.stats.incomplete);
-            replies.silent = self.silent(&replies.nodes);
+            replies.silent = self.silent(&replies.nodes, asked);
         }
     }
 }

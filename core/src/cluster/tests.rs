@@ -794,6 +794,26 @@ async fn sharded_a_silent_node_gives_partial_results_naming_it() {
     a_silent_node_gives_partial_results_naming_it().await;
 }
 
+/// A node that froze shortly before a request is forgotten (three missed
+/// heartbeats) before the request ends: it is still named as silent.
+#[tokio::test]
+async fn a_node_forgotten_during_a_request_is_still_named_silent() {
+    let bus = MemoryBus::new();
+    let hub = Hub::new(HubConfig::default().unlimited());
+    let (node, inbound) = bus.node(4096);
+    let heartbeat = Duration::from_millis(40);
+    let config = ClusterConfig::default().request_timeout(Duration::from_millis(400)).heartbeat_interval(heartbeat);
+    hub.join_cluster(Arc::new(node), inbound, config).await.unwrap();
+    let (ghost, _ghost_rx): (MemoryNode, _) = bus.node(16);
+    ghost.subscribe(&[channels::request_channel("socket.io", "/")]).await.unwrap();
+    // Beats once, then freezes: forgotten 120 ms later, mid-request.
+    ghost.publish("socket.io-tidewire#nodes#", Bytes::from_static(br#"{"uid":"ghost"}"#)).unwrap();
+    flow().await;
+    let fetched = hub.of("/").broadcast().fetch_sockets().await;
+    assert_eq!((fetched.replies.expected, fetched.replies.received), (1, 0));
+    assert_eq!(fetched.replies.silent, vec!["ghost".to_owned()]);
+}
+
 // --- cluster-wide connection caps ----------------------------------------------
 
 async fn capped_node(
