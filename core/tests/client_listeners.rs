@@ -14,7 +14,8 @@ use tidewire::embed::{EmbedOptions, Embedded};
 use tidewire::hub::{Event, Socket};
 use tidewire::protocol::socketio::Payload;
 
-const STEP: Duration = Duration::from_secs(10);
+mod client_common;
+use client_common::{STEP, connected};
 
 /// A server whose heartbeat gives up after 200 ms of silence.
 async fn server() -> (Embedded, String) {
@@ -58,14 +59,6 @@ fn record_states(manager: &Manager, socket: &tidewire::client::Socket) -> Arc<Mu
     let l = log.clone();
     socket.on_state(move |s: &SocketState| l.lock().unwrap().push(format!("socket {s:?}")));
     log
-}
-
-async fn connected(socket: &tidewire::client::Socket) {
-    let mut rx = socket.watch_state();
-    tokio::time::timeout(STEP, rx.wait_for(|s| matches!(s, SocketState::Connected { .. })))
-        .await
-        .expect("connected in time")
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tidewire::client::{ClientError, Manager, ManagerOptions, ManagerState, SocketOptions, SocketState, TransportKind};
+use tidewire::client::{ClientError, Manager, ManagerOptions, ManagerState, SocketOptions, TransportKind};
 use tidewire::embed::{EmbedOptions, Embedded};
 use tidewire::hub::{Event, Socket};
 use tidewire::protocol::socketio::Payload;
 
-const STEP: Duration = Duration::from_secs(10);
+mod client_common;
+use client_common::{STEP, connected};
+
 const MAX: usize = 2000;
 
 async fn server(seen: Arc<Mutex<Vec<i64>>>) -> (Embedded, String) {
@@ -42,14 +44,6 @@ fn record_states(manager: &Manager) -> Arc<Mutex<Vec<ManagerState>>> {
     let l = log.clone();
     manager.on_state(move |s: &ManagerState| l.lock().unwrap().push(s.clone()));
     log
-}
-
-async fn connected(socket: &tidewire::client::Socket) {
-    let mut rx = socket.watch_state();
-    tokio::time::timeout(STEP, rx.wait_for(|s| matches!(s, SocketState::Connected { .. })))
-        .await
-        .expect("connected in time")
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 //! process of this test binary, so that no other test sees the variables.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::json;
@@ -16,7 +15,9 @@ use tidewire::protocol::socketio::Payload;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-const STEP: Duration = Duration::from_secs(10);
+mod client_common;
+use client_common::{STEP, settled};
+
 const CHILD: &str = "TIDEWIRE_PROXY_TEST_CHILD";
 
 async fn server() -> (Embedded, std::net::SocketAddr) {
@@ -98,18 +99,6 @@ async fn tunnel(client: TcpStream, seen: Arc<Mutex<Vec<String>>>, auth: Option<S
     client.get_mut().write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
-}
-
-async fn settled(socket: &tidewire::client::Socket) -> SocketState {
-    let mut rx = socket.watch_state();
-    tokio::time::timeout(
-        STEP,
-        rx.wait_for(|s| matches!(s, SocketState::Connected { .. } | SocketState::Disconnected { .. })),
-    )
-    .await
-    .expect("settled in time")
-    .unwrap()
-    .clone()
 }
 
 /// Connects with `proxy`, round-trips an ack, waits for the WebSocket

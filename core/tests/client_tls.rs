@@ -5,7 +5,6 @@
 //! it is not, and pinning accepts the pinned key and refuses another.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use tidewire::client::{
@@ -16,7 +15,8 @@ use tidewire::hub::{Event, Socket};
 use tidewire::protocol::socketio::Payload;
 use tokio::net::{TcpListener, TcpStream};
 
-const STEP: Duration = Duration::from_secs(10);
+mod client_common;
+use client_common::{STEP, settled};
 
 /// A self-signed certificate for `localhost`: (DER certificate, PEM
 /// certificate, DER private key).
@@ -58,19 +58,6 @@ async fn tls_server(cert_der: Vec<u8>, key_der: Vec<u8>) -> (Embedded, String) {
         }
     });
     (e, format!("https://localhost:{port}"))
-}
-
-/// The socket's first state past `Connecting`.
-async fn settled(socket: &tidewire::client::Socket) -> SocketState {
-    let mut rx = socket.watch_state();
-    tokio::time::timeout(
-        STEP,
-        rx.wait_for(|s| matches!(s, SocketState::Connected { .. } | SocketState::Disconnected { .. })),
-    )
-    .await
-    .expect("settled in time")
-    .unwrap()
-    .clone()
 }
 
 fn opts(transports: Vec<TransportKind>, roots: Vec<Vec<u8>>, pins: Vec<String>) -> ManagerOptions {
