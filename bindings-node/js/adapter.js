@@ -118,8 +118,10 @@ class Link {
     if (this.adapters.get(adapter.nsp.name) === adapter) this.adapters.delete(adapter.nsp.name)
     if (this.adapters.size === 0 && !this.closed) {
       this.closed = true
-      this.native.close(1000).catch(() => {})
+      // Resolves once the node's departure reached Redis (at most 1 s).
+      this.closing = this.native.close(1000).catch(() => {})
     }
+    return this.closing
   }
 }
 
@@ -337,7 +339,9 @@ function clusterAdapter(Base) {
     close() {
       for (const pid of [...this.kept.keys()]) this.releaseSession(pid)
       this.link.native.removeNamespace(this.nsp.name)
-      this.link.unregister(this)
+      // socket.io's `await io.close()` waits for it, as for the official
+      // adapters' unsubscriptions.
+      return this.link.unregister(this)
     }
 
     // --- what other nodes send -------------------------------------------

@@ -132,8 +132,8 @@ export async function setupCluster(redis, kinds, { serverOpts = {}, adapterOpts 
     clientSockets,
     async cleanup() {
       for (const c of clientSockets) c.disconnect()
-      for (const io of servers) io.close()
-      await sleep(50)
+      // Every node gone from Redis before the next test's nodes count theirs.
+      await Promise.all(servers.map((io) => io.close()))
       for (const c of redisClients) await c.quit().catch(() => {})
     },
   }
