@@ -4,25 +4,16 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { createServer, connect as tcpConnect } from 'node:net'
+import { connect as tcpConnect } from 'node:net'
 import { createRequire } from 'node:module'
 import { io } from 'socket.io-client'
+import { freePort } from './adapter-helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const { Server } = require('../tidewire.js')
 
 const T = { timeout: 20_000 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 async function until(what, pred, ms = 10_000) {
   const started = Date.now()

@@ -85,13 +85,7 @@ impl Client {
     async fn call(&mut self, event: &str, arg: Value) -> Value {
         let id = self.next;
         self.next += 1;
-        self.ws.send(&format!("42{id}{}", json!([event, arg]))).await;
-        loop {
-            let p = self.ws.recv_packet().await;
-            if p.ty == 3 && p.id == Some(id) {
-                return p.data.unwrap()[0].clone();
-            }
-        }
+        self.ws.call(id, event, arg).await
     }
 
     async fn join(&mut self, room: &str) {

@@ -23,21 +23,9 @@ async fn chat_client(port: u16, user: &str) -> SioWs {
     s
 }
 
-/// Emits `event` with `arg` and ack id `id`; returns the ack's argument
-/// (skipping the events that arrive meanwhile).
-async fn call(s: &mut SioWs, id: u64, event: &str, arg: Value) -> Value {
-    s.send(&format!("42{id}{}", json!([event, arg]))).await;
-    loop {
-        let p = s.recv_packet().await;
-        if p.ty == 3 && p.id == Some(id) {
-            return p.data.unwrap()[0].clone();
-        }
-    }
-}
-
 async fn send(s: &mut SioWs, id: u64, room: &str) -> Value {
-    assert_eq!(call(s, id, "chat:join", json!(room)).await["status"], "ok", "join {room}");
-    call(s, id + 1, "chat:message", json!({ "roomId": room, "content": "hello" })).await
+    assert_eq!(s.call(id, "chat:join", json!(room)).await["status"], "ok", "join {room}");
+    s.call(id + 1, "chat:message", json!({ "roomId": room, "content": "hello" })).await
 }
 
 #[tokio::test]

@@ -661,6 +661,18 @@ impl SioWs {
         parse_sio(&t)
     }
 
+    /// Emits `event` with `arg` and ack id `id` on `/`; returns the ack's
+    /// first argument (the events arriving meanwhile are skipped).
+    pub async fn call(&mut self, id: u64, event: &str, arg: Value) -> Value {
+        self.send(&format!("42{id}{}", serde_json::json!([event, arg]))).await;
+        loop {
+            let p = self.recv_packet().await;
+            if p.ty == 3 && p.id == Some(id) {
+                return p.data.unwrap()[0].clone();
+            }
+        }
+    }
+
     /// Receive one packet and, for BINARY_EVENT/BINARY_ACK, its attachments;
     /// returns the packet with placeholders replaced (see [`fill_placeholders`]).
     pub async fn recv_full(&mut self) -> SioPacket {
