@@ -7,12 +7,14 @@
 #[cfg(feature = "redis")]
 mod common;
 
-use std::net::SocketAddr;
+mod host_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use host_common::{Answer, addr, error_code, send_within, text};
 use serde_json::Value;
 use tidewire::bus::{Bus, BusMessage, MemoryBus, MemoryNode};
 use tidewire::cluster::ClusterConfig;
@@ -22,8 +24,6 @@ use tidewire::transport::Server;
 use tidewire::transport::host::{self, RequestBody};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-
-type Answer = http::Response<Bytes>;
 
 const PING: Duration = Duration::from_millis(1500);
 
@@ -84,12 +84,8 @@ async fn memory_cluster_with_members(n: usize) -> (MemoryBus, Vec<Node>, Vec<Arc
     (bus, nodes, members)
 }
 
-fn addr() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
-}
-
 async fn send(engine: &Engine, req: http::Request<RequestBody>) -> Answer {
-    tokio::time::timeout(Duration::from_secs(10), host::handle(engine, req, addr())).await.expect("answered in time")
+    send_within(Duration::from_secs(10), engine, req).await
 }
 
 async fn get(node: &Node, query: &str) -> Answer {
@@ -100,17 +96,6 @@ async fn get(node: &Node, query: &str) -> Answer {
 async fn post(node: &Node, sid: &str, body: impl Into<RequestBody>) -> Answer {
     let uri = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     send(&node.engine, http::Request::post(uri).body(body.into()).unwrap()).await
-}
-
-fn text(res: &Answer) -> &str {
-    std::str::from_utf8(res.body()).unwrap()
-}
-
-/// The Engine.IO error code of a `400`.
-fn error_code(res: &Answer) -> u64 {
-    assert_eq!(res.status(), 400, "{}", text(res));
-    assert_eq!(res.headers()["content-type"], "application/json");
-    serde_json::from_slice::<Value>(res.body()).unwrap()["code"].as_u64().unwrap()
 }
 
 /// Opens a polling session on `node`; returns its id.

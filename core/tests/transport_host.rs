@@ -3,11 +3,13 @@
 //! socket and no HTTP server: requests in, answers out; WebSocket frames
 //! pushed in and pulled out.
 
-use std::net::SocketAddr;
+mod host_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use host_common::{Answer, addr, error_code, send_within, text};
 use serde_json::{Value, json};
 use tidewire::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo, Session};
 use tidewire::hub::{Event, Hub, Socket};
@@ -51,14 +53,8 @@ fn hub_engine() -> Engine {
 
 // --- requests ----------------------------------------------------------------
 
-fn addr() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
-}
-
-type Answer = http::Response<Bytes>;
-
 async fn send(engine: &Engine, req: http::Request<RequestBody>) -> Answer {
-    tokio::time::timeout(Duration::from_secs(5), host::handle(engine, req, addr())).await.expect("answered in time")
+    send_within(Duration::from_secs(5), engine, req).await
 }
 
 async fn get(engine: &Engine, uri: &str) -> Answer {
@@ -67,17 +63,6 @@ async fn get(engine: &Engine, uri: &str) -> Answer {
 
 async fn post(engine: &Engine, uri: &str, body: impl Into<RequestBody>) -> Answer {
     send(engine, http::Request::post(uri).body(body.into()).unwrap()).await
-}
-
-fn text(res: &Answer) -> &str {
-    std::str::from_utf8(res.body()).unwrap()
-}
-
-/// The Engine.IO error code of a `400`.
-fn error_code(res: &Answer) -> u64 {
-    assert_eq!(res.status(), 400, "{}", text(res));
-    assert_eq!(res.headers()["content-type"], "application/json");
-    serde_json::from_slice::<Value>(res.body()).unwrap()["code"].as_u64().unwrap()
 }
 
 /// Opens a polling session; returns its handshake and its request URI.
