@@ -7,31 +7,12 @@
 // attachments (core's `embed::args` documents the two JSON hooks below).
 
 const native = require('./index.js')
+const { withCode, callNative } = require('./js/native-errors.js')
 
 function invalid(message) {
   const e = new TypeError(message)
   e.code = 'ERR_INVALID_ARG'
   return e
-}
-
-// Native async errors carry their code in the message ("ERR_X: ...").
-function withCode(e) {
-  if (e && typeof e.message === 'string') {
-    const m = /^(ERR_[A-Z_]+): ([\s\S]*)$/.exec(e.message)
-    if (m) {
-      e.code = m[1]
-      e.message = m[2]
-    }
-  }
-  return e
-}
-
-function callNative(fn) {
-  try {
-    return fn()
-  } catch (e) {
-    throw withCode(e)
-  }
 }
 
 function isBinary(v) {

@@ -16,6 +16,7 @@ const native = require('../index.js')
 const { encode, decode } = require('../tidewire.js')
 const settings = require('./redis-settings.js')
 const { fastAdapterClass } = require('./fast-path.js')
+const { withCode, callNative: call } = require('./native-errors.js')
 
 const { unsupported, invalid } = settings
 
@@ -31,23 +32,6 @@ const BROADCAST = 7
 const BROADCAST_CLIENT_COUNT = 8
 const BROADCAST_ACK = 9
 
-/** Native errors lead with their code (`ERR_X: ...`): moved to `code`. */
-function withCode(e) {
-  const m = /^(ERR_[A-Z_]+): /.exec(e && e.message)
-  if (m) {
-    e.code = m[1]
-    e.message = e.message.slice(m[0].length)
-  }
-  return e
-}
-
-function call(fn) {
-  try {
-    return fn()
-  } catch (e) {
-    throw withCode(e)
-  }
-}
 
 /** Reports an error of the cluster on the adapter (`error` event), or as a warning when nobody listens. */
 function report(adapter, e) {
