@@ -212,3 +212,46 @@ async fn sharded_pub_sub_counts_and_survives_a_restart() {
     a.publish("s#", Bytes::from_static(b"after")).unwrap();
     assert_eq!(next(&mut b_rx).await.payload, "after");
 }
+
+/// A node closed while its subscription is busy (a flood arrives on its
+/// channel) leaves Redis: its subscriber connection does not stay
+/// subscribed, so the other nodes stop counting it. Before the fix the
+/// subscriber task, busy reading when the close came, missed it and kept
+/// the subscription for good (a closed node went on being counted by the
+/// adapter's `serverCount` and by every request's expected answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_closed_while_its_subscription_is_busy_leaves_redis() {
+    let redis = RedisServer::start();
+    for config in [fast(), fast().sharded(true)] {
+        let (a, _a_rx) = RedisBus::connect(&redis.url(), config.clone()).unwrap();
+        let a = std::sync::Arc::new(a);
+        assert!(a.wait_connected(STEP).await);
+        let flood = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                loop {
+                    for _ in 0..64 {
+                        let _ = a.publish("busy#", Bytes::from_static(b"x"));
+                    }
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            })
+        };
+        for round in 0..5 {
+            let (b, _b_rx) = RedisBus::connect(&redis.url(), config.clone()).unwrap();
+            b.subscribe(&channels(&["busy#"])).await.unwrap();
+            assert!(b.wait_connected(STEP).await);
+            assert_eq!(a.subscriber_count("busy#").await.unwrap(), 1);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.close();
+            let left = tokio::time::timeout(STEP, async {
+                while a.subscriber_count("busy#").await.unwrap() != 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(left.is_ok(), "round {round}: the closed node is still subscribed (sharded: {})", config.sharded);
+        }
+        flood.abort();
+    }
+}

@@ -166,7 +166,13 @@ impl ClusterLink {
         let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
         let sessions = Arc::new(Sessions::new(&cluster.config.prefix, &uid));
         tokio::spawn(interest::interest_task(Arc::downgrade(&cluster), interest_rx));
-        tokio::spawn(inbound_task(Arc::downgrade(&cluster), sessions.clone(), inbound, Box::new(on_event)));
+        tokio::spawn(inbound_task(
+            Arc::downgrade(&cluster),
+            sessions.clone(),
+            namespaces.clone(),
+            inbound,
+            Box::new(on_event),
+        ));
         if matches!(cluster.config.protocol, Protocol::Sharded(_)) {
             tokio::spawn(heartbeat_task(Arc::downgrade(&cluster), namespaces.clone()));
         }
@@ -705,13 +711,15 @@ async fn heartbeat_task(cluster: Weak<Cluster>, namespaces: Arc<Mutex<HashSet<St
 }
 
 /// Another sharded node started: it learns of this one at once (as
-/// official nodes answer an initial heartbeat).
-fn answer_initial_heartbeat(cluster: &Cluster, payload: &[u8]) {
+/// official nodes answer an initial heartbeat), for the namespaces this
+/// node still serves (one it left must not be counted again).
+fn answer_initial_heartbeat(cluster: &Cluster, namespaces: &Mutex<HashSet<String>>, payload: &[u8]) {
     if !matches!(cluster.config.protocol, Protocol::Sharded(_)) {
         return;
     }
     if let Ok(Message { uid, nsp, body: Body::InitialHeartbeat }) = Message::decode(payload)
         && uid != *cluster.uid
+        && lock(namespaces).contains(&nsp)
     {
         beat(cluster, &nsp, Body::Heartbeat);
     }
@@ -721,6 +729,7 @@ fn answer_initial_heartbeat(cluster: &Cluster, payload: &[u8]) {
 async fn inbound_task(
     cluster: Weak<Cluster>,
     sessions: Arc<Sessions>,
+    namespaces: Arc<Mutex<HashSet<String>>>,
     mut inbound: mpsc::Receiver<BusMessage>,
     on_event: Box<dyn Fn(LinkEvent) + Send + Sync>,
 ) {
@@ -755,7 +764,7 @@ async fn inbound_task(
                     let _ = tx.send(answer);
                 }
             }
-            Ok(Inbound::Ignored) => answer_initial_heartbeat(&cluster, &message.payload),
+            Ok(Inbound::Ignored) => answer_initial_heartbeat(&cluster, &namespaces, &message.payload),
             Err(e) => cluster.malformed(e.0, &e.1),
         }
     }

@@ -62,11 +62,12 @@ mod subscriber;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use self::scripts::{ACQUIRE, RATE, RELEASE};
@@ -200,8 +201,12 @@ struct Shared {
     missed_outbound: AtomicU64,
     dropped_inbound: AtomicU64,
     reconnects: AtomicU64,
-    closed: AtomicBool,
-    closing: Notify,
+    /// Cancelled by [`RedisBus::close`]: a token, not a `Notify`, so that
+    /// a task that was busy when it was closed (reading a message) still
+    /// sees it at its next wait. With `notify_waiters` such a task missed
+    /// the close and its subscriber connection stayed subscribed: a closed
+    /// node went on being counted by the others.
+    closing: CancellationToken,
 }
 
 impl std::fmt::Debug for Shared {
@@ -295,8 +300,7 @@ impl RedisBus {
             missed_outbound: AtomicU64::new(0),
             dropped_inbound: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            closing: Notify::new(),
+            closing: CancellationToken::new(),
         });
         tokio::spawn(publisher(shared.clone(), outbound_rx));
         tokio::spawn(subscriber(shared.clone(), inbound_tx));
@@ -363,8 +367,7 @@ impl RedisBus {
 
     /// Stops the background tasks; later calls fail with [`BusError::Closed`].
     pub fn close(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.closing.notify_waiters();
+        self.shared.closing.cancel();
     }
 }
 
@@ -376,7 +379,7 @@ impl Drop for RedisBus {
 
 impl Shared {
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.closing.is_cancelled()
     }
 
     /// The seed to connect to now.
@@ -449,7 +452,7 @@ impl Shared {
     async fn back_off(&self, backoff: &mut Duration) {
         tokio::select! {
             () = tokio::time::sleep(*backoff) => {}
-            () = self.closing.notified() => {}
+            () = self.closing.cancelled() => {}
         }
         *backoff = (*backoff * 2).min(self.config.max_backoff);
     }
@@ -545,7 +548,7 @@ impl Shared {
             }
             tokio::select! {
                 () = tokio::time::sleep(RESUBSCRIBE_POLL) => {}
-                () = self.closing.notified() => return Err(BusError::Closed),
+                () = self.closing.cancelled() => return Err(BusError::Closed),
             }
         }
         let refresh =

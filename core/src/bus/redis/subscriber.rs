@@ -63,8 +63,11 @@ pub(super) async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMes
             // What the connection holds first, timers after: a process that
             // did not run for a while (stopped, starved) finds its probe's
             // deadline passed and the echo waiting behind what Redis buffered.
+            // A close comes before all: a busy subscription must not keep a
+            // closed node subscribed (and counted by the others).
             tokio::select! {
                 biased;
+                () = shared.closing.cancelled() => break,
                 message = stream.next() => {
                     let Some(message) = message else {
                         tracing::warn!("redis bus: subscriber connection lost, reconnecting");
@@ -105,7 +108,6 @@ pub(super) async fn subscriber(shared: Arc<Shared>, inbound: mpsc::Sender<BusMes
                     tracing::warn!("redis bus: the subscription stopped answering probes, replacing it");
                     break;
                 }
-                () = shared.closing.notified() => break,
             }
         }
         shared.subscribed.send_replace(false);
