@@ -67,8 +67,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use tokio_util::sync::CancellationToken;
 use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use self::scripts::{ACQUIRE, RATE, RELEASE};
 use self::subscriber::{Sink, subscriber};
