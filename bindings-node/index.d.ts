@@ -63,9 +63,21 @@ export declare class AdapterLink {
   takeSession(nsp: string, pid: string, offset?: string | undefined | null): Promise<LinkSession | null>
   /**
    * Answers another node's question for a session: `json` is the
-   * session taken out of this node's store, or `null`.
+   * session taken out of this node's store, or `null`; `handoff`: this
+   * node logs for it until the requester's marker (a `released` event).
    */
-  giveSession(requester: string, requestId: string, json: string, attachments: Array<Buffer>): void
+  giveSession(requester: string, requestId: string, json: string, attachments: Array<Buffer>, handoff: boolean): void
+  /**
+   * The hand-off's marker: this node listens to the rooms of session
+   * `pid`, taken from `holder` (request `requestId`). An `echo` event
+   * and the holder's `tail` event follow.
+   */
+  releaseSession(nsp: string, holder: string, requestId: string, pid: string): void
+  /**
+   * Answers a `released` event: `json` is the list of what this node
+   * logged for the session since its answer, or `null`.
+   */
+  giveTail(requester: string, requestId: string, nsp: string, json: string, attachments: Array<Buffer>): void
   /** How many nodes serve `nsp`, this one included. */
   serverCount(nsp: string): Promise<number>
   /**
@@ -415,7 +427,11 @@ export interface LinkAnswers {
 
 /** One thing another node sent. */
 export interface LinkMessage {
-  /** `broadcast`, `request` or `session` (a session another node wants). */
+  /**
+   * `broadcast`, `request`, `session` (a session another node wants),
+   * or a step of a session's hand-off: `released` (to the holder),
+   * `echo` and `tail` (to the taker).
+   */
   kind: string
   /** The namespace. */
   nsp: string
@@ -453,6 +469,10 @@ export interface LinkSession {
   json: string
   /** The binary parts. */
   attachments: Array<Buffer>
+  /** The question's id (for `releaseSession`). */
+  requestId: string
+  /** The holder, when it logs for the session until `releaseSession`. */
+  holder?: string
 }
 
 /** Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]). */

@@ -33,6 +33,15 @@ const BROADCAST_CLIENT_COUNT = 8
 const BROADCAST_ACK = 9
 
 
+// On a packet of the session-aware adapter's log that another node sent: that node's uid.
+const ORIGIN = Symbol('tidewire.origin')
+
+/** Whether a logged packet reaches a session in `rooms` (socket.io-adapter's rule for missed packets). */
+function reaches(rooms, opts) {
+  const has = (set, r) => set.has(r) || set.has(String(r))
+  return (opts.rooms.size === 0 || rooms.some((r) => has(opts.rooms, r))) && rooms.every((r) => !has(opts.except, r))
+}
+
 /** Reports an error of the cluster on the adapter (`error` event), or as a warning when nobody listens. */
 function report(adapter, e) {
   if (adapter.listenerCount('error') > 0) adapter.emit('error', e)
@@ -68,29 +77,60 @@ function localOpts(adapter, opts, flags) {
 class Link {
   constructor(options) {
     this.adapters = new Map()
+    // Taken and not yet applied (see `drain`).
+    this.backlog = []
+    this.deferred = null
     this.native = call(() => new native.AdapterLink(options, () => this.drain()))
     this.uid = this.native.uid
   }
 
+  /** Applies what other nodes sent, in order. */
   drain() {
-    for (const m of this.native.takeEvents()) {
-      const adapter = this.adapters.get(m.nsp)
-      if (!adapter) continue
-      // A message another node sent that this node cannot apply is that
-      // node's problem, never this one's crash.
-      const failed = (e) => report(adapter, e)
-      try {
-        const message = decode(m.json, m.attachments)
-        const done =
-          m.kind === 'broadcast'
-            ? adapter.onBroadcast(message)
-            : m.kind === 'session'
-              ? adapter.onSessionWanted(message)
-              : adapter.onRequest(message)
-        if (done && typeof done.catch === 'function') done.catch(failed)
-      } catch (e) {
-        failed(e)
+    const taken = this.native.takeEvents()
+    if (this.backlog.length === 0) this.backlog = taken
+    else for (const m of taken) this.backlog.push(m)
+    if (this.deferred) return
+    let i = 0
+    while (i < this.backlog.length) {
+      if (this.apply(this.backlog[i++]) === true) {
+        // A session handed over by another node is complete: the socket
+        // joins its rooms in the promise callbacks that run next, and what
+        // came after the holder's tail waits for them.
+        this.deferred = setImmediate(() => {
+          this.deferred = null
+          this.drain()
+        })
+        break
       }
+    }
+    this.backlog = i < this.backlog.length ? this.backlog.slice(i) : []
+  }
+
+  apply(m) {
+    const adapter = this.adapters.get(m.nsp)
+    if (!adapter) return false
+    // A message another node sent that this node cannot apply is that
+    // node's problem, never this one's crash.
+    const failed = (e) => report(adapter, e)
+    try {
+      const message = decode(m.json, m.attachments)
+      switch (m.kind) {
+        case 'broadcast':
+          return adapter.onBroadcast(message)
+        case 'session':
+          return void adapter.onSessionWanted(message).catch(failed)
+        case 'released':
+          return adapter.onSessionReleased(message)
+        case 'echo':
+          return adapter.onSessionEcho(message)
+        case 'tail':
+          return adapter.onSessionTail(message)
+        default:
+          return void adapter.onRequest(message)
+      }
+    } catch (e) {
+      failed(e)
+      return false
     }
   }
 
@@ -130,6 +170,10 @@ function clusterAdapter(Base) {
       // Rooms of sessions kept for recovery, still listened to: room -> sessions.
       this.retained = new Map()
       this.kept = new Map()
+      // Hand-offs of sessions between nodes, by request id: given by this
+      // node (still logged for), and taken by it (waiting for the tail).
+      this.handed = new Map()
+      this.taking = new Map()
       // A socket's own room is subscribed before its CONNECT goes out, so
       // that `to(socket.id)` from another node reaches it from the start.
       nsp.use((socket, next) => {
@@ -176,6 +220,12 @@ function clusterAdapter(Base) {
           const session = decode(found.json, found.attachments)
           // Its rooms are listened to before its CONNECT goes out.
           await this.link.native.listen(this.nsp.name, session.rooms.map(String))
+          if (!found.holder) return session
+          // What was broadcast during the hand-off: all of it, once, or
+          // no recovery at all (never a gap).
+          const rest = await this.completeHandOff(found, String(pid), session.rooms)
+          if (rest === null) return null
+          for (const data of rest) session.missedPackets.push(data)
           return session
         },
         (e) => {
@@ -188,17 +238,120 @@ function clusterAdapter(Base) {
     async onSessionWanted({ requestId, from, pid, offset }) {
       let session = null
       if (this instanceof SessionAwareAdapter && this.sessions.has(pid)) {
+        // Where the log stands when the missed packets are selected.
+        const mark = this.packets[this.packets.length - 1]
         const restored = await super.restoreSession(pid, offset)
         if (restored) {
           // One use only: the session moves to the node the client came back to.
           this.sessions.delete(pid)
-          this.releaseSession(pid)
+          // Its rooms stay listened to, and logged for, until that node's marker.
+          const timer = setTimeout(() => {
+            this.handed.delete(requestId)
+            this.releaseSession(pid)
+          }, 2 * this.requestsTimeout)
+          timer.unref()
+          this.handed.set(requestId, { to: from, pid, rooms: [...restored.rooms], mark, timer })
           session = { ...restored, rooms: [...restored.rooms].map(String) }
           delete session.disconnectedAt
         }
       }
       const out = encode(session)
-      call(() => this.link.native.giveSession(from, requestId, out.json, out.attachments))
+      call(() => this.link.native.giveSession(from, requestId, out.json, out.attachments, session !== null))
+    }
+
+    /** The taker's marker: what this node logged for the session since its answer, then it stops listening. */
+    onSessionReleased({ requestId, from, pid }) {
+      const handed = this.handed.get(requestId)
+      let tail = null
+      if (handed && handed.to === from && handed.pid === pid) {
+        this.handed.delete(requestId)
+        clearTimeout(handed.timer)
+        tail = this.logSince(handed.mark, (entry) => reaches(handed.rooms, entry.opts))
+        this.releaseSession(pid)
+      }
+      const out = encode(tail)
+      call(() => this.link.native.giveTail(from, requestId, this.nsp.name, out.json, out.attachments))
+      return false
+    }
+
+    /**
+     * The data of the log's packets after `mark` (an entry, or undefined
+     * for the whole log) that `keep` keeps; null when `mark` was pruned.
+     */
+    logSince(mark, keep) {
+      const log = this.packets
+      const start = mark === undefined ? 0 : log.lastIndexOf(mark) + 1
+      if (start === 0 && mark !== undefined) return null
+      const out = []
+      for (let i = start; i < log.length; i++) if (keep(log[i], i)) out.push(log[i].data)
+      return out
+    }
+
+    /**
+     * Completes a session handed over by `found.holder` once this node
+     * listens to its rooms: resolves to what the client must also get
+     * (the holder's tail, then this node's part), or null.
+     */
+    completeHandOff(found, pid, rooms) {
+      return new Promise((resolve) => {
+        const done = (rest) => {
+          clearTimeout(taking.timer)
+          this.taking.delete(found.requestId)
+          resolve(rest)
+        }
+        const taking = {
+          holder: found.holder,
+          rooms,
+          // What this node sends from now on is published after the marker.
+          sent: this.packets[this.packets.length - 1],
+          echoed: false,
+          echo: undefined,
+          done,
+          timer: setTimeout(() => done(null), this.requestsTimeout),
+        }
+        this.taking.set(found.requestId, taking)
+        try {
+          this.link.native.releaseSession(this.nsp.name, found.holder, found.requestId, pid)
+        } catch (e) {
+          report(this, withCode(e))
+          done(null)
+        }
+      })
+    }
+
+    /** This node's marker came back: what other nodes sent from now on is not in the holder's tail. */
+    onSessionEcho({ requestId }) {
+      const taking = this.taking.get(requestId)
+      if (taking) {
+        taking.echoed = true
+        taking.echo = this.packets[this.packets.length - 1]
+      }
+      return false
+    }
+
+    /** The holder's tail: the hand-off is complete (true: a socket is about to join its rooms). */
+    onSessionTail({ requestId, tail }) {
+      const taking = this.taking.get(requestId)
+      if (!taking) return false
+      if (!taking.echoed || !Array.isArray(tail)) {
+        taking.done(null)
+        return false
+      }
+      const log = this.packets
+      const echoAt = taking.echo === undefined ? -1 : log.lastIndexOf(taking.echo)
+      const own = this.logSince(taking.sent, (entry, i) => {
+        const origin = entry[ORIGIN]
+        // Sent here after the marker; the holder's are all in its tail;
+        // the others' after the marker came back.
+        const after = origin === undefined || (origin !== taking.holder && i > echoAt)
+        return after && reaches(taking.rooms, entry.opts)
+      })
+      if (own === null || (taking.echo !== undefined && echoAt === -1)) {
+        taking.done(null)
+        return false
+      }
+      taking.done([...tail, ...own])
+      return true
     }
 
     releaseSession(pid) {
@@ -321,6 +474,9 @@ function clusterAdapter(Base) {
     }
 
     close() {
+      for (const taking of [...this.taking.values()]) taking.done(null)
+      for (const handed of this.handed.values()) clearTimeout(handed.timer)
+      this.handed.clear()
       for (const pid of [...this.kept.keys()]) this.releaseSession(pid)
       this.link.native.removeNamespace(this.nsp.name)
       // socket.io's `await io.close()` waits for it, as for the official
@@ -330,9 +486,14 @@ function clusterAdapter(Base) {
 
     // --- what other nodes send -------------------------------------------
 
-    onBroadcast({ packet, opts }) {
+    onBroadcast({ packet, opts, uid }) {
       packet.nsp = this.nsp.name
+      const log = this.packets
+      const logged = log ? log.length : 0
       super.broadcast(packet, localOpts(this, opts, opts.flags))
+      // Logged for recovery: with the node it came from (hand-offs tell them apart).
+      if (log && log.length > logged) log[log.length - 1][ORIGIN] = uid || ''
+      return false
     }
 
     respond(request, answer) {

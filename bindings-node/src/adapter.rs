@@ -58,7 +58,9 @@ pub struct LinkOptions {
 /// One thing another node sent.
 #[napi(object)]
 pub struct LinkMessage {
-    /// `broadcast`, `request` or `session` (a session another node wants).
+    /// `broadcast`, `request`, `session` (a session another node wants),
+    /// or a step of a session's hand-off: `released` (to the holder),
+    /// `echo` and `tail` (to the taker).
     pub kind: String,
     /// The namespace.
     pub nsp: String,
@@ -90,6 +92,10 @@ pub struct LinkSession {
     pub json: String,
     /// The binary parts.
     pub attachments: Vec<Buffer>,
+    /// The question's id (for `releaseSession`).
+    pub request_id: String,
+    /// The holder, when it logs for the session until `releaseSession`.
+    pub holder: Option<String>,
 }
 
 type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
@@ -181,6 +187,9 @@ impl AdapterLink {
                     LinkEvent::Broadcast(c) => ("broadcast", c),
                     LinkEvent::Request(c) => ("request", c),
                     LinkEvent::SessionWanted(c) => ("session", c),
+                    LinkEvent::SessionReleased(c) => ("released", c),
+                    LinkEvent::SessionEcho(c) => ("echo", c),
+                    LinkEvent::SessionTail(c) => ("tail", c),
                     _ => return None,
                 };
                 Some(LinkMessage {
@@ -305,11 +314,17 @@ impl AdapterLink {
         offset: Option<String>,
     ) -> napi::Result<Option<LinkSession>> {
         let found = self.inner.take_session(&nsp, &pid, offset.as_deref()).await.map_err(link_error)?;
-        Ok(found.map(|(json, attachments)| LinkSession { json, attachments: buffers(attachments) }))
+        Ok(found.map(|t| LinkSession {
+            json: t.json,
+            attachments: buffers(t.attachments),
+            request_id: t.request_id,
+            holder: t.holder,
+        }))
     }
 
     /// Answers another node's question for a session: `json` is the
-    /// session taken out of this node's store, or `null`.
+    /// session taken out of this node's store, or `null`; `handoff`: this
+    /// node logs for it until the requester's marker (a `released` event).
     #[napi]
     pub fn give_session(
         &self,
@@ -317,8 +332,31 @@ impl AdapterLink {
         request_id: String,
         json: String,
         attachments: Vec<Buffer>,
+        handoff: bool,
     ) -> napi::Result<()> {
-        self.inner.give_session(&requester, &request_id, &json, &bytes(&attachments)).map_err(link_error)
+        self.inner.give_session(&requester, &request_id, &json, &bytes(&attachments), handoff).map_err(link_error)
+    }
+
+    /// The hand-off's marker: this node listens to the rooms of session
+    /// `pid`, taken from `holder` (request `requestId`). An `echo` event
+    /// and the holder's `tail` event follow.
+    #[napi]
+    pub fn release_session(&self, nsp: String, holder: String, request_id: String, pid: String) -> napi::Result<()> {
+        self.inner.release_session(&nsp, &holder, &request_id, &pid).map_err(link_error)
+    }
+
+    /// Answers a `released` event: `json` is the list of what this node
+    /// logged for the session since its answer, or `null`.
+    #[napi]
+    pub fn give_tail(
+        &self,
+        requester: String,
+        request_id: String,
+        nsp: String,
+        json: String,
+        attachments: Vec<Buffer>,
+    ) -> napi::Result<()> {
+        self.inner.give_tail(&requester, &request_id, &nsp, &json, &bytes(&attachments)).map_err(link_error)
     }
 
     /// How many nodes serve `nsp`, this one included.

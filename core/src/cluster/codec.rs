@@ -24,8 +24,8 @@ use crate::cluster::wire::sharded::{self, Body, Message, SubscriptionMode};
 
 /// What another node said, in the cluster's vocabulary.
 pub(super) enum Inbound {
-    /// A broadcast to deliver to this node's sockets.
-    Broadcast { nsp: String, data: Vec<Data>, opts: BroadcastOpts },
+    /// A broadcast of node `uid` to deliver to this node's sockets.
+    Broadcast { uid: String, nsp: String, data: Vec<Data>, opts: BroadcastOpts },
     /// A request to apply or answer.
     Request { nsp: String, request: Request },
     /// An answer to this node's request `request_id`, from node `uid`
@@ -152,7 +152,7 @@ impl Codec for Classic {
                     return Ok(Inbound::Ignored);
                 }
                 let Packet { nsp, data, .. } = message.packet;
-                Ok(Inbound::Broadcast { nsp, data, opts: message.opts })
+                Ok(Inbound::Broadcast { uid: message.uid, nsp, data, opts: message.opts })
             }
             Some(Channel::Request { nsp }) => {
                 let request = Request::decode(payload).map_err(|e| Malformed("request", e))?;
@@ -239,7 +239,9 @@ impl Codec for Sharded {
             return Ok(Inbound::Answer { uid: Some(uid.clone()), request_id, answer: Answer::Sharded { uid, body } });
         }
         Ok(match body {
-            Body::Broadcast { packet, request_id: None, opts } => Inbound::Broadcast { nsp, data: packet.data, opts },
+            Body::Broadcast { packet, request_id: None, opts } => {
+                Inbound::Broadcast { uid, nsp, data: packet.data, opts }
+            }
             Body::InitialHeartbeat | Body::Heartbeat | Body::AdapterClose => Inbound::Ignored,
             other => match classic_request(uid, other) {
                 Some(request) => Inbound::Request { nsp, request },

@@ -25,7 +25,9 @@
 //! * Connection-state recovery across nodes: a host that lacks a session
 //!   asks the others with [`take_session`](ClusterLink::take_session); the
 //!   holder's host gets a [`LinkEvent::SessionWanted`] and answers with
-//!   [`give_session`](ClusterLink::give_session) (`embed_sessions.rs`).
+//!   [`give_session`](ClusterLink::give_session); nothing broadcast
+//!   meanwhile falls between the two nodes (the marker and the tail of
+//!   `embed_sessions.rs`).
 //! * What this node listens to follows the host's rooms:
 //!   [`rooms_changed`](ClusterLink::rooms_changed) and
 //!   [`listen`](ClusterLink::listen), as for a hub (interest-based
@@ -76,8 +78,8 @@ impl Carried {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum LinkEvent {
-    /// A broadcast to deliver to the host's sockets:
-    /// `{packet: {type, nsp, data}, opts: {rooms, except, flags}}`.
+    /// A broadcast of node `uid` to deliver to the host's sockets:
+    /// `{packet: {type, nsp, data}, opts: {rooms, except, flags}, uid}`.
     Broadcast(Carried),
     /// A request to apply or answer (with [`ClusterLink::respond`]), in the
     /// classic protocol's JSON shape whatever the wire protocol.
@@ -86,6 +88,16 @@ pub enum LinkEvent {
     /// host may hold: `{requestId, from, pid, offset}`; answer with
     /// [`ClusterLink::give_session`] (see `take_session`).
     SessionWanted(Carried),
+    /// Node `from`, to which this host gave session `pid` (request
+    /// `requestId`), now listens to its rooms: `{requestId, from, pid}`;
+    /// answer with [`ClusterLink::give_tail`], then stop logging for it.
+    SessionReleased(Carried),
+    /// This node's own marker for request `requestId` came back from the
+    /// bus (see [`ClusterLink::release_session`]): `{requestId}`.
+    SessionEcho(Carried),
+    /// The holder's tail for request `requestId`: `{requestId, tail}`,
+    /// `tail` a list of packets' data, or `null` when it cannot say.
+    SessionTail(Carried),
 }
 
 /// Why a value from the host could not be sent.
@@ -747,11 +759,12 @@ async fn inbound_task(
             continue;
         }
         match cluster.codec.decode(&cluster.uid, &message.channel, &message.payload) {
-            Ok(Inbound::Broadcast { nsp, data, opts }) => {
+            Ok(Inbound::Broadcast { uid, nsp, data, opts }) => {
                 let packet = classic::Packet::event(nsp.as_str(), data);
                 let value = Data::Map(vec![
                     ("packet".to_owned(), packet_data(&packet)),
                     ("opts".to_owned(), broadcast_opts_data(&opts)),
+                    ("uid".to_owned(), Data::Str(uid)),
                 ]);
                 on_event(LinkEvent::Broadcast(Carried::new(&nsp, &value)));
             }

@@ -9,6 +9,25 @@
 //! and answers, the holder with the session (taken out of its store: one
 //! use only), the others with nothing, so an unknown session fails fast.
 //! Messages are notepack msgpack maps, so binary packets stay binary.
+//!
+//! Nothing broadcast during the hand-off falls between the two nodes, nor
+//! comes twice, as for the hub's sessions (`recovery.rs`): the holder
+//! keeps listening to the session's rooms and logging after its answer
+//! (a `handoff` answer names the holder). Once the taker listens to the
+//! rooms, it notes where its own log stands and publishes a marker
+//! ([`ClusterLink::release_session`]) on the ask channel; its host notes
+//! its log again when the marker comes back ([`LinkEvent::SessionEcho`]).
+//! The holder answers the marker ([`LinkEvent::SessionReleased`]) with
+//! what it logged for the session since its answer, the tail
+//! ([`ClusterLink::give_tail`], arriving as [`LinkEvent::SessionTail`]),
+//! and stops listening. The client then gets the missed packets, the
+//! tail, and from the taker's log: what the taker sent after its marker,
+//! and what third nodes sent that came after the marker's echo. The
+//! holder's own packets are all in its tail (its tail is published after
+//! them, and the taker's log holds none that came after the tail). With
+//! one Redis every node sees the bus's messages in one order, so each
+//! packet is in exactly one of these parts; with sharded pub/sub the order
+//! holds per shard only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,8 +41,24 @@ use super::embed::{Carried, ClusterLink, LinkError, LinkEvent};
 use crate::cluster::wire::notepack::Data;
 use crate::hub::lock;
 
-/// A session as the host gave it: JSON text with placeholders, attachments.
-type Found = Option<(String, Vec<Bytes>)>;
+/// A session as its holder's host gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TakenSession {
+    /// JSON text with placeholders.
+    pub json: String,
+    /// The binary parts.
+    pub attachments: Vec<Bytes>,
+    /// The question's id.
+    pub request_id: String,
+    /// The holder, when it keeps logging for the session until this node
+    /// releases it ([`ClusterLink::release_session`]); `None` from a
+    /// holder that does not (its session is complete as given).
+    pub holder: Option<String>,
+}
+
+/// What a holder answered: the session (with the holder when it hands
+/// off), or nothing.
+type Found = Option<(String, Vec<Bytes>, Option<String>)>;
 
 /// The sessions side of a link: its channels and its pending questions.
 #[derive(Debug)]
@@ -60,7 +95,8 @@ impl Sessions {
         Ok(())
     }
 
-    /// A question of another node (for the host) or an answer to this one's.
+    /// A question of another node (for the host), an answer to this
+    /// one's, or a step of a hand-off (marker, tail).
     pub(super) fn on_message(&self, cluster: &Cluster, payload: &[u8], on_event: &dyn Fn(LinkEvent)) {
         let Ok(message) = Data::from_msgpack(payload) else {
             return cluster.malformed("session message", &"not msgpack");
@@ -89,13 +125,37 @@ impl Sessions {
                     None | Some(Data::Null) => None,
                     Some(session) => {
                         let (json, attachments) = session.to_json_with_attachments();
-                        Some((json.to_string(), attachments))
+                        let handoff = matches!(message.get("handoff"), Some(Data::Bool(true)));
+                        Some((json.to_string(), attachments, text("uid").filter(|_| handoff)))
                     }
                 };
                 let tx = lock(&self.pending).get(&request_id).cloned();
                 if let Some(tx) = tx {
                     let _ = tx.send(found);
                 }
+            }
+            "release" => {
+                let (Some(from), Some(holder), Some(nsp), Some(pid)) =
+                    (text("from"), text("holder"), text("nsp"), text("pid"))
+                else {
+                    return cluster.malformed("session message", &"release without from, holder, nsp or pid");
+                };
+                let id = ("requestId".to_owned(), Data::Str(request_id));
+                if from == cluster.uid() {
+                    on_event(LinkEvent::SessionEcho(Carried::new(&nsp, &Data::Map(vec![id]))));
+                } else if holder == cluster.uid() {
+                    let released =
+                        Data::Map(vec![id, ("from".to_owned(), Data::Str(from)), ("pid".to_owned(), Data::Str(pid))]);
+                    on_event(LinkEvent::SessionReleased(Carried::new(&nsp, &released)));
+                }
+            }
+            "tail" => {
+                let Some(nsp) = text("nsp") else {
+                    return cluster.malformed("session message", &"tail without nsp");
+                };
+                let tail = message.get("tail").cloned().unwrap_or(Data::Null);
+                let value = Data::Map(vec![("requestId".to_owned(), Data::Str(request_id)), ("tail".to_owned(), tail)]);
+                on_event(LinkEvent::SessionTail(Carried::new(&nsp, &value)));
             }
             _ => {}
         }
@@ -105,8 +165,10 @@ impl Sessions {
 impl ClusterLink {
     /// Asks the other links for session `pid` of `nsp` (the host does not
     /// hold it), with the client's `offset`: the session as its holder's
-    /// host gave it (JSON with placeholders, attachments), or `None` when
-    /// no node holds it or none answered within the request timeout.
+    /// host gave it, or `None` when no node holds it or none answered
+    /// within the request timeout. When the answer names its holder, the
+    /// host completes the hand-off once it listens to the session's rooms
+    /// ([`release_session`](Self::release_session), the module's docs).
     ///
     /// # Errors
     /// [`LinkError::Bus`].
@@ -115,7 +177,7 @@ impl ClusterLink {
         nsp: &str,
         pid: &str,
         offset: Option<&str>,
-    ) -> Result<Option<(String, Vec<Bytes>)>, LinkError> {
+    ) -> Result<Option<TakenSession>, LinkError> {
         let cluster = &self.cluster;
         let sessions = &self.sessions;
         sessions.subscribe(cluster).await?;
@@ -153,12 +215,70 @@ impl ClusterLink {
             Err(_) => None,
         };
         lock(&sessions.pending).remove(&request_id);
-        Ok(found)
+        Ok(found.map(|(json, attachments, holder)| TakenSession { json, attachments, request_id, holder }))
+    }
+
+    /// The marker of a hand-off: this node listens to the rooms of session
+    /// `pid`, which `holder` gave it for request `request_id`. The holder
+    /// answers with its tail ([`LinkEvent::SessionTail`]); the marker comes
+    /// back to this node too ([`LinkEvent::SessionEcho`]). The host notes
+    /// where its log stands just before calling it: what it sends from
+    /// then on is published after the marker.
+    ///
+    /// # Errors
+    /// [`LinkError::Bus`].
+    pub fn release_session(&self, nsp: &str, holder: &str, request_id: &str, pid: &str) -> Result<(), LinkError> {
+        let release = Data::Map(vec![
+            ("type".to_owned(), Data::Str("release".to_owned())),
+            ("requestId".to_owned(), Data::Str(request_id.to_owned())),
+            ("from".to_owned(), Data::Str(self.cluster.uid().to_owned())),
+            ("holder".to_owned(), Data::Str(holder.to_owned())),
+            ("nsp".to_owned(), Data::Str(nsp.to_owned())),
+            ("pid".to_owned(), Data::Str(pid.to_owned())),
+        ]);
+        self.cluster
+            .publish(&self.sessions.ask_channel, release.to_msgpack())
+            .map_err(|e| LinkError::Bus(e.to_string()))
+    }
+
+    /// Answers a marker ([`LinkEvent::SessionReleased`]) of node
+    /// `requester`: `json` is the list of what this host logged for the
+    /// session since its answer (each packet's data), or `null` when it
+    /// can no longer say (the hand-off expired, its log was pruned).
+    ///
+    /// # Errors
+    /// [`LinkError::Invalid`], [`LinkError::Bus`].
+    pub fn give_tail(
+        &self,
+        requester: &str,
+        request_id: &str,
+        nsp: &str,
+        json: &str,
+        attachments: &[Bytes],
+    ) -> Result<(), LinkError> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| LinkError::Invalid(e.to_string()))?;
+        let tail =
+            Data::from_json_with_attachments(&value, attachments).map_err(|e| LinkError::Invalid(e.to_string()))?;
+        let answer = Data::Map(vec![
+            ("type".to_owned(), Data::Str("tail".to_owned())),
+            ("requestId".to_owned(), Data::Str(request_id.to_owned())),
+            ("nsp".to_owned(), Data::Str(nsp.to_owned())),
+            ("tail".to_owned(), tail),
+        ]);
+        self.publish_to(requester, &answer)
+    }
+
+    /// Publishes `message` on node `uid`'s answer channel.
+    fn publish_to(&self, uid: &str, message: &Data) -> Result<(), LinkError> {
+        let channel = format!("{}-tidewire#sessions#{uid}#", self.cluster.prefix());
+        self.cluster.publish(&channel, message.to_msgpack()).map_err(|e| LinkError::Bus(e.to_string()))
     }
 
     /// Answers another node's [`take_session`](Self::take_session)
     /// (`requester`: its uid, `request_id`: the question's): `json` is the
-    /// session the host took out of its store, or `null`.
+    /// session the host took out of its store, or `null`. `handoff`: the
+    /// host keeps logging for the session until the requester's marker
+    /// ([`LinkEvent::SessionReleased`]), and then answers with its tail.
     ///
     /// # Errors
     /// [`LinkError::Invalid`], [`LinkError::Bus`].
@@ -168,6 +288,7 @@ impl ClusterLink {
         request_id: &str,
         json: &str,
         attachments: &[Bytes],
+        handoff: bool,
     ) -> Result<(), LinkError> {
         let value: serde_json::Value = serde_json::from_str(json).map_err(|e| LinkError::Invalid(e.to_string()))?;
         let session =
@@ -175,9 +296,10 @@ impl ClusterLink {
         let answer = Data::Map(vec![
             ("type".to_owned(), Data::Str("answer".to_owned())),
             ("requestId".to_owned(), Data::Str(request_id.to_owned())),
+            ("uid".to_owned(), Data::Str(self.cluster.uid().to_owned())),
+            ("handoff".to_owned(), Data::Bool(handoff)),
             ("session".to_owned(), session),
         ]);
-        let channel = format!("{}-tidewire#sessions#{requester}#", self.cluster.prefix());
-        self.cluster.publish(&channel, answer.to_msgpack()).map_err(|e| LinkError::Bus(e.to_string()))
+        self.publish_to(requester, &answer)
     }
 }

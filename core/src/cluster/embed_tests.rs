@@ -56,3 +56,71 @@ async fn bad_input_is_refused() {
     assert!(matches!(a.notify("/", r#"{"type":5,"opts":{}}"#, &[]), Err(LinkError::Unsupported(_))));
     assert!(matches!(a.respond("/", None, r#"{"type":5}"#, &[]), Err(LinkError::Invalid(_))));
 }
+
+#[tokio::test]
+async fn a_session_hand_off_goes_answer_marker_echo_tail() {
+    let bus = MemoryBus::new();
+    let (ea, eb) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (holder, taker) = (link(&bus, ea.clone()), link(&bus, eb.clone()));
+    holder.add_namespace("/").await.unwrap();
+    taker.add_namespace("/").await.unwrap();
+    // Broadcasts name their node.
+    holder.broadcast("/", r#"{"packet":{"data":["x"]},"opts":{"rooms":[],"except":[],"flags":{}}}"#, &[]).unwrap();
+
+    let asking = {
+        let taker = taker.clone();
+        tokio::spawn(async move { taker.take_session("/", "p1", Some("o1")).await })
+    };
+    let wanted = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(LinkEvent::SessionWanted(c)) =
+                lock(&ea).iter().find(|e| matches!(e, LinkEvent::SessionWanted(_))).cloned()
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let question: Value = serde_json::from_str(&wanted.json).unwrap();
+    assert_eq!((question["pid"].as_str(), question["offset"].as_str()), (Some("p1"), Some("o1")));
+    let (request_id, from) = (question["requestId"].as_str().unwrap(), question["from"].as_str().unwrap());
+    assert_eq!(from, taker.uid());
+    holder.give_session(from, request_id, r#"{"sid":"s","rooms":["r"],"missedPackets":[]}"#, &[], true).unwrap();
+    let taken = asking.await.unwrap().unwrap().expect("the holder's session");
+    assert_eq!(taken.holder.as_deref(), Some(holder.uid()), "a hand-off names its holder");
+    assert_eq!(taken.request_id, request_id);
+
+    taker.release_session("/", holder.uid(), request_id, "p1").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let released = lock(&ea).iter().find_map(|e| match e {
+        LinkEvent::SessionReleased(c) => Some(serde_json::from_str::<Value>(&c.json).unwrap()),
+        _ => None,
+    });
+    assert_eq!(released, Some(json!({"requestId": request_id, "from": taker.uid(), "pid": "p1"})));
+    holder
+        .give_tail(
+            taker.uid(),
+            request_id,
+            "/",
+            r#"[["late",{"_placeholder":true,"num":0}]]"#,
+            &[Bytes::from_static(b"\x07")],
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let events = lock(&eb).clone();
+    let uid_of_broadcast = events.iter().find_map(|e| match e {
+        LinkEvent::Broadcast(c) => serde_json::from_str::<Value>(&c.json).unwrap()["uid"].as_str().map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(uid_of_broadcast.as_deref(), Some(holder.uid()));
+    let echo = events.iter().position(|e| matches!(e, LinkEvent::SessionEcho(c) if c.json.contains(request_id)));
+    let tail = events.iter().position(|e| matches!(e, LinkEvent::SessionTail(_)));
+    assert!(echo.is_some() && tail.is_some() && echo < tail, "the marker comes back before the tail: {events:?}");
+    let LinkEvent::SessionTail(c) = &events[tail.unwrap()] else { unreachable!() };
+    assert_eq!(c.attachments, vec![Bytes::from_static(b"\x07")]);
+    assert!(c.json.contains("late"), "{}", c.json);
+    // The holder never hears its own marker's echo, nor a third node one not meant for it.
+    assert!(!lock(&ea).iter().any(|e| matches!(e, LinkEvent::SessionEcho(_))));
+}

@@ -48,7 +48,7 @@ impl Cluster {
             return self.on_recovery_message(hub, &message.payload);
         }
         match self.codec.decode(&self.uid, &message.channel, &message.payload) {
-            Ok(Inbound::Broadcast { nsp, data, opts }) => {
+            Ok(Inbound::Broadcast { nsp, data, opts, .. }) => {
                 if let Some(ns) = hub.namespace(&nsp) {
                     self.deliver(ns, &data, &opts);
                 }

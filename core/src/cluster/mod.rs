@@ -93,6 +93,7 @@ use tokio::sync::mpsc;
 pub use crate::hub::{ClusterError, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use config::{ClusterConfig, ClusterStats, Protocol};
 pub use embed::{AckReport, Carried, ClusterLink, LinkError, LinkEvent};
+pub use embed_sessions::TakenSession;
 pub use emitter::{EMITTER_UID, EmitError, Emitter};
 
 use self::adapter::Handle;
