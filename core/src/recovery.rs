@@ -149,7 +149,33 @@ pub enum Origin {
     #[default]
     Here,
     /// Received from another node.
-    Elsewhere,
+    Elsewhere(NodeTag),
+}
+
+/// A node of a cluster as a packet log tells them apart: a hash of its uid
+/// (within one process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NodeTag(u64);
+
+impl NodeTag {
+    /// The tag of the node whose uid is `uid`.
+    pub fn of(uid: &str) -> NodeTag {
+        use std::hash::BuildHasher;
+        NodeTag(std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(uid))
+    }
+}
+
+/// Where the packets of a session taken from another node start in this
+/// node's log (see [`PacketLog::since_split`]); `None` bounds are "from the
+/// start".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Split {
+    /// This node's own packets after this one.
+    pub here: Option<Offset>,
+    /// Other nodes' packets after this one.
+    pub elsewhere: Option<Offset>,
+    /// The holder's packets after its own bound.
+    pub holder: Option<(NodeTag, Option<Offset>)>,
 }
 
 /// The log of packets sent in one namespace, bounded by count, bytes and age.
@@ -308,27 +334,28 @@ impl<P> PacketLog<P> {
         Ok(self.entries.range(start..).filter(|e| reaches(&e.audience, rooms)).map(|e| &e.packet).collect())
     }
 
-    /// [`since`](Self::since) with two bounds: the packets sent from this
-    /// node after `here` and those received from other nodes after
-    /// `elsewhere` (both exclusive), in log order.
+    /// [`since`](Self::since) with a bound per origin: the packets sent
+    /// from this node after `split.here`, those of the holder after
+    /// `split.holder`'s offset and those of the other nodes after
+    /// `split.elsewhere` (all exclusive), in log order.
     ///
     /// A node taking over a session from another node publishes a marker
     /// on the bus: its own packets logged after it published the marker
     /// (`here`) and the others' logged after the marker came back to it
-    /// (`elsewhere`) are those the other node did not see before the
-    /// marker, so they are the ones to replay after what that node sent.
+    /// (`elsewhere`) are those the holder did not see before the marker.
+    /// The holder's own packets are told apart: the holder answers the
+    /// marker with what it logged until then, its own packets included,
+    /// and publishes that answer after them; so of the holder's packets,
+    /// those logged here after its answer arrived are the ones to replay.
     ///
     /// # Errors
     ///
     /// [`Gone`] when packets after the lower bound have been evicted.
-    pub fn since_split(
-        &self,
-        here: Option<Offset>,
-        elsewhere: Option<Offset>,
-        rooms: &[Room],
-    ) -> Result<Vec<&P>, Gone> {
-        let (here, elsewhere) = (here.map_or(0, |o| o.0), elsewhere.map_or(0, |o| o.0));
-        let after = here.min(elsewhere);
+    pub fn since_split(&self, split: Split, rooms: &[Room]) -> Result<Vec<&P>, Gone> {
+        let bound = |o: Option<Offset>| o.map_or(0, |o| o.0);
+        let (here, elsewhere) = (bound(split.here), bound(split.elsewhere));
+        let holder = split.holder.map(|(tag, o)| (tag, bound(o)));
+        let after = here.min(elsewhere).min(holder.map_or(u64::MAX, |(_, o)| o));
         let first = self.entries.front().map_or(self.next, |e| e.seq);
         if first > after.saturating_add(1) {
             return Err(Gone);
@@ -337,7 +364,14 @@ impl<P> PacketLog<P> {
         Ok(self
             .entries
             .range(start..)
-            .filter(|e| e.seq > if e.origin == Origin::Here { here } else { elsewhere })
+            .filter(|e| {
+                e.seq
+                    > match (e.origin, holder) {
+                        (Origin::Here, _) => here,
+                        (Origin::Elsewhere(tag), Some((h, bound))) if tag == h => bound,
+                        (Origin::Elsewhere(_), _) => elsewhere,
+                    }
+            })
             .filter(|e| reaches(&e.audience, rooms))
             .map(|e| &e.packet)
             .collect())
@@ -766,7 +800,8 @@ mod tests {
             log.append_from(origin, offset, p, Target::default(), 1, now);
             offset
         };
-        let (h, e) = (Origin::Here, Origin::Elsewhere);
+        let (h, e) = (Origin::Here, Origin::Elsewhere(NodeTag::of("third")));
+        let split = |here, elsewhere| Split { here, elsewhere, holder: None };
         add(e, 1);
         let here = add(h, 2);
         add(e, 3);
@@ -775,9 +810,9 @@ mod tests {
         add(e, 6);
         add(h, 7);
         // Here after 2: 4 and 7; elsewhere after 5: 6. In log order.
-        assert_eq!(log.since_split(Some(here), Some(elsewhere), &[]).unwrap(), [&4, &6, &7]);
-        assert_eq!(log.since_split(Some(elsewhere), Some(here), &[]).unwrap(), [&3, &5, &6, &7]);
-        assert_eq!(log.since_split(None, None, &[]).unwrap(), [&1, &2, &3, &4, &5, &6, &7]);
+        assert_eq!(log.since_split(split(Some(here), Some(elsewhere)), &[]).unwrap(), [&4, &6, &7]);
+        assert_eq!(log.since_split(split(Some(elsewhere), Some(here)), &[]).unwrap(), [&3, &5, &6, &7]);
+        assert_eq!(log.since_split(split(None, None), &[]).unwrap(), [&1, &2, &3, &4, &5, &6, &7]);
         let rooms_log = {
             let mut log = PacketLog::new(&RecoveryConfig::default());
             let (o, _) = log.next_offset();
@@ -786,7 +821,36 @@ mod tests {
             log.append_from(e, o2, "other", Target { rooms: vec!["other".into()], except: vec![] }, 1, now);
             log
         };
-        assert_eq!(rooms_log.since_split(None, None, &["news".into()]).unwrap(), [&"news"]);
+        assert_eq!(rooms_log.since_split(split(None, None), &["news".into()]).unwrap(), [&"news"]);
+    }
+
+    #[test]
+    fn since_split_bounds_the_holders_packets_on_their_own() {
+        let mut log = PacketLog::new(&RecoveryConfig::default());
+        let now = Instant::now();
+        let holder = NodeTag::of("holder");
+        let mut add = |origin, p| {
+            let (offset, _) = log.next_offset();
+            log.append_from(origin, offset, p, Target::default(), 1, now);
+            offset
+        };
+        let (h, e, x) = (Origin::Here, Origin::Elsewhere(NodeTag::of("third")), Origin::Elsewhere(holder));
+        let here = add(e, 1);
+        add(x, 2);
+        let echo = add(e, 3);
+        add(x, 4);
+        add(e, 5);
+        let tail = add(x, 6);
+        add(x, 7);
+        add(h, 8);
+        add(e, 9);
+        // The holder's after its tail (7), the third node's after the echo
+        // (5, 9), this node's after its marker (8): in log order.
+        let split = Split { here: Some(here), elsewhere: Some(echo), holder: Some((holder, Some(tail))) };
+        assert_eq!(log.since_split(split, &[]).unwrap(), [&5, &7, &8, &9]);
+        // Without a holder bound, the holder is one of the others.
+        let split = Split { holder: None, ..split };
+        assert_eq!(log.since_split(split, &[]).unwrap(), [&4, &5, &6, &7, &8, &9]);
     }
 
     #[test]
@@ -797,7 +861,7 @@ mod tests {
             .map(|i| {
                 let (o, _) = log.next_offset();
                 log.append_from(
-                    if i % 2 == 0 { Origin::Here } else { Origin::Elsewhere },
+                    if i % 2 == 0 { Origin::Here } else { Origin::Elsewhere(NodeTag::of("n")) },
                     o,
                     i,
                     Target::default(),
@@ -808,8 +872,9 @@ mod tests {
             })
             .collect();
         // Kept: 2 and 3. From 1 on is complete; from 0 on is not.
-        assert_eq!(log.since_split(Some(offsets[1]), Some(offsets[2]), &[]).unwrap(), [&2, &3]);
-        assert_eq!(log.since_split(Some(offsets[0]), Some(offsets[3]), &[]), Err(Gone));
+        let split = |here, elsewhere| Split { here: Some(here), elsewhere: Some(elsewhere), holder: None };
+        assert_eq!(log.since_split(split(offsets[1], offsets[2]), &[]).unwrap(), [&2, &3]);
+        assert_eq!(log.since_split(split(offsets[0], offsets[3]), &[]), Err(Gone));
     }
 
     #[test]

@@ -48,9 +48,9 @@ impl Cluster {
             return self.on_recovery_message(hub, &message.payload);
         }
         match self.codec.decode(&self.uid, &message.channel, &message.payload) {
-            Ok(Inbound::Broadcast { nsp, data, opts, .. }) => {
+            Ok(Inbound::Broadcast { uid, nsp, data, opts }) => {
                 if let Some(ns) = hub.namespace(&nsp) {
-                    self.deliver(ns, &data, &opts);
+                    self.deliver(ns, &uid, &data, &opts);
                 }
             }
             Ok(Inbound::Request { nsp, request }) => {
@@ -78,11 +78,11 @@ impl Cluster {
     }
 
     /// Delivers another node's broadcast to this node's sockets.
-    pub(super) fn deliver(&self, ns: Namespace, data: &[Data], opts: &BroadcastOpts) {
+    pub(super) fn deliver(&self, ns: Namespace, uid: &str, data: &[Data], opts: &BroadcastOpts) {
         let Some((event, args)) = event_of(data) else {
             return self.malformed("broadcast", &"no event name");
         };
-        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).sent_elsewhere();
+        let mut op = BroadcastOperator::new(ns, target_of(&opts.rooms, &opts.except)).sent_elsewhere(uid);
         if opts.flags.volatile == Some(true) {
             op = op.volatile();
         }

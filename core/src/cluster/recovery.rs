@@ -25,12 +25,17 @@
 //!   request channel, noting where its own log stands; when the marker
 //!   comes back to it, it notes that again. The holder answers the marker
 //!   with what it logged for the session since its first answer (the
-//!   `tail`) and stops listening for it. The client gets the missed
-//!   packets, the tail, then from the new node's log what it sent after
-//!   publishing the marker and what it received after the marker came
-//!   back: with one Redis (or the in-process bus), every node sees the
-//!   bus's messages in one order, so each packet is in exactly one of the
-//!   three. A holder that does not answer the marker in time fails the
+//!   `tail`, published under its log's lock, so after every packet of its
+//!   own that the tail holds and before every later one) and stops
+//!   listening for it. The client gets the missed packets, the tail, then
+//!   from the new node's log what it sent after publishing the marker,
+//!   what the holder sent that arrived after the tail, and what third
+//!   nodes sent that arrived after the marker came back: with one Redis
+//!   (or the in-process bus), every node sees the bus's messages in one
+//!   order, so each packet is in exactly one of these parts. (The holder's
+//!   own packets cannot be split at the marker: one it sent just before
+//!   the marker reached it may reach Redis after the marker, and was in
+//!   both the tail and the new node's part.) A holder that does not answer the marker in time fails the
 //!   recovery (`recovered = false`) rather than leave a gap. With a Redis
 //!   Cluster (sharded pub/sub) the order holds per shard only: a packet
 //!   sent at the moment of the hand-off may come twice or not at all.
@@ -46,10 +51,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Cluster;
-use crate::hub::adapter::{Handoff, Marks, RemoteSession, Taken};
+use crate::hub::adapter::{Handoff, RemoteSession, Taken};
 use crate::hub::{Hub, Namespace, RoomChange, lock};
 use crate::protocol::engine::Encoded;
-use crate::recovery::{self, Offset, Restore, RestoreFailure, StoredSession};
+use crate::recovery::{self, NodeTag, Offset, Restore, RestoreFailure, Split, StoredSession};
 use crate::rooms::Room;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +80,12 @@ enum Wire {
     Release { from: String, holder: String, request_id: String, nsp: String, pid: String },
     /// What the holder logged for the session after its answer; `None`
     /// when it no longer can say (the hand-off expired, packets evicted).
-    Tail { request_id: String, tail: Option<Vec<Vec<Frame>>> },
+    Tail {
+        request_id: String,
+        #[serde(default)]
+        nsp: String,
+        tail: Option<Vec<Vec<Frame>>>,
+    },
 }
 
 /// What reaches a node waiting for a session of another node.
@@ -85,7 +95,9 @@ pub(crate) enum Reply {
     State(State, String),
     /// The marker came back: the last offset of this node's log then.
     Echo(Option<Offset>),
-    Tail(Option<Vec<Vec<Frame>>>),
+    /// The holder's tail, and the last offset of this node's log when it
+    /// arrived.
+    Tail(Option<Vec<Vec<Frame>>>, Option<Offset>),
 }
 
 /// A session this node handed to `to`, logged for until `to` sends its
@@ -284,7 +296,7 @@ impl Cluster {
             tokio::select! {
                 () = &mut deadline => break RemoteSession::Unknown,
                 reply = rx.recv() => match reply {
-                    Some(Reply::Echo(_) | Reply::Tail(_)) => {}
+                    Some(Reply::Echo(_) | Reply::Tail(..)) => {}
                     Some(Reply::State(State::Unknown, _)) => {
                         answered += 1;
                         if answered >= nodes {
@@ -361,24 +373,36 @@ impl Cluster {
                     return;
                 }
                 let handed = lock(&self.handed).remove(&pid).filter(|h| h.to == from && h.nsp == nsp);
-                let tail = handed.as_ref().and_then(|h| {
-                    let rec = ns.as_ref()?.recovery()?;
-                    let log = lock(&rec.log);
-                    let tail = log.since(h.mark, &h.rooms).ok()?;
-                    Some(tail.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect())
-                });
+                let channel = recovery_channel(self.prefix(), Some(&from));
+                let publish = |tail| {
+                    let answer = Wire::Tail { request_id: request_id.clone(), nsp: nsp.clone(), tail };
+                    let _ = self.publish(&channel, serde_json::to_vec(&answer).unwrap_or_default());
+                };
+                match (&handed, ns.as_ref().and_then(|ns| ns.recovery())) {
+                    (Some(h), Some(rec)) => {
+                        // Published under the log's lock: this node's packets
+                        // logged before the tail are in it and published
+                        // before it, the later ones after it (the taker tells
+                        // them apart by the tail's arrival).
+                        let log = lock(&rec.log);
+                        let tail = log.since(h.mark, &h.rooms).ok().map(|tail| {
+                            tail.into_iter().map(|frames| frames.iter().map(Frame::of).collect()).collect()
+                        });
+                        publish(tail);
+                    }
+                    _ => publish(None),
+                }
                 if handed.is_some() {
                     self.release_session(hub, &pid);
                 }
-                let answer = Wire::Tail { request_id, tail };
-                let _ = self.publish(
-                    &recovery_channel(self.prefix(), Some(&from)),
-                    serde_json::to_vec(&answer).unwrap_or_default(),
-                );
             }
-            Wire::Tail { request_id, tail } => {
+            Wire::Tail { request_id, nsp, tail } => {
+                // Where this node's log stands as the tail arrives: the
+                // holder's packets logged here after it are not in it.
+                let last =
+                    hub.namespace(&nsp).as_ref().and_then(|ns| ns.recovery()).and_then(|rec| lock(&rec.log).last());
                 if let Some(tx) = lock(&self.recovery_pending).get(&request_id) {
-                    let _ = tx.send(Reply::Tail(tail));
+                    let _ = tx.send(Reply::Tail(tail, last));
                 }
             }
         }
@@ -392,6 +416,7 @@ impl Cluster {
         let request_id = crate::engine::new_id();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         lock(&self.recovery_pending).insert(request_id.clone(), tx);
+        let holder = NodeTag::of(&handoff.holder);
         let release = Wire::Release {
             from: self.uid().to_owned(),
             holder: handoff.holder,
@@ -406,7 +431,7 @@ impl Cluster {
             let _ = self.publish(&self.recovery_channels[0], serde_json::to_vec(&release).unwrap_or_default());
             log.last()
         };
-        let (mut elsewhere, mut tail) = (None, None);
+        let (mut elsewhere, mut tail, mut at_tail) = (None, None, None);
         let deadline = tokio::time::sleep(self.request_timeout());
         tokio::pin!(deadline);
         // The marker comes back before the holder's answer to it; both are needed.
@@ -415,7 +440,7 @@ impl Cluster {
                 () = &mut deadline => break,
                 reply = rx.recv() => match reply {
                     Some(Reply::Echo(last)) => elsewhere = Some(last),
-                    Some(Reply::Tail(frames)) => tail = Some(frames),
+                    Some(Reply::Tail(frames, last)) => (tail, at_tail) = (Some(frames), last),
                     Some(Reply::State(..)) => {}
                     None => break,
                 },
@@ -425,7 +450,7 @@ impl Cluster {
         match (elsewhere, tail.flatten().and_then(decode)) {
             (Some(elsewhere), Some(tail)) => {
                 taken.missed.extend(tail);
-                taken.marks = Some(Marks { here, elsewhere });
+                taken.marks = Some(Split { here, elsewhere, holder: Some((holder, at_tail)) });
                 true
             }
             _ => {

@@ -24,7 +24,7 @@ use super::{Hub, Namespace, RoomChange};
 use crate::limits::ConnectionRefused;
 use crate::protocol::engine::Encoded;
 use crate::protocol::socketio::Payload;
-use crate::recovery::{Offset, StoredSession};
+use crate::recovery::StoredSession;
 use crate::rooms::{Room, Target};
 
 /// A future an adapter returns, borrowing its arguments.
@@ -185,7 +185,7 @@ pub(crate) struct Taken {
     pub(crate) handoff: Option<Handoff>,
     /// Set by [`Adapter::finish_remote_session`]: what this node's own log
     /// holds for the session after `missed`.
-    pub(crate) marks: Option<Marks>,
+    pub(crate) marks: Option<crate::recovery::Split>,
 }
 
 /// Who to tell that this node listens for a session.
@@ -193,17 +193,6 @@ pub(crate) struct Taken {
 pub(crate) struct Handoff {
     pub(crate) holder: String,
     pub(crate) pid: String,
-}
-
-/// Bounds in a node's packet log (see [`PacketLog::since_split`]): the
-/// packets sent from it after `here` and those received after `elsewhere`
-/// are a taken session's, after what its holder sent.
-///
-/// [`PacketLog::since_split`]: crate::recovery::PacketLog::since_split
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Marks {
-    pub(crate) here: Option<Offset>,
-    pub(crate) elsewhere: Option<Offset>,
 }
 
 /// socket.io's adapter, in the hub's terms. Every method has the behaviour

@@ -77,11 +77,11 @@ impl BroadcastOperator {
         }
     }
 
-    /// Delivers another node's broadcast here (only here: it was published
+    /// Delivers node `uid`'s broadcast here (only here: it was published
     /// by that node).
-    pub(crate) fn sent_elsewhere(mut self) -> Self {
+    pub(crate) fn sent_elsewhere(mut self, uid: &str) -> Self {
         self.flags.local = true;
-        self.origin = Origin::Elsewhere;
+        self.origin = Origin::Elsewhere(crate::recovery::NodeTag::of(uid));
         self
     }
 

@@ -499,7 +499,7 @@ fn add_socket(
                 let here = marks.map(|marks| {
                     let mut rooms = session.rooms.clone();
                     rooms.push(session.id.clone());
-                    log.since_split(marks.here, marks.elsewhere, &rooms).map(|more| more.into_iter().cloned())
+                    log.since_split(marks, &rooms).map(|more| more.into_iter().cloned())
                 });
                 match here {
                     Some(Err(_)) => tracing::debug!(pid, "recovery failed: packets of the hand-off evicted"),
