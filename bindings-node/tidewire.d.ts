@@ -84,9 +84,15 @@ export declare class Socket {
   data: Record<string, any>
   join(rooms: string | string[]): this
   leave(room: string): this
+  /** A function as the last argument is an ack callback (the client's answer's arguments). */
   emit(event: string, ...args: any[]): this
-  emitWithAck(event: string, ...args: any[]): Promise<any[]>
-  timeout(ms: number): { emitWithAck(event: string, ...args: any[]): Promise<any[]> }
+  /** Resolves to the first argument of the client's answer, as in socket.io. */
+  emitWithAck(event: string, ...args: any[]): Promise<any>
+  timeout(ms: number): {
+    /** The last argument is `(err, ...answer) => void`: err is ERR_ACK_TIMEOUT / ERR_DISCONNECTED, or null. */
+    emit(event: string, ...args: any[]): Socket
+    emitWithAck(event: string, ...args: any[]): Promise<any>
+  }
   to(rooms: string | string[]): BroadcastOperator
   disconnect(close?: boolean): this
 }

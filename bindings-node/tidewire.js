@@ -15,6 +15,21 @@ function invalid(message) {
   return e
 }
 
+function unsupported(message) {
+  const e = new Error(message)
+  e.code = 'ERR_UNSUPPORTED'
+  return e
+}
+
+// socket.io's reserved event names: never emitted to a client, and never a
+// client's event on the server.
+const RESERVED = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])
+
+function checkEmitted(event) {
+  checkName('an event name', event)
+  if (RESERVED.has(event)) throw invalid(`"${event}" is a reserved event name`)
+}
+
 function isBinary(v) {
   return Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer
 }
@@ -31,6 +46,8 @@ function encode(args) {
   // `this[key]` is the value before toJSON (a Buffer's would be numbers).
   function replacer(key, value) {
     const raw = this[key]
+    // JSON would drop it (or send null) without a word.
+    if (typeof raw === 'function') throw invalid('a function cannot be sent (an ack callback goes last, and only on socket.emit)')
     if (!isBinary(raw)) return value
     attachments.push(toBuffer(raw))
     return { _placeholder: true, num: attachments.length - 1 }
@@ -39,6 +56,7 @@ function encode(args) {
   try {
     json = JSON.stringify(args, replacer)
   } catch (e) {
+    if (e.code === 'ERR_INVALID_ARG') throw e
     throw invalid(`arguments must be JSON values or binary: ${e.message}`)
   }
   return { json, attachments }
@@ -81,7 +99,10 @@ class BroadcastOperator {
 
   /** Sends; returns how many sockets it reached. */
   emit(event, ...args) {
-    checkName('an event name', event)
+    checkEmitted(event)
+    if (typeof args.at(-1) === 'function') {
+      throw unsupported("broadcast acknowledgements are not supported by tidewire's Server (tidewire/socket.io's adapter supports them)")
+    }
     const { json, attachments } = encode(args)
     return callNative(() => this._native.emit(event, json, attachments))
   }
@@ -134,33 +155,63 @@ class Socket {
     return this
   }
 
+  /**
+   * Sends to this socket. A function as the last argument is an ack
+   * callback, as in socket.io: it gets the client's answer's arguments
+   * (after `timeout(ms)`: an error first, null when answered).
+   */
   emit(event, ...args) {
-    checkName('an event name', event)
+    if (typeof args.at(-1) === 'function') {
+      const callback = args.pop()
+      // Without a timeout, as in socket.io, a client that disconnects
+      // first never calls back.
+      this._ask(event, args, undefined).then(
+        (reply) => callback(...reply),
+        () => {},
+      )
+      return this
+    }
+    checkEmitted(event)
     const { json, attachments } = encode(args)
     callNative(() => this._inner.emit(event, json, attachments))
     return this
   }
 
-  /** Resolves to the client's answer (an array of its arguments). */
+  /** Resolves to the client's answer (its first argument), as in socket.io. */
   emitWithAck(event, ...args) {
-    return this.timeout(undefined).emitWithAck(event, ...args)
+    return this._ask(event, args, undefined).then((reply) => reply[0])
   }
 
-  /** `socket.timeout(ms).emitWithAck(...)` rejects with ERR_ACK_TIMEOUT. */
+  /**
+   * `socket.timeout(ms).emitWithAck(...)` rejects with ERR_ACK_TIMEOUT;
+   * `socket.timeout(ms).emit(..., (err, ...reply) => ...)` calls back with it.
+   */
   timeout(ms) {
-    if (ms !== undefined && !(Number.isInteger(ms) && ms >= 0)) throw invalid('timeout must be a non-negative integer')
+    if (!(Number.isInteger(ms) && ms >= 0)) throw invalid('timeout must be a non-negative integer')
     return {
-      emitWithAck: async (event, ...args) => {
-        checkName('an event name', event)
-        const { json, attachments } = encode(args)
-        try {
-          const reply = await this._inner.emitWithAck(event, json, attachments, ms)
-          return decode(reply.json, reply.attachments)
-        } catch (e) {
-          throw withCode(e)
-        }
+      emit: (event, ...args) => {
+        const callback = args.pop()
+        if (typeof callback !== 'function') throw invalid('timeout(ms).emit needs an ack callback as its last argument')
+        this._ask(event, args, ms).then(
+          (reply) => callback(null, ...reply),
+          (e) => callback(e),
+        )
+        return this
       },
+      emitWithAck: (event, ...args) => this._ask(event, args, ms).then((reply) => reply[0]),
     }
+  }
+
+  /** Asks the client: all the arguments of its answer. Throws at once on bad arguments. */
+  _ask(event, args, ms) {
+    checkEmitted(event)
+    const { json, attachments } = encode(args)
+    return this._inner.emitWithAck(event, json, attachments, ms).then(
+      (reply) => decode(reply.json, reply.attachments),
+      (e) => {
+        throw withCode(e)
+      },
+    )
   }
 
   /** To `rooms`, without this socket. */
@@ -287,6 +338,12 @@ class Namespace {
    */
   on(event, fn) {
     checkName('an event name', event)
+    if (event === 'disconnecting') {
+      throw unsupported("'disconnecting' is not supported by tidewire's Server ('disconnect' is; tidewire/socket.io has both)")
+    }
+    if (RESERVED.has(event) && event !== 'connect' && event !== 'disconnect') {
+      throw invalid(`"${event}" is a reserved event name`)
+    }
     if (typeof fn !== 'function') throw invalid('a handler must be a function')
     const handlers = this._server._handlers
     callNative(() => this._server._native.on(this.name, event, handlers.length))

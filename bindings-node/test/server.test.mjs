@@ -84,8 +84,15 @@ describe('tidewire server from JavaScript', () => {
     })
     server.on('shout', (socket, room, msg) => socket.to(room).emit('shout', msg))
     server.on('ask', async (socket, ack) => {
-      const [answer] = await socket.timeout(2000).emitWithAck('question', 'ping?')
+      // As in socket.io: the first argument of the client's answer.
+      const answer = await socket.timeout(2000).emitWithAck('question', 'ping?')
       ack(answer)
+    })
+    // The ack callback of socket.emit, with and without a timeout.
+    server.on('ask-callback', (socket, ack) => {
+      socket.emit('question', 'cb?', (...answer) => {
+        socket.timeout(100).emit('silent', (err, ...late) => ack([answer, err && err.code, late]))
+      })
     })
     server.on('ask-timeout', async (socket, ack) => {
       try {
@@ -113,6 +120,13 @@ describe('tidewire server from JavaScript', () => {
           socket.emit('x', a)
         },
         () => socket.timeout(-1),
+        // Functions JSON would drop without a word; callbacks of broadcasts.
+        () => socket.emit('x', { f() {} }),
+        () => socket.emit('x', () => {}, 1),
+        () => socket.broadcast.emit('x', () => {}),
+        // socket.io's reserved names.
+        () => socket.emit('disconnecting'),
+        () => socket.emitWithAck('connect_error').catch(() => {}),
       ]) {
         try {
           f()
@@ -209,6 +223,9 @@ describe('tidewire server from JavaScript', () => {
     assert.equal(await c.emitWithAck('ask'), 'pong to ping?')
     c.on('silent', () => {})
     assert.equal(await c.emitWithAck('ask-timeout'), 'ERR_ACK_TIMEOUT')
+    // socket.emit(..., callback): the answer's arguments; with a timeout,
+    // the error first.
+    assert.deepEqual(await c.emitWithAck('ask-callback'), [['pong to cb?'], 'ERR_ACK_TIMEOUT', []])
   })
 
   test('several handlers of one event all run, in the order they were added', T, async () => {
@@ -243,7 +260,15 @@ describe('tidewire server from JavaScript', () => {
       'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
+      'ERR_UNSUPPORTED',
+      'ERR_INVALID_ARG',
+      'ERR_INVALID_ARG',
     ])
+    // Never a handler that cannot fire.
+    assert.throws(() => server.on('disconnecting', () => {}), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => server.on('newListener', () => {}), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server({ port: 70000 }), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server({ pingInterval: -1 }), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => server.of('no-slash'), { code: 'ERR_INVALID_ARG' })
