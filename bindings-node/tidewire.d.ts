@@ -82,6 +82,20 @@ export declare class Socket {
   readonly rooms: Set<string>
   readonly broadcast: BroadcastOperator
   data: Record<string, any>
+  /** socket.io's per-socket listeners: the client's events (an ack function last when it asked), or `disconnect`. */
+  on(event: 'disconnect', fn: (reason: string) => unknown): this
+  on(event: string, fn: (...args: any[]) => unknown): this
+  addListener(event: string, fn: (...args: any[]) => unknown): this
+  once(event: string, fn: (...args: any[]) => unknown): this
+  off(event: string, fn: (...args: any[]) => unknown): this
+  removeListener(event: string, fn: (...args: any[]) => unknown): this
+  removeAllListeners(event?: string): this
+  listeners(event: string): Array<(...args: any[]) => unknown>
+  listenerCount(event: string): number
+  onAny(fn: (event: string, ...args: any[]) => unknown): this
+  prependAny(fn: (event: string, ...args: any[]) => unknown): this
+  offAny(fn?: (event: string, ...args: any[]) => unknown): this
+  listenersAny(): Array<(event: string, ...args: any[]) => unknown>
   join(rooms: string | string[]): this
   leave(room: string): this
   /** A function as the last argument is an ack callback (the client's answer's arguments). */

@@ -30,6 +30,16 @@ function checkEmitted(event) {
   if (RESERVED.has(event)) throw invalid(`"${event}" is a reserved event name`)
 }
 
+/** A name a handler may listen to ('connect' and 'disconnect' are the server's). */
+function checkListened(event, server = false) {
+  checkName('an event name', event)
+  if (event === 'disconnecting') {
+    throw unsupported("'disconnecting' is not supported by tidewire's Server ('disconnect' is; tidewire/socket.io has both)")
+  }
+  const allowed = server ? event === 'connect' || event === 'disconnect' : event === 'disconnect'
+  if (RESERVED.has(event) && !allowed) throw invalid(`"${event}" is a reserved event name`)
+}
+
 function isBinary(v) {
   return Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer
 }
@@ -115,6 +125,93 @@ class Socket {
     this._handshake = undefined
     /** Free for the application's own per-socket state. */
     this.data = {}
+    // socket.io's per-socket listeners: event -> [fn], and onAny's.
+    this._listeners = new Map()
+    this._any = []
+  }
+
+  /**
+   * `socket.on(event, (...args) => ...)` as in socket.io: the client's
+   * events (the last argument an ack function when it asked for one), or
+   * `disconnect` with its reason.
+   */
+  on(event, fn) {
+    checkListened(event)
+    if (typeof fn !== 'function') throw invalid('a listener must be a function')
+    const list = this._listeners.get(event)
+    if (list) list.push(fn)
+    else this._listeners.set(event, [fn])
+    return this
+  }
+
+  addListener(event, fn) {
+    return this.on(event, fn)
+  }
+
+  once(event, fn) {
+    if (typeof fn !== 'function') throw invalid('a listener must be a function')
+    const wrapper = (...args) => {
+      this.off(event, wrapper)
+      return fn(...args)
+    }
+    wrapper.listener = fn
+    return this.on(event, wrapper)
+  }
+
+  off(event, fn) {
+    const list = this._listeners.get(event)
+    if (!list) return this
+    const i = list.findLastIndex((l) => l === fn || l.listener === fn)
+    if (i >= 0) list.splice(i, 1)
+    if (list.length === 0) this._listeners.delete(event)
+    return this
+  }
+
+  removeListener(event, fn) {
+    return this.off(event, fn)
+  }
+
+  removeAllListeners(event) {
+    if (event === undefined) this._listeners.clear()
+    else this._listeners.delete(event)
+    return this
+  }
+
+  listeners(event) {
+    return (this._listeners.get(event) || []).map((l) => l.listener || l)
+  }
+
+  listenerCount(event) {
+    return (this._listeners.get(event) || []).length
+  }
+
+  /** A listener of every event the client sends: `(event, ...args)`, before the event's own. */
+  onAny(fn) {
+    if (typeof fn !== 'function') throw invalid('a listener must be a function')
+    this._any.push(fn)
+    return this
+  }
+
+  prependAny(fn) {
+    if (typeof fn !== 'function') throw invalid('a listener must be a function')
+    this._any.unshift(fn)
+    return this
+  }
+
+  offAny(fn) {
+    this._any = fn === undefined ? [] : this._any.filter((l) => l !== fn)
+    return this
+  }
+
+  listenersAny() {
+    return [...this._any]
+  }
+
+  /** Runs this socket's listeners of `event` (a copy: a `once` removes itself). */
+  _deliver(event, args, onError) {
+    if (event !== 'disconnect') for (const fn of [...this._any]) run(() => fn(event, ...args), onError)
+    const list = this._listeners.get(event)
+    if (list) for (const fn of [...list]) run(() => fn(...args), onError)
   }
 
   get id() {
@@ -237,6 +334,15 @@ class Namespace {
     this.name = name
     this._sockets = new Map()
     callNative(() => server._native.watch(name))
+    // Events without a namespace-level handler still reach JavaScript, for
+    // the sockets' own listeners (`socket.on` inside `connection`).
+    this._addHandler('*', socketListeners)
+  }
+
+  _addHandler(event, fn) {
+    const handlers = this._server._handlers
+    callNative(() => this._server._native.on(this.name, event, handlers.length))
+    handlers.push(fn)
   }
 
   _socket(inner) {
@@ -259,6 +365,7 @@ class Namespace {
     } else if (kind === 'disconnect') {
       const socket = this._sockets.get(inner.id) ?? new Socket(inner)
       this._sockets.delete(inner.id)
+      socket._deliver('disconnect', [name], onError)
       for (const fn of handlers) run(() => fn(socket, name), onError)
     } else {
       const socket = this._socket(inner)
@@ -270,12 +377,17 @@ class Namespace {
         return
       }
       if (ack) {
+        let sent = false
         args.push((...reply) => {
+          // As socket.io's: the first answer goes, later calls do nothing.
+          if (sent) return
+          sent = true
           const { json: j, attachments: a } = encode(reply)
           callNative(() => ack.send(j, a))
         })
       }
-      for (const fn of handlers) run(() => fn(socket, ...args), onError)
+      for (const fn of handlers) if (fn !== socketListeners) run(() => fn(socket, ...args), onError)
+      socket._deliver(name, args, onError)
     }
   }
 
@@ -337,17 +449,9 @@ class Namespace {
    * handler's rejection, or a throw, goes to the server's `onError`.
    */
   on(event, fn) {
-    checkName('an event name', event)
-    if (event === 'disconnecting') {
-      throw unsupported("'disconnecting' is not supported by tidewire's Server ('disconnect' is; tidewire/socket.io has both)")
-    }
-    if (RESERVED.has(event) && event !== 'connect' && event !== 'disconnect') {
-      throw invalid(`"${event}" is a reserved event name`)
-    }
+    checkListened(event, true)
     if (typeof fn !== 'function') throw invalid('a handler must be a function')
-    const handlers = this._server._handlers
-    callNative(() => this._server._native.on(this.name, event, handlers.length))
-    handlers.push(fn)
+    this._addHandler(event, fn)
     return this
   }
 
@@ -380,6 +484,9 @@ class Namespace {
     }
   }
 }
+
+/** The handler that stands for the sockets' own listeners (see `Namespace`). */
+function socketListeners() {}
 
 function run(fn, onError) {
   try {

@@ -377,3 +377,53 @@ describe('production safety from JavaScript', () => {
     assert.throws(() => s.of('/').limitEvent('e', { schema: { type: 12 } }), { code: 'ERR_INVALID_ARG' })
   })
 })
+
+describe("socket.io's per-socket handlers on tidewire's Server", () => {
+  test('socket.on inside connection: events, acks, once, off, onAny, disconnect', T, async () => {
+    const server = new Server({ onError: (e) => console.error(e) })
+    const seen = []
+    const gone = []
+    // A namespace-level handler of one event runs first, then the socket's own.
+    server.on('both', (socket) => seen.push(['ns', 'both']))
+    server.on('connection', (socket) => {
+      socket.onAny((event, ...args) => seen.push(['any', event, args.filter((a) => typeof a !== 'function')]))
+      socket.on('chat', (msg, ack) => ack(`got ${msg}`))
+      socket.once('first', (n) => seen.push(['once', n]))
+      const dropped = () => seen.push(['dropped'])
+      socket.on('dropped', dropped)
+      socket.off('dropped', dropped)
+      socket.on('both', () => seen.push(['socket', 'both']))
+      // Only the first answer goes, as in socket.io.
+      socket.on('twice', (ack) => {
+        ack(1)
+        ack(2)
+      })
+      socket.on('disconnect', (reason) => gone.push(reason))
+      assert.throws(() => socket.on('disconnecting', () => {}), { code: 'ERR_UNSUPPORTED' })
+      assert.throws(() => socket.on('connect_error', () => {}), { code: 'ERR_INVALID_ARG' })
+    })
+    const { url } = await server.listen()
+    const c = await connect(url)
+    assert.equal(await c.emitWithAck('chat', 'hi'), 'got hi')
+    c.emit('first', 1)
+    c.emit('first', 2)
+    c.emit('dropped')
+    c.emit('both')
+    assert.equal(await c.emitWithAck('twice'), 1)
+    assert.deepEqual(seen, [
+      ['any', 'chat', ['hi']],
+      ['any', 'first', [1]],
+      ['once', 1],
+      ['any', 'first', [2]],
+      ['any', 'dropped', []],
+      ['ns', 'both'],
+      ['any', 'both', []],
+      ['socket', 'both'],
+      ['any', 'twice', []],
+    ])
+    c.close()
+    await waitFor(() => gone.length === 1, 'the disconnect')
+    assert.deepEqual(gone, ['client namespace disconnect'])
+    await server.close()
+  })
+})
