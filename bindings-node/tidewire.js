@@ -30,6 +30,68 @@ function checkEmitted(event) {
   if (RESERVED.has(event)) throw invalid(`"${event}" is a reserved event name`)
 }
 
+// The options tidewire's Server takes (core's `embed::options` checks their values).
+const OPTIONS = [
+  'host',
+  'port',
+  'pingInterval',
+  'pingTimeout',
+  'connectTimeout',
+  'maxPayload',
+  'maxHttpBufferSize',
+  'cors',
+  'limits',
+  'connectionStateRecovery',
+  'transports',
+  'onError',
+]
+
+/**
+ * The options as core reads them; socket.io's that the Server does not
+ * honour are refused by name (never ignored).
+ */
+function serverOptions(options) {
+  if (typeof options === 'number' || (options !== null && typeof options === 'object' && typeof options.listen === 'function')) {
+    throw unsupported(
+      "tidewire's Server listens on a port of its own (new Server({ port }), then listen()); to serve socket.io on your http.Server, use tidewire/socket.io's Engine",
+    )
+  }
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return options
+  const elsewhere = 'socket.io with tidewire/socket.io has it'
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined || OPTIONS.includes(k)) continue
+    // The one path the Server serves.
+    if (k === 'path' && (v === '/socket.io' || v === '/socket.io/')) continue
+    throw unsupported(`option "${k}" is not supported by tidewire's Server (it takes ${OPTIONS.join(', ')}); ${elsewhere}`)
+  }
+  const out = { ...options }
+  delete out.path
+  if (out.maxHttpBufferSize !== undefined) {
+    if (out.maxPayload !== undefined) throw invalid('give maxPayload or maxHttpBufferSize (the same limit), not both')
+    out.maxPayload = out.maxHttpBufferSize
+    delete out.maxHttpBufferSize
+  }
+  for (const [group, keys] of [
+    ['cors', ['origin']],
+    ['connectionStateRecovery', ['maxDisconnectionDuration', 'skipMiddlewares']],
+  ]) {
+    const o = out[group]
+    if (o === null || typeof o !== 'object') continue
+    for (const k of Object.keys(o)) {
+      if (!keys.includes(k)) throw unsupported(`option "${group}.${k}" is not supported by tidewire's Server; ${elsewhere}`)
+    }
+  }
+  const recovery = out.connectionStateRecovery
+  if (recovery && typeof recovery === 'object' && 'skipMiddlewares' in recovery) {
+    if (recovery.skipMiddlewares) {
+      throw unsupported("connectionStateRecovery.skipMiddlewares: tidewire's Server always runs the middlewares on recovery (their decision is kept)")
+    }
+    out.connectionStateRecovery = { ...recovery }
+    delete out.connectionStateRecovery.skipMiddlewares
+  }
+  return out
+}
+
 /** A name a handler may listen to ('connect' and 'disconnect' are the server's). */
 function checkListened(event, server = false) {
   checkName('an event name', event)
@@ -511,8 +573,8 @@ class Server {
    * default 120000 once the object is given), as in socket.io.
    */
   constructor(options = {}) {
-    // Core checks the options (`embed::options`); JSON drops `onError`.
-    this._native = callNative(() => new native.Server(JSON.stringify(options)))
+    // Core checks the options' values (`embed::options`); JSON drops `onError`.
+    this._native = callNative(() => new native.Server(JSON.stringify(serverOptions(options))))
     this._onError = typeof options.onError === 'function' ? options.onError : (e) => console.error('tidewire:', e)
     this._namespaces = new Map()
     // Handler functions by the id core's handler lists refer to.

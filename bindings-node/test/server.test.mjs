@@ -3,6 +3,7 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:http'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { io } from 'socket.io-client'
@@ -274,6 +275,33 @@ describe('tidewire server from JavaScript', () => {
     assert.throws(() => server.of('no-slash'), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => server.to(''), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => server.on('x', 'not a function'), { code: 'ERR_INVALID_ARG' })
+    // socket.io's options it does not honour are refused by name, never ignored.
+    assert.throws(() => new Server(createServer()), { code: 'ERR_UNSUPPORTED', message: /tidewire\/socket\.io's Engine/ })
+    assert.throws(() => new Server(3000), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => new Server({ path: '/elsewhere/' }), { code: 'ERR_UNSUPPORTED', message: /option "path"/ })
+    assert.throws(() => new Server({ adapter: () => {} }), { code: 'ERR_UNSUPPORTED', message: /option "adapter"/ })
+    assert.throws(() => new Server({ cors: { origin: ['x'], credentials: true } }), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => new Server({ connectionStateRecovery: { skipMiddlewares: true } }), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => new Server({ maxHttpBufferSize: 10, maxPayload: 10 }), { code: 'ERR_INVALID_ARG' })
+  })
+
+  test("socket.io's option names it honours: path /socket.io/, maxHttpBufferSize, transports", T, async () => {
+    const small = new Server({ path: '/socket.io/', maxHttpBufferSize: 1000, transports: ['polling'] })
+    small.on('echo', (socket, msg, ack) => ack(msg))
+    const { url } = await small.listen()
+    const c = io(url, { reconnection: false, transports: ['polling'] })
+    await once(c, 'connect')
+    assert.equal(await c.timeout(3000).emitWithAck('echo', 'x'.repeat(100)), 'x'.repeat(100))
+    // Over maxHttpBufferSize: the connection is closed, as by socket.io.
+    const closed = once(c, 'disconnect')
+    c.emit('echo', 'x'.repeat(5000))
+    assert.equal((await closed)[0], 'transport close')
+    // WebSocket is not offered.
+    const ws = io(url, { reconnection: false, transports: ['websocket'] })
+    await once(ws, 'connect_error')
+    ws.close()
+    c.close()
+    await small.close()
   })
 
   test('a disconnect reports its reason', T, async () => {
