@@ -98,6 +98,23 @@ export declare class BroadcastOperator {
   except(rooms: Array<string>): BroadcastOperator
   /** Emits `event`; returns how many sockets it was queued for. */
   emit(event: string, json: string, attachments: Array<Buffer>): number
+  /** Skipped for sockets whose queue is backed up. */
+  volatile(): BroadcastOperator
+  /** This node's sockets only. */
+  local(): BroadcastOperator
+  /** Compressed or not. */
+  compress(yes: boolean): BroadcastOperator
+  /** The sockets it reaches join `room` (every node's). */
+  socketsJoin(room: string): void
+  /** The sockets it reaches leave `room` (every node's). */
+  socketsLeave(room: string): void
+  /** Disconnects the sockets it reaches (every node's). */
+  disconnectSockets(close: boolean): void
+  /**
+   * The sockets it reaches, every node's: `[{id, handshake, rooms,
+   * data}]` as JSON, and whether every node answered.
+   */
+  fetchSockets(): Promise<FetchedSockets>
 }
 
 /** An Engine.IO server without a listener of its own. */
@@ -306,6 +323,15 @@ export declare class Socket {
   get user(): string | null
   /** The handshake as JSON. */
   get handshake(): string
+  /**
+   * `socket.data` as JSON: what the middleware gave, or the recovered
+   * session's.
+   */
+  get data(): string
+  /** Replaces `socket.data` (JSON), kept with the session for recovery. */
+  setData(json: string): void
+  /** Whether the client got its previous session back. */
+  get recovered(): boolean
   /** Joins `room`. */
   join(room: string): void
   /** Leaves `room`. */
@@ -375,6 +401,14 @@ export interface EngineOptions {
    * connection fields; the core's defaults when absent.
    */
   limits?: string
+}
+
+/** What `fetchSockets` found. */
+export interface FetchedSockets {
+  /** `[{id, handshake, rooms, data}]`. */
+  json: string
+  /** Whether every node answered in time. */
+  complete: boolean
 }
 
 /** The handshake a connect middleware sees. */

@@ -66,11 +66,47 @@ export interface Handshake {
 
 export type Admission = { user?: string; data?: any; presence?: Record<string, any> } | void
 
-export declare class BroadcastOperator {
+/** The operations of socket.io's broadcast operator (also on `Server` and `Namespace`). */
+interface Broadcasting {
   to(rooms: string | string[]): BroadcastOperator
+  in(rooms: string | string[]): BroadcastOperator
   except(rooms: string | string[]): BroadcastOperator
-  /** Returns how many sockets it reached. */
+  readonly volatile: BroadcastOperator
+  readonly local: BroadcastOperator
+  compress(yes: boolean): BroadcastOperator
+  /** Returns how many sockets of this server it reached. */
   emit(event: string, ...args: any[]): number
+  socketsJoin(rooms: string | string[]): void
+  socketsLeave(rooms: string | string[]): void
+  disconnectSockets(close?: boolean): void
+  /** This server's as their `Socket`, the other servers' as `RemoteSocket`; rejects with ERR_CLUSTER on a timeout. */
+  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
+}
+
+export declare class BroadcastOperator implements Broadcasting {
+  to(rooms: string | string[]): BroadcastOperator
+  in(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
+  readonly volatile: BroadcastOperator
+  readonly local: BroadcastOperator
+  compress(yes: boolean): BroadcastOperator
+  emit(event: string, ...args: any[]): number
+  socketsJoin(rooms: string | string[]): void
+  socketsLeave(rooms: string | string[]): void
+  disconnectSockets(close?: boolean): void
+  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
+}
+
+/** A socket of another server, as `fetchSockets` found it. */
+export declare class RemoteSocket {
+  readonly id: string
+  readonly handshake: Handshake
+  readonly rooms: Set<string>
+  readonly data: any
+  emit(event: string, ...args: any[]): boolean
+  join(rooms: string | string[]): void
+  leave(rooms: string | string[]): void
+  disconnect(close?: boolean): this
 }
 
 export declare class Socket {
@@ -78,10 +114,13 @@ export declare class Socket {
   readonly nsp: string
   readonly connected: boolean
   readonly user: string | null
+  /** Whether the client got its previous session back. */
+  readonly recovered: boolean
   readonly handshake: Handshake
   readonly rooms: Set<string>
   readonly broadcast: BroadcastOperator
-  data: Record<string, any>
+  /** The middleware's `data` (after a recovery: the middleware's if it gave some, else the session's); assignments are kept with the session. */
+  data: any
   /** socket.io's per-socket listeners: the client's events (an ack function last when it asked), or `disconnect`. */
   on(event: 'disconnect', fn: (reason: string) => unknown): this
   on(event: string, fn: (...args: any[]) => unknown): this
@@ -108,6 +147,8 @@ export declare class Socket {
     emitWithAck(event: string, ...args: any[]): Promise<any>
   }
   to(rooms: string | string[]): BroadcastOperator
+  in(rooms: string | string[]): BroadcastOperator
+  except(rooms: string | string[]): BroadcastOperator
   disconnect(close?: boolean): this
 }
 
@@ -120,8 +161,16 @@ export declare class Namespace {
   on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
   on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
   to(rooms: string | string[]): BroadcastOperator
+  in(rooms: string | string[]): BroadcastOperator
   except(rooms: string | string[]): BroadcastOperator
+  readonly volatile: BroadcastOperator
+  readonly local: BroadcastOperator
+  compress(yes: boolean): BroadcastOperator
   emit(event: string, ...args: any[]): number
+  socketsJoin(rooms: string | string[]): void
+  socketsLeave(rooms: string | string[]): void
+  disconnectSockets(close?: boolean): void
+  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
   limitEvent(event: string, limits: { maxBytes?: number; schema?: object }): this
   enablePresence(options?: { prefix?: string }): this
   presence(room: string): PresentUser[]
@@ -147,8 +196,16 @@ export declare class Server {
   on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
   on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
   to(rooms: string | string[]): BroadcastOperator
+  in(rooms: string | string[]): BroadcastOperator
   except(rooms: string | string[]): BroadcastOperator
+  readonly volatile: BroadcastOperator
+  readonly local: BroadcastOperator
+  compress(yes: boolean): BroadcastOperator
   emit(event: string, ...args: any[]): number
+  socketsJoin(rooms: string | string[]): void
+  socketsLeave(rooms: string | string[]): void
+  disconnectSockets(close?: boolean): void
+  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
   listen(): Promise<{ host: string; port: number; url: string }>
   joinCluster(options: ClusterOptions): Promise<void>
   serverCount(): Promise<number>

@@ -155,18 +155,72 @@ function checkRooms(rooms) {
 
 /** Emits to rooms of a namespace, except other rooms (and a sender). */
 class BroadcastOperator {
-  constructor(native) {
+  constructor(native, ns) {
     this._native = native
+    this._ns = ns
+  }
+
+  _next(native) {
+    return new BroadcastOperator(native, this._ns)
   }
 
   /** Adds rooms to the target. */
   to(rooms) {
-    return new BroadcastOperator(callNative(() => this._native.to(checkRooms(rooms))))
+    return this._next(callNative(() => this._native.to(checkRooms(rooms))))
+  }
+
+  /** Adds rooms to the target (socket.io's alias of `to`). */
+  in(rooms) {
+    return this.to(rooms)
   }
 
   /** Excludes the members of these rooms. */
   except(rooms) {
-    return new BroadcastOperator(callNative(() => this._native.except(checkRooms(rooms))))
+    return this._next(callNative(() => this._native.except(checkRooms(rooms))))
+  }
+
+  /** Skipped for the sockets whose queue is backed up. */
+  get volatile() {
+    return this._next(this._native.volatile())
+  }
+
+  /** This node's sockets only. */
+  get local() {
+    return this._next(this._native.local())
+  }
+
+  compress(yes) {
+    return this._next(this._native.compress(Boolean(yes)))
+  }
+
+  /** The sockets it reaches join `rooms` (every node's). */
+  socketsJoin(rooms) {
+    for (const r of checkRooms(rooms)) callNative(() => this._native.socketsJoin(r))
+  }
+
+  /** The sockets it reaches leave `rooms` (every node's). */
+  socketsLeave(rooms) {
+    for (const r of checkRooms(rooms)) callNative(() => this._native.socketsLeave(r))
+  }
+
+  /** Disconnects the sockets it reaches (every node's); `close`: their connections. */
+  disconnectSockets(close = false) {
+    this._native.disconnectSockets(Boolean(close))
+  }
+
+  /**
+   * The sockets it reaches, every node's: this node's as their `Socket`,
+   * the others' as snapshots that can still `emit`, `join`, `leave` and
+   * `disconnect`. Rejects with ERR_CLUSTER when a node did not answer in time.
+   */
+  async fetchSockets() {
+    const { json, complete } = await this._native.fetchSockets()
+    if (!complete) {
+      const e = new Error('timeout reached while waiting for fetchSockets response')
+      e.code = 'ERR_CLUSTER'
+      throw e
+    }
+    return JSON.parse(json).map((s) => (this._ns && this._ns._sockets.get(s.id)) || new RemoteSocket(this._ns, s))
   }
 
   /** Sends; returns how many sockets it reached. */
@@ -180,13 +234,42 @@ class BroadcastOperator {
   }
 }
 
+/** A socket of another node, as `fetchSockets` found it. */
+class RemoteSocket {
+  constructor(ns, { id, handshake, rooms, data }) {
+    this._ns = ns
+    this.id = id
+    this.handshake = handshake
+    this.rooms = new Set(rooms)
+    this.data = data
+  }
+
+  emit(event, ...args) {
+    this._ns.to(this.id).emit(event, ...args)
+    return true
+  }
+
+  join(rooms) {
+    this._ns.in(this.id).socketsJoin(rooms)
+  }
+
+  leave(rooms) {
+    this._ns.in(this.id).socketsLeave(rooms)
+  }
+
+  disconnect(close = false) {
+    this._ns.in(this.id).disconnectSockets(close)
+    return this
+  }
+}
+
 /** A connected socket (the same object for the socket's whole life). */
 class Socket {
-  constructor(inner) {
+  constructor(inner, ns) {
     this._inner = inner
+    this._ns = ns
     this._handshake = undefined
-    /** Free for the application's own per-socket state. */
-    this.data = {}
+    this._data = undefined
     // socket.io's per-socket listeners: event -> [fn], and onAny's.
     this._listeners = new Map()
     this._any = []
@@ -278,6 +361,46 @@ class Socket {
 
   get id() {
     return this._inner.id
+  }
+
+  /**
+   * socket.io's `socket.data`: what the middleware gave (`{ data }`), or
+   * the recovered session's. Assigning it, or one of its keys, keeps the
+   * value with the session for recovery and for `fetchSockets` (a change
+   * deeper inside stays in this process until the next such assignment).
+   */
+  get data() {
+    if (this._data === undefined) this._setData(JSON.parse(this._inner.data) ?? {}, false)
+    return this._data
+  }
+
+  set data(value) {
+    this._setData(value, true)
+  }
+
+  _setData(value, sync) {
+    const save = () => callNative(() => this._inner.setData(JSON.stringify(this._data) ?? 'null'))
+    this._data =
+      value !== null && typeof value === 'object'
+        ? new Proxy(value, {
+            set(target, key, v) {
+              target[key] = v
+              save()
+              return true
+            },
+            deleteProperty(target, key) {
+              delete target[key]
+              save()
+              return true
+            },
+          })
+        : value
+    if (sync) save()
+  }
+
+  /** Whether the client got its previous session back (id, rooms, data, missed packets). */
+  get recovered() {
+    return this._inner.recovered
   }
 
   get nsp() {
@@ -378,9 +501,19 @@ class Socket {
     return this.broadcast.to(rooms)
   }
 
+  /** To `rooms`, without this socket (socket.io's alias of `to`). */
+  in(rooms) {
+    return this.to(rooms)
+  }
+
+  /** To everyone else except the members of `rooms`. */
+  except(rooms) {
+    return this.broadcast.except(rooms)
+  }
+
   /** To the whole namespace, without this socket. */
   get broadcast() {
-    return new BroadcastOperator(this._inner.broadcast())
+    return new BroadcastOperator(this._inner.broadcast(), this._ns)
   }
 
   disconnect(close = false) {
@@ -410,7 +543,7 @@ class Namespace {
   _socket(inner) {
     let socket = this._sockets.get(inner.id)
     if (!socket) {
-      socket = new Socket(inner)
+      socket = new Socket(inner, this)
       this._sockets.set(socket.id, socket)
     }
     return socket
@@ -425,7 +558,7 @@ class Namespace {
       const socket = this._socket(inner)
       for (const fn of handlers) run(() => fn(socket), onError)
     } else if (kind === 'disconnect') {
-      const socket = this._sockets.get(inner.id) ?? new Socket(inner)
+      const socket = this._sockets.get(inner.id) ?? new Socket(inner, this)
       this._sockets.delete(inner.id)
       socket._deliver('disconnect', [name], onError)
       for (const fn of handlers) run(() => fn(socket, name), onError)
@@ -521,12 +654,47 @@ class Namespace {
     return this.broadcast.to(rooms)
   }
 
+  in(rooms) {
+    return this.broadcast.to(rooms)
+  }
+
   except(rooms) {
     return this.broadcast.except(rooms)
   }
 
+  get volatile() {
+    return this.broadcast.volatile
+  }
+
+  get local() {
+    return this.broadcast.local
+  }
+
+  compress(yes) {
+    return this.broadcast.compress(yes)
+  }
+
+  socketsJoin(rooms) {
+    return this.broadcast.socketsJoin(rooms)
+  }
+
+  socketsLeave(rooms) {
+    return this.broadcast.socketsLeave(rooms)
+  }
+
+  disconnectSockets(close) {
+    return this.broadcast.disconnectSockets(close)
+  }
+
+  fetchSockets() {
+    return this.broadcast.fetchSockets()
+  }
+
   get broadcast() {
-    return new BroadcastOperator(callNative(() => this._server._native.broadcast(this.name)))
+    return new BroadcastOperator(
+      callNative(() => this._server._native.broadcast(this.name)),
+      this,
+    )
   }
 
   emit(event, ...args) {
@@ -614,8 +782,40 @@ class Server {
     return this.of('/').to(rooms)
   }
 
+  in(rooms) {
+    return this.of('/').in(rooms)
+  }
+
   except(rooms) {
     return this.of('/').except(rooms)
+  }
+
+  get volatile() {
+    return this.of('/').volatile
+  }
+
+  get local() {
+    return this.of('/').local
+  }
+
+  compress(yes) {
+    return this.of('/').compress(yes)
+  }
+
+  socketsJoin(rooms) {
+    return this.of('/').socketsJoin(rooms)
+  }
+
+  socketsLeave(rooms) {
+    return this.of('/').socketsLeave(rooms)
+  }
+
+  disconnectSockets(close) {
+    return this.of('/').disconnectSockets(close)
+  }
+
+  fetchSockets() {
+    return this.of('/').fetchSockets()
   }
 
   emit(event, ...args) {
@@ -686,4 +886,4 @@ class Server {
   }
 }
 
-module.exports = { Server, Socket, Namespace, BroadcastOperator, encode, decode }
+module.exports = { Server, Socket, RemoteSocket, Namespace, BroadcastOperator, encode, decode }

@@ -307,6 +307,28 @@ impl Socket {
         embed::handshake_json(self.inner.handshake())
     }
 
+    /// `socket.data` as JSON: what the middleware gave, or the recovered
+    /// session's.
+    #[napi(getter)]
+    pub fn data(&self) -> String {
+        self.inner.data().to_string()
+    }
+
+    /// Replaces `socket.data` (JSON), kept with the session for recovery.
+    #[napi]
+    pub fn set_data(&self, json: String) -> Result<()> {
+        let value = serde_json::from_str(&json)
+            .map_err(|e| error(EmbedError::InvalidArgument(format!("data must be JSON: {e}"))))?;
+        self.inner.set_data(value);
+        Ok(())
+    }
+
+    /// Whether the client got its previous session back.
+    #[napi(getter)]
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered()
+    }
+
     /// Joins `room`.
     #[napi]
     pub fn join(&self, room: String) -> Result<()> {
@@ -391,6 +413,59 @@ impl BroadcastOperator {
         let payload = payload_from_js(&json, attachments).map_err(error)?;
         Ok(self.inner.emit(&event, payload).map_err(error)? as u32)
     }
+
+    /// Skipped for sockets whose queue is backed up.
+    #[napi]
+    pub fn volatile(&self) -> BroadcastOperator {
+        BroadcastOperator { inner: self.inner.volatile() }
+    }
+
+    /// This node's sockets only.
+    #[napi]
+    pub fn local(&self) -> BroadcastOperator {
+        BroadcastOperator { inner: self.inner.local() }
+    }
+
+    /// Compressed or not.
+    #[napi]
+    pub fn compress(&self, yes: bool) -> BroadcastOperator {
+        BroadcastOperator { inner: self.inner.compress(yes) }
+    }
+
+    /// The sockets it reaches join `room` (every node's).
+    #[napi]
+    pub fn sockets_join(&self, room: String) -> Result<()> {
+        self.inner.join(&room).map_err(error)
+    }
+
+    /// The sockets it reaches leave `room` (every node's).
+    #[napi]
+    pub fn sockets_leave(&self, room: String) -> Result<()> {
+        self.inner.leave(&room).map_err(error)
+    }
+
+    /// Disconnects the sockets it reaches (every node's).
+    #[napi]
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.inner.disconnect(close);
+    }
+
+    /// The sockets it reaches, every node's: `[{id, handshake, rooms,
+    /// data}]` as JSON, and whether every node answered.
+    #[napi]
+    pub async fn fetch_sockets(&self) -> FetchedSockets {
+        let (json, complete) = self.inner.fetch_sockets().await;
+        FetchedSockets { json, complete }
+    }
+}
+
+/// What `fetchSockets` found.
+#[napi(object)]
+pub struct FetchedSockets {
+    /// `[{id, handshake, rooms, data}]`.
+    pub json: String,
+    /// Whether every node answered in time.
+    pub complete: bool,
 }
 
 /// The acknowledgement a client asked for; answer it once.

@@ -93,6 +93,23 @@ describe('tidewire servers in a cluster over Redis', () => {
     assert.deepEqual([...news[0][1]], [1, 2, 3])
   })
 
+  test("fetchSockets, socketsJoin, socketsLeave and disconnectSockets reach the other server's sockets", T, async () => {
+    const [remote] = await a.in('room').fetchSockets()
+    assert.equal(remote.id, client.id)
+    assert.ok(remote.rooms.has('room'))
+    assert.equal(typeof remote.handshake.headers, 'object')
+    assert.equal((await a.local.fetchSockets()).length, 0, 'local: none on a')
+    const [own] = await b.fetchSockets()
+    assert.equal(own, [...(await b.local.fetchSockets())][0], "this server's own: its Socket object")
+    const direct = new Promise((r) => client.once('direct', r))
+    remote.emit('direct', 'hi')
+    assert.equal(await direct, 'hi')
+    a.in('room').socketsJoin('joined')
+    await until('joined on b', async () => (await b.in('joined').fetchSockets()).length === 1)
+    a.socketsLeave('joined')
+    await until('left on b', async () => (await b.in('joined').fetchSockets()).length === 0)
+  })
+
   test('bad options are refused with a code; a second join too', T, async () => {
     const c = new Server()
     await assert.rejects(c.joinCluster({}), { code: 'ERR_INVALID_ARG' })

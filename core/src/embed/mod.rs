@@ -360,6 +360,34 @@ impl Broadcast {
         self.operator().disconnect_sockets(close);
     }
 
+    fn with(&self, flag: impl FnOnce(BroadcastOperator) -> BroadcastOperator) -> Broadcast {
+        let mut next = self.clone();
+        next.op = flag(next.op);
+        next
+    }
+
+    /// socket.io's `volatile`: skipped for a socket whose queue is backed up.
+    pub fn volatile(&self) -> Broadcast {
+        self.with(BroadcastOperator::volatile)
+    }
+
+    /// socket.io's `local`: this node's sockets only.
+    pub fn local(&self) -> Broadcast {
+        self.with(BroadcastOperator::local)
+    }
+
+    /// socket.io's `compress(yes)`.
+    pub fn compress(&self, yes: bool) -> Broadcast {
+        self.with(|op| op.compress(yes))
+    }
+
+    /// socket.io's `fetchSockets`, every node's: `[{id, handshake, rooms,
+    /// data}]` as JSON, and whether every node answered in time.
+    pub async fn fetch_sockets(&self) -> (String, bool) {
+        let gathered = self.operator().fetch_sockets().await;
+        (serde_json::to_string(&gathered.value).unwrap_or_else(|_| "[]".to_owned()), gathered.replies.complete())
+    }
+
     fn operator(&self) -> BroadcastOperator {
         let op = self.op.clone().to_many(self.rooms.clone());
         self.except.iter().cloned().fold(op, BroadcastOperator::except)
