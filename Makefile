@@ -201,14 +201,16 @@ $(BINDING_NODE_STAMP): $(BINDING_NODE_DIR)/package.json $(BINDING_NODE_DIR)/pack
 	touch $@
 
 ## The Node binding: builds the addon with @napi-rs/cli (debug), fails if the
-## generated index.js / index.d.ts differ from the committed ones, then runs
-## its tests (node --test, socket.io-client as the peer).
+## generated index.js / index.d.ts differ from the committed ones, type-checks
+## the typed API (test/types, tsc), then runs its tests (node --test,
+## socket.io-client as the peer).
 binding-node: binding-node-deps
 	cd $(BINDING_NODE_DIR) && npx --no-install napi build --platform
 	git diff --exit-code -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts || \
 	  { echo "binding-node: generated index.js / index.d.ts drifted: commit them" >&2; exit 1; }
 	test -z "$$(git status --porcelain -- $(BINDING_NODE_DIR)/index.js $(BINDING_NODE_DIR)/index.d.ts)" || \
 	  { echo "binding-node: generated index.js / index.d.ts are not committed" >&2; exit 1; }
+	cd $(BINDING_NODE_DIR) && npx --no-install tsc --noEmit --strict --types node --module nodenext --moduleResolution nodenext --target es2022 test/types/*.ts
 	cd $(BINDING_NODE_DIR) && $(NODE) --test --test-force-exit test/*.test.mjs
 
 ## socket.io's own server tests against Tidewire's Engine and adapter (not in

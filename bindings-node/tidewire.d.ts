@@ -11,6 +11,8 @@ export interface TidewireError extends Error {
     | 'ERR_ACK_TIMEOUT'
     | 'ERR_DISCONNECTED'
     | 'ERR_TOO_MANY_ROOMS'
+    | 'ERR_CLUSTER'
+    | 'ERR_UNSUPPORTED'
 }
 
 export interface ServerOptions {
@@ -20,6 +22,11 @@ export interface ServerOptions {
   pingTimeout?: number
   connectTimeout?: number
   maxPayload?: number
+  /** socket.io's name of `maxPayload`. */
+  maxHttpBufferSize?: number
+  /** Only the path served; another is refused. */
+  path?: '/socket.io/' | '/socket.io'
+  transports?: Array<'polling' | 'websocket'>
   cors?: { origin?: string[] }
   onError?: (err: unknown) => void
   /** Rate limits and connection caps; rates as `COUNT/UNIT[:BURST]` or `'off'`, caps 0 for none. */
@@ -66,50 +73,61 @@ export interface Handshake {
 
 export type Admission = { user?: string; data?: any; presence?: Record<string, any> } | void
 
-/** The operations of socket.io's broadcast operator (also on `Server` and `Namespace`). */
-interface Broadcasting {
-  to(rooms: string | string[]): BroadcastOperator
-  in(rooms: string | string[]): BroadcastOperator
-  except(rooms: string | string[]): BroadcastOperator
-  readonly volatile: BroadcastOperator
-  readonly local: BroadcastOperator
-  compress(yes: boolean): BroadcastOperator
-  /** Returns how many sockets of this server it reached. */
-  emit(event: string, ...args: any[]): number
+/** Event names and their listeners' signatures, as socket.io's `EventsMap`. */
+export interface EventsMap {
+  [event: string]: any
+}
+
+/** Any event, any arguments (socket.io's default). */
+export interface DefaultEventsMap {
+  [event: string]: (...args: any[]) => void
+}
+
+export type EventNames<Map extends EventsMap> = keyof Map & string
+export type EventParams<Map extends EventsMap, Ev extends EventNames<Map>> = Parameters<Map[Ev]>
+/** The arguments of an event whose last one is its ack callback, without it. */
+type AckArgs<Map extends EventsMap, Ev extends EventNames<Map>> = EventParams<Map, Ev> extends [...infer Args, (...answer: any[]) => any] ? Args : EventParams<Map, Ev>
+/** The first argument of the ack callback of an event. */
+type AckAnswer<Map extends EventsMap, Ev extends EventNames<Map>> = EventParams<Map, Ev> extends [...any[], (first: infer A, ...rest: any[]) => any] ? A : any
+
+/** socket.io's broadcast operator (its operations are on `Server` and `Namespace` too). */
+export declare class BroadcastOperator<EmitEvents extends EventsMap = DefaultEventsMap, SocketData = any> {
+  to(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
+  in(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
+  except(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
+  /** Skipped for the sockets whose queue is backed up. */
+  readonly volatile: BroadcastOperator<EmitEvents, SocketData>
+  /** This server's sockets only. */
+  readonly local: BroadcastOperator<EmitEvents, SocketData>
+  compress(yes: boolean): BroadcastOperator<EmitEvents, SocketData>
+  /** Returns how many sockets of this server it reached. Acks of broadcasts are refused (ERR_UNSUPPORTED). */
+  emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: EventParams<EmitEvents, Ev>): number
   socketsJoin(rooms: string | string[]): void
   socketsLeave(rooms: string | string[]): void
   disconnectSockets(close?: boolean): void
   /** This server's as their `Socket`, the other servers' as `RemoteSocket`; rejects with ERR_CLUSTER on a timeout. */
-  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
-}
-
-export declare class BroadcastOperator implements Broadcasting {
-  to(rooms: string | string[]): BroadcastOperator
-  in(rooms: string | string[]): BroadcastOperator
-  except(rooms: string | string[]): BroadcastOperator
-  readonly volatile: BroadcastOperator
-  readonly local: BroadcastOperator
-  compress(yes: boolean): BroadcastOperator
-  emit(event: string, ...args: any[]): number
-  socketsJoin(rooms: string | string[]): void
-  socketsLeave(rooms: string | string[]): void
-  disconnectSockets(close?: boolean): void
-  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
+  fetchSockets(): Promise<Array<Socket<DefaultEventsMap, EmitEvents, DefaultEventsMap, SocketData> | RemoteSocket<EmitEvents, SocketData>>>
 }
 
 /** A socket of another server, as `fetchSockets` found it. */
-export declare class RemoteSocket {
+export declare class RemoteSocket<EmitEvents extends EventsMap = DefaultEventsMap, SocketData = any> {
   readonly id: string
   readonly handshake: Handshake
   readonly rooms: Set<string>
-  readonly data: any
-  emit(event: string, ...args: any[]): boolean
+  readonly data: SocketData
+  emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: EventParams<EmitEvents, Ev>): boolean
   join(rooms: string | string[]): void
   leave(rooms: string | string[]): void
   disconnect(close?: boolean): this
 }
 
-export declare class Socket {
+/** A connected socket; typed as socket.io's `Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>`. */
+export declare class Socket<
+  ListenEvents extends EventsMap = DefaultEventsMap,
+  EmitEvents extends EventsMap = ListenEvents,
+  ServerSideEvents extends EventsMap = DefaultEventsMap,
+  SocketData = any,
+> {
   readonly id: string
   readonly nsp: string
   readonly connected: boolean
@@ -118,19 +136,19 @@ export declare class Socket {
   readonly recovered: boolean
   readonly handshake: Handshake
   readonly rooms: Set<string>
-  readonly broadcast: BroadcastOperator
+  readonly broadcast: BroadcastOperator<EmitEvents, SocketData>
   /** The middleware's `data` (after a recovery: the middleware's if it gave some, else the session's); assignments are kept with the session. */
-  data: any
+  data: SocketData
   /** socket.io's per-socket listeners: the client's events (an ack function last when it asked), or `disconnect`. */
   on(event: 'disconnect', fn: (reason: string) => unknown): this
-  on(event: string, fn: (...args: any[]) => unknown): this
-  addListener(event: string, fn: (...args: any[]) => unknown): this
-  once(event: string, fn: (...args: any[]) => unknown): this
-  off(event: string, fn: (...args: any[]) => unknown): this
-  removeListener(event: string, fn: (...args: any[]) => unknown): this
-  removeAllListeners(event?: string): this
-  listeners(event: string): Array<(...args: any[]) => unknown>
-  listenerCount(event: string): number
+  on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
+  addListener<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
+  once<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
+  off<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
+  removeListener<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
+  removeAllListeners(event?: EventNames<ListenEvents> | 'disconnect'): this
+  listeners(event: EventNames<ListenEvents> | 'disconnect'): Array<(...args: any[]) => unknown>
+  listenerCount(event: EventNames<ListenEvents> | 'disconnect'): number
   onAny(fn: (event: string, ...args: any[]) => unknown): this
   prependAny(fn: (event: string, ...args: any[]) => unknown): this
   offAny(fn?: (event: string, ...args: any[]) => unknown): this
@@ -138,39 +156,36 @@ export declare class Socket {
   join(rooms: string | string[]): this
   leave(room: string): this
   /** A function as the last argument is an ack callback (the client's answer's arguments). */
-  emit(event: string, ...args: any[]): this
+  emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: EventParams<EmitEvents, Ev>): this
   /** Resolves to the first argument of the client's answer, as in socket.io. */
-  emitWithAck(event: string, ...args: any[]): Promise<any>
+  emitWithAck<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: AckArgs<EmitEvents, Ev>): Promise<AckAnswer<EmitEvents, Ev>>
   timeout(ms: number): {
     /** The last argument is `(err, ...answer) => void`: err is ERR_ACK_TIMEOUT / ERR_DISCONNECTED, or null. */
-    emit(event: string, ...args: any[]): Socket
-    emitWithAck(event: string, ...args: any[]): Promise<any>
+    emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: [...AckArgs<EmitEvents, Ev>, (err: TidewireError | null, ...answer: any[]) => void]): Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
+    emitWithAck<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: AckArgs<EmitEvents, Ev>): Promise<AckAnswer<EmitEvents, Ev>>
   }
-  to(rooms: string | string[]): BroadcastOperator
-  in(rooms: string | string[]): BroadcastOperator
-  except(rooms: string | string[]): BroadcastOperator
+  to(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
+  in(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
+  except(rooms: string | string[]): BroadcastOperator<EmitEvents, SocketData>
   disconnect(close?: boolean): this
 }
 
-export declare class Namespace {
+/** The namespace-level shortcut's handler: the socket first, then the event's arguments. */
+type NamespaceHandler<ListenEvents extends EventsMap, Ev extends EventNames<ListenEvents>, S> = (socket: S, ...args: EventParams<ListenEvents, Ev>) => unknown
+
+export declare class Namespace<
+  ListenEvents extends EventsMap = DefaultEventsMap,
+  EmitEvents extends EventsMap = ListenEvents,
+  ServerSideEvents extends EventsMap = DefaultEventsMap,
+  SocketData = any,
+> extends BroadcastOperator<EmitEvents, SocketData> {
   readonly name: string
   readonly socketCount: number
-  readonly broadcast: BroadcastOperator
+  readonly broadcast: BroadcastOperator<EmitEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
-  on(event: 'connection' | 'connect', fn: (socket: Socket) => unknown): this
-  on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
-  on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
-  to(rooms: string | string[]): BroadcastOperator
-  in(rooms: string | string[]): BroadcastOperator
-  except(rooms: string | string[]): BroadcastOperator
-  readonly volatile: BroadcastOperator
-  readonly local: BroadcastOperator
-  compress(yes: boolean): BroadcastOperator
-  emit(event: string, ...args: any[]): number
-  socketsJoin(rooms: string | string[]): void
-  socketsLeave(rooms: string | string[]): void
-  disconnectSockets(close?: boolean): void
-  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
+  on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
+  on(event: 'disconnect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
+  on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: NamespaceHandler<ListenEvents, Ev, Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>): this
   limitEvent(event: string, limits: { maxBytes?: number; schema?: object }): this
   enablePresence(options?: { prefix?: string }): this
   presence(room: string): PresentUser[]
@@ -188,24 +203,19 @@ export interface ClusterOptions {
   redisCluster?: boolean
 }
 
-export declare class Server {
+/** Typed as socket.io's `Server<ListenEvents, EmitEvents, ServerSideEvents, SocketData>`. */
+export declare class Server<
+  ListenEvents extends EventsMap = DefaultEventsMap,
+  EmitEvents extends EventsMap = ListenEvents,
+  ServerSideEvents extends EventsMap = DefaultEventsMap,
+  SocketData = any,
+> extends BroadcastOperator<EmitEvents, SocketData> {
   constructor(options?: ServerOptions)
-  of(name: string): Namespace
+  of(name: string): Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
-  on(event: 'connection' | 'connect', fn: (socket: Socket) => unknown): this
-  on(event: 'disconnect', fn: (socket: Socket, reason: string) => unknown): this
-  on(event: string, fn: (socket: Socket, ...args: any[]) => unknown): this
-  to(rooms: string | string[]): BroadcastOperator
-  in(rooms: string | string[]): BroadcastOperator
-  except(rooms: string | string[]): BroadcastOperator
-  readonly volatile: BroadcastOperator
-  readonly local: BroadcastOperator
-  compress(yes: boolean): BroadcastOperator
-  emit(event: string, ...args: any[]): number
-  socketsJoin(rooms: string | string[]): void
-  socketsLeave(rooms: string | string[]): void
-  disconnectSockets(close?: boolean): void
-  fetchSockets(): Promise<Array<Socket | RemoteSocket>>
+  on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
+  on(event: 'disconnect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
+  on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: NamespaceHandler<ListenEvents, Ev, Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>): this
   listen(): Promise<{ host: string; port: number; url: string }>
   joinCluster(options: ClusterOptions): Promise<void>
   serverCount(): Promise<number>

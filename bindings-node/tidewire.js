@@ -759,6 +759,9 @@ class Server {
 
   /** The namespace `name` (created on first use). */
   of(name) {
+    if (name instanceof RegExp || typeof name === 'function') {
+      throw unsupported("dynamic namespaces (of(regex) / of(fn)) are not supported by tidewire's Server; socket.io with tidewire/socket.io has them")
+    }
     checkName('a namespace', name)
     let ns = this._namespaces.get(name)
     if (!ns) {

@@ -278,6 +278,8 @@ describe('tidewire server from JavaScript', () => {
     // socket.io's options it does not honour are refused by name, never ignored.
     assert.throws(() => new Server(createServer()), { code: 'ERR_UNSUPPORTED', message: /tidewire\/socket\.io's Engine/ })
     assert.throws(() => new Server(3000), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => server.of(/^\/dyn-\d+$/), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => server.of((name, auth, next) => next(null, true)), { code: 'ERR_UNSUPPORTED' })
     assert.throws(() => new Server({ path: '/elsewhere/' }), { code: 'ERR_UNSUPPORTED', message: /option "path"/ })
     assert.throws(() => new Server({ adapter: () => {} }), { code: 'ERR_UNSUPPORTED', message: /option "adapter"/ })
     assert.throws(() => new Server({ cors: { origin: ['x'], credentials: true } }), { code: 'ERR_UNSUPPORTED' })

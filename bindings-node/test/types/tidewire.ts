@@ -1,0 +1,36 @@
+// Compile-time checks of tidewire.d.ts (tsc --noEmit in make binding-node):
+// typed events as socket.io's, and calls that must not type-check.
+import { Server, Socket } from '../../tidewire.js'
+
+interface ClientToServer {
+  chat: (text: string, ack: (status: 'ok' | 'refused') => void) => void
+  typing: (room: string) => void
+}
+interface ServerToClient {
+  said: (from: string, text: string) => void
+  ask: (question: string, ack: (answer: number) => void) => void
+}
+interface Data {
+  role: string
+}
+
+const io = new Server<ClientToServer, ServerToClient, {}, Data>({ port: 0, maxHttpBufferSize: 1000 })
+io.on('connection', (socket: Socket<ClientToServer, ServerToClient, {}, Data>) => {
+  const role: string = socket.data.role
+  socket.on('chat', (text, ack) => {
+    const t: string = text
+    ack('ok')
+    socket.to('room').emit('said', role, t)
+  })
+  socket.on('disconnect', (reason) => reason.toUpperCase())
+  void socket.timeout(100).emitWithAck('ask', 'sum?').then((n) => n.toFixed())
+  // @ts-expect-error: not an event the client sends
+  socket.on('nope', () => {})
+  // @ts-expect-error: wrong argument type
+  socket.emit('said', 'ann', 42)
+})
+io.on('typing', (socket, room) => socket.join(room))
+io.in('room').volatile.emit('said', 'server', 'hi')
+void io.fetchSockets().then((sockets) => sockets.map((s) => s.data.role))
+// @ts-expect-error: not an event the server sends
+io.emit('chat', 'x', () => {})
