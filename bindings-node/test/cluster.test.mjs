@@ -3,43 +3,14 @@
 // socket.io-client connected to the other.
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { connect as tcpConnect } from 'node:net'
 import { createRequire } from 'node:module'
 import { io } from 'socket.io-client'
-import { freePort } from './adapter-helpers.mjs'
+import { startRedis, until } from './adapter-helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const { Server } = require('../tidewire.js')
 
 const T = { timeout: 20_000 }
-
-
-async function until(what, pred, ms = 10_000) {
-  const started = Date.now()
-  for (;;) {
-    if (await pred()) return
-    if (Date.now() - started > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-async function startRedis() {
-  const port = await freePort()
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
-  await until('redis-server', () =>
-    new Promise((resolve) => {
-      const s = tcpConnect(port, '127.0.0.1', () => {
-        s.end()
-        resolve(true)
-      })
-      s.once('error', () => resolve(false))
-    }),
-  )
-  return { url: `redis://127.0.0.1:${port}/`, stop: () => proc.kill('SIGKILL') }
-}
 
 describe('tidewire servers in a cluster over Redis', () => {
   let redis
