@@ -683,6 +683,13 @@ mod tests {
         offset
     }
 
+    /// Appends `packet` from `origin`, for everyone, of size 1.
+    fn push_from<P>(log: &mut PacketLog<P>, origin: Origin, packet: P, now: Instant) -> Offset {
+        let (offset, _) = log.next_offset();
+        log.append_from(origin, offset, packet, Target::default(), 1, now);
+        offset
+    }
+
     fn session(id: &str, rooms: &[&str], base: Option<Offset>) -> StoredSession {
         StoredSession {
             id: id.into(),
@@ -795,11 +802,7 @@ mod tests {
     fn since_split_bounds_each_origin_on_its_own() {
         let mut log = PacketLog::new(&RecoveryConfig::default());
         let now = Instant::now();
-        let mut add = |origin, p| {
-            let (offset, _) = log.next_offset();
-            log.append_from(origin, offset, p, Target::default(), 1, now);
-            offset
-        };
+        let mut add = |origin, p| push_from(&mut log, origin, p, now);
         let (h, e) = (Origin::Here, Origin::Elsewhere(NodeTag::of("third")));
         let split = |here, elsewhere| Split { here, elsewhere, holder: None };
         add(e, 1);
@@ -829,11 +832,7 @@ mod tests {
         let mut log = PacketLog::new(&RecoveryConfig::default());
         let now = Instant::now();
         let holder = NodeTag::of("holder");
-        let mut add = |origin, p| {
-            let (offset, _) = log.next_offset();
-            log.append_from(origin, offset, p, Target::default(), 1, now);
-            offset
-        };
+        let mut add = |origin, p| push_from(&mut log, origin, p, now);
         let (h, e, x) = (Origin::Here, Origin::Elsewhere(NodeTag::of("third")), Origin::Elsewhere(holder));
         let here = add(e, 1);
         add(x, 2);
