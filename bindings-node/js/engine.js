@@ -8,8 +8,14 @@
 // limits) are the core's, carried over the app's own http.Server through
 // its host transport (`EngineHost` in index.js): long-polling requests go
 // in as (method, url, headers, body) and come back as complete answers;
-// WebSocket frames are read by npm `ws`, as engine.io does, and what the
-// sessions send comes back framed, every session's batch in one crossing.
+// a WebSocket upgrade on a plain (not TLS) http.Server is handed over to
+// the core: the connection's file descriptor, duplicated, with the bytes
+// Node read past the request and the response headers the engine computed;
+// the core answers the `101` and reads and writes the frames itself, so no
+// frame passes through JavaScript. Where that is impossible (TLS terminated
+// in Node, no descriptor, a subprotocol asked for, `handOff: false`) the
+// frames are read by npm `ws`, as engine.io does, and what the sessions send
+// comes back framed, every session's batch in one crossing.
 // socket.io's JavaScript `Server` speaks the Socket.IO protocol on top.
 //
 // Every engine.io option is either honoured or refused at construction;
@@ -43,11 +49,15 @@ const OPEN = 0
 const TEXT = 1
 const BINARY = 2
 const CLOSE = 3
+const UPGRADING = 4
+const UPGRADED = 5
 // What `HostWebSocket.receive` reports of an upgrade.
 const UPGRADE_STARTED = 1
 const UPGRADE_DONE = 2
 
 const kResponseHeaders = Symbol('responseHeaders')
+// The `101`'s extra headers, computed (and their events emitted) once.
+const kUpgradeHeaders = Symbol('upgradeHeaders')
 // What ws may hold unsent for one connection before its writer waits.
 const WS_HIGH_WATER = 1 << 20
 // A request body that broke off (the client went away).
@@ -74,6 +84,7 @@ const DEFAULTS = Object.freeze({
   path: '/engine.io',
   addTrailingSlash: true,
   limits: undefined,
+  handOff: true,
 })
 
 // The connection limits an Engine applies (Tidewire's; engine.io has none):
@@ -145,6 +156,7 @@ function engineOptions(opts) {
       }
       case 'allowUpgrades':
       case 'addTrailingSlash':
+      case 'handOff':
         o[name] = checkBoolean(name, v)
         break
       case 'allowRequest':
@@ -394,6 +406,9 @@ class Socket extends EventEmitter {
     this.remoteAddress = req && req.socket ? req.socket.remoteAddress : undefined
     this.upgrading = false
     this.upgraded = false
+    // Whether its WebSocket is carried by the core itself (handed over),
+    // rather than by npm ws.
+    this.handedOff = false
     this._handle = handle
     // Written in this turn of the event loop: not writable until the next
     // (engine.io's transport is busy while its write is in flight).
@@ -532,6 +547,8 @@ class Engine extends EventEmitter {
     this.clientsCount = 0
     this.middlewares = []
     this._requests = new Map()
+    // The requests whose WebSocket was handed over, until their session opens.
+    this._handedOff = new Set()
     this._token = 0
     // Sockets whose writes wait for the end of the run (see `_flushWrites`).
     this._unflushed = new Set()
@@ -640,6 +657,8 @@ class Engine extends EventEmitter {
 
   /** Closes every session. */
   close() {
+    // Sessions opened but not delivered yet are closed too.
+    this._takeEvents()
     for (const sid of Object.keys(this.clients)) this.clients[sid].close()
     if (!this._closed && this._ws) this._ws.close()
     this._closed = true
@@ -775,6 +794,7 @@ class Engine extends EventEmitter {
     res.writeHead()
     const handshake = !accepted.sid
     if (handshake) this._requests.set(token, req)
+    if (this._handOver(req, socket, accepted, token, head)) return
     const onEarlyClose = () => {
       accepted.abandon()
       this._requests.delete(token)
@@ -786,14 +806,59 @@ class Engine extends EventEmitter {
     })
   }
 
-  _onUpgradeHeaders(lines, req) {
+  /**
+   * Hands the connection over to the core when it can take it: a plain
+   * TCP socket (not TLS: `socket.encrypted`), with a descriptor, asking for
+   * no subprotocol. The core duplicates the descriptor, answers the `101`
+   * and owns the connection; Node's socket is then destroyed in this same
+   * run (before Node reads from it again), which closes only its own
+   * descriptor: the connection stays open. `end()` would send a FIN, so it
+   * is never called. False when it stays with npm ws.
+   */
+  _handOver(req, socket, accepted, token, head) {
+    const handle = socket._handle
+    if (!this.opts.handOff || socket.encrypted || !handle || !Number.isInteger(handle.fd) || handle.fd < 0) return false
+    if (req.headers['sec-websocket-protocol'] !== undefined) return false
+    const headers = this._upgradeHeaders(req)
+    // Bytes Node read after the request (a client that did not wait for the 101).
+    const buffered = socket.readableLength > 0 ? socket.read() : null
+    let adopted = false
+    try {
+      adopted = accepted.adopt(handle.fd, buffered ? Buffer.concat([head, buffered]) : head, headers, token)
+    } catch {
+      // A response header that is not valid HTTP: npm ws writes it as before.
+    }
+    if (!adopted) {
+      if (buffered) socket.unshift(buffered)
+      return false
+    }
+    if (!accepted.sid) this._handedOff.add(token)
+    socket.on('error', () => {})
+    socket.destroy()
+    return true
+  }
+
+  /**
+   * The `101`'s extra headers (names and values, alternating): what the
+   * middlewares set, after `initial_headers` and `headers` (emitted once).
+   */
+  _upgradeHeaders(req) {
+    if (req[kUpgradeHeaders]) return req[kUpgradeHeaders]
     const headers = req[kResponseHeaders] || {}
     delete req[kResponseHeaders]
     if (!req._query.sid) this.emit('initial_headers', headers, req)
     this.emit('headers', headers, req)
+    const flat = []
     for (const [name, value] of Object.entries(headers)) {
-      for (const v of [].concat(value)) lines.push(`${name}: ${v}`)
+      for (const v of [].concat(value)) flat.push(name, String(v))
     }
+    req[kUpgradeHeaders] = flat
+    return flat
+  }
+
+  _onUpgradeHeaders(lines, req) {
+    const headers = this._upgradeHeaders(req)
+    for (let i = 0; i + 1 < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
   }
 
   _onWebSocket(ws, handle, token) {
@@ -886,6 +951,7 @@ class Engine extends EventEmitter {
         const req = this._requests.get(request)
         this._requests.delete(request)
         const socket = new Socket(this, handle, req, data)
+        socket.handedOff = this._handedOff.delete(request)
         this.clients[sid] = socket
         this.clientsCount++
         socket.once('close', () => {
@@ -902,8 +968,24 @@ class Engine extends EventEmitter {
         break
       }
       case CLOSE: {
+        // After what the session's last messages caused: socket.io's
+        // Client handles each decoded packet on the next tick, and a
+        // client's DISCONNECT is often read together with its close.
         const socket = this.clients[sid]
-        if (socket) socket._onClose(data)
+        if (socket) process.nextTick(() => socket._onClose(data))
+        break
+      }
+      case UPGRADING: {
+        const socket = this.clients[sid]
+        if (socket) socket._onUpgrading()
+        break
+      }
+      case UPGRADED: {
+        const socket = this.clients[sid]
+        if (socket) {
+          socket.handedOff = true
+          socket._onUpgrade()
+        }
         break
       }
     }
