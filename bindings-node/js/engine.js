@@ -23,8 +23,8 @@
 
 const { EventEmitter } = require('node:events')
 const http = require('node:http')
-const { WebSocketServer } = require('ws')
 const native = require('../index.js')
+const { WebSockets, WebSocketResponse } = require('./websocket.js')
 
 // engine.io's error codes and messages (its `Server.errors`).
 const errors = Object.freeze({
@@ -51,15 +51,7 @@ const BINARY = 2
 const CLOSE = 3
 const UPGRADING = 4
 const UPGRADED = 5
-// What `HostWebSocket.receive` reports of an upgrade.
-const UPGRADE_STARTED = 1
-const UPGRADE_DONE = 2
 
-const kResponseHeaders = Symbol('responseHeaders')
-// The `101`'s extra headers, computed (and their events emitted) once.
-const kUpgradeHeaders = Symbol('upgradeHeaders')
-// What ws may hold unsent for one connection before its writer waits.
-const WS_HIGH_WATER = 1 << 20
 // A request body that broke off (the client went away).
 const ABORTED = Symbol('aborted')
 
@@ -315,34 +307,6 @@ function runMiddleware(middleware, req, res) {
   })
 }
 
-// The subset of http.ServerResponse that middlewares use on an upgrade
-// request (as engine.io's `WebSocketResponse`): headers they set go on the
-// `101`, `end()` refuses the upgrade.
-class WebSocketResponse extends EventEmitter {
-  constructor(req, socket) {
-    super()
-    this.req = req
-    this.socket = socket
-    req[kResponseHeaders] = {}
-    socket.once('close', () => this.emit('close'))
-  }
-  setHeader(name, value) {
-    this.req[kResponseHeaders][name] = value
-  }
-  getHeader(name) {
-    return this.req[kResponseHeaders][name]
-  }
-  removeHeader(name) {
-    delete this.req[kResponseHeaders][name]
-  }
-  write() {}
-  writeHead() {}
-  end() {
-    this.emit('finish')
-    this.socket.destroy()
-  }
-}
-
 /** Writes a complete HTTP answer on a raw socket and closes it. */
 function answerOnSocket(socket, status, headers, body) {
   socket.on('error', () => {})
@@ -567,24 +531,15 @@ class Engine extends EventEmitter {
           limits: o.limits,
         },
         () => this._takeEvents(),
-        () => this._takeWrites(),
+        () => this._websockets && this._websockets.takeWrites(),
       )
     } catch (e) {
       // The core refused a value (a limit that does not parse).
       throw invalid(String(e.message).replace(/^tidewire Engine: /, ''))
     }
     this._taking = false
-    // Open WebSockets by the `request` number their `start` was given.
-    this._websockets = new Map()
-    this._ws = o.transports.includes('websocket')
-      ? new WebSocketServer({
-          noServer: true,
-          clientTracking: false,
-          perMessageDeflate: false,
-          maxPayload: o.maxHttpBufferSize,
-        })
-      : null
-    if (this._ws) this._ws.on('headers', (lines, req) => this._onUpgradeHeaders(lines, req))
+    // The WebSocket connections (null without the websocket transport).
+    this._websockets = o.transports.includes('websocket') ? new WebSockets(this) : null
     if (o.cors) this.use(o.cors)
   }
 
@@ -613,7 +568,7 @@ class Engine extends EventEmitter {
         for (const listener of listeners) listener.call(server, req, res)
       }
     })
-    if (this._ws) {
+    if (this._websockets) {
       server.on('upgrade', (req, socket, head) => {
         if (check(req)) {
           this.handleUpgrade(req, socket, head)
@@ -660,7 +615,7 @@ class Engine extends EventEmitter {
     // Sessions opened but not delivered yet are closed too.
     this._takeEvents()
     for (const sid of Object.keys(this.clients)) this.clients[sid].close()
-    if (!this._closed && this._ws) this._ws.close()
+    if (!this._closed && this._websockets) this._websockets.close()
     this._closed = true
     return this
   }
@@ -792,132 +747,8 @@ class Engine extends EventEmitter {
     }
     // Some middlewares (express-session) flush their headers on writeHead().
     res.writeHead()
-    const handshake = !accepted.sid
-    if (handshake) this._requests.set(token, req)
-    if (this._handOver(req, socket, accepted, token, head)) return
-    const onEarlyClose = () => {
-      accepted.abandon()
-      this._requests.delete(token)
-    }
-    socket.once('close', onEarlyClose)
-    this._ws.handleUpgrade(req, socket, head, (ws) => {
-      socket.removeListener('close', onEarlyClose)
-      this._onWebSocket(ws, accepted, token)
-    })
-  }
-
-  /**
-   * Hands the connection over to the core when it can take it: a plain
-   * TCP socket (not TLS: `socket.encrypted`), with a descriptor, asking for
-   * no subprotocol. The core duplicates the descriptor, answers the `101`
-   * and owns the connection; Node's socket is then destroyed in this same
-   * run (before Node reads from it again), which closes only its own
-   * descriptor: the connection stays open. `end()` would send a FIN, so it
-   * is never called. False when it stays with npm ws.
-   */
-  _handOver(req, socket, accepted, token, head) {
-    const handle = socket._handle
-    if (!this.opts.handOff || socket.encrypted || !handle || !Number.isInteger(handle.fd) || handle.fd < 0) return false
-    if (req.headers['sec-websocket-protocol'] !== undefined) return false
-    const headers = this._upgradeHeaders(req)
-    // Bytes Node read after the request (a client that did not wait for the 101).
-    const buffered = socket.readableLength > 0 ? socket.read() : null
-    let adopted = false
-    try {
-      adopted = accepted.adopt(handle.fd, buffered ? Buffer.concat([head, buffered]) : head, headers, token)
-    } catch {
-      // A response header that is not valid HTTP: npm ws writes it as before.
-    }
-    if (!adopted) {
-      if (buffered) socket.unshift(buffered)
-      return false
-    }
-    if (!accepted.sid) this._handedOff.add(token)
-    socket.on('error', () => {})
-    socket.destroy()
-    return true
-  }
-
-  /**
-   * The `101`'s extra headers (names and values, alternating): what the
-   * middlewares set, after `initial_headers` and `headers` (emitted once).
-   */
-  _upgradeHeaders(req) {
-    if (req[kUpgradeHeaders]) return req[kUpgradeHeaders]
-    const headers = req[kResponseHeaders] || {}
-    delete req[kResponseHeaders]
-    if (!req._query.sid) this.emit('initial_headers', headers, req)
-    this.emit('headers', headers, req)
-    const flat = []
-    for (const [name, value] of Object.entries(headers)) {
-      for (const v of [].concat(value)) flat.push(name, String(v))
-    }
-    req[kUpgradeHeaders] = flat
-    return flat
-  }
-
-  _onUpgradeHeaders(lines, req) {
-    const headers = this._upgradeHeaders(req)
-    for (let i = 0; i + 1 < headers.length; i += 2) lines.push(`${headers[i]}: ${headers[i + 1]}`)
-  }
-
-  _onWebSocket(ws, handle, token) {
-    this._websockets.set(token, { ws, handle, paused: false })
-    handle.start(token)
-    const upgradeOf = handle.sid
-    ws.on('message', (data, isBinary) => {
-      const step = handle.receive(Array.isArray(data) ? Buffer.concat(data) : toBuffer(data), isBinary)
-      if (step !== 0 && upgradeOf) {
-        const client = this.clients[upgradeOf]
-        if (client && step === UPGRADE_STARTED) client._onUpgrading()
-        else if (client && step === UPGRADE_DONE) client._onUpgrade()
-      }
-      // What the message caused is delivered now, on this thread, rather
-      // than after another trip through the event loop.
-      this._takeEvents()
-    })
-    ws.on('error', () => handle.receiveClose(true))
-    ws.on('close', () => handle.receiveClose(false))
-  }
-
-  /**
-   * Writes what every WebSocket session sends, as the core framed it: one
-   * write per session and batch, for all sessions at once (a broadcast to
-   * many sessions crosses from the core once).
-   */
-  _takeWrites() {
-    for (;;) {
-      const writes = this._native.takeWrites()
-      if (writes.length === 0) return
-      for (const { socket, data, close, code, reason } of writes) {
-        const open = this._websockets.get(socket)
-        if (!open) continue
-        const { ws, handle } = open
-        if (data && ws.readyState === ws.OPEN) {
-          // As engine.io writes socket.io-adapter's precomputed frames.
-          ws._sender.sendFrame([data])
-          // Past a high-water mark, the core stops framing for this
-          // session until the socket drains: a client that does not read
-          // then fills the session's bounded queue instead, which closes it
-          // as a slow consumer.
-          if (!open.paused && ws.bufferedAmount > WS_HIGH_WATER) {
-            open.paused = true
-            handle.pause()
-            ws._socket.once('drain', () => {
-              open.paused = false
-              handle.resume()
-            })
-          }
-        }
-        if (close) {
-          this._websockets.delete(socket)
-          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
-            if (code != null) ws.close(code, reason || '')
-            else ws.close()
-          }
-        }
-      }
-    }
+    if (!accepted.sid) this._requests.set(token, req)
+    this._websockets.serve(req, socket, head, accepted, token)
   }
 
   /** Delivers every queued session event, in order (not reentrant). */

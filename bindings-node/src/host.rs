@@ -15,6 +15,11 @@
 //!   callback tells JavaScript when that queue stops being empty, and it
 //!   writes the whole batch to the sockets ([`EngineHost::take_writes`]):
 //!   a broadcast to many sessions costs one crossing, not one per session.
+//! - WebSocket handed over (the default on a plain `http.Server`):
+//!   [`HostWebSocket::adopt`] instead of `ws`: the connection's descriptor
+//!   is duplicated and the core answers the `101` and runs the session on
+//!   it with its own WebSocket code; JavaScript destroys its socket (which
+//!   closes only Node's descriptor) and sees the session's events only.
 //! - Sessions: every open, message and close is queued in order; one weak
 //!   callback tells JavaScript when the queue stops being empty, and it
 //!   takes the whole batch (see [`EngineHost::take_events`]); JavaScript

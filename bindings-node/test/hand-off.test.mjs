@@ -133,6 +133,38 @@ describe('WebSocket hand-off to the core', () => {
     }
   })
 
+  test('a client asking for a subprotocol stays with npm ws, which answers it', T, async () => {
+    const s = await start()
+    try {
+      const client = await s.connect({ protocols: ['chat'] })
+      assert.equal(client.io.engine.transport.ws.protocol, 'chat')
+      assert.deepEqual(await client.timeout(3000).emitWithAck('path'), { transport: 'websocket', handedOff: false })
+      assert.equal(s.engine._native.handedOver, 0)
+    } finally {
+      await s.close()
+    }
+  })
+
+  test("the engine's connection caps count handed-over connections until their session ends", T, async () => {
+    const refused = []
+    const s = await start({
+      engine: { limits: { maxConnPerIp: 1 } },
+      setup: (io, engine) => engine.on('connection_error', (e) => refused.push(e.code)),
+    })
+    try {
+      const first = await s.connect()
+      await assert.rejects(s.connect())
+      assert.deepEqual(refused, ['too_many_connections'])
+      assert.equal(s.engine._native.handedOver, 1)
+      first.close()
+      await until('the first session ended', () => s.engine._native.sessionCount === 0, 5000)
+      const again = await s.connect()
+      assert.deepEqual(await again.timeout(3000).emitWithAck('path'), { transport: 'websocket', handedOff: true })
+    } finally {
+      await s.close()
+    }
+  })
+
   test('upgrade from polling: upgrading and upgrade events, then the core carries the session', T, async () => {
     const seen = []
     const s = await start({
@@ -160,6 +192,7 @@ describe('WebSocket hand-off to the core', () => {
     const s = await start()
     try {
       const client = await s.connect()
+      assert.equal(s.engine._native.handedOver, 1)
       const got = []
       client.on('burst', (i) => got.push(i))
       const gone = once(client, 'disconnect')
@@ -177,6 +210,7 @@ describe('WebSocket hand-off to the core', () => {
     const s = await start()
     try {
       const client = await s.connect()
+      assert.equal(s.engine._native.handedOver, 1)
       const socket = s.socketOf(client)
       const gone = once(socket, 'disconnect')
       client.close()

@@ -38,6 +38,14 @@
 //! buffers them; a larger message that still arrives closes the session
 //! with 1009.
 //!
+//! # Handing the connection over
+//! A host that can give the connection itself away (Node: the socket's
+//! file descriptor, duplicated) calls [`WebSocketAccept::adopt`] instead of
+//! completing the handshake: the core answers the `101` (with the host's
+//! own response headers) and runs the session on the connection with the
+//! same WebSocket code as the built-in listener, so no frame passes
+//! through the host; [`UpgradeStep`]s report a polling session's upgrade.
+//!
 //! # Examples
 //! A long-polling handshake and a message, with no HTTP server at all:
 //! ```
