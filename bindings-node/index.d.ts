@@ -126,12 +126,6 @@ export declare class EngineHost {
    * (`HostWebSocket.adopt`) since the engine was made.
    */
   get handedOver(): number
-  /**
-   * Closes every session now (the server shuts down), including those
-   * whose `open` JavaScript has not taken yet; each WebSocket the core
-   * owns is closed with it.
-   */
-  closeAll(): void
 }
 
 /** One Engine.IO session, for JavaScript to send on and close. */

@@ -510,14 +510,6 @@ impl EngineHost {
         self.handed_over.load(Ordering::Relaxed)
     }
 
-    /// Closes every session now (the server shuts down), including those
-    /// whose `open` JavaScript has not taken yet; each WebSocket the core
-    /// owns is closed with it.
-    #[napi]
-    pub fn close_all(&self) {
-        within_runtime_if_available(|| self.inner.close_all());
-    }
-
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<()>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -773,7 +765,9 @@ fn duplicate_tcp(fd: i32) -> Option<std::net::TcpStream> {
     // SAFETY: JavaScript passes the descriptor of a socket it holds open
     // for the whole call; it is only borrowed to duplicate it.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stream = std::net::TcpStream::from(rustix::io::dup(borrowed).ok()?);
+    // Close-on-exec, as every descriptor Node and Rust open: a child process
+    // the app spawns must not hold the connection open.
+    let stream = std::net::TcpStream::from(rustix::io::fcntl_dupfd_cloexec(borrowed, 0).ok()?);
     // A Unix domain socket has no IP address: not ours to take.
     stream.local_addr().ok()?;
     stream.set_nonblocking(true).ok()?;

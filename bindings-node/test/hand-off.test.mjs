@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import https from 'node:https'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import express from 'express'
@@ -86,6 +86,7 @@ describe('WebSocket hand-off to the core', () => {
       const [a, b] = [await s.connect(), await s.connect()]
       assert.deepEqual(await a.timeout(3000).emitWithAck('path'), { transport: 'websocket', handedOff: true })
       assert.equal(s.engine._native.handedOver, 2)
+      assert.equal(s.socketOf(a).handshake.address, '127.0.0.1')
       // Node released its sockets: the http.Server holds no connection.
       assert.equal(await nodeConnections(s.server), 0)
 
@@ -218,6 +219,31 @@ describe('WebSocket hand-off to the core', () => {
       assert.equal(reason, 'client namespace disconnect')
       await until('the engine forgot the session', () => s.engine.clientsCount === 0 && s.engine._native.sessionCount === 0, 5000)
     } finally {
+      await s.close()
+    }
+  })
+
+  test('the core closes the connection when the session ends, even with a child process running', T, async () => {
+    const s = await start()
+    // A child spawned while the connection is open must not inherit it
+    // (close-on-exec): its copy would keep the TCP connection open.
+    let child
+    try {
+      const client = await s.connect()
+      assert.equal(s.engine._native.handedOver, 1)
+      child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' })
+      await once(child, 'spawn')
+      const raw = client.io.engine.transport.ws
+      const tcpClosed = new Promise((resolve) => raw.addEventListener('close', resolve))
+      s.socketOf(client).disconnect(true)
+      // ws's client waits for the server's FIN after the closing handshake
+      // (its own timeout is 30 s): this close proves the descriptor is gone.
+      await Promise.race([
+        tcpClosed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 5000)),
+      ])
+    } finally {
+      if (child) child.kill()
       await s.close()
     }
   })
