@@ -292,34 +292,39 @@ describe('fast path: Tidewire adapter + Tidewire Engine', () => {
     }
   })
 
-  test('a WebSocket client that stops reading is closed as a slow consumer; the others keep up', T, async () => {
-    const srv = await start()
-    try {
-      const [stalled, reader] = [await srv.connect(), await srv.connect()]
-      const stalledSocket = srv.socketOf(stalled)
-      const gone = once(stalledSocket, 'disconnect', 20_000)
-      let read = 0
-      reader.on('flood', () => read++)
-      // The client's TCP socket stops reading: the kernel's buffers, then
-      // ws's (up to its high-water mark), then the session's bounded queue fill.
-      stalled.io.engine.transport.ws._socket.pause()
-      const chunk = 'z'.repeat(64 * 1024)
-      let sent = 0
-      let closed = false
-      gone.then(() => (closed = true))
-      while (!closed && sent < 2000) {
-        srv.io.emit('flood', chunk)
-        sent++
-        if (sent % 16 === 0) await new Promise((r) => setImmediate(r))
+  // On both WebSocket paths: the core's own writes (handed over), and npm
+  // ws's, which stops the core's framing past its high-water mark.
+  for (const handOff of [true, false]) {
+    test(`a WebSocket client that stops reading is closed as a slow consumer; the others keep up (handOff: ${handOff})`, T, async () => {
+      const srv = await start({ engine: { handOff } })
+      try {
+        const [stalled, reader] = [await srv.connect(), await srv.connect()]
+        const stalledSocket = srv.socketOf(stalled)
+        assert.equal(stalledSocket.conn.handedOff, handOff)
+        const gone = once(stalledSocket, 'disconnect', 20_000)
+        let read = 0
+        reader.on('flood', () => read++)
+        // The client's TCP socket stops reading: the kernel's buffers, then
+        // ws's (up to its high-water mark), then the session's bounded queue fill.
+        stalled.io.engine.transport.ws._socket.pause()
+        const chunk = 'z'.repeat(64 * 1024)
+        let sent = 0
+        let closed = false
+        gone.then(() => (closed = true))
+        while (!closed && sent < 2000) {
+          srv.io.emit('flood', chunk)
+          sent++
+          if (sent % 16 === 0) await new Promise((r) => setImmediate(r))
+        }
+        const [reason] = await gone
+        assert.equal(reason, 'slow consumer')
+        await until('the reader got everything', () => read === sent, 15_000)
+        assert.ok(reader.connected)
+      } finally {
+        await srv.close()
       }
-      const [reason] = await gone
-      assert.equal(reason, 'slow consumer')
-      await until('the reader got everything', () => read === sent, 15_000)
-      assert.ok(reader.connected)
-    } finally {
-      await srv.close()
-    }
-  })
+    })
+  }
 
   test('broadcasts with acks (socket.io path), and compress(false)', T, async () => {
     const srv = await start()
