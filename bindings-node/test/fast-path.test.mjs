@@ -7,8 +7,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer as createHttpServer } from 'node:http'
 import { Server } from 'socket.io'
-import { io as ioc } from 'socket.io-client'
-import { tidewire, startRedis, until, once, sleep } from './adapter-helpers.mjs'
+import { tidewire, startRedis, until, once, sleep, socketIoClients } from './adapter-helpers.mjs'
 
 const { createAdapter, Engine } = tidewire
 const T = { timeout: 30_000 }
@@ -26,27 +25,12 @@ async function start({ stock = false, io: ioOpts = {}, adapter = createAdapter()
   }
   await new Promise((r) => http.listen(0, '127.0.0.1', r))
   const url = `http://127.0.0.1:${http.address().port}`
-  const clients = []
   return {
     url,
     io,
     http,
     adapter: () => io.of('/').adapter,
-    async connect(opts = {}) {
-      const client = ioc(url, { reconnection: false, forceNew: true, transports: ['websocket'], ...opts })
-      clients.push(client)
-      await once(client, 'connect')
-      return client
-    },
-    /** The server-side socket of `client`. */
-    socketOf(client) {
-      return io.of('/').sockets.get(client.id)
-    },
-    async close() {
-      for (const c of clients) c.close()
-      await io.close()
-      http.closeAllConnections()
-    },
+    ...socketIoClients(io, http, url),
   }
 }
 

@@ -13,8 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import express from 'express'
 import { Server } from 'socket.io'
-import { io as ioc } from 'socket.io-client'
-import { tidewire, until, once } from './adapter-helpers.mjs'
+import { tidewire, until, once, socketIoClients } from './adapter-helpers.mjs'
 
 const { createAdapter, Engine } = tidewire
 const T = { timeout: 30_000 }
@@ -39,27 +38,7 @@ async function start({ engine: engineOpts = {}, io: ioOpts = {}, tls = null, set
   setup(io, engine)
   await new Promise((r) => server.listen(0, '127.0.0.1', r))
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`
-  const clients = []
-  return {
-    url,
-    io,
-    engine,
-    server,
-    async connect(opts = {}) {
-      const client = ioc(url, { reconnection: false, forceNew: true, transports: ['websocket'], ...opts })
-      clients.push(client)
-      await once(client, 'connect')
-      return client
-    },
-    socketOf(client) {
-      return io.of('/').sockets.get(client.id)
-    },
-    async close() {
-      for (const c of clients) c.close()
-      await io.close()
-      server.closeAllConnections()
-    },
-  }
+  return { url, io, engine, server, ...socketIoClients(io, server, url) }
 }
 
 /** The TCP connections Node's http.Server still holds. */
