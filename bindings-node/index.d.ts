@@ -150,6 +150,11 @@ export declare class EngineHost {
   acceptWebsocket(req: HttpRequest): HostWebSocket | HttpAnswer
   /** The number of open sessions. */
   get sessionCount(): number
+  /**
+   * How many WebSocket connections were handed over to the core
+   * (`HostWebSocket.adopt`) since the engine was made.
+   */
+  get handedOver(): number
 }
 
 /** One Engine.IO session, for JavaScript to send on and close. */
@@ -215,6 +220,24 @@ export declare class HostWebSocket {
    * `socket: request`. Calling it again does nothing.
    */
   start(request: number): void
+  /**
+   * Hands the connection over to the core instead of `start`: `fd` is
+   * the connection's file descriptor (Node's `socket._handle.fd`, a TCP
+   * socket), `head` what Node read past the request, `headers` the
+   * response headers to add to the `101` (names and values,
+   * alternating). The descriptor is duplicated: the core answers the
+   * upgrade and owns the connection (its copy closes when the session
+   * ends); JavaScript then destroys its socket in the same run, which
+   * closes only its own descriptor. A new session opens now (its `open`
+   * carries `request`). False when nothing was handed over (the
+   * handshake is one the core does not answer, the descriptor is not a
+   * TCP socket, or it could not be duplicated): JavaScript completes
+   * the handshake itself as before.
+   *
+   * # Errors
+   * A response header that is not valid HTTP (nothing is handed over).
+   */
+  adopt(fd: number, head: Buffer, headers: Array<string>, request: number): boolean
   /**
    * Stops framing what the session sends until `resume` (the socket's
    * buffer is full): a client that does not read then fills the
@@ -365,7 +388,11 @@ export interface AckReply {
 
 /** One session event for JavaScript (see [`EngineHost::take_events`]). */
 export interface EngineEvent {
-  /** 0 `open`, 1 a text message, 2 a binary message, 3 `close`. */
+  /**
+   * 0 `open`, 1 a text message, 2 a binary message, 3 `close`, 4 the
+   * session's upgrade started (`upgrading`), 5 it completed (`upgrade`):
+   * these two for a WebSocket handed over to the core only.
+   */
   kind: number
   /** The session id. */
   sid: string

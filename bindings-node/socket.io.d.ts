@@ -51,6 +51,13 @@ export interface EngineOptions {
    * `X-Forwarded-For` (0: the peer's address counts). A cap of 0 is no cap.
    */
   limits?: { maxConnPerIp?: number; maxConnections?: number; handshakesPerIp?: string; trustedProxies?: number }
+  /**
+   * Tidewire's: hand each WebSocket connection on a plain `http.Server` over
+   * to the core (its file descriptor, duplicated), which then reads and
+   * writes its frames itself (default true). `false` keeps every WebSocket
+   * on npm `ws`, as over `https.Server`.
+   */
+  handOff?: boolean
   /** Only `false`: WebSocket compression is off. */
   perMessageDeflate?: false
   /** Only `false`: polling answers are not compressed. */
@@ -96,6 +103,8 @@ export declare class EngineSocket extends EventEmitter {
   readonly remoteAddress: string | undefined
   readonly upgrading: boolean
   readonly upgraded: boolean
+  /** Tidewire's: whether its WebSocket is carried by the core itself (handed over), not by npm `ws`. */
+  readonly handedOff: boolean
   readonly transport: EngineTransport
   readonly readyState: 'open' | 'closing' | 'closed'
   /** Queues a message; `opts.volatile` drops it when the client lags; `callback` runs once it is queued. */

@@ -8,6 +8,7 @@
 //
 // Usage: node server.mjs [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
 //        [--adapter official|tidewire] [--engine stock|tidewire] [--fast-path on|off]
+//        [--hand-off on|off]
 // With --redis, the official @socket.io/redis-adapter (classic mode,
 // createAdapter) joins the nodes; --redis-prefix is its `key` (default
 // "socket.io"). With --adapter tidewire, Tidewire's createAdapter
@@ -17,7 +18,9 @@
 // --engine tidewire, Tidewire's Engine carries the connections
 // (io.bind(engine)). Both: the drop-in, whose broadcasts take the fast
 // path (the core writes to every recipient); --fast-path off keeps
-// socket.io's path with both (the before of that fast path).
+// socket.io's path with both (the before of that fast path). With
+// --engine tidewire, --hand-off off keeps every WebSocket on npm ws (the
+// Engine's `handOff: false`) instead of handing the connection to the core.
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     adapter: { type: "string", default: "official" },
     engine: { type: "string", default: "stock" },
     "fast-path": { type: "string", default: "on" },
+    "hand-off": { type: "string", default: "on" },
   },
 });
 
@@ -41,7 +45,7 @@ let io;
 if (values.engine === "tidewire") {
   const { Engine } = await import("../../bindings-node/socket.io.mjs");
   io = new Server();
-  const engine = new Engine();
+  const engine = new Engine({ handOff: values["hand-off"] !== "off" });
   engine.attach(httpServer, { path: "/socket.io/" });
   io.bind(engine);
 } else {

@@ -8,8 +8,14 @@
 // limits) are the core's, carried over the app's own http.Server through
 // its host transport (`EngineHost` in index.js): long-polling requests go
 // in as (method, url, headers, body) and come back as complete answers;
-// WebSocket frames are read by npm `ws`, as engine.io does, and what the
-// sessions send comes back framed, every session's batch in one crossing.
+// a WebSocket upgrade on a plain (not TLS) http.Server is handed over to
+// the core: the connection's file descriptor, duplicated, with the bytes
+// Node read past the request and the response headers the engine computed;
+// the core answers the `101` and reads and writes the frames itself, so no
+// frame passes through JavaScript. Where that is impossible (TLS terminated
+// in Node, no descriptor, a subprotocol asked for, `handOff: false`) the
+// frames are read by npm `ws`, as engine.io does, and what the sessions send
+// comes back framed, every session's batch in one crossing.
 // socket.io's JavaScript `Server` speaks the Socket.IO protocol on top.
 //
 // Every engine.io option is either honoured or refused at construction;
@@ -17,8 +23,8 @@
 
 const { EventEmitter } = require('node:events')
 const http = require('node:http')
-const { WebSocketServer } = require('ws')
 const native = require('../index.js')
+const { WebSockets, WebSocketResponse } = require('./websocket.js')
 
 // engine.io's error codes and messages (its `Server.errors`).
 const errors = Object.freeze({
@@ -43,13 +49,9 @@ const OPEN = 0
 const TEXT = 1
 const BINARY = 2
 const CLOSE = 3
-// What `HostWebSocket.receive` reports of an upgrade.
-const UPGRADE_STARTED = 1
-const UPGRADE_DONE = 2
+const UPGRADING = 4
+const UPGRADED = 5
 
-const kResponseHeaders = Symbol('responseHeaders')
-// What ws may hold unsent for one connection before its writer waits.
-const WS_HIGH_WATER = 1 << 20
 // A request body that broke off (the client went away).
 const ABORTED = Symbol('aborted')
 
@@ -74,6 +76,7 @@ const DEFAULTS = Object.freeze({
   path: '/engine.io',
   addTrailingSlash: true,
   limits: undefined,
+  handOff: true,
 })
 
 // The connection limits an Engine applies (Tidewire's; engine.io has none):
@@ -145,6 +148,7 @@ function engineOptions(opts) {
       }
       case 'allowUpgrades':
       case 'addTrailingSlash':
+      case 'handOff':
         o[name] = checkBoolean(name, v)
         break
       case 'allowRequest':
@@ -303,34 +307,6 @@ function runMiddleware(middleware, req, res) {
   })
 }
 
-// The subset of http.ServerResponse that middlewares use on an upgrade
-// request (as engine.io's `WebSocketResponse`): headers they set go on the
-// `101`, `end()` refuses the upgrade.
-class WebSocketResponse extends EventEmitter {
-  constructor(req, socket) {
-    super()
-    this.req = req
-    this.socket = socket
-    req[kResponseHeaders] = {}
-    socket.once('close', () => this.emit('close'))
-  }
-  setHeader(name, value) {
-    this.req[kResponseHeaders][name] = value
-  }
-  getHeader(name) {
-    return this.req[kResponseHeaders][name]
-  }
-  removeHeader(name) {
-    delete this.req[kResponseHeaders][name]
-  }
-  write() {}
-  writeHead() {}
-  end() {
-    this.emit('finish')
-    this.socket.destroy()
-  }
-}
-
 /** Writes a complete HTTP answer on a raw socket and closes it. */
 function answerOnSocket(socket, status, headers, body) {
   socket.on('error', () => {})
@@ -394,6 +370,9 @@ class Socket extends EventEmitter {
     this.remoteAddress = req && req.socket ? req.socket.remoteAddress : undefined
     this.upgrading = false
     this.upgraded = false
+    // Whether its WebSocket is carried by the core itself (handed over),
+    // rather than by npm ws.
+    this.handedOff = false
     this._handle = handle
     // Written in this turn of the event loop: not writable until the next
     // (engine.io's transport is busy while its write is in flight).
@@ -532,6 +511,8 @@ class Engine extends EventEmitter {
     this.clientsCount = 0
     this.middlewares = []
     this._requests = new Map()
+    // The requests whose WebSocket was handed over, until their session opens.
+    this._handedOff = new Set()
     this._token = 0
     // Sockets whose writes wait for the end of the run (see `_flushWrites`).
     this._unflushed = new Set()
@@ -550,24 +531,15 @@ class Engine extends EventEmitter {
           limits: o.limits,
         },
         () => this._takeEvents(),
-        () => this._takeWrites(),
+        () => this._websockets && this._websockets.takeWrites(),
       )
     } catch (e) {
       // The core refused a value (a limit that does not parse).
       throw invalid(String(e.message).replace(/^tidewire Engine: /, ''))
     }
     this._taking = false
-    // Open WebSockets by the `request` number their `start` was given.
-    this._websockets = new Map()
-    this._ws = o.transports.includes('websocket')
-      ? new WebSocketServer({
-          noServer: true,
-          clientTracking: false,
-          perMessageDeflate: false,
-          maxPayload: o.maxHttpBufferSize,
-        })
-      : null
-    if (this._ws) this._ws.on('headers', (lines, req) => this._onUpgradeHeaders(lines, req))
+    // The WebSocket connections (null without the websocket transport).
+    this._websockets = o.transports.includes('websocket') ? new WebSockets(this) : null
     if (o.cors) this.use(o.cors)
   }
 
@@ -596,7 +568,7 @@ class Engine extends EventEmitter {
         for (const listener of listeners) listener.call(server, req, res)
       }
     })
-    if (this._ws) {
+    if (this._websockets) {
       server.on('upgrade', (req, socket, head) => {
         if (check(req)) {
           this.handleUpgrade(req, socket, head)
@@ -640,8 +612,10 @@ class Engine extends EventEmitter {
 
   /** Closes every session. */
   close() {
+    // Sessions opened but not delivered yet are closed too.
+    this._takeEvents()
     for (const sid of Object.keys(this.clients)) this.clients[sid].close()
-    if (!this._closed && this._ws) this._ws.close()
+    if (!this._closed && this._websockets) this._websockets.close()
     this._closed = true
     return this
   }
@@ -773,86 +747,8 @@ class Engine extends EventEmitter {
     }
     // Some middlewares (express-session) flush their headers on writeHead().
     res.writeHead()
-    const handshake = !accepted.sid
-    if (handshake) this._requests.set(token, req)
-    const onEarlyClose = () => {
-      accepted.abandon()
-      this._requests.delete(token)
-    }
-    socket.once('close', onEarlyClose)
-    this._ws.handleUpgrade(req, socket, head, (ws) => {
-      socket.removeListener('close', onEarlyClose)
-      this._onWebSocket(ws, accepted, token)
-    })
-  }
-
-  _onUpgradeHeaders(lines, req) {
-    const headers = req[kResponseHeaders] || {}
-    delete req[kResponseHeaders]
-    if (!req._query.sid) this.emit('initial_headers', headers, req)
-    this.emit('headers', headers, req)
-    for (const [name, value] of Object.entries(headers)) {
-      for (const v of [].concat(value)) lines.push(`${name}: ${v}`)
-    }
-  }
-
-  _onWebSocket(ws, handle, token) {
-    this._websockets.set(token, { ws, handle, paused: false })
-    handle.start(token)
-    const upgradeOf = handle.sid
-    ws.on('message', (data, isBinary) => {
-      const step = handle.receive(Array.isArray(data) ? Buffer.concat(data) : toBuffer(data), isBinary)
-      if (step !== 0 && upgradeOf) {
-        const client = this.clients[upgradeOf]
-        if (client && step === UPGRADE_STARTED) client._onUpgrading()
-        else if (client && step === UPGRADE_DONE) client._onUpgrade()
-      }
-      // What the message caused is delivered now, on this thread, rather
-      // than after another trip through the event loop.
-      this._takeEvents()
-    })
-    ws.on('error', () => handle.receiveClose(true))
-    ws.on('close', () => handle.receiveClose(false))
-  }
-
-  /**
-   * Writes what every WebSocket session sends, as the core framed it: one
-   * write per session and batch, for all sessions at once (a broadcast to
-   * many sessions crosses from the core once).
-   */
-  _takeWrites() {
-    for (;;) {
-      const writes = this._native.takeWrites()
-      if (writes.length === 0) return
-      for (const { socket, data, close, code, reason } of writes) {
-        const open = this._websockets.get(socket)
-        if (!open) continue
-        const { ws, handle } = open
-        if (data && ws.readyState === ws.OPEN) {
-          // As engine.io writes socket.io-adapter's precomputed frames.
-          ws._sender.sendFrame([data])
-          // Past a high-water mark, the core stops framing for this
-          // session until the socket drains: a client that does not read
-          // then fills the session's bounded queue instead, which closes it
-          // as a slow consumer.
-          if (!open.paused && ws.bufferedAmount > WS_HIGH_WATER) {
-            open.paused = true
-            handle.pause()
-            ws._socket.once('drain', () => {
-              open.paused = false
-              handle.resume()
-            })
-          }
-        }
-        if (close) {
-          this._websockets.delete(socket)
-          if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
-            if (code != null) ws.close(code, reason || '')
-            else ws.close()
-          }
-        }
-      }
-    }
+    if (!accepted.sid) this._requests.set(token, req)
+    this._websockets.serve(req, socket, head, accepted, token)
   }
 
   /** Delivers every queued session event, in order (not reentrant). */
@@ -886,6 +782,7 @@ class Engine extends EventEmitter {
         const req = this._requests.get(request)
         this._requests.delete(request)
         const socket = new Socket(this, handle, req, data)
+        socket.handedOff = this._handedOff.delete(request)
         this.clients[sid] = socket
         this.clientsCount++
         socket.once('close', () => {
@@ -902,8 +799,24 @@ class Engine extends EventEmitter {
         break
       }
       case CLOSE: {
+        // After what the session's last messages caused: socket.io's
+        // Client handles each decoded packet on the next tick, and a
+        // client's DISCONNECT is often read together with its close.
         const socket = this.clients[sid]
-        if (socket) socket._onClose(data)
+        if (socket) process.nextTick(() => socket._onClose(data))
+        break
+      }
+      case UPGRADING: {
+        const socket = this.clients[sid]
+        if (socket) socket._onUpgrading()
+        break
+      }
+      case UPGRADED: {
+        const socket = this.clients[sid]
+        if (socket) {
+          socket.handedOff = true
+          socket._onUpgrade()
+        }
         break
       }
     }

@@ -15,6 +15,11 @@
 //!   callback tells JavaScript when that queue stops being empty, and it
 //!   writes the whole batch to the sockets ([`EngineHost::take_writes`]):
 //!   a broadcast to many sessions costs one crossing, not one per session.
+//! - WebSocket handed over (the default on a plain `http.Server`):
+//!   [`HostWebSocket::adopt`] instead of `ws`: the connection's descriptor
+//!   is duplicated and the core answers the `101` and runs the session on
+//!   it with its own WebSocket code; JavaScript destroys its socket (which
+//!   closes only Node's descriptor) and sees the session's events only.
 //! - Sessions: every open, message and close is queued in order; one weak
 //!   callback tells JavaScript when the queue stops being empty, and it
 //!   takes the whole batch (see [`EngineHost::take_events`]); JavaScript
@@ -31,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake as TaskWake, Waker};
 use std::time::Duration;
@@ -71,11 +76,17 @@ const OPEN: u32 = 0;
 const TEXT: u32 = 1;
 const BINARY: u32 = 2;
 const CLOSE: u32 = 3;
+/// A polling session's upgrade started on a WebSocket the core owns.
+const UPGRADING: u32 = 4;
+/// ... and completed.
+const UPGRADED: u32 = 5;
 
 /// One session event for JavaScript (see [`EngineHost::take_events`]).
 #[napi(object, object_from_js = false)]
 pub struct EngineEvent {
-    /// 0 `open`, 1 a text message, 2 a binary message, 3 `close`.
+    /// 0 `open`, 1 a text message, 2 a binary message, 3 `close`, 4 the
+    /// session's upgrade started (`upgrading`), 5 it completed (`upgrade`):
+    /// these two for a WebSocket handed over to the core only.
     pub kind: u32,
     /// The session id.
     pub sid: String,
@@ -376,6 +387,8 @@ pub struct EngineHost {
     inner: Engine,
     events: Arc<Events>,
     writes: Arc<Writes>,
+    /// WebSocket connections handed over to the core (`HostWebSocket::adopt`).
+    handed_over: Arc<AtomicU32>,
     /// Pending `handle` calls JavaScript may cancel (the client went away).
     pending: Arc<Mutex<HashMap<u32, oneshot::Sender<()>>>>,
 }
@@ -413,6 +426,7 @@ impl EngineHost {
             inner: Engine::new(config, Arc::new(JsHandler(events.clone()))),
             events,
             writes: Arc::new(Writes { ready: Mutex::default(), wake: wake_writes }),
+            handed_over: Arc::default(),
             pending: Arc::default(),
         })
     }
@@ -473,6 +487,8 @@ impl EngineHost {
                     accept: Mutex::new(Some(accept)),
                     ws: OnceLock::new(),
                     writes: self.writes.clone(),
+                    events: self.events.clone(),
+                    handed_over: self.handed_over.clone(),
                     writer: OnceLock::new(),
                     upgrading,
                     reported: AtomicU8::new(0),
@@ -485,6 +501,13 @@ impl EngineHost {
     #[napi(getter)]
     pub fn session_count(&self) -> u32 {
         u32::try_from(self.inner.session_count()).unwrap_or(u32::MAX)
+    }
+
+    /// How many WebSocket connections were handed over to the core
+    /// (`HostWebSocket.adopt`) since the engine was made.
+    #[napi(getter)]
+    pub fn handed_over(&self) -> u32 {
+        self.handed_over.load(Ordering::Relaxed)
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u32, oneshot::Sender<()>>> {
@@ -500,6 +523,8 @@ pub struct HostWebSocket {
     accept: Mutex<Option<WebSocketAccept>>,
     ws: OnceLock<Arc<WebSocket>>,
     writes: Arc<Writes>,
+    events: Arc<Events>,
+    handed_over: Arc<AtomicU32>,
     writer: OnceLock<Arc<Writer>>,
     /// The polling session this WebSocket upgrades.
     upgrading: Option<Session>,
@@ -542,6 +567,74 @@ impl HostWebSocket {
         // Polled first by the next `takeWrites` (the OPEN packet of a new session).
         writer.wake_by_ref();
         let _ = self.writer.set(writer);
+    }
+
+    /// Hands the connection over to the core instead of `start`: `fd` is
+    /// the connection's file descriptor (Node's `socket._handle.fd`, a TCP
+    /// socket), `head` what Node read past the request, `headers` the
+    /// response headers to add to the `101` (names and values,
+    /// alternating). The descriptor is duplicated: the core answers the
+    /// upgrade and owns the connection (its copy closes when the session
+    /// ends); JavaScript then destroys its socket in the same run, which
+    /// closes only its own descriptor. A new session opens now (its `open`
+    /// carries `request`). False when nothing was handed over (the
+    /// handshake is one the core does not answer, the descriptor is not a
+    /// TCP socket, or it could not be duplicated): JavaScript completes
+    /// the handshake itself as before.
+    ///
+    /// # Errors
+    /// A response header that is not valid HTTP (nothing is handed over).
+    #[napi]
+    pub fn adopt(&self, fd: i32, head: Buffer, headers: Vec<String>, request: u32) -> napi::Result<bool> {
+        let mut response = http::HeaderMap::new();
+        for pair in headers.chunks_exact(2) {
+            let name = http::HeaderName::from_bytes(pair[0].as_bytes());
+            let value = http::HeaderValue::from_str(&pair[1]);
+            let (Ok(name), Ok(value)) = (name, value) else {
+                return Err(napi::Error::new(
+                    Status::InvalidArg,
+                    format!("tidewire Engine: invalid response header {:?}", pair[0]),
+                ));
+            };
+            response.append(name, value);
+        }
+        let mut slot = self.accept.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(accept) = slot.take() else { return Ok(false) };
+        if !accept.can_adopt() {
+            *slot = Some(accept);
+            return Ok(false);
+        }
+        let Some(stream) = duplicate_tcp(fd) else {
+            *slot = Some(accept);
+            return Ok(false);
+        };
+        let events = self.events.clone();
+        let sid = self.upgrading.as_ref().map(|s| s.sid().to_owned());
+        let watch: host::UpgradeWatch = Box::new(move |step| {
+            let kind = if step == host::UpgradeStep::Started { UPGRADING } else { UPGRADED };
+            let sid = sid.clone().unwrap_or_default();
+            events.push(EngineEvent { kind, sid, request: 0, socket: None, data: None });
+        });
+        let Some(stream) = within_runtime_if_available(|| tokio::net::TcpStream::from_std(stream).ok()) else {
+            *slot = Some(accept);
+            return Ok(false);
+        };
+        let adopted = within_runtime_if_available(|| {
+            let previous = WS_REQUEST.with(|r| r.replace(request));
+            let adopted = accept.adopt(stream, &head, &response, Some(watch));
+            WS_REQUEST.with(|r| r.set(previous));
+            adopted
+        });
+        match adopted {
+            Ok(()) => {
+                self.handed_over.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(accept) => {
+                *slot = Some(accept);
+                Ok(false)
+            }
+        }
     }
 
     /// Stops framing what the session sends until `resume` (the socket's
@@ -659,4 +752,30 @@ impl EngineSocket {
     pub fn close(&self) {
         within_runtime_if_available(|| self.session.close_after_flush(CloseReason::ForcedClose));
     }
+}
+
+/// A duplicate of the TCP socket `fd`, non-blocking, or `None` when `fd` is
+/// not a TCP socket (a Unix domain socket, a pipe) or cannot be duplicated.
+#[cfg(unix)]
+fn duplicate_tcp(fd: i32) -> Option<std::net::TcpStream> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: JavaScript passes the descriptor of a socket it holds open
+    // for the whole call; it is only borrowed to duplicate it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    // Close-on-exec, as every descriptor Node and Rust open: a child process
+    // the app spawns must not hold the connection open.
+    let stream = std::net::TcpStream::from(rustix::io::fcntl_dupfd_cloexec(borrowed, 0).ok()?);
+    // A Unix domain socket has no IP address: not ours to take.
+    stream.local_addr().ok()?;
+    stream.set_nonblocking(true).ok()?;
+    Some(stream)
+}
+
+/// No descriptors to hand over on this platform.
+#[cfg(not(unix))]
+fn duplicate_tcp(_fd: i32) -> Option<std::net::TcpStream> {
+    None
 }

@@ -67,6 +67,31 @@ export function once(emitter, event, ms = 5000) {
   })
 }
 
+/**
+ * Clients of socket.io server `io` at `url` (over WebSocket unless told),
+ * connected with `connect`, closed with the server by `close`.
+ */
+export function socketIoClients(io, server, url) {
+  const clients = []
+  return {
+    async connect(opts = {}) {
+      const client = ioc(url, { reconnection: false, forceNew: true, transports: ['websocket'], ...opts })
+      clients.push(client)
+      await once(client, 'connect')
+      return client
+    },
+    /** The server-side socket of `client`. */
+    socketOf(client) {
+      return io.of('/').sockets.get(client.id)
+    },
+    async close() {
+      for (const c of clients) c.close()
+      await io.close()
+      server.closeAllConnections()
+    },
+  }
+}
+
 /** Counts calls; `done` resolves at `n` and fails on more. */
 export function times(n) {
   let count = 0

@@ -7,8 +7,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer as createHttpServer } from 'node:http'
 import { Server } from 'socket.io'
-import { io as ioc } from 'socket.io-client'
-import { tidewire, startRedis, until, once, sleep } from './adapter-helpers.mjs'
+import { tidewire, startRedis, until, once, sleep, socketIoClients } from './adapter-helpers.mjs'
 
 const { createAdapter, Engine } = tidewire
 const T = { timeout: 30_000 }
@@ -26,27 +25,12 @@ async function start({ stock = false, io: ioOpts = {}, adapter = createAdapter()
   }
   await new Promise((r) => http.listen(0, '127.0.0.1', r))
   const url = `http://127.0.0.1:${http.address().port}`
-  const clients = []
   return {
     url,
     io,
     http,
     adapter: () => io.of('/').adapter,
-    async connect(opts = {}) {
-      const client = ioc(url, { reconnection: false, forceNew: true, transports: ['websocket'], ...opts })
-      clients.push(client)
-      await once(client, 'connect')
-      return client
-    },
-    /** The server-side socket of `client`. */
-    socketOf(client) {
-      return io.of('/').sockets.get(client.id)
-    },
-    async close() {
-      for (const c of clients) c.close()
-      await io.close()
-      http.closeAllConnections()
-    },
+    ...socketIoClients(io, http, url),
   }
 }
 
@@ -292,34 +276,39 @@ describe('fast path: Tidewire adapter + Tidewire Engine', () => {
     }
   })
 
-  test('a WebSocket client that stops reading is closed as a slow consumer; the others keep up', T, async () => {
-    const srv = await start()
-    try {
-      const [stalled, reader] = [await srv.connect(), await srv.connect()]
-      const stalledSocket = srv.socketOf(stalled)
-      const gone = once(stalledSocket, 'disconnect', 20_000)
-      let read = 0
-      reader.on('flood', () => read++)
-      // The client's TCP socket stops reading: the kernel's buffers, then
-      // ws's (up to its high-water mark), then the session's bounded queue fill.
-      stalled.io.engine.transport.ws._socket.pause()
-      const chunk = 'z'.repeat(64 * 1024)
-      let sent = 0
-      let closed = false
-      gone.then(() => (closed = true))
-      while (!closed && sent < 2000) {
-        srv.io.emit('flood', chunk)
-        sent++
-        if (sent % 16 === 0) await new Promise((r) => setImmediate(r))
+  // On both WebSocket paths: the core's own writes (handed over), and npm
+  // ws's, which stops the core's framing past its high-water mark.
+  for (const handOff of [true, false]) {
+    test(`a WebSocket client that stops reading is closed as a slow consumer; the others keep up (handOff: ${handOff})`, T, async () => {
+      const srv = await start({ engine: { handOff } })
+      try {
+        const [stalled, reader] = [await srv.connect(), await srv.connect()]
+        const stalledSocket = srv.socketOf(stalled)
+        assert.equal(stalledSocket.conn.handedOff, handOff)
+        const gone = once(stalledSocket, 'disconnect', 20_000)
+        let read = 0
+        reader.on('flood', () => read++)
+        // The client's TCP socket stops reading: the kernel's buffers, then
+        // ws's (up to its high-water mark), then the session's bounded queue fill.
+        stalled.io.engine.transport.ws._socket.pause()
+        const chunk = 'z'.repeat(64 * 1024)
+        let sent = 0
+        let closed = false
+        gone.then(() => (closed = true))
+        while (!closed && sent < 2000) {
+          srv.io.emit('flood', chunk)
+          sent++
+          if (sent % 16 === 0) await new Promise((r) => setImmediate(r))
+        }
+        const [reason] = await gone
+        assert.equal(reason, 'slow consumer')
+        await until('the reader got everything', () => read === sent, 15_000)
+        assert.ok(reader.connected)
+      } finally {
+        await srv.close()
       }
-      const [reason] = await gone
-      assert.equal(reason, 'slow consumer')
-      await until('the reader got everything', () => read === sent, 15_000)
-      assert.ok(reader.connected)
-    } finally {
-      await srv.close()
-    }
-  })
+    })
+  }
 
   test('broadcasts with acks (socket.io path), and compress(false)', T, async () => {
     const srv = await start()

@@ -38,6 +38,14 @@
 //! buffers them; a larger message that still arrives closes the session
 //! with 1009.
 //!
+//! # Handing the connection over
+//! A host that can give the connection itself away (Node: the socket's
+//! file descriptor, duplicated) calls [`WebSocketAccept::adopt`] instead of
+//! completing the handshake: the core answers the `101` (with the host's
+//! own response headers) and runs the session on the connection with the
+//! same WebSocket code as the built-in listener, so no frame passes
+//! through the host; [`UpgradeStep`]s report a polling session's upgrade.
+//!
 //! # Examples
 //! A long-polling handshake and a message, with no HTTP server at all:
 //! ```
@@ -77,6 +85,7 @@ use http::{Request, Response, Uri, header};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use super::adopt::{UpgradeStep, UpgradeWatch};
 use super::polling::Chunks;
 use super::routing::{self, Head, HttpError, Routed};
 use super::websocket::{self, Probe, Target};
@@ -275,7 +284,8 @@ pub fn accept_websocket<B>(
         // keeps long-polling, which is forwarded.
         Routed::Relay(..) => Err(HttpError::BadRequest.answer()),
     };
-    target.map(|target| WebSocketAccept { engine: engine.clone(), target }).map_err(|mut answer| {
+    let accept_key = super::adopt::accept_key(request);
+    target.map(|target| WebSocketAccept { engine: engine.clone(), target, accept_key }).map_err(|mut answer| {
         routing::cors_headers(engine, request.headers().get(header::ORIGIN), answer.headers_mut());
         answer
     })
@@ -285,8 +295,11 @@ pub fn accept_websocket<B>(
 /// the host completes the handshake, then calls [`start`](Self::start).
 /// Dropping it instead gives the admission back.
 pub struct WebSocketAccept {
-    engine: Engine,
-    target: Target,
+    pub(super) engine: Engine,
+    pub(super) target: Target,
+    /// The `Sec-WebSocket-Accept` of a valid handshake, for
+    /// [`adopt`](Self::adopt).
+    pub(super) accept_key: Option<String>,
 }
 
 impl fmt::Debug for WebSocketAccept {
@@ -321,7 +334,7 @@ impl WebSocketAccept {
     pub fn sid(&self) -> Option<&str> {
         match &self.target {
             Target::Upgrade(session) => Some(session.sid()),
-            Target::New(_) | Target::Refused | Target::Relay(_) => None,
+            Target::New(_) | Target::Opened(_) | Target::Refused | Target::Relay(_) => None,
         }
     }
 
@@ -344,6 +357,10 @@ impl WebSocketAccept {
             Target::New(info) => {
                 let (info, admitted) = *info;
                 let (session, open) = websocket::open(&self.engine, &info, admitted);
+                (Some(session), Phase::Open, vec![open])
+            }
+            Target::Opened(opened) => {
+                let (session, open) = *opened;
                 (Some(session), Phase::Open, vec![open])
             }
         };

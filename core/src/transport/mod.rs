@@ -20,6 +20,7 @@
 //! | `EIO` other than 4 | `400 {"code":5,"message":"Unsupported protocol version"}` |
 //! | polling body over `max_payload` | `413`, and the session is closed |
 
+mod adopt;
 pub(crate) mod forward;
 pub mod host;
 mod lean_io;

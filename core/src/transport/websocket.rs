@@ -18,6 +18,9 @@ use crate::protocol::engine::{Encoded, Frame, Packet};
 pub(crate) enum Target {
     /// A new session, admitted: opened once the WebSocket is up.
     New(Box<(RequestInfo, Admitted)>),
+    /// A new session opened already, with its OPEN packet (the connection
+    /// a host handed over, see [`super::adopt`]).
+    Opened(Box<(Session, Encoded)>),
     /// The upgrade of this polling session.
     Upgrade(Session),
     /// A second WebSocket for a session that has one (or is getting one):

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
+use super::adopt::{UpgradeStep, UpgradeWatch};
 use super::lean_io::LeanIo;
 use super::routing::{Answer, HttpError, plain};
 use super::server::ConnectionSlot;
@@ -83,7 +84,7 @@ pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<Conne
 impl Job {
     async fn run<S: Io>(self, io: LeanIo<S>, slot: Option<ConnectionSlot>) {
         match self {
-            Job::Engine(engine, target) => serve(engine, target, io, slot).await,
+            Job::Engine(engine, target) => serve(engine, target, io, slot, None).await,
             Job::Echo(config) => super::ws_echo::serve(config, io, slot).await,
         }
     }
@@ -146,8 +147,15 @@ fn valid_key(key: &[u8]) -> bool {
 /// Runs one upgraded connection. Everything large lives on the heap (the
 /// WebSocket state, the request) so the task that waits on an idle
 /// connection for hours is a few hundred bytes: async functions keep
-/// their arguments' space for their whole life.
-async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Option<ConnectionSlot>) {
+/// their arguments' space for their whole life. `watch` hears the steps
+/// of a polling session's upgrade (a host that handed its connection over).
+pub(super) async fn serve<S: Io>(
+    engine: Engine,
+    target: Target,
+    io: LeanIo<S>,
+    slot: Option<ConnectionSlot>,
+    watch: Option<UpgradeWatch>,
+) {
     let ws_config = ws_config(engine.config());
     let mut ws = Box::new(WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await);
     match target {
@@ -159,7 +167,7 @@ async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Optio
             super::relay::run(&engine, forward, owner, sid, ws).await;
         }
         Target::Upgrade(session) => {
-            if probe(&engine, &session, &mut ws).await {
+            if probe(&engine, &session, &mut ws, watch.as_deref()).await {
                 // A task of its own: the setup state above is not kept alive.
                 tokio::spawn(run(session, ws, slot));
             }
@@ -168,18 +176,32 @@ async fn serve<S: Io>(engine: Engine, target: Target, io: LeanIo<S>, slot: Optio
             let (info, admitted) = *info;
             let (session, open) = websocket::open(&engine, &info, admitted);
             drop(info);
-            if ws.send(to_message(open)).await.is_err() {
-                session.close(CloseReason::TransportClose);
-                return;
-            }
-            tokio::spawn(run(session, ws, slot));
+            send_open(session, open, ws, slot).await;
+        }
+        Target::Opened(opened) => {
+            let (session, open) = *opened;
+            send_open(session, open, ws, slot).await;
         }
     }
 }
 
+/// Sends a new session's OPEN packet, then runs the session.
+async fn send_open<S: Io>(session: Session, open: Encoded, mut ws: Box<Ws<S>>, slot: Option<ConnectionSlot>) {
+    if ws.send(to_message(open)).await.is_err() {
+        session.close(CloseReason::TransportClose);
+        return;
+    }
+    tokio::spawn(run(session, ws, slot));
+}
+
 /// The upgrade of a polling session: `2probe` -> `3probe`, then `5`.
 /// Returns true when the session now runs on this WebSocket.
-async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> bool {
+async fn probe<S: Io>(
+    engine: &Engine,
+    session: &Session,
+    ws: &mut Ws<S>,
+    watch: Option<&(dyn Fn(UpgradeStep) + Send + Sync)>,
+) -> bool {
     let deadline = tokio::time::sleep(engine.config().upgrade_timeout);
     tokio::pin!(deadline);
     let mut probed = false;
@@ -197,11 +219,19 @@ async fn probe<S: Io>(engine: &Engine, session: &Session, ws: &mut Ws<S>) -> boo
         };
         match websocket::probe(session, &mut probed, text.as_str()) {
             Probe::Reply(reply) => {
+                if let Some(watch) = watch {
+                    watch(UpgradeStep::Started);
+                }
                 if ws.send(to_message(reply)).await.is_err() {
                     break;
                 }
             }
-            Probe::Upgraded => return true,
+            Probe::Upgraded => {
+                if let Some(watch) = watch {
+                    watch(UpgradeStep::Done);
+                }
+                return true;
+            }
             Probe::Failed => break,
         }
     }
