@@ -21,7 +21,6 @@ pub(crate) struct Target {
     url: String,
 }
 
-
 impl Target {
     /// The server's address.
     pub(crate) fn addr(&self) -> SocketAddr {

@@ -671,6 +671,9 @@ struct Step {
     answered_share: f64,
     p99_ms: f64,
     passed: bool,
+    /// CPU in the step, percent of one core: which side was the limit.
+    server_cpu_pct: f64,
+    loadgen_cpu_pct: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -713,7 +716,7 @@ pub(crate) struct SoakReport {
 
 /// Runs the capacity search on the connected load: doubles the rate until
 /// a step fails, then halves the gap three times.
-async fn capacity(load: &mut Load, opts: &SoakOpts, steps: &mut Vec<Step>) -> Result<f64, String> {
+async fn capacity(load: &mut Load, opts: &SoakOpts, pid: u32, steps: &mut Vec<Step>) -> Result<f64, String> {
     let mut step = async |load: &mut Load, rate: f64| -> Result<bool, String> {
         let before = { load.tally.borrow().answered };
         {
@@ -721,15 +724,26 @@ async fn capacity(load: &mut Load, opts: &SoakOpts, steps: &mut Vec<Step>) -> Re
             t.window = Latency::default();
         }
         let sent_before = { load.tally.borrow().sent };
+        let cpu_before = (Sample::take(Some(pid)).ok(), Sample::take(None).ok());
         load.drive(rate, 0.0, opts.capacity_step, Duration::MAX, &mut idle).await?;
         let (sent, answered_in_step, p99) = {
             let t = load.tally.borrow();
             (t.sent - sent_before, t.answered - before, t.window.summary().p99_ms)
         };
+        let cpu = |after: Option<Sample>, before: Option<Sample>| match (after, before) {
+            (Some(a), Some(b)) => a.cpu_pct_since(&b),
+            _ => 0.0,
+        };
+        let server_cpu_pct = cpu(Sample::take(Some(pid)).ok(), cpu_before.0);
+        let loadgen_cpu_pct = cpu(Sample::take(None).ok(), cpu_before.1);
         let share = if sent == 0 { 0.0 } else { answered_in_step as f64 / sent as f64 };
         let passed = share >= 0.99 && p99 <= opts.capacity_p99;
-        eprintln!("soak: capacity step {rate:.0} ops/s: {:.1}% answered in the step, p99 {p99:.1} ms", share * 100.0);
-        steps.push(Step { rate, answered_share: share, p99_ms: p99, passed });
+        eprintln!(
+            "soak: capacity step {rate:.0} ops/s: {:.1}% answered in the step, p99 {p99:.1} ms; CPU: server \
+             {server_cpu_pct:.0}%, load generator {loadgen_cpu_pct:.0}%",
+            share * 100.0
+        );
+        steps.push(Step { rate, answered_share: share, p99_ms: p99, passed, server_cpu_pct, loadgen_cpu_pct });
         // Let the backlog of a failed step clear before the next.
         load.settle(Duration::from_secs(30)).await?;
         load.finish_churn().await;
@@ -778,7 +792,7 @@ pub(crate) async fn run(opts: &SoakOpts) -> Result<bool, client::Error> {
     let rate = match opts.rate {
         Some(r) => r,
         None => {
-            let cap = capacity(&mut load, opts, &mut report.capacity_steps).await?;
+            let cap = capacity(&mut load, opts, pid, &mut report.capacity_steps).await?;
             report.capacity = Some(cap);
             cap * opts.load_share
         }
@@ -907,6 +921,13 @@ fn summary(r: &SoakReport) -> String {
         r.polling,
         r.rooms
     );
+    if let Some(step) = r.capacity_steps.iter().rev().find(|st| st.passed) {
+        let _ = writeln!(
+            s,
+            "capacity step at {:.0} ops/s: server CPU {:.0}%, load generator CPU {:.0}% (of one core)",
+            step.rate, step.server_cpu_pct, step.loadgen_cpu_pct
+        );
+    }
     let _ = writeln!(
         s,
         "acks: {} sent, {} answered, {} mismatched; p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
