@@ -480,7 +480,7 @@ async fn flood(
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue;
             };
-            let (b, report, stop, websocket) = (b.clone(), report.clone(), stop.clone(), issued % 2 == 0);
+            let (b, report, stop, websocket) = (b.clone(), report.clone(), stop.clone(), issued.is_multiple_of(2));
             tasks.spawn_local(async move {
                 let _slot = slot;
                 if websocket {

@@ -338,13 +338,10 @@ async fn long_polling(target: Target, mut ops: mpsc::UnboundedReceiver<Op>, tall
         loop {
             let mut body: Vec<String> = Vec::new();
             tokio::select! {
-                op = ops.recv() => match op {
-                    None => {
-                        // Closes the session (the pending GET then ends).
-                        let _ = post.request("POST", &url, "1").await;
-                        return Ok(());
-                    }
-                    Some(_) => {}
+                op = ops.recv() => if op.is_none() {
+                    // Closes the session (the pending GET then ends).
+                    let _ = post.request("POST", &url, "1").await;
+                    return Ok(());
                 },
                 Some(()) = pong_rx.recv() => body.push("3".into()),
             }
@@ -474,11 +471,13 @@ impl Load {
                 self.tally.borrow_mut().failures.push(e.clone());
                 return Err(e);
             }
-            let t = self.tally.borrow();
-            if t.sent == t.answered {
+            let done = {
+                let t = self.tally.borrow();
+                t.sent == t.answered
+            };
+            if done {
                 return Ok(true);
             }
-            drop(t);
             if start.elapsed() >= limit {
                 return Ok(false);
             }
@@ -509,7 +508,7 @@ impl Load {
                 };
                 self.churn_next += 1;
                 let (target, tally) = (self.target.clone(), self.tally.clone());
-                let (room, clean) = (self.churn_next % self.rooms, self.churn_next % 2 == 0);
+                let (room, clean) = (self.churn_next % self.rooms, self.churn_next.is_multiple_of(2));
                 self.churners.spawn_local(async move {
                     churn(target, room, clean, tally).await;
                     drop(slot);
