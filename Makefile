@@ -38,7 +38,7 @@ VENV_STAMP := $(VENV)/.tidewire-installed
 	bench bench-python bench-node bench-micro bench-smoke bench-deps binding-node binding-node-deps binding-python binding-python-deps binding-python-wheel binding-swift socketio-suite
 
 SUITES := readme-first-command rust-test lint e2e-node web e2e-browser e2e-python bench-smoke binding-node binding-python binding-swift \
-	autobahn-smoke fuzz-smoke cluster-faults-smoke
+	autobahn-smoke fuzz-smoke cluster-faults-smoke soak-smoke abuse-smoke
 
 ## Runs every suite even when an earlier one fails, then fails if any did.
 test:
@@ -379,6 +379,57 @@ cluster-faults:
 ## and a half (after the build).
 cluster-faults-smoke:
 	TIDEWIRE_FAULT_ROUNDS=1 $(FAULTS_TEST)
+
+LOADGEN_RELEASE := $(TARGET_ABS)/release/loadgen
+LOADGEN_DEBUG := $(TARGET_ABS)/debug/loadgen
+SOAK_ARGS ?=
+ABUSE_ARGS ?=
+
+.PHONY: soak soak-smoke abuse abuse-smoke
+
+## The soak campaign (issue 22, benches/src/bin/loadgen/soak.rs): the
+## reference server (release build, --conformance, recovery on) for 30
+## minutes at half of the capacity measured first on the same mix of
+## echoes with acks, broadcasts, joins and leaves, long-polling clients,
+## short-lived clients and recovery reconnects. Fails unless every ack is
+## answered, RSS at the end is within 5% of its level after the warm-up,
+## and descriptors, threads, sessions and sockets are back where they were
+## before the load. JSON in $(TARGET_ABS)/soak.json; the figures go into
+## benches/RESULTS.md by hand (hardening/soak/RESULTS.md says how).
+soak:
+	$(CARGO) build --release -p tidewire-server -p tidewire-benches --bins
+	$(LOADGEN_RELEASE) soak --server-bin $(TARGET_ABS)/release/tidewire-server --check \
+	  --out $(TARGET_ABS)/soak.json $(SOAK_ARGS)
+
+## The short version in `make test` (debug builds, about 60 s): a fixed
+## low rate, the same mix and the same criteria but RSS within 50% (a
+## young process's allocator still grows), no latency asserted.
+soak-smoke:
+	$(CARGO) build -p tidewire-server -p tidewire-benches --bins
+	$(LOADGEN_DEBUG) soak --server-bin $(SERVER_BIN) --check --rate 200 --clients 50 --polling 5 --rooms 5 \
+	  --warmup 10s --duration 30s --sample-every 5s --recovery-window 3s --rss-tolerance 0.5 \
+	  --out $(TARGET_ABS)/soak-smoke.json
+
+## The abuse-under-load campaign (issue 22, benches/src/bin/loadgen/abuse.rs):
+## healthy clients on the reference server (release, caps on) through an
+## undisturbed phase, then slow headers, slow bodies, slow consumers, a
+## handshake flood from 50,000 addresses and a reconnect storm of 10,000
+## clients drained from a second server. Fails if the server stops, a
+## healthy ack goes unanswered, memory passes 1 GiB, a slow client is not
+## closed by the server, a storm client does not get back, or a healthy p99
+## is more than twice the undisturbed one. JSON in $(TARGET_ABS)/abuse.json.
+abuse:
+	$(CARGO) build --release -p tidewire-server -p tidewire-benches --bins
+	$(LOADGEN_RELEASE) abuse --server-bin $(TARGET_ABS)/release/tidewire-server --check --check-latency \
+	  --out $(TARGET_ABS)/abuse.json $(ABUSE_ARGS)
+
+## The short version in `make test` (debug builds, about 80 s): every attack
+## smaller, the same criteria but latency.
+abuse-smoke:
+	$(CARGO) build -p tidewire-server -p tidewire-benches --bins
+	$(LOADGEN_DEBUG) abuse --server-bin $(SERVER_BIN) --check --phase 6s --clients 30 --polling 3 --rate 150 \
+	  --slow-headers 200 --slow-bodies 50 --slow-consumers 20 --handshakes 300 --storm 1000 \
+	  --out $(TARGET_ABS)/abuse-smoke.json
 
 clean-e2e:
 	rm -rf $(NODE_DIR)/node_modules $(WEB_DIR)/node_modules $(BENCH_NODE_DIR)/node_modules $(BINDING_NODE_DIR)/node_modules $(VENV)

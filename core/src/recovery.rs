@@ -504,8 +504,12 @@ impl SessionStore {
     }
 
     /// Keeps `session` under `pid` from `now`, replacing any session already
-    /// there. When more than `max_sessions` are kept, the oldest is dropped.
+    /// there. The sessions expired at `now` are dropped first (they are the
+    /// oldest, at the front), so a store whose clients never come back holds
+    /// one window of disconnections, not `max_sessions` of them; when more
+    /// than `max_sessions` are kept, the oldest is dropped.
     pub fn persist(&mut self, pid: &str, session: StoredSession, now: Instant) {
+        self.evict(now);
         self.serial += 1;
         let serial = self.serial;
         let pid: Arc<str> = pid.into();
@@ -545,7 +549,8 @@ impl SessionStore {
         (!self.expired(slot.at, now)).then_some(slot.session)
     }
 
-    /// Removes the sessions expired at `now` (the hub calls it from a timer).
+    /// Removes the sessions expired at `now` ([`persist`](Self::persist)
+    /// does it before keeping another).
     pub fn evict(&mut self, now: Instant) {
         while let Some((serial, pid)) = self.order.front() {
             match self.sessions.get(pid) {
@@ -1029,6 +1034,24 @@ mod tests {
         assert!(store.take("d", t0 + secs(6)).is_some());
         assert!(store.take("e", t0 + secs(6)).is_some());
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn store_forgets_expired_sessions_that_never_come_back() {
+        // Clients that drop and never return (the soak's short-lived
+        // clients): only one window of them is kept. Before, nothing
+        // called `evict` and the store grew to `max_sessions`.
+        let window = secs(10);
+        let mut store = SessionStore::new(&RecoveryConfig::default().max_disconnection_duration(window));
+        let t0 = Instant::now();
+        for i in 0..1_000u64 {
+            // 10 disconnections a second for 100 s.
+            store.persist(&format!("p{i}"), session("s", &["room"], None), t0 + Duration::from_millis(100 * i));
+        }
+        assert!(store.len() <= 101, "{} sessions kept for a 10 s window of 10 a second", store.len());
+        assert!(store.order.len() <= 2 * store.len() + 65, "{} order entries", store.order.len());
+        assert!(store.take("p999", t0 + secs(100)).is_some(), "the latest is still there");
+        assert_eq!(store.take("p0", t0 + secs(100)), None);
     }
 
     #[test]

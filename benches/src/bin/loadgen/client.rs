@@ -47,47 +47,96 @@ static NEXT_SOURCE: AtomicU32 = AtomicU32::new(0);
 fn source_for(addr: SocketAddr) -> Option<SocketAddr> {
     match addr {
         SocketAddr::V4(a) if a.ip().is_loopback() => {
-            let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % (1 << 20);
-            Some(SocketAddr::from((Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + n), 0)))
+            Some(loopback_source(Ipv4Addr::new(127, 1, 0, 0), NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % (1 << 20)))
         }
         _ => None,
     }
 }
 
-/// Opens a WebSocket, then the Engine.IO session, then the main namespace.
-pub(crate) async fn connect(target: &Target) -> Result<Ws, Error> {
+/// The `n`th loopback address from `base` (any port).
+pub(crate) fn loopback_source(base: Ipv4Addr, n: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(u32::from(base).wrapping_add(n)), 0))
+}
+
+/// A TCP connection to `target` from `source` (on loopback: the next of
+/// 127.1.0.0/12 when `None`).
+pub(crate) async fn tcp(target: &Target, source: Option<SocketAddr>) -> Result<TcpStream, Error> {
     let socket = if target.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    if let Some(source) = source_for(target.addr) {
+    if let Some(source) = source.or_else(|| source_for(target.addr)) {
         socket.bind(source)?;
     }
     let stream = socket.connect(target.addr).await?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a WebSocket and reads the Engine.IO open packet (no namespace yet).
+pub(crate) async fn open_engine(target: &Target, source: Option<SocketAddr>) -> Result<Ws, Error> {
+    engine_over(target, tcp(target, source).await?).await
+}
+
+/// [`open_engine`] over a connection already made.
+pub(crate) async fn engine_over(target: &Target, stream: TcpStream) -> Result<Ws, Error> {
     // Small buffers: the load generator holds tens of thousands of these.
     let config = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config)).await?;
     match next_text(&mut ws).await? {
-        t if t.starts_with('0') => {}
-        t => return Err(format!("expected an Engine.IO open packet, got {t:?}").into()),
+        t if t.starts_with('0') => Ok(ws),
+        t => Err(format!("expected an Engine.IO open packet, got {t:?}").into()),
     }
-    ws.send(Message::text("40")).await?;
+}
+
+/// Opens a WebSocket, then the Engine.IO session, then the main namespace.
+pub(crate) async fn connect(target: &Target) -> Result<Ws, Error> {
+    Ok(connect_with(target, None).await?.0)
+}
+
+/// [`connect`] with `auth` (a JSON object) in the CONNECT packet; also
+/// returns the CONNECT reply's JSON (`{"sid":..}`, with `pid` when the
+/// server keeps sessions for recovery).
+pub(crate) async fn connect_with(target: &Target, auth: Option<&str>) -> Result<(Ws, serde_json::Value), Error> {
+    join_namespace(open_engine(target, None).await?, auth).await
+}
+
+/// Sends the CONNECT of the main namespace with `auth` on an open session
+/// and reads its reply.
+pub(crate) async fn join_namespace(mut ws: Ws, auth: Option<&str>) -> Result<(Ws, serde_json::Value), Error> {
+    ws.send(Message::text(format!("40{}", auth.unwrap_or_default()))).await?;
     loop {
         let t = next_text(&mut ws).await?;
         match classify(&t) {
             Inbound::Ping => ws.send(Message::text("3")).await?,
-            _ if t.starts_with("40") => return Ok(ws),
+            _ if t.starts_with("40") => {
+                let reply = serde_json::from_str(&t[2..]).unwrap_or_default();
+                return Ok((ws, reply));
+            }
             _ if t.starts_with("44") => return Err(format!("namespace refused: {t}").into()),
             _ => {}
         }
     }
 }
 
-async fn next_text(ws: &mut Ws) -> Result<String, Error> {
+pub(crate) async fn next_text(ws: &mut Ws) -> Result<String, Error> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
             Some(Ok(Message::Close(_))) | None => return Err("connection closed".into()),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends `42<id>[<args>]` and reads until its ack, answering pings and
+/// skipping anything else: the ack's JSON array.
+pub(crate) async fn request(ws: &mut Ws, id: u64, args: &str) -> Result<String, Error> {
+    ws.send(Message::text(format!("42{id}[{args}]"))).await?;
+    loop {
+        let t = next_text(ws).await?;
+        match classify(&t) {
+            Inbound::Ping => ws.send(Message::text("3")).await?,
+            Inbound::Ack(got, json) if got == id => return Ok(json.to_owned()),
+            _ => {}
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::client::{Error, Target};
+use crate::client::{self, Error, Target};
 use crate::stats::{Latency, LatencySummary};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,25 +53,29 @@ pub(crate) struct ForwardReport {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     host: String,
     io: BufReader<TcpStream>,
 }
 
-fn broken(what: impl std::fmt::Display) -> Error {
+pub(crate) fn broken(what: impl std::fmt::Display) -> Error {
     Box::new(std::io::Error::other(what.to_string()))
 }
 
 impl Conn {
-    async fn open(target: &Target) -> Result<Conn, Error> {
+    pub(crate) async fn open(target: &Target) -> Result<Conn, Error> {
+        Conn::open_from(target, None).await
+    }
+
+    /// [`Conn::open`] from this source address (see [`client::tcp`]).
+    pub(crate) async fn open_from(target: &Target, source: Option<std::net::SocketAddr>) -> Result<Conn, Error> {
         let host = target.addr().to_string();
-        let stream = TcpStream::connect(target.addr()).await?;
-        stream.set_nodelay(true)?;
+        let stream = client::tcp(target, source).await?;
         Ok(Conn { host, io: BufReader::new(stream) })
     }
 
     /// Sends one request and reads its answer: (status, body).
-    async fn request(&mut self, method: &str, path: &str, body: &str) -> Result<(u16, String), Error> {
+    pub(crate) async fn request(&mut self, method: &str, path: &str, body: &str) -> Result<(u16, String), Error> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
             self.host,
@@ -105,7 +109,7 @@ impl Conn {
     }
 }
 
-const PATH: &str = "/socket.io/?EIO=4&transport=polling";
+pub(crate) const PATH: &str = "/socket.io/?EIO=4&transport=polling";
 
 /// `GET`s on `conn` until a packet starting with `prefix`, answering pings.
 async fn poll_for(conn: &mut Conn, sid: &str, prefix: &str) -> Result<(), Error> {

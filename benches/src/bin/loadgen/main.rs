@@ -6,6 +6,7 @@
 //! reports the CPU it used, and says so when it, rather than the server,
 //! may have been the limit.
 
+mod abuse;
 mod acks;
 mod client;
 mod cluster;
@@ -14,6 +15,8 @@ mod forward;
 mod idle;
 mod procfs;
 mod redis_server;
+mod server_proc;
+mod soak;
 mod stats;
 mod suite;
 
@@ -66,6 +69,19 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         opts: acks::AcksOpts,
+    },
+    /// The reference server under a long mixed load with churn (started
+    /// here): leaks of memory, descriptors, threads, sessions; every ack.
+    Soak {
+        #[command(flatten)]
+        opts: soak::SoakOpts,
+    },
+    /// Healthy clients on the reference server (started here) while others
+    /// abuse it in turn: slow headers, slow bodies, slow consumers, a
+    /// handshake flood, a reconnect storm after a drain.
+    Abuse {
+        #[command(flatten)]
+        opts: abuse::AbuseOpts,
     },
     /// Every scenario against Tidewire and Node socket.io, alternated.
     Suite {
@@ -137,6 +153,8 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 Ok(r.mismatched == 0)
             }
+            Cmd::Soak { opts } => soak::run(&opts).await,
+            Cmd::Abuse { opts } => abuse::run(&opts).await,
             Cmd::Suite { opts } => {
                 pin(Some(opts.loadgen_core()));
                 suite::run(&opts).await

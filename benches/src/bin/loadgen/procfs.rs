@@ -37,6 +37,21 @@ impl Sample {
     }
 }
 
+/// Open file descriptors of `pid`.
+pub(crate) fn open_fds(pid: u32) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Threads of `pid` (`Threads:` in its status).
+pub(crate) fn threads(pid: u32) -> std::io::Result<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Threads: line"))
+}
+
 /// utime + stime, in seconds. The command name (field 2) may hold spaces
 /// and parentheses, so fields are counted from the last `)`.
 fn parse_cpu_secs(stat: &str) -> Option<f64> {
@@ -77,5 +92,8 @@ mod tests {
         let s = Sample::take(None).unwrap();
         assert!(s.rss > 1024 * 1024, "{s:?}");
         assert!(Sample::take(Some(u32::MAX)).is_err());
+        let me = std::process::id();
+        assert!(open_fds(me).unwrap() >= 3);
+        assert!(threads(me).unwrap() >= 1);
     }
 }

@@ -8,20 +8,19 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use crate::acks::{self, AcksOpts};
-use crate::client::{self, Target};
+use crate::client;
 use crate::cluster::{self, ClusterOpts};
 use crate::fanout::{self, FanoutOpts, Ladder};
 use crate::idle::{self, IdleOpts};
 use crate::redis_server::RedisServer;
+use crate::server_proc::{self, Running, has_taskset, stop};
 use crate::stats::median;
 
 const BEGIN: &str = "<!-- results:begin (written by `make bench RECORD=1`) -->";
@@ -412,15 +411,6 @@ fn scenarios(opts: &SuiteOpts) -> Scenarios {
     s
 }
 
-/// A server under test, killed when dropped.
-struct Running {
-    child: Child,
-    /// What it printed: `http://ADDR`.
-    url: String,
-    target: Target,
-    pid: Option<u32>,
-}
-
 /// Starts `server` with `extra` arguments, pinned to the server core.
 async fn start(server: Server, opts: &SuiteOpts, extra: &[String]) -> Result<Running, client::Error> {
     let replaced = match server {
@@ -441,34 +431,7 @@ async fn start(server: Server, opts: &SuiteOpts, extra: &[String]) -> Result<Run
         }
     };
     program.extend_from_slice(extra);
-    let mut cmd = if has_taskset() {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg(opts.server_core.to_string()).args(&program);
-        c
-    } else {
-        let mut c = Command::new(&program[0]);
-        c.args(&program[1..]);
-        c
-    };
-    let mut child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true).spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .map_err(|_| format!("{server:?} server did not start within 30 s"))??
-        .ok_or_else(|| format!("{server:?} server exited before listening"))?;
-    let url = line.strip_prefix("listening on ").ok_or_else(|| format!("unexpected first line {line:?}"))?;
-    let pid = child.id();
-    Ok(Running { child, url: url.to_owned(), target: Target::parse(url)?, pid })
-}
-
-fn has_taskset() -> bool {
-    std::process::Command::new("taskset")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    server_proc::spawn(&program, Some(opts.server_core)).await.map_err(|e| format!("{server:?} server: {e}").into())
 }
 
 async fn run_one(name: &str, server: Server, round: usize, s: &Scenarios, opts: &SuiteOpts) -> Run {
@@ -594,18 +557,6 @@ async fn run_cluster(server: Server, c: &ClusterOpts, opts: &SuiteOpts, run: &mu
     run.complete = r.complete(&c);
     run.loadgen_bound = r.loadgen_bound;
     Ok(serde_json::to_value(&r)?)
-}
-
-/// Stops a server with SIGINT (a clustered Tidewire server prints its
-/// cluster counters on its way out), or kills it after 2 s.
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id()
-        && Command::new("kill").arg("-INT").arg(pid.to_string()).status().await.is_ok_and(|s| s.success())
-        && tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_ok()
-    {
-        return;
-    }
-    let _ = child.kill().await;
 }
 
 impl SuiteOpts {
