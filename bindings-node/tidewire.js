@@ -650,55 +650,11 @@ class Namespace {
     return this
   }
 
-  to(rooms) {
-    return this.broadcast.to(rooms)
-  }
-
-  in(rooms) {
-    return this.broadcast.to(rooms)
-  }
-
-  except(rooms) {
-    return this.broadcast.except(rooms)
-  }
-
-  get volatile() {
-    return this.broadcast.volatile
-  }
-
-  get local() {
-    return this.broadcast.local
-  }
-
-  compress(yes) {
-    return this.broadcast.compress(yes)
-  }
-
-  socketsJoin(rooms) {
-    return this.broadcast.socketsJoin(rooms)
-  }
-
-  socketsLeave(rooms) {
-    return this.broadcast.socketsLeave(rooms)
-  }
-
-  disconnectSockets(close) {
-    return this.broadcast.disconnectSockets(close)
-  }
-
-  fetchSockets() {
-    return this.broadcast.fetchSockets()
-  }
-
   get broadcast() {
     return new BroadcastOperator(
       callNative(() => this._server._native.broadcast(this.name)),
       this,
     )
-  }
-
-  emit(event, ...args) {
-    return this.broadcast.emit(event, ...args)
   }
 
   get socketCount() {
@@ -781,50 +737,6 @@ class Server {
     return this
   }
 
-  to(rooms) {
-    return this.of('/').to(rooms)
-  }
-
-  in(rooms) {
-    return this.of('/').in(rooms)
-  }
-
-  except(rooms) {
-    return this.of('/').except(rooms)
-  }
-
-  get volatile() {
-    return this.of('/').volatile
-  }
-
-  get local() {
-    return this.of('/').local
-  }
-
-  compress(yes) {
-    return this.of('/').compress(yes)
-  }
-
-  socketsJoin(rooms) {
-    return this.of('/').socketsJoin(rooms)
-  }
-
-  socketsLeave(rooms) {
-    return this.of('/').socketsLeave(rooms)
-  }
-
-  disconnectSockets(close) {
-    return this.of('/').disconnectSockets(close)
-  }
-
-  fetchSockets() {
-    return this.of('/').fetchSockets()
-  }
-
-  emit(event, ...args) {
-    return this.of('/').emit(event, ...args)
-  }
-
   /**
    * Joins a cluster over Redis, wire-compatible with
    * `@socket.io/redis-adapter` (`createAdapter`): broadcasts reach the
@@ -888,5 +800,33 @@ class Server {
     await this._native.close()
   }
 }
+
+/**
+ * The broadcast operator's methods on `Class`, each applied to the operator
+ * `operator(instance)` gives (a namespace's whole broadcast, the server's
+ * main namespace's), as socket.io's Server and Namespace have them.
+ */
+function broadcastMethods(Class, operator) {
+  const methods = ['to', 'in', 'except', 'compress', 'emit', 'socketsJoin', 'socketsLeave', 'disconnectSockets', 'fetchSockets']
+  for (const name of methods) {
+    Object.defineProperty(Class.prototype, name, {
+      configurable: true,
+      writable: true,
+      value(...args) {
+        return operator(this)[name](...args)
+      },
+    })
+  }
+  for (const name of ['volatile', 'local']) {
+    Object.defineProperty(Class.prototype, name, {
+      configurable: true,
+      get() {
+        return operator(this)[name]
+      },
+    })
+  }
+}
+broadcastMethods(Namespace, (ns) => ns.broadcast)
+broadcastMethods(Server, (io) => io.of('/').broadcast)
 
 module.exports = { Server, Socket, RemoteSocket, Namespace, BroadcastOperator, encode, decode }
