@@ -127,3 +127,69 @@ async fn a_slow_consumer_is_cut_off_and_everyone_else_keeps_receiving() {
     drop(slow);
     server.shutdown().await;
 }
+
+/// A client that lags behind a flood and reads again within the flush
+/// deadline, over a real WebSocket: the answer to the event it sent before
+/// the overflow (answered after it), then the notice, then the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_client_gets_its_answer_then_the_notice_then_the_close() {
+    let hub = Hub::new(HubConfig::default().unlimited());
+    let ns = hub.of("/");
+    let overflowed = Arc::new(tokio::sync::Notify::new());
+    let done = overflowed.clone();
+    ns.on("save", move |_s: Socket, e: tidewire::hub::Event| {
+        let done = done.clone();
+        async move {
+            // A store write that finishes after the queue overflowed.
+            done.notified().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(ack) = e.ack {
+                let _ = ack.send(Payload::json(vec![json!({ "status": "ok" })]));
+            }
+        }
+    });
+    let engine = hub.engine(EngineConfig::default().max_buffered_bytes(QUEUE_BYTES));
+    let server = Server::builder().mount("/socket.io/", engine.clone()).bind("127.0.0.1:0").await.unwrap();
+    let mut ws = open(server.local_addr(), json!({}), Some(4096)).await;
+    ws.send(Message::text(r#"427["save",{"text":"hi"}]"#)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The client reads nothing while the server floods it past its bound.
+    let blob = "x".repeat(BLOB);
+    let mut i = 0;
+    while engine.stats().slow_consumers.load(Ordering::Relaxed) == 0 {
+        assert!(i < 10_000, "the queue never overflowed");
+        hub.emit("blob", Payload::json(vec![json!(i), json!(blob)]));
+        i += 1;
+        tokio::task::yield_now().await;
+    }
+    overflowed.notify_one();
+    // It reads again: what was queued before the overflow, in order, then
+    // the answer, then the notice; then the connection closes.
+    let mut blobs = 0;
+    let mut after = Vec::new();
+    let read = async {
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(t) if t.starts_with(r#"42["blob","#) => {
+                    assert!(after.is_empty(), "a blob after the answer: {after:?}");
+                    assert!(t.starts_with(&format!(r#"42["blob",{blobs},"#)), "in order");
+                    blobs += 1;
+                }
+                Message::Text(t) if t.as_str() == "2" => {}
+                Message::Text(t) => after.push(t.to_string()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(FLUSH_TIMEOUT + Duration::from_secs(5), read).await.expect("the connection closed");
+    assert!(blobs > 0 && blobs < i, "{blobs} of {i} blobs queued before the overflow");
+    assert_eq!(
+        after,
+        [
+            r#"437[{"status":"ok"}]"#,
+            r#"42["tidewire:disconnect",{"code":"slow_consumer","message":"the client does not read its messages"}]"#,
+        ]
+    );
+    server.shutdown().await;
+}

@@ -53,7 +53,7 @@ use tokio::sync::mpsc;
 use crate::limits::{ConnectionCounter, ConnectionLimits, ConnectionRefused, IpPermit};
 use crate::protocol::engine::Frame;
 
-pub use session::{FLUSH_TIMEOUT, SendError, Session, new_id};
+pub use session::{FLUSH_TIMEOUT, OVERFLOW_GRACE, SendError, Session, new_id};
 
 /// Engine.IO settings. The defaults are socket.io's.
 #[derive(Debug, Clone)]
@@ -375,6 +375,25 @@ pub trait Connection: Send + 'static {
 
     /// The session closed. Called once, after the last message.
     fn on_close(&mut self, reason: CloseReason);
+
+    /// Whether this connection closes its session itself when its outbound
+    /// queue overflows (see [`on_overflow`](Self::on_overflow)). Asked
+    /// once, when the connection is attached. The default (false): the
+    /// session closes as a slow consumer at once (after writing what was
+    /// queued before the overflow, if the client reads it in time).
+    fn cuts_on_overflow(&self) -> bool {
+        false
+    }
+
+    /// The session's outbound queue overflowed: the client does not read
+    /// (a slow consumer). Called (from a task of its own) only when
+    /// [`cuts_on_overflow`](Self::cuts_on_overflow) said so: queue what the
+    /// client is still owed with [`Session::send_answer`] (everything else
+    /// is dropped from now on), then call [`Session::close_after_flush`];
+    /// the session closes by itself after [`OVERFLOW_GRACE`] all the same.
+    fn on_overflow(&mut self, session: &Session) {
+        session.close_after_flush(CloseReason::SlowConsumer);
+    }
 }
 
 /// Accepts new sessions: the entry point of an application on the engine.
@@ -426,6 +445,14 @@ impl Connection for Holding {
 
     fn on_close(&mut self, reason: CloseReason) {
         self.conn.on_close(reason);
+    }
+
+    fn cuts_on_overflow(&self) -> bool {
+        self.conn.cuts_on_overflow()
+    }
+
+    fn on_overflow(&mut self, session: &Session) {
+        self.conn.on_overflow(session);
     }
 }
 

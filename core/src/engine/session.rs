@@ -19,6 +19,11 @@ use crate::protocol::engine::{Encoded, Frame, Packet};
 /// its last packets.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a session whose queue overflowed waits, at most, for its
+/// connection to queue the answers it still owes and close it (see
+/// [`Connection::on_overflow`]) before it closes as a slow consumer anyway.
+pub const OVERFLOW_GRACE: Duration = Duration::from_secs(6);
+
 /// How long the GET of a long-polling session its client just closed may
 /// still arrive to get its noop.
 const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -122,6 +127,13 @@ struct Inner {
     closing: AtomicBool,
     /// Set by `close_after_flush`: no new packets; close once written.
     draining: AtomicBool,
+    /// Set when the queue overflowed and the connection took the close in
+    /// hand: only answers are queued (up to twice the bounds) until it
+    /// closes the session.
+    overflowed: AtomicBool,
+    /// Whether the connection closes the session itself on an overflow
+    /// ([`Connection::cuts_on_overflow`], asked when it is attached).
+    cuts_on_overflow: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
     conn: Mutex<ConnSlot>,
 }
@@ -145,6 +157,25 @@ impl Bounds {
     fn over(&self, packets: usize, bytes: usize) -> bool {
         packets > self.packets as usize || bytes > self.bytes as usize
     }
+
+    /// Twice the bounds, for the answers queued after an overflow; nothing
+    /// is dropped to make room for them.
+    fn doubled(self) -> Bounds {
+        Bounds {
+            packets: self.packets.saturating_mul(2),
+            bytes: self.bytes.saturating_mul(2),
+            policy: SlowConsumerPolicy::Disconnect,
+        }
+    }
+}
+
+/// What is being queued: ordinary packets, volatile ones (dropped first),
+/// or answers the server owes (still queued after an overflow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Normal,
+    Volatile,
+    Answer,
 }
 
 /// Packets waiting for the transport, their size, and which of them are
@@ -239,6 +270,8 @@ impl Session {
                 closed: Notify::new(),
                 closing: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
+                overflowed: AtomicBool::new(false),
+                cuts_on_overflow: AtomicBool::new(false),
                 reason: Mutex::new(None),
                 conn: Mutex::new(ConnSlot::Pending),
             }),
@@ -309,21 +342,74 @@ impl Session {
     /// when the queue is over its bounds (in packets or bytes), and the
     /// session is then closed as a slow consumer (under
     /// [`SlowConsumerPolicy::DropVolatileFirst`], only if dropping the
-    /// queued volatile packets does not make room).
+    /// queued volatile packets does not make room): by its connection,
+    /// once it has queued the answers it owes
+    /// ([`Connection::on_overflow`]), or at once.
     pub fn send(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        match self.push(packets, false) {
-            Err(SendError::Full) => {
-                self.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                // What was queued before the overflow (answers to the
-                // client's events among it) is still delivered if the client
-                // reads it in time. The connection hears of it from a task of
-                // its own: the sender may hold locks (a broadcast recorded
-                // for recovery) that the close handlers would take again.
-                self.close_after_flush_with(CloseReason::SlowConsumer, false);
-                Err(SendError::Full)
-            }
-            r => r,
+        let r = self.push(packets, Class::Normal);
+        if r == Err(SendError::Full) {
+            self.overflow();
         }
+        r
+    }
+
+    /// Queues answers the server owes the client (acknowledgements, the
+    /// notice of a cut, a DISCONNECT): as [`send`](Self::send), except that
+    /// once the queue has overflowed and the connection is closing it
+    /// ([`Connection::on_overflow`]), answers are still queued, up to twice
+    /// the bounds, while everything else is dropped. So every event the
+    /// server handled gets its answer even from a client that lagged.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_answer(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
+        let r = self.push(packets, Class::Answer);
+        if r == Err(SendError::Full) {
+            if self.inner.overflowed.load(Ordering::Acquire) {
+                // Past twice the bounds: nothing more is owed to a client
+                // that reads nothing.
+                self.close_after_flush_with(CloseReason::SlowConsumer, false);
+            } else {
+                self.overflow();
+            }
+        }
+        r
+    }
+
+    /// The queue overflowed: the connection closes the session after the
+    /// answers it owes ([`Connection::on_overflow`]), or it closes now as a
+    /// slow consumer. What was queued before the overflow (answers to the
+    /// client's events among it) is still delivered if the client reads it
+    /// in time.
+    fn overflow(&self) {
+        if !self.inner.cuts_on_overflow.load(Ordering::Acquire) {
+            self.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.close_after_flush_with(CloseReason::SlowConsumer, false);
+            return;
+        }
+        if self.inner.overflowed.swap(true, Ordering::AcqRel) || self.is_closed() || self.is_draining() {
+            return;
+        }
+        self.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.close_after_flush_with(CloseReason::SlowConsumer, false);
+            return;
+        };
+        // The connection hears of it from a task of its own: the sender may
+        // hold locks (a broadcast recorded for recovery) that its handling
+        // would take again.
+        let session = self.clone();
+        rt.spawn(async move {
+            if let ConnSlot::Attached(conn) = &mut *lock(&session.inner.conn)
+                && !session.is_closed()
+            {
+                conn.on_overflow(&session);
+            }
+            tokio::select! {
+                () = session.closed() => {}
+                () = tokio::time::sleep(OVERFLOW_GRACE) => session.close_after_flush(CloseReason::SlowConsumer),
+            }
+        });
     }
 
     /// Queues encoded packets unless the queue is past its soft mark (half
@@ -333,18 +419,25 @@ impl Session {
     /// # Errors
     /// [`SendError::Full`] when dropped, [`SendError::Closed`] once closed.
     pub fn send_volatile(&self, packets: impl IntoIterator<Item = Encoded>) -> Result<(), SendError> {
-        let r = self.push(packets, true);
+        let r = self.push(packets, Class::Volatile);
         if r == Err(SendError::Full) {
             self.inner.stats.volatile_dropped.fetch_add(1, Ordering::Relaxed);
         }
         r
     }
 
-    fn push(&self, packets: impl IntoIterator<Item = Encoded>, volatile: bool) -> Result<(), SendError> {
+    fn push(&self, packets: impl IntoIterator<Item = Encoded>, class: Class) -> Result<(), SendError> {
         if self.is_closed() || self.is_draining() {
             return Err(SendError::Closed);
         }
-        let bounds = self.inner.bounds;
+        let volatile = class == Class::Volatile;
+        let mut bounds = self.inner.bounds;
+        if self.inner.overflowed.load(Ordering::Acquire) {
+            if class != Class::Answer {
+                return Err(SendError::Full);
+            }
+            bounds = bounds.doubled();
+        }
         {
             let mut q = lock(&self.inner.outbound);
             if volatile && bounds.over_soft_mark(&q) {
@@ -518,6 +611,7 @@ impl Session {
     }
 
     pub(super) fn attach(&self, conn: Box<dyn Connection>) {
+        self.inner.cuts_on_overflow.store(conn.cuts_on_overflow(), Ordering::Release);
         let mut slot = lock(&self.inner.conn);
         *slot = ConnSlot::Attached(conn);
         if let Some(reason) = self.close_reason() {

@@ -2,6 +2,7 @@
 //! routes them to the session's sockets, one per namespace.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytestring::ByteString;
 use serde_json::Value;
@@ -12,7 +13,7 @@ use super::socket::SocketParts;
 
 use super::adapter::{Adapter, RemoteSession, Taken};
 use super::namespace::{self, Deferred};
-use super::socket::SocketRecovery;
+use super::socket::{Closing, DISCONNECT_NOTICE, SocketRecovery};
 use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
 use crate::engine::{Admitted, CloseReason, Connection, EngineHandler, HandshakeRefusal, RequestInfo, Session};
 use crate::limits::{ConnectionRefused, IpPermit, UserPermit};
@@ -247,6 +248,41 @@ impl ClientShared {
         }
     }
 
+    /// The session's queue overflowed (see [`Connection::on_overflow`]):
+    /// its sockets answer what they took (for at most
+    /// [`CUT_ACK_DEADLINE`](super::socket::CUT_ACK_DEADLINE)) and refuse
+    /// what comes meanwhile, each then gets [`DISCONNECT_NOTICE`]
+    /// `{code: "slow_consumer"}`, and the connection closes once that is
+    /// written (`transport close`: the client reconnects, and resumes
+    /// with recovery on).
+    async fn cut_slow_consumer(self: Arc<Self>) {
+        let sockets: Vec<Socket> = self
+            .lock()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Connected(s) => Some(s.clone()),
+                Slot::Connecting | Slot::Left => None,
+            })
+            .collect();
+        for s in &sockets {
+            s.begin_closing(Closing::SlowConsumer);
+        }
+        // Events read in the same batch are refused with an answer first.
+        tokio::task::yield_now().await;
+        let deadline = tokio::time::Instant::now() + super::socket::CUT_ACK_DEADLINE;
+        while sockets.iter().any(|s| s.connected() && s.acks_in_flight() > 0)
+            && tokio::time::Instant::now() < deadline
+            && !self.session.is_closed()
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let notice = serde_json::json!({ "code": "slow_consumer", "message": "the client does not read its messages" });
+        for s in &sockets {
+            let _ = s.emit_notice(DISCONNECT_NOTICE, notice.clone());
+        }
+        self.session.close_after_flush(CloseReason::SlowConsumer);
+    }
+
     /// The socket of `nsp`; `Ok(None)` when the server disconnected it,
     /// `Err` when the client never joined `nsp` (a protocol error).
     fn socket(&self, nsp: &str) -> Result<Option<Socket>, CloseReason> {
@@ -354,6 +390,14 @@ impl Connection for Client {
             }
             PacketKind::ConnectError(_) => Err(CloseReason::ParseError),
         }
+    }
+
+    fn cuts_on_overflow(&self) -> bool {
+        true
+    }
+
+    fn on_overflow(&mut self, _session: &Session) {
+        tokio::spawn(self.shared.clone().cut_slow_consumer());
     }
 
     fn on_close(&mut self, reason: CloseReason) {

@@ -7,18 +7,22 @@
 //! 1. New handshakes are refused at once (HTTP 503, code
 //!    `server_shutting_down`); connected clients keep working meanwhile.
 //! 2. Connections are handled in batches of [`DrainOptions::batch_size`],
-//!    [`DrainOptions::batch_interval`] apart. Each socket of a batch gets
-//!    [`DRAIN_NOTICE`] `{reason, reconnectAfterMs}`: a hint, random within
+//!    [`DrainOptions::batch_interval`] apart. Events the batch's clients
+//!    sent and still await an ack for get until
+//!    [`DrainOptions::ack_deadline`] (counted from the start of the drain)
+//!    to be answered; events arriving from then on are answered at once
+//!    with `{status: "error", code: "server_shutting_down"}`, so every event
+//!    the server took gets its answer before the close.
+//! 3. Then each socket of the batch gets [`DRAIN_NOTICE`]
+//!    `{reason, reconnectAfterMs}`: a hint, random within
 //!    [`DrainOptions::reconnect_jitter`], for clients that want to wait
 //!    before reconnecting (socket.io clients reconnect by themselves with
 //!    their own backoff).
-//! 3. Events the batch's clients sent and still await an ack for get until
-//!    [`DrainOptions::ack_deadline`] (counted from the start of the drain)
-//!    to be answered; events arriving after the notice are answered at once
-//!    with `{status: "error", code: "server_shutting_down"}`, so every event
-//!    the server took gets its answer before the close.
 //! 4. The batch's connections close once their queues are written: the
-//!    clients see `transport close` and reconnect, elsewhere.
+//!    clients see `transport close` and reconnect, elsewhere. Not a
+//!    namespace DISCONNECT (`io server disconnect`), unlike the other cuts
+//!    (`tidewire:disconnect`): a socket.io client does not reconnect after
+//!    one, and a drained client must come back on another node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +36,6 @@ use tokio::time::Instant;
 use super::socket::Closing;
 use super::{Hub, Socket};
 use crate::engine::{CloseReason, Session};
-use crate::protocol::socketio::Payload;
 
 /// The event each socket gets when its connection is about to be closed by
 /// a drain: `{reason: "server shutting down", reconnectAfterMs}`.
@@ -197,14 +200,20 @@ impl Hub {
                     // `server_shutting_down` instead of reaching a handler
                     // whose answer could come after the close.
                     s.begin_closing(Closing::ShuttingDown);
-                    let after = if jitter_ms == 0 { 0 } else { rand::rng().random_range(0..jitter_ms) };
-                    let notice = json!({ "reason": "server shutting down", "reconnectAfterMs": after });
-                    let _ = s.emit(DRAIN_NOTICE, Payload::json(vec![notice]));
                 }
             }
             let in_flight = || -> u32 { batch.iter().flat_map(|(_, s)| s.iter()).map(Socket::acks_in_flight).sum() };
             while in_flight() > 0 && Instant::now() < deadline {
                 tokio::time::sleep(ACK_POLL).await;
+            }
+            // Every answer is queued before the notice, the notice before
+            // the close: a client reads them in that order.
+            for (_, sockets) in &batch {
+                for s in sockets {
+                    let after = if jitter_ms == 0 { 0 } else { rand::rng().random_range(0..jitter_ms) };
+                    let notice = json!({ "reason": "server shutting down", "reconnectAfterMs": after });
+                    let _ = s.emit_notice(DRAIN_NOTICE, notice);
+                }
             }
             report.acks_abandoned += in_flight();
             for (session, _) in &batch {

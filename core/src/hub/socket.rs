@@ -381,6 +381,26 @@ impl Socket {
         if volatile { self.inner.session.send_volatile(frames) } else { self.inner.session.send(frames) }
     }
 
+    /// Queues answers the client is owed (acks, a cut's notice, a
+    /// DISCONNECT): they still go out after its queue overflowed (see
+    /// [`Session::send_answer`]).
+    pub(crate) fn send_answer(&self, frames: &[Encoded]) -> Result<(), SendError> {
+        if !self.connected() {
+            return Err(SendError::Closed);
+        }
+        self.inner.session.send_answer(frames.iter().cloned())
+    }
+
+    /// Sends a notice about this connection (a cut, a drain) as an answer:
+    /// never recorded for recovery, so a client that resumes elsewhere is
+    /// not told again.
+    pub(crate) fn emit_notice(&self, event: &str, notice: Value) -> Result<(), SendError> {
+        let args = Payload::json(vec![notice]);
+        self.notify_outgoing(event, &args);
+        let frames = self.inner.namespace.parser().encode(&Packet::event(self.namespace(), event, args, None));
+        self.send_answer(&frames)
+    }
+
     fn notify_outgoing(&self, event: &str, args: &Payload) {
         let handlers = self.inner.namespace.handlers();
         for l in &handlers.outgoing {
@@ -580,7 +600,7 @@ impl Socket {
     fn disconnect_for(&self, reason: DisconnectReason) {
         if self.connected() {
             let frames = self.inner.namespace.parser().encode(&Packet::disconnect(self.namespace()));
-            let _ = self.send_shared(&frames, false);
+            let _ = self.send_answer(&frames);
         }
         if let Some(client) = self.inner.client.upgrade() {
             client.server_left(self.namespace());
@@ -601,6 +621,8 @@ impl Socket {
                 | DisconnectReason::TransportError
                 | DisconnectReason::PingTimeout
                 | DisconnectReason::ServerShutdown
+                // Cut for lagging: what it could not take is in the log.
+                | DisconnectReason::SlowConsumer
         );
         if !unclean {
             return;

@@ -813,6 +813,34 @@ async fn recovery_restores_id_rooms_data_and_missed_packets_in_order() {
     assert_ne!(reply["sid"], sid.as_str());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_resumes_with_what_its_cut_dropped() {
+    let config = HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default());
+    let (hub, _) = users_hub(config);
+    let engine = hub.engine(crate::engine::EngineConfig::default().max_buffered_packets(8));
+    let ns = hub.of("/");
+    let first = Client::open(&engine);
+    let (reply, _) = connect_reply(&first, json!({ "user": "sam" })).await;
+    let pid = reply["pid"].as_str().unwrap().to_owned();
+    for i in 0..12 {
+        ns.emit("m", args(json!([i])));
+    }
+    settle().await;
+    // It reads what was queued before the overflow (0 to 7) and the notice.
+    let got = first.recv();
+    assert_eq!(got.len(), 9, "{got:?}");
+    assert!(got[8].starts_with(r#"2["tidewire:disconnect","#), "{got:?}");
+    let last_seen = offset_of(&got[7]);
+    assert!(first.session.finish_if_drained());
+    settle().await;
+    // Back: 8 to 11 replayed, the notice not.
+    let back = Client::open(&engine);
+    let (reply, missed) = connect_reply(&back, json!({ "user": "sam", "pid": pid, "offset": last_seen })).await;
+    assert_eq!(reply["pid"], pid.as_str(), "resumed");
+    let numbers: Vec<&str> = missed.iter().map(|p| p.split(',').nth(1).unwrap_or_default()).collect();
+    assert_eq!(numbers, ["8", "9", "10", "11"], "{missed:?}");
+}
+
 #[tokio::test]
 async fn recovery_without_any_prior_event_replays_from_the_connect() {
     let config = HubConfig::default().connection_state_recovery(crate::recovery::RecoveryConfig::default());
@@ -942,14 +970,96 @@ async fn drain_refuses_newcomers_notifies_waits_for_acks_then_closes() {
     for (i, c) in clients.iter().enumerate() {
         assert!(c.session.is_closed());
         let out = c.recv();
+        // The slow event's answer went out first, then the notice, then the
+        // connection closed.
+        let answers = if i == 2 { vec![r#"39["done"]"#] } else { vec![] };
+        assert_eq!(out.len(), answers.len() + 1, "{out:?}");
+        assert_eq!(out[..answers.len()], answers[..], "{out:?}");
         assert!(
-            out[0].starts_with(r#"2["tidewire:drain",{"reason":"server shutting down","reconnectAfterMs":"#),
+            out[answers.len()]
+                .starts_with(r#"2["tidewire:drain",{"reason":"server shutting down","reconnectAfterMs":"#),
             "{out:?}"
         );
-        // The slow event's answer went out before its connection closed.
-        let expected = if i == 2 { vec![r#"39["done"]"#] } else { vec![] };
-        assert_eq!(out[1..], expected[..], "{out:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_gets_every_answer_then_the_notice_then_the_close() {
+    let hub = Hub::default();
+    let engine = hub.engine(crate::engine::EngineConfig::default().max_buffered_packets(8));
+    hub.of("/").on("slow", |_s: Socket, e: Event| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(ack) = e.ack {
+            let _ = ack.send(args(json!(["done"])));
+        }
+    });
+    let c = Client::open(&engine);
+    c.connect("/", None).await;
+    c.send(r#"21["slow"]"#);
+    settle().await;
+    // The server floods a client that reads nothing: past 8 packets its
+    // queue overflows, and what comes after is dropped.
+    for i in 0..20 {
+        hub.emit("m", args(json!([i])));
+    }
+    settle().await;
+    assert_eq!(engine.stats().slow_consumers.load(Ordering::Relaxed), 1);
+    assert!(!c.session.is_closed(), "open while an answer is due");
+    // An event read meanwhile is refused with an answer, not handled.
+    c.send(r#"22["slow"]"#);
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    settle().await;
+    let out = c.recv();
+    let floods: Vec<String> = (0..8).map(|i| format!(r#"2["m",{i}]"#)).collect();
+    assert_eq!(out[..8], floods[..], "{out:?}");
+    assert_eq!(
+        out[8..],
+        [
+            r#"32[{"status":"error","code":"slow_consumer","message":"the client does not read its messages"}]"#,
+            r#"31["done"]"#,
+            r#"2["tidewire:disconnect",{"code":"slow_consumer","message":"the client does not read its messages"}]"#,
+        ],
+        "{out:?}"
+    );
+    // Then the connection closes (`transport close` for the client, which
+    // reconnects), with the slow consumer's reason.
+    assert!(c.session.finish_if_drained());
+    assert_eq!(c.session.close_reason(), Some(crate::engine::CloseReason::SlowConsumer));
+    assert_eq!(hub.of("/").socket_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_that_never_answers_is_closed_all_the_same() {
+    let hub = Hub::default();
+    let engine = hub.engine(crate::engine::EngineConfig::default().max_buffered_packets(4));
+    hub.of("/").on("stuck", |_s: Socket, e: Event| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(e);
+    });
+    let c = Client::open(&engine);
+    c.connect("/", None).await;
+    c.send(r#"21["stuck"]"#);
+    settle().await;
+    for i in 0..10 {
+        hub.emit("m", args(json!([i])));
+    }
+    // Answers to a flood of events are bounded too: past twice the queue's
+    // bound the connection closes without waiting.
+    for id in 2..40 {
+        c.send(&format!(r#"2{id}["stuck"]"#));
+    }
+    settle().await;
+    assert!(c.session.queued().0 <= 8, "{:?}", c.session.queued());
+    // The answer that never comes is waited for at most the cut's deadline,
+    // and nothing is written after the overflow but answers and the notice.
+    tokio::time::sleep(socket::CUT_ACK_DEADLINE + Duration::from_millis(100)).await;
+    settle().await;
+    tokio::time::sleep(crate::engine::FLUSH_TIMEOUT + Duration::from_millis(100)).await;
+    settle().await;
+    assert!(c.session.is_closed());
+    assert_eq!(c.session.close_reason(), Some(crate::engine::CloseReason::SlowConsumer));
+    assert!(!c.recv().iter().any(|p| p.contains(r#"["m",4]"#)), "nothing but answers after the overflow");
 }
 
 #[tokio::test(start_paused = true)]

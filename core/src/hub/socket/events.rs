@@ -46,6 +46,8 @@ pub(crate) enum Closing {
     RateLimited = 1,
     /// Its connection is being drained (server shutting down).
     ShuttingDown = 2,
+    /// Its connection overflowed its queue (a client that does not read).
+    SlowConsumer = 3,
 }
 
 impl Closing {
@@ -53,6 +55,7 @@ impl Closing {
         match v {
             1 => Closing::RateLimited,
             2 => Closing::ShuttingDown,
+            3 => Closing::SlowConsumer,
             _ => Closing::No,
         }
     }
@@ -61,6 +64,7 @@ impl Closing {
     fn refusal(self) -> EventRejection {
         match self {
             Closing::ShuttingDown => EventRejection::new("server_shutting_down", "server shutting down"),
+            Closing::SlowConsumer => EventRejection::new("slow_consumer", "the client does not read its messages"),
             _ => EventRejection::new("rate_limited", "too many rate-limit violations"),
         }
     }
@@ -149,7 +153,7 @@ impl AckResponder {
             s.inner.namespace.parser().encode(&Packet::ack(s.namespace(), self.id, args)).into();
         let size: usize = frames.iter().map(Encoded::len).sum();
         lock(&s.inner.inbound).answered(self.id, (size <= MAX_CACHED_ANSWER).then(|| frames.clone()));
-        s.send_shared(&frames, false)
+        s.send_answer(&frames)
     }
 }
 
@@ -290,7 +294,7 @@ impl Socket {
         let socket = self.clone();
         let finish = move || {
             if let Some(notice) = notice {
-                let _ = socket.emit(DISCONNECT_NOTICE, notice);
+                let _ = socket.emit_notice(DISCONNECT_NOTICE, notice);
             }
             socket.disconnect_for(reason);
         };
@@ -368,7 +372,7 @@ impl Socket {
                 Inbound::New => {}
                 Inbound::InProgress | Inbound::Answered(None) => return,
                 Inbound::Answered(Some(frames)) => {
-                    let _ = self.send_shared(&frames, false);
+                    let _ = self.send_answer(&frames);
                     return;
                 }
             }

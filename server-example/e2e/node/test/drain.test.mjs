@@ -2,9 +2,12 @@
 // /healthz get 503 at once, connected clients get `tidewire:drain` in
 // batches (2 per 300 ms here) and are then closed ("transport close", so
 // socket.io clients reconnect elsewhere), and the server exits by itself.
+// Clients chatting through the drain get an answer for every message the
+// server saved, before the notice, and the notice before the close.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, within, until } from "../lib/server.mjs";
+import { randomBytes } from "node:crypto";
+import { startServer, connect, emitAck, signHs256, within, until } from "../lib/server.mjs";
 
 const T = { timeout: 30_000 };
 
@@ -48,5 +51,73 @@ describe("graceful drain", () => {
     const times = seen.map((r) => r.at).sort((a, b) => a - b);
     assert.ok(times[2] - times[1] >= 200 && times[4] - times[3] >= 200, `notice times ${times}`);
     assert.ok(times[1] - times[0] < 200 && times[3] - times[2] < 200 && times[5] - times[4] < 200, `${times}`);
+  });
+
+  test("chatting through the drain: every saved message answered, then the notice, then the close", T, async () => {
+    const secret = "e2e-drain-" + randomBytes(16).toString("hex");
+    const token = (sub) => signHs256({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, secret);
+    const server = await startServer(["--drain-batch-size", "1", "--drain-interval-ms", "300"], {
+      chat: true,
+      env: { JWT_SECRET: secret },
+    });
+    const room = `drain-${process.pid}`;
+    const senders = await Promise.all(
+      [["websocket"], ["polling"], ["websocket"]].map((transports, i) => connect(server.url, { token: token(`d${i}`) }, { transports }).ready),
+    );
+    for (const s of senders) assert.deepEqual(await emitAck(s, "chat:join", room), { status: "ok" });
+    // What each client saw, in the order its packets arrived.
+    const seen = senders.map(() => []);
+    const received = senders.map(() => []);
+    const oks = senders.map(() => new Set());
+    const gone = senders.map(
+      (s, i) =>
+        new Promise((resolve) => {
+          s.on("chat:new_message", (m) => received[i].push(m.content));
+          s.once("tidewire:drain", () => seen[i].push("notice"));
+          s.once("disconnect", (reason) => (seen[i].push(`disconnect:${reason}`), resolve()));
+        }),
+    );
+    // Each sender posts every 60 ms (within the chat's 10/s) until it is cut.
+    let n = 0;
+    const sending = senders.map((s, i) =>
+      (async () => {
+        const pending = [];
+        while (s.connected) {
+          const content = `s${i}-${n++}`;
+          pending.push(
+            new Promise((resolve) =>
+              s.timeout(10_000).emit("chat:message", { roomId: room, content }, (err, a) => {
+                if (err) return resolve(err.message);
+                seen[i].push(`answer:${a.status === "ok" ? "ok" : a.code}`);
+                if (a.status === "ok") oks[i].add(content);
+                resolve(a.status);
+              }),
+            ),
+          );
+          await new Promise((r) => setTimeout(r, 60));
+        }
+        return Promise.all(pending);
+      })(),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise((r) => server.proc.once("exit", (code) => r(code)));
+    server.proc.kill("SIGTERM");
+    assert.equal(await within(15_000, "the server to exit", exited), 0);
+    await within(5_000, "every client to see the close", Promise.all(gone));
+    const outcomes = await Promise.all(sending);
+    const saved = new Set(oks.flatMap((o) => [...o]));
+    for (let i = 0; i < senders.length; i++) {
+      const kinds = seen[i];
+      const notice = kinds.indexOf("notice");
+      assert.ok(notice > 0, `client ${i} saw answers, then the notice: ${kinds.slice(-6)}`);
+      assert.ok(kinds.lastIndexOf("answer:ok") < notice, `no saved message answered after the notice: ${kinds.slice(-6)}`);
+      assert.deepEqual(kinds.slice(notice + 1).filter((k) => !k.startsWith("answer:")), ["disconnect:transport close"]);
+      // Answered (saved or refused), or never handled (the client's own
+      // "socket has been disconnected"): never a timeout.
+      for (const o of outcomes[i]) assert.ok(["ok", "error"].includes(o) || /disconnected/.test(o), o);
+      // Whatever reached the room was answered to its sender.
+      for (const content of received[i]) assert.ok(saved.has(content), `${content} reached the room without its answer`);
+    }
+    assert.ok(saved.size >= senders.length * 3, `the clients chatted meanwhile (${saved.size} saved)`);
   });
 });
