@@ -104,6 +104,11 @@ struct Options {
     /// Concurrent connections per IP address (0: no cap).
     #[arg(long, env = "TIDEWIRE_MAX_CONN_PER_IP")]
     max_conn_per_ip: Option<u32>,
+    /// Open TCP connections per IP address at the listener, before any
+    /// HTTP is read (slow-loris clients; 0: no cap). Default 2,048, or no
+    /// cap with `--trusted-proxies` (every connection is the proxy's).
+    #[arg(long, env = "TIDEWIRE_MAX_TCP_PER_IP")]
+    max_tcp_per_ip: Option<usize>,
     /// Concurrent connections per user (0: no cap).
     #[arg(long, env = "TIDEWIRE_MAX_CONN_PER_USER")]
     max_conn_per_user: Option<u32>,
@@ -290,10 +295,12 @@ async fn run(options: Options) -> std::io::Result<()> {
     let hub = Hub::new(hub_config);
 
     let mut builder = Server::builder().route("/healthz", healthz(hub.clone())).route("/readyz", healthz(hub.clone()));
-    if options.trusted_proxies > 0 {
+    match options.max_tcp_per_ip {
+        Some(cap) => builder = builder.max_connections_per_ip(cap),
         // Every connection comes from a proxy's address: a per-address cap
         // would cap the whole site. The proxy caps its clients.
-        builder = builder.max_connections_per_ip(0);
+        None if options.trusted_proxies > 0 => builder = builder.max_connections_per_ip(0),
+        None => {}
     }
     // Engines served beside the hub's, for /metrics.
     let mut other_engines = Vec::new();

@@ -33,6 +33,9 @@ async fn wildcard_answers_a_literal_star_without_credentials() {
             let (get, preflight) = from_origin(server.port, EVIL).await;
             assert_eq!(get.status, 200, "the handshake is served");
             assert_eq!(cors(&get), (Some("*"), None), "{args:?}: handshake from {EVIL}");
+            // Beside listed origins, the answer depends on the origin.
+            let vary = (args[1] != "*").then_some("Origin");
+            assert_eq!(get.header("vary"), vary, "{args:?}: Vary");
             assert_eq!(preflight.status, 204);
             assert_eq!(cors(&preflight), (Some("*"), None), "{args:?}: preflight from {EVIL}");
         }

@@ -81,3 +81,42 @@ async fn uncapped_conformance_mode_is_not_limited_twice() {
     })
     .await
 }
+
+/// Whether the server closes `s` (EOF or reset) within `limit`.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(tokio::time::timeout(limit, s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test]
+async fn max_tcp_per_ip_caps_open_connections_at_the_listener_even_behind_a_proxy() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    run(async {
+        // Set, the flag holds behind a proxy too (where the default is no cap).
+        for extra in [&[][..], &["--trusted-proxies", "1"][..]] {
+            let mut args = vec!["--max-tcp-per-ip", "3"];
+            args.extend_from_slice(extra);
+            let mut server = Server::start_with(&args);
+            // Three connections that send half a request head and stop.
+            let mut loris = Vec::new();
+            for _ in 0..3 {
+                let mut s = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+                loris.push(s);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let mut fourth = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+            assert!(closed_within(&mut fourth, STEP).await, "{args:?}: the fourth is closed before anything is read");
+            for s in &mut loris {
+                assert!(!closed_within(s, std::time::Duration::from_millis(50)).await, "{args:?}: the held ones stay");
+            }
+            drop(loris.pop());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(http_get(server.port, "/healthz").await.status, 200, "{args:?}: a slot came back");
+            server.assert_running();
+        }
+    })
+    .await;
+}

@@ -332,6 +332,11 @@ pub(crate) fn cors_headers(engine: &Engine, origin: Option<&HeaderValue>, h: &mu
         None => {}
         Some(AllowedOrigin::Any) => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            if engine.config().cors_origins.iter().any(|o| o != "*") {
+                // Listed origins get another answer: a shared cache must
+                // keep the two apart.
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
         }
         Some(AllowedOrigin::Listed) => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
