@@ -349,6 +349,42 @@ async fn a_websocket_upgrade_on_another_node_is_relayed_to_the_owner() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_relays_no_new_websocket_and_the_owner_upgrades_it() {
+    let (_bus, nodes) = memory_cluster(2).await;
+    let sid = connect_round_robin(&nodes).await;
+    let servers = [
+        Server::builder().mount("/socket.io/", nodes[0].engine.clone()).bind("127.0.0.1:0").await.unwrap(),
+        Server::builder().mount("/socket.io/", nodes[1].engine.clone()).bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let url = |i: usize| format!("ws://{}/socket.io/?EIO=4&transport=websocket&sid={sid}", servers[i].local_addr());
+    // Node 1 drains (it has no client of its own): a relay through it would
+    // end with it, so the upgrade is refused with the 503 a balancer
+    // retries on another node.
+    let report = nodes[1].hub.drain(tidewire::hub::DrainOptions::default()).await;
+    assert_eq!(report.connections, 0);
+    match tokio_tungstenite::connect_async(url(1)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 503);
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["code"], "server_shutting_down");
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // Polling through it still reaches the owner meanwhile.
+    assert_eq!(text(&post(&nodes[1], &sid, "42[\"shout\",1]").await), "ok");
+    // The retry on the owner upgrades.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url(0)).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(ws_text(&mut ws).await, "3probe");
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text("421[\"echo\",\"up\"]")).await.unwrap();
+    assert_eq!(ws_text(&mut ws).await, "431[\"up\"]");
+    for s in servers {
+        s.shutdown().await;
+    }
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;

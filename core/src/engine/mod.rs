@@ -238,6 +238,19 @@ pub struct HandshakeRefusal {
     pub retry_after: Option<Duration>,
 }
 
+impl HandshakeRefusal {
+    /// `503 server_shutting_down`: what a draining node answers to what it
+    /// no longer takes (a handshake, a relay), so a balancer tries another.
+    pub fn shutting_down() -> HandshakeRefusal {
+        HandshakeRefusal {
+            status: http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "server_shutting_down",
+            message: "server shutting down".to_owned(),
+            retry_after: None,
+        }
+    }
+}
+
 impl From<ConnectionRefused> for HandshakeRefusal {
     /// 503 at the global cap (the server is full, not the client too
     /// eager), 429 otherwise, with the refusal's code and retry time.
@@ -421,6 +434,15 @@ pub trait EngineHandler: Send + Sync + 'static {
         let conn = self.on_open(session, request);
         hold(conn, admitted.guard)
     }
+
+    /// Whether this node is draining (see `Hub::drain`): it then relays no
+    /// new WebSocket for a session of another node, since the relay would
+    /// end with this node and send the client back through a reconnect;
+    /// the upgrade gets `503`, which a balancer retries on another node
+    /// (nginx: `proxy_next_upstream http_503`). The default: never.
+    fn is_draining(&self) -> bool {
+        false
+    }
 }
 
 /// `conn`, holding `guard` (if any) until it is dropped.
@@ -550,6 +572,12 @@ impl Engine {
     /// second call is ignored).
     pub(crate) fn set_forward(&self, forward: Arc<dyn forward::Forward>) {
         let _ = self.inner.forward.set(forward);
+    }
+
+    /// Whether the application on this engine is draining
+    /// ([`EngineHandler::is_draining`]).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.inner.handler.is_draining()
     }
 
     /// Where requests for sessions of other nodes go, if anywhere.

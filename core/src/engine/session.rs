@@ -228,6 +228,8 @@ enum ConnSlot {
 struct State {
     transport: TransportKind,
     upgrading: bool,
+    /// Upgrades begun so far: tells an upgrade from a later one.
+    upgrades: u32,
     get_active: bool,
     post_active: bool,
 }
@@ -262,7 +264,13 @@ impl Session {
                     bytes: u32::try_from(config.max_buffered_bytes).unwrap_or(u32::MAX),
                     policy: config.slow_consumer,
                 },
-                state: Mutex::new(State { transport, upgrading: false, get_active: false, post_active: false }),
+                state: Mutex::new(State {
+                    transport,
+                    upgrading: false,
+                    upgrades: 0,
+                    get_active: false,
+                    post_active: false,
+                }),
                 outbound: Mutex::new(Outbound::default()),
                 writable: Notify::new(),
                 ponged: AtomicBool::new(false),
@@ -707,15 +715,34 @@ impl Session {
             return false;
         }
         st.upgrading = true;
+        st.upgrades = st.upgrades.wrapping_add(1);
         drop(st);
         // Release a pending GET so the client can pause polling.
         self.inner.writable.notify_one();
         true
     }
 
+    /// The number of the upgrade begun last (see [`abort_upgrade_if`]).
+    ///
+    /// [`abort_upgrade_if`]: Self::abort_upgrade_if
+    pub(crate) fn upgrade_serial(&self) -> u32 {
+        lock(&self.inner.state).upgrades
+    }
+
     /// Abandons an upgrade that did not complete.
     pub(crate) fn abort_upgrade(&self) {
         lock(&self.inner.state).upgrading = false;
+    }
+
+    /// Abandons upgrade number `serial` if it is still under way (a relay
+    /// that went away in the middle of its probe). True when it was.
+    pub(crate) fn abort_upgrade_if(&self, serial: u32) -> bool {
+        let mut st = lock(&self.inner.state);
+        let stale = st.upgrading && st.upgrades == serial;
+        if stale {
+            st.upgrading = false;
+        }
+        stale
     }
 
     /// Completes the upgrade: the WebSocket becomes the session's transport.

@@ -34,14 +34,13 @@ fn client_ip(hub: &Hub, request: &RequestInfo) -> std::net::IpAddr {
 }
 
 impl EngineHandler for Acceptor {
+    fn is_draining(&self) -> bool {
+        self.hub.is_draining()
+    }
+
     fn admit(&self, request: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {
         if self.hub.is_draining() {
-            return Err(HandshakeRefusal {
-                status: http::StatusCode::SERVICE_UNAVAILABLE,
-                code: "server_shutting_down",
-                message: "server shutting down".to_owned(),
-                retry_after: None,
-            });
+            return Err(HandshakeRefusal::shutting_down());
         }
         let ip = client_ip(&self.hub, request);
         match self.hub.inner().connections.acquire_ip(ip, crate::time::now()) {

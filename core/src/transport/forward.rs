@@ -35,6 +35,10 @@ pub(crate) const CLOSED: u16 = 410;
 /// Status of a pull that found nothing to send in time.
 pub(crate) const NOTHING: u16 = 204;
 
+/// How long past the upgrade timeout an owner waits for the relay's word on
+/// a probe (its `Upgrade` or `AbortUpgrade` travels over the bus).
+const PROBE_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Reply {
     /// The reply of the owner, as an HTTP answer.
     pub(crate) fn of(answer: Answer) -> Reply {
@@ -115,7 +119,20 @@ pub(crate) async fn serve(engine: &Engine, sid: &str, op: Op) -> Answer {
             ok()
         }
         Op::Probe => match websocket::Target::upgrade(session) {
-            websocket::Target::Upgrade(session) if session.begin_upgrade() => ok(),
+            websocket::Target::Upgrade(session) if session.begin_upgrade() => {
+                // The relay ends its probe within the upgrade timeout; one
+                // that went away meanwhile (its node stopped) would leave
+                // the session upgrading for good.
+                let serial = session.upgrade_serial();
+                let limit = engine.config().upgrade_timeout + PROBE_MARGIN;
+                tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    if session.abort_upgrade_if(serial) {
+                        tracing::debug!(sid = session.sid(), "relayed upgrade abandoned: no word from the relay");
+                    }
+                });
+                ok()
+            }
             _ => HttpError::BadRequest.answer(),
         },
         Op::Upgrade if session.is_upgrading() => {
@@ -221,6 +238,60 @@ fn pong() -> Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{CloseReason, Connection, EngineConfig, EngineHandler, RequestInfo};
+    use crate::protocol::engine::Frame;
+
+    struct Quiet;
+    impl Connection for Quiet {
+        fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
+            Ok(())
+        }
+        fn on_close(&mut self, _: CloseReason) {}
+    }
+    impl EngineHandler for Quiet {
+        fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
+            Box::new(Quiet)
+        }
+    }
+
+    fn request() -> RequestInfo {
+        RequestInfo {
+            headers: HeaderMap::new(),
+            query: Vec::new(),
+            uri: http::Uri::from_static("/socket.io/?EIO=4&transport=polling"),
+            remote_addr: ([127, 0, 0, 1], 4000).into(),
+            time: std::time::SystemTime::now(),
+            secure: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_relay_goes_away_is_abandoned_after_the_upgrade_timeout() {
+        let config = EngineConfig::default();
+        let timeout = config.upgrade_timeout;
+        let engine = Engine::new(config, Arc::new(Quiet));
+        let session = engine.open_session(&request(), TransportKind::Polling);
+        let sid = session.sid().to_owned();
+        assert_eq!(serve(&engine, &sid, Op::Probe).await.status(), 200);
+        assert!(session.is_upgrading());
+        // The relay's node stops before its `Upgrade` or `AbortUpgrade`.
+        tokio::time::sleep(timeout).await;
+        assert!(session.is_upgrading(), "the relay still has its upgrade timeout");
+        tokio::time::sleep(PROBE_MARGIN + std::time::Duration::from_millis(10)).await;
+        assert!(!session.is_upgrading(), "abandoned: polling goes on and a later probe may start");
+        // A probe the relay abandons itself, then another one: the first
+        // one's watchdog leaves the second alone.
+        assert_eq!(serve(&engine, &sid, Op::Probe).await.status(), 200);
+        assert_eq!(serve(&engine, &sid, Op::AbortUpgrade).await.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(serve(&engine, &sid, Op::Probe).await.status(), 200);
+        let second = session.upgrade_serial();
+        tokio::time::sleep(timeout + PROBE_MARGIN - std::time::Duration::from_millis(500)).await;
+        assert!(session.is_upgrading(), "the first watchdog fired, the second probe goes on");
+        assert_eq!(serve(&engine, &sid, Op::Upgrade).await.status(), 200);
+        assert_eq!(session.transport(), TransportKind::WebSocket);
+        assert!(!session.abort_upgrade_if(second), "done: nothing to abandon");
+    }
 
     #[test]
     fn frames_keep_every_message_as_it_was() {

@@ -217,6 +217,8 @@ pub(crate) async fn answer<B: Chunks>(
             }
             None => HttpError::UnknownSid.answer(),
         },
+        // A draining node starts no relay: it would end with this node.
+        Routed::Relay(..) if engine.is_draining() => refusal_answer(&HandshakeRefusal::shutting_down()),
         Routed::Relay(owner, sid) => match engine.forward() {
             Some(forward) => websocket(Target::Relay(Box::new((forward.clone(), owner, sid))), req),
             None => HttpError::UnknownSid.answer(),

@@ -3,7 +3,7 @@
 import { io } from "socket.io-client";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,7 +64,12 @@ export async function spawnReady(command, args, { env = process.env, ready, labe
   const proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
   let stderr = "";
   proc.stderr.setEncoding("utf8");
+  // TIDEWIRE_E2E_LOG_DIR: every process's whole stderr in a file of its own
+  // (set RUST_LOG too), to read after a failure.
+  const logDir = process.env.TIDEWIRE_E2E_LOG_DIR;
+  const log = logDir ? createWriteStream(join(logDir, `${label}-${proc.pid}.log`)) : null;
   proc.stderr.on("data", (d) => {
+    log?.write(d);
     if (stderr.length < 1 << 20) stderr += d;
   });
 
