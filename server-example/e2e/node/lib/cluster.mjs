@@ -45,8 +45,9 @@ function ping(port) {
  * Starts a redis-server of its own on a free loopback port, without
  * persistence; resolves once it answers PING with `{url, port, stop()}`.
  */
-export async function startRedis() {
-  const port = await freePort();
+/** A redis-server on a free loopback port, or on `port` (a restart). */
+export async function startRedis({ port: wanted } = {}) {
+  const port = wanted ?? (await freePort());
   const proc = spawn(
     "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
