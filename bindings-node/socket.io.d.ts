@@ -50,7 +50,7 @@ export interface EngineOptions {
    * address (`"50/s:100"`, or `"off"`), and how many reverse proxies append to
    * `X-Forwarded-For` (0: the peer's address counts). A cap of 0 is no cap.
    */
-  limits?: { maxConnPerIp?: number; maxConnections?: number; handshakesPerIp?: string; trustedProxies?: number }
+  limits?: { maxConnPerIp?: number; maxConnections?: number; handshakesPerIp?: string; handshakesTotal?: string; trustedProxies?: number }
   /**
    * Tidewire's: hand each WebSocket connection on a plain `http.Server` over
    * to the core (its file descriptor, duplicated), which then reads and

@@ -45,6 +45,7 @@ export interface Limits {
   maxConnPerUser?: number
   maxConnections?: number
   handshakesPerIp?: string
+  handshakesTotal?: string
   trustedProxies?: number
 }
 

@@ -82,7 +82,7 @@ const DEFAULTS = Object.freeze({
 // The connection limits an Engine applies (Tidewire's; engine.io has none):
 // the fields of the core's limits spec that concern connections. Event
 // limits belong to the app (socket.io runs the handlers).
-const ENGINE_LIMITS = new Set(['maxConnPerIp', 'maxConnections', 'handshakesPerIp', 'trustedProxies'])
+const ENGINE_LIMITS = new Set(['maxConnPerIp', 'maxConnections', 'handshakesPerIp', 'handshakesTotal', 'trustedProxies'])
 
 // Options of socket.io's `Server`, not of the engine.
 const SOCKET_IO_OPTIONS = new Set([

@@ -118,6 +118,12 @@ struct Options {
     /// New connections per IP address, as COUNT/UNIT[:BURST], or `off`.
     #[arg(long, env = "TIDEWIRE_HANDSHAKES_PER_IP")]
     handshakes_per_ip: Option<String>,
+    /// New connections in total, from all addresses, as
+    /// COUNT/UNIT[:BURST], or `off` (the default): past it handshakes get
+    /// `503 server_busy` with a retry time, so a reconnect storm or a flood
+    /// from many addresses cannot take the CPU from connected clients.
+    #[arg(long, env = "TIDEWIRE_HANDSHAKES_TOTAL")]
+    handshakes_total: Option<String>,
     /// Where the chat's messages are kept: a SQLite file (`chat.db`) in this
     /// directory, made on first start. Unused when `DATABASE_URL` is set.
     #[arg(long, env = "TIDEWIRE_DATA_DIR", default_value = "./data")]
@@ -243,6 +249,7 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     spec.max_conn_per_user = options.max_conn_per_user;
     spec.max_connections = options.max_connections;
     spec.handshakes_per_ip.clone_from(&options.handshakes_per_ip);
+    spec.handshakes_total.clone_from(&options.handshakes_total);
     spec.trusted_proxies = Some(options.trusted_proxies);
     spec.apply(rates, conns).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }

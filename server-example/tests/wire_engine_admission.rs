@@ -120,3 +120,25 @@ async fn max_tcp_per_ip_caps_open_connections_at_the_listener_even_behind_a_prox
     })
     .await;
 }
+
+#[tokio::test]
+async fn handshakes_in_total_are_rate_limited_from_every_address() {
+    run(async {
+        let mut server = Server::start_with(&["--handshakes-total", "3/s:3", "--handshakes-per-ip", "off"]);
+        for _ in 0..3 {
+            assert_eq!(handshake(server.port, SIO_POLL).await.status, 200);
+        }
+        let busy = handshake(server.port, SIO_POLL).await;
+        assert_eq!(busy.status, 503, "{}", busy.text());
+        let body: serde_json::Value = serde_json::from_str(&busy.text()).unwrap();
+        assert_eq!(body["code"], "server_busy");
+        assert_eq!(busy.header("retry-after"), Some("1"));
+        // The rate refills: a third of a second later, one more.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(handshake(server.port, SIO_POLL).await.status, 200);
+        let metrics = http_get(server.port, "/metrics").await.text();
+        assert!(metric(&metrics, "tidewire_handshakes_refused_total") >= 1, "{metrics}");
+        server.assert_running();
+    })
+    .await;
+}

@@ -342,7 +342,7 @@ class Server:
     connect_timeout (seconds), max_payload (bytes), cors_origins,
     limits (rate limits and connection caps: {"rateSocket": "100/s:200",
     "rateUser", "rateIp", "events": {name: rate}, "maxViolations",
-    "maxConnPerIp", "maxConnPerUser", "maxConnections", "handshakesPerIp",
+    "maxConnPerIp", "maxConnPerUser", "maxConnections", "handshakesPerIp", "handshakesTotal",
     "trustedProxies"}), recovery (connection-state recovery window, in
     seconds; off by default), and on_error(exc) for handler exceptions
     (default: printed to stderr)."""

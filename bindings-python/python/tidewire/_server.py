@@ -115,7 +115,8 @@ class AsyncServer:
     event rate limits are off. Tidewire's own `limits` option (a dict with
     the core's `LimitsSpec` keys: `rateSocket`, `rateUser`, `rateIp`,
     `events`, `maxViolations`, `maxConnPerIp`, `maxConnPerUser`,
-    `maxConnections`, `handshakesPerIp`, `trustedProxies`) sets them, and
+    `maxConnections`, `handshakesPerIp`, `handshakesTotal`, `trustedProxies`)
+    sets them, and
     the connection caps, which stay on by default.
     """
 

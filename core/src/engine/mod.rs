@@ -252,11 +252,14 @@ impl HandshakeRefusal {
 }
 
 impl From<ConnectionRefused> for HandshakeRefusal {
-    /// 503 at the global cap (the server is full, not the client too
-    /// eager), 429 otherwise, with the refusal's code and retry time.
+    /// 503 at the global cap or the total handshake rate (the server is
+    /// full or busy, not the client too eager), 429 otherwise, with the
+    /// refusal's code and retry time.
     fn from(refused: ConnectionRefused) -> HandshakeRefusal {
         let status = match refused {
-            ConnectionRefused::Global => http::StatusCode::SERVICE_UNAVAILABLE,
+            ConnectionRefused::Global | ConnectionRefused::HandshakeRateTotal(_) => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => http::StatusCode::TOO_MANY_REQUESTS,
         };
         HandshakeRefusal {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{KeyedLimiter, Limited, Rate};
+use super::{Epoch, GcraCell, KeyedLimiter, Limited, Rate};
 
 /// Caps on concurrent connections and on handshakes.
 ///
@@ -30,6 +30,12 @@ pub struct ConnectionLimits {
     pub global: Option<u32>,
     /// New connections per IP address.
     pub handshakes_per_ip: Option<Rate>,
+    /// New connections per second in total, from all addresses: bounds
+    /// the CPU a flood from many addresses (or a whole fleet reconnecting
+    /// at once) takes from established clients. Refused with `503` and a
+    /// retry time. Off by default (size it to what the server can open a
+    /// second beside its steady load).
+    pub handshakes_total: Option<Rate>,
     /// How many reverse proxies in front of the server append to
     /// `X-Forwarded-For`: with `n > 0`, the client's address is the `n`th
     /// address from the right of that header. 0 (the default) ignores the
@@ -44,6 +50,7 @@ impl Default for ConnectionLimits {
             per_user: Some(20),
             global: Some(100_000),
             handshakes_per_ip: Some(Rate::per_second(50).burst(100)),
+            handshakes_total: None,
             trusted_proxies: 0,
         }
     }
@@ -52,7 +59,14 @@ impl Default for ConnectionLimits {
 impl ConnectionLimits {
     /// No caps at all.
     pub fn none() -> ConnectionLimits {
-        ConnectionLimits { per_ip: None, per_user: None, global: None, handshakes_per_ip: None, trusted_proxies: 0 }
+        ConnectionLimits {
+            per_ip: None,
+            per_user: None,
+            global: None,
+            handshakes_per_ip: None,
+            handshakes_total: None,
+            trusted_proxies: 0,
+        }
     }
 
     /// Sets [`per_ip`](Self::per_ip).
@@ -76,6 +90,12 @@ impl ConnectionLimits {
     /// Sets [`handshakes_per_ip`](Self::handshakes_per_ip).
     pub fn handshakes_per_ip(mut self, rate: Option<Rate>) -> Self {
         self.handshakes_per_ip = rate;
+        self
+    }
+
+    /// Sets [`handshakes_total`](Self::handshakes_total).
+    pub fn handshakes_total(mut self, rate: Option<Rate>) -> Self {
+        self.handshakes_total = rate;
         self
     }
 
@@ -142,6 +162,9 @@ pub enum ConnectionRefused {
     /// Too many new connections from this IP address.
     #[error("too many connection attempts, retry in {} ms", .0.retry_after.as_millis())]
     HandshakeRate(Limited),
+    /// Too many new connections in total (from all addresses).
+    #[error("server busy opening connections, retry in {} ms", .0.retry_after.as_millis())]
+    HandshakeRateTotal(Limited),
 }
 
 impl ConnectionRefused {
@@ -149,6 +172,7 @@ impl ConnectionRefused {
     pub fn code(&self) -> &'static str {
         match self {
             ConnectionRefused::HandshakeRate(_) => "rate_limited",
+            ConnectionRefused::HandshakeRateTotal(_) => "server_busy",
             _ => "too_many_connections",
         }
     }
@@ -156,7 +180,7 @@ impl ConnectionRefused {
     /// When a retry may succeed, if known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ConnectionRefused::HandshakeRate(l) => Some(l.retry_after),
+            ConnectionRefused::HandshakeRate(l) | ConnectionRefused::HandshakeRateTotal(l) => Some(l.retry_after),
             _ => None,
         }
     }
@@ -168,6 +192,7 @@ pub struct ConnectionCounter {
     limits: ConnectionLimits,
     state: Arc<Counts>,
     handshakes: Option<KeyedLimiter<IpAddr>>,
+    handshakes_total: Option<(Rate, GcraCell, Epoch)>,
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +309,7 @@ impl ConnectionCounter {
     pub fn new(limits: ConnectionLimits, epoch: Instant) -> ConnectionCounter {
         ConnectionCounter {
             handshakes: limits.handshakes_per_ip.map(|r| KeyedLimiter::new(r, epoch)),
+            handshakes_total: limits.handshakes_total.map(|r| (r, GcraCell::new(), Epoch::new(epoch))),
             limits,
             state: Arc::default(),
         }
@@ -302,6 +328,11 @@ impl ConnectionCounter {
     pub fn acquire_ip(&self, ip: IpAddr, now: Instant) -> Result<IpPermit, ConnectionRefused> {
         if let Some(h) = &self.handshakes {
             h.check(&ip, now).map_err(ConnectionRefused::HandshakeRate)?;
+        }
+        // After the address's own rate: one address's flood is refused as
+        // such and takes nothing from the others' share.
+        if let Some((rate, cell, epoch)) = &self.handshakes_total {
+            cell.check(rate, epoch.nanos(now)).map_err(ConnectionRefused::HandshakeRateTotal)?;
         }
         let max = self.limits.global.map_or(usize::MAX, |g| g as usize);
         let taken = self.state.global.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));

@@ -42,6 +42,8 @@ pub struct LimitsSpec {
     pub max_connections: Option<u32>,
     /// [`ConnectionLimits::handshakes_per_ip`].
     pub handshakes_per_ip: Option<String>,
+    /// [`ConnectionLimits::handshakes_total`].
+    pub handshakes_total: Option<String>,
     /// [`ConnectionLimits::trusted_proxies`].
     pub trusted_proxies: Option<usize>,
 }
@@ -99,6 +101,9 @@ impl LimitsSpec {
         }
         if let Some(t) = &self.handshakes_per_ip {
             conns = conns.handshakes_per_ip(rate("handshakesPerIp", t)?);
+        }
+        if let Some(t) = &self.handshakes_total {
+            conns = conns.handshakes_total(rate("handshakesTotal", t)?);
         }
         if let Some(n) = self.trusted_proxies {
             conns = conns.trusted_proxies(n);

@@ -198,6 +198,33 @@ fn handshake_rate_per_ip() {
 }
 
 #[test]
+fn handshake_rate_in_total_from_every_address() {
+    let t = Instant::now();
+    let limits = ConnectionLimits::none()
+        .handshakes_per_ip(Some(Rate::per_second(2).burst(2)))
+        .handshakes_total(Some(Rate::per_second(4).burst(4)));
+    let counter = ConnectionCounter::new(limits, t);
+    let ip = |n: u8| IpAddr::from([192, 0, 2, n]);
+    let mut held = Vec::new();
+    // One address past its own rate is refused as such, and takes nothing
+    // from the total.
+    held.push(counter.acquire_ip(ip(1), t).unwrap());
+    held.push(counter.acquire_ip(ip(1), t).unwrap());
+    assert_eq!(counter.acquire_ip(ip(1), t).unwrap_err().code(), "rate_limited");
+    // Four in total, from any addresses; then every address waits.
+    held.push(counter.acquire_ip(ip(2), t).unwrap());
+    held.push(counter.acquire_ip(ip(3), t).unwrap());
+    let refused = counter.acquire_ip(ip(4), t).unwrap_err();
+    assert!(matches!(refused, ConnectionRefused::HandshakeRateTotal(_)), "{refused:?}");
+    assert_eq!(refused.code(), "server_busy");
+    assert_eq!(refused.retry_after(), Some(ms(250)));
+    assert_eq!(counter.connections(), 4, "a refusal holds no slot");
+    // A quarter of a second later, one more.
+    assert!(counter.acquire_ip(ip(4), t + ms(250)).is_ok());
+    assert!(counter.acquire_ip(ip(5), t + ms(250)).is_err());
+}
+
+#[test]
 fn json_schema_reports_where_and_what() {
     let v = JsonSchema::first_arg(&serde_json::json!({
         "type": "object",
