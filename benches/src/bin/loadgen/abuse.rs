@@ -114,7 +114,7 @@ pub(crate) struct AbuseOpts {
 }
 
 /// The server's flags: caps as a public deployment sets them (per address,
-/// in total, a handshake rate per address), short timeouts.
+/// in total, a handshake rate per address and in total), short timeouts.
 const SERVER_FLAGS: &[&str] = &[
     "--conformance",
     "--port",
@@ -125,6 +125,8 @@ const SERVER_FLAGS: &[&str] = &[
     "32",
     "--handshakes-per-ip",
     "20/s:40",
+    "--handshakes-total",
+    "1000/s:1000",
     "--connect-timeout-ms",
     "5000",
     "--ping-interval-ms",
@@ -561,9 +563,13 @@ async fn storm(
             let _ = connected_tx.send(true);
             hold(ws).await;
             let since = *first_close.borrow_mut().get_or_insert_with(Instant::now);
-            // Back at once, as socket.io-client does on a server close
-            // (a few tries: a cap may refuse some).
-            for _ in 0..5 {
+            // Back at once, as socket.io-client does on a server close,
+            // then after its reconnection delays while the server refuses
+            // (the total handshake rate spreads the storm out).
+            for attempt in 0..12 {
+                if attempt > 0 {
+                    tokio::time::sleep(client::reconnection_delay(attempt - 1)).await;
+                }
                 match client::connect(&b).await {
                     Ok(ws) => {
                         {
@@ -579,8 +585,9 @@ async fn storm(
                     }
                     Err(e) => {
                         report.borrow_mut().refused += 1;
-                        note(&report, format!("storm reconnect: {e}"));
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if !client::is_refusal(&e) {
+                            note(&report, format!("storm reconnect: {e}"));
+                        }
                     }
                 }
             }
@@ -622,6 +629,9 @@ fn phase_length(name: &str, phase: Duration) -> Duration {
     match name {
         "slow-headers" => phase.max(Duration::from_secs(15)),
         "slow-bodies" | "slow-consumers" => phase.max(Duration::from_secs(13)),
+        // 10,000 clients back at the total handshake rate of SERVER_FLAGS
+        // (1,000 a second) with socket.io-client's delays between tries.
+        "drain-storm" => phase.max(Duration::from_secs(25)),
         _ => phase,
     }
 }

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -89,6 +90,41 @@ pub(crate) async fn engine_over(target: &Target, stream: TcpStream) -> Result<Ws
 /// Opens a WebSocket, then the Engine.IO session, then the main namespace.
 pub(crate) async fn connect(target: &Target) -> Result<Ws, Error> {
     Ok(connect_with(target, None).await?.0)
+}
+
+/// [`connect`], trying again as socket.io-client does when the server
+/// refuses the handshake for now (`503`: busy or at capacity; `429`: too
+/// eager): after its reconnection delay (1 s doubling to 5 s, ±50 %), at
+/// most `tries` times in all.
+pub(crate) async fn connect_retrying(target: &Target, tries: u32) -> Result<Ws, Error> {
+    let mut attempt = 0;
+    loop {
+        match connect(target).await {
+            Err(e) if attempt + 1 < tries && is_refusal(&e) => {
+                tokio::time::sleep(reconnection_delay(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `e` is the server refusing a handshake for now (`503`, `429`).
+pub(crate) fn is_refusal(e: &Error) -> bool {
+    matches!(
+        e.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+        Some(tokio_tungstenite::tungstenite::Error::Http(res)) if res.status() == 503 || res.status() == 429
+    )
+}
+
+/// socket.io-client's delay before reconnection attempt `n` (from 0):
+/// `reconnectionDelay` 1 s doubling up to `reconnectionDelayMax` 5 s, with
+/// its `randomizationFactor` of 0.5.
+pub(crate) fn reconnection_delay(n: u32) -> Duration {
+    use rand::Rng as _;
+    let base = (1000u64 << n.min(3)).min(5000) as f64;
+    let jitter = rand::rng().random_range(-0.5..0.5);
+    Duration::from_millis((base * (1.0 + jitter)) as u64)
 }
 
 /// [`connect`] with `auth` (a JSON object) in the CONNECT packet; also

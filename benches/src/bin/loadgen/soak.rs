@@ -376,7 +376,9 @@ async fn long_polling(target: Target, mut ops: mpsc::UnboundedReceiver<Op>, tall
 /// clean or an abrupt disconnect.
 async fn churn(target: Target, room: usize, clean: bool, tally: Shared) {
     let outcome: Result<(), client::Error> = async {
-        let mut ws = client::connect(&target).await?;
+        // A handshake refused for now (a cap, the total handshake rate) is
+        // tried again, as socket.io-client does.
+        let mut ws = client::connect_retrying(&target, 5).await?;
         for (id, args, want) in [
             (0, format!(r#""join","r{room}""#), None),
             (1, r#""echo","c""#.to_owned(), Some(r#"["c"]"#)),
