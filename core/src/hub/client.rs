@@ -232,17 +232,20 @@ impl ClientShared {
         }
     }
 
-    /// Disconnects every socket of this connection from its namespace.
-    pub(crate) fn disconnect_all(&self) {
-        let sockets: Vec<Socket> = self
-            .lock()
+    /// The sockets of this connection connected to their namespace.
+    fn connected_sockets(&self) -> Vec<Socket> {
+        self.lock()
             .values()
             .filter_map(|s| match s {
                 Slot::Connected(s) => Some(s.clone()),
                 Slot::Connecting | Slot::Left => None,
             })
-            .collect();
-        for socket in sockets {
+            .collect()
+    }
+
+    /// Disconnects every socket of this connection from its namespace.
+    pub(crate) fn disconnect_all(&self) {
+        for socket in self.connected_sockets() {
             socket.disconnect(false);
         }
     }
@@ -255,14 +258,7 @@ impl ClientShared {
     /// written (`transport close`: the client reconnects, and resumes
     /// with recovery on).
     async fn cut_slow_consumer(self: Arc<Self>) {
-        let sockets: Vec<Socket> = self
-            .lock()
-            .values()
-            .filter_map(|s| match s {
-                Slot::Connected(s) => Some(s.clone()),
-                Slot::Connecting | Slot::Left => None,
-            })
-            .collect();
+        let sockets = self.connected_sockets();
         for s in &sockets {
             s.begin_closing(Closing::SlowConsumer);
         }
