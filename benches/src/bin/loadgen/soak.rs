@@ -889,7 +889,10 @@ pub(crate) async fn run(opts: &SoakOpts) -> Result<bool, client::Error> {
             format!("RSS at the end within {:.0}% of the level after warm-up", opts.rss_tolerance * 100.0),
             report.rss_end_ratio <= 1.0 + opts.rss_tolerance,
         ),
-        ("open descriptors as before the load".to_owned(), a.fds == b.fds),
+        // No more: fewer is no leak (the polling clients' keep-alive
+        // connections, idle since the load stopped, close at the server's
+        // 10 s request-head timeout, 20 of them in a `make soak`).
+        ("no more open descriptors than before the load".to_owned(), a.fds <= b.fds),
         ("threads as before the load".to_owned(), a.threads == b.threads),
         ("sessions and sockets as before the load".to_owned(), a.sessions == b.sessions && a.sockets == b.sockets),
         ("no more rooms than before the load".to_owned(), a.rooms <= b.rooms),
