@@ -262,6 +262,9 @@ async fn a_room_member_gets_every_message_from_another_node_across_redis_restart
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     sender.abort();
+    // Ended, not only told to: on the other worker thread it may be between
+    // an emit and its count (it stops at its next await).
+    let _ = sender.await;
     let sent = sent.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + STEP;
     while (pa.received("news").len() as u64) < sent && tokio::time::Instant::now() < deadline {
