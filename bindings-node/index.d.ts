@@ -98,6 +98,12 @@ export declare class BroadcastOperator {
   except(rooms: Array<string>): BroadcastOperator
   /** Emits `event`; returns how many sockets it was queued for. */
   emit(event: string, json: string, attachments: Array<Buffer>): number
+  /**
+   * Emits `event` asking every recipient for an answer; resolves, once
+   * all answered or after `timeout` ms, to the answers that came and
+   * whether every recipient answered.
+   */
+  emitWithAck(event: string, json: string, attachments: Array<Buffer>, timeout: number): Promise<BroadcastAcks>
   /** Skipped for sockets whose queue is backed up. */
   volatile(): BroadcastOperator
   /** This node's sockets only. */
@@ -272,18 +278,29 @@ export declare class Server {
    */
   useMiddleware(nsp: string, callback: ((arg: HandshakeInfo) => Promise<string>)): void
   /**
-   * Sets the one callback every connection, disconnection and event of
-   * every namespace goes to, in the order they happen:
-   * `dispatch(nsp, kind, socket, name, json, attachments, ack, handlers)`
-   * where `kind` is `connection`, `disconnect` (`name` is the reason) or
-   * `event` (`name` is the event; `ack` is null unless asked for), and
-   * `handlers` the ids given to `on` for it, in order. One queue keeps a
-   * socket's `connection` ahead of its events. Set it once, first.
+   * Sets the one callback told when connections, disconnections and
+   * events of any namespace are waiting: `wake()`, once per batch;
+   * JavaScript then calls `take_deliveries`. Set it once, first.
    */
-  setDispatcher(dispatch: ((arg0: string, arg1: string, arg2: Socket, arg3: string, arg4: string, arg5: Array<Buffer>, arg6: Ack | undefined | null, arg7: Array<number>) => unknown)): void
+  setDispatcher(wake: Wake): void
   /**
-   * Delivers the connections and disconnections of `nsp` (once per
-   * namespace).
+   * Every delivery waiting, in the order they happened (one queue keeps
+   * a socket's `connection` ahead of its events); the next one calls
+   * `wake` again.
+   */
+  takeDeliveries(): Array<NodeDelivery>
+  /** The socket `sid` of `nsp`, while it is connected. */
+  socket(nsp: string, sid: string): Socket | null
+  /**
+   * The requests and WebSockets of an `http.Server` this server is
+   * attached to go through this (see `js/engine.js`): its sessions are
+   * this server's, in the same hub as its own listener's. `wake` and
+   * `wakeWrites` as `EngineHost`'s.
+   */
+  hostEngine(wake: Wake, wakeWrites: Wake): EngineHost
+  /**
+   * Delivers the connections, disconnectings and disconnections of
+   * `nsp` (once per namespace).
    */
   watch(nsp: string): void
   /**
@@ -386,6 +403,14 @@ export interface AckReply {
   attachments: Array<Buffer>
 }
 
+/** The answers to a broadcast with an acknowledgement. */
+export interface BroadcastAcks {
+  /** Each answer's arguments, in arrival order. */
+  responses: Array<AckReply>
+  /** Whether every recipient answered in time. */
+  complete: boolean
+}
+
 /** One session event for JavaScript (see [`EngineHost::take_events`]). */
 export interface EngineEvent {
   /**
@@ -470,6 +495,8 @@ export interface HttpRequest {
   remotePort: number
   /** The number the session's `open` carries back (and `cancel` takes). */
   request: number
+  /** Whether it came over TLS (`req.socket.encrypted`). */
+  secure?: boolean
 }
 
 /** One answer gathered from the other nodes. */
@@ -534,6 +561,36 @@ export interface LinkSession {
   requestId: string
   /** The holder, when it logs for the session until `releaseSession`. */
   holder?: string
+}
+
+/**
+ * One connection, disconnection or event for JavaScript (see
+ * [`Server::take_deliveries`]).
+ */
+export interface NodeDelivery {
+  /** The namespace. */
+  nsp: string
+  /** 0 `connection`, 1 `disconnect`, 2 an event, 3 `disconnecting`. */
+  kind: number
+  /** The socket id. */
+  sid: string
+  /**
+   * For `connection` and `disconnect`: the socket's handle (JavaScript
+   * keeps it by id; an event names its socket by `sid` only).
+   */
+  socket?: Socket
+  /** The event's name, or the disconnection's reason. */
+  name: string
+  /** For `disconnecting`: the rooms the socket was in. */
+  rooms?: Array<string>
+  /** The event's arguments as JSON. */
+  json: string
+  /** Their binary parts. */
+  attachments: Array<Buffer>
+  /** The acknowledgement, when the client asked for one. */
+  ack?: Ack
+  /** The ids given to `on` for it, in order. */
+  handlers: Array<number>
 }
 
 /** Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]). */

@@ -24,8 +24,8 @@ export interface ServerOptions {
   maxPayload?: number
   /** socket.io's name of `maxPayload`. */
   maxHttpBufferSize?: number
-  /** Only the path served; another is refused. */
-  path?: '/socket.io/' | '/socket.io'
+  /** Where Socket.IO is served on an attached http.Server (default `/socket.io/`); the own listener serves `/socket.io/` only. */
+  path?: string
   transports?: Array<'polling' | 'websocket'>
   cors?: { origin?: string[] }
   onError?: (err: unknown) => void
@@ -101,8 +101,17 @@ export declare class BroadcastOperator<EmitEvents extends EventsMap = DefaultEve
   /** This server's sockets only. */
   readonly local: BroadcastOperator<EmitEvents, SocketData>
   compress(yes: boolean): BroadcastOperator<EmitEvents, SocketData>
-  /** Returns how many sockets of this server it reached. Acks of broadcasts are refused (ERR_UNSUPPORTED). */
+  /** How long a broadcast with an acknowledgement waits for every answer (ms); without it, socket.io's 1 ms. */
+  timeout(ms: number): BroadcastOperator<EmitEvents, SocketData>
+  /**
+   * With an ack callback last, `(err, responses)`: each recipient's first answer argument; `err` is
+   * socket.io's "operation has timed out" when one did not answer in time. Without: how many sockets of
+   * this server it reached.
+   */
+  emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: [...AckArgs<EmitEvents, Ev>, (err: Error | null, responses: Array<AckAnswer<EmitEvents, Ev>>) => void]): true
   emit<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: EventParams<EmitEvents, Ev>): number
+  /** Every recipient's first answer argument; rejects with "operation has timed out" (its `responses`: the answers that came). */
+  emitWithAck<Ev extends EventNames<EmitEvents>>(event: Ev, ...args: AckArgs<EmitEvents, Ev>): Promise<Array<AckAnswer<EmitEvents, Ev>>>
   socketsJoin(rooms: string | string[]): void
   socketsLeave(rooms: string | string[]): void
   disconnectSockets(close?: boolean): void
@@ -140,16 +149,16 @@ export declare class Socket<
   readonly broadcast: BroadcastOperator<EmitEvents, SocketData>
   /** The middleware's `data` (after a recovery: the middleware's if it gave some, else the session's); assignments are kept with the session. */
   data: SocketData
-  /** socket.io's per-socket listeners: the client's events (an ack function last when it asked), or `disconnect`. */
-  on(event: 'disconnect', fn: (reason: string) => unknown): this
+  /** socket.io's per-socket listeners: the client's events (an ack function last when it asked), `disconnecting` (rooms still readable) or `disconnect`. */
+  on(event: 'disconnect' | 'disconnecting', fn: (reason: string) => unknown): this
   on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
   addListener<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
   once<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
   off<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
   removeListener<Ev extends EventNames<ListenEvents>>(event: Ev, fn: ListenEvents[Ev]): this
-  removeAllListeners(event?: EventNames<ListenEvents> | 'disconnect'): this
-  listeners(event: EventNames<ListenEvents> | 'disconnect'): Array<(...args: any[]) => unknown>
-  listenerCount(event: EventNames<ListenEvents> | 'disconnect'): number
+  removeAllListeners(event?: EventNames<ListenEvents> | 'disconnect' | 'disconnecting'): this
+  listeners(event: EventNames<ListenEvents> | 'disconnect' | 'disconnecting'): Array<(...args: any[]) => unknown>
+  listenerCount(event: EventNames<ListenEvents> | 'disconnect' | 'disconnecting'): number
   onAny(fn: (event: string, ...args: any[]) => unknown): this
   prependAny(fn: (event: string, ...args: any[]) => unknown): this
   offAny(fn?: (event: string, ...args: any[]) => unknown): this
@@ -185,7 +194,7 @@ export declare class Namespace<
   readonly broadcast: BroadcastOperator<EmitEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
   on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
-  on(event: 'disconnect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
+  on(event: 'disconnect' | 'disconnecting', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
   on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: NamespaceHandler<ListenEvents, Ev, Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>): this
   limitEvent(event: string, limits: { maxBytes?: number; schema?: object }): this
   enablePresence(options?: { prefix?: string }): this
@@ -212,12 +221,21 @@ export declare class Server<
   SocketData = any,
 > extends BroadcastOperator<EmitEvents, SocketData> {
   constructor(options?: ServerOptions)
+  /** socket.io's forms: on the app's http.Server or https.Server (other requests stay the app's), or on a new one listening on `port`. */
+  constructor(srv: import('node:http').Server | import('node:https').Server | number, options?: ServerOptions)
+  /** The http.Server it is attached to, or null. */
+  readonly httpServer: import('node:http').Server | import('node:https').Server | null
+  /** socket.io's `attach`: serves at the `path` option of `srv` (a port: a new http.Server listening there). */
+  attach(srv: import('node:http').Server | import('node:https').Server | number): this
   of(name: string): Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
   on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
-  on(event: 'disconnect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
+  on(event: 'disconnect' | 'disconnecting', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
   on<Ev extends EventNames<ListenEvents>>(event: Ev, fn: NamespaceHandler<ListenEvents, Ev, Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>): this
+  /** Its own listener, at the `host` and `port` options. */
   listen(): Promise<{ host: string; port: number; url: string }>
+  /** socket.io's `listen(port)` / `listen(httpServer)`: the same as `attach`. */
+  listen(srv: import('node:http').Server | import('node:https').Server | number): this
   joinCluster(options: ClusterOptions): Promise<void>
   serverCount(): Promise<number>
   close(): Promise<void>

@@ -32,6 +32,7 @@ function checkEmitted(event) {
 
 // The options tidewire's Server takes (core's `embed::options` checks their values).
 const OPTIONS = [
+  'path',
   'host',
   'port',
   'pingInterval',
@@ -46,25 +47,29 @@ const OPTIONS = [
   'onError',
 ]
 
+/** An http.Server or https.Server (what socket.io's `new Server(srv)` and `attach(srv)` take). */
+function isHttpServer(v) {
+  return v !== null && typeof v === 'object' && typeof v.listen === 'function' && typeof v.on === 'function'
+}
+
 /**
  * The options as core reads them; socket.io's that the Server does not
- * honour are refused by name (never ignored).
+ * honour are refused by name (never ignored). `path` is kept apart: it is
+ * the attached http.Server's (its own listener serves /socket.io/ only).
  */
 function serverOptions(options) {
-  if (typeof options === 'number' || (options !== null && typeof options === 'object' && typeof options.listen === 'function')) {
-    throw unsupported(
-      "tidewire's Server listens on a port of its own (new Server({ port }), then listen()); to serve socket.io on your http.Server, use tidewire/socket.io's Engine",
-    )
-  }
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return options
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return { core: options, path: '/socket.io/' }
   const elsewhere = 'socket.io with tidewire/socket.io has it'
   for (const [k, v] of Object.entries(options)) {
     if (v === undefined || OPTIONS.includes(k)) continue
-    // The one path the Server serves.
-    if (k === 'path' && (v === '/socket.io' || v === '/socket.io/')) continue
     throw unsupported(`option "${k}" is not supported by tidewire's Server (it takes ${OPTIONS.join(', ')}); ${elsewhere}`)
   }
   const out = { ...options }
+  let path = '/socket.io/'
+  if (out.path !== undefined) {
+    if (typeof out.path !== 'string' || !out.path.startsWith('/')) throw invalid('option "path" must be a string starting with "/"')
+    path = out.path.endsWith('/') ? out.path : `${out.path}/`
+  }
   delete out.path
   if (out.maxHttpBufferSize !== undefined) {
     if (out.maxPayload !== undefined) throw invalid('give maxPayload or maxHttpBufferSize (the same limit), not both')
@@ -89,16 +94,13 @@ function serverOptions(options) {
     out.connectionStateRecovery = { ...recovery }
     delete out.connectionStateRecovery.skipMiddlewares
   }
-  return out
+  return { core: out, path }
 }
 
-/** A name a handler may listen to ('connect' and 'disconnect' are the server's). */
+/** A name a handler may listen to ('disconnect' and 'disconnecting' too; 'connect' on the server). */
 function checkListened(event, server = false) {
   checkName('an event name', event)
-  if (event === 'disconnecting') {
-    throw unsupported("'disconnecting' is not supported by tidewire's Server ('disconnect' is; tidewire/socket.io has both)")
-  }
-  const allowed = server ? event === 'connect' || event === 'disconnect' : event === 'disconnect'
+  const allowed = event === 'disconnect' || event === 'disconnecting' || (server && event === 'connect')
   if (RESERVED.has(event) && !allowed) throw invalid(`"${event}" is a reserved event name`)
 }
 
@@ -155,13 +157,24 @@ function checkRooms(rooms) {
 
 /** Emits to rooms of a namespace, except other rooms (and a sender). */
 class BroadcastOperator {
-  constructor(native, ns) {
+  constructor(native, ns, timeout = undefined) {
     this._native = native
     this._ns = ns
+    this._timeout = timeout
   }
 
   _next(native) {
-    return new BroadcastOperator(native, this._ns)
+    return new BroadcastOperator(native, this._ns, this._timeout)
+  }
+
+  /**
+   * How long a broadcast with an acknowledgement waits for every answer,
+   * in ms. Without it, as in socket.io, the callback gets its timeout
+   * error almost at once (socket.io's timer fires after 1 ms).
+   */
+  timeout(ms) {
+    if (!(Number.isInteger(ms) && ms >= 0)) throw invalid('timeout must be a non-negative integer')
+    return new BroadcastOperator(this._native, this._ns, ms)
   }
 
   /** Adds rooms to the target. */
@@ -223,15 +236,57 @@ class BroadcastOperator {
     return JSON.parse(json).map((s) => (this._ns && this._ns._sockets.get(s.id)) || new RemoteSocket(this._ns, s))
   }
 
-  /** Sends; returns how many sockets it reached. */
+  /**
+   * Sends; returns how many sockets it reached. With a function as the
+   * last argument, asks every recipient for an answer, as socket.io's
+   * `emit(..., (err, responses) => ...)`: `responses` holds each answer's
+   * first argument, and `err` is socket.io's "operation has timed out"
+   * when a recipient did not answer within `timeout(ms)`.
+   */
   emit(event, ...args) {
-    checkEmitted(event)
     if (typeof args.at(-1) === 'function') {
-      throw unsupported("broadcast acknowledgements are not supported by tidewire's Server (tidewire/socket.io's adapter supports them)")
+      const callback = args.pop()
+      this._ask(event, args).then(
+        ({ responses, complete }) => (complete ? callback(null, responses) : callback(timedOut(), responses)),
+        (e) => callback(e, []),
+      )
+      return true
     }
+    checkEmitted(event)
     const { json, attachments } = encode(args)
     return callNative(() => this._native.emit(event, json, attachments))
   }
+
+  /**
+   * Resolves to every recipient's answer (its first argument); rejects
+   * with socket.io's "operation has timed out", the answers that came as
+   * its `responses`, when one did not answer within `timeout(ms)`.
+   */
+  emitWithAck(event, ...args) {
+    return this._ask(event, args).then(({ responses, complete }) => {
+      if (complete) return responses
+      throw Object.assign(timedOut(), { responses })
+    })
+  }
+
+  /** Throws at once on bad arguments. */
+  _ask(event, args) {
+    checkEmitted(event)
+    const { json, attachments } = encode(args)
+    return this._native.emitWithAck(event, json, attachments, this._timeout ?? 1).then(
+      ({ responses, complete }) => ({ responses: responses.map((r) => decode(r.json, r.attachments)[0]), complete }),
+      (e) => {
+        throw withCode(e)
+      },
+    )
+  }
+}
+
+/** socket.io's error for a broadcast some recipient did not answer in time. */
+function timedOut() {
+  const e = new Error('operation has timed out')
+  e.code = 'ERR_ACK_TIMEOUT'
+  return e
 }
 
 /** A socket of another node, as `fetchSockets` found it. */
@@ -245,6 +300,12 @@ class RemoteSocket {
   }
 
   emit(event, ...args) {
+    if (typeof args.at(-1) === 'function') {
+      // As socket.io's RemoteSocket: the one answer, not a list (null on a timeout).
+      const callback = args.pop()
+      this._ns.to(this.id).emit(event, ...args, (err, responses) => callback(err, err ? null : responses[0]))
+      return true
+    }
     this._ns.to(this.id).emit(event, ...args)
     return true
   }
@@ -270,6 +331,8 @@ class Socket {
     this._ns = ns
     this._handshake = undefined
     this._data = undefined
+    // While its `disconnecting` listeners run: the rooms it was in.
+    this._leaving = undefined
     // socket.io's per-socket listeners: event -> [fn], and onAny's.
     this._listeners = new Map()
     this._any = []
@@ -354,7 +417,7 @@ class Socket {
 
   /** Runs this socket's listeners of `event` (a copy: a `once` removes itself). */
   _deliver(event, args, onError) {
-    if (event !== 'disconnect') for (const fn of [...this._any]) run(() => fn(event, ...args), onError)
+    if (event !== 'disconnect' && event !== 'disconnecting') for (const fn of [...this._any]) run(() => fn(event, ...args), onError)
     const list = this._listeners.get(event)
     if (list) for (const fn of [...list]) run(() => fn(...args), onError)
   }
@@ -422,8 +485,9 @@ class Socket {
     return this._handshake
   }
 
+  /** Its rooms; in a `disconnecting` listener, the rooms it is leaving, as in socket.io. */
   get rooms() {
-    return new Set(this._inner.rooms())
+    return new Set(this._leaving ?? this._inner.rooms())
   }
 
   join(rooms) {
@@ -550,20 +614,40 @@ class Namespace {
   }
 
   // Everything arrives here, in order, from the server's dispatcher, with
-  // the ids of the handlers to run (core keeps the lists).
-  _dispatch(kind, inner, name, json, attachments, ack, ids) {
+  // the ids of the handlers to run (core keeps the lists). A connection
+  // or disconnection carries its socket's handle; an event, its id.
+  _dispatch({ kind, sid, socket: inner, name, rooms, json, attachments, ack, handlers: ids }) {
     const onError = (e) => this._server._onError(e)
     const handlers = ids.map((id) => this._server._handlers[id])
-    if (kind === 'connection') {
+    if (kind === CONNECTION) {
       const socket = this._socket(inner)
       for (const fn of handlers) run(() => fn(socket), onError)
-    } else if (kind === 'disconnect') {
-      const socket = this._sockets.get(inner.id) ?? new Socket(inner, this)
-      this._sockets.delete(inner.id)
+    } else if (kind === DISCONNECTING) {
+      // Core has taken it out of its rooms by now; its listeners see them
+      // as socket.io's do (while they run synchronously).
+      const socket = this._sockets.get(sid)
+      if (!socket) return
+      socket._leaving = rooms
+      try {
+        socket._deliver('disconnecting', [name], onError)
+        for (const fn of handlers) run(() => fn(socket, name), onError)
+      } finally {
+        socket._leaving = undefined
+      }
+    } else if (kind === DISCONNECT) {
+      const socket = this._sockets.get(sid) ?? new Socket(inner, this)
+      this._sockets.delete(sid)
       socket._deliver('disconnect', [name], onError)
       for (const fn of handlers) run(() => fn(socket, name), onError)
     } else {
-      const socket = this._socket(inner)
+      let socket = this._sockets.get(sid)
+      if (!socket) {
+        // Not seen connecting here (its namespace was watched later):
+        // core still has it unless it has left, and then nobody hears.
+        const found = callNative(() => this._server._native.socket(this.name, sid))
+        if (!found) return
+        socket = this._socket(found)
+      }
       let args
       try {
         args = decode(json, attachments)
@@ -671,6 +755,11 @@ class Namespace {
   }
 }
 
+// What a delivery from core reports (`NodeDelivery.kind`).
+const CONNECTION = 0
+const DISCONNECT = 1
+const DISCONNECTING = 3
+
 /** The handler that stands for the sockets' own listeners (see `Namespace`). */
 function socketListeners() {}
 
@@ -694,23 +783,75 @@ class Server {
    * maxViolations, maxConnPerIp, maxConnPerUser, maxConnections,
    * handshakesPerIp, trustedProxies}`, rates as `COUNT/UNIT[:BURST]` or
    * `'off'`), `connectionStateRecovery: { maxDisconnectionDuration }` (ms;
-   * default 120000 once the object is given), as in socket.io.
+   * default 120000 once the object is given), `path` (default
+   * `/socket.io/`), as in socket.io.
+   *
+   * As socket.io's: `new Server(options)` then `listen()` (its own
+   * listener), `attach(httpServer)` or `listen(port)`; or
+   * `new Server(httpServer, options)`, `new Server(port, options)`.
    */
-  constructor(options = {}) {
+  constructor(srv, options) {
+    if (srv !== undefined && srv !== null && !isHttpServer(srv) && typeof srv !== 'number') {
+      options = srv
+      srv = undefined
+    }
+    options = options ?? {}
+    const { core, path } = serverOptions(options)
     // Core checks the options' values (`embed::options`); JSON drops `onError`.
-    this._native = callNative(() => new native.Server(JSON.stringify(serverOptions(options))))
+    this._native = callNative(() => new native.Server(JSON.stringify(core)))
+    this._path = path
+    this._transports = core.transports
+    this._maxPayload = core.maxPayload
     this._onError = typeof options.onError === 'function' ? options.onError : (e) => console.error('tidewire:', e)
     this._namespaces = new Map()
     // Handler functions by the id core's handler lists refer to.
     this._handlers = []
+    // Core queues every connection, disconnection and event in order and
+    // wakes this once per batch: one crossing for many events.
     callNative(() =>
-      this._native.setDispatcher((nsp, kind, inner, name, json, attachments, ack, ids) => {
-        const ns = this._namespaces.get(nsp)
-        if (ns) ns._dispatch(kind, inner, name, json, attachments, ack, ids)
+      this._native.setDispatcher(() => {
+        for (const d of this._native.takeDeliveries()) {
+          const ns = this._namespaces.get(d.nsp)
+          if (ns) ns._dispatch(d)
+        }
       }),
     )
     this._keepAlive = null
     this._closed = false
+    // The http.Server it is attached to, and the Engine carrying its requests.
+    this.httpServer = null
+    this._engine = null
+    if (srv !== undefined && srv !== null) this.attach(srv)
+  }
+
+  /**
+   * socket.io's `attach`: serves Socket.IO on `srv` (an http.Server or
+   * https.Server) at the `path` option, and leaves every other request
+   * and upgrade to the app; a number makes an http.Server listening on
+   * that port. The sessions are this server's (the same hub, rooms and
+   * handlers as its own listener's). On a plain http.Server each
+   * WebSocket is handed to the core (no frame passes through JavaScript);
+   * over TLS terminated in Node, the frames pass through it.
+   */
+  attach(srv, opts = {}) {
+    if (this._closed) throw Object.assign(new Error('the server is closed'), { code: 'ERR_SERVER_CLOSED' })
+    if (this._engine) throw invalid('the server is already attached to an http.Server')
+    if (opts === null || typeof opts !== 'object') throw invalid('attach options must be an object')
+    for (const k of Object.keys(opts)) {
+      if (opts[k] !== undefined) throw unsupported(`attach option "${k}": give the options to new Server()`)
+    }
+    if (typeof srv === 'number') {
+      const port = srv
+      srv = require('node:http').createServer()
+      srv.listen(port)
+    }
+    if (!isHttpServer(srv)) throw invalid('attach() takes an http.Server, an https.Server or a port')
+    const { Engine } = require('./js/engine.js')
+    const engineOptions = { path: this._path, transports: this._transports, maxHttpBufferSize: this._maxPayload }
+    this._engine = new Engine(engineOptions, (wake, wakeWrites) => this._native.hostEngine(wake, wakeWrites))
+    this._engine.attach(srv, { path: this._path })
+    this.httpServer = srv
+    return this
   }
 
   /** The namespace `name` (created on first use). */
@@ -751,13 +892,30 @@ class Server {
     }
   }
 
+  /** Not supported here (a clear error, never a silent no-op): socket.io with tidewire/socket.io's adapter has it. */
+  serverSideEmit() {
+    throw unsupported("serverSideEmit is not supported by tidewire's Server; socket.io with tidewire/socket.io's createAdapter has it")
+  }
+
   /** How many nodes serve the main namespace, this one included. */
   serverCount() {
     return this.of('/').serverCount()
   }
 
-  /** Starts listening; resolves to `{ host, port, url }`. */
-  async listen() {
+  /**
+   * Starts its own listener (at the `host` and `port` options); resolves
+   * to `{ host, port, url }`. `listen(port)` or `listen(httpServer)` is
+   * socket.io's, the same as `attach`.
+   */
+  listen(srv) {
+    if (srv !== undefined) return this.attach(srv)
+    return this._listen()
+  }
+
+  async _listen() {
+    if (this._path !== '/socket.io/') {
+      throw unsupported(`option "path": tidewire's own listener serves /socket.io/ only; attach the server to an http.Server to serve ${this._path}`)
+    }
     let address
     try {
       address = await this._native.listen()
@@ -792,12 +950,17 @@ class Server {
     return report
   }
 
-  /** Disconnects everyone and stops; Node may exit afterwards. */
+  /**
+   * Disconnects everyone and stops; Node may exit afterwards. As
+   * socket.io's, it closes the http.Server it is attached to too.
+   */
   async close() {
     this._closed = true
     if (this._keepAlive) clearInterval(this._keepAlive)
     this._keepAlive = null
+    if (this._engine) this._engine.close()
     await this._native.close()
+    if (this.httpServer && this.httpServer.listening) await new Promise((resolve) => this.httpServer.close(() => resolve()))
   }
 }
 
@@ -807,7 +970,19 @@ class Server {
  * main namespace's), as socket.io's Server and Namespace have them.
  */
 function broadcastMethods(Class, operator) {
-  const methods = ['to', 'in', 'except', 'compress', 'emit', 'socketsJoin', 'socketsLeave', 'disconnectSockets', 'fetchSockets']
+  const methods = [
+    'to',
+    'in',
+    'except',
+    'compress',
+    'timeout',
+    'emit',
+    'emitWithAck',
+    'socketsJoin',
+    'socketsLeave',
+    'disconnectSockets',
+    'fetchSockets',
+  ]
   for (const name of methods) {
     Object.defineProperty(Class.prototype, name, {
       configurable: true,

@@ -9,6 +9,7 @@
 // Usage: node server.mjs [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
 //        [--adapter official|tidewire] [--engine stock|tidewire] [--fast-path on|off]
 //        [--hand-off on|off]
+//        node server.mjs --engine native [--port N] [--host H] [--redis URL] [--redis-prefix KEY]
 // With --redis, the official @socket.io/redis-adapter (classic mode,
 // createAdapter) joins the nodes; --redis-prefix is its `key` (default
 // "socket.io"). With --adapter tidewire, Tidewire's createAdapter
@@ -21,6 +22,9 @@
 // socket.io's path with both (the before of that fast path). With
 // --engine tidewire, --hand-off off keeps every WebSocket on npm ws (the
 // Engine's `handOff: false`) instead of handing the connection to the core.
+// With --engine native, the same handlers run on the `tidewire` package's
+// own Server (its listener, Socket.IO in the core; rate limits off as in
+// the Rust bench server): the native API's figures beside the drop-in's.
 // Prints "listening on http://ADDR" on stdout once it accepts connections.
 
 import { createServer } from "node:http";
@@ -40,63 +44,89 @@ const { values } = parseArgs({
   },
 });
 
-const httpServer = createServer();
-let io;
-if (values.engine === "tidewire") {
-  const { Engine } = await import("../../bindings-node/socket.io.mjs");
-  io = new Server();
-  const engine = new Engine({ handOff: values["hand-off"] !== "off" });
-  engine.attach(httpServer, { path: "/socket.io/" });
-  io.bind(engine);
+if (values.engine === "native") {
+  const { Server: NativeServer } = await import("../../bindings-node/tidewire.js");
+  const io = new NativeServer({
+    host: values.host,
+    port: Number(values.port),
+    limits: { rateSocket: "off", rateUser: "off", rateIp: "off" },
+  });
+  handlers(io);
+  if (values.redis) await io.joinCluster({ redisUrl: values.redis, prefix: values["redis-prefix"] });
+  const { url } = await io.listen();
+  process.stdout.write(`listening on ${url}\n`);
+  stopOnSignal(() => io.close());
 } else {
-  io = new Server(httpServer);
+  await stock();
 }
 
-if (values.redis) {
-  const { createClient } = await import("redis");
-  const { createAdapter } =
-    values.adapter === "tidewire"
-      ? await import("../../bindings-node/socket.io.mjs")
-      : await import("@socket.io/redis-adapter");
-  const pub = createClient({ url: values.redis });
-  const sub = pub.duplicate();
-  await Promise.all([pub.connect(), sub.connect()]);
-  io.adapter(createAdapter(pub, sub, { key: values["redis-prefix"] }));
-} else if (values.adapter === "tidewire") {
-  // One node: Tidewire's adapter without Redis.
-  const { createAdapter } = await import("../../bindings-node/socket.io.mjs");
-  io.adapter(createAdapter());
+function handlers(io) {
+  io.on("connection", (socket) => {
+    socket.on("join", (room, ack) => {
+      socket.join(room);
+      if (typeof ack === "function") ack(true);
+    });
+    socket.on("fanout", (room, ...args) => {
+      socket.to(room).emit("fanout", ...args);
+    });
+    socket.on("echo", (...args) => {
+      const ack = args.pop();
+      if (typeof ack === "function") ack(...args);
+    });
+  });
 }
 
-if (values["fast-path"] === "off") {
-  // The "before" of the fast path, in the same build: Tidewire's adapter
-  // decides on its first socket; told now, it keeps socket.io's path
-  // (a broadcast written to each socket by socket.io-adapter).
-  io.of("/").adapter._fanout = null;
+function stopOnSignal(close) {
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, async () => {
+      await close();
+      process.exit(0);
+    });
+  }
 }
 
-io.on("connection", (socket) => {
-  socket.on("join", (room, ack) => {
-    socket.join(room);
-    if (typeof ack === "function") ack(true);
-  });
-  socket.on("fanout", (room, ...args) => {
-    socket.to(room).emit("fanout", ...args);
-  });
-  socket.on("echo", (...args) => {
-    const ack = args.pop();
-    if (typeof ack === "function") ack(...args);
-  });
-});
+async function stock() {
+  const httpServer = createServer();
+  let io;
+  if (values.engine === "tidewire") {
+    const { Engine } = await import("../../bindings-node/socket.io.mjs");
+    io = new Server();
+    const engine = new Engine({ handOff: values["hand-off"] !== "off" });
+    engine.attach(httpServer, { path: "/socket.io/" });
+    io.bind(engine);
+  } else {
+    io = new Server(httpServer);
+  }
 
-httpServer.listen(Number(values.port), values.host, () => {
-  const { address, port } = httpServer.address();
-  process.stdout.write(`listening on http://${address}:${port}\n`);
-});
+  if (values.redis) {
+    const { createClient } = await import("redis");
+    const { createAdapter } =
+      values.adapter === "tidewire"
+        ? await import("../../bindings-node/socket.io.mjs")
+        : await import("@socket.io/redis-adapter");
+    const pub = createClient({ url: values.redis });
+    const sub = pub.duplicate();
+    await Promise.all([pub.connect(), sub.connect()]);
+    io.adapter(createAdapter(pub, sub, { key: values["redis-prefix"] }));
+  } else if (values.adapter === "tidewire") {
+    // One node: Tidewire's adapter without Redis.
+    const { createAdapter } = await import("../../bindings-node/socket.io.mjs");
+    io.adapter(createAdapter());
+  }
 
-for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.on(signal, () => {
-    io.close();
-    process.exit(0);
+  if (values["fast-path"] === "off") {
+    // The "before" of the fast path, in the same build: Tidewire's adapter
+    // decides on its first socket; told now, it keeps socket.io's path
+    // (a broadcast written to each socket by socket.io-adapter).
+    io.of("/").adapter._fanout = null;
+  }
+
+  handlers(io);
+
+  httpServer.listen(Number(values.port), values.host, () => {
+    const { address, port } = httpServer.address();
+    process.stdout.write(`listening on http://${address}:${port}\n`);
   });
+
+  stopOnSignal(() => io.close());
 }

@@ -255,6 +255,7 @@ function nativeRequest(req, token) {
     remoteAddress: (socket && socket.remoteAddress) || '',
     remotePort: (socket && socket.remotePort) || 0,
     request: token,
+    secure: Boolean(socket && socket.encrypted),
   }
 }
 
@@ -503,7 +504,12 @@ function defaultGenerateId() {
  * `engine.attach(httpServer, { path })`, `io.bind(engine)`.
  */
 class Engine extends EventEmitter {
-  constructor(opts = {}) {
+  // `sessionsIn`, internal (tidewire's own Server, attached to an
+  // http.Server): `(wake, wakeWrites) => EngineHost` over an engine whose
+  // sessions the core serves itself (Socket.IO in the core's hub): this
+  // Engine only carries their requests and WebSockets, and never emits
+  // `connection`.
+  constructor(opts = {}, sessionsIn = null) {
     super()
     if (this.generateId !== defaultGenerateId) defaultGenerateId()
     this.opts = engineOptions(opts)
@@ -518,8 +524,12 @@ class Engine extends EventEmitter {
     this._unflushed = new Set()
     this._closed = false
     const o = this.opts
+    // Sessions this Engine opens for socket.io (not those of `sessionsIn`).
+    this._tracksSessions = !sessionsIn
+    const wake = () => this._takeEvents()
+    const wakeWrites = () => this._websockets && this._websockets.takeWrites()
     try {
-      this._native = new native.EngineHost(
+      this._native = sessionsIn ? sessionsIn(wake, wakeWrites) : new native.EngineHost(
         {
           pingInterval: o.pingInterval,
           pingTimeout: o.pingTimeout,
@@ -530,8 +540,8 @@ class Engine extends EventEmitter {
           allowUpgrades: o.allowUpgrades,
           limits: o.limits,
         },
-        () => this._takeEvents(),
-        () => this._websockets && this._websockets.takeWrites(),
+        wake,
+        wakeWrites,
       )
     } catch (e) {
       // The core refused a value (a limit that does not parse).
@@ -656,7 +666,7 @@ class Engine extends EventEmitter {
   async _serveRequest(req, res) {
     const token = this._nextToken()
     const handshake = !req._query.sid
-    if (handshake) this._requests.set(token, req)
+    if (handshake && this._tracksSessions) this._requests.set(token, req)
     let done = false
     res.on('close', () => {
       if (!done) this._native.cancel(token)
@@ -747,7 +757,7 @@ class Engine extends EventEmitter {
     }
     // Some middlewares (express-session) flush their headers on writeHead().
     res.writeHead()
-    if (!accepted.sid) this._requests.set(token, req)
+    if (!accepted.sid && this._tracksSessions) this._requests.set(token, req)
     this._websockets.serve(req, socket, head, accepted, token)
   }
 

@@ -116,7 +116,7 @@ class WebSockets {
       if (buffered) socket.unshift(buffered)
       return false
     }
-    if (!accepted.sid) this.engine._handedOff.add(token)
+    if (!accepted.sid && this.engine._tracksSessions) this.engine._handedOff.add(token)
     socket.on('error', () => {})
     socket.destroy()
     return true

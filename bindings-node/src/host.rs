@@ -101,7 +101,7 @@ pub struct EngineEvent {
 
 /// The weak callback that tells JavaScript events are waiting: it never
 /// keeps Node alive.
-type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
+pub(crate) type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
 
 /// Every session's events, in order, for JavaScript to take in batches:
 /// the callback is called when the queue stops being empty, so a burst
@@ -217,6 +217,8 @@ pub struct HttpRequest {
     pub remote_port: u32,
     /// The number the session's `open` carries back (and `cancel` takes).
     pub request: u32,
+    /// Whether it came over TLS (`req.socket.encrypted`).
+    pub secure: Option<bool>,
 }
 
 /// The complete answer to write.
@@ -356,7 +358,8 @@ fn peer(address: &str, port: u32) -> SocketAddr {
 }
 
 fn request<B>(req: &HttpRequest, body: B) -> Result<http::Request<B>, http::Error> {
-    let mut builder = http::Request::builder().method(req.method.as_str()).uri(req.url.as_str());
+    let uri = embed::host::request_uri(&req.url, req.secure.unwrap_or(false));
+    let mut builder = http::Request::builder().method(req.method.as_str()).uri(uri);
     for pair in req.headers.chunks_exact(2) {
         builder = builder.header(pair[0].as_str(), pair[1].as_str());
     }
@@ -422,13 +425,25 @@ impl EngineHost {
             config = config.connection_limits(Some(conns));
         }
         let events = Arc::new(Events { queue: Mutex::default(), wake });
-        Ok(EngineHost {
-            inner: Engine::new(config, Arc::new(JsHandler(events.clone()))),
+        Ok(EngineHost::with(Engine::new(config, Arc::new(JsHandler(events.clone()))), events, wake_writes))
+    }
+
+    fn with(inner: Engine, events: Arc<Events>, wake_writes: Wake) -> EngineHost {
+        EngineHost {
+            inner,
             events,
             writes: Arc::new(Writes { ready: Mutex::default(), wake: wake_writes }),
             handed_over: Arc::default(),
             pending: Arc::default(),
-        })
+        }
+    }
+
+    /// The requests and WebSockets of `engine`, whose sessions its own
+    /// handler serves (tidewire's `Server`, attached to an `http.Server`):
+    /// no session event is queued but a handed-over WebSocket's upgrade
+    /// notices, which name sessions JavaScript does not hold.
+    pub(crate) fn over(engine: Engine, wake: Wake, wake_writes: Wake) -> EngineHost {
+        EngineHost::with(engine, Arc::new(Events { queue: Mutex::default(), wake }), wake_writes)
     }
 
     /// Takes the queued session events, oldest first.

@@ -21,13 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::{Buffer, FnArgs, Promise};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi::bindgen_prelude::{Buffer, Promise};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Error, Status};
 use napi_derive::napi;
 use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ListenerSlot};
 use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::socketio::Payload;
+
+use crate::host::{EngineHost, Wake};
 
 // Callbacks into JavaScript are `ThreadsafeFunction<T, R, T, Status, false,
 // true>`: weak (they do not keep Node alive) and called with plain arguments
@@ -68,35 +70,72 @@ pub struct HandshakeInfo {
     pub json: String,
 }
 
-/// The one callback into JavaScript (see `set_dispatcher`): weak, so it
-/// never keeps Node alive.
-type Dispatcher = ThreadsafeFunction<
-    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
-    UnknownReturnValue,
-    FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
-    Status,
-    false,
-    true,
->;
+/// What a [`NodeDelivery`] reports.
+const CONNECTION: u32 = 0;
+const DISCONNECT: u32 = 1;
+const EVENT: u32 = 2;
+const DISCONNECTING: u32 = 3;
 
-/// Deliveries go to JavaScript through the one dispatcher, in order.
-struct NodeHost(Dispatcher);
+/// One connection, disconnection or event for JavaScript (see
+/// [`Server::take_deliveries`]).
+#[napi(object, object_from_js = false)]
+pub struct NodeDelivery {
+    /// The namespace.
+    pub nsp: String,
+    /// 0 `connection`, 1 `disconnect`, 2 an event, 3 `disconnecting`.
+    pub kind: u32,
+    /// The socket id.
+    pub sid: String,
+    /// For `connection` and `disconnect`: the socket's handle (JavaScript
+    /// keeps it by id; an event names its socket by `sid` only).
+    pub socket: Option<Socket>,
+    /// The event's name, or the disconnection's reason.
+    pub name: String,
+    /// For `disconnecting`: the rooms the socket was in.
+    pub rooms: Option<Vec<String>>,
+    /// The event's arguments as JSON.
+    pub json: String,
+    /// Their binary parts.
+    pub attachments: Vec<Buffer>,
+    /// The acknowledgement, when the client asked for one.
+    pub ack: Option<Ack>,
+    /// The ids given to `on` for it, in order.
+    pub handlers: Vec<u32>,
+}
+
+/// Deliveries queue in one batch (core's `embed::Batch`, in order); the
+/// first one since JavaScript last took them calls `wake`: one crossing
+/// into the event loop per batch, not one per event.
+struct NodeHost {
+    wake: Wake,
+    batch: Arc<embed::Batch<NodeDelivery>>,
+}
 
 impl embed::Host<u32> for NodeHost {
     fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
-        let socket = Socket { inner: socket };
-        let args = match delivery {
-            Delivery::Connection => ("connection".to_owned(), String::new(), String::new(), vec![], None),
-            Delivery::Disconnect { reason } => ("disconnect".to_owned(), reason, String::new(), vec![], None),
+        let sid = socket.id().to_owned();
+        let mut rooms = None;
+        let (kind, socket, name, json, attachments, ack) = match delivery {
+            Delivery::Connection => (CONNECTION, Some(socket), String::new(), String::new(), vec![], None),
+            Delivery::Disconnecting { reason, rooms: left } => {
+                rooms = Some(left);
+                (DISCONNECTING, None, reason, String::new(), vec![], None)
+            }
+            Delivery::Disconnect { reason } => (DISCONNECT, Some(socket), reason, String::new(), vec![], None),
             Delivery::Event { name, args, ack } => {
                 let (json, attachments) = payload_to_js(args);
-                ("event".to_owned(), name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
+                (EVENT, None, name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
             }
             _ => return,
         };
-        let (kind, name, json, attachments, ack) = args;
-        let call = (nsp.to_owned(), kind, socket, name, json, attachments, ack, handlers);
-        self.0.call(call.into(), ThreadsafeFunctionCallMode::NonBlocking);
+        let socket = socket.map(|inner| Socket { inner });
+        let item =
+            NodeDelivery { nsp: nsp.to_owned(), kind, sid, socket, name, rooms, json, attachments, ack, handlers };
+        if self.batch.push(item) && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+            // Node is going away: nobody will take them, and the next
+            // delivery must wake again.
+            drop(self.batch.take());
+        }
     }
 }
 
@@ -105,6 +144,7 @@ impl embed::Host<u32> for NodeHost {
 pub struct Server {
     inner: Embedded,
     listeners: ListenerSlot<u32>,
+    batch: Arc<embed::Batch<NodeDelivery>>,
 }
 
 #[napi]
@@ -114,7 +154,11 @@ impl Server {
     #[napi(constructor)]
     pub fn new(options: String) -> Result<Server> {
         let options = EmbedOptions::from_json(&options, Dialect::Node).map_err(error)?;
-        Ok(Server { inner: Embedded::new(options).map_err(error)?, listeners: ListenerSlot::default() })
+        Ok(Server {
+            inner: Embedded::new(options).map_err(error)?,
+            listeners: ListenerSlot::default(),
+            batch: Arc::default(),
+        })
     }
 
     fn namespace(&self, nsp: &str) -> Result<hub::Namespace> {
@@ -147,33 +191,43 @@ impl Server {
         Ok(())
     }
 
-    /// Sets the one callback every connection, disconnection and event of
-    /// every namespace goes to, in the order they happen:
-    /// `dispatch(nsp, kind, socket, name, json, attachments, ack, handlers)`
-    /// where `kind` is `connection`, `disconnect` (`name` is the reason) or
-    /// `event` (`name` is the event; `ack` is null unless asked for), and
-    /// `handlers` the ids given to `on` for it, in order. One queue keeps a
-    /// socket's `connection` ahead of its events. Set it once, first.
+    /// Sets the one callback told when connections, disconnections and
+    /// events of any namespace are waiting: `wake()`, once per batch;
+    /// JavaScript then calls `take_deliveries`. Set it once, first.
     #[napi]
-    pub fn set_dispatcher(
-        &self,
-        dispatch: ThreadsafeFunction<
-            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
-            UnknownReturnValue,
-            FnArgs<(String, String, Socket, String, String, Vec<Buffer>, Option<Ack>, Vec<u32>)>,
-            Status,
-            false,
-            true,
-        >,
-    ) -> Result<()> {
-        self.listeners.set(Arc::new(NodeHost(dispatch))).map_err(error)
+    pub fn set_dispatcher(&self, wake: Wake) -> Result<()> {
+        self.listeners.set(Arc::new(NodeHost { wake, batch: self.batch.clone() })).map_err(error)
     }
 
-    /// Delivers the connections and disconnections of `nsp` (once per
-    /// namespace).
+    /// Every delivery waiting, in the order they happened (one queue keeps
+    /// a socket's `connection` ahead of its events); the next one calls
+    /// `wake` again.
+    #[napi]
+    pub fn take_deliveries(&self) -> Vec<NodeDelivery> {
+        self.batch.take()
+    }
+
+    /// The socket `sid` of `nsp`, while it is connected.
+    #[napi]
+    pub fn socket(&self, nsp: String, sid: String) -> Result<Option<Socket>> {
+        Ok(self.namespace(&nsp)?.socket(&sid).map(|inner| Socket { inner }))
+    }
+
+    /// The requests and WebSockets of an `http.Server` this server is
+    /// attached to go through this (see `js/engine.js`): its sessions are
+    /// this server's, in the same hub as its own listener's. `wake` and
+    /// `wakeWrites` as `EngineHost`'s.
+    #[napi]
+    pub fn host_engine(&self, wake: Wake, wake_writes: Wake) -> Result<EngineHost> {
+        Ok(EngineHost::over(self.inner.host_engine().map_err(error)?, wake, wake_writes))
+    }
+
+    /// Delivers the connections, disconnectings and disconnections of
+    /// `nsp` (once per namespace).
     #[napi]
     pub fn watch(&self, nsp: String) -> Result<()> {
-        self.listeners.watch(&self.inner, &nsp).map_err(error)
+        self.listeners.watch(&self.inner, &nsp).map_err(error)?;
+        self.listeners.watch_disconnecting(&self.inner, &nsp).map_err(error)
     }
 
     /// Adds handler `id` for `name` on `nsp` (`connection`, `disconnect`
@@ -414,6 +468,30 @@ impl BroadcastOperator {
         Ok(self.inner.emit(&event, payload).map_err(error)? as u32)
     }
 
+    /// Emits `event` asking every recipient for an answer; resolves, once
+    /// all answered or after `timeout` ms, to the answers that came and
+    /// whether every recipient answered.
+    #[napi]
+    pub async fn emit_with_ack(
+        &self,
+        event: String,
+        json: String,
+        attachments: Vec<Buffer>,
+        timeout: u32,
+    ) -> napi::Result<BroadcastAcks> {
+        let payload = payload_from_js(&json, attachments).map_err(async_error)?;
+        let timeout = Duration::from_millis(timeout.into());
+        let (answers, complete) = self.inner.emit_with_ack(&event, payload, timeout).await.map_err(async_error)?;
+        let responses = answers
+            .into_iter()
+            .map(|answer| {
+                let (json, attachments) = payload_to_js(answer);
+                AckReply { json, attachments }
+            })
+            .collect();
+        Ok(BroadcastAcks { responses, complete })
+    }
+
     /// Skipped for sockets whose queue is backed up.
     #[napi]
     pub fn volatile(&self) -> BroadcastOperator {
@@ -457,6 +535,15 @@ impl BroadcastOperator {
         let (json, complete) = self.inner.fetch_sockets().await;
         FetchedSockets { json, complete }
     }
+}
+
+/// The answers to a broadcast with an acknowledgement.
+#[napi(object)]
+pub struct BroadcastAcks {
+    /// Each answer's arguments, in arrival order.
+    pub responses: Vec<AckReply>,
+    /// Whether every recipient answered in time.
+    pub complete: bool,
 }
 
 /// What `fetchSockets` found.

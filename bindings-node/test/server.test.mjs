@@ -2,8 +2,12 @@
 // as the peer.
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import { createServer } from 'node:http'
+import https from 'node:https'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { io } from 'socket.io-client'
@@ -124,7 +128,7 @@ describe('tidewire server from JavaScript', () => {
         // Functions JSON would drop without a word; callbacks of broadcasts.
         () => socket.emit('x', { f() {} }),
         () => socket.emit('x', () => {}, 1),
-        () => socket.broadcast.emit('x', () => {}),
+        () => socket.broadcast.timeout(-1),
         // socket.io's reserved names.
         () => socket.emit('disconnecting'),
         () => socket.emitWithAck('connect_error').catch(() => {}),
@@ -263,12 +267,11 @@ describe('tidewire server from JavaScript', () => {
       'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
-      'ERR_UNSUPPORTED',
+      'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
       'ERR_INVALID_ARG',
     ])
     // Never a handler that cannot fire.
-    assert.throws(() => server.on('disconnecting', () => {}), { code: 'ERR_UNSUPPORTED' })
     assert.throws(() => server.on('newListener', () => {}), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server({ port: 70000 }), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server({ pingInterval: -1 }), { code: 'ERR_INVALID_ARG' })
@@ -276,11 +279,14 @@ describe('tidewire server from JavaScript', () => {
     assert.throws(() => server.to(''), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => server.on('x', 'not a function'), { code: 'ERR_INVALID_ARG' })
     // socket.io's options it does not honour are refused by name, never ignored.
-    assert.throws(() => new Server(createServer()), { code: 'ERR_UNSUPPORTED', message: /tidewire\/socket\.io's Engine/ })
-    assert.throws(() => new Server(3000), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => new Server({ path: 'no-slash' }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Server().attach({}), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Server().attach(createServer(), { pingInterval: 1 }), { code: 'ERR_UNSUPPORTED' })
     assert.throws(() => server.of(/^\/dyn-\d+$/), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => server.serverSideEmit('hello'), { code: 'ERR_UNSUPPORTED' })
     assert.throws(() => server.of((name, auth, next) => next(null, true)), { code: 'ERR_UNSUPPORTED' })
-    assert.throws(() => new Server({ path: '/elsewhere/' }), { code: 'ERR_UNSUPPORTED', message: /option "path"/ })
+    // Its own listener serves /socket.io/ only; an attached one, any path.
+    await assert.rejects(new Server({ path: '/elsewhere/' }).listen(), { code: 'ERR_UNSUPPORTED', message: /option "path"/ })
     assert.throws(() => new Server({ adapter: () => {} }), { code: 'ERR_UNSUPPORTED', message: /option "adapter"/ })
     assert.throws(() => new Server({ cors: { origin: ['x'], credentials: true } }), { code: 'ERR_UNSUPPORTED' })
     assert.throws(() => new Server({ connectionStateRecovery: { skipMiddlewares: true } }), { code: 'ERR_UNSUPPORTED' })
@@ -430,7 +436,6 @@ describe("socket.io's per-socket handlers on tidewire's Server", () => {
         ack(2)
       })
       socket.on('disconnect', (reason) => gone.push(reason))
-      assert.throws(() => socket.on('disconnecting', () => {}), { code: 'ERR_UNSUPPORTED' })
       assert.throws(() => socket.on('connect_error', () => {}), { code: 'ERR_INVALID_ARG' })
     })
     const { url } = await server.listen()
@@ -518,5 +523,164 @@ describe("socket.io's server API on tidewire's Server", () => {
     assert.equal(a.connected, true)
     a.close()
     await server.close()
+  })
+})
+
+describe("socket.io's disconnecting and broadcast acknowledgements on tidewire's Server", () => {
+  test("'disconnecting' runs before 'disconnect', with the rooms the socket is leaving", T, async () => {
+    const server = new Server({ onError: (e) => console.error(e) })
+    const seen = []
+    server.on('disconnecting', (socket, reason) => seen.push([socket.id, 'ns disconnecting', reason, [...socket.rooms].sort()]))
+    server.on('disconnect', (socket, reason) => seen.push([socket.id, 'ns disconnect', reason, [...socket.rooms]]))
+    server.on('connection', (socket) => {
+      socket.join('room-a')
+      // Not a client's event: onAny never hears it.
+      socket.onAny((event) => seen.push([socket.id, 'any', event]))
+      socket.on('disconnecting', (reason) => seen.push([socket.id, 'disconnecting', reason, [...socket.rooms].sort()]))
+      socket.on('disconnect', (reason) => seen.push([socket.id, 'disconnect', reason, [...socket.rooms]]))
+      socket.on('bye', () => socket.disconnect())
+      socket.on('ready', (ack) => ack())
+    })
+    const { url } = await server.listen()
+    const [leaver, cut] = await Promise.all([connect(url), connect(url)])
+    // Answered once its connection handler has run (the room is joined).
+    await Promise.all([leaver.emitWithAck('ready'), cut.emitWithAck('ready')])
+    seen.splice(0)
+    const expected = (id, reason) => [
+      [id, 'disconnecting', reason, [id, 'room-a'].sort()],
+      [id, 'ns disconnecting', reason, [id, 'room-a'].sort()],
+      [id, 'disconnect', reason, []],
+      [id, 'ns disconnect', reason, []],
+    ]
+    const leaverId = leaver.id
+    leaver.close()
+    await waitFor(() => seen.length === 4, "the leaver's disconnection")
+    assert.deepEqual(seen.splice(0), expected(leaverId, 'client namespace disconnect'))
+    const cutId = cut.id
+    cut.emit('bye')
+    await waitFor(() => seen.length === 5, "the cut socket's disconnection")
+    assert.deepEqual(seen, [[cutId, 'any', 'bye'], ...expected(cutId, 'server namespace disconnect')])
+    await server.close()
+  })
+
+  test('broadcast acknowledgements: every answer, the timeout with the answers that came, binary answers', T, async () => {
+    const server = new Server({ onError: (e) => console.error(e) })
+    server.on('connection', (socket) => socket.join(socket.handshake.auth.room))
+    // A socket asks its room's other members.
+    server.on('ask-room', async (socket, room, ack) => ack(await socket.to(room).timeout(2000).emitWithAck('vote?', 'from a socket')))
+    const { url } = await server.listen()
+    const join = (room) => connect(url, { auth: { room } })
+    const [a, b, quiet, bin] = await Promise.all([join('voters'), join('voters'), join('quiet'), join('binary')])
+    a.on('vote?', (q, cb) => cb(`a:${q}`, 'second arguments are not kept'))
+    b.on('vote?', (q, cb) => cb(`b:${q}`))
+    quiet.on('vote?', () => {})
+    bin.on('vote?', (q, cb) => cb(Buffer.from([1, 2, 3])))
+
+    assert.deepEqual((await server.timeout(2000).to('voters').emitWithAck('vote?', 'q1')).sort(), ['a:q1', 'b:q1'])
+    const [err, responses] = await new Promise((resolve) =>
+      server.timeout(2000).to('voters').emit('vote?', 'q2', (...reply) => resolve(reply)),
+    )
+    assert.equal(err, null)
+    assert.deepEqual(responses.sort(), ['a:q2', 'b:q2'])
+    assert.deepEqual(await server.of('/').to('binary').timeout(2000).emitWithAck('vote?', 'q3'), [Buffer.from([1, 2, 3])])
+    assert.deepEqual(await a.emitWithAck('ask-room', 'voters'), ['b:from a socket'])
+
+    // One recipient stays silent: socket.io's timeout error, after the
+    // timeout, with the answers that came.
+    const started = Date.now()
+    await assert.rejects(server.timeout(300).except('binary').emitWithAck('vote?', 'q4'), (e) => {
+      assert.equal(e.message, 'operation has timed out')
+      assert.deepEqual(e.responses.sort(), ['a:q4', 'b:q4'])
+      return true
+    })
+    assert.ok(Date.now() - started >= 250, 'it waited for the silent one')
+    // Without timeout(ms), as in socket.io: the timeout error at once (its
+    // timer is 1 ms), not after the server's 30 s ack timeout.
+    const quick = Date.now()
+    const [late] = await new Promise((resolve) => server.emit('vote?', 'q5', (...reply) => resolve(reply)))
+    assert.equal(late.message, 'operation has timed out')
+    assert.ok(Date.now() - quick < 1000)
+    // Nobody to ask: no error, no answers.
+    assert.deepEqual(await server.timeout(100).to('nobody').emitWithAck('vote?', 'q6'), [])
+    assert.throws(() => server.timeout(1.5), { code: 'ERR_INVALID_ARG' })
+    for (const c of [a, b, quiet, bin]) c.close()
+    await server.close()
+  })
+})
+
+describe("tidewire's Server on the app's own http.Server, as socket.io's new Server(httpServer)", () => {
+  function handlers(server) {
+    server.on('connection', (socket) => {
+      socket.join('all')
+      socket.on('echo', (msg, ack) => ack(msg))
+      socket.on('shout', (msg) => socket.to('all').emit('shout', msg))
+      socket.on('secure', (ack) => ack(socket.handshake.secure))
+    })
+  }
+
+  test('the app keeps its routes on its port; WebSocket, polling and the upgrade meet at a path of its own', T, async () => {
+    const httpServer = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`app:${req.url}`)
+    })
+    const server = new Server(httpServer, { path: '/rt', onError: (e) => console.error(e) })
+    handlers(server)
+    await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${httpServer.address().port}`
+    assert.equal(await (await fetch(`${url}/health`)).text(), 'app:/health')
+    // Another path than the server's is the app's.
+    assert.equal(await (await fetch(`${url}/socket.io/?EIO=4&transport=polling`)).text(), 'app:/socket.io/?EIO=4&transport=polling')
+    const clients = []
+    for (const transports of [['websocket'], ['polling'], ['polling', 'websocket']]) {
+      const c = await connect(url, { path: '/rt', transports })
+      clients.push(c)
+      assert.equal(await c.timeout(3000).emitWithAck('echo', `hi over ${transports}`), `hi over ${transports}`)
+    }
+    await waitFor(() => clients[2].io.engine.transport.name === 'websocket', 'the upgrade')
+    // One hub: the three meet in one room.
+    const heard = Promise.all(clients.slice(1).map((c) => once(c, 'shout')))
+    clients[0].emit('shout', 'to all')
+    assert.deepEqual((await heard).map(([m]) => m), ['to all', 'to all'])
+    assert.deepEqual([...(await clients[1].timeout(3000).emitWithAck('echo', Buffer.from([1, 2, 3])))], [1, 2, 3])
+    assert.equal(await clients[0].timeout(3000).emitWithAck('secure'), false)
+    // On a plain http.Server each WebSocket went to the core (no frame through JavaScript).
+    assert.equal(server._engine._native.handedOver, 2)
+    for (const c of clients) c.close()
+    await server.close()
+    assert.equal(httpServer.listening, false, 'closing the server closes its http.Server, as in socket.io')
+  })
+
+  test('over https.Server (TLS ends in Node), and new Server(port)', T, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tidewire-tls-'))
+    let tls
+    try {
+      const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')]
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], {
+        stdio: 'ignore',
+      })
+      tls = { key: readFileSync(key), cert: readFileSync(cert) }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    const httpsServer = https.createServer(tls)
+    const secure = new Server(httpsServer)
+    handlers(secure)
+    await new Promise((resolve) => httpsServer.listen(0, '127.0.0.1', resolve))
+    const url = `https://localhost:${httpsServer.address().port}`
+    for (const transports of [['websocket'], ['polling', 'websocket']]) {
+      const c = await connect(url, { transports, rejectUnauthorized: false })
+      assert.equal(await c.timeout(3000).emitWithAck('secure'), true)
+      assert.equal(await c.timeout(3000).emitWithAck('echo', 'over tls'), 'over tls')
+      c.close()
+    }
+    await secure.close()
+
+    const own = new Server(0)
+    handlers(own)
+    await waitFor(() => own.httpServer.listening, 'the http.Server it made')
+    const c = await connect(`http://127.0.0.1:${own.httpServer.address().port}`)
+    assert.equal(await c.timeout(3000).emitWithAck('echo', 'on a port'), 'on a port')
+    c.close()
+    await own.close()
   })
 })

@@ -1,5 +1,6 @@
 // Compile-time checks of tidewire.d.ts (tsc --noEmit in make binding-node):
 // typed events as socket.io's, and calls that must not type-check.
+import { createServer } from 'node:http'
 import { Server, Socket } from '../../tidewire.js'
 
 interface ClientToServer {
@@ -34,3 +35,12 @@ io.in('room').volatile.emit('said', 'server', 'hi')
 void io.fetchSockets().then((sockets) => sockets.map((s) => s.data.role))
 // @ts-expect-error: not an event the server sends
 io.emit('chat', 'x', () => {})
+// Broadcast acknowledgements, as socket.io's: one answer per recipient.
+void io.timeout(500).to('room').emitWithAck('ask', 'sum?').then((answers) => answers.map((n) => n.toFixed()))
+io.timeout(500).emit('ask', 'sum?', (err, answers) => answers.map((n) => (err ? 0 : n.toFixed())))
+io.on('disconnecting', (socket, reason) => [...socket.rooms, reason])
+// On the app's own http.Server, as socket.io.
+const attached = new Server(createServer(), { path: '/rt' })
+attached.httpServer?.listen(0)
+// @ts-expect-error: attach takes a server or a port
+attached.attach('nope')

@@ -64,17 +64,22 @@ fn remote_addr(remote: Option<&str>) -> SocketAddr {
         .unwrap_or(unknown)
 }
 
+/// The URI to build a request with from its target (path and query): an
+/// absolute `https://` URI is how the host transport learns of TLS.
+pub fn request_uri(target: &str, secure: bool) -> String {
+    match secure {
+        true => format!("https://localhost{target}"),
+        false => target.to_owned(),
+    }
+}
+
 impl HttpRequest {
     fn build<B>(&self, body: B) -> Result<(http::Request<B>, SocketAddr), EmbedError> {
         if !self.target.starts_with('/') {
             return Err(invalid(format!("the request target {:?} must start with '/'", self.target)));
         }
-        // An absolute https URI is how the host transport learns of TLS.
-        let uri = match self.secure {
-            true => format!("https://localhost{}", self.target),
-            false => self.target.clone(),
-        };
-        let mut request = http::Request::builder().method(self.method.as_str()).uri(uri);
+        let mut request =
+            http::Request::builder().method(self.method.as_str()).uri(request_uri(&self.target, self.secure));
         for (name, value) in &self.headers {
             request = request.header(name.as_slice(), value.as_slice());
         }

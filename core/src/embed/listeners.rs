@@ -24,6 +24,8 @@ pub enum Listen {
     Connection,
     /// `disconnect`: a socket left.
     Disconnect,
+    /// `disconnecting`: a socket is leaving (still in its rooms).
+    Disconnecting,
     /// Any other name: an event from the client.
     Event(String),
     /// `*`: events that have no handler of their own (python-socketio's
@@ -41,6 +43,7 @@ impl Listen {
             "" => Err(invalid("an event name must be a non-empty string")),
             "connection" | "connect" => Ok(Listen::Connection),
             "disconnect" => Ok(Listen::Disconnect),
+            "disconnecting" => Ok(Listen::Disconnecting),
             "*" => Ok(Listen::Any),
             event => Ok(Listen::Event(event.to_owned())),
         }
@@ -53,6 +56,16 @@ impl Listen {
 pub enum Delivery {
     /// It joined the namespace.
     Connection,
+    /// It is leaving, for `reason`: socket.io's `disconnecting`, delivered
+    /// ahead of [`Disconnect`](Self::Disconnect) to hosts that
+    /// [`watch_disconnecting`](Listeners::watch_disconnecting).
+    Disconnecting {
+        /// Socket.IO's reason string.
+        reason: String,
+        /// The rooms it was in (it has left them by the time a host runs
+        /// its handlers, which socket.io's run while it is still in them).
+        rooms: Vec<String>,
+    },
     /// It left, for `reason`.
     Disconnect {
         /// Socket.IO's reason string (`client namespace disconnect`, ...).
@@ -125,6 +138,21 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         });
     }
 
+    /// Also delivers `ns`'s sockets' [`Delivery::Disconnecting`], ahead of
+    /// their disconnection, for a host whose sockets have their own
+    /// `disconnecting` listeners (socket.io's `socket.on("disconnecting")`).
+    /// Call it once per namespace, with [`watch`](Self::watch).
+    pub fn watch_disconnecting(self: &Arc<Self>, ns: &Namespace) {
+        let nsp = ns.name().to_owned();
+        let me = self.clone();
+        ns.on_disconnecting(move |socket: Socket, reason: hub::DisconnectReason| {
+            let handlers = me.handlers(&nsp, &Listen::Disconnecting);
+            let rooms = super::rooms(&socket);
+            me.host.deliver(&nsp, socket, Delivery::Disconnecting { reason: reason.to_string(), rooms }, handlers);
+            async {}
+        });
+    }
+
     /// Adds `handler` for `name` (socket.io's `on(name, handler)`) on `ns`
     /// after the ones already there.
     ///
@@ -157,7 +185,7 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
             Listen::Any => {
                 ns.on_fallback(deliver);
             }
-            Listen::Connection | Listen::Disconnect => {}
+            Listen::Connection | Listen::Disconnect | Listen::Disconnecting => {}
         }
         Ok(())
     }
@@ -197,6 +225,15 @@ impl<H: Clone + Send + Sync + 'static> ListenerSlot<H> {
         Ok(())
     }
 
+    /// [`Listeners::watch_disconnecting`] of `server`'s namespace `nsp`.
+    ///
+    /// # Errors
+    /// As [`watch`](Self::watch).
+    pub fn watch_disconnecting(&self, server: &Embedded, nsp: &str) -> Result<(), EmbedError> {
+        self.get()?.watch_disconnecting(&server.namespace(nsp)?);
+        Ok(())
+    }
+
     /// [`Listeners::add`] on `server`'s namespace `nsp`.
     ///
     /// # Errors
@@ -221,6 +258,7 @@ mod tests {
         assert_eq!(Listen::from_name("connect").unwrap(), Listen::Connection);
         assert_eq!(Listen::from_name("connection").unwrap(), Listen::Connection);
         assert_eq!(Listen::from_name("disconnect").unwrap(), Listen::Disconnect);
+        assert_eq!(Listen::from_name("disconnecting").unwrap(), Listen::Disconnecting);
         assert_eq!(Listen::from_name("chat").unwrap(), Listen::Event("chat".to_owned()));
         assert_eq!(Listen::from_name("*").unwrap(), Listen::Any);
         assert_eq!(Listen::from_name("").unwrap_err().code().as_str(), "ERR_INVALID_ARG");

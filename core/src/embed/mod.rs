@@ -404,6 +404,37 @@ impl Broadcast {
         }
         Ok(self.operator().emit(event, args))
     }
+
+    /// socket.io's broadcast with an acknowledgement: every answer that
+    /// came within `timeout` (each recipient's arguments, in arrival
+    /// order), and whether every recipient answered (none timed out,
+    /// disconnected first or sat on a node that did not report).
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] for an empty event name,
+    /// [`EmbedError::Send`] when a recipient has too many acknowledgements
+    /// pending (nothing is sent then).
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Payload,
+        timeout: Duration,
+    ) -> Result<(Vec<Payload>, bool), EmbedError> {
+        if event.is_empty() {
+            return Err(invalid("an event name must be a non-empty string"));
+        }
+        let report = self
+            .operator()
+            .timeout(timeout)
+            .emit_with_ack(event, args)
+            .await
+            .map_err(|e| EmbedError::Send(e.to_string()))?;
+        let complete = report.timed_out.is_empty()
+            && report.disconnected.is_empty()
+            && report.missing_remote == 0
+            && report.missing_nodes == 0;
+        Ok((report.responses.into_iter().map(|(_, answer)| answer).collect(), complete))
+    }
 }
 
 /// Joins `socket` to `room`.
