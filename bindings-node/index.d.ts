@@ -9,12 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** The acknowledgement a client asked for; answer it once. */
-export declare class Ack {
-  /** Sends the answer. Errors with `ERR_ACK_SENT` the second time. */
-  send(json: string, attachments: Array<Buffer>): void
-}
-
 /** A node of the cluster for a socket.io adapter. */
 export declare class AdapterLink {
   /**
@@ -288,7 +282,17 @@ export declare class Server {
    * a socket's `connection` ahead of its events); the next one calls
    * `wake` again.
    */
-  takeDeliveries(): Array<NodeDelivery>
+  takeDeliveries(): Deliveries
+  /**
+   * Answers acknowledgement `ack` of `take_deliveries`. Errors with
+   * `ERR_ACK_SENT` when it was answered (or dropped) already.
+   */
+  answer(ack: number, json: string, attachments: Array<Buffer>): void
+  /**
+   * Forgets acknowledgement `ack` unanswered (JavaScript collected its
+   * answer function without calling it).
+   */
+  dropAck(ack: number): void
   /** The socket `sid` of `nsp`, while it is connected. */
   socket(nsp: string, sid: string): Socket | null
   /**
@@ -409,6 +413,29 @@ export interface BroadcastAcks {
   responses: Array<AckReply>
   /** Whether every recipient answered in time. */
   complete: boolean
+}
+
+/**
+ * A batch of deliveries for JavaScript (see [`Server::take_deliveries`]):
+ * three values for the whole batch, whatever its size, because each
+ * value napi makes costs far more than the same bytes inside one JSON
+ * text V8 parses.
+ */
+export interface Deliveries {
+  /**
+   * `[[kind, nsp, sid, name, handlers, ack, args, attachments, rooms],
+   * ...]`, in order: `kind` 0 `connection`, 1 `disconnect`, 2 an event,
+   * 3 `disconnecting`; `name` the event or the reason; `handlers` the ids
+   * given to `on`, in order; `ack` the number to answer with `answer`
+   * (0: none asked); `args` the event's arguments (null otherwise);
+   * `attachments` how many of `attachments` below are its binary parts;
+   * `rooms` what a `disconnecting` socket was in (null otherwise).
+   */
+  json: string
+  /** The sockets of the `connection` and `disconnect` deliveries, in order. */
+  sockets: Array<Socket>
+  /** The events' binary parts, in order. */
+  attachments: Array<Buffer>
 }
 
 /** One session event for JavaScript (see [`EngineHost::take_events`]). */
@@ -561,36 +588,6 @@ export interface LinkSession {
   requestId: string
   /** The holder, when it logs for the session until `releaseSession`. */
   holder?: string
-}
-
-/**
- * One connection, disconnection or event for JavaScript (see
- * [`Server::take_deliveries`]).
- */
-export interface NodeDelivery {
-  /** The namespace. */
-  nsp: string
-  /** 0 `connection`, 1 `disconnect`, 2 an event, 3 `disconnecting`. */
-  kind: number
-  /** The socket id. */
-  sid: string
-  /**
-   * For `connection` and `disconnect`: the socket's handle (JavaScript
-   * keeps it by id; an event names its socket by `sid` only).
-   */
-  socket?: Socket
-  /** The event's name, or the disconnection's reason. */
-  name: string
-  /** For `disconnecting`: the rooms the socket was in. */
-  rooms?: Array<string>
-  /** The event's arguments as JSON. */
-  json: string
-  /** Their binary parts. */
-  attachments: Array<Buffer>
-  /** The acknowledgement, when the client asked for one. */
-  ack?: Ack
-  /** The ids given to `on` for it, in order. */
-  handlers: Array<number>
 }
 
 /** Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]). */

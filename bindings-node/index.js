@@ -778,7 +778,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.Ack = nativeBinding.Ack
 module.exports.AdapterLink = nativeBinding.AdapterLink
 module.exports.BroadcastOperator = nativeBinding.BroadcastOperator
 module.exports.EngineHost = nativeBinding.EngineHost

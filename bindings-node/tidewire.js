@@ -138,11 +138,17 @@ function encode(args) {
 
 /** `{ json, attachments }` back to arguments (placeholders become Buffers). */
 function decode(json, attachments) {
-  return JSON.parse(json, (key, v) =>
-    v !== null && typeof v === 'object' && v._placeholder === true && Number.isInteger(v.num) && v.num < attachments.length
-      ? attachments[v.num]
-      : v,
-  )
+  return restore(JSON.parse(json), attachments)
+}
+
+/** Parsed arguments with their placeholders replaced by `attachments` (in place). */
+function restore(value, attachments) {
+  if (attachments.length === 0 || value === null || typeof value !== 'object') return value
+  if (value._placeholder === true && Number.isInteger(value.num) && value.num >= 0 && value.num < attachments.length) {
+    return attachments[value.num]
+  }
+  for (const key of Object.keys(value)) value[key] = restore(value[key], attachments)
+  return value
 }
 
 function checkName(kind, v) {
@@ -615,8 +621,8 @@ class Namespace {
 
   // Everything arrives here, in order, from the server's dispatcher, with
   // the ids of the handlers to run (core keeps the lists). A connection
-  // or disconnection carries its socket's handle; an event, its id.
-  _dispatch({ kind, sid, socket: inner, name, rooms, json, attachments, ack, handlers: ids }) {
+  // or disconnection carries its socket's handle; the others, its id.
+  _dispatch(kind, sid, inner, name, rooms, args, attachments, ack, ids) {
     const onError = (e) => this._server._onError(e)
     const handlers = ids.map((id) => this._server._handlers[id])
     if (kind === CONNECTION) {
@@ -642,29 +648,17 @@ class Namespace {
     } else {
       let socket = this._sockets.get(sid)
       if (!socket) {
-        // Not seen connecting here (its namespace was watched later):
-        // core still has it unless it has left, and then nobody hears.
+        // Not seen connecting here: core still has it unless it has left,
+        // and then nobody hears.
         const found = callNative(() => this._server._native.socket(this.name, sid))
-        if (!found) return
+        if (!found) {
+          if (ack !== 0) this._server._native.dropAck(ack)
+          return
+        }
         socket = this._socket(found)
       }
-      let args
-      try {
-        args = decode(json, attachments)
-      } catch (e) {
-        onError(e)
-        return
-      }
-      if (ack) {
-        let sent = false
-        args.push((...reply) => {
-          // As socket.io's: the first answer goes, later calls do nothing.
-          if (sent) return
-          sent = true
-          const { json: j, attachments: a } = encode(reply)
-          callNative(() => ack.send(j, a))
-        })
-      }
+      args = restore(args, attachments)
+      if (ack !== 0) args.push(this._server._answer(ack))
       for (const fn of handlers) if (fn !== socketListeners) run(() => fn(socket, ...args), onError)
       socket._deliver(name, args, onError)
     }
@@ -755,10 +749,11 @@ class Namespace {
   }
 }
 
-// What a delivery from core reports (`NodeDelivery.kind`).
+// What a delivery from core reports (`Deliveries` in index.d.ts).
 const CONNECTION = 0
 const DISCONNECT = 1
 const DISCONNECTING = 3
+const NONE = Object.freeze([])
 
 /** The handler that stands for the sockets' own listeners (see `Namespace`). */
 function socketListeners() {}
@@ -808,14 +803,9 @@ class Server {
     this._handlers = []
     // Core queues every connection, disconnection and event in order and
     // wakes this once per batch: one crossing for many events.
-    callNative(() =>
-      this._native.setDispatcher(() => {
-        for (const d of this._native.takeDeliveries()) {
-          const ns = this._namespaces.get(d.nsp)
-          if (ns) ns._dispatch(d)
-        }
-      }),
-    )
+    callNative(() => this._native.setDispatcher(() => this._takeDeliveries()))
+    // An answer function collected uncalled releases its acknowledgement.
+    this._unanswered = new FinalizationRegistry((ack) => this._native.dropAck(ack))
     this._keepAlive = null
     this._closed = false
     // The http.Server it is attached to, and the Engine carrying its requests.
@@ -852,6 +842,34 @@ class Server {
     this._engine.attach(srv, { path: this._path })
     this.httpServer = srv
     return this
+  }
+
+  /** Runs every delivery waiting, in order (see `Deliveries` in index.d.ts). */
+  _takeDeliveries() {
+    const { json, sockets, attachments } = this._native.takeDeliveries()
+    let socket = 0
+    let attachment = 0
+    for (const [kind, nsp, sid, name, handlers, ack, args, count, rooms] of JSON.parse(json)) {
+      const inner = kind === CONNECTION || kind === DISCONNECT ? sockets[socket++] : undefined
+      const binary = count === 0 ? NONE : attachments.slice(attachment, (attachment += count))
+      const ns = this._namespaces.get(nsp)
+      if (ns) ns._dispatch(kind, sid, inner, name, rooms, args, binary, ack, handlers)
+      else if (ack !== 0) this._native.dropAck(ack)
+    }
+  }
+
+  /** The function answering acknowledgement `ack`, once (socket.io's: later calls do nothing). */
+  _answer(ack) {
+    let sent = false
+    const answer = (...reply) => {
+      if (sent) return
+      sent = true
+      this._unanswered.unregister(answer)
+      const { json, attachments } = encode(reply)
+      callNative(() => this._native.answer(ack, json, attachments))
+    }
+    this._unanswered.register(answer, ack, answer)
+    return answer
   }
 
   /** The namespace `name` (created on first use). */

@@ -17,7 +17,9 @@ pub mod adapter;
 pub mod fanout;
 pub mod host;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -76,31 +78,43 @@ const DISCONNECT: u32 = 1;
 const EVENT: u32 = 2;
 const DISCONNECTING: u32 = 3;
 
-/// One connection, disconnection or event for JavaScript (see
-/// [`Server::take_deliveries`]).
-#[napi(object, object_from_js = false)]
-pub struct NodeDelivery {
-    /// The namespace.
-    pub nsp: String,
-    /// 0 `connection`, 1 `disconnect`, 2 an event, 3 `disconnecting`.
-    pub kind: u32,
-    /// The socket id.
-    pub sid: String,
-    /// For `connection` and `disconnect`: the socket's handle (JavaScript
-    /// keeps it by id; an event names its socket by `sid` only).
-    pub socket: Option<Socket>,
+/// One connection, disconnection or event waiting for JavaScript.
+struct Pending {
+    nsp: String,
+    kind: u32,
+    sid: String,
+    /// For `connection` and `disconnect`: JavaScript keeps the handle by
+    /// id; the others name their socket by `sid` only.
+    socket: Option<hub::Socket>,
     /// The event's name, or the disconnection's reason.
-    pub name: String,
+    name: String,
     /// For `disconnecting`: the rooms the socket was in.
-    pub rooms: Option<Vec<String>>,
+    rooms: Option<Vec<String>>,
     /// The event's arguments as JSON.
+    json: String,
+    attachments: Vec<Bytes>,
+    ack: Option<AckSlot>,
+    handlers: Vec<u32>,
+}
+
+/// A batch of deliveries for JavaScript (see [`Server::take_deliveries`]):
+/// three values for the whole batch, whatever its size, because each
+/// value napi makes costs far more than the same bytes inside one JSON
+/// text V8 parses.
+#[napi(object, object_from_js = false)]
+pub struct Deliveries {
+    /// `[[kind, nsp, sid, name, handlers, ack, args, attachments, rooms],
+    /// ...]`, in order: `kind` 0 `connection`, 1 `disconnect`, 2 an event,
+    /// 3 `disconnecting`; `name` the event or the reason; `handlers` the ids
+    /// given to `on`, in order; `ack` the number to answer with `answer`
+    /// (0: none asked); `args` the event's arguments (null otherwise);
+    /// `attachments` how many of `attachments` below are its binary parts;
+    /// `rooms` what a `disconnecting` socket was in (null otherwise).
     pub json: String,
-    /// Their binary parts.
+    /// The sockets of the `connection` and `disconnect` deliveries, in order.
+    pub sockets: Vec<Socket>,
+    /// The events' binary parts, in order.
     pub attachments: Vec<Buffer>,
-    /// The acknowledgement, when the client asked for one.
-    pub ack: Option<Ack>,
-    /// The ids given to `on` for it, in order.
-    pub handlers: Vec<u32>,
 }
 
 /// Deliveries queue in one batch (core's `embed::Batch`, in order); the
@@ -108,7 +122,7 @@ pub struct NodeDelivery {
 /// into the event loop per batch, not one per event.
 struct NodeHost {
     wake: Wake,
-    batch: Arc<embed::Batch<NodeDelivery>>,
+    batch: Arc<embed::Batch<Pending>>,
 }
 
 impl embed::Host<u32> for NodeHost {
@@ -123,14 +137,12 @@ impl embed::Host<u32> for NodeHost {
             }
             Delivery::Disconnect { reason } => (DISCONNECT, Some(socket), reason, String::new(), vec![], None),
             Delivery::Event { name, args, ack } => {
-                let (json, attachments) = payload_to_js(args);
-                (EVENT, None, name, json, attachments, ack.map(|a| Ack { inner: AckSlot::new(a) }))
+                let (json, attachments) = embed::payload_to_parts(args);
+                (EVENT, None, name, json, attachments, ack.map(AckSlot::new))
             }
             _ => return,
         };
-        let socket = socket.map(|inner| Socket { inner });
-        let item =
-            NodeDelivery { nsp: nsp.to_owned(), kind, sid, socket, name, rooms, json, attachments, ack, handlers };
+        let item = Pending { nsp: nsp.to_owned(), kind, sid, socket, name, rooms, json, attachments, ack, handlers };
         if self.batch.push(item) && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
             // Node is going away: nobody will take them, and the next
             // delivery must wake again.
@@ -139,12 +151,68 @@ impl embed::Host<u32> for NodeHost {
     }
 }
 
+/// The acknowledgements handed to JavaScript by number, until answered
+/// (`Server::answer`) or dropped unanswered (`Server::drop_ack`, when
+/// JavaScript collects the answer function).
+#[derive(Default)]
+struct Acks {
+    last: u32,
+    slots: HashMap<u32, AckSlot>,
+}
+
+impl Acks {
+    fn insert(&mut self, slot: AckSlot) -> u32 {
+        loop {
+            self.last = self.last.wrapping_add(1).max(1);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.slots.entry(self.last) {
+                e.insert(slot);
+                return self.last;
+            }
+        }
+    }
+}
+
+/// Writes `items` as the JSON of [`Deliveries`], numbering their acks.
+fn deliveries(items: Vec<Pending>, acks: &Mutex<Acks>) -> Deliveries {
+    let mut out = Vec::with_capacity(items.len() * 96);
+    let mut sockets = Vec::new();
+    let mut attachments = Vec::new();
+    let mut acks = acks.lock().unwrap_or_else(PoisonError::into_inner);
+    out.push(b'[');
+    for (i, p) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let ack = p.ack.map_or(0, |slot| acks.insert(slot));
+        let args = if p.json.is_empty() { "null" } else { p.json.as_str() };
+        // Strings and numbers only: serializing them cannot fail.
+        let _ = write!(out, "[{},", p.kind);
+        let _ = serde_json::to_writer(&mut out, &p.nsp);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &p.sid);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &p.name);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &p.handlers);
+        let _ = write!(out, ",{ack},{args},{},", p.attachments.len());
+        let _ = serde_json::to_writer(&mut out, &p.rooms);
+        out.push(b']');
+        sockets.extend(p.socket.map(|inner| Socket { inner }));
+        attachments.extend(p.attachments.into_iter().map(|b| Buffer::from(b.to_vec())));
+    }
+    out.push(b']');
+    // Built from JSON texts only.
+    let json = String::from_utf8(out).unwrap_or_else(|_| "[]".to_owned());
+    Deliveries { json, sockets, attachments }
+}
+
 /// A Socket.IO server.
 #[napi]
 pub struct Server {
     inner: Embedded,
     listeners: ListenerSlot<u32>,
-    batch: Arc<embed::Batch<NodeDelivery>>,
+    batch: Arc<embed::Batch<Pending>>,
+    acks: Mutex<Acks>,
 }
 
 #[napi]
@@ -158,6 +226,7 @@ impl Server {
             inner: Embedded::new(options).map_err(error)?,
             listeners: ListenerSlot::default(),
             batch: Arc::default(),
+            acks: Mutex::default(),
         })
     }
 
@@ -203,8 +272,28 @@ impl Server {
     /// a socket's `connection` ahead of its events); the next one calls
     /// `wake` again.
     #[napi]
-    pub fn take_deliveries(&self) -> Vec<NodeDelivery> {
-        self.batch.take()
+    pub fn take_deliveries(&self) -> Deliveries {
+        deliveries(self.batch.take(), &self.acks)
+    }
+
+    /// Answers acknowledgement `ack` of `take_deliveries`. Errors with
+    /// `ERR_ACK_SENT` when it was answered (or dropped) already.
+    #[napi]
+    pub fn answer(&self, ack: u32, json: String, attachments: Vec<Buffer>) -> Result<()> {
+        let slot = self.lock_acks().slots.remove(&ack).ok_or_else(|| error(EmbedError::AckAlreadySent))?;
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
+        slot.send(payload).map_err(error)
+    }
+
+    /// Forgets acknowledgement `ack` unanswered (JavaScript collected its
+    /// answer function without calling it).
+    #[napi]
+    pub fn drop_ack(&self, ack: u32) {
+        self.lock_acks().slots.remove(&ack);
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, Acks> {
+        self.acks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The socket `sid` of `nsp`, while it is connected.
@@ -553,20 +642,4 @@ pub struct FetchedSockets {
     pub json: String,
     /// Whether every node answered in time.
     pub complete: bool,
-}
-
-/// The acknowledgement a client asked for; answer it once.
-#[napi]
-pub struct Ack {
-    inner: AckSlot,
-}
-
-#[napi]
-impl Ack {
-    /// Sends the answer. Errors with `ERR_ACK_SENT` the second time.
-    #[napi]
-    pub fn send(&self, json: String, attachments: Vec<Buffer>) -> Result<()> {
-        let payload = payload_from_js(&json, attachments).map_err(error)?;
-        self.inner.send(payload).map_err(error)
-    }
 }
