@@ -566,11 +566,14 @@ describe("socket.io's disconnecting and broadcast acknowledgements on tidewire's
   test('broadcast acknowledgements: every answer, the timeout with the answers that came, binary answers', T, async () => {
     const server = new Server({ onError: (e) => console.error(e) })
     server.on('connection', (socket) => socket.join(socket.handshake.auth.room))
+    server.on('ready', (socket, ack) => ack())
     // A socket asks its room's other members.
     server.on('ask-room', async (socket, room, ack) => ack(await socket.to(room).timeout(2000).emitWithAck('vote?', 'from a socket')))
     const { url } = await server.listen()
     const join = (room) => connect(url, { auth: { room } })
     const [a, b, quiet, bin] = await Promise.all([join('voters'), join('voters'), join('quiet'), join('binary')])
+    // Answered once each connection handler has run (the rooms are joined).
+    await Promise.all([a, b, quiet, bin].map((c) => c.emitWithAck('ready')))
     a.on('vote?', (q, cb) => cb(`a:${q}`, 'second arguments are not kept'))
     b.on('vote?', (q, cb) => cb(`b:${q}`))
     quiet.on('vote?', () => {})
