@@ -103,32 +103,35 @@ pub struct EngineEvent {
 /// keeps Node alive.
 pub(crate) type Wake = ThreadsafeFunction<(), UnknownReturnValue, (), Status, false, true>;
 
-/// Every session's events, in order, for JavaScript to take in batches:
-/// the callback is called when the queue stops being empty, so a burst
-/// of events costs one crossing, and JavaScript may also take them at
-/// once (after handing a WebSocket message in, on its own thread).
-struct Events {
-    queue: Mutex<Vec<EngineEvent>>,
+/// What the engine's threads hand to JavaScript, in order, taken in
+/// batches (core's `embed::Batch`): `wake` is called when the queue stops
+/// being empty, so a burst costs one crossing, and JavaScript may also
+/// take at once (after handing a WebSocket message in, on its own thread).
+pub(crate) struct Queue<T> {
+    batch: embed::Batch<T>,
     wake: Wake,
 }
 
-impl Events {
-    fn push(&self, event: EngineEvent) {
-        let first = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.push(event);
-            queue.len() == 1
-        };
-        if first {
-            // An error here means Node is shutting down: nobody is listening.
-            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+impl<T> Queue<T> {
+    pub(crate) fn new(wake: Wake) -> Queue<T> {
+        Queue { batch: embed::Batch::default(), wake }
+    }
+
+    pub(crate) fn push(&self, item: T) {
+        if self.batch.push(item) && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+            // Node is shutting down: nobody will take them, and the next
+            // push must wake again.
+            drop(self.batch.take());
         }
     }
 
-    fn take(&self) -> Vec<EngineEvent> {
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
+    pub(crate) fn take(&self) -> Vec<T> {
+        self.batch.take()
     }
 }
+
+/// Every session's events.
+type Events = Queue<EngineEvent>;
 
 /// Opens sessions for JavaScript and forwards their traffic.
 struct JsHandler(Arc<Events>);
@@ -424,7 +427,7 @@ impl EngineHost {
             let (_, conns) = spec.apply(RateLimits::default(), ConnectionLimits::default()).map_err(invalid)?;
             config = config.connection_limits(Some(conns));
         }
-        let events = Arc::new(Events { queue: Mutex::default(), wake });
+        let events = Arc::new(Events::new(wake));
         Ok(EngineHost::with(Engine::new(config, Arc::new(JsHandler(events.clone()))), events, wake_writes))
     }
 
@@ -443,7 +446,7 @@ impl EngineHost {
     /// no session event is queued but a handed-over WebSocket's upgrade
     /// notices, which name sessions JavaScript does not hold.
     pub(crate) fn over(engine: Engine, wake: Wake, wake_writes: Wake) -> EngineHost {
-        EngineHost::with(engine, Arc::new(Events { queue: Mutex::default(), wake }), wake_writes)
+        EngineHost::with(engine, Arc::new(Events::new(wake)), wake_writes)
     }
 
     /// Takes the queued session events, oldest first.

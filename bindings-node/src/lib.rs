@@ -19,19 +19,19 @@ pub mod host;
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, Promise};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Error, Status};
 use napi_derive::napi;
 use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ListenerSlot};
 use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::socketio::Payload;
 
-use crate::host::{EngineHost, Wake};
+use crate::host::{EngineHost, Queue, Wake};
 
 // Callbacks into JavaScript are `ThreadsafeFunction<T, R, T, Status, false,
 // true>`: weak (they do not keep Node alive) and called with plain arguments
@@ -117,13 +117,9 @@ pub struct Deliveries {
     pub attachments: Vec<Buffer>,
 }
 
-/// Deliveries queue in one batch (core's `embed::Batch`, in order); the
-/// first one since JavaScript last took them calls `wake`: one crossing
-/// into the event loop per batch, not one per event.
-struct NodeHost {
-    wake: Wake,
-    batch: Arc<embed::Batch<Pending>>,
-}
+/// Deliveries queue in order, and cross into the event loop once per
+/// batch, not once per event.
+struct NodeHost(Arc<Queue<Pending>>);
 
 impl embed::Host<u32> for NodeHost {
     fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
@@ -143,11 +139,7 @@ impl embed::Host<u32> for NodeHost {
             _ => return,
         };
         let item = Pending { nsp: nsp.to_owned(), kind, sid, socket, name, rooms, json, attachments, ack, handlers };
-        if self.batch.push(item) && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
-            // Node is going away: nobody will take them, and the next
-            // delivery must wake again.
-            drop(self.batch.take());
-        }
+        self.0.push(item);
     }
 }
 
@@ -211,7 +203,8 @@ fn deliveries(items: Vec<Pending>, acks: &Mutex<Acks>) -> Deliveries {
 pub struct Server {
     inner: Embedded,
     listeners: ListenerSlot<u32>,
-    batch: Arc<embed::Batch<Pending>>,
+    /// Set with the dispatcher.
+    deliveries: OnceLock<Arc<Queue<Pending>>>,
     acks: Mutex<Acks>,
 }
 
@@ -225,7 +218,7 @@ impl Server {
         Ok(Server {
             inner: Embedded::new(options).map_err(error)?,
             listeners: ListenerSlot::default(),
-            batch: Arc::default(),
+            deliveries: OnceLock::new(),
             acks: Mutex::default(),
         })
     }
@@ -265,7 +258,11 @@ impl Server {
     /// JavaScript then calls `take_deliveries`. Set it once, first.
     #[napi]
     pub fn set_dispatcher(&self, wake: Wake) -> Result<()> {
-        self.listeners.set(Arc::new(NodeHost { wake, batch: self.batch.clone() })).map_err(error)
+        let queue = Arc::new(Queue::new(wake));
+        self.listeners.set(Arc::new(NodeHost(queue.clone()))).map_err(error)?;
+        // Set once: the slot above refuses a second dispatcher.
+        let _ = self.deliveries.set(queue);
+        Ok(())
     }
 
     /// Every delivery waiting, in the order they happened (one queue keeps
@@ -273,7 +270,7 @@ impl Server {
     /// `wake` again.
     #[napi]
     pub fn take_deliveries(&self) -> Deliveries {
-        deliveries(self.batch.take(), &self.acks)
+        deliveries(self.deliveries.get().map(|q| q.take()).unwrap_or_default(), &self.acks)
     }
 
     /// Answers acknowledgement `ack` of `take_deliveries`. Errors with

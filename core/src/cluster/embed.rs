@@ -461,7 +461,7 @@ fn required(request_id: Option<String>, what: &str) -> Result<String, LinkError>
 }
 
 /// The host's JSON text with its placeholders resolved.
-fn parse(json: &str, attachments: &[Bytes]) -> Result<Data, LinkError> {
+pub(super) fn parse(json: &str, attachments: &[Bytes]) -> Result<Data, LinkError> {
     let value: Value = serde_json::from_str(json).map_err(|e| LinkError::Invalid(e.to_string()))?;
     Data::from_json_with_attachments(&value, attachments).map_err(|e| LinkError::Invalid(e.to_string()))
 }

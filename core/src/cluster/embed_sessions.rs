@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::Cluster;
-use super::embed::{Carried, ClusterLink, LinkError, LinkEvent};
+use super::embed::{Carried, ClusterLink, LinkError, LinkEvent, parse};
 use crate::cluster::wire::notepack::Data;
 use crate::hub::lock;
 
@@ -256,9 +256,7 @@ impl ClusterLink {
         json: &str,
         attachments: &[Bytes],
     ) -> Result<(), LinkError> {
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| LinkError::Invalid(e.to_string()))?;
-        let tail =
-            Data::from_json_with_attachments(&value, attachments).map_err(|e| LinkError::Invalid(e.to_string()))?;
+        let tail = parse(json, attachments)?;
         let answer = Data::Map(vec![
             ("type".to_owned(), Data::Str("tail".to_owned())),
             ("requestId".to_owned(), Data::Str(request_id.to_owned())),
@@ -290,9 +288,7 @@ impl ClusterLink {
         attachments: &[Bytes],
         handoff: bool,
     ) -> Result<(), LinkError> {
-        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| LinkError::Invalid(e.to_string()))?;
-        let session =
-            Data::from_json_with_attachments(&value, attachments).map_err(|e| LinkError::Invalid(e.to_string()))?;
+        let session = parse(json, attachments)?;
         let answer = Data::Map(vec![
             ("type".to_owned(), Data::Str("answer".to_owned())),
             ("requestId".to_owned(), Data::Str(request_id.to_owned())),

@@ -152,22 +152,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::engine::{CloseReason, Connection, Engine, EngineConfig, EngineHandler, RequestInfo};
+    use crate::engine::{CloseReason, Engine, EngineConfig, Silent};
     use crate::transport::host::{self, RequestBody};
-
-    struct Quiet;
-    struct QuietConn;
-    impl Connection for QuietConn {
-        fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
-            Ok(())
-        }
-        fn on_close(&mut self, _: CloseReason) {}
-    }
-    impl EngineHandler for Quiet {
-        fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
-            Box::new(QuietConn)
-        }
-    }
 
     async fn session(engine: &Engine) -> Session {
         let req = http::Request::get("/socket.io/?EIO=4&transport=polling").body(RequestBody::empty()).unwrap();
@@ -196,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn rooms_except_attachments_and_removal() {
-        let engine = Engine::new(EngineConfig::default(), Arc::new(Quiet));
+        let engine = Engine::new(EngineConfig::default(), Arc::new(Silent));
         let (a, b, c) = (session(&engine).await, session(&engine).await, session(&engine).await);
         let fanout = Fanout::default();
         fanout.update([
@@ -235,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_in_rooms_before_it_is_attached_is_reached_once_attached() {
-        let engine = Engine::new(EngineConfig::default(), Arc::new(Quiet));
+        let engine = Engine::new(EngineConfig::default(), Arc::new(Silent));
         let a = session(&engine).await;
         a.drain();
         let fanout = Fanout::default();

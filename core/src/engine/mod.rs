@@ -721,6 +721,26 @@ impl EngineInner {
 
 pub use session::TransportKind;
 
+/// A handler whose sessions ignore what they receive: the tests of the
+/// transports, which look at the engine's side only.
+#[cfg(test)]
+pub(crate) struct Silent;
+
+#[cfg(test)]
+impl Connection for Silent {
+    fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
+        Ok(())
+    }
+    fn on_close(&mut self, _: CloseReason) {}
+}
+
+#[cfg(test)]
+impl EngineHandler for Silent {
+    fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
+        Box::new(Silent)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
@@ -737,18 +757,9 @@ mod tests {
         refuse: bool,
     }
 
-    struct Nothing;
-
-    impl Connection for Nothing {
-        fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
-            Ok(())
-        }
-        fn on_close(&mut self, _: CloseReason) {}
-    }
-
     impl EngineHandler for Quiet {
         fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
-            Box::new(Nothing)
+            Box::new(Silent)
         }
 
         fn admit(&self, _: &RequestInfo) -> Result<Admitted, HandshakeRefusal> {

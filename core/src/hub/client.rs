@@ -2,7 +2,6 @@
 //! routes them to the session's sockets, one per namespace.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use bytestring::ByteString;
 use serde_json::Value;
@@ -265,12 +264,7 @@ impl ClientShared {
         // Events read in the same batch are refused with an answer first.
         tokio::task::yield_now().await;
         let deadline = tokio::time::Instant::now() + super::socket::CUT_ACK_DEADLINE;
-        while sockets.iter().any(|s| s.connected() && s.acks_in_flight() > 0)
-            && tokio::time::Instant::now() < deadline
-            && !self.session.is_closed()
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        super::socket::wait_for_answers(&sockets, deadline, || self.session.is_closed()).await;
         let notice = serde_json::json!({ "code": "slow_consumer", "message": "the client does not read its messages" });
         for s in &sockets {
             let _ = s.emit_notice(DISCONNECT_NOTICE, notice.clone());

@@ -121,9 +121,6 @@ pub struct DrainReport {
     pub acks_abandoned: u32,
 }
 
-/// How often in-flight acks are checked while waiting for them.
-const ACK_POLL: Duration = Duration::from_millis(10);
-
 impl Hub {
     /// Whether [`drain`](Self::drain) has started (new connections are refused).
     pub fn is_draining(&self) -> bool {
@@ -202,10 +199,8 @@ impl Hub {
                     s.begin_closing(Closing::ShuttingDown);
                 }
             }
-            let in_flight = || -> u32 { batch.iter().flat_map(|(_, s)| s.iter()).map(Socket::acks_in_flight).sum() };
-            while in_flight() > 0 && Instant::now() < deadline {
-                tokio::time::sleep(ACK_POLL).await;
-            }
+            let sockets: Vec<Socket> = batch.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+            super::socket::wait_for_answers(&sockets, deadline, || false).await;
             // Every answer is queued before the notice, the notice before
             // the close: a client reads them in that order.
             for (_, sockets) in &batch {
@@ -215,7 +210,7 @@ impl Hub {
                     let _ = s.emit_notice(DRAIN_NOTICE, notice);
                 }
             }
-            report.acks_abandoned += in_flight();
+            report.acks_abandoned += sockets.iter().map(Socket::acks_in_flight).sum::<u32>();
             for (session, _) in &batch {
                 session.close_after_flush(CloseReason::ServerShutdown);
                 report.connections += 1;

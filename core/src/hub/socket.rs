@@ -699,3 +699,19 @@ impl SocketWithTimeout {
         self.socket.ask(event, args.into_payload()?, self.timeout).await
     }
 }
+
+/// How often a cut or a drain looks again for answers still owed.
+const ANSWER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Waits until no connected socket of `sockets` owes its client an ack
+/// (an event of the client's still being handled), or until `deadline`,
+/// or until `stop` says so: what a cut or a drain does before its notice
+/// and close, so that every event the server handled gets its answer.
+pub(crate) async fn wait_for_answers(sockets: &[Socket], deadline: tokio::time::Instant, stop: impl Fn() -> bool) {
+    while sockets.iter().any(|s| s.connected() && s.acks_in_flight() > 0)
+        && tokio::time::Instant::now() < deadline
+        && !stop()
+    {
+        tokio::time::sleep(ANSWER_POLL).await;
+    }
+}

@@ -238,21 +238,7 @@ fn pong() -> Encoded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{CloseReason, Connection, EngineConfig, EngineHandler, RequestInfo};
-    use crate::protocol::engine::Frame;
-
-    struct Quiet;
-    impl Connection for Quiet {
-        fn on_message(&mut self, _: Frame) -> Result<(), CloseReason> {
-            Ok(())
-        }
-        fn on_close(&mut self, _: CloseReason) {}
-    }
-    impl EngineHandler for Quiet {
-        fn on_open(&self, _: &Session, _: &RequestInfo) -> Box<dyn Connection> {
-            Box::new(Quiet)
-        }
-    }
+    use crate::engine::{EngineConfig, RequestInfo, Silent};
 
     fn request() -> RequestInfo {
         RequestInfo {
@@ -269,7 +255,7 @@ mod tests {
     async fn a_probe_whose_relay_goes_away_is_abandoned_after_the_upgrade_timeout() {
         let config = EngineConfig::default();
         let timeout = config.upgrade_timeout;
-        let engine = Engine::new(config, Arc::new(Quiet));
+        let engine = Engine::new(config, Arc::new(Silent));
         let session = engine.open_session(&request(), TransportKind::Polling);
         let sid = session.sid().to_owned();
         assert_eq!(serve(&engine, &sid, Op::Probe).await.status(), 200);

@@ -32,9 +32,6 @@ const MAX_CACHED_ANSWER: usize = 64 * 1024;
 /// the answers of the events it already accepted before it disconnects.
 pub const CUT_ACK_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How often a cut socket checks whether its accepted events are answered.
-const CUT_POLL: Duration = Duration::from_millis(5);
-
 /// Why a socket is closing: while it waits for the answers of the events it
 /// accepted, new events are refused with this code (an answer each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,9 +301,7 @@ impl Socket {
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             let deadline = tokio::time::Instant::now() + CUT_ACK_DEADLINE;
-            while socket.acks_in_flight() > 0 && socket.connected() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(CUT_POLL).await;
-            }
+            super::wait_for_answers(std::slice::from_ref(&socket), deadline, || false).await;
             finish();
         });
     }
