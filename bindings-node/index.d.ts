@@ -293,6 +293,8 @@ export declare class Server {
    * answer function without calling it).
    */
   dropAck(ack: number): void
+  /** How many acknowledgements JavaScript holds unanswered. */
+  get acksPending(): number
   /** The socket `sid` of `nsp`, while it is connected. */
   socket(nsp: string, sid: string): Socket | null
   /**

@@ -289,6 +289,12 @@ impl Server {
         self.lock_acks().slots.remove(&ack);
     }
 
+    /// How many acknowledgements JavaScript holds unanswered.
+    #[napi(getter)]
+    pub fn acks_pending(&self) -> u32 {
+        u32::try_from(self.lock_acks().slots.len()).unwrap_or(u32::MAX)
+    }
+
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, Acks> {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -8,6 +8,8 @@ import https from 'node:https'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { io } from 'socket.io-client'
@@ -685,5 +687,31 @@ describe("tidewire's Server on the app's own http.Server, as socket.io's new Ser
     assert.equal(await c.timeout(3000).emitWithAck('echo', 'on a port'), 'on a port')
     c.close()
     await own.close()
+  })
+})
+
+describe("acknowledgements on tidewire's Server", () => {
+  test('an ack its handler never answers is released once JavaScript collects the answer function', T, async () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc')
+    const server = new Server({ onError: (e) => console.error(e) })
+    server.on('ignored', () => {})
+    server.on('echo', (socket, msg, ack) => ack(msg))
+    const { url } = await server.listen()
+    const c = await connect(url)
+    for (let i = 0; i < 50; i++) c.emit('ignored', i, () => assert.fail('never answered'))
+    // Events are handled in order: once this one is answered, the 50 were handled.
+    assert.equal(await c.emitWithAck('echo', 'after'), 'after')
+    const started = Date.now()
+    while (server._native.acksPending > 0 && Date.now() - started < 5000) {
+      gc()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.equal(server._native.acksPending, 0, 'every unanswered ack was released')
+    // An answered one is released at once.
+    assert.equal(await c.emitWithAck('echo', 'again'), 'again')
+    assert.equal(server._native.acksPending, 0)
+    c.close()
+    await server.close()
   })
 })
