@@ -139,7 +139,8 @@ export declare class Socket<
   SocketData = any,
 > {
   readonly id: string
-  readonly nsp: string
+  /** Its namespace, as in socket.io. */
+  readonly nsp: Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
   readonly connected: boolean
   readonly user: string | null
   /** Whether the client got its previous session back. */

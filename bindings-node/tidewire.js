@@ -472,8 +472,22 @@ class Socket {
     return this._inner.recovered
   }
 
+  /** Its namespace, as in socket.io (`socket.nsp.name`, `socket.nsp.emit(...)`). */
   get nsp() {
-    return this._inner.nsp
+    return this._ns
+  }
+
+  // socket.io's engine-level objects: not here, and never a silent undefined.
+  get request() {
+    throw unsupported("socket.request is not available on tidewire's Server: read socket.handshake (headers, query, address, secure); socket.io with tidewire/socket.io has it")
+  }
+
+  get conn() {
+    throw unsupported("socket.conn is not available on tidewire's Server: read socket.handshake; socket.io with tidewire/socket.io has it")
+  }
+
+  get client() {
+    throw unsupported("socket.client is not available on tidewire's Server; socket.io with tidewire/socket.io has it")
   }
 
   get connected() {

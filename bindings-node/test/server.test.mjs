@@ -439,6 +439,11 @@ describe("socket.io's per-socket handlers on tidewire's Server", () => {
       })
       socket.on('disconnect', (reason) => gone.push(reason))
       assert.throws(() => socket.on('connect_error', () => {}), { code: 'ERR_INVALID_ARG' })
+      // socket.io's socket.nsp is the namespace; its engine-level objects are refused by name.
+      seen.push(['nsp', socket.nsp.name, socket.nsp === server.of('/')])
+      for (const engineLevel of ['request', 'conn', 'client']) {
+        assert.throws(() => socket[engineLevel], { code: 'ERR_UNSUPPORTED', message: new RegExp(`socket.${engineLevel}`) })
+      }
     })
     const { url } = await server.listen()
     const c = await connect(url)
@@ -449,6 +454,7 @@ describe("socket.io's per-socket handlers on tidewire's Server", () => {
     c.emit('both')
     assert.equal(await c.emitWithAck('twice'), 1)
     assert.deepEqual(seen, [
+      ['nsp', '/', true],
       ['any', 'chat', ['hi']],
       ['any', 'first', [1]],
       ['once', 1],
