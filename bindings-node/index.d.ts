@@ -295,8 +295,6 @@ export declare class Server {
   dropAck(ack: number): void
   /** How many acknowledgements JavaScript holds unanswered. */
   get acksPending(): number
-  /** The socket `sid` of `nsp`, while it is connected. */
-  socket(nsp: string, sid: string): Socket | null
   /**
    * The requests and WebSockets of an `http.Server` this server is
    * attached to go through this (see `js/engine.js`): its sessions are
@@ -426,8 +424,8 @@ export interface BroadcastAcks {
 export interface Deliveries {
   /**
    * `[[kind, nsp, sid, name, handlers, ack, args, attachments, rooms],
-   * ...]`, in order: `kind` 0 `connection`, 1 `disconnect`, 2 an event,
-   * 3 `disconnecting`; `name` the event or the reason; `handlers` the ids
+   * ...]`, in order: `kind` core's `DeliveryKind` (0 `connection`, 1
+   * `disconnect`, 2 an event, 3 `disconnecting`); `name` the event or the reason; `handlers` the ids
    * given to `on`, in order; `ack` the number to answer with `answer`
    * (0: none asked); `args` the event's arguments (null otherwise);
    * `attachments` how many of `attachments` below are its binary parts;

@@ -660,16 +660,12 @@ class Namespace {
       socket._deliver('disconnect', [name], onError)
       for (const fn of handlers) run(() => fn(socket, name), onError)
     } else {
-      let socket = this._sockets.get(sid)
+      // A socket's connection is always delivered before its events, and
+      // its disconnection after them.
+      const socket = this._sockets.get(sid)
       if (!socket) {
-        // Not seen connecting here: core still has it unless it has left,
-        // and then nobody hears.
-        const found = callNative(() => this._server._native.socket(this.name, sid))
-        if (!found) {
-          if (ack !== 0) this._server._native.dropAck(ack)
-          return
-        }
-        socket = this._socket(found)
+        if (ack !== 0) this._server._native.dropAck(ack)
+        return
       }
       args = restore(args, attachments)
       if (ack !== 0) args.push(this._server._answer(ack))
@@ -867,8 +863,16 @@ class Server {
       const inner = kind === CONNECTION || kind === DISCONNECT ? sockets[socket++] : undefined
       const binary = count === 0 ? NONE : attachments.slice(attachment, (attachment += count))
       const ns = this._namespaces.get(nsp)
-      if (ns) ns._dispatch(kind, sid, inner, name, rooms, args, binary, ack, handlers)
-      else if (ack !== 0) this._native.dropAck(ack)
+      if (!ns) {
+        if (ack !== 0) this._native.dropAck(ack)
+        continue
+      }
+      // One delivery that fails never takes the rest of the batch with it.
+      try {
+        ns._dispatch(kind, sid, inner, name, rooms, args, binary, ack, handlers)
+      } catch (e) {
+        this._onError(e)
+      }
     }
   }
 

@@ -27,7 +27,9 @@ use napi::bindgen_prelude::{Buffer, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Error, Status};
 use napi_derive::napi;
-use tidewire::embed::{self, AckSlot, Delivery, Dialect, EmbedError, EmbedOptions, Embedded, ListenerSlot};
+use tidewire::embed::{
+    self, AckSlot, Delivery, DeliveryKind, DeliveryParts, Dialect, EmbedError, EmbedOptions, Embedded, ListenerSlot,
+};
 use tidewire::hub::{self, ConnectError};
 use tidewire::protocol::socketio::Payload;
 
@@ -72,28 +74,14 @@ pub struct HandshakeInfo {
     pub json: String,
 }
 
-/// What a [`NodeDelivery`] reports.
-const CONNECTION: u32 = 0;
-const DISCONNECT: u32 = 1;
-const EVENT: u32 = 2;
-const DISCONNECTING: u32 = 3;
-
 /// One connection, disconnection or event waiting for JavaScript.
 struct Pending {
     nsp: String,
-    kind: u32,
     sid: String,
     /// For `connection` and `disconnect`: JavaScript keeps the handle by
     /// id; the others name their socket by `sid` only.
     socket: Option<hub::Socket>,
-    /// The event's name, or the disconnection's reason.
-    name: String,
-    /// For `disconnecting`: the rooms the socket was in.
-    rooms: Option<Vec<String>>,
-    /// The event's arguments as JSON.
-    json: String,
-    attachments: Vec<Bytes>,
-    ack: Option<AckSlot>,
+    parts: DeliveryParts,
     handlers: Vec<u32>,
 }
 
@@ -104,8 +92,8 @@ struct Pending {
 #[napi(object, object_from_js = false)]
 pub struct Deliveries {
     /// `[[kind, nsp, sid, name, handlers, ack, args, attachments, rooms],
-    /// ...]`, in order: `kind` 0 `connection`, 1 `disconnect`, 2 an event,
-    /// 3 `disconnecting`; `name` the event or the reason; `handlers` the ids
+    /// ...]`, in order: `kind` core's `DeliveryKind` (0 `connection`, 1
+    /// `disconnect`, 2 an event, 3 `disconnecting`); `name` the event or the reason; `handlers` the ids
     /// given to `on`, in order; `ack` the number to answer with `answer`
     /// (0: none asked); `args` the event's arguments (null otherwise);
     /// `attachments` how many of `attachments` below are its binary parts;
@@ -123,22 +111,10 @@ struct NodeHost(Arc<Queue<Pending>>);
 
 impl embed::Host<u32> for NodeHost {
     fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
+        let parts = delivery.into_parts();
         let sid = socket.id().to_owned();
-        let mut rooms = None;
-        let (kind, socket, name, json, attachments, ack) = match delivery {
-            Delivery::Connection => (CONNECTION, Some(socket), String::new(), String::new(), vec![], None),
-            Delivery::Disconnecting { reason, rooms: left } => {
-                rooms = Some(left);
-                (DISCONNECTING, None, reason, String::new(), vec![], None)
-            }
-            Delivery::Disconnect { reason } => (DISCONNECT, Some(socket), reason, String::new(), vec![], None),
-            Delivery::Event { name, args, ack } => {
-                let (json, attachments) = embed::payload_to_parts(args);
-                (EVENT, None, name, json, attachments, ack.map(AckSlot::new))
-            }
-            _ => return,
-        };
-        let item = Pending { nsp: nsp.to_owned(), kind, sid, socket, name, rooms, json, attachments, ack, handlers };
+        let socket = matches!(parts.kind, DeliveryKind::Connection | DeliveryKind::Disconnect).then_some(socket);
+        let item = Pending { nsp: nsp.to_owned(), sid, socket, parts, handlers };
         self.0.push(item);
     }
 }
@@ -175,22 +151,23 @@ fn deliveries(items: Vec<Pending>, acks: &Mutex<Acks>) -> Deliveries {
         if i > 0 {
             out.push(b',');
         }
-        let ack = p.ack.map_or(0, |slot| acks.insert(slot));
-        let args = if p.json.is_empty() { "null" } else { p.json.as_str() };
+        let d = p.parts;
+        let ack = d.ack.map_or(0, |slot| acks.insert(slot));
+        let args = if d.json.is_empty() { "null" } else { d.json.as_str() };
         // Strings and numbers only: serializing them cannot fail.
-        let _ = write!(out, "[{},", p.kind);
+        let _ = write!(out, "[{},", d.kind as u32);
         let _ = serde_json::to_writer(&mut out, &p.nsp);
         out.push(b',');
         let _ = serde_json::to_writer(&mut out, &p.sid);
         out.push(b',');
-        let _ = serde_json::to_writer(&mut out, &p.name);
+        let _ = serde_json::to_writer(&mut out, &d.name);
         out.push(b',');
         let _ = serde_json::to_writer(&mut out, &p.handlers);
-        let _ = write!(out, ",{ack},{args},{},", p.attachments.len());
-        let _ = serde_json::to_writer(&mut out, &p.rooms);
+        let _ = write!(out, ",{ack},{args},{},", d.attachments.len());
+        let _ = serde_json::to_writer(&mut out, &d.rooms);
         out.push(b']');
         sockets.extend(p.socket.map(|inner| Socket { inner }));
-        attachments.extend(p.attachments.into_iter().map(|b| Buffer::from(b.to_vec())));
+        attachments.extend(d.attachments.into_iter().map(|b| Buffer::from(b.to_vec())));
     }
     out.push(b']');
     // Built from JSON texts only.
@@ -297,12 +274,6 @@ impl Server {
 
     fn lock_acks(&self) -> std::sync::MutexGuard<'_, Acks> {
         self.acks.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The socket `sid` of `nsp`, while it is connected.
-    #[napi]
-    pub fn socket(&self, nsp: String, sid: String) -> Result<Option<Socket>> {
-        Ok(self.namespace(&nsp)?.socket(&sid).map(|inner| Socket { inner }))
     }
 
     /// The requests and WebSockets of an `http.Server` this server is

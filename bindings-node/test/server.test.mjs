@@ -714,6 +714,12 @@ describe("acknowledgements on tidewire's Server", () => {
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     assert.equal(server._native.acksPending, 0, 'every unanswered ack was released')
+    // Binary parts deep inside the arguments come back as Buffers.
+    let deep = { bin: Buffer.from([7, 8]) }
+    for (let i = 0; i < 60; i++) deep = [deep]
+    let back = await c.emitWithAck('echo', deep)
+    for (let i = 0; i < 60; i++) back = back[0]
+    assert.deepEqual([...back.bin], [7, 8])
     // An answered one is released at once.
     assert.equal(await c.emitWithAck('echo', 'again'), 'again')
     assert.equal(server._native.acksPending, 0)

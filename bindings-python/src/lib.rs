@@ -115,15 +115,12 @@ struct PyHost {
 
 impl embed::Host<Handler> for PyHost {
     fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<Handler>) {
-        let (kind, name, json, attachments, ack) = match delivery {
-            Delivery::Connection => ("connection", String::new(), String::new(), vec![], None),
-            Delivery::Disconnect { reason } => ("disconnect", reason, String::new(), vec![], None),
-            Delivery::Event { name, args, ack } => {
-                let (json, attachments) = embed::payload_to_parts(args);
-                ("event", name, json, attachments, ack.map(AckSlot::new))
-            }
-            _ => return,
-        };
+        let embed::DeliveryParts { kind, name, json, attachments, ack, .. } = delivery.into_parts();
+        // python-socketio has no `disconnecting` (this server never asks for it).
+        if kind == embed::DeliveryKind::Disconnecting {
+            return;
+        }
+        let kind = kind.as_str();
         let pending = Pending { nsp: nsp.to_owned(), kind, socket, name, json, attachments, ack, handlers };
         if self.batch.push(pending) {
             Python::attach(|py| {

@@ -82,6 +82,82 @@ pub enum Delivery {
     },
 }
 
+/// What a [`Delivery`] is, as bindings name it to their language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum DeliveryKind {
+    /// [`Delivery::Connection`].
+    Connection = 0,
+    /// [`Delivery::Disconnect`].
+    Disconnect = 1,
+    /// [`Delivery::Event`].
+    Event = 2,
+    /// [`Delivery::Disconnecting`].
+    Disconnecting = 3,
+}
+
+impl DeliveryKind {
+    /// `connection`, `disconnect`, `event` or `disconnecting`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Connection => "connection",
+            DeliveryKind::Disconnect => "disconnect",
+            DeliveryKind::Event => "event",
+            DeliveryKind::Disconnecting => "disconnecting",
+        }
+    }
+}
+
+/// A [`Delivery`] as the plain values a binding hands its language: the
+/// event's arguments as JSON text and binary parts (see
+/// [`payload_to_parts`](super::payload_to_parts)), its acknowledgement
+/// answerable once.
+#[derive(Debug)]
+pub struct DeliveryParts {
+    /// What happened.
+    pub kind: DeliveryKind,
+    /// The event's name, or the disconnection's reason (empty otherwise).
+    pub name: String,
+    /// The event's arguments as JSON (empty otherwise).
+    pub json: String,
+    /// Their binary parts.
+    pub attachments: Vec<bytes::Bytes>,
+    /// The acknowledgement, when the client asked for one.
+    pub ack: Option<super::AckSlot>,
+    /// For `disconnecting`: the rooms the socket was in.
+    pub rooms: Option<Vec<String>>,
+}
+
+impl Delivery {
+    /// The plain values of this delivery.
+    pub fn into_parts(self) -> DeliveryParts {
+        let plain = |kind, name| DeliveryParts {
+            kind,
+            name,
+            json: String::new(),
+            attachments: Vec::new(),
+            ack: None,
+            rooms: None,
+        };
+        match self {
+            Delivery::Connection => plain(DeliveryKind::Connection, String::new()),
+            Delivery::Disconnect { reason } => plain(DeliveryKind::Disconnect, reason),
+            Delivery::Disconnecting { reason, rooms } => {
+                DeliveryParts { rooms: Some(rooms), ..plain(DeliveryKind::Disconnecting, reason) }
+            }
+            Delivery::Event { name, args, ack } => {
+                let (json, attachments) = super::payload_to_parts(args);
+                DeliveryParts {
+                    json,
+                    attachments,
+                    ack: ack.map(super::AckSlot::new),
+                    ..plain(DeliveryKind::Event, name)
+                }
+            }
+        }
+    }
+}
+
 /// The binding's side: hands deliveries to its language.
 pub trait Host<H>: Send + Sync + 'static {
     /// `socket` of namespace `nsp` saw `delivery`; run `handlers` (possibly

@@ -40,7 +40,7 @@ pub use batch::Batch;
 pub use decision::admission_from_decision;
 use error::invalid;
 pub use error::{EmbedError, ErrorCode};
-pub use listeners::{Delivery, Host, Listen, ListenerSlot, Listeners};
+pub use listeners::{Delivery, DeliveryKind, DeliveryParts, Host, Listen, ListenerSlot, Listeners};
 pub use options::Dialect;
 
 use crate::hub::{
