@@ -19,8 +19,25 @@ export declare class AdapterLink {
   constructor(options: LinkOptions, wake: Wake)
   /** This node's uid on the wire. */
   get uid(): string
-  /** Takes what other nodes sent, oldest first. */
+  /**
+   * Takes what other nodes sent, oldest first; call `settled()` once
+   * all of it is applied.
+   */
   takeEvents(): Array<LinkMessage>
+  /**
+   * Everything taken is applied (room changes mirrored, writes handed
+   * to the core): broadcasts routed with `deliverDirectly` may go past
+   * JavaScript again.
+   */
+  settled(): void
+  /**
+   * Broadcasts of other nodes to `nsp` are written by the core to the
+   * sockets of `fanout` (js/fast-path.js's mirror) without crossing into
+   * JavaScript, while nothing else waits for it; `null` hands them back.
+   */
+  deliverDirectly(nsp: string, fanout?: Fanout | undefined | null): void
+  /** Broadcasts of other nodes the core delivered without JavaScript. */
+  get directBroadcasts(): number
   /** Resolves once Redis answered (at most `timeoutMs`): whether it did. */
   waitConnected(timeoutMs: number): Promise<boolean>
   /** Listens on namespace `nsp`'s channels. */

@@ -104,6 +104,27 @@ class Link {
       }
     }
     this.backlog = i < this.backlog.length ? this.backlog.slice(i) : []
+    if (this.backlog.length === 0 && !this.deferred) {
+      // All applied: once what it changed is in the core, broadcasts
+      // routed to the core (`_fanoutDirect`) may go past JavaScript again.
+      this.flush()
+      this.native.settled()
+    }
+  }
+
+  /**
+   * Hands the core what JavaScript changed and has not handed over yet
+   * (fast-path room changes, sockets' writes), so that a broadcast the
+   * core delivers without JavaScript comes after it: when everything taken
+   * is applied, and before this node publishes (another node may answer
+   * with a broadcast).
+   */
+  flush() {
+    for (const adapter of this.adapters.values()) {
+      if (!adapter._fanout) continue
+      adapter._fanoutFlush()
+      adapter.nsp.server.engine._flushWrites()
+    }
   }
 
   apply(m) {
@@ -182,6 +203,27 @@ function clusterAdapter(Base) {
           () => next(),
         )
       })
+    }
+
+    // --- other nodes' broadcasts, written by the core ---------------------
+
+    // With the fast path on for every socket here, nothing in JavaScript
+    // needs to see another node's broadcast: the core writes it to the
+    // mirror's sockets itself, unless events taken before it are still
+    // being applied (AdapterLink.settled). Not with connection state
+    // recovery (the session-aware adapter logs every packet), nor with a
+    // room held as a number (other nodes name it as a string; socket.io-
+    // adapter's maps match it, see `localOpts`).
+    _fanoutDirect() {
+      if (!this.link) return
+      const on =
+        !!this._fanout && this._fanoutOthers.size === 0 && !this._fanoutNumeric && !(this instanceof SessionAwareAdapter) && !this._linkClosed
+      if (on === !!this._direct) return
+      this._direct = on
+      // What socket.io's path now writes for is in the mirror first (a
+      // detached socket); once this returns, the core writes no more.
+      this._fanoutFlush()
+      this.link.native.deliverDirectly(this.nsp.name, on ? this._fanout : null)
     }
 
     // --- room bookkeeping ------------------------------------------------
@@ -376,6 +418,7 @@ function clusterAdapter(Base) {
     broadcast(packet, opts) {
       packet.nsp = this.nsp.name
       const local = opts.flags && opts.flags.local
+      if (!local) this.link.flush()
       // Encoded before the local delivery (the session-aware adapter adds
       // its offset to `data`, which is this node's only).
       const out = local ? null : encode({ packet: { data: packet.data, id: packet.id }, opts: { ...roomOpts(opts), flags: opts.flags || {} } })
@@ -386,6 +429,7 @@ function clusterAdapter(Base) {
     broadcastWithAck(packet, opts, clientCountCallback, ack) {
       packet.nsp = this.nsp.name
       if (!(opts.flags && opts.flags.local)) {
+        this.link.flush()
         const out = encode({ packet: { data: packet.data }, opts: { ...roomOpts(opts), flags: opts.flags || {} } })
         const report = (json, attachments) => {
           const r = decode(json, attachments)
@@ -400,6 +444,7 @@ function clusterAdapter(Base) {
     }
 
     async request(message, timeout) {
+      this.link.flush()
       const out = encode(message)
       try {
         return await this.link.native.request(this.nsp.name, out.json, out.attachments, timeout)
@@ -429,6 +474,7 @@ function clusterAdapter(Base) {
     }
 
     notify(message) {
+      this.link.flush()
       const out = encode(message)
       call(() => this.link.native.notify(this.nsp.name, out.json, out.attachments))
     }
@@ -474,6 +520,8 @@ function clusterAdapter(Base) {
     }
 
     close() {
+      this._linkClosed = true
+      this._fanoutDirect()
       for (const taking of [...this.taking.values()]) taking.done(null)
       for (const handed of this.handed.values()) clearTimeout(handed.timer)
       this.handed.clear()

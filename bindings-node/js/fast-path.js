@@ -70,6 +70,8 @@ function withFastPath(Base) {
       // Set by `broadcast` for socket.io-adapter's `_encode` and `apply` it calls.
       this._fanoutArmed = false
       this._fanoutPacket = null
+      // A room held as a number is in the mirror (tagged): other nodes name it as a string.
+      this._fanoutNumeric = false
       /** Broadcasts the core fanned out (for tests and metrics). */
       this.fastBroadcasts = 0
     }
@@ -78,6 +80,7 @@ function withFastPath(Base) {
       if (this._fanout === undefined) {
         const engine = this.nsp.server.engine
         this._fanout = engine instanceof Engine ? new native.Fanout() : null
+        if (this._fanout) this._fanoutDirect()
       }
       return this._fanout !== null
     }
@@ -86,7 +89,16 @@ function withFastPath(Base) {
     _fanoutOff() {
       this._fanout = null
       this._fanoutChanges = []
+      this._fanoutDirect()
     }
+
+    /**
+     * What the fast path's state allows changed (sockets socket.io's path
+     * writes to, rooms held as numbers, the fast path itself): the
+     * clustered adapter decides whether the core may deliver other nodes'
+     * broadcasts without JavaScript.
+     */
+    _fanoutDirect() {}
 
     _fanoutChange(kind, id, room) {
       const changes = this._fanoutChanges
@@ -115,6 +127,7 @@ function withFastPath(Base) {
       } else {
         socket[kFast] = false
         this._fanoutOthers.add(socket.id)
+        this._fanoutDirect()
       }
     }
 
@@ -123,6 +136,7 @@ function withFastPath(Base) {
       socket[kFast] = false
       this._fanoutOthers.add(socket.id)
       if (this._fanout) this._fanoutChange('d', socket.id, '')
+      this._fanoutDirect()
     }
 
     // --- room bookkeeping: socket.io-adapter's maps, mirrored -----------
@@ -133,6 +147,10 @@ function withFastPath(Base) {
       for (const room of rooms) {
         const key = roomKey(room)
         if (key === null) return this._fanoutOff()
+        if (typeof room === 'number' && !this._fanoutNumeric) {
+          this._fanoutNumeric = true
+          this._fanoutDirect()
+        }
         this._fanoutChange('j', id, key)
       }
       // socket.io reaches connected sockets only: a socket is attached at
@@ -153,7 +171,7 @@ function withFastPath(Base) {
     delAll(id) {
       const r = super.delAll(id)
       if (this._fanout) this._fanoutChange('r', id, '')
-      this._fanoutOthers.delete(id)
+      if (this._fanoutOthers.delete(id) && this._fanoutOthers.size === 0) this._fanoutDirect()
       return r
     }
 

@@ -5,7 +5,8 @@
 //! nodes send is queued for JavaScript (`takeEvents`, after `wake`), which
 //! answers with `respond`. Values cross as JSON text plus Buffers.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +16,9 @@ use napi::{Error, Status};
 use napi_derive::napi;
 use tidewire::bus::{RedisBus, RedisBusConfig};
 use tidewire::cluster::wire::sharded::SubscriptionMode;
-use tidewire::cluster::{ClusterConfig, ClusterLink, LinkError, LinkEvent, Protocol};
+use tidewire::cluster::{ClusterConfig, ClusterLink, LinkError, LinkEvent, LinkQueue, Protocol};
+
+use crate::fanout::Fanout;
 
 /// A JavaScript `Error` whose message leads with `code` (js/adapter.js
 /// moves it to `code`).
@@ -108,32 +111,12 @@ type Report = ThreadsafeFunction<
     true,
 >;
 
-/// What other nodes sent, waiting for JavaScript, oldest first.
-struct Queue {
-    events: Mutex<Vec<LinkEvent>>,
-    wake: Wake,
-}
-
-impl Queue {
-    fn push(&self, event: LinkEvent) {
-        let first = {
-            let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-            events.push(event);
-            events.len() == 1
-        };
-        if first {
-            // An error here means Node is shutting down: nobody listens.
-            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
-    }
-}
-
 /// A node of the cluster for a socket.io adapter.
 #[napi]
 pub struct AdapterLink {
     inner: ClusterLink,
     bus: Arc<RedisBus>,
-    queue: Arc<Queue>,
+    queue: Arc<LinkQueue>,
 }
 
 #[napi]
@@ -158,14 +141,15 @@ impl AdapterLink {
             .specific_response_channel(options.specific_response_channel)
             .protocol(protocol);
         let bus_config = RedisBusConfig::default().sharded(options.subscription_mode.is_some());
-        let queue = Arc::new(Queue { events: Mutex::default(), wake });
-        let events = queue.clone();
         // The bus and the link start tasks: on napi's tokio runtime.
         napi::bindgen_prelude::within_runtime_if_available(move || {
             let (bus, inbound) = RedisBus::open(&options.url, options.redis_cluster, bus_config)
                 .map_err(|e| Error::new(Status::InvalidArg, format!("ERR_INVALID_ARG: {e}")))?;
             let bus = Arc::new(bus);
-            let inner = ClusterLink::join(bus.clone(), inbound, config, move |e| events.push(e));
+            let (inner, queue) = ClusterLink::join_queued(bus.clone(), inbound, config, move || {
+                // An error here means Node is shutting down: nobody listens.
+                let _ = wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            });
             Ok(AdapterLink { inner, bus, queue })
         })
     }
@@ -176,11 +160,12 @@ impl AdapterLink {
         self.inner.uid().to_owned()
     }
 
-    /// Takes what other nodes sent, oldest first.
+    /// Takes what other nodes sent, oldest first; call `settled()` once
+    /// all of it is applied.
     #[napi]
     pub fn take_events(&self) -> Vec<LinkMessage> {
-        let events = std::mem::take(&mut *self.queue.events.lock().unwrap_or_else(PoisonError::into_inner));
-        events
+        self.queue
+            .take()
             .into_iter()
             .filter_map(|e| {
                 let (kind, c) = match e {
@@ -200,6 +185,28 @@ impl AdapterLink {
                 })
             })
             .collect()
+    }
+
+    /// Everything taken is applied (room changes mirrored, writes handed
+    /// to the core): broadcasts routed with `deliverDirectly` may go past
+    /// JavaScript again.
+    #[napi]
+    pub fn settled(&self) {
+        self.queue.settled();
+    }
+
+    /// Broadcasts of other nodes to `nsp` are written by the core to the
+    /// sockets of `fanout` (js/fast-path.js's mirror) without crossing into
+    /// JavaScript, while nothing else waits for it; `null` hands them back.
+    #[napi]
+    pub fn deliver_directly(&self, nsp: String, fanout: Option<&Fanout>) {
+        self.inner.deliver_directly(&nsp, fanout.map(|f| f.inner.clone()));
+    }
+
+    /// Broadcasts of other nodes the core delivered without JavaScript.
+    #[napi(getter)]
+    pub fn direct_broadcasts(&self) -> f64 {
+        self.inner.stats().delivered_directly.load(Ordering::Relaxed) as f64
     }
 
     /// Resolves once Redis answered (at most `timeoutMs`): whether it did.

@@ -4,6 +4,8 @@
 //! hands each broadcast over once, encoded; the core queues it on every
 //! reached socket's Engine.IO session (`tidewire::embed::fanout`).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use napi::Either;
 use napi::bindgen_prelude::{Buffer, within_runtime_if_available};
@@ -17,7 +19,7 @@ use crate::host::EngineSocket;
 /// The rooms of one namespace's sockets and the sessions carrying them.
 #[napi]
 pub struct Fanout {
-    inner: fanout::Fanout,
+    pub(crate) inner: Arc<fanout::Fanout>,
 }
 
 impl Default for Fanout {
@@ -31,7 +33,7 @@ impl Fanout {
     /// An empty fan-out.
     #[napi(constructor)]
     pub fn new() -> Fanout {
-        Fanout { inner: fanout::Fanout::default() }
+        Fanout { inner: Arc::default() }
     }
 
     /// Applies room changes, in order, as triples of strings: `j` (socket,

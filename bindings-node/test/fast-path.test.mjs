@@ -369,12 +369,118 @@ describe('fast path in a cluster', () => {
       for (let i = 0; i < 5; i++) clients.push(await B.connect())
       for (const c of clients) B.socketOf(c).join('far')
       await sleep(200)
-      const before = B.adapter().fastBroadcasts
-      const got = clients.map((c) => collect(c, 'x'))
-      A.io.to('far').emit('x', 'from A', Buffer.from([1]))
+      const [fast, direct] = [B.adapter().fastBroadcasts, B.adapter().link.native.directBroadcasts]
+      const got = clients.map((c) => {
+        const all = []
+        c.on('x', (...args) => all.push(args))
+        return once(c, 'end', 10_000).then(() => all)
+      })
+      A.io.to('far').emit('x', 'from A', Buffer.from([1, 2]))
       A.io.emit('end')
-      for (const g of await Promise.all(got)) assert.deepEqual(g, ['from A'])
-      assert.ok(B.adapter().fastBroadcasts - before >= 2)
+      for (const g of await Promise.all(got)) {
+        assert.equal(g.length, 1)
+        assert.equal(g[0][0], 'from A')
+        assert.deepEqual([...g[0][1]], [1, 2])
+      }
+      // Neither crossed into B's JavaScript: B's core wrote them.
+      assert.equal(B.adapter().fastBroadcasts, fast)
+      assert.equal(B.adapter().link.native.directBroadcasts - direct, 2)
+    } finally {
+      for (const n of nodes) await n.close()
+      redis.stop()
+    }
+  })
+
+  test("what another node asks before its broadcast (socketsJoin, socketsLeave, disconnectSockets) is applied before the core delivers it", T, async () => {
+    const redis = await startRedis()
+    const nodes = []
+    try {
+      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
+      const [A, B] = nodes
+      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+      const clients = []
+      for (let i = 0; i < 4; i++) clients.push(await B.connect())
+      for (const c of clients) B.socketOf(c).join('base')
+      // B listens to a room's channel once it holds a member (interest
+      // subscriptions): an anchor holds the rooms the others join.
+      const anchor = await B.connect()
+      for (let round = 0; round < 20; round++) B.socketOf(anchor).join(`late-${round}`)
+      await sleep(200)
+      for (let round = 0; round < 20; round++) {
+        const room = `late-${round}`
+        const got = clients.map((c) => {
+          const all = []
+          const on = (v) => all.push(v)
+          c.on('x', on)
+          return once(c, `end-${round}`, 10_000).then(() => {
+            c.off('x', on)
+            return all
+          })
+        })
+        // B joins its sockets to a room it never had, then A broadcasts there at once.
+        A.io.in('base').socketsJoin(room)
+        A.io.to(room).emit('x', `joined ${round}`)
+        A.io.in('base').socketsLeave(room)
+        A.io.to(room).emit('x', `left ${round}`)
+        A.io.to('base').emit(`end-${round}`)
+        for (const g of await Promise.all(got)) assert.deepEqual(g, [`joined ${round}`], `round ${round}`)
+      }
+      // A disconnection asked before a broadcast: the broadcast does not reach the socket.
+      const [gone, stays] = clients
+      let late = 0
+      gone.on('x', () => late++)
+      const disconnected = once(gone, 'disconnect', 10_000)
+      A.io.in(gone.id).disconnectSockets()
+      A.io.to('base').emit('x', 'after')
+      A.io.to('base').emit('end-d')
+      await Promise.all([disconnected, once(stays, 'end-d', 10_000)])
+      assert.equal(late, 0)
+    } finally {
+      for (const n of nodes) await n.close()
+      redis.stop()
+    }
+  })
+
+  test("JavaScript sees other nodes' broadcasts again where it must: onAnyOutgoing, rooms held as numbers", T, async () => {
+    const redis = await startRedis()
+    const nodes = []
+    try {
+      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
+      const [A, B] = nodes
+      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+      const [a, b] = [await B.connect(), await B.connect()]
+      const [sa, sb] = [B.socketOf(a), B.socketOf(b)]
+      sa.join('far')
+      sb.join('far')
+      await sleep(200)
+      const native = B.adapter().link.native
+      // A socket with an onAnyOutgoing listener: socket.io writes to it, and its listener sees the broadcast.
+      const seen = []
+      sa.onAnyOutgoing((event, ...args) => seen.push([event, ...args]))
+      let got = [a, b].map((c) => collect(c, 'x', 'end1'))
+      let direct = native.directBroadcasts
+      A.io.to('far').emit('x', 1)
+      A.io.to('far').emit('end1')
+      assert.deepEqual(await Promise.all(got), [[1], [1]])
+      assert.deepEqual(seen, [['x', 1], ['end1']])
+      assert.equal(native.directBroadcasts, direct)
+      // Gone: the core delivers again.
+      a.disconnect()
+      await until('a gone', () => !B.io.of('/').sockets.has(sa.id))
+      got = collect(b, 'x', 'end2')
+      A.io.to('far').emit('x', 2)
+      A.io.to('far').emit('end2')
+      assert.deepEqual(await got, [2])
+      assert.equal(native.directBroadcasts - direct, 2)
+      // A room held as a number on B: reached from A's string, as with the official adapter.
+      sb.join(7)
+      await sleep(200)
+      got = collect(b, 'x', 'end3')
+      direct = native.directBroadcasts
+      A.io.to('7').emit('x', 'seven')
+      A.io.to('far').emit('end3')
+      assert.deepEqual(await got, ['seven'])
+      assert.equal(native.directBroadcasts, direct)
     } finally {
       for (const n of nodes) await n.close()
       redis.stop()

@@ -128,6 +128,9 @@ pub struct ClusterStats {
     pub forward_failed: std::sync::atomic::AtomicU64,
     /// Requests not passed on because too many were waiting.
     pub forward_refused: std::sync::atomic::AtomicU64,
+    /// Broadcasts of other nodes a host's link wrote to its sessions
+    /// itself ([`ClusterLink::deliver_directly`](super::ClusterLink::deliver_directly)).
+    pub delivered_directly: std::sync::atomic::AtomicU64,
 }
 
 pub(super) fn add(counter: &std::sync::atomic::AtomicU64) {

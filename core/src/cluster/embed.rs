@@ -42,7 +42,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::codec::Inbound;
-use super::config::{ClusterConfig, Protocol, add};
+use super::config::{ClusterConfig, ClusterStats, Protocol, add};
+use super::embed_direct::{Direct, LinkQueue};
 use super::embed_sessions::Sessions;
 use super::interest;
 use super::{Beat, Cluster};
@@ -52,6 +53,7 @@ use crate::cluster::wire::classic::{
 };
 use crate::cluster::wire::notepack::{Data, args_to_json};
 use crate::cluster::wire::sharded::{Body, Message};
+use crate::embed::fanout::Fanout;
 use crate::hub::{Gathered, Replies, RoomChange, lock};
 use crate::rooms::Room;
 
@@ -137,6 +139,8 @@ pub struct ClusterLink {
     /// The namespaces this node serves (the sharded protocol's heartbeats
     /// name them).
     namespaces: Arc<Mutex<HashSet<String>>>,
+    /// Namespaces whose remote broadcasts the core writes itself.
+    direct: Arc<Direct>,
 }
 
 impl ClusterLink {
@@ -168,6 +172,28 @@ impl ClusterLink {
         config: ClusterConfig,
         on_event: impl Fn(LinkEvent) + Send + Sync + 'static,
     ) -> ClusterLink {
+        Self::start(bus, inbound, config, Host { on_event: Box::new(on_event), queue: None })
+    }
+
+    /// Joins the cluster as [`join`](Self::join) does, for a host that
+    /// applies what other nodes send on its own event loop: the events
+    /// wait in the returned queue, and `wake` is called when the first of
+    /// a batch arrives. With this queue the core can tell when the host
+    /// has nothing left to apply, and deliver broadcasts itself meanwhile
+    /// ([`deliver_directly`](Self::deliver_directly)).
+    pub fn join_queued(
+        bus: Arc<dyn Bus>,
+        inbound: mpsc::Receiver<BusMessage>,
+        config: ClusterConfig,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> (ClusterLink, Arc<LinkQueue>) {
+        let queue = Arc::new(LinkQueue::new(wake));
+        let pushed = queue.clone();
+        let host = Host { on_event: Box::new(move |e| pushed.push(e)), queue: Some(queue.clone()) };
+        (Self::start(bus, inbound, config, host), queue)
+    }
+
+    fn start(bus: Arc<dyn Bus>, inbound: mpsc::Receiver<BusMessage>, config: ClusterConfig, host: Host) -> ClusterLink {
         let uid = crate::engine::new_id();
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
         // No recovery channels: the host's engine keeps its sessions; and
@@ -177,18 +203,38 @@ impl ClusterLink {
             Arc::new(Cluster::new(bus, uid.as_str().into(), config, [String::new(), String::new()], interest_tx));
         let namespaces: Arc<Mutex<HashSet<String>>> = Arc::default();
         let sessions = Arc::new(Sessions::new(&cluster.config.prefix, &uid));
+        let direct: Arc<Direct> = Arc::default();
         tokio::spawn(interest::interest_task(Arc::downgrade(&cluster), interest_rx));
         tokio::spawn(inbound_task(
             Arc::downgrade(&cluster),
             sessions.clone(),
             namespaces.clone(),
             inbound,
-            Box::new(on_event),
+            host,
+            direct.clone(),
         ));
         if matches!(cluster.config.protocol, Protocol::Sharded(_)) {
             tokio::spawn(heartbeat_task(Arc::downgrade(&cluster), namespaces.clone()));
         }
-        ClusterLink { cluster, sessions, namespaces }
+        ClusterLink { cluster, sessions, namespaces, direct }
+    }
+
+    /// Broadcasts of other nodes to namespace `nsp` are written by the core
+    /// to the sessions `fanout` reaches, without the host, whenever the
+    /// host has applied everything else other nodes sent (only a link of
+    /// [`join_queued`](Self::join_queued) knows that). The host routes a
+    /// namespace only while such a broadcast needs nothing of it: the
+    /// fan-out mirrors its rooms and reaches every socket it has there,
+    /// and nothing of the host must see the packet (no log for connection
+    /// state recovery, no per-socket hooks). `None` gives them back to the
+    /// host; once that returns, no broadcast is being written past it.
+    pub fn deliver_directly(&self, nsp: &str, fanout: Option<Arc<Fanout>>) {
+        self.direct.route(nsp, fanout);
+    }
+
+    /// This node's counters.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.cluster.stats
     }
 
     /// This node's uid on the wire.
@@ -737,14 +783,23 @@ fn answer_initial_heartbeat(cluster: &Cluster, namespaces: &Mutex<HashSet<String
     }
 }
 
+/// Where what other nodes send goes.
+struct Host {
+    on_event: Box<dyn Fn(LinkEvent) + Send + Sync>,
+    /// The queue `on_event` pushes to, for a host of `join_queued`.
+    queue: Option<Arc<LinkQueue>>,
+}
+
 /// Hands what the bus delivers to the host, and answers to their requests.
 async fn inbound_task(
     cluster: Weak<Cluster>,
     sessions: Arc<Sessions>,
     namespaces: Arc<Mutex<HashSet<String>>>,
     mut inbound: mpsc::Receiver<BusMessage>,
-    on_event: Box<dyn Fn(LinkEvent) + Send + Sync>,
+    host: Host,
+    direct: Arc<Direct>,
 ) {
+    let on_event = &host.on_event;
     while let Some(message) = inbound.recv().await {
         let Some(cluster) = cluster.upgrade() else { return };
         add(&cluster.stats.received);
@@ -760,6 +815,9 @@ async fn inbound_task(
         }
         match cluster.codec.decode(&cluster.uid, &message.channel, &message.payload) {
             Ok(Inbound::Broadcast { uid, nsp, data, opts }) => {
+                if direct.deliver(host.queue.as_deref(), &nsp, &data, &opts, &cluster.stats.delivered_directly) {
+                    continue;
+                }
                 let packet = classic::Packet::event(nsp.as_str(), data);
                 let value = Data::Map(vec![
                     ("packet".to_owned(), packet_data(&packet)),

@@ -124,3 +124,85 @@ async fn a_session_hand_off_goes_answer_marker_echo_tail() {
     // The holder never hears its own marker's echo, nor a third node one not meant for it.
     assert!(!lock(&ea).iter().any(|e| matches!(e, LinkEvent::SessionEcho(_))));
 }
+
+#[tokio::test]
+async fn broadcasts_are_delivered_by_the_core_while_the_host_has_nothing_to_apply() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::embed::fanout::tests::{session, texts};
+    use crate::embed::fanout::{Fanout, RoomChange};
+    use crate::engine::{Engine, EngineConfig, Silent};
+
+    let bus = MemoryBus::new();
+    let a = link(&bus, Arc::default());
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let (node, inbound) = bus.node(1024);
+    let woken = wakes.clone();
+    let (b, queue) = ClusterLink::join_queued(Arc::new(node), inbound, ClusterConfig::default(), move || {
+        woken.fetch_add(1, Ordering::SeqCst);
+    });
+    a.add_namespace("/").await.unwrap();
+    b.add_namespace("/").await.unwrap();
+    let engine = Engine::new(EngineConfig::default(), Arc::new(Silent));
+    let (s1, s2) = (session(&engine).await, session(&engine).await);
+    let fanout = Arc::new(Fanout::default());
+    fanout.update([RoomChange::Join("s1".into(), "r".into()), RoomChange::Join("s2".into(), "q".into())]);
+    for (id, s) in [("s1", &s1), ("s2", &s2)] {
+        s.drain();
+        fanout.attach(id.into(), s.clone());
+    }
+    b.listen("/", &["r".to_owned()]).await;
+    b.deliver_directly("/", Some(fanout.clone()));
+    let to_r = |event: &str| {
+        format!(r#"{{"packet":{{"data":["{event}",1]}},"opts":{{"rooms":["r"],"except":[],"flags":{{}}}}}}"#)
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(50));
+    let directly = || b.stats().delivered_directly.load(Ordering::Relaxed);
+
+    // Nothing for the host: written to the room's sessions by the core, binary parts too.
+    a.broadcast("/", &to_r("one"), &[]).unwrap();
+    let binary =
+        r#"{"packet":{"data":["bin",{"_placeholder":true,"num":0}]},"opts":{"rooms":[],"except":["q"],"flags":{}}}"#;
+    a.broadcast("/", binary, &[Bytes::from_static(b"\x09")]).unwrap();
+    settle().await;
+    assert_eq!(texts(&s1), [r#"42["one",1]"#, r#"451-["bin",{"_placeholder":true,"num":0}]"#, "<1 bytes>"]);
+    assert!(texts(&s2).is_empty(), "except q");
+    assert!(queue.take().is_empty());
+    assert_eq!((directly(), wakes.load(Ordering::SeqCst)), (2, 0));
+
+    // A request waits for the host: the broadcast after it waits too, in order.
+    a.notify("/", r#"{"type":2,"opts":{"rooms":[],"except":[]},"rooms":["r"]}"#, &[]).unwrap();
+    a.broadcast("/", &to_r("two"), &[]).unwrap();
+    settle().await;
+    assert!(texts(&s1).is_empty());
+    let taken = queue.take();
+    assert!(
+        matches!(&taken[..], [LinkEvent::Request(_), LinkEvent::Broadcast(c)] if c.json.contains("two")),
+        "{taken:?}"
+    );
+    assert_eq!(wakes.load(Ordering::SeqCst), 1, "one wake-up for the batch");
+    // Taken but not applied yet: still the host's.
+    a.broadcast("/", &to_r("three"), &[]).unwrap();
+    settle().await;
+    assert!(texts(&s1).is_empty());
+    assert!(matches!(&queue.take()[..], [LinkEvent::Broadcast(c)] if c.json.contains("three")));
+    // Applied: the core delivers again.
+    queue.settled();
+    a.broadcast("/", &to_r("four"), &[]).unwrap();
+    settle().await;
+    assert_eq!(texts(&s1), [r#"42["four",1]"#]);
+    assert_eq!(directly(), 3);
+
+    // What the core does not encode itself (no event name) is the host's.
+    a.broadcast("/", r#"{"packet":{"data":[7]},"opts":{"rooms":[],"except":[],"flags":{}}}"#, &[]).unwrap();
+    settle().await;
+    assert_eq!(queue.take().len(), 1);
+    queue.settled();
+    // No route: the host's again.
+    b.deliver_directly("/", None);
+    a.broadcast("/", &to_r("five"), &[]).unwrap();
+    settle().await;
+    assert!(texts(&s1).is_empty());
+    assert!(matches!(&queue.take()[..], [LinkEvent::Broadcast(c)] if c.json.contains("five")));
+    assert_eq!(directly(), 3);
+}

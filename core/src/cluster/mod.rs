@@ -67,6 +67,7 @@ mod codec;
 mod config;
 mod convert;
 mod embed;
+mod embed_direct;
 mod embed_sessions;
 mod emitter;
 #[cfg(feature = "server")]
@@ -93,6 +94,7 @@ use tokio::sync::mpsc;
 pub use crate::hub::{ClusterError, Gathered, Replies, ServerAck, ServerEventHandler};
 pub use config::{ClusterConfig, ClusterStats, Protocol};
 pub use embed::{AckReport, Carried, ClusterLink, LinkError, LinkEvent};
+pub use embed_direct::LinkQueue;
 pub use embed_sessions::TakenSession;
 pub use emitter::{EMITTER_UID, EmitError, Emitter};
 

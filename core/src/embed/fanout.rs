@@ -148,21 +148,23 @@ impl Fanout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::engine::{CloseReason, Engine, EngineConfig, Silent};
     use crate::transport::host::{self, RequestBody};
 
-    async fn session(engine: &Engine) -> Session {
+    /// A session of `engine` opened by a polling handshake.
+    pub(crate) async fn session(engine: &Engine) -> Session {
         let req = http::Request::get("/socket.io/?EIO=4&transport=polling").body(RequestBody::empty()).unwrap();
         let res = host::handle(engine, req, "127.0.0.1:1".parse().unwrap()).await;
         let json: serde_json::Value = serde_json::from_slice(&res.body()[1..]).unwrap();
         engine.session(json["sid"].as_str().unwrap()).unwrap()
     }
 
-    fn texts(session: &Session) -> Vec<String> {
+    /// What `session` was queued, binary parts as `<N bytes>`.
+    pub(crate) fn texts(session: &Session) -> Vec<String> {
         session
             .drain()
             .into_iter()
