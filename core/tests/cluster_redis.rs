@@ -170,6 +170,27 @@ async fn broadcasts_fetches_room_changes_and_server_side_events_over_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_right_after_sockets_join_reaches_a_node_new_to_the_room() {
+    // b listens to a room's channel once it holds a member; the broadcast
+    // that follows a sockets_join at once must not miss it meanwhile.
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url(), None).await, node(&redis.url(), None).await);
+    until("two nodes", async || server_count(&a).await == Some(2)).await;
+    let pb = Peer::connect(&b).await;
+    room_subscribers(&a, &pb.sid(), 1).await;
+    for round in 0..20 {
+        let room = format!("new-{round}");
+        a.server.hub().to(pb.sid()).sockets_join([room.clone()]);
+        a.server.hub().to(room).emit("news", Payload::json(vec![json!(round)]));
+    }
+    until("every broadcast on b", async || pb.received("news").len() == 20).await;
+    let got: Vec<Value> = pb.received("news").iter().map(|p| p.data[0].clone()).collect();
+    assert_eq!(got, (0..20).map(|i| json!(i)).collect::<Vec<_>>(), "in order");
+    // b listens to the rooms' own channels now.
+    room_subscribers(&a, "new-19", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_apply_before_anything_is_published() {
     let redis = RedisServer::start();
     let limits = r#"{"rateSocket": "5/s:5", "maxViolations": 0}"#;

@@ -60,8 +60,10 @@ pub(super) trait Codec: Send + Sync + 'static {
     /// The namespace whose request channel `channel` is.
     fn request_channel_of<'a>(&self, channel: &'a str) -> Option<&'a str>;
 
-    /// A broadcast of node `uid`: its channel and bytes.
-    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts) -> (String, Vec<u8>);
+    /// A broadcast of node `uid`: its channel and bytes. `own_channel`:
+    /// a broadcast to one room may go to that room's channel, where the
+    /// protocol has one (else the namespace's).
+    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts, own_channel: bool) -> (String, Vec<u8>);
 
     /// A request, for [`request_channel`](Self::request_channel); `None`
     /// when the protocol has no such request.
@@ -117,9 +119,13 @@ impl Codec for Classic {
         }
     }
 
-    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts) -> (String, Vec<u8>) {
+    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts, own_channel: bool) -> (String, Vec<u8>) {
         let message = ClassicBroadcast { uid: uid.to_owned(), packet, opts };
-        (message.channel(&self.prefix), message.encode())
+        let channel = match own_channel {
+            true => message.channel(&self.prefix),
+            false => channels::broadcast_channel(&self.prefix, &message.packet.nsp),
+        };
+        (channel, message.encode())
     }
 
     fn request(&self, _uid: &str, _nsp: &str, request: &Request) -> Option<Vec<u8>> {
@@ -204,10 +210,14 @@ impl Codec for Sharded {
         }
     }
 
-    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts) -> (String, Vec<u8>) {
+    fn broadcast(&self, uid: &str, packet: Packet, opts: BroadcastOpts, own_channel: bool) -> (String, Vec<u8>) {
         let nsp = packet.nsp.clone();
         let message = Message { uid: uid.to_owned(), nsp, body: Body::Broadcast { packet, request_id: None, opts } };
-        (message.channel(&self.prefix, self.mode, None), message.encode())
+        let channel = match own_channel {
+            true => message.channel(&self.prefix, self.mode, None),
+            false => sharded::channel(&self.prefix, &message.nsp),
+        };
+        (channel, message.encode())
     }
 
     fn request(&self, uid: &str, nsp: &str, request: &Request) -> Option<Vec<u8>> {

@@ -296,8 +296,7 @@ impl ClusterLink {
         let mut packet = classic::Packet::event(nsp, array(value.get("packet").and_then(|p| p.get("data")))?);
         packet.id = value.get("packet").and_then(|p| p.get("id")).and_then(Data::as_u64);
         let opts = broadcast_opts(value.get("opts"))?;
-        let (channel, payload) = self.cluster.codec.broadcast(self.uid(), packet, opts);
-        self.cluster.publish(&channel, payload).map_err(|e| LinkError::Bus(e.to_string()))
+        self.cluster.publish_packet(packet, opts).map_err(|e| LinkError::Bus(e.to_string()))
     }
 
     /// Publishes a request that gets no answer: REMOTE_JOIN (2) and

@@ -74,6 +74,7 @@ mod emitter;
 pub(crate) mod forward;
 mod inbound;
 mod interest;
+mod joining;
 mod limits;
 mod membership;
 pub(crate) mod presence;
@@ -138,6 +139,8 @@ pub(crate) struct Cluster {
     /// taker says it listens (see `recovery`): pid → what to send then.
     pub(crate) handed: Mutex<HashMap<String, recovery::Handed>>,
     pub(crate) stats: ClusterStats,
+    /// Rooms this node just asked the others to join (`joining.rs`).
+    joining: joining::Joining,
     /// Requests for sessions of other nodes, and of theirs for this one's.
     #[cfg(feature = "server")]
     pub(crate) forward: forward::Forwards,
@@ -173,6 +176,7 @@ impl Cluster {
             recovery_pending: Mutex::default(),
             handed: Mutex::default(),
             stats: ClusterStats::default(),
+            joining: joining::Joining::default(),
             #[cfg(feature = "server")]
             forward: forward::Forwards::new(&config.prefix, &uid),
             uid,

@@ -33,14 +33,29 @@ impl Cluster {
             except: target.except.iter().map(|r| r.to_string()).collect(),
             flags: Flags { volatile: volatile.then_some(true), ..Flags::default() },
         };
-        let (channel, payload) = self.codec.broadcast(&self.uid, packet, opts);
-        let _ = self.publish(&channel, payload);
+        let _ = self.publish_packet(packet, opts);
+    }
+
+    /// Publishes a broadcast packet: on its room's channel where the
+    /// protocol has one, unless the room was just asked to be joined
+    /// (`joining.rs`).
+    pub(crate) fn publish_packet(&self, packet: classic::Packet, opts: BroadcastOpts) -> Result<(), BusError> {
+        let own_channel = !self.joining.recent(&packet.nsp, &opts.rooms);
+        let (channel, payload) = self.codec.broadcast(&self.uid, packet, opts, own_channel);
+        self.publish(&channel, payload)
     }
 
     /// Publishes a request, when the protocol has it. Returns whether it
     /// went out.
     pub(crate) fn publish_request(&self, nsp: &str, request: &Request) -> bool {
         let Some(payload) = self.codec.request(&self.uid, nsp, request) else { return false };
+        match request {
+            Request::RemoteJoin { rooms, .. } => self.joining.asked(nsp, rooms, self.request_timeout()),
+            Request::LegacyRemoteJoin { room, .. } => {
+                self.joining.asked(nsp, std::slice::from_ref(room), self.request_timeout());
+            }
+            _ => {}
+        }
         self.publish(&self.request_channel(nsp), payload).is_ok()
     }
 
