@@ -114,8 +114,34 @@ function toBuffer(v) {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
 }
 
+/**
+ * Whether `JSON.stringify` alone encodes `v` as `encode` would: nothing
+ * binary and no function in it (a replacer costs a call per key). Past a
+ * depth of 32 it says no, and the replacer decides (cycles included).
+ */
+function plainJson(v, depth = 0) {
+  if (typeof v === 'function') return false
+  if (v === null || typeof v !== 'object') return true
+  if (depth > 32 || isBinary(v)) return false
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (!plainJson(v[i], depth + 1)) return false
+    return true
+  }
+  // A value with its own toJSON (a Date) is the replacer's to judge.
+  if (typeof v.toJSON === 'function') return false
+  for (const key in v) if (!plainJson(v[key], depth + 1)) return false
+  return true
+}
+
 /** Arguments to `{ json, attachments }` (binary parts become placeholders). */
 function encode(args) {
+  if (plainJson(args)) {
+    try {
+      return { json: JSON.stringify(args), attachments: [] }
+    } catch (e) {
+      throw invalid(`arguments must be JSON values or binary: ${e.message}`)
+    }
+  }
   const attachments = []
   // `this[key]` is the value before toJSON (a Buffer's would be numbers).
   function replacer(key, value) {

@@ -19,6 +19,7 @@
 // engine) are written by socket.io's path, each broadcast skipping the
 // ones the core wrote to.
 
+const { SessionAwareAdapter } = require('socket.io-adapter')
 const native = require('../index.js')
 const { Engine, Socket: EngineSocket } = require('./engine.js')
 
@@ -183,6 +184,9 @@ function withFastPath(Base) {
     // the encoded packet and `apply` hands it to the core instead.
     broadcast(packet, opts) {
       if (!this._fanout) return super.broadcast(packet, opts)
+      // To rooms nobody here is in: nothing to encode or hand over (the
+      // session-aware adapter still logs it, for sessions kept here).
+      if (opts.rooms && opts.rooms.size > 0 && !(this instanceof SessionAwareAdapter) && !this._reachesAny(opts.rooms)) return
       this._fanoutArmed = true
       try {
         return super.broadcast(packet, opts)
@@ -190,6 +194,11 @@ function withFastPath(Base) {
         this._fanoutArmed = false
         this._fanoutPacket = null
       }
+    }
+
+    _reachesAny(rooms) {
+      for (const room of rooms) if (this.rooms.has(room)) return true
+      return false
     }
 
     _encode(packet, packetOpts) {

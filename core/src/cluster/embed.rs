@@ -803,7 +803,7 @@ async fn inbound_task(
         let Some(cluster) = cluster.upgrade() else { return };
         add(&cluster.stats.received);
         if sessions.owns(&message.channel) {
-            sessions.on_message(&cluster, &message.payload, &*on_event);
+            sessions.on_message(&cluster, &message.payload, on_event);
             continue;
         }
         if message.channel == cluster.nodes_channel {
