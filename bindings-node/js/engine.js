@@ -434,6 +434,10 @@ class Socket extends EventEmitter {
     this._flushQueued = false
     this.server._unflushed.delete(this)
     if (this._out.length === 0) return
+    // The rooms as JavaScript left them before this write: a broadcast the
+    // core then writes without JavaScript (another node's) never reaches a
+    // socket past a packet that followed its leaving.
+    if (this.server._mirrors.size > 0) for (const adapter of this.server._mirrors) adapter._fanoutFlush()
     const [out, callbacks] = [this._out, this._outCallbacks]
     this._out = []
     this._outCallbacks = []
@@ -522,6 +526,9 @@ class Engine extends EventEmitter {
     this._token = 0
     // Sockets whose writes wait for the end of the run (see `_flushWrites`).
     this._unflushed = new Set()
+    // Fast-path adapters whose room changes wait for the end of the run
+    // (js/fast-path.js): handed to the core before any write is.
+    this._mirrors = new Set()
     this._closed = false
     const o = this.opts
     // Sessions this Engine opens for socket.io (not those of `sessionsIn`).

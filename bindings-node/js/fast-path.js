@@ -90,6 +90,8 @@ function withFastPath(Base) {
     _fanoutOff() {
       this._fanout = null
       this._fanoutChanges = []
+      const engine = this.nsp.server.engine
+      if (engine && engine._mirrors) engine._mirrors.delete(this)
       this._fanoutDirect()
     }
 
@@ -104,13 +106,17 @@ function withFastPath(Base) {
     _fanoutChange(kind, id, room) {
       const changes = this._fanoutChanges
       changes.push(kind, id, room)
-      if (changes.length === 3) queueMicrotask(() => this._fanoutFlush())
+      if (changes.length === 3) {
+        this.nsp.server.engine._mirrors.add(this)
+        queueMicrotask(() => this._fanoutFlush())
+      }
     }
 
     _fanoutFlush() {
       if (this._fanoutChanges.length === 0 || !this._fanout) return
       const changes = this._fanoutChanges
       this._fanoutChanges = []
+      this.nsp.server.engine._mirrors.delete(this)
       this._fanout.update(changes)
     }
 

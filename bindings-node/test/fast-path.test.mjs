@@ -439,6 +439,62 @@ describe('fast path in a cluster', () => {
     }
   })
 
+  test("a socket that left a room and said so gets no broadcast of another node to that room after saying so", T, async () => {
+    const redis = await startRedis()
+    const nodes = []
+    try {
+      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
+      const [A, B] = nodes
+      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+      B.io.on('connection', (socket) => {
+        socket.on('leave', (ack) => {
+          // A write queued before the leave: the leave must still reach the
+          // core before the packet that follows it.
+          socket.emit('before')
+          socket.leave('x')
+          socket.emit('left')
+          ack()
+        })
+        socket.on('join', (ack) => {
+          socket.join('x')
+          ack()
+        })
+      })
+      const client = await B.connect()
+      B.socketOf(client).join('x')
+      // An anchor keeps B listening to x's channel.
+      const anchor = await B.connect()
+      B.socketOf(anchor).join('x')
+      await sleep(200)
+      let flooding = true
+      let sent = 0
+      const flood = (async () => {
+        while (flooding) {
+          for (let i = 0; i < 50; i++) A.io.to('x').emit('x', sent++)
+          await new Promise((r) => setImmediate(r))
+        }
+      })()
+      let state = 'in'
+      const late = []
+      client.on('x', (n) => {
+        if (state === 'left') late.push(n)
+      })
+      client.on('left', () => (state = 'left'))
+      for (let i = 0; i < 100; i++) {
+        await client.timeout(5000).emitWithAck('leave')
+        state = 'in'
+        await client.timeout(5000).emitWithAck('join')
+      }
+      flooding = false
+      await flood
+      assert.ok(sent > 1000, `flooded: ${sent}`)
+      assert.deepEqual(late, [])
+    } finally {
+      for (const n of nodes) await n.close()
+      redis.stop()
+    }
+  })
+
   test("JavaScript sees other nodes' broadcasts again where it must: onAnyOutgoing, rooms held as numbers", T, async () => {
     const redis = await startRedis()
     const nodes = []
