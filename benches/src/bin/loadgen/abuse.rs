@@ -55,8 +55,9 @@ pub(crate) struct AbuseOpts {
     /// Length of each phase.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub(crate) phase: Duration,
-    /// Phases to run after the undisturbed one (default: all): slow-headers,
-    /// slow-bodies, slow-consumers, handshake-flood, drain-storm.
+    /// Phases to run after the undisturbed one, in this order (default: all,
+    /// once each): slow-headers, slow-bodies, slow-consumers,
+    /// handshake-flood, drain-storm; one named again runs again.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Healthy WebSocket clients.
@@ -169,6 +170,8 @@ struct Phase {
     healthy_p99_ms: f64,
     p99_ratio: f64,
     rss_peak_kib: u64,
+    /// Once the phase's healthy load settled (before the next phase).
+    rss_after_kib: u64,
     fds_peak: usize,
     handshakes_refused: f64,
     connections_refused: f64,
@@ -685,8 +688,13 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
         let m = |n| soak::metric(&text, n).unwrap_or(0.0);
         [m("tidewire_handshakes_refused"), m("tidewire_connections_refused"), m("tidewire_slow_consumer_disconnects")]
     };
+    // `--only` in its order, repeats included (the same attack again shows
+    // what it leaves behind); every attack once without it.
     let names: Vec<&str> = std::iter::once("undisturbed")
-        .chain(ATTACKS.iter().copied().filter(|a| opts.only.is_empty() || opts.only.iter().any(|o| o == a)))
+        .chain(match opts.only.is_empty() {
+            true => ATTACKS.to_vec(),
+            false => opts.only.iter().map(String::as_str).collect(),
+        })
         .collect();
     for name in names {
         let mut drained: Option<server_proc::Running> = None;
@@ -752,6 +760,7 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
             break;
         }
         let base = report.phases.first().map_or(p99, |p| p.healthy_p99_ms);
+        let rss_after_kib = Sample::take(Some(pid)).map_or(0, |s| s.rss / 1024);
         let phase = Phase {
             name: name.to_owned(),
             attack: attack_report,
@@ -760,6 +769,7 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
             healthy_p99_ms: p99,
             p99_ratio: if base > 0.0 { p99 / base } else { 0.0 },
             rss_peak_kib: rss,
+            rss_after_kib,
             fds_peak: fds,
             handshakes_refused: after[0] - before[0],
             connections_refused: after[1] - before[1],
@@ -767,7 +777,7 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
             load_avg_1m: soak::load_avg(),
         };
         eprintln!(
-            "abuse: {name}: healthy p99 {p99:.2} ms ({:.2}x), RSS peak {rss} KiB, fds peak {fds}; {:?}",
+            "abuse: {name}: healthy p99 {p99:.2} ms ({:.2}x), RSS peak {rss} KiB, after {rss_after_kib} KiB, fds peak {fds}; {:?}",
             phase.p99_ratio, phase.attack
         );
         report.phases.push(phase);
