@@ -357,14 +357,23 @@ describe("fallback: socket.io's own engine", () => {
   })
 })
 
+/** Two nodes, A and B, with Tidewire's adapter over one Redis, both counted; closed after `fn`. */
+async function withTwoNodes(fn) {
+  const redis = await startRedis()
+  const nodes = []
+  try {
+    for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
+    await until('both nodes', async () => (await nodes[0].adapter().serverCount()) === 2)
+    await fn(nodes[0], nodes[1])
+  } finally {
+    for (const n of nodes) await n.close()
+    redis.stop()
+  }
+}
+
 describe('fast path in a cluster', () => {
   test("another node's broadcast is fanned out by the core of the node holding the sockets", T, async () => {
-    const redis = await startRedis()
-    const nodes = []
-    try {
-      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
-      const [A, B] = nodes
-      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+    await withTwoNodes(async (A, B) => {
       const clients = []
       for (let i = 0; i < 5; i++) clients.push(await B.connect())
       for (const c of clients) B.socketOf(c).join('far')
@@ -385,19 +394,11 @@ describe('fast path in a cluster', () => {
       // Neither crossed into B's JavaScript: B's core wrote them.
       assert.equal(B.adapter().fastBroadcasts, fast)
       assert.equal(B.adapter().link.native.directBroadcasts - direct, 2)
-    } finally {
-      for (const n of nodes) await n.close()
-      redis.stop()
-    }
+    })
   })
 
   test("what another node asks before its broadcast (socketsJoin to a new room, socketsLeave, disconnectSockets) is applied before the core delivers it", T, async () => {
-    const redis = await startRedis()
-    const nodes = []
-    try {
-      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
-      const [A, B] = nodes
-      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+    await withTwoNodes(async (A, B) => {
       const clients = []
       for (let i = 0; i < 4; i++) clients.push(await B.connect())
       for (const c of clients) B.socketOf(c).join('base')
@@ -433,19 +434,11 @@ describe('fast path in a cluster', () => {
       A.io.to('base').emit('end-d')
       await Promise.all([disconnected, once(stays, 'end-d', 10_000)])
       assert.equal(late, 0)
-    } finally {
-      for (const n of nodes) await n.close()
-      redis.stop()
-    }
+    })
   })
 
   test("a socket that left a room and said so gets no broadcast of another node to that room after saying so", T, async () => {
-    const redis = await startRedis()
-    const nodes = []
-    try {
-      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
-      const [A, B] = nodes
-      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+    await withTwoNodes(async (A, B) => {
       B.io.on('connection', (socket) => {
         socket.on('leave', (ack) => {
           // A write queued before the leave: the leave must still reach the
@@ -489,19 +482,11 @@ describe('fast path in a cluster', () => {
       await flood
       assert.ok(sent > 1000, `flooded: ${sent}`)
       assert.deepEqual(late, [])
-    } finally {
-      for (const n of nodes) await n.close()
-      redis.stop()
-    }
+    })
   })
 
   test("JavaScript sees other nodes' broadcasts again where it must: onAnyOutgoing, rooms held as numbers", T, async () => {
-    const redis = await startRedis()
-    const nodes = []
-    try {
-      for (let i = 0; i < 2; i++) nodes.push(await start({ adapter: createAdapter({ url: redis.url }) }))
-      const [A, B] = nodes
-      await until('both nodes', async () => (await A.adapter().serverCount()) === 2)
+    await withTwoNodes(async (A, B) => {
       const [a, b] = [await B.connect(), await B.connect()]
       const [sa, sb] = [B.socketOf(a), B.socketOf(b)]
       sa.join('far')
@@ -535,9 +520,6 @@ describe('fast path in a cluster', () => {
       A.io.to('far').emit('end3')
       assert.deepEqual(await got, ['seven'])
       assert.equal(native.directBroadcasts, direct)
-    } finally {
-      for (const n of nodes) await n.close()
-      redis.stop()
-    }
+    })
   })
 })
