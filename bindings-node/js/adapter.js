@@ -120,11 +120,7 @@ class Link {
    * with a broadcast).
    */
   flush() {
-    for (const adapter of this.adapters.values()) {
-      if (!adapter._fanout) continue
-      adapter._fanoutFlush()
-      adapter.nsp.server.engine._flushWrites()
-    }
+    for (const adapter of this.adapters.values()) if (adapter._fanout) adapter.nsp.server.engine._flushWrites()
   }
 
   apply(m) {

@@ -437,7 +437,7 @@ class Socket extends EventEmitter {
     // The rooms as JavaScript left them before this write: a broadcast the
     // core then writes without JavaScript (another node's) never reaches a
     // socket past a packet that followed its leaving.
-    if (this.server._mirrors.size > 0) for (const adapter of this.server._mirrors) adapter._fanoutFlush()
+    if (this.server._mirrors.size > 0) this.server._flushMirrors()
     const [out, callbacks] = [this._out, this._outCallbacks]
     this._out = []
     this._outCallbacks = []
@@ -637,12 +637,18 @@ class Engine extends EventEmitter {
     return this
   }
 
+  /** Hands the fast path's pending room changes to the core now. */
+  _flushMirrors() {
+    for (const adapter of this._mirrors) adapter._fanoutFlush()
+  }
+
   /**
-   * Hands every socket's pending writes to the core now: a broadcast the
-   * core writes (js/fast-path.js) then follows what each socket was
-   * written before it, in call order.
+   * Hands the pending room changes, then every socket's pending writes, to
+   * the core now: a broadcast the core writes (js/fast-path.js) then
+   * follows what each socket was written before it, in call order.
    */
   _flushWrites() {
+    this._flushMirrors()
     for (const socket of this._unflushed) socket._flush()
   }
 

@@ -224,8 +224,8 @@ function withFastPath(Base) {
       const except = roomKeys(opts.except)
       // A room no socket can have joined (the mirror names every joined one).
       if (rooms === null || except === null) return super.apply(opts, callback)
-      this._fanoutFlush()
-      // What sockets wrote before this broadcast goes out before it.
+      // The rooms as they are now, and what sockets wrote before this
+      // broadcast, reach the core before it.
       this.nsp.server.engine._flushWrites()
       this._fanout.broadcast(rooms, except, packet.encoded, packet.volatile)
       this.fastBroadcasts++
