@@ -289,6 +289,33 @@ export declare class Server {
    */
   useMiddleware(nsp: string, callback: ((arg: HandshakeInfo) => Promise<string>)): void
   /**
+   * Makes a dynamic namespace (socket.io's `io.of(regex)` / `io.of(fn)`)
+   * and returns its name (`/_0`, ...), by which the other methods find
+   * it. `matcher({name, auth})` resolves to whether a client may create
+   * namespace `name`; a rejection counts as no. A child starts with a
+   * copy of the parent's middlewares and handlers.
+   */
+  dynamic(matcher: ((arg: NamespaceRequest) => Promise<boolean>)): string
+  /**
+   * Sends `event` to the other nodes of the cluster (socket.io's
+   * `serverSideEmit`).
+   */
+  serverSideEmit(nsp: string, event: string, json: string, attachments: Array<Buffer>): void
+  /**
+   * `server_side_emit` asking every other node for an answer: resolves,
+   * once all answered or after `timeout` ms (the cluster's request
+   * timeout when absent), to the answers and whether all came.
+   */
+  serverSideEmitWithAck(nsp: string, event: string, json: string, attachments: Array<Buffer>, timeout?: number | undefined | null): Promise<ServerAnswers>
+  /**
+   * Handles `event` sent by other nodes: `callback(event)` resolves to
+   * the answer's JSON ("" for none). One callback per event; a second
+   * replaces the first.
+   */
+  onServerEvent(nsp: string, event: string, callback: ((arg: ServerEvent) => Promise<string>)): void
+  /** The children of dynamic namespace `nsp` that exist now. */
+  children(nsp: string): Array<string>
+  /**
    * Sets the one callback told when connections, disconnections and
    * events of any namespace are waiting: `wake()`, once per batch;
    * JavaScript then calls `take_deliveries`. Set it once, first.
@@ -605,6 +632,34 @@ export interface LinkSession {
   requestId: string
   /** The holder, when it logs for the session until `releaseSession`. */
   holder?: string
+}
+
+/** A namespace a client asks for, as a dynamic namespace's matcher sees it. */
+export interface NamespaceRequest {
+  /** The namespace's name. */
+  name: string
+  /** The client's auth payload as JSON. */
+  auth: string
+}
+
+/** The answers to a `serverSideEmit` with an acknowledgement. */
+export interface ServerAnswers {
+  /** Every answer that came, as one JSON array. */
+  json: string
+  /** Whether every other node answered in time. */
+  complete: boolean
+  /** How many other nodes were asked. */
+  expected: number
+}
+
+/** An event another node sent with `serverSideEmit`. */
+export interface ServerEvent {
+  /** Its arguments as JSON (binary parts as placeholders). */
+  json: string
+  /** Their binary parts. */
+  attachments: Array<Buffer>
+  /** Whether the sender waits for an answer. */
+  ack: boolean
 }
 
 /** Bytes to write on a WebSocket, or its close (see [`EngineHost::take_writes`]). */

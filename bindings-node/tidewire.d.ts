@@ -33,6 +33,8 @@ export interface ServerOptions {
   limits?: Limits
   /** As socket.io's: keep a dropped client's session and missed packets this long (ms, default 120000). */
   connectionStateRecovery?: { maxDisconnectionDuration?: number }
+  /** Remove a dynamic namespace's children once empty (default false, as socket.io's). */
+  cleanupEmptyChildNamespaces?: boolean
 }
 
 export interface Limits {
@@ -201,6 +203,26 @@ export declare class Namespace<
   enablePresence(options?: { prefix?: string }): this
   presence(room: string): PresentUser[]
   serverCount(): Promise<number>
+  /** socket.io's `serverSideEmit`: to this namespace on the other nodes; an ack callback last gathers their answers. */
+  serverSideEmit<Ev extends EventNames<ServerSideEvents>>(event: Ev, ...args: EventParams<ServerSideEvents, Ev>): true
+  serverSideEmit(event: string, ...args: [...any[], (err: Error | null, responses: any[]) => void]): true
+  serverSideEmitWithAck(event: string, ...args: any[]): Promise<any[]>
+  /** Listens to another node's `serverSideEmit` (socket.io's `io.on(event)` for server-side events); an answer callback comes last when the sender waits. */
+  onServerSideEmit<Ev extends EventNames<ServerSideEvents>>(event: Ev, fn: (...args: any[]) => unknown): this
+}
+
+/** The function form of a dynamic namespace: `next(null, true)` lets the client create `name`. */
+export type NamespaceMatcher = (name: string, auth: Record<string, any>, next: (err: Error | null, allow: boolean) => void) => void
+
+/** A dynamic namespace (`io.of(regex)` / `io.of(fn)`): its broadcasts reach every child. */
+export declare class ParentNamespace<
+  ListenEvents extends EventsMap = DefaultEventsMap,
+  EmitEvents extends EventsMap = ListenEvents,
+  ServerSideEvents extends EventsMap = DefaultEventsMap,
+  SocketData = any,
+> extends Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData> {
+  /** The children that exist now. */
+  readonly children: Set<Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>
 }
 
 export interface ClusterOptions {
@@ -228,7 +250,8 @@ export declare class Server<
   readonly httpServer: import('node:http').Server | import('node:https').Server | null
   /** socket.io's `attach`: serves at the `path` option of `srv` (a port: a new http.Server listening there). */
   attach(srv: import('node:http').Server | import('node:https').Server | number): this
-  of(name: string): Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
+  of(name: string, fn?: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
+  of(name: RegExp | NamespaceMatcher, fn?: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): ParentNamespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
   on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
   on(event: 'disconnect' | 'disconnecting', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>, reason: string) => unknown): this
@@ -239,6 +262,10 @@ export declare class Server<
   listen(srv: import('node:http').Server | import('node:https').Server | number): this
   joinCluster(options: ClusterOptions): Promise<void>
   serverCount(): Promise<number>
+  serverSideEmit<Ev extends EventNames<ServerSideEvents>>(event: Ev, ...args: EventParams<ServerSideEvents, Ev>): true
+  serverSideEmit(event: string, ...args: [...any[], (err: Error | null, responses: any[]) => void]): true
+  serverSideEmitWithAck(event: string, ...args: any[]): Promise<any[]>
+  onServerSideEmit<Ev extends EventNames<ServerSideEvents>>(event: Ev, fn: (...args: any[]) => unknown): this
   close(): Promise<void>
   drain(options?: { batchSize?: number; batchInterval?: number; ackDeadline?: number }): Promise<DrainReport>
 }

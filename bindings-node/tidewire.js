@@ -44,6 +44,7 @@ const OPTIONS = [
   'limits',
   'connectionStateRecovery',
   'transports',
+  'cleanupEmptyChildNamespaces',
   'onError',
 ]
 
@@ -634,10 +635,12 @@ class Socket {
 
 /** One namespace of a server. */
 class Namespace {
-  constructor(server, name) {
+  /** `child`: a dynamic namespace's child core made, watched already with its parent's handlers. */
+  constructor(server, name, child = false) {
     this._server = server
     this.name = name
     this._sockets = new Map()
+    if (child) return
     callNative(() => server._native.watch(name))
     // Events without a namespace-level handler still reach JavaScript, for
     // the sockets' own listeners (`socket.on` inside `connection`).
@@ -775,6 +778,101 @@ class Namespace {
     return this._server._native.socketCount(this.name)
   }
 
+  /**
+   * socket.io's `serverSideEmit`: sends `event` to this namespace on the
+   * other nodes of the cluster (not to this one), where
+   * `onServerSideEmit(event, ...)` listeners get it. With a function as
+   * the last argument, each node's listener may answer: `(err,
+   * responses)`, `err` socket.io's "timeout reached" error when a node
+   * did not answer within the cluster's `requestTimeout`.
+   */
+  serverSideEmit(event, ...args) {
+    if (typeof args.at(-1) === 'function') {
+      const callback = args.pop()
+      this._serverSideAsk(event, args).then(
+        ({ responses, complete, expected }) => (complete ? callback(null, responses) : callback(answersMissing(responses, expected), responses)),
+        (e) => callback(e, []),
+      )
+      return true
+    }
+    checkServerSide(event)
+    const { json, attachments } = encode(args)
+    callNative(() => this._server._native.serverSideEmit(this.name, event, json, attachments))
+    return true
+  }
+
+  /** Resolves to every other node's answer; rejects as `serverSideEmit`'s callback would get an error. */
+  serverSideEmitWithAck(event, ...args) {
+    return this._serverSideAsk(event, args).then(({ responses, complete, expected }) => {
+      if (complete) return responses
+      throw answersMissing(responses, expected)
+    })
+  }
+
+  _serverSideAsk(event, args) {
+    checkServerSide(event)
+    const { json, attachments } = encode(args)
+    return this._server._native.serverSideEmitWithAck(this.name, event, json, attachments).then(
+      ({ json, complete, expected }) => ({ responses: JSON.parse(json), complete, expected }),
+      (e) => {
+        throw withCode(e)
+      },
+    )
+  }
+
+  /**
+   * Listens to `event` sent by another node's `serverSideEmit` (what
+   * socket.io's `io.on(event, ...)` does for a name that is not
+   * `connection`; here `on(event)` is a client's event). The listener
+   * gets the arguments, and a callback last when the sender waits for an
+   * answer: its first call answers (a JSON value; binary cannot be sent
+   * back).
+   */
+  onServerSideEmit(event, fn) {
+    checkServerSide(event)
+    if (typeof fn !== 'function') throw invalid('a listener must be a function')
+    let list = this._serverListeners?.get(event)
+    if (!list) {
+      this._serverListeners ??= new Map()
+      list = []
+      this._serverListeners.set(event, list)
+      callNative(() => this._server._native.onServerEvent(this.name, event, (e) => this._serverEvent(list, e)))
+    }
+    list.push(fn)
+    return this
+  }
+
+  /** Runs the listeners of an event from another node; resolves to the answer's JSON ('' for none). */
+  _serverEvent(list, { json, attachments, ack }) {
+    const onError = (e) => this._server._onError(e)
+    let args
+    try {
+      args = decode(json, attachments)
+    } catch (e) {
+      onError(e)
+      return Promise.resolve('')
+    }
+    if (!ack) {
+      for (const fn of [...list]) run(() => fn(...args), onError)
+      return Promise.resolve('')
+    }
+    return new Promise((resolve) => {
+      let sent = false
+      const answer = (value) => {
+        if (sent) return
+        const { json, attachments } = encode([value ?? null])
+        if (attachments.length > 0) throw invalid('a serverSideEmit answer is a JSON value: binary cannot be sent back')
+        sent = true
+        unanswered.unregister(answer)
+        resolve(json.slice(1, -1))
+      }
+      // Nobody answering, once the callback is collected: no answer, and
+      // the sender counts this node as silent.
+      unanswered.register(answer, resolve, answer)
+      for (const fn of [...list]) run(() => fn(...args, answer), onError)
+    })
+  }
+
   /** How many nodes serve this namespace, this one included. */
   async serverCount() {
     try {
@@ -784,6 +882,180 @@ class Namespace {
     }
   }
 }
+
+/**
+ * A dynamic namespace (socket.io's `io.of(regex)` / `io.of(fn)`), named
+ * `/_0`, `/_1`, ... as socket.io's. What is registered on it (`use`, `on`,
+ * `limitEvent`) is copied into each child it makes, at that moment; its
+ * broadcasts (`emit`, `to(room).emit`, `fetchSockets`, `socketsJoin`, ...)
+ * reach every child that exists.
+ */
+class ParentNamespace extends Namespace {
+  constructor(server, matcher) {
+    const test =
+      matcher instanceof RegExp
+        ? async ({ name }) => matcher.test(name)
+        : ({ name, auth }) =>
+            new Promise((resolve) => {
+              try {
+                matcher(name, JSON.parse(auth), (err, allow) => resolve(!err && Boolean(allow)))
+              } catch (e) {
+                server._onError(e)
+                resolve(false)
+              }
+            })
+    super(server, callNative(() => server._native.dynamic(test)))
+  }
+
+  /** The children that exist now. */
+  get children() {
+    return new Set(this._children())
+  }
+
+  _children() {
+    const server = this._server
+    return callNative(() => server._native.children(this.name)).map((name) => server._namespaces.get(name) ?? server._child(name))
+  }
+
+  get broadcast() {
+    return new ParentBroadcastOperator(this)
+  }
+
+  get socketCount() {
+    return this._children().reduce((n, child) => n + child.socketCount, 0)
+  }
+
+  serverSideEmit() {
+    throw unsupported("serverSideEmit on a dynamic namespace: send it on a child's namespace (io.of(name)) or the main one")
+  }
+
+  serverSideEmitWithAck() {
+    return Promise.reject(unsupported("serverSideEmitWithAck on a dynamic namespace: send it on a child's namespace (io.of(name)) or the main one"))
+  }
+
+  enablePresence() {
+    throw unsupported('presence is per namespace: enable it on each child (io.of(name).enablePresence())')
+  }
+
+  presence() {
+    throw unsupported('presence is per namespace: ask a child (io.of(name).presence(room))')
+  }
+}
+
+/**
+ * A parent namespace's broadcast: the same steps (`to`, `except`,
+ * `volatile`, ...) on every child's, gathered (counts added, answers and
+ * sockets put together).
+ */
+class ParentBroadcastOperator {
+  constructor(parent, steps = []) {
+    this._parent = parent
+    this._steps = steps
+  }
+
+  _then(step) {
+    return new ParentBroadcastOperator(this._parent, [...this._steps, step])
+  }
+
+  /** Each child's operator, with the steps replayed. */
+  _operators() {
+    return this._parent._children().map((child) => this._steps.reduce((op, [name, arg]) => (arg === NONE ? op[name] : op[name](arg)), child.broadcast))
+  }
+
+  to(rooms) {
+    checkRooms(rooms)
+    return this._then(['to', rooms])
+  }
+
+  in(rooms) {
+    return this.to(rooms)
+  }
+
+  except(rooms) {
+    checkRooms(rooms)
+    return this._then(['except', rooms])
+  }
+
+  timeout(ms) {
+    if (!(Number.isInteger(ms) && ms >= 0)) throw invalid('timeout must be a non-negative integer')
+    return this._then(['timeout', ms])
+  }
+
+  compress(yes) {
+    return this._then(['compress', yes])
+  }
+
+  get volatile() {
+    return this._then(['volatile', NONE])
+  }
+
+  get local() {
+    return this._then(['local', NONE])
+  }
+
+  /** Sends to every child; returns how many sockets it reached. With an ack callback, as a namespace's. */
+  emit(event, ...args) {
+    if (typeof args.at(-1) === 'function') {
+      const callback = args.pop()
+      this._ask(event, args).then(
+        ({ responses, complete }) => (complete ? callback(null, responses) : callback(timedOut(), responses)),
+        (e) => callback(e, []),
+      )
+      return true
+    }
+    checkEmitted(event)
+    encode(args)
+    return this._operators().reduce((n, op) => n + op.emit(event, ...args), 0)
+  }
+
+  emitWithAck(event, ...args) {
+    return this._ask(event, args).then(({ responses, complete }) => {
+      if (complete) return responses
+      throw Object.assign(timedOut(), { responses })
+    })
+  }
+
+  _ask(event, args) {
+    checkEmitted(event)
+    encode(args)
+    const asked = this._operators().map((op) => op._ask(event, args))
+    return Promise.all(asked).then((all) => ({ responses: all.flatMap((r) => r.responses), complete: all.every((r) => r.complete) }))
+  }
+
+  socketsJoin(rooms) {
+    for (const op of this._operators()) op.socketsJoin(rooms)
+  }
+
+  socketsLeave(rooms) {
+    for (const op of this._operators()) op.socketsLeave(rooms)
+  }
+
+  disconnectSockets(close = false) {
+    for (const op of this._operators()) op.disconnectSockets(close)
+  }
+
+  async fetchSockets() {
+    return (await Promise.all(this._operators().map((op) => op.fetchSockets()))).flat()
+  }
+}
+
+// socket.io's reserved names for server-side events.
+const SERVER_SIDE_RESERVED = new Set(['connect', 'connection', 'new_namespace'])
+
+function checkServerSide(event) {
+  checkName('an event name', event)
+  if (SERVER_SIDE_RESERVED.has(event)) throw invalid(`"${event}" is a reserved event name`)
+}
+
+/** The error of a serverSideEmit some node did not answer in time (socket.io's redis adapter's words). */
+function answersMissing(responses, expected) {
+  const e = new Error(`timeout reached: only ${responses.length} responses received out of ${expected}`)
+  e.code = 'ERR_ACK_TIMEOUT'
+  return e
+}
+
+/** Resolves a server-side event's answer as none ('') once its callback is collected uncalled. */
+const unanswered = new FinalizationRegistry((resolve) => resolve(''))
 
 // What a delivery from core reports (`Deliveries` in index.d.ts).
 const CONNECTION = 0
@@ -888,11 +1160,9 @@ class Server {
     for (const [kind, nsp, sid, name, handlers, ack, args, count, rooms] of JSON.parse(json)) {
       const inner = kind === CONNECTION || kind === DISCONNECT ? sockets[socket++] : undefined
       const binary = count === 0 ? NONE : attachments.slice(attachment, (attachment += count))
-      const ns = this._namespaces.get(nsp)
-      if (!ns) {
-        if (ack !== 0) this._native.dropAck(ack)
-        continue
-      }
+      // A namespace JavaScript has not seen yet is a dynamic namespace's
+      // new child (core delivers nothing else it was not asked to).
+      const ns = this._namespaces.get(nsp) ?? this._child(nsp)
       // One delivery that fails never takes the rest of the batch with it.
       try {
         ns._dispatch(kind, sid, inner, name, rooms, args, binary, ack, handlers)
@@ -900,6 +1170,13 @@ class Server {
         this._onError(e)
       }
     }
+  }
+
+  /** The Namespace of a dynamic namespace's child core made (its copy of the parent's handlers is there). */
+  _child(nsp) {
+    const ns = new Namespace(this, nsp, true)
+    this._namespaces.set(nsp, ns)
+    return ns
   }
 
   /** The function answering acknowledgement `ack`, once (socket.io's: later calls do nothing). */
@@ -916,17 +1193,28 @@ class Server {
     return answer
   }
 
-  /** The namespace `name` (created on first use). */
-  of(name) {
+  /**
+   * The namespace `name` (created on first use); as socket.io's, a
+   * RegExp or a function `(name, auth, next)` makes a dynamic namespace
+   * (a `ParentNamespace`): a client connecting to a name it accepts
+   * (`next(null, true)`) creates that namespace as its child, with the
+   * parent's middlewares and handlers as they are then. `fn`, when given,
+   * is a `connection` handler.
+   */
+  of(name, fn) {
+    let ns
     if (name instanceof RegExp || typeof name === 'function') {
-      throw unsupported("dynamic namespaces (of(regex) / of(fn)) are not supported by tidewire's Server; socket.io with tidewire/socket.io has them")
+      ns = new ParentNamespace(this, name)
+      this._namespaces.set(ns.name, ns)
+    } else {
+      checkName('a namespace', name)
+      ns = this._namespaces.get(name)
+      if (!ns) {
+        ns = new Namespace(this, name)
+        this._namespaces.set(name, ns)
+      }
     }
-    checkName('a namespace', name)
-    let ns = this._namespaces.get(name)
-    if (!ns) {
-      ns = new Namespace(this, name)
-      this._namespaces.set(name, ns)
-    }
+    if (fn !== undefined) ns.on('connection', fn)
     return ns
   }
 
@@ -954,9 +1242,19 @@ class Server {
     }
   }
 
-  /** Not supported here (a clear error, never a silent no-op): socket.io with tidewire/socket.io's adapter has it. */
-  serverSideEmit() {
-    throw unsupported("serverSideEmit is not supported by tidewire's Server; socket.io with tidewire/socket.io's createAdapter has it")
+  /** socket.io's `serverSideEmit`, on the main namespace (see `Namespace.serverSideEmit`). */
+  serverSideEmit(event, ...args) {
+    return this.of('/').serverSideEmit(event, ...args)
+  }
+
+  serverSideEmitWithAck(event, ...args) {
+    return this.of('/').serverSideEmitWithAck(event, ...args)
+  }
+
+  /** Listens to the main namespace's events from other nodes (see `Namespace.onServerSideEmit`). */
+  onServerSideEmit(event, fn) {
+    this.of('/').onServerSideEmit(event, fn)
+    return this
   }
 
   /** How many nodes serve the main namespace, this one included. */
@@ -1066,4 +1364,4 @@ function broadcastMethods(Class, operator) {
 broadcastMethods(Namespace, (ns) => ns.broadcast)
 broadcastMethods(Server, (io) => io.of('/').broadcast)
 
-module.exports = { Server, Socket, RemoteSocket, Namespace, BroadcastOperator, encode, decode }
+module.exports = { Server, Socket, RemoteSocket, Namespace, ParentNamespace, BroadcastOperator, encode, decode }

@@ -74,6 +74,37 @@ pub struct HandshakeInfo {
     pub json: String,
 }
 
+/// An event another node sent with `serverSideEmit`.
+#[napi(object)]
+pub struct ServerEvent {
+    /// Its arguments as JSON (binary parts as placeholders).
+    pub json: String,
+    /// Their binary parts.
+    pub attachments: Vec<Buffer>,
+    /// Whether the sender waits for an answer.
+    pub ack: bool,
+}
+
+/// The answers to a `serverSideEmit` with an acknowledgement.
+#[napi(object)]
+pub struct ServerAnswers {
+    /// Every answer that came, as one JSON array.
+    pub json: String,
+    /// Whether every other node answered in time.
+    pub complete: bool,
+    /// How many other nodes were asked.
+    pub expected: u32,
+}
+
+/// A namespace a client asks for, as a dynamic namespace's matcher sees it.
+#[napi(object)]
+pub struct NamespaceRequest {
+    /// The namespace's name.
+    pub name: String,
+    /// The client's auth payload as JSON.
+    pub auth: String,
+}
+
 /// One connection, disconnection or event waiting for JavaScript.
 struct Pending {
     nsp: String,
@@ -228,6 +259,91 @@ impl Server {
             }
         });
         Ok(())
+    }
+
+    /// Makes a dynamic namespace (socket.io's `io.of(regex)` / `io.of(fn)`)
+    /// and returns its name (`/_0`, ...), by which the other methods find
+    /// it. `matcher({name, auth})` resolves to whether a client may create
+    /// namespace `name`; a rejection counts as no. A child starts with a
+    /// copy of the parent's middlewares and handlers.
+    #[napi]
+    pub fn dynamic(
+        &self,
+        matcher: ThreadsafeFunction<NamespaceRequest, Promise<bool>, NamespaceRequest, Status, false, true>,
+    ) -> Result<String> {
+        let matcher = Arc::new(matcher);
+        self.inner
+            .dynamic(move |name: &str, auth: &serde_json::Value| {
+                let matcher = matcher.clone();
+                let request = NamespaceRequest { name: name.to_owned(), auth: auth.to_string() };
+                async move {
+                    match matcher.call_async(request).await {
+                        Ok(promise) => promise.await.unwrap_or(false),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .map_err(error)
+    }
+
+    /// Sends `event` to the other nodes of the cluster (socket.io's
+    /// `serverSideEmit`).
+    #[napi]
+    pub fn server_side_emit(&self, nsp: String, event: String, json: String, attachments: Vec<Buffer>) -> Result<()> {
+        let payload = payload_from_js(&json, attachments).map_err(error)?;
+        embed::server_side_emit(&self.namespace(&nsp)?, &event, &payload).map_err(error)
+    }
+
+    /// `server_side_emit` asking every other node for an answer: resolves,
+    /// once all answered or after `timeout` ms (the cluster's request
+    /// timeout when absent), to the answers and whether all came.
+    #[napi]
+    pub async fn server_side_emit_with_ack(
+        &self,
+        nsp: String,
+        event: String,
+        json: String,
+        attachments: Vec<Buffer>,
+        timeout: Option<u32>,
+    ) -> napi::Result<ServerAnswers> {
+        let payload = payload_from_js(&json, attachments).map_err(async_error)?;
+        let ns = self.inner.namespace(&nsp).map_err(async_error)?;
+        let timeout = timeout.map(|ms| Duration::from_millis(ms.into()));
+        let (json, replies) =
+            embed::server_side_emit_with_ack(&ns, &event, &payload, timeout).await.map_err(async_error)?;
+        let expected = u32::try_from(replies.expected).unwrap_or(u32::MAX);
+        Ok(ServerAnswers { json, complete: replies.complete(), expected })
+    }
+
+    /// Handles `event` sent by other nodes: `callback(event)` resolves to
+    /// the answer's JSON ("" for none). One callback per event; a second
+    /// replaces the first.
+    #[napi]
+    pub fn on_server_event(
+        &self,
+        nsp: String,
+        event: String,
+        callback: ThreadsafeFunction<ServerEvent, Promise<String>, ServerEvent, Status, false, true>,
+    ) -> Result<()> {
+        let callback = Arc::new(callback);
+        let ns = self.namespace(&nsp)?;
+        embed::on_server_event(&ns, &event, move |args: Payload, ack: bool| {
+            let callback = callback.clone();
+            let (json, attachments) = payload_to_js(args);
+            async move {
+                match callback.call_async(ServerEvent { json, attachments, ack }).await {
+                    Ok(promise) => promise.await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            }
+        })
+        .map_err(error)
+    }
+
+    /// The children of dynamic namespace `nsp` that exist now.
+    #[napi]
+    pub fn children(&self, nsp: String) -> Result<Vec<String>> {
+        self.inner.children(&nsp).map_err(error)
     }
 
     /// Sets the one callback told when connections, disconnections and

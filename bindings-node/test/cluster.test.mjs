@@ -81,6 +81,50 @@ describe('tidewire servers in a cluster over Redis', () => {
     await until('left on b', async () => (await b.in('joined').fetchSockets()).length === 0)
   })
 
+  test("serverSideEmit reaches the other server's listeners, not its own; acks gather every node's answer", T, async () => {
+    const heard = { a: [], b: [], chat: [] }
+    a.onServerSideEmit('hello', (...args) => heard.a.push(args))
+    b.onServerSideEmit('hello', (...args) => heard.b.push(args))
+    b.of('/chat').onServerSideEmit('hello', (...args) => heard.chat.push(args))
+    assert.equal(a.serverSideEmit('hello', 'world', Buffer.from([7])), true)
+    await until('b heard', () => heard.b.length === 1)
+    // The classic protocol's requests are JSON: binary arrives as Node's
+    // JSON of a Buffer, as between official socket.io nodes.
+    assert.deepEqual(heard.b, [['world', { type: 'Buffer', data: [7] }]])
+    a.of('/chat').serverSideEmit('hello', 'chat')
+    await until('b /chat heard', () => heard.chat.length === 1)
+    assert.deepEqual(heard.chat, [['chat']])
+    assert.equal(heard.b.length, 1, "another namespace's event is not the main one's")
+    assert.equal(heard.a.length, 0, 'never to the sender itself')
+
+    b.onServerSideEmit('load?', (n, answer) => answer({ node: 'b', n }))
+    assert.deepEqual(await a.serverSideEmitWithAck('load?', 2), [{ node: 'b', n: 2 }])
+    const viaCallback = await new Promise((resolve) => a.serverSideEmit('load?', 3, (err, responses) => resolve([err, responses])))
+    assert.deepEqual(viaCallback, [null, [{ node: 'b', n: 3 }]])
+    // Several listeners: the first answer counts.
+    b.onServerSideEmit('load?', (n, answer) => answer('second'))
+    assert.deepEqual(await a.serverSideEmitWithAck('load?', 4), [{ node: 'b', n: 4 }])
+    // A node that does not answer within requestTimeout: socket.io's error, with what came.
+    b.onServerSideEmit('silent', () => {})
+    await assert.rejects(a.serverSideEmitWithAck('silent'), (e) => {
+      assert.equal(e.code, 'ERR_ACK_TIMEOUT')
+      assert.match(e.message, /timeout reached: only 0 responses received out of 1/)
+      return true
+    })
+    // A listener that cannot answer binary says so, and b keeps serving.
+    const refused = []
+    b.onServerSideEmit('binary?', (answer) => {
+      try {
+        answer(Buffer.from([1]))
+      } catch (e) {
+        refused.push(e.code)
+        answer('instead')
+      }
+    })
+    assert.deepEqual(await a.serverSideEmitWithAck('binary?'), ['instead'])
+    assert.deepEqual(refused, ['ERR_INVALID_ARG'])
+  })
+
   test('bad options are refused with a code; a second join too', T, async () => {
     const c = new Server()
     await assert.rejects(c.joinCluster({}), { code: 'ERR_INVALID_ARG' })

@@ -284,9 +284,10 @@ describe('tidewire server from JavaScript', () => {
     assert.throws(() => new Server({ path: 'no-slash' }), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server().attach({}), { code: 'ERR_INVALID_ARG' })
     assert.throws(() => new Server().attach(createServer(), { pingInterval: 1 }), { code: 'ERR_UNSUPPORTED' })
-    assert.throws(() => server.of(/^\/dyn-\d+$/), { code: 'ERR_UNSUPPORTED' })
-    assert.throws(() => server.serverSideEmit('hello'), { code: 'ERR_UNSUPPORTED' })
-    assert.throws(() => server.of((name, auth, next) => next(null, true)), { code: 'ERR_UNSUPPORTED' })
+    assert.throws(() => server.serverSideEmit(''), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => server.serverSideEmit('new_namespace'), { code: 'ERR_INVALID_ARG', message: /reserved/ })
+    assert.throws(() => server.onServerSideEmit('connection', () => {}), { code: 'ERR_INVALID_ARG', message: /reserved/ })
+    assert.throws(() => new Server({ cleanupEmptyChildNamespaces: 'yes' }), { code: 'ERR_INVALID_ARG' })
     // Its own listener serves /socket.io/ only; an attached one, any path.
     await assert.rejects(new Server({ path: '/elsewhere/' }).listen(), { code: 'ERR_UNSUPPORTED', message: /option "path"/ })
     assert.throws(() => new Server({ adapter: () => {} }), { code: 'ERR_UNSUPPORTED', message: /option "adapter"/ })
@@ -727,3 +728,149 @@ describe("acknowledgements on tidewire's Server", () => {
     await server.close()
   })
 })
+
+describe("dynamic namespaces on tidewire's Server, as socket.io's io.of(regex) and io.of(fn)", () => {
+  test("a RegExp makes children with the parent's middlewares and handlers as they were; a child's own stay its own", T, async () => {
+    const server = new Server({ onError: (e) => console.error(e) })
+    const { url } = await server.listen()
+    const clients = []
+    const open = async (nsp, opts) => {
+      const c = await connect(`${url}${nsp}`, opts)
+      clients.push(c)
+      return c
+    }
+    try {
+      const parent = server.of(/^\/team-\d+$/)
+      assert.equal(parent.name, '/_0', "named as socket.io's parents")
+      parent.use((handshake) => ({ data: { team: handshake.auth.team ?? null } }))
+      const connected = []
+      parent.on('connection', (socket) => {
+        connected.push(socket.nsp.name)
+        socket.on('where', (ack) => ack(socket.nsp.name, socket.data))
+        socket.on('enter', (room, ack) => ack(socket.join(room) && room))
+      })
+      parent.on('shout', (socket, text, ack) => ack(`${socket.nsp.name}: ${text}`))
+
+      const c7 = await open('/team-7', { auth: { team: 7 } })
+      assert.deepEqual(await ackAll(c7, 'where'), ['/team-7', { team: 7 }])
+      assert.equal(await c7.emitWithAck('shout', 'hi'), '/team-7: hi')
+      assert.equal((await connectError(`${url}/team-x`)).message, 'Invalid namespace')
+      assert.equal((await connectError(`${url}/_0`)).message, 'Invalid namespace', 'the parent is not a namespace to join')
+
+      // A handler of the child is the child's; one the parent gets later
+      // reaches only the children made after it (socket.io copies them).
+      const team7 = server.of('/team-7')
+      assert.ok(parent.children.has(team7))
+      team7.on('only7', (socket, ack) => ack('seven'))
+      const c8 = await open('/team-8')
+      parent.on('late', (socket, ack) => ack('late'))
+      const c9 = await open('/team-9')
+      assert.equal(await c7.emitWithAck('only7'), 'seven')
+      await assert.rejects(c8.timeout(300).emitWithAck('only7'), 'no handler of only7 on /team-8')
+      await assert.rejects(c8.timeout(300).emitWithAck('late'), '/team-8 was made before late')
+      assert.equal(await c9.emitWithAck('late'), 'late')
+      assert.deepEqual(connected.sort(), ['/team-7', '/team-8', '/team-9'])
+      assert.deepEqual([...parent.children].map((n) => n.name).sort(), ['/team-7', '/team-8', '/team-9'])
+      assert.equal(parent.socketCount, 3)
+
+      // The parent's broadcasts reach every child, with its rooms and exceptions.
+      const got = { c7: [], c8: [], c9: [] }
+      for (const [name, c] of Object.entries({ c7, c8, c9 })) c.onAny((event, ...args) => got[name].push([event, ...args]))
+      assert.equal(await c8.emitWithAck('enter', 'r'), 'r')
+      assert.equal(parent.emit('all', 1), 3)
+      assert.equal(parent.to('r').emit('r-only', Buffer.from([5])), 1)
+      assert.equal(parent.except('r').emit('not-r'), 2)
+      assert.equal(await c9.emitWithAck('where').then(() => 'after'), 'after')
+      await waitFor(() => got.c7.length === 2 && got.c8.length === 2 && got.c9.length === 2, 'the broadcasts')
+      assert.deepEqual(got.c7, [['all', 1], ['not-r']])
+      assert.deepEqual(got.c9, [['all', 1], ['not-r']])
+      assert.equal(got.c8[0][0], 'all')
+      assert.deepEqual([got.c8[1][0], [...got.c8[1][1]]], ['r-only', [5]])
+      for (const c of [c7, c8, c9]) c.on('ask', (n, ack) => ack(n * 2))
+      assert.deepEqual((await parent.timeout(2000).emitWithAck('ask', 21)).sort(), [42, 42, 42])
+      const sockets = await parent.fetchSockets()
+      assert.deepEqual(sockets.map((s) => s.id).sort(), [c7.id, c8.id, c9.id].sort())
+      assert.ok(sockets.every((s) => s.nsp.name.startsWith('/team-')))
+      parent.in('r').socketsJoin('joined')
+      assert.deepEqual((await parent.in('joined').fetchSockets()).map((s) => s.id), [c8.id])
+      parent.except('r').disconnectSockets()
+      await waitFor(() => !c7.connected && !c9.connected, 'c7 and c9 disconnected')
+      assert.ok(c8.connected)
+      // A child namespace's broadcast stays in that child.
+      assert.equal(server.of('/team-8').emit('eight-only'), 1)
+      assert.throws(() => parent.enablePresence(), { code: 'ERR_UNSUPPORTED' })
+      assert.throws(() => parent.serverSideEmit('x'), { code: 'ERR_UNSUPPORTED' })
+      // Empty children stay, as socket.io's default.
+      assert.equal(parent.children.size, 3)
+    } finally {
+      for (const c of clients) c.close()
+      await server.close()
+    }
+  })
+
+  test('a function decides from the name and the auth payload, asynchronously; parents are asked in order; a throw refuses', T, async () => {
+    const errors = []
+    const server = new Server({ onError: (e) => errors.push(e.message) })
+    const { url } = await server.listen()
+    const clients = []
+    try {
+      const asked = []
+      const byAuth = server.of((name, auth, next) => {
+        asked.push(name)
+        setTimeout(() => next(null, name.startsWith('/room-') && auth.token === 'ok'), 20)
+      })
+      const failing = server.of((name, auth, next) => {
+        if (name === '/boom') throw new Error('matcher failed')
+        next(null, false)
+      })
+      const fallback = server.of(/^\/room-/, (socket) => socket.emit('from', socket.nsp.name, 'fallback'))
+      byAuth.on('connection', (socket) => {
+        socket.on('ping', (ack) => ack('pong'))
+        socket.emit('from', socket.nsp.name, 'byAuth')
+      })
+      assert.deepEqual([byAuth.name, failing.name, fallback.name], ['/_0', '/_1', '/_2'])
+
+      const from = (c) => new Promise((resolve) => c.once('from', (...args) => resolve(args)))
+      const ok = io(`${url}/room-1`, { reconnection: false, transports: ['websocket'], auth: { token: 'ok' } })
+      clients.push(ok)
+      assert.deepEqual(await from(ok), ['/room-1', 'byAuth'])
+      // byAuth says no to this token: the next parent that accepts makes it.
+      const other = io(`${url}/room-2`, { reconnection: false, transports: ['websocket'], auth: { token: 'no' } })
+      clients.push(other)
+      assert.deepEqual(await from(other), ['/room-2', 'fallback'])
+      // An existing child is joined whatever its parent would say now.
+      const again = io(`${url}/room-1`, { reconnection: false, transports: ['websocket'], auth: { token: 'no' } })
+      clients.push(again)
+      await new Promise((resolve) => again.once('connect', resolve))
+      // A matcher that throws refuses (to onError), and the server goes on.
+      assert.equal((await connectError(`${url}/boom`)).message, 'Invalid namespace')
+      assert.deepEqual(errors, ['matcher failed'])
+      assert.ok(asked.includes('/boom') && asked.includes('/room-2'))
+      assert.equal(asked.filter((n) => n === '/room-1').length, 1, 'an existing child is not asked about again')
+      assert.equal(await ok.emitWithAck('ping'), 'pong', 'the server goes on')
+    } finally {
+      for (const c of clients) c.close()
+      await server.close()
+    }
+  })
+
+  test('cleanupEmptyChildNamespaces: an empty child goes, and comes back with the parent handlers', T, async () => {
+    const server = new Server({ cleanupEmptyChildNamespaces: true })
+    const { url } = await server.listen()
+    try {
+      const parent = server.of(/^\/tmp-\d+$/)
+      parent.on('echo', (socket, v, ack) => ack(v))
+      const c = await connect(`${url}/tmp-1`)
+      assert.equal(await c.emitWithAck('echo', 1), 1)
+      assert.equal(parent.children.size, 1)
+      c.close()
+      await waitFor(() => parent.children.size === 0, 'the empty child removed')
+      const d = await connect(`${url}/tmp-1`)
+      assert.equal(await d.emitWithAck('echo', 2), 2)
+      d.close()
+    } finally {
+      await server.close()
+    }
+  })
+})
+

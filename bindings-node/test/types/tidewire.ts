@@ -44,3 +44,18 @@ const attached = new Server(createServer(), { path: '/rt' })
 attached.httpServer?.listen(0)
 // @ts-expect-error: attach takes a server or a port
 attached.attach('nope')
+// Dynamic namespaces and server-side events, as socket.io's.
+const teams = io.of(/^\/team-\d+$/, (socket) => socket.join('members'))
+const teamNames: string[] = [...teams.children].map((ns) => ns.name)
+teams.to('members').emit('said', 'server', 'hi')
+const byAuth = io.of((name, auth, next) => next(null, name.startsWith('/x') && auth.token === 't'))
+void byAuth.fetchSockets().then((sockets) => sockets.length + teamNames.length)
+const cluster = new Server<ClientToServer, ServerToClient, { hello: (n: number) => void }>()
+cluster.serverSideEmit('hello', 1)
+// @ts-expect-error: not a server-side event of this cluster
+cluster.serverSideEmit('nope', 1)
+cluster.serverSideEmit('load?', (err: Error | null, responses: any[]) => [err, responses])
+void cluster.serverSideEmitWithAck('load?').then((answers) => answers.length)
+cluster.onServerSideEmit('hello', (n: number) => n + 1)
+// @ts-expect-error: a matcher is a RegExp or a function
+io.of(42)

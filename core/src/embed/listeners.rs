@@ -9,7 +9,7 @@
 //! binding that delivers through one queue keeps a socket's `connection`
 //! ahead of its events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::Embedded;
@@ -166,10 +166,38 @@ pub trait Host<H>: Send + Sync + 'static {
     fn deliver(&self, nsp: &str, socket: Socket, delivery: Delivery, handlers: Vec<H>);
 }
 
-type Lists<H> = HashMap<(String, Listen), Vec<H>>;
+/// The handler lists by namespace, and the namespaces watched.
+struct Lists<H> {
+    lists: HashMap<(String, Listen), Vec<H>>,
+    watched: HashSet<String>,
+    watched_disconnecting: HashSet<String>,
+}
+
+impl<H: Clone> Lists<H> {
+    /// A dynamic namespace's new child: a copy of what its parent has (its
+    /// hub handlers are a copy of the parent's too).
+    fn copy(&mut self, parent: &str, child: &str) {
+        let copies: Vec<_> = self
+            .lists
+            .iter()
+            .filter(|((nsp, _), _)| nsp == parent)
+            .map(|((_, listen), list)| ((child.to_owned(), listen.clone()), list.clone()))
+            .collect();
+        self.lists.retain(|(nsp, _), _| nsp != child);
+        self.lists.extend(copies);
+        for set in [&mut self.watched, &mut self.watched_disconnecting] {
+            if set.contains(parent) {
+                set.insert(child.to_owned());
+            } else {
+                set.remove(child);
+            }
+        }
+    }
+}
 
 /// The handler lists of every namespace of one server, and where their
-/// deliveries go.
+/// deliveries go. A child of a dynamic namespace starts with a copy of its
+/// parent's lists, as socket.io's children start with its handlers.
 pub struct Listeners<H> {
     host: Arc<dyn Host<H>>,
     lists: Mutex<Lists<H>>,
@@ -184,7 +212,8 @@ impl<H> std::fmt::Debug for Listeners<H> {
 impl<H: Clone + Send + Sync + 'static> Listeners<H> {
     /// Lists delivering to `host`.
     pub fn new(host: Arc<dyn Host<H>>) -> Arc<Listeners<H>> {
-        Arc::new(Listeners { host, lists: Mutex::new(HashMap::new()) })
+        let lists = Lists { lists: HashMap::new(), watched: HashSet::new(), watched_disconnecting: HashSet::new() };
+        Arc::new(Listeners { host, lists: Mutex::new(lists) })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lists<H>> {
@@ -193,38 +222,61 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
 
     /// The handlers of `listen` on `nsp`, in the order they were added.
     pub fn handlers(&self, nsp: &str, listen: &Listen) -> Vec<H> {
-        self.lock().get(&(nsp.to_owned(), listen.clone())).cloned().unwrap_or_default()
+        self.lock().lists.get(&(nsp.to_owned(), listen.clone())).cloned().unwrap_or_default()
     }
 
-    /// Delivers the connections and disconnections of `ns` to the host.
-    /// Call it once per namespace, before its sockets can connect.
+    /// Delivers the connections and disconnections of `ns` to the host
+    /// (once: a namespace already watched is left as it is). Call it
+    /// before its sockets can connect. On a dynamic namespace, its
+    /// children are watched as they are made, with a copy of its lists.
     pub fn watch(self: &Arc<Self>, ns: &Namespace) {
-        let nsp = ns.name().to_owned();
-        let (me, name) = (self.clone(), nsp.clone());
+        if !self.lock().watched.insert(ns.name().to_owned()) {
+            return;
+        }
+        // Deliveries name the socket's namespace: a dynamic namespace's
+        // handlers run for its children's sockets too.
+        let me = self.clone();
         ns.on_connect(move |socket: Socket| {
-            let handlers = me.handlers(&name, &Listen::Connection);
-            me.host.deliver(&name, socket, Delivery::Connection, handlers);
+            let this = socket.clone();
+            let nsp = this.namespace();
+            let handlers = me.handlers(nsp, &Listen::Connection);
+            me.host.deliver(nsp, socket, Delivery::Connection, handlers);
             async {}
         });
         let me = self.clone();
         ns.on_disconnect(move |socket: Socket, reason: hub::DisconnectReason| {
-            let handlers = me.handlers(&nsp, &Listen::Disconnect);
-            me.host.deliver(&nsp, socket, Delivery::Disconnect { reason: reason.to_string() }, handlers);
+            let this = socket.clone();
+            let nsp = this.namespace();
+            let handlers = me.handlers(nsp, &Listen::Disconnect);
+            me.host.deliver(nsp, socket, Delivery::Disconnect { reason: reason.to_string() }, handlers);
             async {}
+        });
+        // Runs while the hub's namespace table is locked: it only copies.
+        let me = Arc::downgrade(self);
+        let parent = ns.name().to_owned();
+        ns.on_new_child(move |child: &Namespace| {
+            if let Some(me) = me.upgrade() {
+                me.lock().copy(&parent, child.name());
+            }
         });
     }
 
     /// Also delivers `ns`'s sockets' [`Delivery::Disconnecting`], ahead of
     /// their disconnection, for a host whose sockets have their own
     /// `disconnecting` listeners (socket.io's `socket.on("disconnecting")`).
-    /// Call it once per namespace, with [`watch`](Self::watch).
+    /// Call it with [`watch`](Self::watch) (once: again does nothing).
     pub fn watch_disconnecting(self: &Arc<Self>, ns: &Namespace) {
-        let nsp = ns.name().to_owned();
+        if !self.lock().watched_disconnecting.insert(ns.name().to_owned()) {
+            return;
+        }
         let me = self.clone();
         ns.on_disconnecting(move |socket: Socket, reason: hub::DisconnectReason| {
-            let handlers = me.handlers(&nsp, &Listen::Disconnecting);
+            let this = socket.clone();
+            let nsp = this.namespace();
+            let handlers = me.handlers(nsp, &Listen::Disconnecting);
             let rooms = super::rooms(&socket);
-            me.host.deliver(&nsp, socket, Delivery::Disconnecting { reason: reason.to_string(), rooms }, handlers);
+            let delivery = Delivery::Disconnecting { reason: reason.to_string(), rooms };
+            me.host.deliver(nsp, socket, delivery, handlers);
             async {}
         });
     }
@@ -238,7 +290,7 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         let listen = Listen::from_name(name)?;
         let first = {
             let mut lists = self.lock();
-            let list = lists.entry((ns.name().to_owned(), listen.clone())).or_default();
+            let list = lists.lists.entry((ns.name().to_owned(), listen.clone())).or_default();
             list.push(handler);
             list.len() == 1
         };
@@ -247,11 +299,12 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         }
         let subscribe = listen.clone();
         let me = self.clone();
-        let nsp = ns.name().to_owned();
         let deliver = move |socket: Socket, e: hub::Event| {
-            let handlers = me.handlers(&nsp, &listen);
+            let this = socket.clone();
+            let nsp = this.namespace();
+            let handlers = me.handlers(nsp, &listen);
             let delivery = Delivery::Event { name: e.name, args: e.args, ack: e.ack };
-            me.host.deliver(&nsp, socket, delivery, handlers);
+            me.host.deliver(nsp, socket, delivery, handlers);
             async {}
         };
         match subscribe {

@@ -44,7 +44,7 @@ pub use listeners::{Delivery, DeliveryKind, DeliveryParts, Host, Listen, Listene
 pub use options::Dialect;
 
 use crate::hub::{
-    AckResponder, BroadcastOperator, DrainOptions, DrainReport, Handshake, Hub, HubConfig, Namespace, Socket,
+    AckResponder, BroadcastOperator, DrainOptions, DrainReport, Handshake, Hub, HubConfig, Namespace, Replies, Socket,
 };
 use crate::limits::LimitsSpec;
 use crate::protocol::socketio::Payload;
@@ -76,6 +76,9 @@ pub struct EmbedOptions {
     pub recovery_ms: Option<u64>,
     /// The transports offered, `(polling, websocket)` (default both).
     pub transports: Option<(bool, bool)>,
+    /// Whether a dynamic namespace's children are removed once empty
+    /// (default no, as socket.io's `cleanupEmptyChildNamespaces`).
+    pub cleanup_empty_children: Option<bool>,
 }
 
 /// A hub and its listener.
@@ -137,7 +140,7 @@ impl Embedded {
         for origin in options.cors_origins {
             engine = engine.cors_origin(origin).cors_credentials(true);
         }
-        let mut hub = HubConfig::default();
+        let mut hub = HubConfig::default().cleanup_empty_children(options.cleanup_empty_children.unwrap_or(false));
         if let Some(ms) = options.connect_timeout_ms {
             hub = hub.connect_timeout(Duration::from_millis(ms));
         }
@@ -205,7 +208,8 @@ impl Embedded {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// The namespace `name`, checked.
+    /// The namespace `name`, checked: a dynamic namespace by its name
+    /// (`/_0`, ...), or the namespace of that name (made if needed).
     ///
     /// # Errors
     /// [`EmbedError::Closed`] once closed; [`EmbedError::InvalidArgument`]
@@ -217,7 +221,30 @@ impl Embedded {
         if !name.starts_with('/') {
             return Err(invalid(format!("namespace {name:?} must start with '/'")));
         }
-        Ok(self.hub.of(name))
+        Ok(self.hub.dynamic_parent(name).unwrap_or_else(|| self.hub.of(name)))
+    }
+
+    /// A dynamic namespace whose `matcher` the host answers (its
+    /// `io.of(regex)` or `io.of(fn)`); returns its name (`/_0`, ...), by
+    /// which [`namespace`](Self::namespace) finds it.
+    ///
+    /// # Errors
+    /// [`EmbedError::Closed`] once closed.
+    pub fn dynamic(&self, matcher: impl crate::hub::handler::AsyncNamespaceMatcher) -> Result<String, EmbedError> {
+        if self.is_closed() {
+            return Err(EmbedError::Closed);
+        }
+        Ok(self.hub.dynamic_async(matcher).name().to_owned())
+    }
+
+    /// The names of the children of dynamic namespace `name` that exist now.
+    ///
+    /// # Errors
+    /// [`EmbedError::InvalidArgument`] when `name` is no dynamic namespace.
+    pub fn children(&self, name: &str) -> Result<Vec<String>, EmbedError> {
+        let parent =
+            self.hub.dynamic_parent(name).ok_or_else(|| invalid(format!("{name:?} is not a dynamic namespace")))?;
+        Ok(self.hub.children(&parent).iter().map(|ns| ns.name().to_owned()).collect())
     }
 
     /// The engine for sessions carried by the host's own HTTP server (see
@@ -493,6 +520,66 @@ pub async fn emit_with_ack(
 /// [`EmbedError::Cluster`] when the bus cannot count.
 pub async fn server_count(ns: &Namespace) -> Result<usize, EmbedError> {
     Ok(ns.server_count().await?)
+}
+
+/// Sends `event` to the other nodes of the cluster (socket.io's
+/// `serverSideEmit`); nobody to tell outside a cluster.
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] for an empty event name;
+/// [`EmbedError::Cluster`] when the bus refuses it.
+pub fn server_side_emit(ns: &Namespace, event: &str, args: &Payload) -> Result<(), EmbedError> {
+    if event.is_empty() {
+        return Err(invalid("an event name must be a non-empty string"));
+    }
+    Ok(ns.server_side_emit(event, args)?)
+}
+
+/// [`server_side_emit`] asking every other node for an answer: the
+/// answers that came within `timeout` (the cluster's request timeout when
+/// `None`) as one JSON array, and how many nodes were asked.
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] for an empty event name.
+pub async fn server_side_emit_with_ack(
+    ns: &Namespace,
+    event: &str,
+    args: &Payload,
+    timeout: Option<Duration>,
+) -> Result<(String, Replies), EmbedError> {
+    if event.is_empty() {
+        return Err(invalid("an event name must be a non-empty string"));
+    }
+    let gathered = ns.server_side_emit_with_ack(event, args, timeout).await;
+    Ok((serde_json::Value::Array(gathered.value).to_string(), gathered.replies))
+}
+
+/// Handles `event` sent by another node with [`server_side_emit`]:
+/// `handler(args, wants_answer)` resolves to the answer's JSON (an empty
+/// text: no answer, and the sender counts this node as silent).
+///
+/// # Errors
+/// [`EmbedError::InvalidArgument`] for an empty event name.
+pub fn on_server_event<F, Fut>(ns: &Namespace, event: &str, handler: F) -> Result<(), EmbedError>
+where
+    F: Fn(Payload, bool) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    if event.is_empty() {
+        return Err(invalid("an event name must be a non-empty string"));
+    }
+    ns.on_server_event(event, move |args: Payload, ack: Option<crate::hub::ServerAck>| {
+        let answer = handler(args, ack.is_some());
+        async move {
+            let answer = answer.await;
+            let (Some(ack), false) = (ack, answer.is_empty()) else { return };
+            match serde_json::from_str::<serde_json::Value>(&answer) {
+                Ok(value) => ack.send(&value),
+                Err(e) => tracing::warn!(error = %e, "a server-side event's answer is not JSON"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The acknowledgement a client asked for, answered at most once.

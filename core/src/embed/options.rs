@@ -18,6 +18,7 @@
 //! | limits ([`LimitsSpec`](crate::limits::LimitsSpec) JSON) | `limits` | `limits` |
 //! | recovery window | `connectionStateRecovery: {maxDisconnectionDuration}` (120000 when omitted) | `recovery` |
 //! | transports offered (`polling`, `websocket`) | `transports` | `transports` |
+//! | empty dynamic children removed (default no) | `cleanupEmptyChildNamespaces` | |
 //!
 //! Node's `null` is a wrong value (JSON turns `NaN` into it); Python's
 //! `None` is "the default". Unknown keys are ignored (Node's options carry
@@ -170,7 +171,13 @@ impl EmbedOptions {
                 Some((polling, websocket))
             }
         };
+        let cleanup_empty_children = match (dialect, r.get("cleanupEmptyChildNamespaces")) {
+            (Dialect::Python, _) | (_, None) => None,
+            (Dialect::Node, Some(Value::Bool(yes))) => Some(*yes),
+            (Dialect::Node, Some(_)) => return Err(invalid("cleanupEmptyChildNamespaces must be a boolean")),
+        };
         Ok(EmbedOptions {
+            cleanup_empty_children,
             host: r.string("host")?,
             port: port.map(|p| p as u32),
             ping_interval_ms: r.duration_ms("pingInterval", "ping_interval", false)?,

@@ -13,7 +13,9 @@ use super::socket::SocketParts;
 use super::adapter::{Adapter, RemoteSession, Taken};
 use super::namespace::{self, Deferred};
 use super::socket::{Closing, DISCONNECT_NOTICE, SocketRecovery};
-use super::{Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Socket};
+use super::{
+    Admission, ConnectError, DisconnectReason, Handshake, Hub, HubStats, Namespace, Parser, Resolution, Socket,
+};
 use crate::engine::{Admitted, CloseReason, Connection, EngineHandler, HandshakeRefusal, RequestInfo, Session};
 use crate::limits::{ConnectionRefused, IpPermit, UserPermit};
 use crate::protocol::engine::Encoded;
@@ -347,14 +349,45 @@ impl Connection for Client {
                     return Ok(());
                 }
                 let empty = Value::Object(Default::default());
-                let Some(ns) = shared.hub.resolve_namespace(&packet.nsp, auth.as_ref().unwrap_or(&empty)) else {
-                    shared.send(parser, &Packet::connect_error(packet.nsp, "Invalid namespace", None));
-                    return Ok(());
-                };
-                ns.begin_connect();
-                shared.lock().insert(packet.nsp.clone(), Slot::Connecting);
                 let on_panic = panic_logger("connect middleware", &packet.nsp, None);
-                run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)), on_panic);
+                match shared.hub.resolve_namespace(&packet.nsp, auth.as_ref().unwrap_or(&empty)) {
+                    Resolution::Found(ns) => {
+                        ns.begin_connect();
+                        shared.lock().insert(packet.nsp.clone(), Slot::Connecting);
+                        run_now_or_spawn(Box::pin(connect(shared.clone(), ns, packet.nsp, auth)), on_panic);
+                    }
+                    Resolution::Invalid => {
+                        shared.send(parser, &Packet::connect_error(packet.nsp, "Invalid namespace", None));
+                    }
+                    Resolution::Later(resolving) => {
+                        // The namespace is being connected to from now on
+                        // (a second CONNECT is refused meanwhile).
+                        shared.lock().insert(packet.nsp.clone(), Slot::Connecting);
+                        let (shared, nsp) = (shared.clone(), packet.nsp);
+                        // A matcher that never answers holds nothing past
+                        // the client's deadline to join a namespace.
+                        let deadline = shared.hub.config().connect_timeout;
+                        let resolved = async move {
+                            match tokio::time::timeout(deadline, resolving).await.ok().flatten() {
+                                Some(ns) => {
+                                    ns.begin_connect();
+                                    connect(shared, ns, nsp, auth).await;
+                                }
+                                None => {
+                                    let connecting = {
+                                        let mut slots = shared.lock();
+                                        matches!(slots.get(&nsp), Some(Slot::Connecting))
+                                            && slots.remove(&nsp).is_some()
+                                    };
+                                    if connecting {
+                                        shared.send(parser, &Packet::connect_error(nsp, "Invalid namespace", None));
+                                    }
+                                }
+                            }
+                        };
+                        run_now_or_spawn(Box::pin(resolved), on_panic);
+                    }
+                }
                 Ok(())
             }
             PacketKind::Event { payload, id } => {

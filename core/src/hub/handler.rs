@@ -395,3 +395,28 @@ impl NamespaceMatcher for regex::Regex {
         self.is_match(name)
     }
 }
+
+/// A [`NamespaceMatcher`] whose answer takes time: one asked in another
+/// runtime (a host language's `io.of(fn)`, whose `next(err, allow)` comes
+/// back later). The client's CONNECT waits for it.
+pub trait AsyncNamespaceMatcher: Send + Sync + 'static {
+    /// Whether a client may create namespace `name` with auth payload `auth`.
+    fn matches(&self, name: &str, auth: &Value) -> BoxFuture<bool>;
+}
+
+impl<F, Fut> AsyncNamespaceMatcher for F
+where
+    F: Fn(&str, &Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    fn matches(&self, name: &str, auth: &Value) -> BoxFuture<bool> {
+        Box::pin(self(name, auth))
+    }
+}
+
+/// How a dynamic namespace decides (see [`Hub::dynamic`](super::Hub::dynamic)).
+#[derive(Clone)]
+pub(crate) enum Matcher {
+    Now(Arc<dyn NamespaceMatcher>),
+    Later(Arc<dyn AsyncNamespaceMatcher>),
+}

@@ -377,7 +377,9 @@ pub struct Hub {
 pub(crate) struct HubInner {
     config: HubConfig,
     namespaces: RwLock<HashMap<String, Namespace>>,
-    dynamic: RwLock<Vec<(Arc<dyn handler::NamespaceMatcher>, Namespace)>>,
+    /// The dynamic namespaces, in the order they were made (the first
+    /// whose matcher accepts a name makes the child).
+    dynamic: RwLock<Vec<(handler::Matcher, Namespace)>>,
     /// This node's id in a cluster (presence entries carry it).
     node_id: Arc<str>,
     pub(crate) rates: RateLimiter,
@@ -440,6 +442,16 @@ impl std::fmt::Debug for Hub {
         let names: Vec<String> = self.read().keys().cloned().collect();
         f.debug_struct("Hub").field("config", &self.inner.config).field("namespaces", &names).finish()
     }
+}
+
+/// What a client's CONNECT to a namespace finds.
+pub(crate) enum Resolution {
+    /// The namespace, there now.
+    Found(Namespace),
+    /// No such namespace.
+    Invalid,
+    /// An asynchronous matcher decides: the namespace, or `None`.
+    Later(BoxFuture<Option<Namespace>>),
 }
 
 fn normalize(name: &str) -> String {
@@ -514,9 +526,14 @@ impl Hub {
 
     /// A dynamic namespace (socket.io's `io.of(regex)` / `io.of(fn)`): a
     /// client connecting to an unknown namespace whose name `matcher`
-    /// accepts creates it as a child that shares the handlers registered on
-    /// the returned parent. Children are removed once empty unless
-    /// [`HubConfig::cleanup_empty_children`] is off.
+    /// accepts creates it as a child. As in socket.io, a child starts with
+    /// a copy of what was registered on the returned parent by then
+    /// (middlewares, connection and event handlers); what is registered on
+    /// the child afterwards is its own, and what is registered on the
+    /// parent afterwards reaches only the children made later. Parents are
+    /// named `/_0`, `/_1`, ... as socket.io's, and found again with
+    /// [`dynamic_parent`](Self::dynamic_parent). Children are removed once
+    /// empty unless [`HubConfig::cleanup_empty_children`] is off.
     ///
     /// # Examples
     /// ```
@@ -528,9 +545,32 @@ impl Hub {
     /// });
     /// ```
     pub fn dynamic(&self, matcher: impl handler::NamespaceMatcher) -> Namespace {
-        let parent = Namespace::new("(dynamic)".to_owned(), self.inner.config.parser, Arc::downgrade(&self.inner));
-        self.inner.dynamic.write().unwrap_or_else(PoisonError::into_inner).push((Arc::new(matcher), parent.clone()));
+        self.add_dynamic(handler::Matcher::Now(Arc::new(matcher)))
+    }
+
+    /// [`dynamic`](Self::dynamic) with a matcher whose answer takes time
+    /// (one asked in another runtime): the client's CONNECT waits for it.
+    pub fn dynamic_async(&self, matcher: impl handler::AsyncNamespaceMatcher) -> Namespace {
+        self.add_dynamic(handler::Matcher::Later(Arc::new(matcher)))
+    }
+
+    fn add_dynamic(&self, matcher: handler::Matcher) -> Namespace {
+        let mut dynamic = self.inner.dynamic.write().unwrap_or_else(PoisonError::into_inner);
+        let name = format!("/_{}", dynamic.len());
+        let parent = Namespace::new(name, self.inner.config.parser, Arc::downgrade(&self.inner));
+        dynamic.push((matcher, parent.clone()));
         parent
+    }
+
+    /// The dynamic namespace named `name` (`/_0`, ...), if there is one.
+    pub fn dynamic_parent(&self, name: &str) -> Option<Namespace> {
+        let dynamic = self.inner.dynamic.read().unwrap_or_else(PoisonError::into_inner);
+        dynamic.iter().find(|(_, p)| p.name() == name).map(|(_, p)| p.clone())
+    }
+
+    /// The children of dynamic namespace `parent` that exist now.
+    pub fn children(&self, parent: &Namespace) -> Vec<Namespace> {
+        self.read().values().filter(|ns| ns.parent_name() == Some(parent.name())).cloned().collect()
     }
 
     /// The namespace `name` if it exists (static or a live dynamic child).
@@ -539,31 +579,57 @@ impl Hub {
     }
 
     /// The namespace a client asks for: an existing one, or a new child of
-    /// the first dynamic namespace whose matcher accepts the name.
-    pub(crate) fn resolve_namespace(&self, name: &str, auth: &serde_json::Value) -> Option<Namespace> {
+    /// the first dynamic namespace whose matcher accepts the name (asking
+    /// them in order; an asynchronous one makes the answer come later).
+    pub(crate) fn resolve_namespace(&self, name: &str, auth: &serde_json::Value) -> Resolution {
         if let Some(ns) = self.namespace(name) {
-            return Some(ns);
+            return Resolution::Found(ns);
         }
         // Cluster channels are `<prefix>#<nsp>#<room>#`: a client-chosen
         // namespace with a `#` could share a channel with another namespace's
         // room (`/a#b` + `c` and `/a` + `b#c`). Names the app created itself
         // are its own choice.
         if name.contains('#') {
-            return None;
+            return Resolution::Invalid;
         }
-        let parent = {
-            let dynamic = self.inner.dynamic.read().unwrap_or_else(PoisonError::into_inner);
-            dynamic.iter().find(|(m, _)| m.matches(name, auth)).map(|(_, p)| p.clone())?
-        };
+        let parents = self.inner.dynamic.read().unwrap_or_else(PoisonError::into_inner).clone();
+        for (i, (matcher, parent)) in parents.iter().enumerate() {
+            match matcher {
+                handler::Matcher::Now(m) if m.matches(name, auth) => {
+                    return Resolution::Found(self.child(name, parent));
+                }
+                handler::Matcher::Now(_) => {}
+                handler::Matcher::Later(_) => {
+                    let (hub, name, auth) = (self.clone(), name.to_owned(), auth.clone());
+                    let rest = parents[i..].to_vec();
+                    return Resolution::Later(Box::pin(async move {
+                        for (matcher, parent) in rest {
+                            let yes = match matcher {
+                                handler::Matcher::Now(m) => m.matches(&name, &auth),
+                                handler::Matcher::Later(m) => m.matches(&name, &auth).await,
+                            };
+                            if yes {
+                                return Some(hub.child(&name, &parent));
+                            }
+                        }
+                        None
+                    }));
+                }
+            }
+        }
+        Resolution::Invalid
+    }
+
+    /// The namespace `name`: the one that exists (made meanwhile), or a new
+    /// child of `parent`.
+    fn child(&self, name: &str, parent: &Namespace) -> Namespace {
         let mut map = self.inner.namespaces.write().unwrap_or_else(PoisonError::into_inner);
-        Some(
-            map.entry(name.to_owned())
-                .or_insert_with(|| {
-                    self.adapter().namespace_added(name);
-                    parent.child(name.to_owned())
-                })
-                .clone(),
-        )
+        map.entry(name.to_owned())
+            .or_insert_with(|| {
+                self.adapter().namespace_added(name);
+                parent.child(name.to_owned())
+            })
+            .clone()
     }
 
     /// Removes an empty dynamic child from the namespace table.

@@ -46,13 +46,15 @@ pub struct Namespace {
 struct Inner {
     name: String,
     parser: Parser,
-    /// Shared by a dynamic namespace and the children it creates.
-    handlers: Arc<RwLock<Arc<Handlers>>>,
+    /// Replaced as a whole on every registration (a dynamic namespace's
+    /// child starts with a copy of its parent's).
+    handlers: RwLock<Arc<Handlers>>,
     state: RwLock<State>,
     ack_ids: AtomicU64,
     hub: Weak<HubInner>,
-    /// A child of a dynamic namespace (removed from the hub when empty).
-    dynamic_child: bool,
+    /// A child of a dynamic namespace (removed from the hub when empty):
+    /// its parent's name.
+    parent: Option<String>,
     /// Removed from the hub; re-registered if a socket joins again.
     detached: AtomicBool,
     /// Connection-state recovery, when on.
@@ -100,6 +102,9 @@ impl Deferred {
     }
 }
 
+/// A dynamic namespace's hook run with each child it makes.
+pub(crate) type ChildHook = dyn Fn(&Namespace) + Send + Sync;
+
 #[derive(Default, Clone)]
 pub(crate) struct Handlers {
     pub(crate) middlewares: Vec<Arc<dyn ConnectMiddleware>>,
@@ -116,6 +121,8 @@ pub(crate) struct Handlers {
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
     pub(crate) server_events: HashMap<String, Arc<dyn super::ServerEventHandler>>,
     pub(crate) room_guard: Option<Arc<dyn super::handler::RoomGuard>>,
+    /// A dynamic namespace's hooks run with each child it makes.
+    pub(crate) new_child: Vec<Arc<ChildHook>>,
 }
 
 impl Handlers {
@@ -140,20 +147,33 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 impl Namespace {
     pub(crate) fn new(name: String, parser: Parser, hub: Weak<HubInner>) -> Namespace {
-        Namespace::with_handlers(name, parser, hub, Arc::default(), false)
+        Namespace::with_handlers(name, parser, hub, Arc::default(), None)
     }
 
-    /// A child of a dynamic namespace: shares the parent's handlers.
+    /// A child of this dynamic namespace, with a copy of its handlers (as
+    /// socket.io's `createChild`); the [`on_new_child`](Self::on_new_child)
+    /// hooks run before anything can reach it.
     pub(crate) fn child(&self, name: String) -> Namespace {
-        Namespace::with_handlers(name, self.inner.parser, self.inner.hub.clone(), self.inner.handlers.clone(), true)
+        let handlers = self.handlers();
+        let child = Namespace::with_handlers(
+            name,
+            self.inner.parser,
+            self.inner.hub.clone(),
+            handlers.clone(),
+            Some(self.inner.name.clone()),
+        );
+        for hook in &handlers.new_child {
+            hook(&child);
+        }
+        child
     }
 
     fn with_handlers(
         name: String,
         parser: Parser,
         hub: Weak<HubInner>,
-        handlers: Arc<RwLock<Arc<Handlers>>>,
-        dynamic_child: bool,
+        handlers: Arc<Handlers>,
+        parent: Option<String>,
     ) -> Namespace {
         let recovery = hub
             .upgrade()
@@ -163,11 +183,11 @@ impl Namespace {
             inner: Arc::new(Inner {
                 name,
                 parser,
-                handlers,
+                handlers: RwLock::new(handlers),
                 state: RwLock::default(),
                 ack_ids: AtomicU64::new(0),
                 hub,
-                dynamic_child,
+                parent,
                 detached: AtomicBool::new(false),
                 recovery,
             }),
@@ -181,6 +201,11 @@ impl Namespace {
     /// The namespace's name (`/` for the main one).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The name of the dynamic namespace this one is a child of.
+    pub fn parent_name(&self) -> Option<&str> {
+        self.inner.parent.as_deref()
     }
 
     pub(crate) fn parser(&self) -> Parser {
@@ -324,6 +349,16 @@ impl Namespace {
         self.update(|h| {
             h.event_rules.insert(event, rule);
         });
+        self
+    }
+
+    /// On a dynamic namespace: runs `hook` with each child it makes, before
+    /// any socket reaches the child (socket.io's `new_namespace`). The
+    /// child already has a copy of the parent's handlers; what `hook`
+    /// registers on it is the child's own.
+    pub fn on_new_child(&self, hook: impl Fn(&Namespace) + Send + Sync + 'static) -> &Self {
+        let hook: Arc<ChildHook> = Arc::new(hook);
+        self.update(|h| h.new_child.push(hook));
         self
     }
 
@@ -558,7 +593,7 @@ impl Namespace {
     }
 
     fn cleanup_if_empty(&self) {
-        if !self.inner.dynamic_child {
+        if self.inner.parent.is_none() {
             return;
         }
         let Some(hub) = self.hub() else { return };

@@ -326,7 +326,7 @@ async fn room_changes_disconnecting_and_cleanup() {
 }
 
 #[tokio::test]
-async fn dynamic_namespaces_share_handlers_and_vanish_when_empty() {
+async fn dynamic_namespaces_make_children_with_their_handlers_and_children_vanish_when_empty() {
     let (hub, engine) = setup();
     let parent = hub.dynamic(regex::Regex::new(r"^/team-\d+$").unwrap());
     parent.on("where", |s: Socket, e: Event| async move {
@@ -376,6 +376,111 @@ async fn a_panicking_connect_middleware_refuses_with_an_error_and_the_hub_carrie
     let b = Client::open(&engine);
     b.connect("/admin", Some(json!({ "token": "root" }))).await;
     assert_eq!(hub.of("/admin").socket_count(), 1);
+}
+
+#[tokio::test]
+async fn a_child_starts_with_a_copy_of_its_parents_handlers_as_in_socket_io() {
+    let (hub, engine) = setup();
+    let parent = hub.dynamic(regex::Regex::new(r"^/t-\d+$").unwrap());
+    assert_eq!(parent.name(), "/_0");
+    assert!(hub.dynamic_parent("/_0").is_some_and(|p| p.same(&parent)));
+    let reply = |word: &'static str| {
+        move |_s: Socket, e: Event| async move {
+            if let Some(ack) = e.ack {
+                let _ = ack.send(Payload::json(vec![json!(word)]));
+            }
+        }
+    };
+    parent.on("x", reply("parent"));
+    let made = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = made.clone();
+    parent.on_new_child(move |child: &Namespace| seen.lock().unwrap().push(child.name().to_owned()));
+    let a = Client::open(&engine);
+    a.connect("/t-1", None).await;
+    let one = hub.namespace("/t-1").unwrap();
+    assert_eq!(one.parent_name(), Some("/_0"));
+    assert_eq!(*made.lock().unwrap(), ["/t-1"]);
+    // The child's own handler replaces its copy only; the parent's later
+    // one reaches only the children made after it.
+    one.on("x", reply("child"));
+    parent.on("y", reply("late"));
+    a.connect("/t-2", None).await;
+    for (packet, answer) in [
+        (r#"2/t-1,1["x"]"#, r#"3/t-1,1["child"]"#),
+        (r#"2/t-2,2["x"]"#, r#"3/t-2,2["parent"]"#),
+        (r#"2/t-2,3["y"]"#, r#"3/t-2,3["late"]"#),
+    ] {
+        a.send(packet);
+        settle().await;
+        assert_eq!(a.recv(), vec![answer.to_owned()]);
+    }
+    a.send(r#"2/t-1,4["y"]"#);
+    settle().await;
+    assert!(a.recv().is_empty(), "/t-1 was made before y");
+    let mut children: Vec<String> = hub.children(&parent).iter().map(|n| n.name().to_owned()).collect();
+    children.sort();
+    assert_eq!(children, ["/t-1", "/t-2"]);
+    assert!(hub.namespace("/_0").is_none(), "a parent is no namespace to join");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_asynchronous_matcher_decides_later_in_order_and_one_that_never_answers_times_out() {
+    // A deadline inside the heartbeat (which this test's clients do not answer).
+    let hub = Hub::new(HubConfig::default().connect_timeout(Duration::from_secs(5)));
+    let engine = hub.engine(crate::engine::EngineConfig::default());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    hub.dynamic_async(move |name: &str, auth: &Value| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let yes = name.starts_with("/slow-") && auth["ok"] == json!(true);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            yes
+        }
+    });
+    let fallback = hub.dynamic(regex::Regex::new(r"^/slow-").unwrap());
+    fallback.on_connect(|s: Socket| async move {
+        let _ = s.emit("made-by", "fallback");
+    });
+    hub.dynamic_async(|_name: &str, _auth: &Value| std::future::pending::<bool>());
+    let a = Client::open(&engine);
+    a.send(r#"0/slow-1,{"ok":true}"#);
+    settle().await;
+    assert!(a.recv().is_empty(), "the CONNECT waits for the answer");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    settle().await;
+    let out = a.recv();
+    assert!(out.len() == 1 && out[0].starts_with("0/slow-1,{\"sid\""), "{out:?}");
+    assert!(hub.namespace("/slow-1").is_some_and(|n| n.parent_name() == Some("/_0")));
+    // Refused by the first, accepted by the next in order.
+    a.send(r#"0/slow-2,{"ok":false}"#);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    settle().await;
+    let out = a.recv();
+    assert!(out[0].starts_with("0/slow-2,"), "{out:?}");
+    assert_eq!(out[1], r#"2/slow-2,["made-by","fallback"]"#);
+    // An existing child is not asked about again.
+    let before = asked.load(Ordering::SeqCst);
+    let b = Client::open(&engine);
+    b.send("0/slow-1,");
+    settle().await;
+    assert!(b.recv()[0].starts_with("0/slow-1,{"));
+    assert_eq!(asked.load(Ordering::SeqCst), before);
+    // Nobody accepts; the last matcher never answers: refused at the
+    // connect deadline, and a second CONNECT meanwhile is a protocol error.
+    a.send("0/other,");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
+    assert!(a.recv().is_empty());
+    tokio::time::sleep(hub.config().connect_timeout).await;
+    settle().await;
+    assert_eq!(a.recv(), vec![r#"4/other,{"message":"Invalid namespace"}"#]);
+    assert!(!a.session.is_closed());
+    b.send("0/other,");
+    settle().await;
+    b.send("0/other,");
+    settle().await;
+    assert!(b.session.is_draining(), "a second CONNECT while the first waits closes the connection");
 }
 
 #[tokio::test]
