@@ -194,6 +194,10 @@ export declare class Namespace<
 > extends BroadcastOperator<EmitEvents, SocketData> {
   readonly name: string
   readonly socketCount: number
+  /** socket.io's `nsp.sockets`: this node's connected sockets by id. */
+  readonly sockets: Map<string, Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>>
+  /** socket.io's `nsp.adapter`, to read: this node's rooms (room -> ids) and sids (id -> rooms); its methods throw ERR_UNSUPPORTED. */
+  readonly adapter: { readonly rooms: Map<string, Set<string>>; readonly sids: Map<string, Set<string>> }
   readonly broadcast: BroadcastOperator<EmitEvents, SocketData>
   use(fn: (handshake: Handshake) => Admission | Promise<Admission>): this
   on(event: 'connection' | 'connect', fn: (socket: Socket<ListenEvents, EmitEvents, ServerSideEvents, SocketData>) => unknown): this
@@ -246,6 +250,10 @@ export declare class Server<
   constructor(options?: ServerOptions)
   /** socket.io's forms: on the app's http.Server or https.Server (other requests stay the app's), or on a new one listening on `port`. */
   constructor(srv: import('node:http').Server | import('node:https').Server | number, options?: ServerOptions)
+  /** socket.io's `io.sockets`: the main namespace. */
+  readonly sockets: Namespace<ListenEvents, EmitEvents, ServerSideEvents, SocketData>
+  /** Not here: reading it throws ERR_UNSUPPORTED (socket.io with tidewire/socket.io has an engine). */
+  readonly engine: never
   /** The http.Server it is attached to, or null. */
   readonly httpServer: import('node:http').Server | import('node:https').Server | null
   /** socket.io's `attach`: serves at the `path` option of `srv` (a port: a new http.Server listening there). */

@@ -357,6 +357,39 @@ class RemoteSocket {
   }
 }
 
+/** socket.io's adapter as apps read it: this node's rooms and their members. */
+class RoomsView {
+  constructor(sockets) {
+    this._sockets = sockets
+  }
+
+  /** Room -> the ids of this node's sockets in it (each socket's own room included). */
+  get rooms() {
+    const rooms = new Map()
+    for (const socket of this._sockets()) {
+      for (const room of socket.rooms) {
+        const members = rooms.get(room)
+        if (members) members.add(socket.id)
+        else rooms.set(room, new Set([socket.id]))
+      }
+    }
+    return rooms
+  }
+
+  /** Socket id -> its rooms. */
+  get sids() {
+    return new Map([...this._sockets()].map((socket) => [socket.id, socket.rooms]))
+  }
+}
+
+for (const name of ['on', 'once', 'addListener', 'prependListener', 'addAll', 'del', 'delAll', 'broadcast', 'fetchSockets', 'serverSideEmit']) {
+  Object.defineProperty(RoomsView.prototype, name, {
+    value() {
+      throw unsupported(`adapter.${name} is not supported by tidewire's Server (its adapter is the core's: read adapter.rooms and adapter.sids, or use the namespace's own methods); socket.io with tidewire/socket.io has it`)
+    },
+  })
+}
+
 /** A connected socket (the same object for the socket's whole life). */
 class Socket {
   constructor(inner, ns) {
@@ -778,6 +811,20 @@ class Namespace {
     return this._server._native.socketCount(this.name)
   }
 
+  /** socket.io's `nsp.sockets`: this node's connected sockets by id (read it; it is the namespace's own Map). */
+  get sockets() {
+    return this._sockets
+  }
+
+  /**
+   * socket.io's `nsp.adapter`, to read: `rooms` (room -> ids) and `sids`
+   * (id -> rooms) of this node's sockets. Its room events and methods are
+   * refused (`ERR_UNSUPPORTED`).
+   */
+  get adapter() {
+    return new RoomsView(() => this.sockets.values())
+  }
+
   /**
    * socket.io's `serverSideEmit`: sends `event` to this namespace on the
    * other nodes of the cluster (not to this one), where
@@ -910,6 +957,11 @@ class ParentNamespace extends Namespace {
   /** The children that exist now. */
   get children() {
     return new Set(this._children())
+  }
+
+  /** Every child's sockets, by id. */
+  get sockets() {
+    return new Map(this._children().flatMap((child) => [...child.sockets]))
   }
 
   _children() {
@@ -1119,6 +1171,9 @@ class Server {
     // The http.Server it is attached to, and the Engine carrying its requests.
     this.httpServer = null
     this._engine = null
+    // The main namespace is watched from the start, as socket.io's exists:
+    // `io.sockets.sockets` knows every socket even without a handler.
+    this.of('/')
     if (srv !== undefined && srv !== null) this.attach(srv)
   }
 
@@ -1191,6 +1246,16 @@ class Server {
     }
     this._unanswered.register(answer, ack, answer)
     return answer
+  }
+
+  /** socket.io's `io.sockets`: the main namespace. */
+  get sockets() {
+    return this.of('/')
+  }
+
+  /** socket.io's engine.io server: not here, and never a silent undefined. */
+  get engine() {
+    throw unsupported("io.engine is not available on tidewire's Server (its engine is the core's: options go to new Server(), handler errors to onError); socket.io with tidewire/socket.io has it")
   }
 
   /**

@@ -533,6 +533,28 @@ describe("socket.io's server API on tidewire's Server", () => {
     a.close()
     await server.close()
   })
+
+  test("io.sockets, nsp.sockets and nsp.adapter's rooms and sids, as apps read them; io.engine and the adapter's methods refused", T, async () => {
+    const server = new Server()
+    const { url } = await server.listen()
+    const [a, b] = [await connect(url), await connect(url)]
+    await waitFor(() => server.sockets.sockets.size === 2, 'two sockets in io.sockets.sockets')
+    assert.equal(server.sockets, server.of('/'))
+    assert.equal(server.of('/').sockets.get(a.id).id, a.id)
+    server.in(a.id).socketsJoin('room')
+    const { rooms, sids } = server.of('/').adapter
+    assert.deepEqual([...rooms.get('room')], [a.id])
+    assert.equal(rooms.get('room').size, 1, "socket.io's room size idiom")
+    assert.deepEqual([...rooms.get(b.id)], [b.id], 'each socket in its own room')
+    assert.deepEqual([...sids.get(a.id)].sort(), [a.id, 'room'].sort())
+    assert.equal(server.of('/chat').adapter.rooms.size, 0)
+    assert.throws(() => server.engine, { code: 'ERR_UNSUPPORTED', message: /io.engine/ })
+    assert.throws(() => server.of('/').adapter.on('join-room', () => {}), { code: 'ERR_UNSUPPORTED', message: /adapter.on/ })
+    b.close()
+    await waitFor(() => server.sockets.sockets.size === 1, 'b gone from io.sockets.sockets')
+    a.close()
+    await server.close()
+  })
 })
 
 describe("socket.io's disconnecting and broadcast acknowledgements on tidewire's Server", () => {

@@ -59,3 +59,7 @@ void cluster.serverSideEmitWithAck('load?').then((answers) => answers.length)
 cluster.onServerSideEmit('hello', (n: number) => n + 1)
 // @ts-expect-error: a matcher is a RegExp or a function
 io.of(42)
+// socket.io's reading idioms.
+const roomSize: number = io.sockets.adapter.rooms.get('room')?.size ?? 0
+const someone = io.of('/').sockets.get('id')?.data.role
+void [roomSize, someone]
