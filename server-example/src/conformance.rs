@@ -126,7 +126,9 @@ fn install_on(ns: &Namespace, node: &Option<[Arc<str>; 2]>) {
         }
     });
     ns.on("join", |socket: Socket, mut event: Event| async move {
-        let answer = match socket.join_many(strings(&first_arg(&event))) {
+        // Answered once the cluster delivers the rooms' broadcasts here: a
+        // broadcast sent after the answer reaches this socket.
+        let answer = match socket.join_many_async(strings(&first_arg(&event))).await {
             Ok(()) => sorted_rooms(&socket),
             Err(e) => json!({ "status": "error", "code": "too_many_rooms", "message": e.to_string() }),
         };

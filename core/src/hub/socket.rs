@@ -356,6 +356,18 @@ impl Socket {
         self.inner.namespace.join(self.inner.key, rooms.into_iter().map(Into::into).collect())
     }
 
+    /// [`join_many`](Self::join_many), then waits until a cluster delivers
+    /// the rooms' broadcasts to this node (see [`join_async`](Self::join_async)).
+    ///
+    /// # Errors
+    /// As [`join_many`](Self::join_many).
+    pub async fn join_many_async<R: Into<Room>>(&self, rooms: impl IntoIterator<Item = R>) -> Result<(), TooManyRooms> {
+        let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
+        self.inner.namespace.join(self.inner.key, rooms.clone())?;
+        self.inner.namespace.adapter().listen(self.namespace(), &rooms).await;
+        Ok(())
+    }
+
     /// Leaves `room`.
     pub fn leave(&self, room: &str) {
         self.inner.namespace.leave(self.inner.key, room);

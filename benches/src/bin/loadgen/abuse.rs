@@ -103,6 +103,13 @@ pub(crate) struct AbuseOpts {
     /// the undisturbed one.
     #[arg(long, default_value_t = 2.0)]
     pub(crate) p99_factor: f64,
+    /// The control experiment: the attacks go to a second server (a
+    /// bystander, started with the same flags) while the healthy load stays
+    /// on the server under test, so a phase's p99 shows what the attack
+    /// costs the machine (the shared cores, the load generator) rather than
+    /// the server.
+    #[arg(long)]
+    pub(crate) bystander: bool,
     /// Fail (exit code 3) unless every criterion but latency holds.
     #[arg(long)]
     pub(crate) check: bool,
@@ -678,6 +685,15 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
     let target = server.target.clone();
     let since = Instant::now();
     eprintln!("abuse: server {} (pid {pid}); {} + {} polling healthy clients", server.url, opts.clients, opts.polling);
+    let bystander = match opts.bystander {
+        true => Some(server_proc::spawn(&program, None).await?),
+        false => None,
+    };
+    // Where the attacks go: the server under test, or the bystander.
+    let victim = bystander.as_ref().map_or_else(|| target.clone(), |b| b.target.clone());
+    if let Some(b) = &bystander {
+        eprintln!("abuse: the attacks go to a bystander, {}", b.url);
+    }
     let mut load = Load::connect(&target, opts.clients, opts.rooms, opts.polling).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut report =
@@ -712,13 +728,13 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
                     "10".into(),
                 ];
                 let a = server_proc::spawn(&a_program, None).await?;
-                let launched = launch(ATTACKS[4], target.clone(), Some(a.target.clone()), opts.clone())?;
+                let launched = launch(ATTACKS[4], victim.clone(), Some(a.target.clone()), opts.clone())?;
                 drained = Some(a);
                 Some(launched)
             }
             other => {
                 let name = ATTACKS.iter().copied().find(|a| *a == other).ok_or("unknown attack")?;
-                Some(launch(name, target.clone(), None, opts.clone())?)
+                Some(launch(name, victim.clone(), None, opts.clone())?)
             }
         };
         if let Some((_, ready)) = &attack {
@@ -732,10 +748,10 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
         if let Some(a) = &drained {
             server_proc::signal(&a.child, "TERM").await;
         }
-        let before = counters(&target).await;
+        let before = counters(&victim).await;
         eprintln!("abuse: {name}: {:?} of healthy load", phase_length(name, opts.phase));
         let measured = measure(&mut load, opts, phase_length(name, opts.phase), pid).await;
-        let after = counters(&target).await;
+        let after = counters(&victim).await;
         let attack_report = match attack {
             Some((running, _)) => {
                 let _ = running.stop.send(true);
