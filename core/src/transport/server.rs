@@ -19,6 +19,9 @@ use super::{Body, handle, plain};
 /// it at `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Connections accepted before the accept loop lets other tasks run.
+const ACCEPT_SLICE: u32 = 8;
+
 /// The default of [`ServerBuilder::max_connections_per_ip`]: twice the
 /// hub's default cap of sessions per address (a long-polling session uses
 /// two connections at times), so it only stops what no session accounts
@@ -154,7 +157,16 @@ impl ServerBuilder {
         let connections = Arc::new(());
         let open_requests = connections.clone();
         let task = tokio::spawn(async move {
+            let mut accepted_since_yield = 0u32;
             loop {
+                // A burst of connections (a reconnect storm) is accepted a
+                // few at a time: the sessions already open get their turn
+                // (their I/O is polled) between the burst's slices.
+                accepted_since_yield += 1;
+                if accepted_since_yield == ACCEPT_SLICE {
+                    accepted_since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
                 let (stream, remote) = tokio::select! {
                     () = token.cancelled() => break,
                     accepted = listener.accept() => match accepted {
@@ -178,6 +190,9 @@ impl ServerBuilder {
                 let open = open_requests.clone();
                 tokio::spawn(async move {
                     let _open = open;
+                    // Behind the sessions already open: `yield_now` waits
+                    // until the runtime has polled for I/O again.
+                    tokio::task::yield_now().await;
                     // Each request carries the slot too: a WebSocket keeps
                     // it after hyper hands its connection over.
                     let slot = Arc::new(slot);

@@ -377,8 +377,11 @@ async fn long_polling(target: Target, mut ops: mpsc::UnboundedReceiver<Op>, tall
 async fn churn(target: Target, room: usize, clean: bool, tally: Shared) {
     let outcome: Result<(), client::Error> = async {
         // A handshake refused for now (a cap, the total handshake rate) is
-        // tried again, as socket.io-client does.
-        let mut ws = client::connect_retrying(&target, 5).await?;
+        // tried again, as socket.io-client does (it never gives up; here 10
+        // tries, about 40 s: a reconnect storm of 10,000 clients holds the
+        // total handshake rate for 11-13 s, and 5 tries, 6-12 s, could run
+        // out while it did).
+        let mut ws = client::connect_retrying(&target, 10).await?;
         for (id, args, want) in [
             (0, format!(r#""join","r{room}""#), None),
             (1, r#""echo","c""#.to_owned(), Some(r#"["c"]"#)),
