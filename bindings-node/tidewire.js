@@ -279,10 +279,7 @@ class BroadcastOperator {
   emit(event, ...args) {
     if (typeof args.at(-1) === 'function') {
       const callback = args.pop()
-      this._ask(event, args).then(
-        ({ responses, complete }) => (complete ? callback(null, responses) : callback(timedOut(), responses)),
-        (e) => callback(e, []),
-      )
+      callBack(this._ask(event, args), callback, timedOut)
       return true
     }
     checkEmitted(event)
@@ -296,10 +293,7 @@ class BroadcastOperator {
    * its `responses`, when one did not answer within `timeout(ms)`.
    */
   emitWithAck(event, ...args) {
-    return this._ask(event, args).then(({ responses, complete }) => {
-      if (complete) return responses
-      throw Object.assign(timedOut(), { responses })
-    })
+    return answers(this._ask(event, args), timedOut)
   }
 
   /** Throws at once on bad arguments. */
@@ -315,11 +309,32 @@ class BroadcastOperator {
   }
 }
 
-/** socket.io's error for a broadcast some recipient did not answer in time. */
-function timedOut() {
+/** socket.io's error for a broadcast some recipient did not answer in time (with the answers that came). */
+function timedOut(responses) {
   const e = new Error('operation has timed out')
   e.code = 'ERR_ACK_TIMEOUT'
+  e.responses = responses
   return e
+}
+
+/**
+ * `asked` (resolving to `{responses, complete, expected}`) as socket.io's
+ * `emitWithAck`: the answers, or `missing(responses, expected)` thrown
+ * when some did not come in time.
+ */
+function answers(asked, missing) {
+  return asked.then(({ responses, complete, expected }) => {
+    if (complete) return responses
+    throw missing(responses, expected)
+  })
+}
+
+/** `asked` as socket.io's ack callback: `(null, responses)`, or `(error, responses)`. */
+function callBack(asked, callback, missing) {
+  asked.then(
+    ({ responses, complete, expected }) => (complete ? callback(null, responses) : callback(missing(responses, expected), responses)),
+    (e) => callback(e, []),
+  )
 }
 
 /** A socket of another node, as `fetchSockets` found it. */
@@ -836,10 +851,7 @@ class Namespace {
   serverSideEmit(event, ...args) {
     if (typeof args.at(-1) === 'function') {
       const callback = args.pop()
-      this._serverSideAsk(event, args).then(
-        ({ responses, complete, expected }) => (complete ? callback(null, responses) : callback(answersMissing(responses, expected), responses)),
-        (e) => callback(e, []),
-      )
+      callBack(this._serverSideAsk(event, args), callback, answersMissing)
       return true
     }
     checkServerSide(event)
@@ -850,10 +862,7 @@ class Namespace {
 
   /** Resolves to every other node's answer; rejects as `serverSideEmit`'s callback would get an error. */
   serverSideEmitWithAck(event, ...args) {
-    return this._serverSideAsk(event, args).then(({ responses, complete, expected }) => {
-      if (complete) return responses
-      throw answersMissing(responses, expected)
-    })
+    return answers(this._serverSideAsk(event, args), answersMissing)
   }
 
   _serverSideAsk(event, args) {
@@ -1049,10 +1058,7 @@ class ParentBroadcastOperator {
   emit(event, ...args) {
     if (typeof args.at(-1) === 'function') {
       const callback = args.pop()
-      this._ask(event, args).then(
-        ({ responses, complete }) => (complete ? callback(null, responses) : callback(timedOut(), responses)),
-        (e) => callback(e, []),
-      )
+      callBack(this._ask(event, args), callback, timedOut)
       return true
     }
     checkEmitted(event)
@@ -1061,10 +1067,7 @@ class ParentBroadcastOperator {
   }
 
   emitWithAck(event, ...args) {
-    return this._ask(event, args).then(({ responses, complete }) => {
-      if (complete) return responses
-      throw Object.assign(timedOut(), { responses })
-    })
+    return answers(this._ask(event, args), timedOut)
   }
 
   _ask(event, args) {
