@@ -300,6 +300,10 @@ class BroadcastOperator {
   _ask(event, args) {
     checkEmitted(event)
     const { json, attachments } = encode(args)
+    return this._askEncoded(event, json, attachments)
+  }
+
+  _askEncoded(event, json, attachments) {
     return this._native.emitWithAck(event, json, attachments, this._timeout ?? 1).then(
       ({ responses, complete }) => ({ responses: responses.map((r) => decode(r.json, r.attachments)[0]), complete }),
       (e) => {
@@ -1062,8 +1066,9 @@ class ParentBroadcastOperator {
       return true
     }
     checkEmitted(event)
-    encode(args)
-    return this._operators().reduce((n, op) => n + op.emit(event, ...args), 0)
+    // Encoded once for every child.
+    const { json, attachments } = encode(args)
+    return this._operators().reduce((n, op) => n + callNative(() => op._native.emit(event, json, attachments)), 0)
   }
 
   emitWithAck(event, ...args) {
@@ -1072,8 +1077,8 @@ class ParentBroadcastOperator {
 
   _ask(event, args) {
     checkEmitted(event)
-    encode(args)
-    const asked = this._operators().map((op) => op._ask(event, args))
+    const { json, attachments } = encode(args)
+    const asked = this._operators().map((op) => op._askEncoded(event, json, attachments))
     return Promise.all(asked).then((all) => ({ responses: all.flatMap((r) => r.responses), complete: all.every((r) => r.complete) }))
   }
 

@@ -141,11 +141,11 @@ pub struct Deliveries {
 struct NodeHost(Arc<Queue<Pending>>);
 
 impl embed::Host<u32> for NodeHost {
-    fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
+    fn deliver(&self, socket: hub::Socket, delivery: Delivery, handlers: Vec<u32>) {
         let parts = delivery.into_parts();
-        let sid = socket.id().to_owned();
+        let (nsp, sid) = (socket.namespace().to_owned(), socket.id().to_owned());
         let socket = matches!(parts.kind, DeliveryKind::Connection | DeliveryKind::Disconnect).then_some(socket);
-        let item = Pending { nsp: nsp.to_owned(), sid, socket, parts, handlers };
+        let item = Pending { nsp, sid, socket, parts, handlers };
         self.0.push(item);
     }
 }

@@ -114,14 +114,15 @@ struct PyHost {
 }
 
 impl embed::Host<Handler> for PyHost {
-    fn deliver(&self, nsp: &str, socket: hub::Socket, delivery: Delivery, handlers: Vec<Handler>) {
+    fn deliver(&self, socket: hub::Socket, delivery: Delivery, handlers: Vec<Handler>) {
         let embed::DeliveryParts { kind, name, json, attachments, ack, .. } = delivery.into_parts();
         // python-socketio has no `disconnecting` (this server never asks for it).
         if kind == embed::DeliveryKind::Disconnecting {
             return;
         }
         let kind = kind.as_str();
-        let pending = Pending { nsp: nsp.to_owned(), kind, socket, name, json, attachments, ack, handlers };
+        let nsp = socket.namespace().to_owned();
+        let pending = Pending { nsp, kind, socket, name, json, attachments, ack, handlers };
         if self.batch.push(pending) {
             Python::attach(|py| {
                 if let Err(e) = self.wake.call0(py) {

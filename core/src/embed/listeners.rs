@@ -160,10 +160,11 @@ impl Delivery {
 
 /// The binding's side: hands deliveries to its language.
 pub trait Host<H>: Send + Sync + 'static {
-    /// `socket` of namespace `nsp` saw `delivery`; run `handlers` (possibly
-    /// none: a connection or disconnection is delivered even without
-    /// handlers, so the binding can track its sockets).
-    fn deliver(&self, nsp: &str, socket: Socket, delivery: Delivery, handlers: Vec<H>);
+    /// `socket` saw `delivery` (in its namespace, `socket.namespace()`: a
+    /// dynamic namespace's child's own); run `handlers` (possibly none: a
+    /// connection or disconnection is delivered even without handlers, so
+    /// the binding can track its sockets).
+    fn deliver(&self, socket: Socket, delivery: Delivery, handlers: Vec<H>);
 }
 
 /// The handler lists by namespace, and the namespaces watched.
@@ -237,18 +238,14 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         // handlers run for its children's sockets too.
         let me = self.clone();
         ns.on_connect(move |socket: Socket| {
-            let this = socket.clone();
-            let nsp = this.namespace();
-            let handlers = me.handlers(nsp, &Listen::Connection);
-            me.host.deliver(nsp, socket, Delivery::Connection, handlers);
+            let handlers = me.handlers(socket.namespace(), &Listen::Connection);
+            me.host.deliver(socket, Delivery::Connection, handlers);
             async {}
         });
         let me = self.clone();
         ns.on_disconnect(move |socket: Socket, reason: hub::DisconnectReason| {
-            let this = socket.clone();
-            let nsp = this.namespace();
-            let handlers = me.handlers(nsp, &Listen::Disconnect);
-            me.host.deliver(nsp, socket, Delivery::Disconnect { reason: reason.to_string() }, handlers);
+            let handlers = me.handlers(socket.namespace(), &Listen::Disconnect);
+            me.host.deliver(socket, Delivery::Disconnect { reason: reason.to_string() }, handlers);
             async {}
         });
         // Runs while the hub's namespace table is locked: it only copies.
@@ -271,12 +268,9 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         }
         let me = self.clone();
         ns.on_disconnecting(move |socket: Socket, reason: hub::DisconnectReason| {
-            let this = socket.clone();
-            let nsp = this.namespace();
-            let handlers = me.handlers(nsp, &Listen::Disconnecting);
+            let handlers = me.handlers(socket.namespace(), &Listen::Disconnecting);
             let rooms = super::rooms(&socket);
-            let delivery = Delivery::Disconnecting { reason: reason.to_string(), rooms };
-            me.host.deliver(nsp, socket, delivery, handlers);
+            me.host.deliver(socket, Delivery::Disconnecting { reason: reason.to_string(), rooms }, handlers);
             async {}
         });
     }
@@ -300,11 +294,9 @@ impl<H: Clone + Send + Sync + 'static> Listeners<H> {
         let subscribe = listen.clone();
         let me = self.clone();
         let deliver = move |socket: Socket, e: hub::Event| {
-            let this = socket.clone();
-            let nsp = this.namespace();
-            let handlers = me.handlers(nsp, &listen);
+            let handlers = me.handlers(socket.namespace(), &listen);
             let delivery = Delivery::Event { name: e.name, args: e.args, ack: e.ack };
-            me.host.deliver(nsp, socket, delivery, handlers);
+            me.host.deliver(socket, delivery, handlers);
             async {}
         };
         match subscribe {
@@ -379,7 +371,7 @@ mod tests {
 
     struct Nobody;
     impl Host<u32> for Nobody {
-        fn deliver(&self, _: &str, _: Socket, _: Delivery, _: Vec<u32>) {}
+        fn deliver(&self, _: Socket, _: Delivery, _: Vec<u32>) {}
     }
 
     #[test]
