@@ -133,3 +133,43 @@ describe('tidewire servers in a cluster over Redis', () => {
     await c.close()
   })
 })
+
+describe("tidewire's Server and an official socket.io node (@socket.io/redis-adapter) over one Redis", () => {
+  test('serverSideEmit both ways, with acknowledgements', T, async () => {
+    const { Server: SocketIoServer } = require('socket.io')
+    const { createAdapter } = require('@socket.io/redis-adapter')
+    const { createClient } = require('redis')
+    const redis = await startRedis()
+    const pub = createClient({ url: redis.url })
+    const sub = pub.duplicate()
+    await Promise.all([pub.connect(), sub.connect()])
+    const official = new SocketIoServer({ adapter: createAdapter(pub, sub, { requestsTimeout: 1000 }) })
+    const native = new Server()
+    try {
+      await native.joinCluster({ redisUrl: redis.url, requestTimeout: 1000 })
+      await until('two nodes, seen from both', async () => (await native.serverCount()) === 2 && (await official.of('/').adapter.serverCount()) === 2)
+      // Tidewire to the official node.
+      const heard = []
+      official.on('hello', (...args) => heard.push(args))
+      official.on('load?', (n, answer) => answer({ node: 'official', n }))
+      native.serverSideEmit('hello', 'from tidewire', { n: 1 })
+      await until('the official node heard', () => heard.length === 1)
+      assert.deepEqual(heard, [['from tidewire', { n: 1 }]])
+      assert.deepEqual(await native.serverSideEmitWithAck('load?', 5), [{ node: 'official', n: 5 }])
+      // The official node to Tidewire.
+      const got = []
+      native.onServerSideEmit('hello', (...args) => got.push(args))
+      native.onServerSideEmit('ping?', (x, answer) => answer(x + 1))
+      official.serverSideEmit('hello', 'from socket.io')
+      await until('tidewire heard', () => got.length === 1)
+      assert.deepEqual(got, [['from socket.io']])
+      assert.deepEqual(await official.serverSideEmitWithAck('ping?', 41), [42])
+    } finally {
+      // An official Server never attached has no engine to close: its
+      // adapter goes with its Redis clients.
+      await native.close()
+      await Promise.allSettled([pub.quit(), sub.quit()])
+      redis.stop()
+    }
+  })
+})
