@@ -109,6 +109,12 @@ struct Options {
     /// cap with `--trusted-proxies` (every connection is the proxy's).
     #[arg(long, env = "TIDEWIRE_MAX_TCP_PER_IP")]
     max_tcp_per_ip: Option<usize>,
+    /// The most of the server's time new connections may take while they
+    /// arrive faster than they are served, e.g. during a reconnect storm
+    /// (default 0.125, an eighth of the workers' time; 1: no limit). They
+    /// wait behind the open sessions in any case.
+    #[arg(long, env = "TIDEWIRE_ADMISSION_SHARE", value_parser = admission_share)]
+    admission_share: Option<f64>,
     /// Concurrent connections per user (0: no cap).
     #[arg(long, env = "TIDEWIRE_MAX_CONN_PER_USER")]
     max_conn_per_user: Option<u32>,
@@ -254,6 +260,14 @@ fn limits(options: &Options) -> std::io::Result<(RateLimits, ConnectionLimits)> 
     spec.apply(rates, conns).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
+/// `--admission-share`: a number above 0.
+fn admission_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if share > 0.0 && share.is_finite() => Ok(share),
+        _ => Err(format!("{s:?} is not a share above 0 (e.g. 0.125; 1: no limit)")),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let options = Options::parse();
     tracing_subscriber::fmt()
@@ -308,6 +322,9 @@ async fn run(options: Options) -> std::io::Result<()> {
         // would cap the whole site. The proxy caps its clients.
         None if options.trusted_proxies > 0 => builder = builder.max_connections_per_ip(0),
         None => {}
+    }
+    if let Some(share) = options.admission_share {
+        builder = builder.admission_share(share);
     }
     // Engines served beside the hub's, for /metrics.
     let mut other_engines = Vec::new();

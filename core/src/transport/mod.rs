@@ -20,6 +20,7 @@
 //! | `EIO` other than 4 | `400 {"code":5,"message":"Unsupported protocol version"}` |
 //! | polling body over `max_payload` | `413`, and the session is closed |
 
+mod admission;
 mod adopt;
 pub(crate) mod forward;
 pub mod host;
@@ -41,6 +42,7 @@ use hyper::body::Incoming;
 
 use crate::engine::Engine;
 
+pub use admission::DEFAULT_ADMISSION_SHARE;
 pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Route, Server, ServerBuilder};
 #[doc(hidden)]
 pub use ws_echo::websocket_echo;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{Admission, DEFAULT_ADMISSION_SHARE};
 use super::{Body, handle, plain};
 
 /// Connections the kernel may hold before they are accepted (Linux caps
@@ -42,6 +44,7 @@ pub struct ServerBuilder {
     header_read_timeout: Duration,
     max_headers: usize,
     max_connections_per_ip: usize,
+    admission_share: f64,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -52,6 +55,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("max_headers", &self.max_headers)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("admission_share", &self.admission_share)
             .finish()
     }
 }
@@ -64,6 +68,7 @@ impl Default for ServerBuilder {
             header_read_timeout: Duration::from_secs(10),
             max_headers: 100,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            admission_share: DEFAULT_ADMISSION_SHARE,
         }
     }
 }
@@ -121,6 +126,27 @@ impl ServerBuilder {
         self
     }
 
+    /// The most of the runtime's time new connections may take while they
+    /// arrive faster than they are served (default
+    /// [`DEFAULT_ADMISSION_SHARE`], an eighth of the workers' time; 1 or
+    /// more: no limit).
+    ///
+    /// New connections (the accept loop, a connection until a request of
+    /// it has been answered other than with an error, a WebSocket until
+    /// its session is open) wait behind the sessions already open, one
+    /// step at a time, and within this share of the time: a reconnect storm
+    /// or a handshake flood cannot crowd the open sessions out. What waits
+    /// meanwhile waits in the kernel's accept backlog. A larger share lets
+    /// a storm back sooner at the open sessions' expense.
+    ///
+    /// # Panics
+    /// When `share` is not above 0.
+    pub fn admission_share(mut self, share: f64) -> Self {
+        assert!(share > 0.0, "admission_share must be above 0, got {share}");
+        self.admission_share = share;
+        self
+    }
+
     /// Binds `addr` and starts serving.
     ///
     /// # Errors
@@ -156,74 +182,106 @@ impl ServerBuilder {
         // Held by every connection task: shutdown waits for their requests.
         let connections = Arc::new(());
         let open_requests = connections.clone();
+        // The accept loop and each connection's first request run in the
+        // admission lane: a burst of new connections waits behind the
+        // sessions already open (see `admission`).
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let admission = Admission::new(workers, state.admission_share);
+        let lane = admission.clone();
         let task = tokio::spawn(async move {
-            let mut accepted_since_yield = 0u32;
-            loop {
-                // A burst of connections (a reconnect storm) is accepted a
-                // few at a time: the sessions already open get their turn
-                // (their I/O is polled) between the burst's slices.
-                accepted_since_yield += 1;
-                if accepted_since_yield == ACCEPT_SLICE {
-                    accepted_since_yield = 0;
-                    tokio::task::yield_now().await;
-                }
-                let (stream, remote) = tokio::select! {
-                    () = token.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off briefly.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+            lane.run(
+                async move {
+                    let mut accepted_since_yield = 0u32;
+                    loop {
+                        // A burst of connections (a reconnect storm) is accepted a
+                        // few at a time: the sessions already open get their turn
+                        // (their I/O is polled) between the burst's slices.
+                        accepted_since_yield += 1;
+                        if accepted_since_yield == ACCEPT_SLICE {
+                            accepted_since_yield = 0;
+                            tokio::task::yield_now().await;
+                        }
+                        let (stream, remote) = tokio::select! {
+                            () = token.cancelled() => break,
+                            accepted = listener.accept() => match accepted {
+                                Ok(a) => a,
+                                Err(e) => {
+                                    // Out of file descriptors and the like: back off briefly.
+                                    tracing::warn!(error = %e, "accept failed");
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                    continue;
+                                }
+                            },
+                        };
+                        let Ok(slot) = open.acquire_ip(remote.ip(), crate::time::now()) else {
+                            tracing::debug!(%remote, "connection refused: too many open from this address");
+                            drop(stream);
                             continue;
-                        }
-                    },
-                };
-                let Ok(slot) = open.acquire_ip(remote.ip(), crate::time::now()) else {
-                    tracing::debug!(%remote, "connection refused: too many open from this address");
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let token = token.clone();
-                let open = open_requests.clone();
-                tokio::spawn(async move {
-                    let _open = open;
-                    // Behind the sessions already open: `yield_now` waits
-                    // until the runtime has polled for I/O again.
-                    tokio::task::yield_now().await;
-                    // Each request carries the slot too: a WebSocket keeps
-                    // it after hyper hands its connection over.
-                    let slot = Arc::new(slot);
-                    let svc_state = state.clone();
-                    let service = service_fn(move |mut req: Request<Incoming>| {
-                        req.extensions_mut().insert(ConnectionSlot(slot.clone()));
-                        let state = svc_state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(state.dispatch(req, remote).await) }
-                    });
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(state.header_read_timeout)
-                        .max_headers(state.max_headers);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => if let Err(e) = r {
-                            tracing::debug!(error = %e, %remote, "http connection error");
-                        },
-                        () = token.cancelled() => {
-                            // The request in flight is answered first (a
-                            // poll another node owns carries packets that
-                            // node will not send again); idle connections
-                            // close at once. `Server::shutdown` bounds it.
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.as_mut().await;
-                        }
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let state = state.clone();
+                        let token = token.clone();
+                        let open = open_requests.clone();
+                        let admission = admission.clone();
+                        tokio::spawn(async move {
+                            let _open = open;
+                            // In the admission lane until a request of it has been
+                            // answered other than with an error.
+                            let admitted = Arc::new(AtomicBool::new(false));
+                            // Each request carries the slot too: a WebSocket keeps
+                            // it after hyper hands its connection over (and opens
+                            // its session in the same lane).
+                            let slot = ConnectionSlot { _permit: Arc::new(slot), admission: admission.clone() };
+                            let svc_state = state.clone();
+                            let answered = admitted.clone();
+                            let service = service_fn(move |mut req: Request<Incoming>| {
+                                req.extensions_mut().insert(slot.clone());
+                                let state = svc_state.clone();
+                                let answered = answered.clone();
+                                async move {
+                                    let res = state.dispatch(req, remote).await;
+                                    // A refusal (a storm's `503`s) stays in the lane
+                                    // until its client goes.
+                                    let status = res.status();
+                                    if !status.is_client_error() && !status.is_server_error() {
+                                        answered.store(true, Ordering::Release);
+                                    }
+                                    Ok::<_, std::convert::Infallible>(res)
+                                }
+                            });
+                            let mut builder = hyper::server::conn::http1::Builder::new();
+                            builder
+                                .timer(TokioTimer::new())
+                                .header_read_timeout(state.header_read_timeout)
+                                .max_headers(state.max_headers);
+                            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                            admission
+                                .run(
+                                    async move {
+                                        tokio::pin!(conn);
+                                        tokio::select! {
+                                            r = conn.as_mut() => if let Err(e) = r {
+                                                tracing::debug!(error = %e, %remote, "http connection error");
+                                            },
+                                            () = token.cancelled() => {
+                                                // The request in flight is answered first (a
+                                                // poll another node owns carries packets that
+                                                // node will not send again); idle connections
+                                                // close at once. `Server::shutdown` bounds it.
+                                                conn.as_mut().graceful_shutdown();
+                                                let _ = conn.as_mut().await;
+                                            }
+                                        }
+                                    },
+                                    Some(&admitted),
+                                )
+                                .await;
+                        });
                     }
-                });
-            }
+                },
+                None,
+            )
+            .await
         });
         Server { local_addr, shutdown, task: Some(task), engines, connections }
     }
@@ -243,9 +301,13 @@ impl ServerBuilder {
 }
 
 /// The slot of the connection a request came on, in its extensions: a
-/// WebSocket keeps it for as long as it is open.
+/// WebSocket keeps it for as long as it is open. With it, the listener's
+/// admission lane, where a new WebSocket opens its session.
 #[derive(Clone)]
-pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, not read")] Arc<crate::limits::IpPermit>);
+pub(crate) struct ConnectionSlot {
+    _permit: Arc<crate::limits::IpPermit>,
+    pub(crate) admission: Admission,
+}
 
 /// A running listener. Dropping it does not stop it; call
 /// [`shutdown`](Server::shutdown).

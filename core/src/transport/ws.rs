@@ -64,7 +64,11 @@ pub(super) enum Job {
 /// Waits for hyper to hand the connection over, then runs `job` on it, on
 /// a task of its own.
 pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<ConnectionSlot>) {
-    tokio::spawn(async move {
+    // Opened in the listener's admission lane, when it has one: the
+    // session's own task (`run`) is spawned outside it.
+    // (The conformance echo runs as it is.)
+    let admission = slot.as_ref().filter(|_| matches!(job, Job::Engine(..))).map(|s| s.admission.clone());
+    let opening = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -78,7 +82,11 @@ pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<Conne
             Ok(parts) => job.run(LeanIo::new(parts.io.into_inner(), &parts.read_buf), slot).await,
             Err(upgraded) => job.run(LeanIo::new(TokioIo::new(upgraded), &[]), slot).await,
         }
-    });
+    };
+    match admission {
+        Some(lane) => tokio::spawn(async move { lane.run(opening, None).await }),
+        None => tokio::spawn(opening),
+    };
 }
 
 impl Job {
@@ -164,7 +172,9 @@ pub(super) async fn serve<S: Io>(
         }
         Target::Relay(relay) => {
             let (forward, owner, sid) = *relay;
-            super::relay::run(&engine, forward, owner, sid, ws).await;
+            // A task of its own, out of the admission lane: it carries the
+            // session for as long as it lasts.
+            tokio::spawn(async move { super::relay::run(&engine, forward, owner, sid, ws).await });
         }
         Target::Upgrade(session) => {
             if probe(&engine, &session, &mut ws, watch.as_deref()).await {

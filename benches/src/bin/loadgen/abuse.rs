@@ -184,6 +184,17 @@ struct Phase {
     connections_refused: f64,
     slow_consumer_disconnects: f64,
     load_avg_1m: f64,
+    /// The healthy acks of each second of the phase: where in it the slow
+    /// ones fall (a burst at the attack's start, a beat, all along).
+    seconds: Vec<Second>,
+}
+
+/// The healthy acks of one second of a phase.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Second {
+    acks: u64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -653,15 +664,20 @@ async fn measure(
     opts: &AbuseOpts,
     length: Duration,
     pid: u32,
-) -> Result<(u64, f64, f64, u64, usize), String> {
+) -> Result<(u64, f64, f64, u64, usize, Vec<Second>), String> {
     {
         let mut t = load.tally.borrow_mut();
         t.total = crate::stats::Latency::default();
+        t.window = crate::stats::Latency::default();
         t.measuring = true;
     }
     let peaks = Rc::new(RefCell::new((0u64, 0usize)));
+    let seconds = Rc::new(RefCell::new(Vec::new()));
     let p = peaks.clone();
-    let mut every = move |_: &Load| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    let secs = seconds.clone();
+    let mut every = move |load: &Load| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let w = std::mem::take(&mut load.tally.borrow_mut().window).summary();
+        secs.borrow_mut().push(Second { acks: w.count, p99_ms: w.p99_ms, max_ms: w.max_ms });
         let rss = Sample::take(Some(pid)).map_or(0, |s| s.rss / 1024);
         let fds = procfs::open_fds(pid).unwrap_or(0);
         let mut peak = p.borrow_mut();
@@ -673,7 +689,8 @@ async fn measure(
     t.measuring = false;
     let s = t.total.summary();
     let (rss, fds) = *peaks.borrow();
-    Ok((s.count, s.p50_ms, s.p99_ms, rss, fds))
+    let seconds = seconds.take();
+    Ok((s.count, s.p50_ms, s.p99_ms, rss, fds, seconds))
 }
 
 pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
@@ -764,7 +781,7 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
             let _ = a.child.kill().await;
         }
         let settled = load.settle(Duration::from_secs(30)).await;
-        let (acks, p50, p99, rss, fds) = match measured {
+        let (acks, p50, p99, rss, fds, seconds) = match measured {
             Ok(m) => m,
             Err(e) => {
                 report.failures.push(format!("{name}: {e}"));
@@ -791,7 +808,12 @@ pub(crate) async fn run(opts: &AbuseOpts) -> Result<bool, client::Error> {
             connections_refused: after[1] - before[1],
             slow_consumer_disconnects: after[2] - before[2],
             load_avg_1m: soak::load_avg(),
+            seconds,
         };
+        eprintln!(
+            "abuse: {name}: healthy p99/max of each second, ms: {}",
+            phase.seconds.iter().map(|s| format!("{:.1}/{:.0}", s.p99_ms, s.max_ms)).collect::<Vec<_>>().join(" ")
+        );
         eprintln!(
             "abuse: {name}: healthy p99 {p99:.2} ms ({:.2}x), RSS peak {rss} KiB, after {rss_after_kib} KiB, fds peak {fds}; {:?}",
             phase.p99_ratio, phase.attack
