@@ -111,8 +111,9 @@ struct Options {
     max_tcp_per_ip: Option<usize>,
     /// The most of the server's time new connections may take while they
     /// arrive faster than they are served, e.g. during a reconnect storm
-    /// (default 0.125, an eighth of the workers' time; 1: no limit). They
-    /// wait behind the open sessions in any case.
+    /// (default 1: no limit; 0.125, an eighth of the workers' time, keeps
+    /// a storm from crowding the open sessions off the cores). They wait
+    /// behind the open sessions in any case.
     #[arg(long, env = "TIDEWIRE_ADMISSION_SHARE", value_parser = admission_share)]
     admission_share: Option<f64>,
     /// Concurrent connections per user (0: no cap).

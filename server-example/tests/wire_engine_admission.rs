@@ -142,3 +142,83 @@ async fn handshakes_in_total_are_rate_limited_from_every_address() {
     })
     .await;
 }
+
+/// New connections run in the listener's admission lane (one step at a
+/// time, within a share of the time): a burst of them must all be served
+/// or refused, none left hanging, while an open session goes on answering,
+/// and the refused ones' connections must be let go once their clients
+/// go. (How long the open session waits is measured by `loadgen abuse`,
+/// not here.)
+#[tokio::test]
+async fn a_burst_of_new_connections_is_served_in_full_while_open_sessions_answer() {
+    use tokio::task::JoinSet;
+    run_for(std::time::Duration::from_secs(60), async {
+        let mut server = Server::start_with(&[
+            "--handshakes-total",
+            "100/s:100",
+            "--handshakes-per-ip",
+            "off",
+            // A small share: the lane is slow.
+            "--admission-share",
+            "0.05",
+        ]);
+        let port = server.port;
+        let (mut open, _) = SioWs::connected(port).await;
+        let mut burst = JoinSet::new();
+        for i in 0..200u32 {
+            burst.spawn(async move {
+                if i % 2 == 0 {
+                    match WsClient::try_connect(port, SIO_WS).await {
+                        Ok(mut ws) => {
+                            parse_open(&ws.recv_text().await, &[]);
+                            ws.send_text(&connect_packet("/", None)).await;
+                            let reply = ws.recv_text().await;
+                            assert!(reply.starts_with("40{"), "CONNECT answered: {reply}");
+                            200
+                        }
+                        Err(tokio_tungstenite::tungstenite::Error::Http(refused)) => refused.status().as_u16(),
+                        Err(e) => panic!("a new WebSocket neither served nor refused: {e}"),
+                    }
+                } else {
+                    handshake(port, SIO_POLL).await.status
+                }
+            });
+        }
+        // The open session answers while the burst is on.
+        let mut round_trips = 0u64;
+        while !burst.is_empty() {
+            round_trips += 1;
+            let answer = open.call(round_trips, "echo", serde_json::json!(round_trips)).await;
+            assert_eq!(answer, serde_json::json!([round_trips]));
+            while let Some(done) = burst.try_join_next() {
+                let status = done.unwrap();
+                assert!(status == 200 || status == 503, "every new connection served or refused: {status}");
+            }
+        }
+        assert!(round_trips > 1, "the open session answered during the burst");
+        let metrics = http_get(port, "/metrics").await.text();
+        assert!(metric(&metrics, "tidewire_handshakes_refused_total") >= 1, "the total rate refused some: {metrics}");
+        // The refused connections' clients are gone: so are their
+        // connections (back to the open session's and this request's).
+        let mut fds = 0;
+        for _ in 0..50 {
+            fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid())).unwrap().count();
+            if fds < 40 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(fds < 40, "connections left open: {fds} descriptors");
+        server.assert_running();
+    })
+    .await;
+}
+
+#[test]
+fn the_admission_share_must_be_a_number_above_zero() {
+    for bad in ["0", "-1", "abc", "NaN"] {
+        let (ok, stderr) =
+            run_to_exit(chat_command(&["--admission-share", bad], &[]), std::time::Duration::from_secs(20));
+        assert!(!ok && stderr.contains("is not a share above 0"), "{bad}: {stderr}");
+    }
+}

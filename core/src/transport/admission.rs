@@ -16,12 +16,15 @@
 //!   each only once the runtime has polled for I/O again (`yield_now`): the
 //!   sessions whose I/O became ready meanwhile go first. An open session
 //!   waits for at most one admission step instead of the whole burst.
-//! - **A share of the time.** While admission is busy it takes at most
-//!   [`DEFAULT_ADMISSION_SHARE`] of the runtime's workers' time
-//!   ([`ServerBuilder::admission_share`](super::ServerBuilder::admission_share)):
-//!   a storm cannot crowd the open sessions off the cores either. What waits
+//! - **A share of the time, when asked for.** With
+//!   [`ServerBuilder::admission_share`](super::ServerBuilder::admission_share)
+//!   below 1, admission takes at most that share of the workers' time while
+//!   busy: a storm cannot crowd the open sessions off the cores either
+//!   (on a machine where other processes want them too). What waits
 //!   meanwhile waits in the kernel's accept backlog, at no cost, and a
-//!   storm's clients come back at the pace admission keeps.
+//!   storm's clients come back at the pace admission keeps. Off by
+//!   default: it caps how fast a listener takes connections even when
+//!   nothing else wants the time.
 //!
 //! Nothing is held while a connection waits for its client: a slow client
 //! costs the lane nothing between its bytes.
@@ -36,9 +39,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::PollSemaphore;
 
-/// The default of [`ServerBuilder::admission_share`](super::ServerBuilder::admission_share):
-/// an eighth of the runtime's workers' time (a quarter of a core on two).
-pub const DEFAULT_ADMISSION_SHARE: f64 = 0.125;
+/// The share of [`ServerBuilder::admission_share`](super::ServerBuilder::admission_share)
+/// the abuse campaign's server sets (`--admission-share`): an eighth of the
+/// workers' time, a quarter of a core on two.
+pub const RECOMMENDED_ADMISSION_SHARE: f64 = 0.125;
 
 /// Workers per admission lane (at least one lane).
 const WORKERS_PER_LANE: usize = 4;
@@ -266,10 +270,10 @@ mod tests {
 
     #[test]
     fn lanes_and_rate_grow_with_the_workers() {
-        let one = Admission::new(2, DEFAULT_ADMISSION_SHARE);
+        let one = Admission::new(2, RECOMMENDED_ADMISSION_SHARE);
         assert_eq!(one.lanes.available_permits(), 1);
         assert!((one.pace.as_ref().unwrap().lock().unwrap().rate - 0.25).abs() < 1e-9);
-        let many = Admission::new(16, DEFAULT_ADMISSION_SHARE);
+        let many = Admission::new(16, RECOMMENDED_ADMISSION_SHARE);
         assert_eq!(many.lanes.available_permits(), 4);
         assert!((many.pace.as_ref().unwrap().lock().unwrap().rate - 2.0).abs() < 1e-9);
         assert!(Admission::new(2, 1.0).pace.is_none(), "a share of 1: no pacing");

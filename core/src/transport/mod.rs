@@ -42,7 +42,7 @@ use hyper::body::Incoming;
 
 use crate::engine::Engine;
 
-pub use admission::DEFAULT_ADMISSION_SHARE;
+pub use admission::RECOMMENDED_ADMISSION_SHARE;
 pub use server::{DEFAULT_MAX_CONNECTIONS_PER_IP, Route, Server, ServerBuilder};
 #[doc(hidden)]
 pub use ws_echo::websocket_echo;

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::admission::{Admission, DEFAULT_ADMISSION_SHARE};
+use super::admission::Admission;
 use super::{Body, handle, plain};
 
 /// Connections the kernel may hold before they are accepted (Linux caps
@@ -68,7 +68,7 @@ impl Default for ServerBuilder {
             header_read_timeout: Duration::from_secs(10),
             max_headers: 100,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            admission_share: DEFAULT_ADMISSION_SHARE,
+            admission_share: 1.0,
         }
     }
 }
@@ -126,18 +126,20 @@ impl ServerBuilder {
         self
     }
 
-    /// The most of the runtime's time new connections may take while they
-    /// arrive faster than they are served (default
-    /// [`DEFAULT_ADMISSION_SHARE`], an eighth of the workers' time; 1 or
-    /// more: no limit).
+    /// The most of the runtime's workers' time new connections may take
+    /// while they arrive faster than they are served (default 1: no limit;
+    /// [`RECOMMENDED_ADMISSION_SHARE`](super::RECOMMENDED_ADMISSION_SHARE),
+    /// an eighth, is what the abuse campaign's server sets).
     ///
     /// New connections (the accept loop, a connection until a request of
     /// it has been answered other than with an error, a WebSocket until
-    /// its session is open) wait behind the sessions already open, one
-    /// step at a time, and within this share of the time: a reconnect storm
-    /// or a handshake flood cannot crowd the open sessions out. What waits
-    /// meanwhile waits in the kernel's accept backlog. A larger share lets
-    /// a storm back sooner at the open sessions' expense.
+    /// its session is open) always wait behind the sessions already open,
+    /// one step at a time. Below 1, they also take no more than this share
+    /// of the time while busy: a reconnect storm or a handshake flood then
+    /// cannot crowd the open sessions off the cores either, when other
+    /// processes want them too; what waits meanwhile waits in the kernel's
+    /// accept backlog. The price: the listener takes new connections no
+    /// faster than the share allows, even when nothing else wants the time.
     ///
     /// # Panics
     /// When `share` is not above 0.

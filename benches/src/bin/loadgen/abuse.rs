@@ -135,6 +135,8 @@ const SERVER_FLAGS: &[&str] = &[
     "20/s:40",
     "--handshakes-total",
     "1000/s:1000",
+    "--admission-share",
+    "0.125",
     "--connect-timeout-ms",
     "5000",
     "--ping-interval-ms",
