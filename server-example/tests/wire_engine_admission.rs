@@ -155,7 +155,7 @@ async fn a_burst_of_new_connections_is_served_in_full_while_open_sessions_answer
     run_for(std::time::Duration::from_secs(60), async {
         let mut server = Server::start_with(&[
             "--handshakes-total",
-            "100/s:100",
+            "20/s:20",
             "--handshakes-per-ip",
             "off",
             // A small share: the lane is slow.
@@ -189,7 +189,7 @@ async fn a_burst_of_new_connections_is_served_in_full_while_open_sessions_answer
         while !burst.is_empty() {
             round_trips += 1;
             let answer = open.call(round_trips, "echo", serde_json::json!(round_trips)).await;
-            assert_eq!(answer, serde_json::json!([round_trips]));
+            assert_eq!(answer, serde_json::json!(round_trips));
             while let Some(done) = burst.try_join_next() {
                 let status = done.unwrap();
                 assert!(status == 200 || status == 503, "every new connection served or refused: {status}");
@@ -217,8 +217,8 @@ async fn a_burst_of_new_connections_is_served_in_full_while_open_sessions_answer
 #[test]
 fn the_admission_share_must_be_a_number_above_zero() {
     for bad in ["0", "-1", "abc", "NaN"] {
-        let (ok, stderr) =
-            run_to_exit(chat_command(&["--admission-share", bad], &[]), std::time::Duration::from_secs(20));
+        let flag = format!("--admission-share={bad}");
+        let (ok, stderr) = run_to_exit(chat_command(&[&flag], &[]), std::time::Duration::from_secs(20));
         assert!(!ok && stderr.contains("is not a share above 0"), "{bad}: {stderr}");
     }
 }

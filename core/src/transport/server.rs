@@ -10,7 +10,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, ToSocketAddrs};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -174,117 +174,20 @@ impl ServerBuilder {
         let local_addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let shutdown = CancellationToken::new();
         let engines = self.mounts.iter().map(|(_, e)| e.clone()).collect();
-        let state = Arc::new(self);
-        let token = shutdown.clone();
-        // The same counter as the hub's per-address caps, here for TCP
-        // connections (no cap: one that admits everything).
-        let cap = u32::try_from(state.max_connections_per_ip).unwrap_or(u32::MAX);
-        let limits = crate::limits::ConnectionLimits::none().per_ip((cap > 0).then_some(cap));
-        let open = crate::limits::ConnectionCounter::new(limits, crate::time::now());
+        // The accept loop and each new connection run in the admission
+        // lane: a burst of new connections waits behind the sessions
+        // already open (see `admission`).
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let admission = Admission::new(workers, self.admission_share);
         // Held by every connection task: shutdown waits for their requests.
         let connections = Arc::new(());
-        let open_requests = connections.clone();
-        // The accept loop and each connection's first request run in the
-        // admission lane: a burst of new connections waits behind the
-        // sessions already open (see `admission`).
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        let admission = Admission::new(workers, state.admission_share);
-        let lane = admission.clone();
-        let task = tokio::spawn(async move {
-            lane.run(
-                async move {
-                    let mut accepted_since_yield = 0u32;
-                    loop {
-                        // A burst of connections (a reconnect storm) is accepted a
-                        // few at a time: the sessions already open get their turn
-                        // (their I/O is polled) between the burst's slices.
-                        accepted_since_yield += 1;
-                        if accepted_since_yield == ACCEPT_SLICE {
-                            accepted_since_yield = 0;
-                            tokio::task::yield_now().await;
-                        }
-                        let (stream, remote) = tokio::select! {
-                            () = token.cancelled() => break,
-                            accepted = listener.accept() => match accepted {
-                                Ok(a) => a,
-                                Err(e) => {
-                                    // Out of file descriptors and the like: back off briefly.
-                                    tracing::warn!(error = %e, "accept failed");
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                    continue;
-                                }
-                            },
-                        };
-                        let Ok(slot) = open.acquire_ip(remote.ip(), crate::time::now()) else {
-                            tracing::debug!(%remote, "connection refused: too many open from this address");
-                            drop(stream);
-                            continue;
-                        };
-                        let _ = stream.set_nodelay(true);
-                        let state = state.clone();
-                        let token = token.clone();
-                        let open = open_requests.clone();
-                        let admission = admission.clone();
-                        tokio::spawn(async move {
-                            let _open = open;
-                            // In the admission lane until a request of it has been
-                            // answered other than with an error.
-                            let admitted = Arc::new(AtomicBool::new(false));
-                            // Each request carries the slot too: a WebSocket keeps
-                            // it after hyper hands its connection over (and opens
-                            // its session in the same lane).
-                            let slot = ConnectionSlot { _permit: Arc::new(slot), admission: admission.clone() };
-                            let svc_state = state.clone();
-                            let answered = admitted.clone();
-                            let service = service_fn(move |mut req: Request<Incoming>| {
-                                req.extensions_mut().insert(slot.clone());
-                                let state = svc_state.clone();
-                                let answered = answered.clone();
-                                async move {
-                                    let res = state.dispatch(req, remote).await;
-                                    // A refusal (a storm's `503`s) stays in the lane
-                                    // until its client goes.
-                                    let status = res.status();
-                                    if !status.is_client_error() && !status.is_server_error() {
-                                        answered.store(true, Ordering::Release);
-                                    }
-                                    Ok::<_, std::convert::Infallible>(res)
-                                }
-                            });
-                            let mut builder = hyper::server::conn::http1::Builder::new();
-                            builder
-                                .timer(TokioTimer::new())
-                                .header_read_timeout(state.header_read_timeout)
-                                .max_headers(state.max_headers);
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                            admission
-                                .run(
-                                    async move {
-                                        tokio::pin!(conn);
-                                        tokio::select! {
-                                            r = conn.as_mut() => if let Err(e) = r {
-                                                tracing::debug!(error = %e, %remote, "http connection error");
-                                            },
-                                            () = token.cancelled() => {
-                                                // The request in flight is answered first (a
-                                                // poll another node owns carries packets that
-                                                // node will not send again); idle connections
-                                                // close at once. `Server::shutdown` bounds it.
-                                                conn.as_mut().graceful_shutdown();
-                                                let _ = conn.as_mut().await;
-                                            }
-                                        }
-                                    },
-                                    Some(&admitted),
-                                )
-                                .await;
-                        });
-                    }
-                },
-                None,
-            )
-            .await
-        });
+        let listening = Listening {
+            state: Arc::new(self),
+            token: shutdown.clone(),
+            admission: admission.clone(),
+            connections: connections.clone(),
+        };
+        let task = tokio::spawn(async move { admission.run(listening.accept_loop(listener), None).await });
         Server { local_addr, shutdown, task: Some(task), engines, connections }
     }
 
@@ -299,6 +202,101 @@ impl ServerBuilder {
             }
         }
         plain(StatusCode::NOT_FOUND, Bytes::from_static(b"Not Found"), "text/plain")
+    }
+}
+
+/// What the accept loop shares with each connection's task.
+#[derive(Clone)]
+struct Listening {
+    state: Arc<ServerBuilder>,
+    token: CancellationToken,
+    admission: Admission,
+    /// One reference per connection task: shutdown waits for them.
+    connections: Arc<()>,
+}
+
+impl Listening {
+    async fn accept_loop(self, listener: TcpListener) {
+        // The same counter as the hub's per-address caps, here for TCP
+        // connections (no cap: one that admits everything).
+        let cap = u32::try_from(self.state.max_connections_per_ip).unwrap_or(u32::MAX);
+        let limits = crate::limits::ConnectionLimits::none().per_ip((cap > 0).then_some(cap));
+        let open = crate::limits::ConnectionCounter::new(limits, crate::time::now());
+        let mut accepted_since_yield = 0u32;
+        loop {
+            // A burst of connections (a reconnect storm) is accepted a
+            // few at a time: the sessions already open get their turn
+            // (their I/O is polled) between the burst's slices.
+            accepted_since_yield += 1;
+            if accepted_since_yield == ACCEPT_SLICE {
+                accepted_since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+            let (stream, remote) = tokio::select! {
+                () = self.token.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = open.acquire_ip(remote.ip(), crate::time::now()) else {
+                tracing::debug!(%remote, "connection refused: too many open from this address");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(self.clone().connection(stream, remote, slot));
+        }
+    }
+
+    /// Serves one connection: in the admission lane until a request of it
+    /// has been answered other than with an error (a refusal, such as a
+    /// storm's `503`s, stays in the lane until its client goes).
+    async fn connection(self, stream: TcpStream, remote: SocketAddr, slot: crate::limits::IpPermit) {
+        let Listening { state, token, admission, connections: _open } = self;
+        let admitted = Arc::new(AtomicBool::new(false));
+        // Each request carries the slot too: a WebSocket keeps it after
+        // hyper hands its connection over (and opens its session in the
+        // same lane).
+        let slot = ConnectionSlot { _permit: Arc::new(slot), admission: admission.clone() };
+        let svc_state = state.clone();
+        let answered = admitted.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(slot.clone());
+            let (state, answered) = (svc_state.clone(), answered.clone());
+            async move {
+                let res = state.dispatch(req, remote).await;
+                if !res.status().is_client_error() && !res.status().is_server_error() {
+                    answered.store(true, Ordering::Release);
+                }
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(state.header_read_timeout).max_headers(state.max_headers);
+        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let served = async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(error = %e, %remote, "http connection error");
+                },
+                () = token.cancelled() => {
+                    // The request in flight is answered first (a poll
+                    // another node owns carries packets that node will not
+                    // send again); idle connections close at once.
+                    // `Server::shutdown` bounds it.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+        };
+        admission.run(served, Some(&admitted)).await;
     }
 }
 
