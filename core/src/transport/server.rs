@@ -132,8 +132,8 @@ impl ServerBuilder {
     /// an eighth, is what the abuse campaign's server sets).
     ///
     /// New connections (the accept loop, a connection until a request of
-    /// it has been answered other than with an error, a WebSocket until
-    /// its session is open) always wait behind the sessions already open,
+    /// it has been answered other than with an error: a WebSocket's
+    /// handshake, not its session) always wait behind the sessions already open,
     /// one step at a time. Below 1, they also take no more than this share
     /// of the time while busy: a reconnect storm or a handshake flood then
     /// cannot crowd the open sessions off the cores either, when other
@@ -261,9 +261,8 @@ impl Listening {
         let Listening { state, token, admission, connections: _open } = self;
         let admitted = Arc::new(AtomicBool::new(false));
         // Each request carries the slot too: a WebSocket keeps it after
-        // hyper hands its connection over (and opens its session in the
-        // same lane).
-        let slot = ConnectionSlot { _permit: Arc::new(slot), admission: admission.clone() };
+        // hyper hands its connection over.
+        let slot = ConnectionSlot(Arc::new(slot));
         let svc_state = state.clone();
         let answered = admitted.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
@@ -301,13 +300,9 @@ impl Listening {
 }
 
 /// The slot of the connection a request came on, in its extensions: a
-/// WebSocket keeps it for as long as it is open. With it, the listener's
-/// admission lane, where a new WebSocket opens its session.
+/// WebSocket keeps it for as long as it is open.
 #[derive(Clone)]
-pub(crate) struct ConnectionSlot {
-    _permit: Arc<crate::limits::IpPermit>,
-    pub(crate) admission: Admission,
-}
+pub(crate) struct ConnectionSlot(#[allow(dead_code, reason = "held, not read")] Arc<crate::limits::IpPermit>);
 
 /// A running listener. Dropping it does not stop it; call
 /// [`shutdown`](Server::shutdown).

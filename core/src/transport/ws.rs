@@ -64,11 +64,7 @@ pub(super) enum Job {
 /// Waits for hyper to hand the connection over, then runs `job` on it, on
 /// a task of its own.
 pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<ConnectionSlot>) {
-    // Opened in the listener's admission lane, when it has one: the
-    // session's own task (`run`) is spawned outside it.
-    // (The conformance echo runs as it is.)
-    let admission = slot.as_ref().filter(|_| matches!(job, Job::Engine(..))).map(|s| s.admission.clone());
-    let opening = async move {
+    tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -82,11 +78,7 @@ pub(super) fn spawn_upgraded(on_upgrade: OnUpgrade, job: Job, slot: Option<Conne
             Ok(parts) => job.run(LeanIo::new(parts.io.into_inner(), &parts.read_buf), slot).await,
             Err(upgraded) => job.run(LeanIo::new(TokioIo::new(upgraded), &[]), slot).await,
         }
-    };
-    match admission {
-        Some(lane) => tokio::spawn(async move { lane.run(opening, None).await }),
-        None => tokio::spawn(opening),
-    };
+    });
 }
 
 impl Job {
@@ -172,9 +164,7 @@ pub(super) async fn serve<S: Io>(
         }
         Target::Relay(relay) => {
             let (forward, owner, sid) = *relay;
-            // A task of its own, out of the admission lane: it carries the
-            // session for as long as it lasts.
-            tokio::spawn(async move { super::relay::run(&engine, forward, owner, sid, ws).await });
+            super::relay::run(&engine, forward, owner, sid, ws).await;
         }
         Target::Upgrade(session) => {
             if probe(&engine, &session, &mut ws, watch.as_deref()).await {
